@@ -1,0 +1,790 @@
+//! The configuration file: serde structs, their defaults, and `load` = read → parse → validate.
+//!
+//! Every struct denies unknown keys, so a typo is an error and never a silently ignored
+//! setting. Values that TOML alone cannot check (record data, alias targets, duplicate names)
+//! are validated after parsing, and every error names the file, the line, the key and what is
+//! allowed. `config/hubdns.toml` is the commented reference for every key here; a unit test
+//! parses every file in `config/` so the reference cannot drift from the code.
+
+use std::{
+    collections::HashSet,
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use hickory_proto::rr::{
+    Name, RData, RecordType,
+    rdata::{TXT, caa::CAA},
+};
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::name_key::name_key;
+
+/// The whole configuration of one hubdns process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where and to whom hubdns answers.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// How owned names are answered: TTLs and the SOA used for negative answers.
+    #[serde(default)]
+    pub answers: AnswerConfig,
+    /// Where names hubdns does not own are sent, and how their answers are cached.
+    #[serde(default)]
+    pub forward: ForwardConfig,
+    /// Names that answer with another name's (or a fixed list of) addresses, flattened to A/AAAA.
+    #[serde(default)]
+    pub aliases: Vec<Spanned<AliasConfig>>,
+    /// Static records served as they are written.
+    #[serde(default)]
+    pub records: Vec<Spanned<RecordConfig>>,
+    /// The file this configuration came from, for provenance and messages (`<demo>` for the
+    /// built-in demo).
+    #[serde(skip)]
+    pub origin: String,
+    /// Byte offset of the start of each line of the source text, to turn spans into line numbers.
+    #[serde(skip)]
+    line_starts: Vec<usize>,
+}
+
+/// Listeners, client access, and the resource bounds of the DNS front end.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Addresses to serve DNS on, over both UDP and TCP. Port 0 picks a free port (tests).
+    #[serde(default = "default_listen")]
+    pub listen: Vec<SocketAddr>,
+    /// Client networks allowed to query; everyone else gets REFUSED. hubdns is never an open
+    /// resolver, so the default is loopback and private ranges only.
+    #[serde(default = "default_allow")]
+    pub allow: Vec<IpNet>,
+    /// UDP sockets bound per listen address with SO_REUSEPORT, so the kernel spreads queries
+    /// across cores. 0 means one per CPU.
+    #[serde(default)]
+    pub udp_sockets_per_address: usize,
+    /// Largest UDP response hubdns sends to EDNS clients (RFC 9715 / DNS flag day 2020: 1232
+    /// avoids IP fragmentation). Larger answers are truncated (TC=1) and the client retries
+    /// over TCP.
+    #[serde(default = "default_max_udp_payload")]
+    pub max_udp_payload: u16,
+    /// Most TCP connections open at once; connections beyond it are closed at accept.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: usize,
+    /// A TCP connection that sends no complete query for this long is closed.
+    #[serde(default = "default_tcp_idle_timeout_secs")]
+    pub tcp_idle_timeout_secs: u64,
+}
+
+/// How owned names are answered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerConfig {
+    /// TTL of owned records that do not set their own. 60 s, like AWS's endpoint names, so a
+    /// replaced endpoint ENI is picked up by clients within a minute.
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    /// TTL of negative answers (NXDOMAIN / NODATA) for owned names: the SOA's TTL and MINIMUM.
+    #[serde(default = "default_ttl")]
+    pub negative_ttl: u32,
+    /// MNAME of the SOA that hubdns puts in negative answers for the names it owns.
+    #[serde(default = "default_soa_mname")]
+    pub soa_mname: DomainName,
+    /// RNAME (the responsible mailbox, `@` written as `.`) of that SOA.
+    #[serde(default = "default_soa_rname")]
+    pub soa_rname: DomainName,
+}
+
+/// Forwarding of names hubdns does not own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// Upstreams for names no rule matches: `"system"` (the nameservers in /etc/resolv.conf —
+    /// in a VPC, the Route 53 Resolver) or `"ip"` / `"ip:port"` / `"[ipv6]:port"`.
+    #[serde(default = "default_upstreams")]
+    pub upstreams: Vec<Upstream>,
+    /// Per-domain upstreams; the rule with the longest matching domain wins.
+    #[serde(default)]
+    pub rules: Vec<Spanned<ForwardRule>>,
+    /// Cached responses per upstream group (positive and negative, TTL-honouring).
+    #[serde(default = "default_cache_size")]
+    pub cache_size: u64,
+    /// How long to wait for one upstream attempt.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts per upstream query before giving up.
+    #[serde(default = "default_attempts")]
+    pub attempts: usize,
+    /// Hard limit on a forwarded query, whatever the upstreams do: past it the client gets
+    /// SERVFAIL, well before a typical stub resolver (5 s) gives up on us.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Most forwarded queries in flight at once; beyond it new ones get SERVFAIL at once, so
+    /// an upstream outage cannot pile up unbounded work.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+/// One per-domain forwarding rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardRule {
+    /// The domain this rule covers, itself and every name below it.
+    pub domain: DomainName,
+    /// Where its queries go, in the same forms as `forward.upstreams`.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// An alias: a name answering with the A/AAAA records of another owned name, or fixed addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasConfig {
+    /// The name clients ask for.
+    pub name: DomainName,
+    /// Another owned name (an endpoint name, a record, another alias) whose addresses it returns.
+    #[serde(default)]
+    pub target: Option<DomainName>,
+    /// Fixed addresses to return instead of a target.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+    /// TTL; default: `answers.ttl`.
+    #[serde(default)]
+    pub ttl: Option<u32>,
+}
+
+/// A static record set: one name, one type, one or more values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordConfig {
+    /// Owner name; `*.example.com` is a wildcard for every name below `example.com`.
+    pub name: DomainName,
+    /// Record type: A, AAAA, CNAME, TXT, SRV, MX, PTR or CAA.
+    #[serde(rename = "type")]
+    pub rtype: StaticType,
+    /// Values in zone-file presentation format (`"10 mail.example.com."` for MX); for TXT,
+    /// each value is the text of one record, split into 255-byte strings as needed.
+    pub values: Vec<String>,
+    /// TTL; default: `answers.ttl`.
+    #[serde(default)]
+    pub ttl: Option<u32>,
+}
+
+/// A fully-qualified DNS name from the config; `*` is allowed only as the first label.
+#[derive(Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DomainName(Name);
+
+/// Where forwarded queries go.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Upstream {
+    /// The nameservers listed in /etc/resolv.conf.
+    System,
+    /// One server; port 53 unless given.
+    Addr(SocketAddr),
+}
+
+/// The record types a `[[records]]` entry may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct StaticType(pub RecordType);
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (toml's message names line, column and key).
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file.
+        origin: String,
+        /// toml's message.
+        message: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("{origin}:{line}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        origin: String,
+        /// 1-based line of the entry.
+        line: usize,
+        /// Which key, as a path (`records[2].values[0]`).
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates `text`; `origin` names it in messages and provenance.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.origin = origin.to_owned();
+        config.line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The 1-based line on which a spanned entry starts.
+    pub fn line_of<T>(&self, entry: &Spanned<T>) -> usize {
+        self.line_starts
+            .partition_point(|&start| start <= entry.span().start)
+            .max(1)
+    }
+
+    /// UDP sockets per listen address, with 0 resolved to the number of CPUs.
+    pub fn udp_sockets_per_address(&self) -> usize {
+        match self.server.udp_sockets_per_address {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+
+    fn invalid<T>(&self, entry: &Spanned<T>, key: String, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.clone(),
+            line: self.line_of(entry),
+            key,
+            message: message.into(),
+        }
+    }
+
+    /// Checks what the schema cannot: ranges, record data, and names used twice.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let top = |key: &str, message: String| ConfigError::Invalid {
+            origin: self.origin.clone(),
+            line: 1,
+            key: key.to_owned(),
+            message,
+        };
+        let server = &self.server;
+        if server.listen.is_empty() {
+            return Err(top("server.listen", "at least one address is needed".into()));
+        }
+        if !(512..=4096).contains(&server.max_udp_payload) {
+            return Err(top(
+                "server.max_udp_payload",
+                format!("{} is out of range: allowed 512 to 4096", server.max_udp_payload),
+            ));
+        }
+        if server.tcp_max_connections == 0 || server.tcp_idle_timeout_secs == 0 {
+            return Err(top(
+                "server.tcp_max_connections / tcp_idle_timeout_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        let forward = &self.forward;
+        if forward.upstreams.is_empty() {
+            return Err(top(
+                "forward.upstreams",
+                "at least one upstream is needed: \"system\" or an ip[:port]".into(),
+            ));
+        }
+        if forward.timeout_ms == 0 || forward.deadline_ms == 0 || forward.attempts == 0 {
+            return Err(top(
+                "forward.timeout_ms / deadline_ms / attempts",
+                "must be at least 1".into(),
+            ));
+        }
+        if forward.max_in_flight == 0 {
+            return Err(top("forward.max_in_flight", "must be at least 1".into()));
+        }
+
+        let mut rule_domains = HashSet::new();
+        for (i, rule) in forward.rules.iter().enumerate() {
+            let key = format!("forward.rules[{i}]");
+            if rule.get_ref().domain.0.is_root() || rule.get_ref().domain.is_wildcard() {
+                return Err(self.invalid(
+                    rule,
+                    format!("{key}.domain"),
+                    "a rule needs a domain below the root, without `*`; \
+                     the root is what forward.upstreams is for",
+                ));
+            }
+            if rule.get_ref().upstreams.is_empty() {
+                return Err(self.invalid(rule, format!("{key}.upstreams"), "at least one upstream is needed"));
+            }
+            if !rule_domains.insert(rule.get_ref().domain.key()) {
+                return Err(self.invalid(
+                    rule,
+                    format!("{key}.domain"),
+                    format!("{} already has a rule", rule.get_ref().domain),
+                ));
+            }
+        }
+
+        // A name is one kind of thing in the config: an alias or a record set per type.
+        let mut owners: HashSet<(Box<[u8]>, Option<RecordType>)> = HashSet::new();
+        let mut alias_names = HashSet::new();
+        for (i, alias) in self.aliases.iter().enumerate() {
+            let key = format!("aliases[{i}]");
+            let a = alias.get_ref();
+            match (&a.target, a.addresses.is_empty()) {
+                (Some(_), false) | (None, true) => {
+                    return Err(self.invalid(
+                        alias,
+                        key,
+                        "set exactly one of `target` (an owned name) or `addresses` (a list of IPs)",
+                    ));
+                }
+                (Some(target), true) if target.key() == a.name.key() => {
+                    return Err(self.invalid(alias, format!("{key}.target"), "an alias cannot target itself"));
+                }
+                _ => {}
+            }
+            if !alias_names.insert(a.name.key()) {
+                return Err(self.invalid(alias, format!("{key}.name"), format!("{} is already an alias", a.name)));
+            }
+            owners.insert((a.name.key(), None));
+        }
+        for (i, record) in self.records.iter().enumerate() {
+            let key = format!("records[{i}]");
+            let r = record.get_ref();
+            if alias_names.contains(&r.name.key()) {
+                return Err(self.invalid(
+                    record,
+                    format!("{key}.name"),
+                    format!("{} is an alias; a name is either an alias or has records", r.name),
+                ));
+            }
+            if !owners.insert((r.name.key(), Some(r.rtype.0))) {
+                return Err(self.invalid(
+                    record,
+                    key,
+                    format!(
+                        "{} {} is defined twice: list all its values in one entry",
+                        r.name, r.rtype.0
+                    ),
+                ));
+            }
+            if r.values.is_empty() {
+                return Err(self.invalid(record, format!("{key}.values"), "at least one value is needed"));
+            }
+            for (j, value) in r.values.iter().enumerate() {
+                if let Err(message) = parse_rdata(r.rtype.0, value) {
+                    return Err(self.invalid(record, format!("{key}.values[{j}]"), message));
+                }
+            }
+        }
+        // CNAME cannot share its name with other data (RFC 1034 §3.6.2).
+        for record in &self.records {
+            let r = record.get_ref();
+            if r.rtype.0 == RecordType::CNAME
+                && self.records.iter().any(|o| {
+                    o.get_ref().name.key() == r.name.key() && o.get_ref().rtype.0 != RecordType::CNAME
+                })
+            {
+                return Err(self.invalid(
+                    record,
+                    "records.name".into(),
+                    format!("{} has a CNAME, so it cannot have other records", r.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RecordConfig {
+    /// The record data of every value (validated at load, so errors here are unexpected).
+    pub fn rdata(&self) -> Result<Vec<RData>, String> {
+        self.values.iter().map(|v| parse_rdata(self.rtype.0, v)).collect()
+    }
+}
+
+/// Parses one value of a static record in presentation format.
+fn parse_rdata(rtype: RecordType, value: &str) -> Result<RData, String> {
+    if rtype == RecordType::TXT {
+        // TXT strings are at most 255 bytes each; long text is split, as zone files do.
+        let strings = value
+            .as_bytes()
+            .chunks(255)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>();
+        return Ok(RData::TXT(TXT::new(if strings.is_empty() { vec![String::new()] } else { strings })));
+    }
+    let mut rdata = RData::try_from_str(rtype, value)
+        .map_err(|e| format!("`{value}` is not valid {rtype} data: {e}"))?;
+    // Names inside record data are absolute in this file, with or without the final dot.
+    let fix = |name: &mut Name| name.set_fqdn(true);
+    match &mut rdata {
+        RData::CNAME(c) => fix(&mut c.0),
+        RData::PTR(p) => fix(&mut p.0),
+        RData::MX(mx) => {
+            let mut name = mx.exchange.clone();
+            fix(&mut name);
+            *mx = hickory_proto::rr::rdata::MX::new(mx.preference, name);
+        }
+        RData::SRV(srv) => {
+            let mut name = srv.target.clone();
+            fix(&mut name);
+            *srv = hickory_proto::rr::rdata::SRV::new(srv.priority, srv.weight, srv.port, name);
+        }
+        RData::CAA(CAA { .. }) | RData::A(_) | RData::AAAA(_) => {}
+        _ => {}
+    }
+    Ok(rdata)
+}
+
+impl DomainName {
+    /// The hickory name (absolute).
+    pub fn name(&self) -> &Name {
+        &self.0
+    }
+
+    /// The lookup key of this name.
+    pub fn key(&self) -> Box<[u8]> {
+        name_key(&self.0)
+    }
+
+    /// Whether the first label is `*`.
+    pub fn is_wildcard(&self) -> bool {
+        self.0.is_wildcard()
+    }
+}
+
+impl TryFrom<String> for DomainName {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("a domain name cannot be empty (write \".\" for the root)".into());
+        }
+        let mut name =
+            Name::from_ascii(&text).map_err(|e| format!("`{text}` is not a valid domain name: {e}"))?;
+        name.set_fqdn(true);
+        if name.iter().skip(1).any(|label| label.contains(&b'*'))
+            || name.iter().next().is_some_and(|l| l.contains(&b'*') && l != b"*")
+        {
+            return Err(format!("`{text}`: `*` is allowed only as the whole first label (`*.example.com`)"));
+        }
+        Ok(Self(name))
+    }
+}
+
+impl FromStr for DomainName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Debug for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl TryFrom<String> for Upstream {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        if text == "system" {
+            return Ok(Self::System);
+        }
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Self::Addr(addr));
+        }
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(Self::Addr(SocketAddr::new(ip, 53)));
+        }
+        Err(format!(
+            "`{text}` is not an upstream: allowed are \"system\" (the nameservers in \
+             /etc/resolv.conf), \"10.0.0.2\", \"10.0.0.2:5353\", \"fd00::2\" or \"[fd00::2]:5353\""
+        ))
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::System => f.write_str("system"),
+            Self::Addr(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+/// Types a static record may have, in the order the error message lists them.
+const STATIC_TYPES: [RecordType; 8] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::TXT,
+    RecordType::SRV,
+    RecordType::MX,
+    RecordType::PTR,
+    RecordType::CAA,
+];
+
+impl TryFrom<String> for StaticType {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let upper = text.to_ascii_uppercase();
+        STATIC_TYPES
+            .iter()
+            .find(|t| t.to_string() == upper)
+            .map(|t| Self(*t))
+            .ok_or_else(|| {
+                let allowed: Vec<String> = STATIC_TYPES.iter().map(|t| t.to_string()).collect();
+                format!("`{text}` is not a supported record type: allowed are {}", allowed.join(", "))
+            })
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            allow: default_allow(),
+            udp_sockets_per_address: 0,
+            max_udp_payload: default_max_udp_payload(),
+            tcp_max_connections: default_tcp_max_connections(),
+            tcp_idle_timeout_secs: default_tcp_idle_timeout_secs(),
+        }
+    }
+}
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        Self {
+            ttl: default_ttl(),
+            negative_ttl: default_ttl(),
+            soa_mname: default_soa_mname(),
+            soa_rname: default_soa_rname(),
+        }
+    }
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        Self {
+            upstreams: default_upstreams(),
+            rules: Vec::new(),
+            cache_size: default_cache_size(),
+            timeout_ms: default_timeout_ms(),
+            attempts: default_attempts(),
+            deadline_ms: default_deadline_ms(),
+            max_in_flight: default_max_in_flight(),
+        }
+    }
+}
+
+fn default_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([0, 0, 0, 0], 53))]
+}
+
+/// Loopback, RFC 1918, RFC 6598 shared address space (carrier-grade NAT, used by some
+/// on-prem links), and IPv6 unique local addresses.
+pub fn default_allow() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"]
+        .iter()
+        .map(|net| net.parse().expect("the built-in allow list is valid CIDR")) // constant input
+        .collect()
+}
+
+fn default_max_udp_payload() -> u16 {
+    1232
+}
+
+fn default_tcp_max_connections() -> usize {
+    1024
+}
+
+fn default_tcp_idle_timeout_secs() -> u64 {
+    10
+}
+
+fn default_ttl() -> u32 {
+    60
+}
+
+fn default_soa_mname() -> DomainName {
+    DomainName(Name::from_ascii("hubdns.invalid.").expect("constant name is valid")) // constant input
+}
+
+fn default_soa_rname() -> DomainName {
+    DomainName(Name::from_ascii("hostmaster.hubdns.invalid.").expect("constant name is valid")) // constant input
+}
+
+fn default_upstreams() -> Vec<Upstream> {
+    vec![Upstream::System]
+}
+
+fn default_cache_size() -> u64 {
+    10_000
+}
+
+fn default_timeout_ms() -> u64 {
+    1_000
+}
+
+fn default_attempts() -> usize {
+    2
+}
+
+fn default_deadline_ms() -> u64 {
+    2_500
+}
+
+fn default_max_in_flight() -> usize {
+    1_024
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.toml")
+    }
+
+    #[test]
+    fn every_file_in_config_dir_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("config/ exists") {
+            let path = entry.expect("readable dir entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "expected hubdns.toml and demo.toml in config/, found {seen} files");
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.listen, vec!["0.0.0.0:53".parse().unwrap()]);
+        assert_eq!(c.server.allow.len(), 7);
+        assert_eq!(c.server.max_udp_payload, 1232);
+        assert_eq!(c.answers.ttl, 60);
+        assert_eq!(c.forward.upstreams, vec![Upstream::System]);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_line_and_allowed_keys() {
+        let err = parse("[server]\nlisten = [\"127.0.0.1:53\"]\nlisen = 1\n").unwrap_err().to_string();
+        assert!(err.contains("test.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("unknown field `lisen`"), "{err}");
+        assert!(err.contains("`listen`"), "{err}");
+        let err = parse("[nope]\n").unwrap_err().to_string();
+        assert!(err.contains("unknown field `nope`"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_line_key_and_what_is_allowed() {
+        let err = parse("\n[forward]\nupstreams = [\"dns.google\"]\n").unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("allowed are \"system\""), "{err}");
+
+        let text = "[[records]]\nname = \"a.example.\"\ntype = \"A\"\nvalues = [\"10.0.0.1\"]\n\n\
+                    [[records]]\nname = \"b.example.\"\ntype = \"MX\"\nvalues = [\"mail.example.\"]\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:6: records[1].values[0]:"), "{err}");
+        assert!(err.contains("not valid MX data"), "{err}");
+
+        let err = parse("[[records]]\nname = \"a.\"\ntype = \"SOA\"\nvalues = [\"x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("allowed are A, AAAA, CNAME"), "{err}");
+
+        let err = parse("[[records]]\nname = \"a.*.b\"\ntype = \"A\"\nvalues = [\"10.0.0.1\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only as the whole first label"), "{err}");
+
+        let err = parse("[server]\nallow = [\"10.0.0.0/33\"]\n").unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn aliases_and_records_are_checked_for_conflicts() {
+        let both = "[[aliases]]\nname = \"x.\"\ntarget = \"y.\"\naddresses = [\"10.0.0.1\"]\n";
+        assert!(parse(both).unwrap_err().to_string().contains("exactly one of"));
+
+        let dup = "[[aliases]]\nname = \"x.\"\naddresses = [\"10.0.0.1\"]\n\
+                   [[records]]\nname = \"X.\"\ntype = \"A\"\nvalues = [\"10.0.0.2\"]\n";
+        let err = parse(dup).unwrap_err().to_string();
+        assert!(err.contains("test.toml:4: records[0].name") && err.contains("is an alias"), "{err}");
+
+        let twice = "[[records]]\nname = \"x.\"\ntype = \"A\"\nvalues = [\"10.0.0.1\"]\n\
+                     [[records]]\nname = \"x.\"\ntype = \"a\"\nvalues = [\"10.0.0.2\"]\n";
+        assert!(parse(twice).unwrap_err().to_string().contains("defined twice"));
+
+        let cname = "[[records]]\nname = \"x.\"\ntype = \"CNAME\"\nvalues = [\"y.\"]\n\
+                     [[records]]\nname = \"x.\"\ntype = \"TXT\"\nvalues = [\"t\"]\n";
+        assert!(parse(cname).unwrap_err().to_string().contains("has a CNAME"));
+
+        let rule = "[[forward.rules]]\ndomain = \"corp.\"\nupstreams = [\"10.0.0.2\"]\n\
+                    [[forward.rules]]\ndomain = \"CORP\"\nupstreams = [\"10.0.0.3\"]\n";
+        let err = parse(rule).unwrap_err().to_string();
+        assert!(err.contains("test.toml:4: forward.rules[1].domain") && err.contains("already has a rule"), "{err}");
+    }
+
+    #[test]
+    fn upstream_forms() {
+        let u = |s: &str| Upstream::try_from(s.to_owned());
+        assert_eq!(u("system"), Ok(Upstream::System));
+        assert_eq!(u("10.0.0.2"), Ok(Upstream::Addr("10.0.0.2:53".parse().unwrap())));
+        assert_eq!(u("127.0.0.9:5300"), Ok(Upstream::Addr("127.0.0.9:5300".parse().unwrap())));
+        assert_eq!(u("fd00::2"), Ok(Upstream::Addr("[fd00::2]:53".parse().unwrap())));
+        assert!(u("dns.google").is_err());
+    }
+
+    #[test]
+    fn record_values_in_presentation_format() {
+        let text = r#"
+[[records]]
+name = "_sip._tcp.example."
+type = "SRV"
+values = ["0 5 5060 sip.example"]
+
+[[records]]
+name = "txt.example."
+type = "TXT"
+values = ["v=spf1 -all", "a long one"]
+"#;
+        let c = parse(text).unwrap();
+        let srv = c.records[0].get_ref().rdata().unwrap();
+        assert_eq!(srv[0].to_string(), "0 5 5060 sip.example.");
+        let txt = c.records[1].get_ref().rdata().unwrap();
+        assert_eq!(txt.len(), 2);
+        let long = parse_rdata(RecordType::TXT, &"x".repeat(600)).unwrap();
+        let RData::TXT(t) = long else { panic!("TXT expected") };
+        assert_eq!(t.txt_data.iter().map(|s| s.len()).collect::<Vec<_>>(), vec![255, 255, 90]);
+    }
+}

@@ -1,0 +1,210 @@
+//! Forwarding of names hubdns does not own: per-domain routes to upstream groups, each a
+//! hickory-resolver with its own TTL-honouring cache (positive and negative).
+//!
+//! The route is the rule with the longest matching domain, else the default upstreams. The
+//! resolvers never read /etc/hosts and never append search domains (every query name is
+//! absolute). Upstream NXDOMAIN / NODATA come back with the upstream's SOA, so clients cache
+//! them as long as the zone says; anything that is not an answer (timeouts, SERVFAIL, REFUSED
+//! from every upstream) becomes SERVFAIL within `deadline_ms`, whatever the upstreams do.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use hickory_proto::{
+    op::ResponseCode,
+    rr::{Name, Record, RecordType},
+};
+use hickory_resolver::{
+    TokioResolver,
+    config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts},
+    net::{DnsError, NetError, runtime::TokioRuntimeProvider},
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::{
+    config::{ForwardConfig, Upstream},
+    name_key::{name_key, self_and_ancestors},
+};
+
+/// Why the forwarder could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// `system` was asked for but /etc/resolv.conf could not be used.
+    #[error("upstream \"system\": cannot read nameservers from /etc/resolv.conf: {0}")]
+    SystemConf(String),
+    /// hickory-resolver refused the settings.
+    #[error("cannot build the resolver for {route}: {source}")]
+    Build {
+        /// The route (domain or `.`).
+        route: String,
+        /// hickory's error.
+        source: NetError,
+    },
+}
+
+/// All routes, and the bound on forwarded work.
+pub struct Forwarder {
+    default: Route,
+    rules: HashMap<Box<[u8]>, Route>,
+    in_flight: Arc<Semaphore>,
+    deadline: Duration,
+}
+
+/// One upstream group.
+pub struct Route {
+    /// The domain it serves (`.` for the default route).
+    pub domain: Name,
+    /// The upstream servers, `system` already expanded.
+    pub upstreams: Vec<SocketAddr>,
+    resolver: TokioResolver,
+}
+
+/// An upstream's verdict, ready to put in a response.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// NOERROR, NXDOMAIN or SERVFAIL.
+    pub rcode: ResponseCode,
+    /// Answer records (CNAME chain included), TTLs counted down by the cache.
+    pub answers: Vec<Record>,
+    /// Authority records: the upstream's SOA for negative answers.
+    pub authorities: Vec<Record>,
+}
+
+impl Forwarder {
+    /// Builds every route of `config`, reading /etc/resolv.conf once if `system` is used.
+    pub fn new(config: &ForwardConfig) -> Result<Self, ForwardError> {
+        let mut system = None;
+        let default = Route::new(Name::root(), &config.upstreams, config, &mut system)?;
+        let mut rules = HashMap::new();
+        for rule in &config.rules {
+            let rule = rule.get_ref();
+            let route = Route::new(rule.domain.name().clone(), &rule.upstreams, config, &mut system)?;
+            rules.insert(rule.domain.key(), route);
+        }
+        Ok(Self {
+            default,
+            rules,
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            deadline: Duration::from_millis(config.deadline_ms),
+        })
+    }
+
+    /// A slot for one more forwarded query, or `None` when `max_in_flight` are under way.
+    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.in_flight.clone().try_acquire_owned().ok()
+    }
+
+    /// The route for the name with wire key `key`: longest matching rule, else the default.
+    pub fn route(&self, key: &[u8]) -> &Route {
+        self_and_ancestors(key)
+            .find_map(|suffix| self.rules.get(suffix))
+            .unwrap_or(&self.default)
+    }
+
+    /// Every route, the default first.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        std::iter::once(&self.default).chain(self.rules.values())
+    }
+
+    /// Asks the matching upstreams for `name`/`qtype`, answering within the deadline.
+    pub async fn forward(&self, name: &Name, qtype: RecordType) -> Forwarded {
+        let route = self.route(&name_key(name));
+        let servfail = || Forwarded { rcode: ResponseCode::ServFail, answers: Vec::new(), authorities: Vec::new() };
+        let result = match tokio::time::timeout(self.deadline, route.resolver.lookup(name.clone(), qtype)).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::debug!(%name, %qtype, route = %route.domain, "forward deadline passed");
+                return servfail();
+            }
+        };
+        match result {
+            Ok(lookup) => Forwarded {
+                rcode: ResponseCode::NoError,
+                answers: lookup.answers().to_vec(),
+                authorities: Vec::new(),
+            },
+            Err(NetError::Dns(DnsError::NoRecordsFound(none)))
+                if matches!(none.response_code, ResponseCode::NXDomain | ResponseCode::NoError) =>
+            {
+                Forwarded {
+                    rcode: none.response_code,
+                    answers: Vec::new(),
+                    authorities: none.soa.map(|soa| soa.into_record_of_rdata()).into_iter().collect(),
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%name, %qtype, route = %route.domain, %error, "forward failed");
+                servfail()
+            }
+        }
+    }
+}
+
+impl Route {
+    fn new(
+        domain: Name,
+        upstreams: &[Upstream],
+        config: &ForwardConfig,
+        system: &mut Option<Vec<SocketAddr>>,
+    ) -> Result<Self, ForwardError> {
+        let mut servers: Vec<SocketAddr> = Vec::new();
+        for upstream in upstreams {
+            match upstream {
+                Upstream::Addr(addr) => servers.push(*addr),
+                Upstream::System => {
+                    if system.is_none() {
+                        *system = Some(system_nameservers()?);
+                    }
+                    servers.extend(system.iter().flatten());
+                }
+            }
+        }
+        servers.dedup();
+
+        let name_servers = servers
+            .iter()
+            .map(|addr| {
+                let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                    .into_iter()
+                    .map(|mut c| {
+                        c.port = addr.port();
+                        c
+                    })
+                    .collect();
+                NameServerConfig::new(addr.ip(), true, connections)
+            })
+            .collect();
+        let mut opts = ResolverOpts::default();
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.ndots = 0;
+        opts.cache_size = config.cache_size;
+        opts.timeout = Duration::from_millis(config.timeout_ms);
+        opts.attempts = config.attempts;
+        opts.preserve_intermediates = true;
+        opts.edns0 = true;
+        let resolver = TokioResolver::builder_with_config(
+            ResolverConfig::from_name_servers(name_servers),
+            TokioRuntimeProvider::default(),
+        )
+        .with_options(opts)
+        .build()
+        .map_err(|source| ForwardError::Build { route: domain.to_string(), source })?;
+        Ok(Self { domain, upstreams: servers, resolver })
+    }
+}
+
+/// The nameservers of /etc/resolv.conf — only those: its search list and options are not
+/// ours to apply to other people's queries.
+fn system_nameservers() -> Result<Vec<SocketAddr>, ForwardError> {
+    let (config, _) = hickory_resolver::system_conf::read_system_conf()
+        .map_err(|e| ForwardError::SystemConf(e.to_string()))?;
+    let mut servers: Vec<SocketAddr> = config
+        .name_servers()
+        .iter()
+        .map(|ns| SocketAddr::new(ns.ip, ns.connections.first().map_or(53, |c| c.port)))
+        .collect();
+    servers.dedup();
+    if servers.is_empty() {
+        return Err(ForwardError::SystemConf("it lists no nameserver".into()));
+    }
+    Ok(servers)
+}

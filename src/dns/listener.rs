@@ -1,0 +1,223 @@
+//! Sockets and their loops, with the resource bounds a resolver on every query path needs.
+//!
+//! UDP: several sockets per address bound with SO_REUSEPORT, so the kernel spreads packets
+//! over cores; each socket has one loop that answers owned names inline (no task per packet)
+//! and spawns a task only for a forwarded query, which already holds one of the
+//! `forward.max_in_flight` slots. TCP: one accept loop per address, at most
+//! `tcp_max_connections` connections (extra ones are closed at once), and a connection that
+//! is idle, or slow to send a query it started, for `tcp_idle_timeout_secs` is closed.
+//!
+//! Shutdown: cancelling the token stops every loop at its next await; forwards in flight are
+//! tracked so the caller can let them finish.
+
+use std::{
+    io,
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, UdpSocket},
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::timeout,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::dns::handler::{Handler, Outcome, Transport};
+
+/// Kernel receive buffer asked for each UDP socket: absorbs bursts while a core is busy.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// How many times to pick a fresh port when binding port 0 finds the TCP side taken.
+const PORT_ZERO_ATTEMPTS: usize = 16;
+
+/// The sockets of one listen address, bound and ready to serve.
+pub struct Bound {
+    udp: Vec<UdpSocket>,
+    tcp: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Bound {
+    /// Binds `sockets` UDP sockets and one TCP listener on `addr`. With port 0, UDP and TCP
+    /// get the same free port.
+    pub fn bind(addr: SocketAddr, sockets: usize) -> io::Result<Self> {
+        let attempts = if addr.port() == 0 { PORT_ZERO_ATTEMPTS } else { 1 };
+        let mut last_error = None;
+        for _ in 0..attempts {
+            match Self::try_bind(addr, sockets.max(1)) {
+                Ok(bound) => return Ok(bound),
+                Err(error) if error.kind() == io::ErrorKind::AddrInUse && addr.port() == 0 => {
+                    last_error = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other("no port found")))
+    }
+
+    fn try_bind(addr: SocketAddr, sockets: usize) -> io::Result<Self> {
+        let first = udp_socket(addr)?;
+        let addr = first.local_addr()?;
+        let mut udp = vec![first];
+        for _ in 1..sockets {
+            udp.push(udp_socket(addr)?);
+        }
+        let tcp = tcp_listener(addr)?;
+        Ok(Self { udp, tcp, addr })
+    }
+
+    /// The address actually bound (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts every loop of this address on `tracker`.
+    pub fn serve(
+        self,
+        handler: Arc<Handler>,
+        tcp_slots: Arc<Semaphore>,
+        idle: Duration,
+        shutdown: &CancellationToken,
+        tracker: &TaskTracker,
+    ) {
+        for socket in self.udp {
+            tracker.spawn(serve_udp(Arc::new(socket), handler.clone(), shutdown.clone(), tracker.clone()));
+        }
+        tracker.spawn(serve_tcp(self.tcp, handler, tcp_slots, idle, shutdown.clone(), tracker.clone()));
+    }
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    // The kernel may grant less (net.core.rmem_max); that is fine.
+    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<Handler>, shutdown: CancellationToken, tracker: TaskTracker) {
+    // One buffer per socket, reused: the largest datagram there can be.
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (len, src) = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                Err(error) => {
+                    tracing::debug!(%error, "UDP receive failed");
+                    continue;
+                }
+            },
+        };
+        match handler.handle(&buf[..len], src, Transport::Udp) {
+            Outcome::Reply(bytes) => send_udp(&socket, &bytes, src).await,
+            Outcome::Forward(job) => {
+                let (socket, handler) = (socket.clone(), handler.clone());
+                tracker.spawn(async move {
+                    let bytes = handler.forward(job).await;
+                    send_udp(&socket, &bytes, src).await;
+                });
+            }
+            Outcome::Drop => {}
+        }
+    }
+}
+
+async fn send_udp(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+    if let Err(error) = socket.send_to(bytes, to).await {
+        tracing::debug!(%to, %error, "UDP send failed");
+    }
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    slots: Arc<Semaphore>,
+    idle: Duration,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let (stream, src) = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%src, "TCP connection closed: tcp_max_connections reached");
+            continue;
+        };
+        tracker.spawn(serve_connection(stream, src, handler.clone(), idle, shutdown.clone(), slot));
+    }
+}
+
+/// One TCP connection: length-prefixed queries answered in order (RFC 7766 framing).
+async fn serve_connection(
+    mut stream: TcpStream,
+    src: SocketAddr,
+    handler: Arc<Handler>,
+    idle: Duration,
+    shutdown: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut query = Vec::with_capacity(512);
+    loop {
+        let len = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            len = timeout(idle, stream.read_u16()) => match len {
+                Ok(Ok(len)) => usize::from(len),
+                _ => return, // idle, closed by the client, or reset
+            },
+        };
+        query.resize(len, 0);
+        // A client that starts a query must finish it promptly (slowloris).
+        if !matches!(timeout(idle, stream.read_exact(&mut query)).await, Ok(Ok(_))) {
+            return;
+        }
+        let response = match handler.handle(&query, src, Transport::Tcp) {
+            Outcome::Reply(bytes) => bytes,
+            Outcome::Forward(job) => handler.forward(job).await,
+            Outcome::Drop => continue,
+        };
+        // Responses are at most 65535 bytes: the handler encodes TCP answers with that limit.
+        let Ok(prefix) = u16::try_from(response.len()) else { return };
+        let mut framed = Vec::with_capacity(2 + response.len());
+        framed.extend_from_slice(&prefix.to_be_bytes());
+        framed.extend_from_slice(&response);
+        if !matches!(timeout(idle, stream.write_all(&framed)).await, Ok(Ok(()))) {
+            return;
+        }
+    }
+}

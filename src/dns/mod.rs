@@ -1,0 +1,17 @@
+//! The DNS front end: sockets in, answers out.
+//!
+//! - [`listener`]: UDP sockets (several per address, SO_REUSEPORT) and TCP listeners, with
+//!   the resource bounds: TCP connection cap, idle and read timeouts, in-flight forwards.
+//! - [`handler`]: one query → one response; owned names are answered synchronously from the
+//!   snapshot, everything else becomes a forward job.
+//! - [`forwarder`]: per-domain upstream routes, each a hickory-resolver with its own cache.
+//! - [`acl`]: the client allow list.
+//!
+//! hickory-proto and hickory-server's message types do all parsing and encoding; the loops are
+//! ours because hickory-server's `Server` spawns a task per UDP packet and has no connection
+//! cap or in-flight bound.
+
+pub mod acl;
+pub mod forwarder;
+pub mod handler;
+pub mod listener;

@@ -1,0 +1,35 @@
+//! hubdns: a private DNS resolver for an AWS hub VPC.
+//!
+//! It answers the names it owns — PrivateLink endpoint names, Route 53 private zones,
+//! operator-defined aliases and records — and forwards every other name upstream with a cache.
+//!
+//! ```text
+//!  sources (each returns the whole set it knows, never a diff)
+//!    config aliases/records ─┐
+//!    EC2 VPC endpoints ──────┤   build            swap (ArcSwap, lock-free reads)
+//!    Route 53 private zones ─┼──────────► Snapshot ───────────────► DNS handler ──► client
+//!    state file (last good) ─┘  (off to the side,                        │
+//!                                validated)                              └── miss: forwarder
+//! ```
+//!
+//! Module map:
+//! - [`config`]: the TOML file: serde structs, defaults, load = read → parse → validate.
+//! - [`snapshot`]: records with provenance, the immutable table, the answer rules.
+//! - [`name_key`]: lowercase wire-format name keys for allocation-free ancestor walks.
+//! - [`sources`]: one module per source of owned names, each a pure conversion.
+//! - [`refresh`]: building the snapshot from the sources.
+//! - [`dns`]: listeners, the query handler, the forwarder, the allow list.
+//! - [`server`]: start and stop: everything above wired together.
+//! - [`summary`]: the `hubdns check` report.
+
+pub mod config;
+pub mod dns;
+pub mod name_key;
+pub mod refresh;
+pub mod server;
+pub mod snapshot;
+pub mod sources;
+pub mod summary;
+
+/// The built-in demo configuration (`hubdns demo`), the same file as `config/demo.toml`.
+pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");

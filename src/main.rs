@@ -1,0 +1,120 @@
+//! The `hubdns` command: arguments, logging, runtime; errors become exit codes.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hubdns::config::Config;
+use tracing_subscriber::EnvFilter;
+
+/// Private DNS for AWS hub-and-spoke networks: answers PrivateLink endpoint names and
+/// aliases, forwards everything else.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve DNS with the given config file.
+    Serve {
+        /// The TOML config file (see config/hubdns.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print what it will do.
+    Check {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Serve the built-in demo data (config/demo.toml).
+    Demo {
+        /// Address to serve on (UDP and TCP).
+        #[arg(long, default_value = "127.0.0.1:5353")]
+        listen: SocketAddr,
+    },
+}
+
+/// Exit code for a config that does not load (EX_CONFIG from sysexits.h).
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // hickory logs every request at info; keep its crates at warn unless RUST_LOG says otherwise.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,hickory_resolver=warn")
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let config = match &args.command {
+        Command::Serve { config } | Command::Check { config } => Config::load(config),
+        Command::Demo { listen } => Config::parse(hubdns::DEMO_CONFIG, "config/demo.toml").map(|mut c| {
+            c.server.listen = vec![*listen];
+            c
+        }),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("hubdns: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Command::Check { .. } = args.command {
+        print!("{}", hubdns::summary::summary(&config));
+        return ExitCode::SUCCESS;
+    }
+    let demo = matches!(args.command, Command::Demo { .. });
+    match run(&config, demo) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hubdns: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: &Config, demo: bool) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let server = hubdns::server::start(config).await.context("cannot start")?;
+        if demo {
+            print_demo_help(server.addr());
+        }
+        shutdown_signal().await.context("cannot listen for signals")?;
+        tracing::info!("shutting down");
+        server.stop().await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM (systemd, Docker, Kubernetes) or SIGINT (Ctrl-C).
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+fn print_demo_help(addr: SocketAddr) {
+    let at = format!("@{} -p {}", addr.ip(), addr.port());
+    println!(
+        "hubdns demo is serving on {addr} (UDP and TCP). Try:\n\
+         \n  dig {at} secretsmanager.us-east-1.amazonaws.com           # endpoint private name: 2 ENI IPs\
+         \n  dig {at} vpce-0f1e2d3c4b5a69788-8m2kq4xz.secretsmanager.us-east-1.vpce.amazonaws.com\
+         \n  dig {at} vpce-0f1e2d3c4b5a69788-8m2kq4xz-us-east-1a.secretsmanager.us-east-1.vpce.amazonaws.com   # zonal: 1 IP\
+         \n  dig {at} internal-api.service.com                          # alias, flattened to A\
+         \n  dig {at} my-bucket.s3.us-east-1.amazonaws.com              # wildcard\
+         \n  dig {at} secretsmanager.us-east-1.amazonaws.com AAAA       # NODATA + SOA\
+         \n  dig {at} nope.secretsmanager.us-east-1.amazonaws.com       # NXDOMAIN + SOA\
+         \n  dig {at} example.com                                       # forwarded to /etc/resolv.conf\
+         \n\nCtrl-C stops it."
+    );
+}

@@ -1,0 +1,88 @@
+//! Lowercase wire-format name keys: the one name representation every hot-path lookup uses.
+//!
+//! A DNS name in wire format (`\x03foo\x07example\x03com\x00`) has a useful property: each
+//! ancestor of the name is a suffix of its bytes that starts at a label boundary. Keying the
+//! snapshot's tables and the forwarding rules by the lowercased wire form lets a query walk from
+//! its own name up to the root with slices of one buffer, comparing and hashing plain bytes
+//! (case-insensitively, because the key is lowercased once), with no allocation per step.
+
+use hickory_proto::rr::Name;
+
+/// Longest wire-format name (RFC 1035 §3.1), so the key buffer never grows.
+const MAX_NAME_LEN: usize = 255;
+
+/// The lowercase, uncompressed wire form of `name`, always ending in the root label.
+pub fn name_key(name: &Name) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(MAX_NAME_LEN.min(name.len() + 2));
+    for label in name.iter() {
+        // A label is at most 63 bytes (hickory enforces it when the name is built).
+        key.push(label.len() as u8);
+        key.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    key.push(0);
+    key.into_boxed_slice()
+}
+
+/// The name itself, then each ancestor, ending with the root (`[0]`).
+pub fn self_and_ancestors(key: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut next = Some(0usize);
+    std::iter::from_fn(move || {
+        let at = next?;
+        let rest = key.get(at..)?;
+        next = match rest.first() {
+            Some(&0) | None => None,
+            Some(&len) => Some(at + 1 + usize::from(len)),
+        };
+        Some(rest)
+    })
+}
+
+/// The key of the parent name, or `None` for the root.
+pub fn parent(key: &[u8]) -> Option<&[u8]> {
+    match key.first() {
+        Some(&0) | None => None,
+        Some(&len) => key.get(1 + usize::from(len)..),
+    }
+}
+
+/// Whether the first label of `key` is the wildcard label `*`.
+pub fn is_wildcard(key: &[u8]) -> bool {
+    key.starts_with(b"\x01*")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> Box<[u8]> {
+        name_key(&Name::from_ascii(s).unwrap())
+    }
+
+    #[test]
+    fn keys_are_lowercase_wire_format() {
+        assert_eq!(&*key("Foo.EXAMPLE.com."), b"\x03foo\x07example\x03com\x00");
+        assert_eq!(&*key("."), b"\x00");
+        // The key does not depend on whether the text had a trailing dot.
+        assert_eq!(key("a.b"), key("a.b."));
+    }
+
+    #[test]
+    fn ancestors_walk_up_to_the_root() {
+        let k = key("a.b.c.");
+        let walked: Vec<&[u8]> = self_and_ancestors(&k).collect();
+        assert_eq!(
+            walked,
+            vec![&b"\x01a\x01b\x01c\x00"[..], b"\x01b\x01c\x00", b"\x01c\x00", b"\x00"]
+        );
+        assert_eq!(self_and_ancestors(b"\x00").count(), 1);
+    }
+
+    #[test]
+    fn parent_and_wildcard() {
+        let k = key("*.s3.us-east-1.amazonaws.com.");
+        assert!(is_wildcard(&k));
+        assert_eq!(parent(&k), Some(&*key("s3.us-east-1.amazonaws.com.")));
+        assert!(!is_wildcard(&key("x.s3.amazonaws.com.")));
+        assert_eq!(parent(b"\x00"), None);
+    }
+}

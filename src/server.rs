@@ -1,0 +1,116 @@
+//! Starting and stopping hubdns: config → snapshot + forwarder + listeners, one shutdown token.
+//!
+//! [`start`] returns once every socket is bound, with the addresses actually bound, so tests
+//! can start a server on `127.0.0.1:0` and query it at once (mini-redis style).
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    config::Config,
+    dns::{
+        acl::Acl,
+        forwarder::{ForwardError, Forwarder},
+        handler::Handler,
+        listener::Bound,
+    },
+    refresh,
+    snapshot::{SharedSnapshot, Snapshot},
+};
+
+/// How long a stop waits for forwarded queries in flight before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why hubdns could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The forwarder could not be built.
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address from the config.
+        addr: SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
+    },
+}
+
+/// A running hubdns.
+pub struct Server {
+    addrs: Vec<SocketAddr>,
+    snapshot: SharedSnapshot,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// Builds everything `config` describes and starts serving. Must run inside a tokio runtime.
+pub async fn start(config: &Config) -> Result<Server, StartError> {
+    let (snapshot, _) = refresh::build_snapshot(config);
+    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+    let forwarder = Arc::new(Forwarder::new(&config.forward)?);
+    for route in forwarder.routes() {
+        tracing::info!(domain = %route.domain, upstreams = ?route.upstreams, "forwarding route");
+    }
+    let handler = Arc::new(Handler::new(
+        snapshot.clone(),
+        forwarder,
+        Acl::new(config.server.allow.clone()),
+        config.server.max_udp_payload,
+        config.answers.ttl,
+    ));
+
+    let sockets = config.udp_sockets_per_address();
+    let mut bound = Vec::new();
+    for &addr in &config.server.listen {
+        let b = Bound::bind(addr, sockets).map_err(|source| StartError::Bind { addr, source })?;
+        bound.push(b);
+    }
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let tcp_slots = Arc::new(Semaphore::new(config.server.tcp_max_connections));
+    let idle = Duration::from_secs(config.server.tcp_idle_timeout_secs);
+    let mut addrs = Vec::new();
+    for b in bound {
+        addrs.push(b.local_addr());
+        tracing::info!(addr = %b.local_addr(), udp_sockets = sockets, "serving DNS over UDP and TCP");
+        b.serve(handler.clone(), tcp_slots.clone(), idle, &shutdown, &tracker);
+    }
+    Ok(Server { addrs, snapshot, shutdown, tracker })
+}
+
+impl Server {
+    /// The bound addresses, one per `server.listen` entry (UDP and TCP share the port).
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The first bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0] // start() binds at least one: config validation requires a listen address
+    }
+
+    /// The table being served now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The token that stops this server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting queries and waits (up to a grace period) for forwards in flight.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
+            tracing::warn!("shutdown grace period over; dropping queries still in flight");
+        }
+    }
+}

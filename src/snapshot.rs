@@ -1,0 +1,658 @@
+//! The owned-name table: records with provenance, the immutable `Snapshot` built from them,
+//! and the rules that decide what an owned name answers.
+//!
+//! Sources hand over plain [`Record`]s and [`Alias`]es. [`Snapshot::build`] resolves
+//! precedence between sources (a conflict drops the loser and reports it), flattens aliases
+//! into A/AAAA records, and indexes everything by lowercase wire-format key (see
+//! [`crate::name_key`]). The result never changes; a refresh builds a new one and swaps it in
+//! through [`SharedSnapshot`], so the DNS handler reads one consistent table per query without
+//! locks.
+//!
+//! Answer rules (DESIGN "Answer semantics"): every owned name is the apex of its own little
+//! zone. The name itself answers its records, or NODATA with its SOA for other types; a name
+//! below it is NXDOMAIN with that SOA, unless a wildcard `*.name` covers it. Names that are
+//! neither owned nor below an owned name are not ours and go to the forwarder.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::Arc,
+};
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::{
+    Name, RData, Record as WireRecord, RecordType,
+    rdata::SOA,
+};
+
+use crate::name_key::{is_wildcard, name_key, parent, self_and_ancestors};
+
+/// The snapshot the DNS handler reads; refreshes replace it whole.
+pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+
+/// Which kind of source produced a record. The order is the precedence: when two kinds claim
+/// the same name, the earlier one wins (config > endpoint tags > Route 53 > endpoint DNS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SourceKind {
+    /// `[[records]]` and `[[aliases]]` in the config file.
+    Config,
+    /// An endpoint's `hubdns:alias` tag.
+    EndpointTag,
+    /// A Route 53 private hosted zone.
+    Route53,
+    /// An interface endpoint's own DNS names.
+    EndpointDns,
+}
+
+/// Where a record came from, carried to the `explain` and records views.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    /// The kind of source, which sets the precedence.
+    pub source: SourceKind,
+    /// Human-readable origin: `config demo.toml:42`, an endpoint id and ENI, a zone id.
+    pub origin: Arc<str>,
+}
+
+/// One owned record as a source produced it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Owner name; a first label `*` makes it a wildcard.
+    pub name: Name,
+    /// TTL in seconds.
+    pub ttl: u32,
+    /// The data.
+    pub data: RData,
+    /// Where it came from.
+    pub provenance: Provenance,
+}
+
+/// A name that answers with the A/AAAA records of another owned name (flattened, no CNAME).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alias {
+    /// The name clients ask for.
+    pub name: Name,
+    /// The owned name whose addresses it returns.
+    pub target: Name,
+    /// TTL of the flattened records.
+    pub ttl: u32,
+    /// Where the alias came from.
+    pub provenance: Provenance,
+}
+
+/// What goes into the SOA of negative answers for owned names.
+#[derive(Clone, Debug)]
+pub struct SoaSettings {
+    /// MNAME.
+    pub mname: Name,
+    /// RNAME.
+    pub rname: Name,
+    /// SOA TTL and MINIMUM: how long resolvers cache our NXDOMAIN / NODATA.
+    pub negative_ttl: u32,
+}
+
+/// One owned name: its record sets and the SOA for its negative answers.
+#[derive(Debug)]
+pub struct Node {
+    name: Name,
+    rrsets: Vec<RecordSet>,
+    soa: WireRecord,
+}
+
+/// The records of one type at one name, ready to encode, with their provenance.
+#[derive(Debug)]
+pub struct RecordSet {
+    /// The type.
+    pub rtype: RecordType,
+    /// The records, as they go on the wire (wildcards still carry the `*` owner).
+    pub records: Vec<WireRecord>,
+    /// Where each record came from, index for index.
+    pub provenance: Vec<Provenance>,
+}
+
+/// What the table says about a query.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    /// Records to answer with. A CNAME set when another type was asked means "follow it".
+    /// `wildcard` means the owner must be rewritten to the query name.
+    Found {
+        /// The records.
+        records: &'a [WireRecord],
+        /// Synthesized from a wildcard.
+        wildcard: bool,
+    },
+    /// The name is owned but has no data of that type.
+    NoData {
+        /// SOA for the authority section.
+        soa: &'a WireRecord,
+    },
+    /// The name is below an owned name and does not exist.
+    NxDomain {
+        /// SOA for the authority section.
+        soa: &'a WireRecord,
+    },
+    /// Not ours: forward it.
+    NotOwned,
+}
+
+/// Something a build had to leave out, for logs and counters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dropped {
+    /// Two sources claimed one name; the lower-precedence one lost.
+    Conflict {
+        /// The name.
+        name: Name,
+        /// Who kept it.
+        kept: Provenance,
+        /// Who lost.
+        dropped: Provenance,
+    },
+    /// An alias whose target is unknown, has no addresses, or is part of a cycle.
+    UnresolvedAlias {
+        /// The alias.
+        alias: Alias,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// The immutable owned-name table.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    exact: HashMap<Box<[u8]>, Node>,
+    /// Wildcard nodes, keyed by the name they cover (the owner without its `*` label).
+    wildcards: HashMap<Box<[u8]>, Node>,
+    serial: u32,
+}
+
+/// What a name collects while a build groups records by name.
+struct Group {
+    name: Name,
+    best: SourceKind,
+    records: Vec<Record>,
+    alias: Option<Alias>,
+    /// Entries that lost to `best`, reported once the winner is final.
+    losers: Vec<Provenance>,
+}
+
+impl Group {
+    /// Provenance of what the group holds now.
+    fn kept(&self) -> Option<&Provenance> {
+        self.records.first().map(|r| &r.provenance).or(self.alias.as_ref().map(|a| &a.provenance))
+    }
+}
+
+impl Snapshot {
+    /// An empty table (nothing owned, everything forwarded).
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Builds a table from everything the sources know. Never fails: what cannot be used is
+    /// returned in the list of [`Dropped`] items for the caller to log and count.
+    pub fn build(
+        records: Vec<Record>,
+        aliases: Vec<Alias>,
+        soa: &SoaSettings,
+        serial: u32,
+    ) -> (Self, Vec<Dropped>) {
+        let mut dropped = Vec::new();
+        let mut groups: HashMap<Box<[u8]>, Group> = HashMap::new();
+
+        for record in records {
+            if let Some(group) = claim(&mut groups, &record.name, record.provenance.source) {
+                if group.alias.is_some() {
+                    group.losers.push(record.provenance);
+                } else if !group.records.iter().any(|r| r.data == record.data) {
+                    // Identical data from the same source (one name listed twice) is kept once.
+                    group.records.push(record);
+                }
+            } else if let Some(group) = groups.get_mut(&name_key(&record.name)) {
+                group.losers.push(record.provenance);
+            }
+        }
+        for alias in aliases {
+            if let Some(group) = claim(&mut groups, &alias.name, alias.provenance.source) {
+                if group.alias.is_none() && group.records.is_empty() {
+                    group.alias = Some(alias);
+                } else {
+                    group.losers.push(alias.provenance);
+                }
+            } else if let Some(group) = groups.get_mut(&name_key(&alias.name)) {
+                group.losers.push(alias.provenance);
+            }
+        }
+        for group in groups.values_mut() {
+            let Some(kept) = group.kept().cloned() else { continue };
+            for loser in group.losers.drain(..) {
+                dropped.push(Dropped::Conflict { name: group.name.clone(), kept: kept.clone(), dropped: loser });
+            }
+        }
+
+        let mut snapshot = Self { serial, ..Self::default() };
+        let mut pending = Vec::new();
+        for (key, group) in groups {
+            match group.alias {
+                Some(alias) => pending.push((key, alias)),
+                None => snapshot.insert(key, Node::new(group.name, group.records, soa, serial)),
+            }
+        }
+
+        // Aliases may target other aliases: resolve in rounds until nothing moves. What is
+        // left then points at an unknown name or sits in a cycle.
+        loop {
+            let mut waiting = Vec::new();
+            let mut progressed = false;
+            for (key, alias) in pending {
+                match snapshot.alias_records(&alias) {
+                    Ok(records) => {
+                        snapshot.insert(key, Node::new(alias.name.clone(), records, soa, serial));
+                        progressed = true;
+                    }
+                    Err(reason) => waiting.push((key, alias, reason)),
+                }
+            }
+            if !progressed || waiting.is_empty() {
+                dropped.extend(
+                    waiting.into_iter().map(|(_, alias, reason)| Dropped::UnresolvedAlias { alias, reason }),
+                );
+                break;
+            }
+            pending = waiting.into_iter().map(|(key, alias, _)| (key, alias)).collect();
+        }
+        (snapshot, dropped)
+    }
+
+    fn insert(&mut self, key: Box<[u8]>, node: Node) {
+        if is_wildcard(&key) {
+            let base = parent(&key).unwrap_or(b"\x00");
+            self.wildcards.insert(base.into(), node);
+        } else {
+            self.exact.insert(key, node);
+        }
+    }
+
+    /// The A/AAAA records an alias flattens to, owned by the alias name.
+    fn alias_records(&self, alias: &Alias) -> Result<Vec<Record>, &'static str> {
+        let key = name_key(&alias.target);
+        let mut out = Vec::new();
+        for rtype in [RecordType::A, RecordType::AAAA] {
+            if let Lookup::Found { records, .. } = self.lookup(&key, rtype) {
+                out.extend(records.iter().filter(|r| r.record_type() == rtype).map(|r| Record {
+                    name: alias.name.clone(),
+                    ttl: alias.ttl,
+                    data: r.data.clone(),
+                    provenance: alias.provenance.clone(),
+                }));
+            }
+        }
+        if !out.is_empty() {
+            return Ok(out);
+        }
+        match self.lookup(&key, RecordType::A) {
+            Lookup::NotOwned | Lookup::NxDomain { .. } => Err("target is not an owned name"),
+            _ => Err("target has no A or AAAA records"),
+        }
+    }
+
+    /// Answers `qtype` at the name with lowercase wire key `key` (see [`crate::name_key`]).
+    pub fn lookup(&self, key: &[u8], qtype: RecordType) -> Lookup<'_> {
+        if let Some(node) = self.exact.get(key) {
+            return node.answer(qtype, false);
+        }
+        for ancestor in self_and_ancestors(key).skip(1) {
+            if let Some(node) = self.wildcards.get(ancestor) {
+                return node.answer(qtype, true);
+            }
+            if let Some(node) = self.exact.get(ancestor) {
+                return Lookup::NxDomain { soa: &node.soa };
+            }
+        }
+        Lookup::NotOwned
+    }
+
+    /// Every owned node, exact names first, in no particular order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.exact.values().chain(self.wildcards.values())
+    }
+
+    /// How many names (wildcards included) are owned.
+    pub fn name_count(&self) -> usize {
+        self.exact.len() + self.wildcards.len()
+    }
+
+    /// How many records are owned.
+    pub fn record_count(&self) -> usize {
+        self.nodes().flat_map(|n| &n.rrsets).map(|s| s.records.len()).sum()
+    }
+
+    /// The serial in this table's SOAs.
+    pub fn serial(&self) -> u32 {
+        self.serial
+    }
+}
+
+/// Finds or creates the group for `name`, applying source precedence: returns the group when
+/// `source` is (one of) the best for this name, or `None` when it lost. A better source moves
+/// everything the group held to its losers.
+fn claim<'g>(groups: &'g mut HashMap<Box<[u8]>, Group>, name: &Name, source: SourceKind) -> Option<&'g mut Group> {
+    let group = groups.entry(name_key(name)).or_insert_with(|| Group {
+        name: name.clone(),
+        best: source,
+        records: Vec::new(),
+        alias: None,
+        losers: Vec::new(),
+    });
+    if source > group.best {
+        return None;
+    }
+    if source < group.best {
+        group.losers.extend(group.records.drain(..).map(|r| r.provenance));
+        group.losers.extend(group.alias.take().map(|a| a.provenance));
+        group.best = source;
+    }
+    Some(group)
+}
+
+impl Node {
+    fn new(name: Name, mut records: Vec<Record>, soa: &SoaSettings, serial: u32) -> Self {
+        records.sort_by_key(|r| u16::from(r.data.record_type()));
+        let mut rrsets: Vec<RecordSet> = Vec::new();
+        for record in records {
+            let rtype = record.data.record_type();
+            let wire = WireRecord::from_rdata(record.name, record.ttl, record.data);
+            match rrsets.last_mut() {
+                Some(set) if set.rtype == rtype => {
+                    set.records.push(wire);
+                    set.provenance.push(record.provenance);
+                }
+                _ => rrsets.push(RecordSet { rtype, records: vec![wire], provenance: vec![record.provenance] }),
+            }
+        }
+        // One TTL per RRset (RFC 2181 §5.2): the smallest, so no record outlives its source.
+        for set in &mut rrsets {
+            let ttl = set.records.iter().map(|r| r.ttl).min().unwrap_or(0);
+            set.records.iter_mut().for_each(|r| r.ttl = ttl);
+        }
+        // A wildcard's negative answers speak for the name it covers.
+        let apex = if name.is_wildcard() { name.base_name() } else { name.clone() };
+        let soa_rdata = SOA::new(
+            soa.mname.clone(),
+            soa.rname.clone(),
+            serial,
+            7200,
+            900,
+            1_209_600,
+            soa.negative_ttl,
+        );
+        let soa = WireRecord::from_rdata(apex, soa.negative_ttl, RData::SOA(soa_rdata));
+        Self { name, rrsets, soa }
+    }
+
+    fn answer(&self, qtype: RecordType, wildcard: bool) -> Lookup<'_> {
+        // RFC 8482: ANY is answered with one RRset rather than everything.
+        let set = match qtype {
+            RecordType::ANY => self.rrsets.first(),
+            _ => self.rrsets.iter().find(|s| s.rtype == qtype || s.rtype == RecordType::CNAME),
+        };
+        if let Some(set) = set {
+            return Lookup::Found { records: &set.records, wildcard };
+        }
+        if qtype == RecordType::SOA && !wildcard {
+            return Lookup::Found { records: std::slice::from_ref(&self.soa), wildcard };
+        }
+        Lookup::NoData { soa: &self.soa }
+    }
+
+    /// The owner name as the source wrote it.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// The record sets, ordered by type.
+    pub fn rrsets(&self) -> &[RecordSet] {
+        &self.rrsets
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Config => "config",
+            Self::EndpointTag => "endpoint-tag",
+            Self::Route53 => "route53",
+            Self::EndpointDns => "endpoint-dns",
+        })
+    }
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Conflict { name, kept, dropped } => write!(
+                f,
+                "{name}: kept {} ({}), dropped {} ({})",
+                kept.source, kept.origin, dropped.source, dropped.origin
+            ),
+            Self::UnresolvedAlias { alias, reason } => write!(
+                f,
+                "alias {} -> {} ({}): {reason}",
+                alias.name, alias.target, alias.provenance.origin
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use hickory_proto::rr::rdata;
+
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn prov(source: SourceKind, origin: &str) -> Provenance {
+        Provenance { source, origin: Arc::from(origin) }
+    }
+
+    fn rec(owner: &str, data: RData, source: SourceKind) -> Record {
+        Record { name: name(owner), ttl: 60, data, provenance: prov(source, owner) }
+    }
+
+    fn a(owner: &str, ip: [u8; 4]) -> Record {
+        rec(owner, RData::A(rdata::A(Ipv4Addr::from(ip))), SourceKind::Config)
+    }
+
+    fn alias(owner: &str, target: &str) -> Alias {
+        Alias { name: name(owner), target: name(target), ttl: 30, provenance: prov(SourceKind::Config, owner) }
+    }
+
+    fn soa() -> SoaSettings {
+        SoaSettings { mname: name("hubdns.invalid."), rname: name("hostmaster.hubdns.invalid."), negative_ttl: 60 }
+    }
+
+    fn build(records: Vec<Record>, aliases: Vec<Alias>) -> (Snapshot, Vec<Dropped>) {
+        Snapshot::build(records, aliases, &soa(), 7)
+    }
+
+    /// What a lookup returned, reduced to something comparable.
+    #[derive(Debug, PartialEq)]
+    enum Got {
+        Found(RecordType, usize, bool),
+        NoData(String),
+        NxDomain(String),
+        NotOwned,
+    }
+
+    fn got(snapshot: &Snapshot, qname: &str, qtype: RecordType) -> Got {
+        match snapshot.lookup(&name_key(&name(qname)), qtype) {
+            Lookup::Found { records, wildcard } => Got::Found(records[0].record_type(), records.len(), wildcard),
+            Lookup::NoData { soa } => Got::NoData(soa.name.to_string()),
+            Lookup::NxDomain { soa } => Got::NxDomain(soa.name.to_string()),
+            Lookup::NotOwned => Got::NotOwned,
+        }
+    }
+
+    #[test]
+    fn lookup_rules() {
+        let aaaa = |owner: &str| rec(owner, RData::AAAA(rdata::AAAA(Ipv6Addr::LOCALHOST)), SourceKind::Config);
+        let (snapshot, dropped) = build(
+            vec![
+                a("secretsmanager.us-east-1.amazonaws.com.", [10, 0, 1, 1]),
+                a("secretsmanager.us-east-1.amazonaws.com.", [10, 0, 2, 1]),
+                a("s3.us-east-1.amazonaws.com.", [10, 0, 1, 9]),
+                a("*.s3.us-east-1.amazonaws.com.", [10, 0, 1, 9]),
+                aaaa("*.s3.us-east-1.amazonaws.com."),
+                a("exact.s3.us-east-1.amazonaws.com.", [10, 0, 3, 3]),
+                rec("www.corp.example.", RData::CNAME(rdata::CNAME(name("web.corp.example."))), SourceKind::Config),
+                rec("txt.corp.example.", RData::TXT(rdata::TXT::new(vec!["a".into()])), SourceKind::Config),
+                a("txt.corp.example.", [10, 9, 9, 9]),
+            ],
+            vec![],
+        );
+        assert!(dropped.is_empty(), "{dropped:?}");
+        use Got::*;
+        use RecordType::*;
+        let sm = "secretsmanager.us-east-1.amazonaws.com.";
+        let s3 = "s3.us-east-1.amazonaws.com.";
+        let table: &[(&str, RecordType, Got)] = &[
+            // exact names, any case
+            (sm, A, Found(A, 2, false)),
+            ("SecretsManager.US-EAST-1.amazonaws.com.", A, Found(A, 2, false)),
+            // owned name, other type: NODATA with its own SOA
+            (sm, AAAA, NoData(sm.into())),
+            (sm, MX, NoData(sm.into())),
+            (sm, SOA, Found(SOA, 1, false)),
+            // below an owned name: NXDOMAIN with the owned name's SOA
+            ("x.secretsmanager.us-east-1.amazonaws.com.", A, NxDomain(sm.into())),
+            ("a.b.secretsmanager.us-east-1.amazonaws.com.", AAAA, NxDomain(sm.into())),
+            // parents and siblings are not ours
+            ("us-east-1.amazonaws.com.", A, NotOwned),
+            ("kms.us-east-1.amazonaws.com.", A, NotOwned),
+            ("amazonaws.com.", A, NotOwned),
+            (".", NS, NotOwned),
+            // wildcards cover every depth below their base; the base itself is separate
+            (s3, A, Found(A, 1, false)),
+            ("bucket.s3.us-east-1.amazonaws.com.", A, Found(A, 1, true)),
+            ("a.b.c.s3.us-east-1.amazonaws.com.", AAAA, Found(AAAA, 1, true)),
+            ("bucket.s3.us-east-1.amazonaws.com.", TXT, NoData(s3.into())),
+            // an exact name under a wildcard wins, and is the closest encloser below it
+            ("exact.s3.us-east-1.amazonaws.com.", A, Found(A, 1, false)),
+            ("exact.s3.us-east-1.amazonaws.com.", AAAA, NoData("exact.s3.us-east-1.amazonaws.com.".into())),
+            ("x.exact.s3.us-east-1.amazonaws.com.", A, NxDomain("exact.s3.us-east-1.amazonaws.com.".into())),
+            // CNAME answers any type (the handler follows it); ANY gets one RRset (RFC 8482)
+            ("www.corp.example.", A, Found(CNAME, 1, false)),
+            ("www.corp.example.", CNAME, Found(CNAME, 1, false)),
+            ("txt.corp.example.", ANY, Found(A, 1, false)),
+            ("txt.corp.example.", TXT, Found(TXT, 1, false)),
+        ];
+        for (qname, qtype, want) in table {
+            assert_eq!(&got(&snapshot, qname, *qtype), want, "{qname} {qtype}");
+        }
+        assert_eq!(snapshot.name_count(), 6);
+        assert_eq!(snapshot.record_count(), 9);
+    }
+
+    #[test]
+    fn soa_carries_serial_and_negative_ttl() {
+        let (snapshot, _) = build(vec![a("x.example.", [10, 0, 0, 1])], vec![]);
+        let Lookup::NoData { soa } = snapshot.lookup(&name_key(&name("x.example.")), RecordType::TXT) else {
+            panic!("NODATA expected")
+        };
+        assert_eq!(soa.ttl, 60);
+        let RData::SOA(soa) = &soa.data else { panic!("SOA expected") };
+        assert_eq!(soa.serial, 7);
+        assert_eq!(soa.minimum, 60);
+        assert_eq!(soa.mname.to_string(), "hubdns.invalid.");
+    }
+
+    #[test]
+    fn precedence_drops_and_reports_the_loser() {
+        let endpoint = rec("api.example.", RData::A(rdata::A(Ipv4Addr::new(10, 0, 0, 2))), SourceKind::EndpointDns);
+        let r53 = rec("api.example.", RData::A(rdata::A(Ipv4Addr::new(10, 0, 0, 3))), SourceKind::Route53);
+        let config = a("api.example.", [10, 0, 0, 1]);
+        // Whatever order they arrive in, config wins and both losers are reported.
+        for records in [vec![endpoint.clone(), r53.clone(), config.clone()], vec![config.clone(), r53.clone(), endpoint.clone()]] {
+            let (snapshot, dropped) = build(records, vec![]);
+            let Lookup::Found { records, .. } = snapshot.lookup(&name_key(&name("api.example.")), RecordType::A) else {
+                panic!("found expected")
+            };
+            assert_eq!(records.len(), 1);
+            assert_eq!(records[0].data, config.data);
+            let losers: Vec<SourceKind> = dropped
+                .iter()
+                .map(|d| match d {
+                    Dropped::Conflict { dropped, kept, .. } => {
+                        assert_eq!(kept.source, SourceKind::Config);
+                        dropped.source
+                    }
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect();
+            assert_eq!(losers.len(), 2, "{dropped:?}");
+            assert!(losers.contains(&SourceKind::Route53) && losers.contains(&SourceKind::EndpointDns));
+        }
+    }
+
+    #[test]
+    fn same_source_merges_and_dedupes_and_ttls_agree() {
+        let mut low = a("m.example.", [10, 0, 0, 2]);
+        low.ttl = 10;
+        let (snapshot, dropped) = build(vec![a("m.example.", [10, 0, 0, 1]), low, a("m.example.", [10, 0, 0, 1])], vec![]);
+        assert!(dropped.is_empty());
+        let Lookup::Found { records, .. } = snapshot.lookup(&name_key(&name("m.example.")), RecordType::A) else {
+            panic!("found expected")
+        };
+        assert_eq!(records.len(), 2, "identical data kept once");
+        assert!(records.iter().all(|r| r.ttl == 10), "one TTL per RRset, the smallest");
+    }
+
+    #[test]
+    fn aliases_flatten_to_addresses() {
+        let (snapshot, dropped) = build(
+            vec![
+                a("vpce-1.svc.vpce.amazonaws.com.", [10, 0, 1, 1]),
+                rec("vpce-1.svc.vpce.amazonaws.com.", RData::AAAA(rdata::AAAA(Ipv6Addr::LOCALHOST)), SourceKind::Config),
+                a("*.s3.example.", [10, 0, 9, 9]),
+                rec("txt.example.", RData::TXT(rdata::TXT::new(vec!["t".into()])), SourceKind::Config),
+            ],
+            vec![
+                alias("api.service.com.", "vpce-1.svc.vpce.amazonaws.com."),
+                // chains resolve whatever the order
+                alias("c.example.", "b.example."),
+                alias("b.example.", "api.service.com."),
+                alias("bucket.example.", "my-bucket.s3.example."),
+                alias("loop1.example.", "loop2.example."),
+                alias("loop2.example.", "loop1.example."),
+                alias("nowhere.example.", "missing.example."),
+                alias("notext.example.", "txt.example."),
+            ],
+        );
+        for (qname, count) in [("api.service.com.", 1), ("c.example.", 1), ("bucket.example.", 1)] {
+            match snapshot.lookup(&name_key(&name(qname)), RecordType::A) {
+                Lookup::Found { records, wildcard: false } => {
+                    assert_eq!(records.len(), count, "{qname}");
+                    assert_eq!(records[0].name, name(qname), "flattened under the alias name");
+                    assert_eq!(records[0].ttl, 30);
+                }
+                other => panic!("{qname}: {other:?}"),
+            }
+        }
+        assert_eq!(got(&snapshot, "c.example.", RecordType::AAAA), Got::Found(RecordType::AAAA, 1, false));
+        let unresolved: Vec<(String, &str)> = dropped
+            .iter()
+            .map(|d| match d {
+                Dropped::UnresolvedAlias { alias, reason } => (alias.name.to_string(), *reason),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(unresolved.len(), 4, "{unresolved:?}");
+        assert!(unresolved.contains(&("nowhere.example.".into(), "target is not an owned name")));
+        assert!(unresolved.contains(&("notext.example.".into(), "target has no A or AAAA records")));
+        assert!(unresolved.iter().any(|(n, _)| n == "loop1.example."));
+        assert_eq!(got(&snapshot, "loop1.example.", RecordType::A), Got::NotOwned);
+    }
+}

@@ -1,0 +1,7 @@
+//! Sources of owned names. Each returns the whole set it knows — never a diff — as plain
+//! [`crate::snapshot::Record`]s and [`crate::snapshot::Alias`]es with provenance, through a
+//! pure conversion function that is unit-tested on its own.
+//!
+//! - [`aliases`]: the config file's `[[records]]` and `[[aliases]]`.
+
+pub mod aliases;

@@ -1,0 +1,72 @@
+//! The `hubdns check` report: what a config file will do, in a form an operator can read
+//! before deploying it.
+
+use std::fmt::Write;
+
+use crate::{config::Config, refresh};
+
+/// A readable summary of `config`: listeners, allow list, owned names, forwarding, sources.
+/// Also builds the snapshot, so aliases that cannot resolve show up here.
+pub fn summary(config: &Config) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail; the results are ignored below for that reason.
+    let _ = writeln!(out, "config {}: OK", config.origin);
+    let s = &config.server;
+    let listen: Vec<String> = s.listen.iter().map(ToString::to_string).collect();
+    let _ = writeln!(
+        out,
+        "listen        {} (UDP x{} + TCP each; max {} TCP connections, idle {}s; UDP payload {})",
+        listen.join(", "),
+        config.udp_sockets_per_address(),
+        s.tcp_max_connections,
+        s.tcp_idle_timeout_secs,
+        s.max_udp_payload
+    );
+    let allow: Vec<String> = s.allow.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "allow         {}", allow.join(", "));
+    let _ = writeln!(
+        out,
+        "answers       ttl {}s, negative ttl {}s, SOA {} {}",
+        config.answers.ttl, config.answers.negative_ttl, config.answers.soa_mname, config.answers.soa_rname
+    );
+
+    let _ = writeln!(out, "aliases       {}", config.aliases.len());
+    for alias in &config.aliases {
+        let a = alias.get_ref();
+        let to = match &a.target {
+            Some(target) => target.to_string(),
+            None => a.addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        };
+        let _ = writeln!(out, "  {} -> {}   (line {})", a.name, to, config.line_of(alias));
+    }
+    let _ = writeln!(out, "records       {}", config.records.len());
+    for record in &config.records {
+        let r = record.get_ref();
+        let _ = writeln!(out, "  {} {} {}   (line {})", r.name, r.rtype.0, r.values.join(" | "), config.line_of(record));
+    }
+
+    let f = &config.forward;
+    let ups: Vec<String> = f.upstreams.iter().map(ToString::to_string).collect();
+    let _ = writeln!(
+        out,
+        "forward       . -> {}   (cache {} per route, {} ms x {} attempts, deadline {} ms, max {} in flight)",
+        ups.join(", "),
+        f.cache_size,
+        f.timeout_ms,
+        f.attempts,
+        f.deadline_ms,
+        f.max_in_flight
+    );
+    for rule in &f.rules {
+        let r = rule.get_ref();
+        let ups: Vec<String> = r.upstreams.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "  {} -> {}", r.domain, ups.join(", "));
+    }
+
+    let (snapshot, dropped) = refresh::build_snapshot(config);
+    let _ = writeln!(out, "sources       config ({} names, {} records)", snapshot.name_count(), snapshot.record_count());
+    for item in &dropped {
+        let _ = writeln!(out, "warning       {item}");
+    }
+    out
+}
