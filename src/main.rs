@@ -1,6 +1,6 @@
 //! The `hubdns` command: arguments, logging, runtime; errors become exit codes.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -47,7 +47,12 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,hickory_resolver=warn")
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour only on a terminal: journald, Docker and CloudWatch get plain text.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 
     let config = match &args.command {
         Command::Serve { config } | Command::Check { config } => Config::load(config),

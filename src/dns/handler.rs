@@ -55,7 +55,7 @@ pub enum Outcome {
     /// Send these bytes back.
     Reply(Vec<u8>),
     /// Ask upstream, then send [`Handler::forward`]'s bytes back.
-    Forward(ForwardJob),
+    Forward(Box<ForwardJob>),
     /// Send nothing (not a query at all).
     Drop,
 }
@@ -206,14 +206,14 @@ impl Handler {
                         tracing::debug!(%src, "forward refused: max_in_flight reached");
                         return self.reply(&request, transport, ResponseCode::ServFail, false, &[], &[]);
                     };
-                    return Outcome::Forward(ForwardJob {
+                    return Outcome::Forward(Box::new(ForwardJob {
                         request,
                         transport,
                         chain,
                         target: name,
                         qtype,
                         _permit: permit,
-                    });
+                    }));
                 }
             }
         }
@@ -222,8 +222,9 @@ impl Handler {
     }
 
     /// Completes a forward: asks upstream and encodes the response.
-    pub async fn forward(&self, job: ForwardJob) -> Vec<u8> {
+    pub async fn forward(&self, job: Box<ForwardJob>) -> Vec<u8> {
         let forwarded = self.forwarder.forward(&job.target, job.qtype).await;
+        let job = *job;
         let mut answers = job.chain;
         answers.extend(forwarded.answers);
         self.encode(&job.request, job.transport, forwarded.rcode, false, &answers, &forwarded.authorities)

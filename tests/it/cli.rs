@@ -1,0 +1,142 @@
+//! The `hubdns` binary end to end: `check`, `serve` with SIGTERM, and `dig` against it.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::Ipv4Addr,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::harness::{StubUpstream, dig, standard_config};
+
+const HUBDNS: &str = env!("CARGO_BIN_EXE_hubdns");
+
+fn config_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+#[test]
+fn check_summarises_the_shipped_configs() {
+    for file in ["hubdns.toml", "demo.toml"] {
+        let out = Command::new(HUBDNS).args(["check", "--config"]).arg(config_dir().join(file)).output().expect("runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        for section in ["listen", "allow", "aliases", "records", "forward", "sources"] {
+            assert!(stdout.contains(section), "{file}: summary lacks {section}:\n{stdout}");
+        }
+    }
+    let demo = Command::new(HUBDNS).args(["check", "--config"]).arg(config_dir().join("demo.toml")).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&demo.stdout);
+    assert!(stdout.contains("internal-api.service.com. -> vpce-0123456789abcdef0"), "{stdout}");
+    assert!(!stdout.contains("warning"), "demo aliases all resolve:\n{stdout}");
+}
+
+#[test]
+fn check_refuses_a_bad_config_with_file_line_and_key() {
+    let dir = tempdir();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[server]\nlisten = [\"127.0.0.1:53\"]\n\n[[records]]\nname = \"x.example\"\ntype = \"A\"\nvalues = [\"not-an-ip\"]\n")
+        .expect("write");
+    let out = Command::new(HUBDNS).args(["check", "--config"]).arg(&path).output().expect("runs");
+    assert_eq!(out.status.code(), Some(78), "EX_CONFIG");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:4: records[0].values[0]"), "{stderr}");
+    assert!(stderr.contains("not valid A data"), "{stderr}");
+
+    std::fs::write(&path, "[server]\nlisten_on = []\n").expect("write");
+    let out = Command::new(HUBDNS).args(["serve", "--config"]).arg(&path).output().expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 2") && stderr.contains("unknown field `listen_on`"), "{stderr}");
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hubdns-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A `hubdns serve` child process, killed when dropped so a failing test leaves none behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `hubdns serve` on a free loopback port and waits until it is serving.
+fn serve(config: &str) -> (Running, u16) {
+    let dir = tempdir();
+    let path = dir.join("hubdns.toml");
+    std::fs::write(&path, config).expect("write config");
+    let mut child = Command::new(HUBDNS)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hubdns starts");
+    // The log line "serving DNS over UDP and TCP addr=127.0.0.1:PORT" names the bound port.
+    let stderr = child.stderr.take().expect("stderr piped");
+    let child = Running(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let port = loop {
+        let line = lines.next().expect("hubdns logs before exiting").expect("log line");
+        if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("serving DNS")) {
+            let addr = rest.split_whitespace().next().expect("address").trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != ':' && c != '.');
+            break addr.rsplit(':').next().expect("port").parse::<u16>().expect("numeric port");
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, port)
+}
+
+// Multi-threaded: dig blocks this thread while the stub upstream must keep answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dig_against_the_binary_then_sigterm_stops_it_cleanly() {
+    let upstream = StubUpstream::start("127.0.0.53", Ipv4Addr::new(192, 0, 2, 1)).await;
+    let config = standard_config(upstream.addr, "", "") + "\n[[records]]\nname = \"many.corp.example\"\ntype = \"A\"\nvalues = ["
+        + &(1..=100).map(|i| format!("\"10.99.0.{i}\"")).collect::<Vec<_>>().join(",")
+        + "]\n";
+    let (mut hubdns, port) = serve(&config);
+    let port = port.to_string();
+    let at = ["@127.0.0.1", "-p", &port];
+    let run = |extra: &[&str]| {
+        let mut args: Vec<&str> = at.to_vec();
+        args.extend_from_slice(extra);
+        dig(&args)
+    };
+
+    let short = run(&["+short", "secretsmanager.us-east-1.amazonaws.com"]);
+    assert_eq!(short.lines().collect::<Vec<_>>(), ["10.10.1.25", "10.10.2.41"]);
+    let full = run(&["internal-api.service.com"]);
+    assert!(full.contains("status: NOERROR") && full.contains("flags: qr aa rd ra"), "{full}");
+    assert!(full.contains("; EDNS: version: 0, flags:; udp: 1232"), "{full}");
+    let nx = run(&["nope.secretsmanager.us-east-1.amazonaws.com"]);
+    assert!(nx.contains("status: NXDOMAIN") && nx.contains("IN SOA hubdns.invalid."), "{nx}");
+    let tcp = run(&["+tcp", "+short", "internal-api.service.com"]);
+    assert_eq!(tcp.lines().count(), 2);
+    // dig retries a truncated answer over TCP by itself: all 100 records arrive.
+    let big = run(&["+short", "many.corp.example"]);
+    assert_eq!(big.lines().count(), 100, "{big}");
+    let notc = run(&["+ignore", "many.corp.example"]);
+    assert!(notc.contains("flags: qr aa tc rd ra"), "{notc}");
+    let forwarded = run(&["+short", "www.fwd.test"]);
+    assert_eq!(forwarded.trim(), "192.0.2.1");
+
+    let pid = hubdns.0.id().to_string();
+    let started = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+    let status = loop {
+        if let Some(status) = hubdns.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "hubdns did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+}

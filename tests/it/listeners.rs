@@ -1,0 +1,118 @@
+//! Listener behaviour and resource bounds: several UDP sockets per address, TCP idle timeout,
+//! pipelining, the TCP connection cap, the in-flight forward bound, and shutdown.
+
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use hickory_proto::{
+    op::{Message, ResponseCode},
+    rr::RecordType,
+};
+use tokio::{io::AsyncReadExt, net::TcpStream};
+
+use crate::harness::{StubUpstream, TestServer, addresses, query, tcp_exchange, udp_exchange};
+
+async fn upstream() -> StubUpstream {
+    StubUpstream::start("127.0.0.53", Ipv4Addr::new(192, 0, 2, 1)).await
+}
+
+/// UDP sockets bound to `port` on 127.0.0.1, from /proc/net/udp.
+fn udp_sockets_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp is readable");
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).filter(|line| line.split_whitespace().nth(1) == Some(local.as_str())).count()
+}
+
+#[tokio::test]
+async fn several_udp_sockets_share_the_address() {
+    let upstream = upstream().await;
+    let hub = TestServer::standard(upstream.addr, "", "").await; // standard: 2 sockets
+    assert_eq!(udp_sockets_on(hub.addr.port()), 2);
+    let four = TestServer::start(&crate::harness::standard_config(upstream.addr, "", "").replace(
+        "udp_sockets_per_address = 2",
+        "udp_sockets_per_address = 4",
+    ))
+    .await;
+    assert_eq!(udp_sockets_on(four.addr.port()), 4, "SO_REUSEPORT group of 4");
+    // Every socket answers: many queries from many source ports all get answers.
+    for _ in 0..32 {
+        assert_eq!(addresses(&four.udp("internal-api.service.com.", RecordType::A).await).len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn tcp_carries_several_queries_and_closes_when_idle() {
+    let upstream = upstream().await;
+    let hub = TestServer::standard(upstream.addr, "tcp_idle_timeout_secs = 1", "").await;
+    let mut stream = TcpStream::connect(hub.addr).await.expect("connect");
+    for name in ["secretsmanager.us-east-1.amazonaws.com.", "internal-api.service.com.", "www.fwd.test."] {
+        let bytes = tcp_exchange(&mut stream, &query(name, RecordType::A).to_vec().expect("encodes")).await.expect("answer");
+        let answer = Message::from_vec(&bytes).expect("parses");
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError, "{name}");
+    }
+    let started = Instant::now();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "idle connection closed by the server");
+    assert!(started.elapsed() >= Duration::from_millis(800), "not before the idle timeout");
+}
+
+#[tokio::test]
+async fn tcp_connections_beyond_the_cap_are_closed() {
+    let upstream = upstream().await;
+    let hub = TestServer::standard(upstream.addr, "tcp_max_connections = 2", "").await;
+    let q = query("secretsmanager.us-east-1.amazonaws.com.", RecordType::A).to_vec().expect("encodes");
+    let mut first = TcpStream::connect(hub.addr).await.expect("connect");
+    let mut second = TcpStream::connect(hub.addr).await.expect("connect");
+    tcp_exchange(&mut first, &q).await.expect("first served");
+    tcp_exchange(&mut second, &q).await.expect("second served");
+    let mut third = TcpStream::connect(hub.addr).await.expect("the kernel accepts the handshake");
+    assert!(tcp_exchange(&mut third, &q).await.is_err(), "third connection is closed unanswered");
+    // UDP is unaffected, and a slot frees when a connection ends.
+    assert!(udp_exchange(hub.addr, &q, None).await.is_some());
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fourth = TcpStream::connect(hub.addr).await.expect("connect");
+    tcp_exchange(&mut fourth, &q).await.expect("a freed slot is reused");
+}
+
+#[tokio::test]
+async fn forwards_in_flight_are_bounded_and_owned_names_still_answer() {
+    let upstream = upstream().await;
+    let config = crate::harness::standard_config(upstream.addr, "", "").replace("deadline_ms = 1000", "deadline_ms = 1000\nmax_in_flight = 2");
+    let hub = TestServer::start(&config).await;
+    let slow = |n: usize| {
+        let addr = hub.addr;
+        tokio::spawn(async move {
+            let q = query(&format!("slow.n{n}.fwd.test."), RecordType::A).to_vec().expect("encodes");
+            udp_exchange(addr, &q, None).await
+        })
+    };
+    let held = [slow(1), slow(2)];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let over = hub.udp("slow.n3.fwd.test.", RecordType::A).await;
+    assert_eq!(over.metadata.response_code, ResponseCode::ServFail);
+    assert!(started.elapsed() < Duration::from_millis(300), "over the bound: SERVFAIL at once");
+    let owned = hub.udp("secretsmanager.us-east-1.amazonaws.com.", RecordType::A).await;
+    assert_eq!(addresses(&owned).len(), 2, "owned names answer while forwards are saturated");
+    for task in held {
+        let bytes = task.await.expect("task").expect("held queries answered (SERVFAIL at the deadline)");
+        assert_eq!(Message::from_vec(&bytes).expect("parses").metadata.response_code, ResponseCode::ServFail);
+    }
+    assert_eq!(upstream.queries_for("slow.n3.fwd.test."), 0, "the refused query never went upstream");
+}
+
+#[tokio::test]
+async fn stop_closes_the_listeners() {
+    let upstream = upstream().await;
+    let hub = TestServer::standard(upstream.addr, "", "").await;
+    let addr = hub.addr;
+    let q = query("secretsmanager.us-east-1.amazonaws.com.", RecordType::A).to_vec().expect("encodes");
+    assert!(udp_exchange(addr, &q, None).await.is_some());
+    hub.server.stop().await;
+    assert!(udp_exchange(addr, &q, None).await.is_none(), "no answer after stop");
+    assert!(TcpStream::connect(addr).await.is_err(), "TCP listener closed");
+}

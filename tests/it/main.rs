@@ -1,0 +1,9 @@
+//! Integration tests, one binary: hubdns started in-process on 127.0.0.1:0 (see `harness`),
+//! queried over the wire with a real DNS client and with `dig`.
+
+mod cli;
+mod forwarding;
+mod harness;
+mod listeners;
+mod owned;
+mod protocol;
