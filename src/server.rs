@@ -30,6 +30,19 @@ pub enum StartError {
     /// The forwarder could not be built.
     #[error(transparent)]
     Forward(#[from] ForwardError),
+    /// An upstream is one of our own listen addresses: every forward would come back to us.
+    #[error(
+        "forwarding loop: upstream {upstream} (route {route}) is hubdns's own listen address {listen}; \
+         with upstreams = [\"system\"], check that /etc/resolv.conf does not name this server"
+    )]
+    ForwardLoop {
+        /// The route whose upstream it is.
+        route: String,
+        /// The upstream.
+        upstream: SocketAddr,
+        /// Our listen address it matches.
+        listen: SocketAddr,
+    },
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -52,25 +65,29 @@ pub struct Server {
 pub async fn start(config: &Config) -> Result<Server, StartError> {
     let (snapshot, _) = refresh::build_snapshot(config);
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
-    let forwarder = Arc::new(Forwarder::new(&config.forward)?);
-    for route in forwarder.routes() {
-        tracing::info!(domain = %route.domain, upstreams = ?route.upstreams, "forwarding route");
-    }
-    let handler = Arc::new(Handler::new(
-        snapshot.clone(),
-        forwarder,
-        Acl::new(config.server.allow.clone()),
-        config.server.max_udp_payload,
-        config.answers.ttl,
-    ));
+    let forwarder = Forwarder::new(&config.forward)?;
 
     let sockets = config.udp_sockets_per_address();
     let mut bound = Vec::new();
     for &addr in &config.server.listen {
-        let b = Bound::bind(addr, sockets).map_err(|source| StartError::Bind { addr, source })?;
-        bound.push(b);
+        bound.push(Bound::bind(addr, sockets).map_err(|source| StartError::Bind { addr, source })?);
+    }
+    for route in forwarder.routes() {
+        tracing::info!(domain = %route.domain, upstreams = ?route.upstreams, "forwarding route");
+        for &upstream in &route.upstreams {
+            if let Some(listen) = bound.iter().map(Bound::local_addr).find(|l| is_same_server(*l, upstream)) {
+                return Err(StartError::ForwardLoop { route: route.domain.to_string(), upstream, listen });
+            }
+        }
     }
 
+    let handler = Arc::new(Handler::new(
+        snapshot.clone(),
+        Arc::new(forwarder),
+        Acl::new(config.server.allow.clone()),
+        config.server.max_udp_payload,
+        config.answers.ttl,
+    ));
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let tcp_slots = Arc::new(Semaphore::new(config.server.tcp_max_connections));
@@ -82,6 +99,13 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
         b.serve(handler.clone(), tcp_slots.clone(), idle, &shutdown, &tracker);
     }
     Ok(Server { addrs, snapshot, shutdown, tracker })
+}
+
+/// Whether queries sent to `upstream` would arrive at the socket bound to `listen`.
+fn is_same_server(listen: SocketAddr, upstream: SocketAddr) -> bool {
+    listen.port() == upstream.port()
+        && (listen.ip() == upstream.ip()
+            || (listen.ip().is_unspecified() && upstream.ip().is_loopback() && listen.is_ipv4() == upstream.is_ipv4()))
 }
 
 impl Server {

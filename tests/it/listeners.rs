@@ -116,3 +116,18 @@ async fn stop_closes_the_listeners() {
     assert!(udp_exchange(addr, &q, None).await.is_none(), "no answer after stop");
     assert!(TcpStream::connect(addr).await.is_err(), "TCP listener closed");
 }
+
+#[tokio::test]
+async fn an_upstream_that_is_hubdns_itself_is_refused_at_start() {
+    // A free port, known in advance, so the config can name it as both listen and upstream.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    for listen in [format!("127.0.0.1:{port}"), format!("0.0.0.0:{port}")] {
+        let config = format!("[server]\nlisten = [\"{listen}\"]\n[forward]\nupstreams = [\"127.0.0.1:{port}\"]\n");
+        let config = hubdns::config::Config::parse(&config, "loop.toml").expect("valid config");
+        let error = match hubdns::server::start(&config).await {
+            Ok(_) => panic!("{listen}: a forwarding loop must not start"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains("forwarding loop"), "{error}");
+    }
+}

@@ -141,3 +141,34 @@ async fn cnames_are_followed_through_owned_names_and_then_upstream() {
     let cname_itself = hub.udp("www.corp.example.", RecordType::CNAME).await;
     assert_eq!(cname_itself.answers.len(), 1);
 }
+
+/// hickory's own stub resolver as the client, the way an application on a spoke VPC would
+/// look names up through hubdns.
+#[tokio::test]
+async fn hickory_resolver_as_a_client() {
+    use hickory_resolver::{
+        TokioResolver,
+        config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts},
+        net::runtime::TokioRuntimeProvider,
+    };
+    let (hub, _upstream) = server().await;
+    for protocol in [ConnectionConfig::udp(), ConnectionConfig::tcp()] {
+        let mut connection = protocol;
+        connection.port = hub.addr.port();
+        let mut opts = ResolverOpts::default();
+        opts.use_hosts_file = ResolveHosts::Never;
+        let resolver = TokioResolver::builder_with_config(
+            ResolverConfig::from_name_servers(vec![NameServerConfig::new(hub.addr.ip(), true, vec![connection])]),
+            TokioRuntimeProvider::default(),
+        )
+        .with_options(opts)
+        .build()
+        .expect("client resolver");
+        let ips = resolver.lookup_ip("internal-api.service.com.").await.expect("lookup");
+        let mut ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+        ips.sort();
+        assert_eq!(ips, ["10.10.1.77", "10.10.2.78"]);
+        let v6 = resolver.lookup_ip("legacy.corp.example.").await.expect("lookup");
+        assert_eq!(v6.iter().count(), 2, "A and AAAA both answered");
+    }
+}
