@@ -20,8 +20,8 @@ use std::{
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream, UdpSocket},
-    sync::{OwnedSemaphorePermit, Semaphore},
+    net::{TcpListener, TcpStream, UdpSocket, tcp::OwnedWriteHalf},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     time::timeout,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -30,6 +30,10 @@ use crate::dns::handler::{Handler, Outcome, Transport};
 
 /// Kernel receive buffer asked for each UDP socket: absorbs bursts while a core is busy.
 const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// Responses one TCP connection may have waiting to be written; past it the connection stops
+/// reading queries until the client reads its answers.
+const TCP_PIPELINE_DEPTH: usize = 64;
 
 /// How many times to pick a fresh port when binding port 0 finds the TCP side taken.
 const PORT_ZERO_ATTEMPTS: usize = 16;
@@ -177,46 +181,70 @@ async fn serve_tcp(
             tracing::debug!(%src, "TCP connection closed: tcp_max_connections reached");
             continue;
         };
-        tracker.spawn(serve_connection(stream, src, handler.clone(), idle, shutdown.clone(), slot));
+        tracker.spawn(serve_connection(stream, src, handler.clone(), idle, shutdown.clone(), tracker.clone(), slot));
     }
 }
 
-/// One TCP connection: length-prefixed queries answered in order (RFC 7766 framing).
+/// One TCP connection (RFC 7766): length-prefixed queries, read in order and answered as
+/// soon as each answer is ready — owned names at once, forwards when upstream replies — so a
+/// slow upstream does not hold back the pipelined queries behind it.
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     src: SocketAddr,
     handler: Arc<Handler>,
     idle: Duration,
     shutdown: CancellationToken,
+    tracker: TaskTracker,
     _slot: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut query = Vec::with_capacity(512);
-    loop {
-        let len = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return,
-            len = timeout(idle, stream.read_u16()) => match len {
-                Ok(Ok(len)) => usize::from(len),
-                _ => return, // idle, closed by the client, or reset
-            },
-        };
-        query.resize(len, 0);
-        // A client that starts a query must finish it promptly (slowloris).
-        if !matches!(timeout(idle, stream.read_exact(&mut query)).await, Ok(Ok(_))) {
-            return;
+    let (mut reader, writer) = stream.into_split();
+    let (responses, pending) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE_DEPTH);
+    let read_queries = async move {
+        let mut query = Vec::with_capacity(512);
+        loop {
+            let len = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                len = timeout(idle, reader.read_u16()) => match len {
+                    Ok(Ok(len)) => usize::from(len),
+                    _ => return, // idle, closed by the client, or reset
+                },
+            };
+            query.resize(len, 0);
+            // A client that starts a query must finish it promptly (slowloris).
+            if !matches!(timeout(idle, reader.read_exact(&mut query)).await, Ok(Ok(_))) {
+                return;
+            }
+            match handler.handle(&query, src, Transport::Tcp) {
+                Outcome::Reply(bytes) => {
+                    if responses.send(bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Outcome::Forward(job) => {
+                    let (responses, handler) = (responses.clone(), handler.clone());
+                    tracker.spawn(async move {
+                        let _ = responses.send(handler.forward(job).await).await;
+                    });
+                }
+                Outcome::Drop => {}
+            }
         }
-        let response = match handler.handle(&query, src, Transport::Tcp) {
-            Outcome::Reply(bytes) => bytes,
-            Outcome::Forward(job) => handler.forward(job).await,
-            Outcome::Drop => continue,
-        };
+    };
+    // Ends when the reader and every forward it started have dropped their senders.
+    tokio::join!(read_queries, write_responses(writer, pending, idle));
+}
+
+/// Writes each response with its length prefix; a client that stops reading is dropped.
+async fn write_responses(mut writer: OwnedWriteHalf, mut pending: mpsc::Receiver<Vec<u8>>, idle: Duration) {
+    while let Some(response) = pending.recv().await {
         // Responses are at most 65535 bytes: the handler encodes TCP answers with that limit.
-        let Ok(prefix) = u16::try_from(response.len()) else { return };
+        let Ok(prefix) = u16::try_from(response.len()) else { continue };
         let mut framed = Vec::with_capacity(2 + response.len());
         framed.extend_from_slice(&prefix.to_be_bytes());
         framed.extend_from_slice(&response);
-        if !matches!(timeout(idle, stream.write_all(&framed)).await, Ok(Ok(()))) {
+        if !matches!(timeout(idle, writer.write_all(&framed)).await, Ok(Ok(()))) {
             return;
         }
     }

@@ -131,3 +131,32 @@ async fn an_upstream_that_is_hubdns_itself_is_refused_at_start() {
         assert!(error.contains("forwarding loop"), "{error}");
     }
 }
+
+#[tokio::test]
+async fn pipelined_tcp_queries_are_answered_as_each_is_ready() {
+    let upstream = upstream().await;
+    let hub = TestServer::standard(upstream.addr, "", "").await;
+    let mut stream = TcpStream::connect(hub.addr).await.expect("connect");
+    let slow = query("slow.pipeline.fwd.test.", RecordType::A);
+    let fast = query("secretsmanager.us-east-1.amazonaws.com.", RecordType::A);
+    let mut both = Vec::new();
+    for message in [&slow, &fast] {
+        let bytes = message.to_vec().expect("encodes");
+        both.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        both.extend_from_slice(&bytes);
+    }
+    let started = Instant::now();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &both).await.expect("write both queries at once");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let len = stream.read_u16().await.expect("length");
+        let mut answer = vec![0u8; usize::from(len)];
+        stream.read_exact(&mut answer).await.expect("answer");
+        let answer = Message::from_vec(&answer).expect("parses");
+        if answer.metadata.id == fast.metadata.id {
+            assert!(started.elapsed() < Duration::from_millis(500), "owned answer did not wait for the slow forward");
+        }
+        ids.push(answer.metadata.id);
+    }
+    assert_eq!(ids, [fast.metadata.id, slow.metadata.id], "answered out of order, as RFC 7766 allows");
+}
