@@ -7,7 +7,7 @@
 //! parses every file in `config/` so the reference cannot drift from the code.
 
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     fmt,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
@@ -43,6 +43,12 @@ pub struct Config {
     /// Static records served as they are written.
     #[serde(default)]
     pub records: Vec<Spanned<RecordConfig>>,
+    /// Where else owned names come from: the AWS APIs.
+    #[serde(default)]
+    pub sources: SourcesConfig,
+    /// How often sources are asked again, and where the last good answers are kept.
+    #[serde(default)]
+    pub refresh: RefreshConfig,
     /// The file this configuration came from, for provenance and messages (`<demo>` for the
     /// built-in demo).
     #[serde(skip)]
@@ -137,6 +143,57 @@ pub struct ForwardRule {
     pub domain: DomainName,
     /// Where its queries go, in the same forms as `forward.upstreams`.
     pub upstreams: Vec<Upstream>,
+}
+
+/// Sources of owned names beyond this file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    /// PrivateLink endpoints from EC2, one entry per region (and account).
+    #[serde(default)]
+    pub vpc_endpoints: Vec<Spanned<VpcEndpointsConfig>>,
+}
+
+/// One region (and account) of interface endpoints to publish.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VpcEndpointsConfig {
+    /// The AWS region to ask, like `us-east-1`.
+    pub region: String,
+    /// A role to assume for another account's endpoints; default: the instance's own
+    /// credentials through the standard chain (environment, profile, instance role).
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// Only endpoints in these VPCs; default: every endpoint the credentials can see.
+    #[serde(default)]
+    pub vpc_ids: Vec<String>,
+    /// Only endpoints with all these tags (key = value).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Another EC2 API address: an EC2 interface endpoint in a VPC without internet access,
+    /// or a local emulator in tests.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Attempts per API call (the SDK's standard retry with backoff); 1 turns retries off.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+/// The refresh loop and the state file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshConfig {
+    /// Seconds between successful refreshes of a source (±10 % jitter, so a fleet of hubdns
+    /// instances does not call AWS in step).
+    #[serde(default = "default_interval_secs")]
+    pub interval_secs: u64,
+    /// Longest wait between retries of a failing source (backoff doubles up to this).
+    #[serde(default = "default_max_backoff_secs")]
+    pub max_backoff_secs: u64,
+    /// Where the last good answers of every source are kept, so a restart serves at once even
+    /// while AWS is unreachable. Unset: nothing is written.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
 }
 
 /// An alias: a name answering with the A/AAAA records of another owned name, or fixed addresses.
@@ -313,6 +370,33 @@ impl Config {
         }
         if forward.max_in_flight == 0 {
             return Err(top("forward.max_in_flight", "must be at least 1".into()));
+        }
+
+        if self.refresh.interval_secs == 0 || self.refresh.max_backoff_secs < self.refresh.interval_secs {
+            return Err(top(
+                "refresh.interval_secs / max_backoff_secs",
+                "interval must be at least 1 and max_backoff_secs at least the interval".into(),
+            ));
+        }
+        let mut seen_sources = HashSet::new();
+        for (i, source) in self.sources.vpc_endpoints.iter().enumerate() {
+            let key = format!("sources.vpc_endpoints[{i}]");
+            let v = source.get_ref();
+            if v.region.is_empty() || !v.region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+                return Err(self.invalid(source, format!("{key}.region"), format!("`{}` is not a region name like us-east-1", v.region)));
+            }
+            if v.role_arn.as_ref().is_some_and(|r| !r.starts_with("arn:")) {
+                return Err(self.invalid(source, format!("{key}.role_arn"), "a role ARN starts with `arn:` (arn:aws:iam::123456789012:role/hubdns)"));
+            }
+            if v.endpoint_url.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+                return Err(self.invalid(source, format!("{key}.endpoint_url"), "must start with https:// (or http:// for a local emulator)"));
+            }
+            if v.max_attempts == 0 {
+                return Err(self.invalid(source, format!("{key}.max_attempts"), "must be at least 1"));
+            }
+            if !seen_sources.insert((v.region.clone(), v.role_arn.clone())) {
+                return Err(self.invalid(source, key, "this region and role are already a source"));
+            }
         }
 
         let mut rule_domains = HashSet::new();
@@ -564,6 +648,16 @@ impl TryFrom<String> for StaticType {
     }
 }
 
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: default_interval_secs(),
+            max_backoff_secs: default_max_backoff_secs(),
+            state_file: None,
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -600,6 +694,18 @@ impl Default for ForwardConfig {
             max_in_flight: default_max_in_flight(),
         }
     }
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+
+fn default_interval_secs() -> u64 {
+    30
+}
+
+fn default_max_backoff_secs() -> u64 {
+    300
 }
 
 fn default_listen() -> Vec<SocketAddr> {

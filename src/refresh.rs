@@ -1,31 +1,216 @@
-//! Building the snapshot from the sources and swapping it in.
+//! The refresh loop, the state file, and readiness.
 //!
-//! Today the config file is the only source, so the snapshot is built once at start. The
-//! refresh loop (interval, backoff, keep-last-good per source), the state file and readiness
-//! come with the AWS sources and live here too.
+//! Each AWS source (one region, maybe one account) is asked for its whole set on an interval
+//! with jitter. A failure — throttling, 5xx, timeout, expired credentials — keeps that
+//! source's last good answer, logs the error, and retries with doubling backoff; other sources
+//! are unaffected. After any success the whole table is rebuilt off to the side from the
+//! config plus every source's last good answer, and swapped in only if it changed, with the
+//! records added and removed in the log.
+//!
+//! The last good answers are written to the state file (temp file + fsync + rename) after each
+//! change and read back at start, so a restart serves endpoint names at once even when AWS is
+//! unreachable. A corrupt or foreign state file is reported and ignored, never fatal.
+//!
+//! Ready means: every source has an answer, fresh or from the state file.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use aws_sdk_ec2::primitives::{DateTime, DateTimeFormat};
+use hickory_proto::rr::Name;
+use serde::{Deserialize, Serialize};
+use tokio::{sync::watch, time::Instant};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
-    snapshot::{Dropped, Snapshot, SoaSettings},
-    sources,
+    snapshot::{Alias, Dropped, Record, SharedSnapshot, Snapshot, SoaSettings},
+    sources::{
+        self,
+        vpc_endpoints::{FetchContext, VpcEndpointSource, records_from},
+    },
 };
 
-/// Builds a snapshot from every source the config names; what had to be left out is logged
-/// and returned.
-pub fn build_snapshot(config: &Config) -> (Snapshot, Vec<Dropped>) {
-    let (records, aliases) = sources::aliases::from_config(config);
+/// Identifies the state file's layout; a file with another value is ignored.
+const STATE_FORMAT: &str = "hubdns-state/1";
+
+/// How many added / removed records a refresh names at info level (the rest at debug).
+const DIFF_LOG_LINES: usize = 20;
+
+/// One source's last good answer: what the table is built from, and what the state file keeps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SourceOutput {
+    /// The records.
+    pub records: Vec<Record>,
+    /// Endpoint ids and service names → regional DNS name, for config aliases.
+    pub handles: BTreeMap<String, Name>,
+    /// When the source answered (RFC 3339).
+    pub fetched_at: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    format: String,
+    written_at: String,
+    sources: BTreeMap<String, SourceOutput>,
+}
+
+/// A source in the loop, with what it last said and when to ask it again.
+struct Slot {
+    id: String,
+    source: VpcEndpointSource,
+    last_good: Option<SourceOutput>,
+    failures: u32,
+    due: Instant,
+}
+
+/// Rebuilds and swaps the snapshot as sources answer.
+pub struct Refresher {
+    config: Config,
+    snapshot: SharedSnapshot,
+    slots: Vec<Slot>,
+    /// The records of the live table, one line each, to detect and log changes.
+    live: BTreeSet<String>,
+    ready: watch::Sender<bool>,
+}
+
+impl Refresher {
+    /// Sets up every source of `config`, restores their last good answers from the state file,
+    /// and puts the first table in `snapshot`. Makes no AWS call: the first fetches happen in
+    /// [`Refresher::run`], so hubdns serves at once.
+    pub async fn new(config: &Config, snapshot: SharedSnapshot) -> (Self, watch::Receiver<bool>) {
+        let restored = config.refresh.state_file.as_deref().map(read_state).unwrap_or_default();
+        let mut slots = Vec::new();
+        for source in &config.sources.vpc_endpoints {
+            let source = VpcEndpointSource::new(source.get_ref().clone()).await;
+            let id = source.id();
+            let last_good = restored.get(&id).cloned();
+            if let Some(output) = &last_good {
+                tracing::info!(source = %id, records = output.records.len(), fetched_at = %output.fetched_at, "restored from the state file");
+            }
+            slots.push(Slot { id, source, last_good, failures: 0, due: Instant::now() });
+        }
+        let (ready, ready_rx) = watch::channel(false);
+        let mut refresher = Self { config: config.clone(), snapshot, slots, live: BTreeSet::new(), ready };
+        refresher.rebuild();
+        (refresher, ready_rx)
+    }
+
+    /// Refreshes until `shutdown` is cancelled.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            let Some(next) = self.slots.iter().map(|s| s.due).min() else { return };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(next) => {}
+            }
+            let mut answered = false;
+            for i in 0..self.slots.len() {
+                if self.slots[i].due <= Instant::now() {
+                    answered |= self.refresh_slot(i).await;
+                }
+            }
+            if answered {
+                self.rebuild();
+            }
+        }
+    }
+
+    /// Asks one source; true when it answered.
+    async fn refresh_slot(&mut self, i: usize) -> bool {
+        let interval = Duration::from_secs(self.config.refresh.interval_secs);
+        let max_backoff = Duration::from_secs(self.config.refresh.max_backoff_secs);
+        let ttl = self.config.answers.ttl;
+        let slot = &mut self.slots[i];
+        let started = Instant::now();
+        match slot.source.fetch().await {
+            Ok(inventory) => {
+                let ctx = FetchContext { region: slot.source.region().to_owned(), fetched_at: now_rfc3339(), ttl };
+                let converted = records_from(&inventory, &ctx);
+                for reason in &converted.skipped {
+                    tracing::debug!(source = %slot.id, %reason, "endpoint skipped");
+                }
+                tracing::info!(
+                    source = %slot.id,
+                    endpoints = inventory.endpoints.len(),
+                    records = converted.records.len(),
+                    skipped = converted.skipped.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "source refreshed"
+                );
+                slot.last_good = Some(SourceOutput { records: converted.records, handles: converted.handles, fetched_at: ctx.fetched_at });
+                slot.failures = 0;
+                slot.due = Instant::now() + jitter(interval);
+                true
+            }
+            Err(error) => {
+                slot.failures += 1;
+                let exponent = slot.failures.saturating_sub(1).min(16);
+                let backoff = interval.saturating_mul(1 << exponent).min(max_backoff);
+                let wait = jitter(backoff);
+                tracing::warn!(
+                    source = %slot.id,
+                    %error,
+                    failures = slot.failures,
+                    retry_in_secs = wait.as_secs_f32(),
+                    keeping = slot.last_good.as_ref().map_or(0, |o| o.records.len()),
+                    "source refresh failed; keeping its last good records"
+                );
+                slot.due = Instant::now() + wait;
+                false
+            }
+        }
+    }
+
+    /// Builds the table from the config and every last good answer; swaps it in and saves the
+    /// state file if anything changed.
+    fn rebuild(&mut self) {
+        let outputs: Vec<&SourceOutput> = self.slots.iter().filter_map(|s| s.last_good.as_ref()).collect();
+        let (snapshot, _) = build_snapshot(&self.config, &outputs);
+        let lines = record_lines(&snapshot);
+        let ready = self.slots.iter().all(|s| s.last_good.is_some());
+        if lines != self.live || self.snapshot.load().serial() == 0 {
+            log_diff(&self.live, &lines);
+            self.snapshot.store(Arc::new(snapshot));
+            self.live = lines;
+            if let Some(path) = &self.config.refresh.state_file {
+                let sources = self.slots.iter().filter_map(|s| Some((s.id.clone(), s.last_good.clone()?))).collect();
+                if let Err(error) = write_state(path, sources) {
+                    tracing::error!(path = %path.display(), %error, "cannot write the state file; serving goes on");
+                }
+            }
+        }
+        self.ready.send_if_modified(|was| std::mem::replace(was, ready) != ready);
+    }
+}
+
+/// Builds a table from the config and the given source answers. Config aliases that name an
+/// endpoint by id or service are pointed at that endpoint's regional DNS name.
+pub fn build_snapshot(config: &Config, outputs: &[&SourceOutput]) -> (Snapshot, Vec<Dropped>) {
+    let (mut records, aliases) = sources::aliases::from_config(config);
+    let aliases: Vec<Alias> = aliases
+        .into_iter()
+        .map(|mut alias| {
+            let handle = alias.target.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+            if let Some(target) = outputs.iter().find_map(|o| o.handles.get(&handle)) {
+                alias.target = target.clone();
+            }
+            alias
+        })
+        .collect();
+    for output in outputs {
+        records.extend(output.records.iter().cloned());
+    }
     let (snapshot, dropped) = Snapshot::build(records, aliases, &soa_settings(config), serial_now());
     for item in &dropped {
         tracing::warn!(%item, "left out of the snapshot");
     }
-    tracing::info!(
-        names = snapshot.name_count(),
-        records = snapshot.record_count(),
-        serial = snapshot.serial(),
-        "snapshot built"
-    );
+    tracing::debug!(names = snapshot.name_count(), records = snapshot.record_count(), serial = snapshot.serial(), "snapshot built");
     (snapshot, dropped)
 }
 
@@ -38,9 +223,157 @@ pub fn soa_settings(config: &Config) -> SoaSettings {
     }
 }
 
+/// One line per record, without provenance (which changes with every fetch).
+fn record_lines(snapshot: &Snapshot) -> BTreeSet<String> {
+    snapshot
+        .nodes()
+        .flat_map(|node| node.rrsets())
+        .flat_map(|set| &set.records)
+        .map(|r| format!("{} {} {} {}", r.name.to_lowercase(), r.ttl, r.record_type(), r.data))
+        .collect()
+}
+
+fn log_diff(old: &BTreeSet<String>, new: &BTreeSet<String>) {
+    let added: Vec<&String> = new.difference(old).collect();
+    let removed: Vec<&String> = old.difference(new).collect();
+    tracing::info!(added = added.len(), removed = removed.len(), records = new.len(), "snapshot swapped");
+    for (i, line) in added.iter().enumerate() {
+        if i < DIFF_LOG_LINES {
+            tracing::info!(record = %line, "added");
+        } else {
+            tracing::debug!(record = %line, "added");
+        }
+    }
+    for (i, line) in removed.iter().enumerate() {
+        if i < DIFF_LOG_LINES {
+            tracing::info!(record = %line, "removed");
+        } else {
+            tracing::debug!(record = %line, "removed");
+        }
+    }
+}
+
+/// `base` ± 10 %.
+fn jitter(base: Duration) -> Duration {
+    base.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
 /// A serial that grows with every build: seconds since 1970, as many zones use.
 fn serial_now() -> u32 {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     // Wraps in 2106; SOA serials compare modulo 2^32 anyway (RFC 1982).
     secs as u32
+}
+
+fn now_rfc3339() -> String {
+    DateTime::from(SystemTime::now()).fmt(DateTimeFormat::DateTime).unwrap_or_default()
+}
+
+/// Reads the state file; anything wrong with it is logged and yields nothing.
+fn read_state(path: &Path) -> BTreeMap<String, SourceOutput> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "state file unreadable; ignored");
+            return BTreeMap::new();
+        }
+    };
+    match serde_json::from_str::<StateFile>(&text) {
+        Ok(state) if state.format == STATE_FORMAT => state.sources,
+        Ok(state) => {
+            tracing::warn!(path = %path.display(), format = %state.format, expected = STATE_FORMAT, "state file of another format; ignored");
+            BTreeMap::new()
+        }
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "state file corrupt; ignored");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Writes the state file atomically: a temporary file beside it, fsync, rename, fsync the dir.
+fn write_state(path: &Path, sources: BTreeMap<String, SourceOutput>) -> std::io::Result<()> {
+    let state = StateFile { format: STATE_FORMAT.into(), written_at: now_rfc3339(), sources };
+    let json = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
+    let tmp: PathBuf = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&json)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_proto::rr::{RData, rdata::A};
+
+    use super::*;
+    use crate::snapshot::{Provenance, SourceKind};
+
+    fn output() -> SourceOutput {
+        let name = Name::from_ascii("vpce-1.svc.us-east-1.vpce.amazonaws.com.").unwrap();
+        SourceOutput {
+            records: vec![Record {
+                name: name.clone(),
+                ttl: 60,
+                data: RData::A(A(Ipv4Addr::new(10, 0, 0, 1))),
+                provenance: Provenance { source: SourceKind::EndpointDns, origin: Arc::from("vpc_endpoints vpce-1") },
+            }],
+            handles: [("vpce-1".to_owned(), name)].into(),
+            fetched_at: "2026-11-21T15:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn state_file_round_trips_and_bad_files_are_ignored() {
+        let dir = std::env::temp_dir().join(format!("hubdns-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        write_state(&path, [("vpc_endpoints/us-east-1".to_owned(), output())].into()).unwrap();
+        let back = read_state(&path);
+        assert_eq!(back["vpc_endpoints/us-east-1"].records, output().records);
+        assert_eq!(back["vpc_endpoints/us-east-1"].handles, output().handles);
+
+        std::fs::write(&path, b"{\"format\": \"hubdns-state/1\", \"sources\": {").unwrap();
+        assert!(read_state(&path).is_empty(), "corrupt: ignored");
+        std::fs::write(&path, br#"{"format":"hubdns-state/99","written_at":"","sources":{}}"#).unwrap();
+        assert!(read_state(&path).is_empty(), "other format: ignored");
+        assert!(read_state(&dir.join("missing.json")).is_empty());
+        assert!(write_state(&dir.join("no/such/dir/state.json"), BTreeMap::new()).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn config_aliases_may_name_an_endpoint_by_id_or_service() {
+        let config = Config::parse(
+            "[[aliases]]\nname = \"api.example.\"\ntarget = \"VPCE-1\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let out = output();
+        let (snapshot, dropped) = build_snapshot(&config, &[&out]);
+        assert!(dropped.is_empty(), "{dropped:?}");
+        let key = crate::name_key::name_key(&Name::from_ascii("api.example.").unwrap());
+        assert!(matches!(snapshot.lookup(&key, hickory_proto::rr::RecordType::A), crate::snapshot::Lookup::Found { .. }));
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..1000 {
+            let j = jitter(Duration::from_secs(30));
+            assert!(j >= Duration::from_secs(27) && j <= Duration::from_secs(33), "{j:?}");
+        }
+    }
 }

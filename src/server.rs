@@ -6,7 +6,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -17,7 +17,7 @@ use crate::{
         handler::Handler,
         listener::Bound,
     },
-    refresh,
+    refresh::Refresher,
     snapshot::{SharedSnapshot, Snapshot},
 };
 
@@ -57,14 +57,15 @@ pub enum StartError {
 pub struct Server {
     addrs: Vec<SocketAddr>,
     snapshot: SharedSnapshot,
+    ready: watch::Receiver<bool>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
 /// Builds everything `config` describes and starts serving. Must run inside a tokio runtime.
 pub async fn start(config: &Config) -> Result<Server, StartError> {
-    let (snapshot, _) = refresh::build_snapshot(config);
-    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
+    let (refresher, ready) = Refresher::new(config, snapshot.clone()).await;
     let forwarder = Forwarder::new(&config.forward)?;
 
     let sockets = config.udp_sockets_per_address();
@@ -98,7 +99,8 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
         tracing::info!(addr = %b.local_addr(), udp_sockets = sockets, "serving DNS over UDP and TCP");
         b.serve(handler.clone(), tcp_slots.clone(), idle, &shutdown, &tracker);
     }
-    Ok(Server { addrs, snapshot, shutdown, tracker })
+    tracker.spawn(refresher.run(shutdown.clone()));
+    Ok(Server { addrs, snapshot, ready, shutdown, tracker })
 }
 
 /// Whether queries sent to `upstream` would arrive at the socket bound to `listen`.
@@ -122,6 +124,16 @@ impl Server {
     /// The table being served now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Whether every source has answered (fresh, or from the state file).
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Changes of readiness, for waiting on it.
+    pub fn readiness(&self) -> watch::Receiver<bool> {
+        self.ready.clone()
     }
 
     /// The token that stops this server when cancelled.

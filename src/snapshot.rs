@@ -20,6 +20,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
 use hickory_proto::rr::{
     Name, RData, Record as WireRecord, RecordType,
     rdata::SOA,
@@ -32,7 +33,8 @@ pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
 /// Which kind of source produced a record. The order is the precedence: when two kinds claim
 /// the same name, the earlier one wins (config > endpoint tags > Route 53 > endpoint DNS).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SourceKind {
     /// `[[records]]` and `[[aliases]]` in the config file.
     Config,
@@ -45,7 +47,7 @@ pub enum SourceKind {
 }
 
 /// Where a record came from, carried to the `explain` and records views.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provenance {
     /// The kind of source, which sets the precedence.
     pub source: SourceKind,
@@ -54,7 +56,7 @@ pub struct Provenance {
 }
 
 /// One owned record as a source produced it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Owner name; a first label `*` makes it a wildcard.
     pub name: Name,

@@ -63,8 +63,23 @@ pub fn summary(config: &Config) -> String {
         let _ = writeln!(out, "  {} -> {}", r.domain, ups.join(", "));
     }
 
-    let (snapshot, dropped) = refresh::build_snapshot(config);
+    let (snapshot, dropped) = refresh::build_snapshot(config, &[]);
     let _ = writeln!(out, "sources       config ({} names, {} records)", snapshot.name_count(), snapshot.record_count());
+    for source in &config.sources.vpc_endpoints {
+        let v = source.get_ref();
+        let _ = writeln!(
+            out,
+            "              vpc_endpoints region {}{}{}{}   (every {}s)",
+            v.region,
+            v.role_arn.as_ref().map(|r| format!(", role {r}")).unwrap_or_default(),
+            if v.vpc_ids.is_empty() { String::new() } else { format!(", vpcs {}", v.vpc_ids.join(" ")) },
+            if v.tags.is_empty() { String::new() } else { format!(", tags {:?}", v.tags) },
+            config.refresh.interval_secs
+        );
+    }
+    if let Some(path) = &config.refresh.state_file {
+        let _ = writeln!(out, "state file    {}", path.display());
+    }
     for item in &dropped {
         let _ = writeln!(out, "warning       {item}");
     }

@@ -3,5 +3,7 @@
 //! pure conversion function that is unit-tested on its own.
 //!
 //! - [`aliases`]: the config file's `[[records]]` and `[[aliases]]`.
+//! - [`vpc_endpoints`]: PrivateLink interface endpoints from EC2.
 
 pub mod aliases;
+pub mod vpc_endpoints;

@@ -1,0 +1,660 @@
+//! Source `vpc_endpoints`: the DNS names of PrivateLink interface endpoints, learned from EC2.
+//!
+//! [`VpcEndpointSource::fetch`] makes the AWS calls for one region (and one account, through an
+//! optional assumed role): DescribeVpcEndpoints (paginated, optionally filtered by VPC and
+//! tag), DescribeNetworkInterfaces for their ENIs (in batches), and DescribeVpcEndpointServices
+//! for the private DNS names of services with private DNS enabled (cached per service). The
+//! answer is an [`Inventory`] of SDK values; [`records_from`] turns it into records, a pure
+//! function tested on hand-built values shaped like real AWS responses.
+//!
+//! What becomes a record (DESIGN "Answer semantics"), for Interface endpoints in state
+//! `available` (compared case-insensitively: the SDK parses AWS's lowercase states as
+//! `Unknown`):
+//! - the regional name `vpce-….<service>.vpce.amazonaws.com` → every ENI's address;
+//! - a zonal name `vpce-…-<az>.…` → the address of the ENI in that AZ only;
+//! - private DNS names (DnsEntries outside vpce names, and the service's private DNS names
+//!   when `PrivateDnsEnabled`) → every ENI's address; `*.` entries stay wildcards;
+//! - A from ENI IPv4 addresses, AAAA from IPv6 when the endpoint's DNS record type is
+//!   dual-stack or IPv6;
+//! - the tag `hubdns:alias` (comma-separated names) → those names with the same addresses, at
+//!   tag precedence. Resource endpoints (VPC Lattice) have no DNS names of their own and are
+//!   published under their tag names only. Gateway endpoints have no addresses and are ignored.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use aws_sdk_ec2::{
+    Client,
+    types::{Filter, NetworkInterface, VpcEndpoint},
+};
+use hickory_proto::rr::{
+    Name, RData,
+    rdata::{A, AAAA},
+};
+
+use crate::{
+    config::VpcEndpointsConfig,
+    snapshot::{Provenance, Record, SourceKind},
+};
+
+/// The tag whose value lists extra names for an endpoint.
+pub const ALIAS_TAG: &str = "hubdns:alias";
+
+/// ENI ids per DescribeNetworkInterfaces call (the API accepts far more; small batches keep
+/// each response well under the SDK's body limits at thousands of endpoints).
+const ENI_BATCH: usize = 200;
+
+/// Service names per DescribeVpcEndpointServices call.
+const SERVICE_BATCH: usize = 50;
+
+/// Everything the EC2 APIs said about one region, as the SDK returned it.
+#[derive(Debug, Default, Clone)]
+pub struct Inventory {
+    /// From DescribeVpcEndpoints.
+    pub endpoints: Vec<VpcEndpoint>,
+    /// From DescribeNetworkInterfaces, by ENI id.
+    pub interfaces: HashMap<String, NetworkInterface>,
+    /// From DescribeVpcEndpointServices: service name → its private DNS names.
+    pub private_dns_names: HashMap<String, Vec<String>>,
+}
+
+/// Facts about the fetch that the records' provenance carries.
+#[derive(Debug, Clone)]
+pub struct FetchContext {
+    /// The region asked.
+    pub region: String,
+    /// When, as RFC 3339 text.
+    pub fetched_at: String,
+    /// TTL for the records.
+    pub ttl: u32,
+}
+
+/// What [`records_from`] made of an inventory.
+#[derive(Debug, Default)]
+pub struct Converted {
+    /// The records.
+    pub records: Vec<Record>,
+    /// Endpoint ids and service names (lowercase) → the endpoint's regional DNS name, so config
+    /// aliases can target an endpoint by id or by service.
+    pub handles: BTreeMap<String, Name>,
+    /// Endpoints left out, and why (not available, no ENI known, …), for the log.
+    pub skipped: Vec<String>,
+}
+
+/// Which ENIs a name answers with.
+#[derive(Debug, Clone, PartialEq)]
+enum Scope {
+    /// Every ENI of the endpoint.
+    All,
+    /// Only the ENI in this availability zone.
+    Zone(String),
+}
+
+/// One ENI's addresses, as far as the endpoint's DNS record type publishes them.
+struct EniAddresses<'a> {
+    id: &'a str,
+    zone: &'a str,
+    addresses: Vec<IpAddr>,
+}
+
+/// Converts what EC2 said into records. Pure: no I/O, no clock.
+pub fn records_from(inventory: &Inventory, ctx: &FetchContext) -> Converted {
+    let mut out = Converted::default();
+    for endpoint in &inventory.endpoints {
+        if let Err(reason) = convert_endpoint(endpoint, inventory, ctx, &mut out) {
+            out.skipped.push(format!("{}: {reason}", endpoint.vpc_endpoint_id().unwrap_or("(no id)")));
+        }
+    }
+    out
+}
+
+fn convert_endpoint(
+    endpoint: &VpcEndpoint,
+    inventory: &Inventory,
+    ctx: &FetchContext,
+    out: &mut Converted,
+) -> Result<(), String> {
+    let id = endpoint.vpc_endpoint_id().ok_or("no endpoint id")?;
+    let kind = endpoint.vpc_endpoint_type().map_or("", |t| t.as_str());
+    let resource = kind.eq_ignore_ascii_case("resource");
+    if !(kind.eq_ignore_ascii_case("interface") || resource) {
+        return Err(format!("type {kind} has no addresses to publish"));
+    }
+    let state = endpoint.state().map_or("", |s| s.as_str());
+    if !state.eq_ignore_ascii_case("available") {
+        return Err(format!("state {state}"));
+    }
+
+    let family = endpoint
+        .dns_options()
+        .and_then(|o| o.dns_record_ip_type())
+        .map(|t| t.as_str().to_ascii_lowercase())
+        .filter(|t| t != "service-defined")
+        .or_else(|| endpoint.ip_address_type().map(|t| t.as_str().to_ascii_lowercase()))
+        .unwrap_or_else(|| "ipv4".into());
+    let (want_v4, want_v6) = (family != "ipv6", family == "ipv6" || family == "dualstack");
+
+    let mut enis = Vec::new();
+    for eni_id in endpoint.network_interface_ids() {
+        let Some(eni) = inventory.interfaces.get(eni_id) else {
+            out.skipped.push(format!("{id}: ENI {eni_id} not found (deleted, or not yet visible)"));
+            continue;
+        };
+        let mut addresses: Vec<IpAddr> = Vec::new();
+        if want_v4 {
+            addresses.extend(eni.private_ip_address().and_then(|ip| ip.parse::<IpAddr>().ok()));
+        }
+        if want_v6 {
+            addresses.extend(eni.ipv6_addresses().iter().filter_map(|a| a.ipv6_address()?.parse::<IpAddr>().ok()));
+        }
+        enis.push(EniAddresses { id: eni_id, zone: eni.availability_zone().unwrap_or(""), addresses });
+    }
+    if enis.iter().all(|e| e.addresses.is_empty()) {
+        return Err("no ENI addresses known".into());
+    }
+
+    // Names and the ENIs each answers with, first claim wins.
+    let mut names: Vec<(Name, Scope, SourceKind)> = Vec::new();
+    let mut add = |text: &str, scope: Scope, source: SourceKind, names: &mut Vec<(Name, Scope, SourceKind)>| {
+        match Name::from_ascii(text.trim().trim_end_matches('.')) {
+            Ok(mut name) => {
+                name.set_fqdn(true);
+                let name = name.to_lowercase();
+                if !names.iter().any(|(n, _, _)| *n == name) {
+                    names.push((name, scope, source));
+                }
+            }
+            Err(error) => out.skipped.push(format!("{id}: name `{text}` skipped: {error}")),
+        }
+    };
+    let mut regional = None;
+    if !resource {
+        for entry in endpoint.dns_entries() {
+            let Some(text) = entry.dns_name() else { continue };
+            let scope = vpce_zone(text).map_or(Scope::All, Scope::Zone);
+            if scope == Scope::All && regional.is_none() && is_vpce_name(text) && !text.starts_with("*.") {
+                regional = Some(text.to_ascii_lowercase());
+            }
+            add(text, scope, SourceKind::EndpointDns, &mut names);
+        }
+        if endpoint.private_dns_enabled() == Some(true) {
+            let service = endpoint.service_name().unwrap_or("");
+            for private in inventory.private_dns_names.get(service).into_iter().flatten() {
+                add(private, Scope::All, SourceKind::EndpointDns, &mut names);
+            }
+        }
+    }
+    for tag in endpoint.tags().iter().filter(|t| t.key() == Some(ALIAS_TAG)) {
+        for alias in tag.value().unwrap_or("").split(',').filter(|a| !a.trim().is_empty()) {
+            add(alias, Scope::All, SourceKind::EndpointTag, &mut names);
+        }
+    }
+    if names.is_empty() {
+        return Err(if resource { format!("resource endpoint without a {ALIAS_TAG} tag") } else { "no DNS names".into() });
+    }
+
+    let vpc = endpoint.vpc_id().unwrap_or("");
+    let account = endpoint.owner_id().unwrap_or("");
+    let service = endpoint.service_name().or(endpoint.resource_configuration_arn()).unwrap_or("");
+    for (name, scope, source) in &names {
+        for eni in enis.iter().filter(|e| match scope {
+            Scope::All => true,
+            Scope::Zone(zone) => e.zone == zone,
+        }) {
+            let origin: Arc<str> = Arc::from(format!(
+                "vpc_endpoints {id} eni={} az={} vpc={vpc} account={account} region={} service={service} fetched={}",
+                eni.id, eni.zone, ctx.region, ctx.fetched_at
+            ));
+            for address in &eni.addresses {
+                out.records.push(Record {
+                    name: name.clone(),
+                    ttl: ctx.ttl,
+                    data: match address {
+                        IpAddr::V4(v4) => RData::A(A(*v4)),
+                        IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+                    },
+                    provenance: Provenance { source: *source, origin: origin.clone() },
+                });
+            }
+        }
+    }
+
+    // Config aliases may name the endpoint by id or by service instead of a DNS name.
+    let target = regional
+        .and_then(|text| Name::from_ascii(&text).ok())
+        .or_else(|| names.first().map(|(n, _, _)| n.clone()));
+    if let Some(mut target) = target {
+        target.set_fqdn(true);
+        out.handles.insert(id.to_ascii_lowercase(), target.clone());
+        if !service.is_empty() {
+            out.handles.entry(service.to_ascii_lowercase()).or_insert(target);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is an endpoint-specific `vpce-…` name (regional or zonal, wildcard or not).
+fn is_vpce_name(name: &str) -> bool {
+    name.trim_start_matches("*.").starts_with("vpce-")
+}
+
+/// The AZ of a zonal endpoint name: `vpce-<id>-<suffix>-<az>.…` → `<az>`; `None` for regional
+/// and private names.
+fn vpce_zone(name: &str) -> Option<String> {
+    if !is_vpce_name(name) {
+        return None;
+    }
+    let label = name.trim_start_matches("*.").split('.').next()?;
+    let mut parts = label.splitn(4, '-');
+    let (_vpce, _id, _suffix) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next().filter(|az| !az.is_empty()).map(str::to_ascii_lowercase)
+}
+
+/// Why a fetch failed. The refresh loop keeps this source's last good records meanwhile.
+#[derive(Debug, thiserror::Error)]
+#[error("{call} in {region}: {message}")]
+pub struct FetchError {
+    /// The API call.
+    pub call: &'static str,
+    /// The region.
+    pub region: String,
+    /// The SDK's error, with its causes.
+    pub message: String,
+}
+
+/// One `[[sources.vpc_endpoints]]` entry: a region, maybe an account through a role.
+pub struct VpcEndpointSource {
+    config: VpcEndpointsConfig,
+    client: Client,
+    /// Private DNS names per service: they change only when a provider changes its service.
+    services: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl VpcEndpointSource {
+    /// A source for `config`, with credentials from the standard chain (or the role).
+    pub async fn new(config: VpcEndpointsConfig) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(config.region.clone()))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(config.max_attempts))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(20))
+                    .build(),
+            );
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        let mut ec2 = aws_sdk_ec2::config::Builder::from(&shared);
+        if let Some(role) = &config.role_arn {
+            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name("hubdns")
+                .configure(&shared)
+                .build()
+                .await;
+            ec2 = ec2.credentials_provider(provider);
+        }
+        Self { client: Client::from_conf(ec2.build()), config, services: Mutex::new(HashMap::new()) }
+    }
+
+    /// The region this source asks.
+    pub fn region(&self) -> &str {
+        &self.config.region
+    }
+
+    /// A name for logs and the state file: region, and role when one is assumed.
+    pub fn id(&self) -> String {
+        match &self.config.role_arn {
+            Some(role) => format!("vpc_endpoints/{}/{role}", self.config.region),
+            None => format!("vpc_endpoints/{}", self.config.region),
+        }
+    }
+
+    /// Asks EC2 for everything this source covers.
+    pub async fn fetch(&self) -> Result<Inventory, FetchError> {
+        let error = |call: &'static str| {
+            let region = self.config.region.clone();
+            move |e: String| FetchError { call, region, message: e }
+        };
+        let mut filters = Vec::new();
+        if !self.config.vpc_ids.is_empty() {
+            filters.push(Filter::builder().name("vpc-id").set_values(Some(self.config.vpc_ids.clone())).build());
+        }
+        for (key, value) in &self.config.tags {
+            filters.push(Filter::builder().name(format!("tag:{key}")).values(value).build());
+        }
+        let endpoints: Vec<VpcEndpoint> = self
+            .client
+            .describe_vpc_endpoints()
+            .set_filters((!filters.is_empty()).then_some(filters))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| error("DescribeVpcEndpoints")(sdk_message(&e)))?;
+
+        let eni_ids: Vec<String> = endpoints.iter().flat_map(|e| e.network_interface_ids().iter().cloned()).collect();
+        let mut interfaces = HashMap::new();
+        for batch in eni_ids.chunks(ENI_BATCH) {
+            let found: Vec<NetworkInterface> = self
+                .client
+                .describe_network_interfaces()
+                .set_network_interface_ids(Some(batch.to_vec()))
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| error("DescribeNetworkInterfaces")(sdk_message(&e)))?;
+            for eni in found {
+                if let Some(id) = eni.network_interface_id() {
+                    interfaces.insert(id.to_owned(), eni);
+                }
+            }
+        }
+
+        let private_dns_names = self.private_dns_names(&endpoints).await.map_err(error("DescribeVpcEndpointServices"))?;
+        Ok(Inventory { endpoints, interfaces, private_dns_names })
+    }
+
+    /// Private DNS names of the services that endpoints with private DNS use; new services
+    /// are asked for, known ones come from the cache.
+    async fn private_dns_names(&self, endpoints: &[VpcEndpoint]) -> Result<HashMap<String, Vec<String>>, String> {
+        let wanted: Vec<String> = endpoints
+            .iter()
+            .filter(|e| e.private_dns_enabled() == Some(true))
+            .filter_map(|e| e.service_name().map(str::to_owned))
+            .collect();
+        let missing: Vec<String> = {
+            let cache = self.services.lock().map_err(|_| "service cache poisoned".to_owned())?;
+            let mut m: Vec<String> = wanted.iter().filter(|s| !cache.contains_key(*s)).cloned().collect();
+            m.sort();
+            m.dedup();
+            m
+        };
+        for batch in missing.chunks(SERVICE_BATCH) {
+            let response = self
+                .client
+                .describe_vpc_endpoint_services()
+                .set_service_names(Some(batch.to_vec()))
+                .send()
+                .await
+                .map_err(|e| sdk_message(&e))?;
+            let mut cache = self.services.lock().map_err(|_| "service cache poisoned".to_owned())?;
+            for service in batch {
+                cache.entry(service.clone()).or_default();
+            }
+            for detail in response.service_details() {
+                let Some(service) = detail.service_name() else { continue };
+                let mut names: Vec<String> = detail.private_dns_name().map(str::to_owned).into_iter().collect();
+                names.extend(detail.private_dns_names().iter().filter_map(|p| p.private_dns_name().map(str::to_owned)));
+                names.sort();
+                names.dedup();
+                cache.insert(service.to_owned(), names);
+            }
+        }
+        let cache = self.services.lock().map_err(|_| "service cache poisoned".to_owned())?;
+        Ok(wanted.into_iter().filter_map(|s| cache.get(&s).map(|n| (s, n.clone()))).collect())
+    }
+}
+
+/// The SDK error with its whole cause chain (throttling codes, HTTP status, timeouts).
+fn sdk_message<E: std::error::Error + 'static>(error: &E) -> String {
+    aws_sdk_ec2::error::DisplayErrorContext(error).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ec2::types::{
+        DnsEntry, DnsOptions, DnsRecordIpType, IpAddressType, NetworkInterfaceIpv6Address, State, Tag, VpcEndpointType,
+    };
+    use hickory_proto::rr::RecordType;
+
+    use super::*;
+
+    const SM_ID: &str = "vpce-0f1e2d3c4b5a69788";
+    const SM_REGIONAL: &str = "vpce-0f1e2d3c4b5a69788-8m2kq4xz.secretsmanager.us-east-1.vpce.amazonaws.com";
+
+    fn ctx() -> FetchContext {
+        FetchContext { region: "us-east-1".into(), fetched_at: "2026-11-21T15:00:00Z".into(), ttl: 60 }
+    }
+
+    fn eni(id: &str, zone: &str, v4: &str, v6: &[&str]) -> NetworkInterface {
+        NetworkInterface::builder()
+            .network_interface_id(id)
+            .availability_zone(zone)
+            .private_ip_address(v4)
+            .set_ipv6_addresses(Some(v6.iter().map(|a| NetworkInterfaceIpv6Address::builder().ipv6_address(*a).build()).collect()))
+            .vpc_id("vpc-0a1b2c3d4e5f60718")
+            .build()
+    }
+
+    fn entry(name: &str) -> DnsEntry {
+        DnsEntry::builder().dns_name(name).hosted_zone_id("Z7HUB3ZSPD4E8").build()
+    }
+
+    /// Secrets Manager, as DescribeVpcEndpoints returns it: lowercase state and type strings,
+    /// regional + two zonal + private DNS entries.
+    fn secrets_manager() -> VpcEndpoint {
+        sm().build()
+    }
+
+    fn sm() -> aws_sdk_ec2::types::builders::VpcEndpointBuilder {
+        VpcEndpoint::builder()
+            .vpc_endpoint_id(SM_ID)
+            .vpc_endpoint_type(VpcEndpointType::from("interface"))
+            .vpc_id("vpc-0a1b2c3d4e5f60718")
+            .service_name("com.amazonaws.us-east-1.secretsmanager")
+            .state(State::from("available"))
+            .owner_id("111122223333")
+            .private_dns_enabled(true)
+            .ip_address_type(IpAddressType::from("ipv4"))
+            .network_interface_ids("eni-0aaa1111bbbb2222c")
+            .network_interface_ids("eni-0ddd3333eeee4444f")
+            .dns_entries(entry(SM_REGIONAL))
+            .dns_entries(entry("vpce-0f1e2d3c4b5a69788-8m2kq4xz-us-east-1a.secretsmanager.us-east-1.vpce.amazonaws.com"))
+            .dns_entries(entry("vpce-0f1e2d3c4b5a69788-8m2kq4xz-us-east-1b.secretsmanager.us-east-1.vpce.amazonaws.com"))
+            .dns_entries(entry("secretsmanager.us-east-1.amazonaws.com"))
+    }
+
+    fn inventory(endpoints: Vec<VpcEndpoint>) -> Inventory {
+        let interfaces = [
+            eni("eni-0aaa1111bbbb2222c", "us-east-1a", "10.10.1.25", &[]),
+            eni("eni-0ddd3333eeee4444f", "us-east-1b", "10.10.2.41", &[]),
+            eni("eni-0s3a", "us-east-1a", "10.10.1.90", &["2600:1f18:6a2b:e101::5a"]),
+            eni("eni-0s3b", "us-east-1b", "10.10.2.91", &["2600:1f18:6a2b:e102::5b"]),
+        ]
+        .into_iter()
+        .map(|e| (e.network_interface_id().unwrap().to_owned(), e))
+        .collect();
+        Inventory { endpoints, interfaces, private_dns_names: HashMap::new() }
+    }
+
+    /// name → sorted "TYPE address" strings, per source kind.
+    fn table(converted: &Converted) -> BTreeMap<(String, SourceKind), Vec<String>> {
+        let mut t: BTreeMap<(String, SourceKind), Vec<String>> = BTreeMap::new();
+        for r in &converted.records {
+            t.entry((r.name.to_string(), r.provenance.source))
+                .or_default()
+                .push(format!("{} {}", r.data.record_type(), r.data));
+        }
+        t.values_mut().for_each(|v| v.sort());
+        t
+    }
+
+    fn get<'t>(t: &'t BTreeMap<(String, SourceKind), Vec<String>>, name: &str) -> &'t [String] {
+        t.iter().find(|((n, _), _)| n == name).map(|(_, v)| v.as_slice()).unwrap_or(&[])
+    }
+
+    #[test]
+    fn regional_zonal_and_private_names() {
+        let converted = records_from(&inventory(vec![secrets_manager()]), &ctx());
+        let t = table(&converted);
+        let both = ["A 10.10.1.25", "A 10.10.2.41"];
+        assert_eq!(get(&t, &format!("{SM_REGIONAL}.")), both);
+        assert_eq!(get(&t, "secretsmanager.us-east-1.amazonaws.com."), both);
+        assert_eq!(
+            get(&t, "vpce-0f1e2d3c4b5a69788-8m2kq4xz-us-east-1a.secretsmanager.us-east-1.vpce.amazonaws.com."),
+            ["A 10.10.1.25"]
+        );
+        assert_eq!(
+            get(&t, "vpce-0f1e2d3c4b5a69788-8m2kq4xz-us-east-1b.secretsmanager.us-east-1.vpce.amazonaws.com."),
+            ["A 10.10.2.41"]
+        );
+        assert_eq!(t.len(), 4);
+        assert!(converted.skipped.is_empty(), "{:?}", converted.skipped);
+        let r = &converted.records[0];
+        assert_eq!(r.ttl, 60);
+        assert_eq!(r.provenance.source, SourceKind::EndpointDns);
+        for part in [SM_ID, "eni=eni-0aaa1111bbbb2222c", "az=us-east-1a", "vpc=vpc-0a1b2c3d4e5f60718", "account=111122223333", "region=us-east-1", "service=com.amazonaws.us-east-1.secretsmanager", "fetched=2026-11-21T15:00:00Z"] {
+            assert!(r.provenance.origin.contains(part), "{part} missing from {}", r.provenance.origin);
+        }
+        assert_eq!(converted.handles.get(SM_ID).map(ToString::to_string), Some(format!("{SM_REGIONAL}.")));
+        assert_eq!(
+            converted.handles.get("com.amazonaws.us-east-1.secretsmanager").map(ToString::to_string),
+            Some(format!("{SM_REGIONAL}."))
+        );
+    }
+
+    #[test]
+    fn s3_wildcards_and_dual_stack() {
+        let s3 = VpcEndpoint::builder()
+            .vpc_endpoint_id("vpce-0aa11bb22cc33dd44")
+            .vpc_endpoint_type(VpcEndpointType::from("interface"))
+            .service_name("com.amazonaws.us-east-1.s3")
+            .state(State::from("available"))
+            .private_dns_enabled(true)
+            .ip_address_type(IpAddressType::from("dualstack"))
+            .dns_options(DnsOptions::builder().dns_record_ip_type(DnsRecordIpType::from("dualstack")).build())
+            .network_interface_ids("eni-0s3a")
+            .network_interface_ids("eni-0s3b")
+            .dns_entries(entry("*.vpce-0aa11bb22cc33dd44-q1w2e3r4.s3.us-east-1.vpce.amazonaws.com"))
+            .dns_entries(entry("*.vpce-0aa11bb22cc33dd44-q1w2e3r4-us-east-1a.s3.us-east-1.vpce.amazonaws.com"))
+            .dns_entries(entry("s3.us-east-1.amazonaws.com"))
+            .dns_entries(entry("*.s3.us-east-1.amazonaws.com"))
+            .build();
+        let t = table(&records_from(&inventory(vec![s3]), &ctx()));
+        let all = ["A 10.10.1.90", "A 10.10.2.91", "AAAA 2600:1f18:6a2b:e101::5a", "AAAA 2600:1f18:6a2b:e102::5b"];
+        assert_eq!(get(&t, "*.s3.us-east-1.amazonaws.com."), all);
+        assert_eq!(get(&t, "s3.us-east-1.amazonaws.com."), all);
+        assert_eq!(get(&t, "*.vpce-0aa11bb22cc33dd44-q1w2e3r4.s3.us-east-1.vpce.amazonaws.com."), all);
+        assert_eq!(
+            get(&t, "*.vpce-0aa11bb22cc33dd44-q1w2e3r4-us-east-1a.s3.us-east-1.vpce.amazonaws.com."),
+            ["A 10.10.1.90", "AAAA 2600:1f18:6a2b:e101::5a"]
+        );
+    }
+
+    #[test]
+    fn ip_family_follows_dns_record_type_then_ip_address_type() {
+        let with = |ip_type: &str, record_type: Option<&str>| {
+            let mut e = sm();
+            e = e.network_interface_ids("eni-0s3a").ip_address_type(IpAddressType::from(ip_type));
+            e = e.set_network_interface_ids(Some(vec!["eni-0s3a".into()]));
+            if let Some(rt) = record_type {
+                e = e.dns_options(DnsOptions::builder().dns_record_ip_type(DnsRecordIpType::from(rt)).build());
+            }
+            let converted = records_from(&inventory(vec![e.build()]), &ctx());
+            let mut types: Vec<RecordType> = converted.records.iter().map(|r| r.data.record_type()).collect();
+            types.sort_by_key(|t| u16::from(*t));
+            types.dedup();
+            types
+        };
+        assert_eq!(with("ipv4", None), [RecordType::A]);
+        assert_eq!(with("dualstack", None), [RecordType::A, RecordType::AAAA], "moto gives no DnsOptions");
+        assert_eq!(with("dualstack", Some("ipv4")), [RecordType::A], "DNS record type wins");
+        assert_eq!(with("dualstack", Some("service-defined")), [RecordType::A, RecordType::AAAA]);
+        assert_eq!(with("ipv6", Some("ipv6")), [RecordType::AAAA]);
+    }
+
+    #[test]
+    fn service_private_dns_names_apply_only_with_private_dns_enabled() {
+        let mut inv = inventory(vec![secrets_manager()]);
+        inv.private_dns_names.insert(
+            "com.amazonaws.us-east-1.secretsmanager".into(),
+            vec!["secretsmanager.us-east-1.amazonaws.com".into(), "secrets.example.internal".into()],
+        );
+        let t = table(&records_from(&inv, &ctx()));
+        assert_eq!(get(&t, "secrets.example.internal.").len(), 2, "every name the service lists");
+        assert_eq!(t.len(), 5, "the entry already in DnsEntries is not doubled");
+
+        inv.endpoints = vec![sm().private_dns_enabled(false).build()];
+        let t = table(&records_from(&inv, &ctx()));
+        assert!(get(&t, "secrets.example.internal.").is_empty());
+    }
+
+    #[test]
+    fn only_available_interface_and_resource_endpoints() {
+        let with_state = |state: &str| sm().state(State::from(state)).build();
+        for state in ["pendingAcceptance", "pending", "deleting", "deleted", "rejected", "failed"] {
+            let converted = records_from(&inventory(vec![with_state(state)]), &ctx());
+            assert!(converted.records.is_empty(), "{state}");
+            assert!(converted.skipped[0].contains(state), "{:?}", converted.skipped);
+        }
+        // Case-insensitive: the SDK's own enum value works as well as AWS's lowercase text.
+        assert!(!records_from(&inventory(vec![sm().state(State::Available).build()]), &ctx()).records.is_empty());
+
+        let gateway = VpcEndpoint::builder()
+            .vpc_endpoint_id("vpce-0gw")
+            .vpc_endpoint_type(VpcEndpointType::from("gateway"))
+            .service_name("com.amazonaws.us-east-1.dynamodb")
+            .state(State::from("available"))
+            .build();
+        let converted = records_from(&inventory(vec![gateway]), &ctx());
+        assert!(converted.records.is_empty());
+        assert!(converted.skipped[0].contains("gateway"));
+    }
+
+    #[test]
+    fn missing_enis_are_skipped_not_fatal() {
+        let mut e = sm();
+        e = e.network_interface_ids("eni-0gone");
+        let converted = records_from(&inventory(vec![e.build()]), &ctx());
+        assert_eq!(get(&table(&converted), "secretsmanager.us-east-1.amazonaws.com.").len(), 2);
+        assert!(converted.skipped.iter().any(|s| s.contains("eni-0gone")));
+
+        let orphan = sm().set_network_interface_ids(Some(vec!["eni-0gone".into()])).build();
+        let converted = records_from(&inventory(vec![orphan]), &ctx());
+        assert!(converted.records.is_empty());
+        assert!(converted.skipped.iter().any(|s| s.contains("no ENI addresses")));
+    }
+
+    #[test]
+    fn alias_tags_and_resource_endpoints() {
+        let tagged = sm()
+            .tags(Tag::builder().key(ALIAS_TAG).value("secrets.corp.example, vault.corp.example").build())
+            .tags(Tag::builder().key("Name").value("ignored").build())
+            .build();
+        let resource_builder = VpcEndpoint::builder()
+            .vpc_endpoint_id("vpce-0rc")
+            .vpc_endpoint_type(VpcEndpointType::from("resource"))
+            .resource_configuration_arn("arn:aws:vpc-lattice:us-east-1:111122223333:resourceconfiguration/rcfg-0abc")
+            .state(State::from("available"))
+            .network_interface_ids("eni-0s3b")
+            .dns_entries(entry("vpce-0rc-abc.rcfg-0abc.4232ccc.vpc-lattice-rsc.us-east-1.on.aws"))
+            .tags(Tag::builder().key(ALIAS_TAG).value("db.corp.example").build());
+        let untagged_resource = resource_builder.clone().vpc_endpoint_id("vpce-0rc2").set_tags(None).build();
+        let resource = resource_builder.build();
+        let converted = records_from(&inventory(vec![tagged, resource, untagged_resource]), &ctx());
+        let t = table(&converted);
+        assert_eq!(t.get(&("secrets.corp.example.".into(), SourceKind::EndpointTag)).map(Vec::len), Some(2));
+        assert_eq!(t.get(&("vault.corp.example.".into(), SourceKind::EndpointTag)).map(Vec::len), Some(2));
+        assert_eq!(get(&t, "db.corp.example."), ["A 10.10.2.91"], "resource endpoint under its tag name");
+        assert!(get(&t, "vpce-0rc-abc.rcfg-0abc.4232ccc.vpc-lattice-rsc.us-east-1.on.aws.").is_empty());
+        assert!(converted.skipped.iter().any(|s| s.starts_with("vpce-0rc2") && s.contains(ALIAS_TAG)));
+        assert_eq!(converted.handles.get("vpce-0rc").map(ToString::to_string).as_deref(), Some("db.corp.example."));
+    }
+
+    #[test]
+    fn zonal_names_are_recognised() {
+        assert_eq!(vpce_zone("vpce-0f1e-8m2kq4xz-us-east-1a.secretsmanager.us-east-1.vpce.amazonaws.com"), Some("us-east-1a".into()));
+        assert_eq!(vpce_zone("*.vpce-0aa-q1w2-eu-west-2c.s3.eu-west-2.vpce.amazonaws.com"), Some("eu-west-2c".into()));
+        assert_eq!(vpce_zone("vpce-0f1e-8m2kq4xz.secretsmanager.us-east-1.vpce.amazonaws.com"), None);
+        assert_eq!(vpce_zone("secretsmanager.us-east-1.amazonaws.com"), None);
+    }
+}
