@@ -177,6 +177,11 @@ pub struct VpcEndpointsConfig {
     /// Attempts per API call (the SDK's standard retry with backoff); 1 turns retries off.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Fixed local credentials instead of the credential chain. Set only by code — the demo
+    /// and tests, talking to a local stand-in — never by a config file: production always uses
+    /// the standard chain, and tests must never fall through to the instance metadata service.
+    #[serde(skip)]
+    pub static_credentials: bool,
 }
 
 /// The refresh loop and the state file.
@@ -859,6 +864,41 @@ mod tests {
                     [[forward.rules]]\ndomain = \"CORP\"\nupstreams = [\"10.0.0.3\"]\n";
         let err = parse(rule).unwrap_err().to_string();
         assert!(err.contains("test.toml:4: forward.rules[1].domain") && err.contains("already has a rule"), "{err}");
+    }
+
+    #[test]
+    fn sources_and_refresh() {
+        let text = r#"
+[refresh]
+interval_secs = 15
+state_file = "/var/lib/hubdns/state.json"
+
+[[sources.vpc_endpoints]]
+region = "us-east-1"
+
+[[sources.vpc_endpoints]]
+region = "eu-west-1"
+role_arn = "arn:aws:iam::111122223333:role/hubdns-read"
+vpc_ids = ["vpc-0a1b2c3d4e5f60718"]
+tags = { hubdns = "publish" }
+"#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.refresh.interval_secs, 15);
+        assert_eq!(c.refresh.max_backoff_secs, 300);
+        let v = c.sources.vpc_endpoints[1].get_ref();
+        assert_eq!(v.max_attempts, 3);
+        assert_eq!(v.tags["hubdns"], "publish");
+        assert!(!v.static_credentials, "never from a file");
+
+        let err = parse("[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nstatic_credentials = true\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `static_credentials`"), "{err}");
+        let err = parse("\n[[sources.vpc_endpoints]]\nregion = \"US East\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:2: sources.vpc_endpoints[0].region"), "{err}");
+        let err = parse("[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nrole_arn = \"hubdns\"\n").unwrap_err().to_string();
+        assert!(err.contains("arn:"), "{err}");
+        let dup = "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\n[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\n";
+        assert!(parse(dup).unwrap_err().to_string().contains("already a source"));
+        assert!(parse("[refresh]\ninterval_secs = 0\n").is_err());
     }
 
     #[test]

@@ -17,12 +17,14 @@
 //! - [`snapshot`]: records with provenance, the immutable table, the answer rules.
 //! - [`name_key`]: lowercase wire-format name keys for allocation-free ancestor walks.
 //! - [`sources`]: one module per source of owned names, each a pure conversion.
-//! - [`refresh`]: building the snapshot from the sources.
+//! - [`refresh`]: the refresh loop, the state file, readiness.
 //! - [`dns`]: listeners, the query handler, the forwarder, the allow list.
 //! - [`server`]: start and stop: everything above wired together.
 //! - [`summary`]: the `hubdns check` report.
+//! - [`demo`]: the demo's local stand-in for the EC2 API, serving recorded responses.
 
 pub mod config;
+pub mod demo;
 pub mod dns;
 pub mod name_key;
 pub mod refresh;

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
             c
         }),
     };
-    let config = match config {
+    let mut config = match config {
         Ok(config) => config,
         Err(error) => {
             eprintln!("hubdns: {error}");
@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let demo = matches!(args.command, Command::Demo { .. });
-    match run(&config, demo) {
+    match run(&mut config, demo) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("hubdns: {error:#}");
@@ -82,12 +82,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: &Config, demo: bool) -> anyhow::Result<()> {
+fn run(config: &mut Config, demo: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // The demo's endpoints come from recorded EC2 responses served on loopback.
+        let _replay = match demo {
+            true => Some(hubdns::demo::attach(config).await.context("cannot start the demo's EC2 stand-in")?),
+            false => None,
+        };
         let server = hubdns::server::start(config).await.context("cannot start")?;
         if demo {
             print_demo_help(server.addr());
@@ -115,7 +120,8 @@ fn print_demo_help(addr: SocketAddr) {
          \n  dig {at} secretsmanager.us-east-1.amazonaws.com           # endpoint private name: 2 ENI IPs\
          \n  dig {at} vpce-0f1e2d3c4b5a69788-8m2kq4xz.secretsmanager.us-east-1.vpce.amazonaws.com\
          \n  dig {at} vpce-0f1e2d3c4b5a69788-8m2kq4xz-us-east-1a.secretsmanager.us-east-1.vpce.amazonaws.com   # zonal: 1 IP\
-         \n  dig {at} internal-api.service.com                          # alias, flattened to A\
+         \n  dig {at} internal-api.service.com                          # alias of an endpoint id, flattened to A\
+         \n  dig {at} kms.corp.example                                  # hubdns:alias tag on the KMS endpoint\
          \n  dig {at} my-bucket.s3.us-east-1.amazonaws.com              # wildcard\
          \n  dig {at} secretsmanager.us-east-1.amazonaws.com AAAA       # NODATA + SOA\
          \n  dig {at} nope.secretsmanager.us-east-1.amazonaws.com       # NXDOMAIN + SOA\

@@ -171,10 +171,18 @@ impl Refresher {
     /// state file if anything changed.
     fn rebuild(&mut self) {
         let outputs: Vec<&SourceOutput> = self.slots.iter().filter_map(|s| s.last_good.as_ref()).collect();
-        let (snapshot, _) = build_snapshot(&self.config, &outputs);
+        let (snapshot, dropped) = build_snapshot(&self.config, &outputs);
         let lines = record_lines(&snapshot);
         let ready = self.slots.iter().all(|s| s.last_good.is_some());
         if lines != self.live || self.snapshot.load().serial() == 0 {
+            // Until every source has answered, an alias may point at a name still to come.
+            for item in &dropped {
+                if ready {
+                    tracing::warn!(%item, "left out of the snapshot");
+                } else {
+                    tracing::debug!(%item, "left out of the snapshot until every source has answered");
+                }
+            }
             log_diff(&self.live, &lines);
             self.snapshot.store(Arc::new(snapshot));
             self.live = lines;
@@ -190,7 +198,8 @@ impl Refresher {
 }
 
 /// Builds a table from the config and the given source answers. Config aliases that name an
-/// endpoint by id or service are pointed at that endpoint's regional DNS name.
+/// endpoint by id or service are pointed at that endpoint's regional DNS name. What had to be
+/// left out is returned for the caller to report.
 pub fn build_snapshot(config: &Config, outputs: &[&SourceOutput]) -> (Snapshot, Vec<Dropped>) {
     let (mut records, aliases) = sources::aliases::from_config(config);
     let aliases: Vec<Alias> = aliases
@@ -207,9 +216,6 @@ pub fn build_snapshot(config: &Config, outputs: &[&SourceOutput]) -> (Snapshot, 
         records.extend(output.records.iter().cloned());
     }
     let (snapshot, dropped) = Snapshot::build(records, aliases, &soa_settings(config), serial_now());
-    for item in &dropped {
-        tracing::warn!(%item, "left out of the snapshot");
-    }
     tracing::debug!(names = snapshot.name_count(), records = snapshot.record_count(), serial = snapshot.serial(), "snapshot built");
     (snapshot, dropped)
 }
@@ -236,6 +242,10 @@ fn record_lines(snapshot: &Snapshot) -> BTreeSet<String> {
 fn log_diff(old: &BTreeSet<String>, new: &BTreeSet<String>) {
     let added: Vec<&String> = new.difference(old).collect();
     let removed: Vec<&String> = old.difference(new).collect();
+    if added.is_empty() && removed.is_empty() {
+        tracing::debug!(records = new.len(), "first snapshot live");
+        return;
+    }
     tracing::info!(added = added.len(), removed = removed.len(), records = new.len(), "snapshot swapped");
     for (i, line) in added.iter().enumerate() {
         if i < DIFF_LOG_LINES {

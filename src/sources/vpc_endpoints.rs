@@ -44,8 +44,7 @@ use crate::{
 /// The tag whose value lists extra names for an endpoint.
 pub const ALIAS_TAG: &str = "hubdns:alias";
 
-/// ENI ids per DescribeNetworkInterfaces call (the API accepts far more; small batches keep
-/// each response well under the SDK's body limits at thousands of endpoints).
+/// ENI ids per DescribeNetworkInterfaces call: the most values one EC2 filter takes.
 const ENI_BATCH: usize = 200;
 
 /// Service names per DescribeVpcEndpointServices call.
@@ -289,6 +288,15 @@ impl VpcEndpointSource {
         if let Some(url) = &config.endpoint_url {
             loader = loader.endpoint_url(url);
         }
+        if config.static_credentials {
+            loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "hubdns-local",
+                "hubdns-local",
+                None,
+                None,
+                "hubdns-static",
+            ));
+        }
         let shared = loader.load().await;
         let mut ec2 = aws_sdk_ec2::config::Builder::from(&shared);
         if let Some(role) = &config.role_arn {
@@ -339,13 +347,20 @@ impl VpcEndpointSource {
             .await
             .map_err(|e| error("DescribeVpcEndpoints")(sdk_message(&e)))?;
 
-        let eni_ids: Vec<String> = endpoints.iter().flat_map(|e| e.network_interface_ids().iter().cloned()).collect();
+        // Only ENIs of endpoints that will be published, looked up by filter: asking by id fails
+        // the whole call when one ENI was deleted between the two calls (an endpoint being
+        // deleted), where a filter simply leaves it out.
+        let eni_ids: Vec<String> = endpoints
+            .iter()
+            .filter(|e| e.state().is_some_and(|s| s.as_str().eq_ignore_ascii_case("available")))
+            .flat_map(|e| e.network_interface_ids().iter().cloned())
+            .collect();
         let mut interfaces = HashMap::new();
         for batch in eni_ids.chunks(ENI_BATCH) {
             let found: Vec<NetworkInterface> = self
                 .client
                 .describe_network_interfaces()
-                .set_network_interface_ids(Some(batch.to_vec()))
+                .filters(Filter::builder().name("network-interface-id").set_values(Some(batch.to_vec())).build())
                 .into_paginator()
                 .items()
                 .send()

@@ -1,15 +1,12 @@
 //! The `hubdns` binary end to end: `check`, `serve` with SIGTERM, and `dig` against it.
 
 use std::{
-    io::{BufRead, BufReader},
     net::Ipv4Addr,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use crate::harness::{StubUpstream, dig, standard_config};
-
-const HUBDNS: &str = env!("CARGO_BIN_EXE_hubdns");
+use crate::harness::{HUBDNS, StubUpstream, dig, serve, standard_config, tempdir};
 
 fn config_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
@@ -28,7 +25,9 @@ fn check_summarises_the_shipped_configs() {
     let demo = Command::new(HUBDNS).args(["check", "--config"]).arg(config_dir().join("demo.toml")).output().expect("runs");
     let stdout = String::from_utf8_lossy(&demo.stdout);
     assert!(stdout.contains("internal-api.service.com. -> vpce-0123456789abcdef0"), "{stdout}");
-    assert!(!stdout.contains("warning"), "demo aliases all resolve:\n{stdout}");
+    assert!(stdout.contains("vpc_endpoints region us-east-1"), "{stdout}");
+    assert!(stdout.contains("pending       alias internal-api.service.com."), "alias to an endpoint id waits for AWS:\n{stdout}");
+    assert!(!stdout.contains("warning"), "{stdout}");
 }
 
 #[test]
@@ -50,51 +49,6 @@ fn check_refuses_a_bad_config_with_file_line_and_key() {
     assert!(stderr.contains("line 2") && stderr.contains("unknown field `listen_on`"), "{stderr}");
 }
 
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("hubdns-test-{}-{:?}", std::process::id(), std::thread::current().id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// A `hubdns serve` child process, killed when dropped so a failing test leaves none behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `hubdns serve` on a free loopback port and waits until it is serving.
-fn serve(config: &str) -> (Running, u16) {
-    let dir = tempdir();
-    let path = dir.join("hubdns.toml");
-    std::fs::write(&path, config).expect("write config");
-    let mut child = Command::new(HUBDNS)
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hubdns starts");
-    // The log line "serving DNS over UDP and TCP addr=127.0.0.1:PORT" names the bound port.
-    let stderr = child.stderr.take().expect("stderr piped");
-    let child = Running(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let port = loop {
-        let line = lines.next().expect("hubdns logs before exiting").expect("log line");
-        if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("serving DNS")) {
-            let addr = rest.split_whitespace().next().expect("address").trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != ':' && c != '.');
-            break addr.rsplit(':').next().expect("port").parse::<u16>().expect("numeric port");
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, port)
-}
-
 // Multi-threaded: dig blocks this thread while the stub upstream must keep answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dig_against_the_binary_then_sigterm_stops_it_cleanly() {
@@ -102,7 +56,7 @@ async fn dig_against_the_binary_then_sigterm_stops_it_cleanly() {
     let config = standard_config(upstream.addr, "", "") + "\n[[records]]\nname = \"many.corp.example\"\ntype = \"A\"\nvalues = ["
         + &(1..=100).map(|i| format!("\"10.99.0.{i}\"")).collect::<Vec<_>>().join(",")
         + "]\n";
-    let (mut hubdns, port) = serve(&config);
+    let (mut hubdns, port, _logs) = serve(&config, &[]);
     let port = port.to_string();
     let at = ["@127.0.0.1", "-p", &port];
     let run = |extra: &[&str]| {

@@ -334,3 +334,80 @@ pub fn dig(args: &[&str]) -> String {
     assert!(output.status.success(), "dig {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// The hubdns binary built for these tests.
+pub const HUBDNS: &str = env!("CARGO_BIN_EXE_hubdns");
+
+/// A fresh temporary directory for this test.
+pub fn tempdir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("hubdns-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A `hubdns serve` child process, killed when dropped so a failing test leaves none behind.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every log line a child has written so far.
+pub type Logs = Arc<Mutex<Vec<String>>>;
+
+/// Starts `hubdns serve` with `config` and extra environment `env`, waits until it serves,
+/// and returns it with its DNS port and its log lines (collected as they come).
+pub fn serve(config: &str, env: &[(&str, &str)]) -> (Running, u16, Logs) {
+    use std::io::{BufRead, BufReader};
+    let path = tempdir().join("hubdns.toml");
+    std::fs::write(&path, config).expect("write config");
+    let mut child = std::process::Command::new(HUBDNS)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hubdns starts");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let child = Running(child);
+    let logs: Logs = Arc::new(Mutex::new(Vec::new()));
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // "serving DNS over UDP and TCP addr=127.0.0.1:PORT" names the bound port.
+            if line.contains("serving DNS")
+                && let Some(port) = line.split("addr=").nth(1).and_then(|a| a.split_whitespace().next()).and_then(|a| a.rsplit(':').next())
+            {
+                let _ = port_tx.send(port.parse::<u16>().ok());
+            }
+            sink.lock().expect("log sink").push(line);
+        }
+    });
+    let port = port_rx
+        .recv_timeout(Duration::from_secs(30))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("hubdns did not start serving; log:\n{}", logs.lock().expect("logs").join("\n")));
+    (child, port, logs)
+}
+
+/// Asks `addr` for `name` until `done` holds for the answer, or panics after `limit`.
+pub async fn wait_for(addr: SocketAddr, name: &str, qtype: RecordType, limit: Duration, done: impl Fn(&Message) -> bool) -> Message {
+    let started = std::time::Instant::now();
+    loop {
+        let answer = udp_query(addr, &query(name, qtype)).await;
+        if done(&answer) {
+            return answer;
+        }
+        assert!(started.elapsed() < limit, "{name}: condition not met within {limit:?}; last answer:\n{answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

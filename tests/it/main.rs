@@ -1,6 +1,7 @@
 //! Integration tests, one binary: hubdns started in-process on 127.0.0.1:0 (see `harness`),
 //! queried over the wire with a real DNS client and with `dig`.
 
+mod aws;
 mod cli;
 mod forwarding;
 mod harness;
