@@ -339,3 +339,58 @@ async fn two_thousand_endpoints() {
     );
     assert!(!refreshed.is_empty(), "the refresh log names 2000 endpoints");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_source_does_not_affect_the_others_and_a_corrupt_state_file_is_ignored() {
+    let upstream = StubUpstream::start("127.0.0.53", Ipv4Addr::new(192, 0, 2, 1)).await;
+    let good = Ec2Replay::start(Responses::demo()).await.expect("stand-in starts");
+    let bad = Ec2Replay::start(many_endpoints(3)).await.expect("stand-in starts");
+    bad.fail_with(Some(Failure::ServerError));
+    let state_file = tempdir().join("state.json");
+    std::fs::write(&state_file, b"{\"format\": \"hubdns-state/1\", \"sources\": {\"vpc_endpoints/us-east-1\": [").expect("write");
+    let text = source_config(upstream.addr, &good.url(), &state_file)
+        + &format!("\n[[sources.vpc_endpoints]]\nregion = \"eu-west-1\"\nendpoint_url = \"{}\"\nmax_attempts = 1\n", bad.url());
+    let hub = start(&local_config(&text)).await;
+    wait_for(hub.addr, "kms.corp.example.", RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
+    assert!(!hub.server.is_ready(), "not ready while one source has never answered");
+    assert!(hub.udp("svc0.corp.example.", RecordType::A).await.answers.is_empty());
+
+    bad.fail_with(None);
+    wait_for(hub.addr, "svc0.corp.example.", RecordType::A, WAIT, |m| m.answers.len() == 2).await;
+    assert_eq!(addresses(&hub.udp("kms.corp.example.", RecordType::A).await), ["10.10.1.33"]);
+    let mut readiness = hub.server.readiness();
+    tokio::time::timeout(WAIT, readiness.wait_for(|ready| *ready)).await.expect("ready in time").expect("ready");
+    let state = std::fs::read_to_string(&state_file).expect("state file rewritten");
+    assert!(state.contains("vpc_endpoints/eu-west-1") && state.contains("vpc_endpoints/us-east-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_role_assumption_and_vpc_and_tag_filters() {
+    let upstream = StubUpstream::start("127.0.0.53", Ipv4Addr::new(192, 0, 2, 1)).await;
+    let moto = Moto::start();
+    let ec2 = moto.ec2();
+    let (hub_vpc_id, hub_subnets) = hub_vpc(&ec2).await;
+    let other = ec2.create_vpc().cidr_block("10.20.0.0/16").send().await.expect("vpc");
+    let other = other.vpc().and_then(|v| v.vpc_id()).expect("id").to_owned();
+    let other_subnets = vec![
+        ec2.create_subnet().vpc_id(&other).cidr_block("10.20.1.0/24").availability_zone("us-east-1a").send().await.expect("subnet"),
+        ec2.create_subnet().vpc_id(&other).cidr_block("10.20.2.0/24").availability_zone("us-east-1b").send().await.expect("subnet"),
+    ]
+    .iter()
+    .map(|s| s.subnet().and_then(|s| s.subnet_id()).expect("id").to_owned())
+    .collect::<Vec<_>>();
+    let (_, hub_ips) = endpoint(&ec2, &hub_vpc_id, &hub_subnets, "com.amazonaws.us-east-1.sqs", "queue.corp.example").await;
+    endpoint(&ec2, &other, &other_subnets, "com.amazonaws.us-east-1.sns", "topic.corp.example").await;
+
+    let text = source_config(upstream.addr, &moto.url, &tempdir().join("state.json")).replace(
+        "max_attempts = 1\n",
+        &format!(
+            "max_attempts = 1\nrole_arn = \"arn:aws:iam::123456789012:role/hubdns-read\"\nvpc_ids = [\"{hub_vpc_id}\"]\n\
+             tags = {{ \"hubdns:alias\" = \"queue.corp.example\" }}\n"
+        ),
+    );
+    let hub = start(&local_config(&text)).await;
+    let answer = wait_for(hub.addr, "queue.corp.example.", RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
+    assert_eq!(addresses(&answer), hub_ips, "found through the assumed role");
+    assert!(hub.udp("topic.corp.example.", RecordType::A).await.answers.is_empty(), "other VPC filtered out");
+}
