@@ -201,25 +201,19 @@ impl Snapshot {
         let mut groups: HashMap<Box<[u8]>, Group> = HashMap::new();
 
         for record in records {
-            if let Some(group) = claim(&mut groups, &record.name, record.provenance.source) {
-                if group.alias.is_some() {
-                    group.losers.push(record.provenance);
-                } else if !group.records.iter().any(|r| r.data == record.data) {
-                    // Identical data from the same source (one name listed twice) is kept once.
-                    group.records.push(record);
-                }
-            } else if let Some(group) = groups.get_mut(&name_key(&record.name)) {
+            let (group, won) = claim(&mut groups, &record.name, record.provenance.source);
+            if !won || group.alias.is_some() {
                 group.losers.push(record.provenance);
+            } else if !group.records.iter().any(|r| r.data == record.data) {
+                // Identical data from the same source (one name listed twice) is kept once.
+                group.records.push(record);
             }
         }
         for alias in aliases {
-            if let Some(group) = claim(&mut groups, &alias.name, alias.provenance.source) {
-                if group.alias.is_none() && group.records.is_empty() {
-                    group.alias = Some(alias);
-                } else {
-                    group.losers.push(alias.provenance);
-                }
-            } else if let Some(group) = groups.get_mut(&name_key(&alias.name)) {
+            let (group, won) = claim(&mut groups, &alias.name, alias.provenance.source);
+            if won && group.alias.is_none() && group.records.is_empty() {
+                group.alias = Some(alias);
+            } else {
                 group.losers.push(alias.provenance);
             }
         }
@@ -333,10 +327,10 @@ impl Snapshot {
     }
 }
 
-/// Finds or creates the group for `name`, applying source precedence: returns the group when
-/// `source` is (one of) the best for this name, or `None` when it lost. A better source moves
-/// everything the group held to its losers.
-fn claim<'g>(groups: &'g mut HashMap<Box<[u8]>, Group>, name: &Name, source: SourceKind) -> Option<&'g mut Group> {
+/// Finds or creates the group for `name` and applies source precedence: returns the group and
+/// whether `source` is (one of) the best for this name. A better source moves everything the
+/// group held to its losers.
+fn claim<'g>(groups: &'g mut HashMap<Box<[u8]>, Group>, name: &Name, source: SourceKind) -> (&'g mut Group, bool) {
     let group = groups.entry(name_key(name)).or_insert_with(|| Group {
         name: name.clone(),
         best: source,
@@ -345,14 +339,14 @@ fn claim<'g>(groups: &'g mut HashMap<Box<[u8]>, Group>, name: &Name, source: Sou
         losers: Vec::new(),
     });
     if source > group.best {
-        return None;
+        return (group, false);
     }
     if source < group.best {
         group.losers.extend(group.records.drain(..).map(|r| r.provenance));
         group.losers.extend(group.alias.take().map(|a| a.provenance));
         group.best = source;
     }
-    Some(group)
+    (group, true)
 }
 
 impl Node {
