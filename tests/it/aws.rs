@@ -372,7 +372,7 @@ async fn moto_role_assumption_and_vpc_and_tag_filters() {
     let (hub_vpc_id, hub_subnets) = hub_vpc(&ec2).await;
     let other = ec2.create_vpc().cidr_block("10.20.0.0/16").send().await.expect("vpc");
     let other = other.vpc().and_then(|v| v.vpc_id()).expect("id").to_owned();
-    let other_subnets = vec![
+    let other_subnets = [
         ec2.create_subnet().vpc_id(&other).cidr_block("10.20.1.0/24").availability_zone("us-east-1a").send().await.expect("subnet"),
         ec2.create_subnet().vpc_id(&other).cidr_block("10.20.2.0/24").availability_zone("us-east-1b").send().await.expect("subnet"),
     ]
