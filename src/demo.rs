@@ -8,6 +8,7 @@
 //! produce, and to answer with throttling or server errors on demand.
 
 use std::{
+    collections::HashSet,
     io,
     net::SocketAddr,
     sync::{
@@ -29,9 +30,12 @@ const MAX_REQUEST: usize = 1 << 20;
 /// The recorded response body for each EC2 action the endpoint source calls.
 #[derive(Debug, Clone)]
 pub struct Responses {
-    /// DescribeVpcEndpoints.
-    pub describe_vpc_endpoints: String,
-    /// DescribeNetworkInterfaces.
+    /// DescribeVpcEndpoints, page by page: page `i` (from 0) ends with
+    /// `<nextToken>page-{i+1}</nextToken>` when another follows, and the request carrying
+    /// `NextToken=page-{i+1}` gets the next one, as EC2 pages.
+    pub describe_vpc_endpoints: Vec<String>,
+    /// DescribeNetworkInterfaces for every ENI; a request with a `network-interface-id`
+    /// filter gets only the ENIs it names, as EC2 answers.
     pub describe_network_interfaces: String,
     /// DescribeVpcEndpointServices.
     pub describe_vpc_endpoint_services: String,
@@ -43,7 +47,7 @@ impl Responses {
     /// pending acceptance and one Gateway endpoint.
     pub fn demo() -> Self {
         Self {
-            describe_vpc_endpoints: include_str!("../config/demo-aws/DescribeVpcEndpoints.xml").into(),
+            describe_vpc_endpoints: vec![include_str!("../config/demo-aws/DescribeVpcEndpoints.xml").into()],
             describe_network_interfaces: include_str!("../config/demo-aws/DescribeNetworkInterfaces.xml").into(),
             describe_vpc_endpoint_services: include_str!("../config/demo-aws/DescribeVpcEndpointServices.xml").into(),
         }
@@ -193,16 +197,83 @@ fn respond(body: &str, state: &ReplayState) -> (&'static str, String) {
     let Ok(responses) = state.responses.lock() else {
         return ("500 Internal Server Error", error_xml("InternalError", "stand-in state poisoned"));
     };
+    let params = || body.split('&').filter_map(|pair| pair.split_once('='));
     match action {
-        "DescribeVpcEndpoints" => ("200 OK", responses.describe_vpc_endpoints.clone()),
-        "DescribeNetworkInterfaces" => ("200 OK", responses.describe_network_interfaces.clone()),
+        "DescribeVpcEndpoints" => {
+            let page = params()
+                .find(|(k, _)| *k == "NextToken")
+                .and_then(|(_, v)| v.strip_prefix("page-")?.parse::<usize>().ok())
+                .unwrap_or(0);
+            match responses.describe_vpc_endpoints.get(page) {
+                Some(xml) => ("200 OK", xml.clone()),
+                None => ("400 Bad Request", error_xml("InvalidPaginationToken", "The token is not valid.")),
+            }
+        }
+        "DescribeNetworkInterfaces" => {
+            // Filter.N.Name=network-interface-id with Filter.N.Value.M=eni-…
+            let wanted: HashSet<&str> =
+                params().filter(|(k, _)| k.starts_with("Filter.") && k.contains(".Value.")).map(|(_, v)| v).collect();
+            let xml = &responses.describe_network_interfaces;
+            let body = if wanted.is_empty() {
+                xml.clone()
+            } else {
+                keep_items(xml, |item| eni_id(item).is_some_and(|id| wanted.contains(id)))
+            };
+            ("200 OK", body)
+        }
         "DescribeVpcEndpointServices" => ("200 OK", responses.describe_vpc_endpoint_services.clone()),
         other => ("400 Bad Request", error_xml("InvalidAction", &format!("The action {other} is not valid for this web service."))),
     }
+}
+
+/// The id in an ENI `<item>`.
+fn eni_id(item: &str) -> Option<&str> {
+    let start = item.find("<networkInterfaceId>")? + "<networkInterfaceId>".len();
+    item[start..].split('<').next()
+}
+
+/// `xml` with only the top-level `<item>`s of its list that `keep` accepts (nested `<item>`s,
+/// like an ENI's security groups, travel with their parent).
+fn keep_items(xml: &str, keep: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let (mut depth, mut at, mut item_start) = (0usize, 0usize, 0usize);
+    while let Some(offset) = xml[at..].find("<item>").into_iter().chain(xml[at..].find("</item>")).min() {
+        let pos = at + offset;
+        if xml[pos..].starts_with("</item>") {
+            let end = pos + "</item>".len();
+            depth = depth.saturating_sub(1);
+            if depth == 0 && keep(&xml[item_start..end]) {
+                out.push_str(&xml[item_start..end]);
+            }
+            at = end;
+        } else {
+            if depth == 0 {
+                out.push_str(&xml[at..pos]);
+                item_start = pos;
+            }
+            depth += 1;
+            at = pos + "<item>".len();
+        }
+    }
+    out.push_str(&xml[at..]);
+    out
 }
 
 fn error_xml(code: &str, message: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>00000000-0000-4000-8000-000000000000</RequestID></Response>"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_items_filters_top_level_items_only() {
+        let xml = "<r><set><item><id>a</id><g><item>x</item></g></item><item><id>b</id></item></set></r>";
+        assert_eq!(keep_items(xml, |i| i.contains("<id>b</id>")), "<r><set><item><id>b</id></item></set></r>");
+        assert_eq!(keep_items(xml, |i| i.contains("<id>a</id>")), "<r><set><item><id>a</id><g><item>x</item></g></item></set></r>");
+        assert_eq!(keep_items("<r/>", |_| true), "<r/>");
+    }
 }

@@ -275,9 +275,14 @@ async fn throttling_and_server_errors_keep_answers_and_back_off() {
     }
 }
 
-/// `count` interface endpoints, two ENIs each (one per AZ), as DescribeVpcEndpoints and
-/// DescribeNetworkInterfaces return them.
+/// Endpoints per DescribeVpcEndpoints page (EC2 returns up to 1,000; smaller pages exercise
+/// the SDK paginator with a few thousand endpoints).
+const PAGE: usize = 500;
+
+/// `count` interface endpoints, two ENIs each (one per AZ), as DescribeVpcEndpoints (in pages
+/// of [`PAGE`]) and DescribeNetworkInterfaces return them.
 fn many_endpoints(count: usize) -> Responses {
+    let mut pages = Vec::new();
     let mut endpoints = String::new();
     let mut enis = String::new();
     for i in 0..count {
@@ -294,6 +299,13 @@ fn many_endpoints(count: usize) -> Responses {
              <item><dnsName>{id}-abcd1234-us-east-1b.{svc}.us-east-1.vpce.amazonaws.com</dnsName><hostedZoneId>Z7HUB3ZSPD4E8</hostedZoneId></item></dnsEntrySet>\
              <tagSet><item><key>hubdns:alias</key><value>svc{i}.corp.example</value></item></tagSet><ownerId>111122223333</ownerId></item>"
         ));
+        if (i + 1) % PAGE == 0 || i + 1 == count {
+            let next = if i + 1 == count { String::new() } else { format!("<nextToken>page-{}</nextToken>", pages.len() + 1) };
+            pages.push(format!(
+                "<DescribeVpcEndpointsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><vpcEndpointSet>{}</vpcEndpointSet>{next}</DescribeVpcEndpointsResponse>",
+                std::mem::take(&mut endpoints)
+            ));
+        }
         for (eni, az, ip) in [(&a, "us-east-1a", format!("10.{}.{}.{}", 100 + i / 65536, (i / 256) % 256, i % 256)), (&b, "us-east-1b", format!("10.{}.{}.{}", 200 + i / 65536, (i / 256) % 256, i % 256))] {
             enis.push_str(&format!(
                 "<item><networkInterfaceId>{eni}</networkInterfaceId><vpcId>vpc-0a1b2c3d4e5f60718</vpcId><availabilityZone>{az}</availabilityZone>\
@@ -302,7 +314,7 @@ fn many_endpoints(count: usize) -> Responses {
         }
     }
     Responses {
-        describe_vpc_endpoints: format!("<DescribeVpcEndpointsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><vpcEndpointSet>{endpoints}</vpcEndpointSet></DescribeVpcEndpointsResponse>"),
+        describe_vpc_endpoints: pages,
         describe_network_interfaces: format!("<DescribeNetworkInterfacesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><networkInterfaceSet>{enis}</networkInterfaceSet></DescribeNetworkInterfacesResponse>"),
         describe_vpc_endpoint_services: "<DescribeVpcEndpointServicesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><serviceDetailSet/></DescribeVpcEndpointServicesResponse>".into(),
     }
@@ -328,6 +340,8 @@ async fn two_thousand_endpoints() {
         let name = format!("vpce-{i:017x}-abcd1234-us-east-1b.vpce-svc-{i:017x}.us-east-1.vpce.amazonaws.com.");
         assert_eq!(crate::harness::udp_query(addr, &crate::harness::query(&name, RecordType::A)).await.answers.len(), 1, "{name}");
     }
+    // The last endpoint sits on the last of four pages: its answer above shows the SDK
+    // paginator followed every nextToken.
     let refreshed = lines_with(&logs, &["source refreshed", "endpoints=2000"]);
     let took = refreshed.first().and_then(|l| l.split("took_ms=").nth(1)?.split_whitespace().next().map(str::to_owned));
     let records = refreshed.first().and_then(|l| l.split(" records=").nth(1)?.split_whitespace().next().map(str::to_owned));
