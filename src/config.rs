@@ -177,6 +177,10 @@ pub struct VpcEndpointsConfig {
     /// Attempts per API call (the SDK's standard retry with backoff); 1 turns retries off.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Seconds one API attempt may take before it counts as failed (a partitioned network
+    /// must not stall the source forever).
+    #[serde(default = "default_api_timeout_secs")]
+    pub api_timeout_secs: u64,
     /// Fixed local credentials instead of the credential chain. Set only by code — the demo
     /// and tests, talking to a local stand-in — never by a config file: production always uses
     /// the standard chain, and tests must never fall through to the instance metadata service.
@@ -396,8 +400,8 @@ impl Config {
             if v.endpoint_url.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
                 return Err(self.invalid(source, format!("{key}.endpoint_url"), "must start with https:// (or http:// for a local emulator)"));
             }
-            if v.max_attempts == 0 {
-                return Err(self.invalid(source, format!("{key}.max_attempts"), "must be at least 1"));
+            if v.max_attempts == 0 || v.api_timeout_secs == 0 {
+                return Err(self.invalid(source, format!("{key}.max_attempts / api_timeout_secs"), "must be at least 1"));
             }
             if !seen_sources.insert((v.region.clone(), v.role_arn.clone())) {
                 return Err(self.invalid(source, key, "this region and role are already a source"));
@@ -703,6 +707,10 @@ impl Default for ForwardConfig {
 
 fn default_max_attempts() -> u32 {
     3
+}
+
+fn default_api_timeout_secs() -> u64 {
+    20
 }
 
 fn default_interval_secs() -> u64 {

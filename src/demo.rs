@@ -61,6 +61,10 @@ pub enum Failure {
     Throttle,
     /// HTTP 500 `InternalError`.
     ServerError,
+    /// HTTP 401 `AuthFailure`, as EC2 answers expired or revoked credentials.
+    ExpiredCredentials,
+    /// Read the request and never answer: the SDK's attempt timeout has to end it.
+    Hang,
 }
 
 /// A running stand-in.
@@ -138,6 +142,12 @@ async fn serve(stream: TcpStream, state: Arc<ReplayState>) {
     loop {
         let Ok(Some(body)) = read_request(&mut reader).await else { return };
         state.requests.fetch_add(1, Ordering::Relaxed);
+        if state.failure.lock().ok().and_then(|f| *f) == Some(Failure::Hang) {
+            // Hold the connection open without a word until the client gives up on it.
+            let mut sink = [0u8; 1];
+            let _ = reader.read(&mut sink).await;
+            return;
+        }
         let (status, xml) = respond(&body, &state);
         let head = format!(
             "HTTP/1.1 {status}\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\nServer: hubdns-demo-ec2\r\n\r\n",
@@ -191,7 +201,11 @@ fn respond(body: &str, state: &ReplayState) -> (&'static str, String) {
         Some(Failure::ServerError) => {
             return ("500 Internal Server Error", error_xml("InternalError", "An internal error has occurred"));
         }
-        None => {}
+        Some(Failure::ExpiredCredentials) => {
+            return ("401 Unauthorized", error_xml("AuthFailure", "AWS was not able to validate the provided access credentials"));
+        }
+        // `serve` never calls this for Hang.
+        Some(Failure::Hang) | None => {}
     }
     let action = body.split('&').find_map(|pair| pair.strip_prefix("Action=")).unwrap_or("");
     let Ok(responses) = state.responses.lock() else {

@@ -282,7 +282,7 @@ impl VpcEndpointSource {
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(20))
+                    .operation_attempt_timeout(Duration::from_secs(config.api_timeout_secs))
                     .build(),
             );
         if let Some(url) = &config.endpoint_url {

@@ -131,8 +131,8 @@ fn source_config(upstream: SocketAddr, url: &str, state_file: &std::path::Path) 
     format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 1\n\n\
          [forward]\nupstreams = [\"{upstream}\"]\ntimeout_ms = 300\nattempts = 1\ndeadline_ms = 1000\n\n\
-         [refresh]\ninterval_secs = 1\nmax_backoff_secs = 8\nstate_file = \"{}\"\n\n\
-         [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_attempts = 1\n",
+         [refresh]\ninterval_secs = 1\nmax_backoff_secs = 4\nstate_file = \"{}\"\n\n\
+         [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\napi_timeout_secs = 1\nmax_attempts = 1\n",
         state_file.display()
     )
 }
@@ -260,10 +260,17 @@ async fn throttling_and_server_errors_keep_answers_and_back_off() {
         .collect();
     assert!(waits.windows(2).all(|w| w[1] > w[0]), "backoff grows: {waits:?}");
 
-    replay.fail_with(Some(Failure::ServerError));
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(!lines_with(&logs, &["source refresh failed", "InternalError"]).is_empty(), "5xx is logged too");
-    assert_eq!(addresses(&crate::harness::udp_query(addr, &crate::harness::query("kms.corp.example.", RecordType::A)).await), addresses(&before));
+    // Server errors, expired credentials, and an API that stops answering: same rules.
+    for (failure, logged) in [(Failure::ServerError, "InternalError"), (Failure::ExpiredCredentials, "AuthFailure"), (Failure::Hang, "timeout")] {
+        replay.fail_with(Some(failure));
+        let started = Instant::now();
+        while lines_with(&logs, &["source refresh failed", logged]).is_empty() {
+            assert!(started.elapsed() < Duration::from_secs(20), "{failure:?} not logged as {logged}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let kept = crate::harness::udp_query(addr, &crate::harness::query("kms.corp.example.", RecordType::A)).await;
+        assert_eq!(addresses(&kept), addresses(&before), "{failure:?}: answers unchanged");
+    }
 
     // Recovery: the next attempt succeeds and the failure count resets.
     replay.fail_with(None);
@@ -331,7 +338,7 @@ async fn two_thousand_endpoints() {
     const COUNT: usize = 2_000;
     let upstream = StubUpstream::start("127.0.0.53", Ipv4Addr::new(192, 0, 2, 1)).await;
     let replay = Ec2Replay::start(many_endpoints(COUNT)).await.expect("stand-in starts");
-    let text = source_config(upstream.addr, &replay.url(), &tempdir().join("state.json")).replace("interval_secs = 1", "interval_secs = 30").replace("max_backoff_secs = 8", "max_backoff_secs = 60");
+    let text = source_config(upstream.addr, &replay.url(), &tempdir().join("state.json")).replace("interval_secs = 1", "interval_secs = 30").replace("max_backoff_secs = 4", "max_backoff_secs = 60");
     let (hubdns, port, logs) = serve(&text, &LOCAL_AWS_ENV);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let last = format!("svc{}.corp.example.", COUNT - 1);
