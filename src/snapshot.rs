@@ -112,7 +112,7 @@ pub struct RecordSet {
 }
 
 /// What the table says about a query.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum Lookup<'a> {
     /// Records to answer with. A CNAME set when another type was asked means "follow it".
     /// `wildcard` means the owner must be rewritten to the query name.

@@ -97,11 +97,6 @@ impl Handler {
         Self { snapshot, forwarder, acl, edns, synthesized_ttl }
     }
 
-    /// The forwarder, for views that explain routing.
-    pub fn forwarder(&self) -> &Forwarder {
-        &self.forwarder
-    }
-
     /// Decides what `packet` from `src` gets. Never blocks.
     pub fn handle(&self, packet: &[u8], src: SocketAddr, transport: Transport) -> Outcome {
         let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
@@ -142,7 +137,8 @@ impl Handler {
         let snapshot = self.snapshot.load();
 
         // The common case, answered from the snapshot without copying a record.
-        match snapshot.lookup(&key, qtype) {
+        let first = snapshot.lookup(&key, qtype);
+        match first {
             Lookup::Found { records, wildcard: false }
                 if !is_cname_to_follow(records, qtype) =>
             {
@@ -172,8 +168,12 @@ impl Handler {
         let mut chain: Vec<Record> = Vec::new();
         let mut name = query.original().name().clone();
         let mut key = key;
-        for _ in 0..MAX_CNAME_HOPS {
-            match snapshot.lookup(&key, qtype) {
+        let mut current = first;
+        for hop in 0..MAX_CNAME_HOPS {
+            if hop > 0 {
+                current = snapshot.lookup(&key, qtype);
+            }
+            match current {
                 Lookup::Found { records, wildcard } => {
                     let follow = is_cname_to_follow(records, qtype);
                     chain.extend(records.iter().map(|r| {
