@@ -95,7 +95,8 @@ async fn forwards_in_flight_are_bounded_and_owned_names_still_answer() {
     let started = Instant::now();
     let over = hub.udp("slow.n3.fwd.test.", RecordType::A).await;
     assert_eq!(over.metadata.response_code, ResponseCode::ServFail);
-    assert!(started.elapsed() < Duration::from_millis(300), "over the bound: SERVFAIL at once");
+    // The held queries wait for the 1000 ms deadline; anything well below it is "at once".
+    assert!(started.elapsed() < Duration::from_millis(700), "over the bound: SERVFAIL at once");
     let owned = hub.udp("secretsmanager.us-east-1.amazonaws.com.", RecordType::A).await;
     assert_eq!(addresses(&owned).len(), 2, "owned names answer while forwards are saturated");
     for task in held {
@@ -154,7 +155,8 @@ async fn pipelined_tcp_queries_are_answered_as_each_is_ready() {
         stream.read_exact(&mut answer).await.expect("answer");
         let answer = Message::from_vec(&answer).expect("parses");
         if answer.metadata.id == fast.metadata.id {
-            assert!(started.elapsed() < Duration::from_millis(500), "owned answer did not wait for the slow forward");
+            // The slow forward takes the 1000 ms deadline; the owned answer must not wait for it.
+            assert!(started.elapsed() < Duration::from_millis(800), "owned answer did not wait for the slow forward");
         }
         ids.push(answer.metadata.id);
     }
