@@ -1,0 +1,28 @@
+//! The demo's EC2 stand-in serving responses from a directory, for `bench/scale`:
+//! `DescribeVpcEndpoints.0.xml`, `.1.xml`, … (pages chained by nextToken `page-N`),
+//! `DescribeNetworkInterfaces.xml` and `DescribeVpcEndpointServices.xml`.
+//! Prints the endpoint URL on stdout, then serves until killed.
+//!
+//! Usage: `ec2_standin DIR`
+
+use std::path::PathBuf;
+
+use hubdns::demo::{Ec2Replay, Responses};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::io::Result<()> {
+    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| ".".into()));
+    let mut pages = Vec::new();
+    while let Ok(page) = std::fs::read_to_string(dir.join(format!("DescribeVpcEndpoints.{}.xml", pages.len()))) {
+        pages.push(page);
+    }
+    let responses = Responses {
+        describe_vpc_endpoints: pages,
+        describe_network_interfaces: std::fs::read_to_string(dir.join("DescribeNetworkInterfaces.xml"))?,
+        describe_vpc_endpoint_services: std::fs::read_to_string(dir.join("DescribeVpcEndpointServices.xml"))?,
+    };
+    let replay = Ec2Replay::start(responses).await?;
+    println!("{}", replay.url());
+    std::future::pending::<()>().await;
+    Ok(())
+}
