@@ -23,6 +23,28 @@ pub fn name_key(name: &Name) -> Box<[u8]> {
     key.into_boxed_slice()
 }
 
+/// The key of the first name in `wire` (a question section as the client sent it), lowercased
+/// while copied. `None` if the name is compressed or truncated; the caller then falls back to
+/// [`name_key`] on the parsed name. Saves walking the labels of a name hickory already parsed.
+pub fn key_from_wire(wire: &[u8]) -> Option<Box<[u8]>> {
+    let mut at = 0usize;
+    loop {
+        let len = usize::from(*wire.get(at)?);
+        if len & 0xC0 != 0 {
+            return None; // a compression pointer: let the parser's name speak
+        }
+        if len == 0 {
+            break;
+        }
+        at += 1 + len;
+    }
+    let name = wire.get(..=at)?;
+    if name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    Some(name.iter().map(u8::to_ascii_lowercase).collect())
+}
+
 /// The name itself, then each ancestor, ending with the root (`[0]`).
 pub fn self_and_ancestors(key: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut next = Some(0usize);
@@ -75,6 +97,17 @@ mod tests {
             vec![&b"\x01a\x01b\x01c\x00"[..], b"\x01b\x01c\x00", b"\x01c\x00", b"\x00"]
         );
         assert_eq!(self_and_ancestors(b"\x00").count(), 1);
+    }
+
+    #[test]
+    fn keys_from_wire_match_keys_from_names() {
+        let wire = b"\x0eSecretsManager\x09US-East-1\x09amazonaws\x03com\x00\x00\x01\x00\x01";
+        assert_eq!(key_from_wire(wire), Some(key("secretsmanager.us-east-1.amazonaws.com.")));
+        assert_eq!(key_from_wire(b"\x00\x00\x01"), Some(key(".")));
+        assert_eq!(key_from_wire(b"\x03abc\xc0\x0c"), None, "compressed: fall back");
+        assert_eq!(key_from_wire(b"\x03ab"), None, "truncated");
+        // Upper-case bytes outside ASCII letters are kept as they are, as in name_key.
+        assert_eq!(key_from_wire(b"\x02A\xc3\x00"), Some(Box::from(&b"\x02a\xc3\x00"[..])));
     }
 
     #[test]

@@ -28,6 +28,9 @@ use hickory_proto::rr::{
 
 use crate::name_key::{is_wildcard, name_key, parent, self_and_ancestors};
 
+/// A map keyed by wire-format name keys, hashed with foldhash.
+pub type FastMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
+
 /// The snapshot the DNS handler reads; refreshes replace it whole.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
@@ -157,12 +160,13 @@ pub enum Dropped {
     },
 }
 
-/// The immutable owned-name table.
+/// The immutable owned-name table. Its maps hash with foldhash: several times cheaper than
+/// SipHash on short keys, and seeded at random per process, so clients cannot aim collisions.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    exact: HashMap<Box<[u8]>, Node>,
+    exact: FastMap<Node>,
     /// Wildcard nodes, keyed by the name they cover (the owner without its `*` label).
-    wildcards: HashMap<Box<[u8]>, Node>,
+    wildcards: FastMap<Node>,
     serial: u32,
 }
 

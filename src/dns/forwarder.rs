@@ -7,7 +7,7 @@
 //! them as long as the zone says; anything that is not an answer (timeouts, SERVFAIL, REFUSED
 //! from every upstream) becomes SERVFAIL within `deadline_ms`, whatever the upstreams do.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use hickory_proto::{
     op::ResponseCode,
@@ -23,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::{
     config::{ForwardConfig, Upstream},
     name_key::{name_key, self_and_ancestors},
+    snapshot::FastMap,
 };
 
 /// Why the forwarder could not be set up.
@@ -44,7 +45,7 @@ pub enum ForwardError {
 /// All routes, and the bound on forwarded work.
 pub struct Forwarder {
     default: Route,
-    rules: HashMap<Box<[u8]>, Route>,
+    rules: FastMap<Route>,
     in_flight: Arc<Semaphore>,
     deadline: Duration,
 }
@@ -74,7 +75,7 @@ impl Forwarder {
     pub fn new(config: &ForwardConfig) -> Result<Self, ForwardError> {
         let mut system = None;
         let default = Route::new(Name::root(), &config.upstreams, config, &mut system)?;
-        let mut rules = HashMap::new();
+        let mut rules = FastMap::default();
         for rule in &config.rules {
             let rule = rule.get_ref();
             let route = Route::new(rule.domain.name().clone(), &rule.upstreams, config, &mut system)?;

@@ -31,7 +31,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::{
     dns::{acl::Acl, forwarder::Forwarder},
-    name_key::name_key,
+    name_key::{key_from_wire, name_key},
     snapshot::{Lookup, SharedSnapshot},
 };
 
@@ -133,7 +133,8 @@ impl Handler {
         if query.query_class() != DNSClass::IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
             return self.reply(&request, transport, ResponseCode::Refused, false, &[], &[]);
         }
-        let key = name_key(query.name());
+        // The question's own bytes are the key, lowercased; hickory's parse already checked them.
+        let key = key_from_wire(request.queries.as_bytes()).unwrap_or_else(|| name_key(query.name()));
         let snapshot = self.snapshot.load();
 
         // The common case, answered from the snapshot without copying a record.
