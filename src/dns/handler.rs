@@ -22,7 +22,7 @@
 use std::{iter, net::SocketAddr, sync::Arc};
 
 use hickory_proto::{
-    op::{Edns, Header, HeaderCounts, Metadata, MessageType, OpCode, ResponseCode},
+    op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode},
     rr::{DNSClass, Name, RData, Record, RecordType, rdata::HINFO},
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
@@ -37,6 +37,9 @@ use crate::{
 
 /// Most CNAMEs followed through owned names before answering with what we have.
 const MAX_CNAME_HOPS: usize = 8;
+
+/// Size of the fixed DNS header.
+const HEADER_LEN: usize = 12;
 
 /// Largest DNS message a client without EDNS accepts over UDP (RFC 1035 §4.2.1).
 const CLASSIC_UDP_PAYLOAD: u16 = 512;
@@ -99,10 +102,9 @@ impl Handler {
 
     /// Decides what `packet` from `src` gets. Never blocks.
     pub fn handle(&self, packet: &[u8], src: SocketAddr, transport: Transport) -> Outcome {
-        let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
-            return Outcome::Drop;
-        };
-        if header.metadata.message_type == MessageType::Response {
+        // Shorter than a header, or a response (QR, the top bit of byte 2): never answered, so
+        // hubdns cannot be used to reflect traffic.
+        if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
             return Outcome::Drop;
         }
         let protocol = match transport {
@@ -114,7 +116,10 @@ impl Handler {
             Err(error) => {
                 let rcode = if self.acl.allows(src.ip()) { ResponseCode::FormErr } else { ResponseCode::Refused };
                 tracing::debug!(%src, %error, %rcode, "unparsable query");
-                return Outcome::Reply(header_only(&header.metadata, rcode));
+                return match Header::read(&mut BinDecoder::new(packet)) {
+                    Ok(header) => Outcome::Reply(header_only(&header.metadata, rcode)),
+                    Err(_) => Outcome::Drop,
+                };
             }
         };
         if !self.acl.allows(src.ip()) {

@@ -123,10 +123,13 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<Handler>, shutdown: CancellationToken, tracker: TaskTracker) {
     // One buffer per socket, reused: the largest datagram there can be.
     let mut buf = vec![0u8; 65_535];
+    // Made once: a fresh `cancelled()` per packet would register with the token every time.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let (len, src) = tokio::select! {
             biased;
-            () = shutdown.cancelled() => break,
+            () = &mut cancelled => break,
             received = socket.recv_from(&mut buf) => match received {
                 Ok(received) => received,
                 Err(error) => {
