@@ -104,12 +104,18 @@ fn run(config: &mut Config, demo: bool) -> anyhow::Result<()> {
     })
 }
 
-/// Resolves on SIGTERM (systemd, Docker, Kubernetes) or SIGINT (Ctrl-C).
+/// Resolves on SIGTERM (systemd, Docker, Kubernetes) or SIGINT (Ctrl-C). SIGHUP, whose
+/// default action would kill the process, is caught and logged: reload is not built yet.
 async fn shutdown_signal() -> std::io::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result,
-        _ = term.recv() => Ok(()),
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => return result,
+            _ = term.recv() => return Ok(()),
+            _ = hup.recv() => tracing::warn!("SIGHUP received: reloading the config is not supported yet; restart hubdns to apply changes"),
+        }
     }
 }
 

@@ -83,6 +83,12 @@ async fn dig_against_the_binary_then_sigterm_stops_it_cleanly() {
     assert_eq!(forwarded.trim(), "192.0.2.1");
 
     let pid = hubdns.0.id().to_string();
+    // SIGHUP (what `systemctl reload` sends) must not kill it.
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().expect("kill runs").success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(hubdns.0.try_wait().expect("wait").is_none(), "hubdns died on SIGHUP");
+    let after_hup = run(&["+short", "secretsmanager.us-east-1.amazonaws.com"]);
+    assert_eq!(after_hup.lines().count(), 2, "still answering after SIGHUP");
     let started = Instant::now();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
     let status = loop {
