@@ -74,8 +74,6 @@ pub struct Refresher {
     config: Config,
     snapshot: SharedSnapshot,
     slots: Vec<Slot>,
-    /// The records of the live table, one line each, to detect and log changes.
-    live: BTreeSet<String>,
     ready: watch::Sender<bool>,
 }
 
@@ -96,7 +94,7 @@ impl Refresher {
             slots.push(Slot { id, source, last_good, failures: 0, due: Instant::now() });
         }
         let (ready, ready_rx) = watch::channel(false);
-        let mut refresher = Self { config: config.clone(), snapshot, slots, live: BTreeSet::new(), ready };
+        let mut refresher = Self { config: config.clone(), snapshot, slots, ready };
         refresher.rebuild();
         (refresher, ready_rx)
     }
@@ -173,8 +171,9 @@ impl Refresher {
         let outputs: Vec<&SourceOutput> = self.slots.iter().filter_map(|s| s.last_good.as_ref()).collect();
         let (snapshot, dropped) = build_snapshot(&self.config, &outputs);
         let lines = record_lines(&snapshot);
+        let live = record_lines(&self.snapshot.load());
         let ready = self.slots.iter().all(|s| s.last_good.is_some());
-        if lines != self.live || self.snapshot.load().serial() == 0 {
+        if lines != live {
             // Until every source has answered, an alias may point at a name still to come.
             for item in &dropped {
                 if ready {
@@ -183,9 +182,8 @@ impl Refresher {
                     tracing::debug!(%item, "left out of the snapshot until every source has answered");
                 }
             }
-            log_diff(&self.live, &lines);
+            log_diff(&live, &lines);
             self.snapshot.store(Arc::new(snapshot));
-            self.live = lines;
             if let Some(path) = &self.config.refresh.state_file {
                 let sources = self.slots.iter().filter_map(|s| Some((s.id.clone(), s.last_good.clone()?))).collect();
                 if let Err(error) = write_state(path, sources) {
@@ -242,10 +240,6 @@ fn record_lines(snapshot: &Snapshot) -> BTreeSet<String> {
 fn log_diff(old: &BTreeSet<String>, new: &BTreeSet<String>) {
     let added: Vec<&String> = new.difference(old).collect();
     let removed: Vec<&String> = old.difference(new).collect();
-    if added.is_empty() && removed.is_empty() {
-        tracing::debug!(records = new.len(), "first snapshot live");
-        return;
-    }
     tracing::info!(added = added.len(), removed = removed.len(), records = new.len(), "snapshot swapped");
     for (i, line) in added.iter().enumerate() {
         if i < DIFF_LOG_LINES {
