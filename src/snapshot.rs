@@ -139,6 +139,13 @@ pub enum Lookup<'a> {
     NotOwned,
 }
 
+/// Why an alias did not resolve: its target is no owned name (yet: it may come from a source
+/// that has not answered).
+pub const TARGET_NOT_OWNED: &str = "target is not an owned name";
+
+/// Why an alias did not resolve: its target is owned but has no addresses to flatten.
+pub const TARGET_WITHOUT_ADDRESSES: &str = "target has no A or AAAA records";
+
 /// Something a build had to leave out, for logs and counters.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dropped {
@@ -289,8 +296,8 @@ impl Snapshot {
             return Ok(out);
         }
         match self.lookup(&key, RecordType::A) {
-            Lookup::NotOwned | Lookup::NxDomain { .. } => Err("target is not an owned name"),
-            _ => Err("target has no A or AAAA records"),
+            Lookup::NotOwned | Lookup::NxDomain { .. } => Err(TARGET_NOT_OWNED),
+            _ => Err(TARGET_WITHOUT_ADDRESSES),
         }
     }
 

@@ -3,7 +3,11 @@
 
 use std::fmt::Write;
 
-use crate::{config::Config, refresh, snapshot::Dropped};
+use crate::{
+    config::Config,
+    refresh,
+    snapshot::{Dropped, TARGET_NOT_OWNED},
+};
 
 /// A readable summary of `config`: listeners, allow list, owned names, forwarding, sources.
 /// Also builds the snapshot, so aliases that cannot resolve show up here.
@@ -84,7 +88,7 @@ pub fn summary(config: &Config) -> String {
     for item in &dropped {
         match item {
             // `check` makes no AWS calls: such a target may well be an endpoint name or id.
-            Dropped::UnresolvedAlias { alias, reason } if from_aws && reason.contains("not an owned name") => {
+            Dropped::UnresolvedAlias { alias, reason } if from_aws && *reason == TARGET_NOT_OWNED => {
                 let _ = writeln!(out, "pending       alias {} -> {}: resolves when the AWS sources answer", alias.name, alias.target);
             }
             _ => {
