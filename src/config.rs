@@ -14,10 +14,7 @@ use std::{
     str::FromStr,
 };
 
-use hickory_proto::rr::{
-    Name, RData, RecordType,
-    rdata::{TXT, caa::CAA},
-};
+use hickory_proto::rr::{Name, RData, RecordType, rdata::TXT};
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
@@ -538,7 +535,6 @@ fn parse_rdata(rtype: RecordType, value: &str) -> Result<RData, String> {
             fix(&mut name);
             *srv = hickory_proto::rr::rdata::SRV::new(srv.priority, srv.weight, srv.port, name);
         }
-        RData::CAA(CAA { .. }) | RData::A(_) | RData::AAAA(_) => {}
         _ => {}
     }
     Ok(rdata)

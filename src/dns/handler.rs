@@ -272,11 +272,13 @@ impl Handler {
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_max_size(limit);
-        let mut builder = MessageResponseBuilder::new(&request.queries, None);
-        if let Some(edns) = edns {
-            builder.edns(edns);
-        }
-        let response = builder.build(metadata, answers, authorities, iter::empty(), iter::empty());
+        let response = MessageResponseBuilder::new(&request.queries, edns).build(
+            metadata,
+            answers,
+            authorities,
+            iter::empty(),
+            iter::empty(),
+        );
         match response.destructive_emit(&mut encoder) {
             Ok(info) if !info.truncation => return bytes,
             Ok(_) => {}
@@ -284,18 +286,13 @@ impl Handler {
         }
         if transport == Transport::Tcp {
             // Over TCP only a message above 64 KiB fails to fit: say so rather than send half.
-            metadata.response_code = ResponseCode::ServFail;
             return header_only(&metadata, ResponseCode::ServFail);
         }
         // Did not fit: an empty TC=1 answer, OPT kept, so the client retries over TCP.
         metadata.truncation = true;
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
-        let mut builder = MessageResponseBuilder::new(&request.queries, None);
-        if let Some(edns) = edns {
-            builder.edns(edns);
-        }
-        match builder.build_no_records(metadata).destructive_emit(&mut encoder) {
+        match MessageResponseBuilder::new(&request.queries, edns).build_no_records(metadata).destructive_emit(&mut encoder) {
             Ok(_) => bytes,
             Err(error) => {
                 tracing::warn!(%error, "cannot encode even a truncated response");
