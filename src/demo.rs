@@ -142,13 +142,14 @@ async fn serve(stream: TcpStream, state: Arc<ReplayState>) {
     loop {
         let Ok(Some(body)) = read_request(&mut reader).await else { return };
         state.requests.fetch_add(1, Ordering::Relaxed);
-        if state.failure.lock().ok().and_then(|f| *f) == Some(Failure::Hang) {
+        let failure = state.failure.lock().ok().and_then(|f| *f);
+        if failure == Some(Failure::Hang) {
             // Hold the connection open without a word until the client gives up on it.
             let mut sink = [0u8; 1];
             let _ = reader.read(&mut sink).await;
             return;
         }
-        let (status, xml) = respond(&body, &state);
+        let (status, xml) = respond(&body, failure, &state);
         let head = format!(
             "HTTP/1.1 {status}\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\nServer: hubdns-demo-ec2\r\n\r\n",
             xml.len()
@@ -191,9 +192,8 @@ async fn read_request(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) ->
     Ok(Some(String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// The status line and XML for a form-encoded EC2 Query request.
-fn respond(body: &str, state: &ReplayState) -> (&'static str, String) {
-    let failure = state.failure.lock().ok().and_then(|f| *f);
+/// The status line and XML for a form-encoded EC2 Query request, or for `failure`.
+fn respond(body: &str, failure: Option<Failure>, state: &ReplayState) -> (&'static str, String) {
     match failure {
         Some(Failure::Throttle) => {
             return ("503 Service Unavailable", error_xml("RequestLimitExceeded", "Request limit exceeded."));
