@@ -16,6 +16,7 @@
 //! - [`config`]: the TOML file: serde structs, defaults, load = read → parse → validate.
 //! - [`snapshot`]: records with provenance, the immutable table, the answer rules.
 //! - [`name_key`]: lowercase wire-format name keys for allocation-free ancestor walks.
+//! - [`prepared`]: answers encoded once and copied into responses (the fast path's data).
 //! - [`sources`]: one module per source of owned names, each a pure conversion.
 //! - [`refresh`]: the refresh loop, the state file, readiness.
 //! - [`dns`]: listeners, the query handler, the forwarder, the allow list.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod demo;
 pub mod dns;
 pub mod name_key;
+pub mod prepared;
 pub mod refresh;
 pub mod server;
 pub mod snapshot;

@@ -27,22 +27,49 @@ pub fn name_key(name: &Name) -> Box<[u8]> {
 /// while copied. `None` if the name is compressed or truncated; the caller then falls back to
 /// [`name_key`] on the parsed name. Saves walking the labels of a name hickory already parsed.
 pub fn key_from_wire(wire: &[u8]) -> Option<Box<[u8]>> {
-    let mut at = 0usize;
-    loop {
-        let len = usize::from(*wire.get(at)?);
-        if len & 0xC0 != 0 {
-            return None; // a compression pointer: let the parser's name speak
+    WireKey::read(wire).map(|key| key.as_bytes().into())
+}
+
+/// A key read straight from a packet into a fixed buffer, for the hot path: no allocation.
+pub struct WireKey {
+    bytes: [u8; MAX_NAME_LEN],
+    len: usize,
+}
+
+impl WireKey {
+    /// Reads the uncompressed name at the start of `wire`, lowercasing it. `None` if the name
+    /// is compressed, truncated, uses a reserved label type, or is longer than 255 bytes.
+    pub fn read(wire: &[u8]) -> Option<Self> {
+        let mut key = Self { bytes: [0; MAX_NAME_LEN], len: 0 };
+        loop {
+            let len = usize::from(*wire.get(key.len)?);
+            if len & 0xC0 != 0 {
+                return None; // a compression pointer or a reserved label type
+            }
+            let end = key.len + 1 + len;
+            if end > MAX_NAME_LEN {
+                return None;
+            }
+            let label = wire.get(key.len..end)?;
+            for (to, from) in key.bytes[key.len..end].iter_mut().zip(label) {
+                *to = from.to_ascii_lowercase();
+            }
+            key.len = end;
+            if len == 0 {
+                return Some(key);
+            }
         }
-        if len == 0 {
-            break;
-        }
-        at += 1 + len;
     }
-    let name = wire.get(..=at)?;
-    if name.len() > MAX_NAME_LEN {
-        return None;
+
+    /// The key bytes, root label included.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
-    Some(name.iter().map(u8::to_ascii_lowercase).collect())
+
+    /// How many bytes the name took in the packet (the same as the key's length).
+    pub fn wire_len(&self) -> usize {
+        self.len
+    }
 }
 
 /// The name itself, then each ancestor, ending with the root (`[0]`).

@@ -26,7 +26,12 @@ use hickory_proto::rr::{
     rdata::SOA,
 };
 
-use crate::name_key::{is_wildcard, name_key, parent, self_and_ancestors};
+use hickory_proto::op::ResponseCode;
+
+use crate::{
+    name_key::{is_wildcard, name_key, parent, self_and_ancestors},
+    prepared::Prepared,
+};
 
 /// A map keyed by wire-format name keys, hashed with foldhash.
 pub type FastMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
@@ -101,6 +106,9 @@ pub struct Node {
     name: Name,
     rrsets: Vec<RecordSet>,
     soa: WireRecord,
+    /// The NODATA answer (SOA in the authority section), pre-encoded; `None` for wildcards,
+    /// whose SOA is owned by another name than the query's.
+    nodata: Option<Prepared>,
 }
 
 /// The records of one type at one name, ready to encode, with their provenance.
@@ -112,6 +120,9 @@ pub struct RecordSet {
     pub records: Vec<WireRecord>,
     /// Where each record came from, index for index.
     pub provenance: Vec<Provenance>,
+    /// The records pre-encoded for the fast path; `None` when that is not possible (a
+    /// wildcard whose data holds names, which would be compressed against the `*` label).
+    pub prepared: Option<Prepared>,
 }
 
 /// What the table says about a query.
@@ -124,11 +135,15 @@ pub enum Lookup<'a> {
         records: &'a [WireRecord],
         /// Synthesized from a wildcard.
         wildcard: bool,
+        /// The same answer pre-encoded, when there is one.
+        prepared: Option<&'a Prepared>,
     },
     /// The name is owned but has no data of that type.
     NoData {
         /// SOA for the authority section.
         soa: &'a WireRecord,
+        /// The same answer pre-encoded, when there is one.
+        prepared: Option<&'a Prepared>,
     },
     /// The name is below an owned name and does not exist.
     NxDomain {
@@ -372,16 +387,27 @@ impl Node {
                     set.records.push(wire);
                     set.provenance.push(record.provenance);
                 }
-                _ => rrsets.push(RecordSet { rtype, records: vec![wire], provenance: vec![record.provenance] }),
+                _ => rrsets.push(RecordSet {
+                    rtype,
+                    records: vec![wire],
+                    provenance: vec![record.provenance],
+                    prepared: None,
+                }),
             }
         }
-        // One TTL per RRset (RFC 2181 §5.2): the smallest, so no record outlives its source.
+        let wildcard = name.is_wildcard();
         for set in &mut rrsets {
+            // One TTL per RRset (RFC 2181 §5.2): the smallest, so no record outlives its source.
             let ttl = set.records.iter().map(|r| r.ttl).min().unwrap_or(0);
             set.records.iter_mut().for_each(|r| r.ttl = ttl);
+            // A wildcard's answer is prepared for the `*` name; names in its data would be
+            // compressed against labels a real query name does not have at that offset.
+            if !wildcard || !holds_names(set.rtype) {
+                set.prepared = prepare(&name, set.rtype, ResponseCode::NoError, &set.records, &[]);
+            }
         }
         // A wildcard's negative answers speak for the name it covers.
-        let apex = if name.is_wildcard() { name.base_name() } else { name.clone() };
+        let apex = if wildcard { name.base_name() } else { name.clone() };
         let soa_rdata = SOA::new(
             soa.mname.clone(),
             soa.rname.clone(),
@@ -392,7 +418,12 @@ impl Node {
             soa.negative_ttl,
         );
         let soa = WireRecord::from_rdata(apex, soa.negative_ttl, RData::SOA(soa_rdata));
-        Self { name, rrsets, soa }
+        let nodata = if wildcard {
+            None
+        } else {
+            prepare(&name, RecordType::A, ResponseCode::NoError, &[], std::slice::from_ref(&soa))
+        };
+        Self { name, rrsets, soa, nodata }
     }
 
     fn answer(&self, qtype: RecordType, wildcard: bool) -> Lookup<'_> {
@@ -402,12 +433,12 @@ impl Node {
             _ => self.rrsets.iter().find(|s| s.rtype == qtype || s.rtype == RecordType::CNAME),
         };
         if let Some(set) = set {
-            return Lookup::Found { records: &set.records, wildcard };
+            return Lookup::Found { records: &set.records, wildcard, prepared: set.prepared.as_ref() };
         }
         if qtype == RecordType::SOA && !wildcard {
-            return Lookup::Found { records: std::slice::from_ref(&self.soa), wildcard };
+            return Lookup::Found { records: std::slice::from_ref(&self.soa), wildcard, prepared: None };
         }
-        Lookup::NoData { soa: &self.soa }
+        Lookup::NoData { soa: &self.soa, prepared: self.nodata.as_ref() }
     }
 
     /// The owner name as the source wrote it.
@@ -418,6 +449,25 @@ impl Node {
     /// The record sets, ordered by type.
     pub fn rrsets(&self) -> &[RecordSet] {
         &self.rrsets
+    }
+}
+
+/// Whether records of `rtype` carry domain names in their data.
+fn holds_names(rtype: RecordType) -> bool {
+    matches!(
+        rtype,
+        RecordType::CNAME | RecordType::MX | RecordType::SRV | RecordType::PTR | RecordType::NS | RecordType::SOA
+    )
+}
+
+/// Pre-encodes an owned answer; one that cannot be encoded (too large) takes the full path.
+fn prepare(name: &Name, qtype: RecordType, rcode: ResponseCode, answers: &[WireRecord], authorities: &[WireRecord]) -> Option<Prepared> {
+    match Prepared::build(name, qtype, rcode, true, answers, authorities) {
+        Ok(prepared) => Some(prepared),
+        Err(error) => {
+            tracing::debug!(%name, %qtype, %error, "answer not pre-encoded; it takes the full path");
+            None
+        }
     }
 }
 
@@ -496,8 +546,8 @@ mod tests {
 
     fn got(snapshot: &Snapshot, qname: &str, qtype: RecordType) -> Got {
         match snapshot.lookup(&name_key(&name(qname)), qtype) {
-            Lookup::Found { records, wildcard } => Got::Found(records[0].record_type(), records.len(), wildcard),
-            Lookup::NoData { soa } => Got::NoData(soa.name.to_string()),
+            Lookup::Found { records, wildcard, .. } => Got::Found(records[0].record_type(), records.len(), wildcard),
+            Lookup::NoData { soa, .. } => Got::NoData(soa.name.to_string()),
             Lookup::NxDomain { soa } => Got::NxDomain(soa.name.to_string()),
             Lookup::NotOwned => Got::NotOwned,
         }
@@ -566,7 +616,7 @@ mod tests {
     #[test]
     fn soa_carries_serial_and_negative_ttl() {
         let (snapshot, _) = build(vec![a("x.example.", [10, 0, 0, 1])], vec![]);
-        let Lookup::NoData { soa } = snapshot.lookup(&name_key(&name("x.example.")), RecordType::TXT) else {
+        let Lookup::NoData { soa, .. } = snapshot.lookup(&name_key(&name("x.example.")), RecordType::TXT) else {
             panic!("NODATA expected")
         };
         assert_eq!(soa.ttl, 60);
@@ -640,7 +690,7 @@ mod tests {
         );
         for (qname, count) in [("api.service.com.", 1), ("c.example.", 1), ("bucket.example.", 1)] {
             match snapshot.lookup(&name_key(&name(qname)), RecordType::A) {
-                Lookup::Found { records, wildcard: false } => {
+                Lookup::Found { records, wildcard: false, .. } => {
                     assert_eq!(records.len(), count, "{qname}");
                     assert_eq!(records[0].name, name(qname), "flattened under the alias name");
                     assert_eq!(records[0].ttl, 30);

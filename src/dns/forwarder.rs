@@ -6,8 +6,15 @@
 //! absolute). Upstream NXDOMAIN / NODATA come back with the upstream's SOA, so clients cache
 //! them as long as the zone says; anything that is not an answer (timeouts, SERVFAIL, REFUSED
 //! from every upstream) becomes SERVFAIL within `deadline_ms`, whatever the upstreams do.
+//!
+//! In front of the resolvers sits an [`AnswerCache`] of final answers, pre-encoded, which the
+//! handler's fast path reads without a task or an await.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use hickory_proto::{
     op::ResponseCode,
@@ -22,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{
     config::{ForwardConfig, Upstream},
+    dns::cache::{AnswerCache, Entry},
     name_key::{name_key, self_and_ancestors},
     snapshot::FastMap,
 };
@@ -48,6 +56,7 @@ pub struct Forwarder {
     rules: FastMap<Route>,
     in_flight: Arc<Semaphore>,
     deadline: Duration,
+    cache: AnswerCache,
 }
 
 /// One upstream group.
@@ -86,7 +95,13 @@ impl Forwarder {
             rules,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             deadline: Duration::from_millis(config.deadline_ms),
+            cache: AnswerCache::new(usize::try_from(config.cache_size).unwrap_or(usize::MAX)),
         })
+    }
+
+    /// A live cached answer for `key` (a lowercase name key) and `qtype`.
+    pub fn cached(&self, key: &[u8], qtype: RecordType, now: Instant) -> Option<Arc<Entry>> {
+        self.cache.get(key, qtype, now)
     }
 
     /// A slot for one more forwarded query, or `None` when `max_in_flight` are under way.
@@ -106,8 +121,21 @@ impl Forwarder {
         std::iter::once(&self.default).chain(self.rules.values())
     }
 
-    /// Asks the matching upstreams for `name`/`qtype`, answering within the deadline.
+    /// Asks the matching upstreams for `name`/`qtype`, answering within the deadline, and
+    /// keeps a cacheable answer for the fast path.
     pub async fn forward(&self, name: &Name, qtype: RecordType) -> Forwarded {
+        let forwarded = self.ask(name, qtype).await;
+        self.cache.insert(name, qtype, &forwarded, Instant::now());
+        forwarded
+    }
+
+    /// Stores an answer as if `forward` had just received it at `now` (for tests).
+    #[cfg(test)]
+    pub fn cache_for_test(&self, name: &Name, qtype: RecordType, forwarded: &Forwarded, now: Instant) {
+        self.cache.insert(name, qtype, forwarded, now);
+    }
+
+    async fn ask(&self, name: &Name, qtype: RecordType) -> Forwarded {
         let route = self.route(&name_key(name));
         let servfail = || Forwarded { rcode: ResponseCode::ServFail, answers: Vec::new(), authorities: Vec::new() };
         let result = match tokio::time::timeout(self.deadline, route.resolver.lookup(name.clone(), qtype)).await {

@@ -18,8 +18,12 @@
 //! Every response echoes the question bytes as sent (0x20 case) and, when the query had
 //! EDNS, an OPT with our payload size. A UDP response that does not fit the client's buffer
 //! is replaced by an empty TC=1 response that still carries the OPT (hickory drops it).
+//!
+//! Before all that, [`super::fast`] gets the first look: a plain query for an owned name
+//! with a pre-encoded answer, or for a forwarded name in the answer cache, is answered by
+//! copying bytes. Everything it declines comes here, to the full path.
 
-use std::{iter, net::SocketAddr, sync::Arc};
+use std::{iter, net::SocketAddr, sync::Arc, time::Instant};
 
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode},
@@ -30,19 +34,18 @@ use hickory_server::{net::xfer::Protocol, server::Request, zone_handler::Message
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::{
-    dns::{acl::Acl, forwarder::Forwarder},
+    dns::{
+        acl::Acl,
+        fast::{CLASSIC_UDP_PAYLOAD, PlainQuery},
+        forwarder::Forwarder,
+    },
     name_key::{key_from_wire, name_key},
+    prepared::HEADER_LEN,
     snapshot::{Lookup, SharedSnapshot},
 };
 
 /// Most CNAMEs followed through owned names before answering with what we have.
 const MAX_CNAME_HOPS: usize = 8;
-
-/// Size of the fixed DNS header.
-const HEADER_LEN: usize = 12;
-
-/// Largest DNS message a client without EDNS accepts over UDP (RFC 1035 §4.2.1).
-const CLASSIC_UDP_PAYLOAD: u16 = 512;
 
 /// The transport a query came over: it decides how large a response may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +58,8 @@ pub enum Transport {
 
 /// What to do with a packet.
 pub enum Outcome {
-    /// Send these bytes back.
-    Reply(Vec<u8>),
+    /// Send back the bytes [`Handler::handle`] wrote.
+    Reply,
     /// Ask upstream, then send [`Handler::forward`]'s bytes back.
     Forward(Box<ForwardJob>),
     /// Send nothing (not a query at all).
@@ -82,6 +85,8 @@ pub struct Handler {
     acl: Acl,
     /// The OPT we answer EDNS queries with: version 0, our payload size.
     edns: Edns,
+    /// The same OPT, encoded, for the fast path.
+    opt: Vec<u8>,
     /// TTL of synthesized answers (RFC 8482 HINFO).
     synthesized_ttl: u32,
 }
@@ -97,11 +102,46 @@ impl Handler {
     ) -> Self {
         let mut edns = Edns::new();
         edns.set_max_payload(max_udp_payload).set_version(0);
-        Self { snapshot, forwarder, acl, edns, synthesized_ttl }
+        // An OPT without options is eleven fixed bytes: encoding it cannot fail.
+        let opt = edns.to_bytes().unwrap_or_default();
+        Self { snapshot, forwarder, acl, edns, opt, synthesized_ttl }
     }
 
-    /// Decides what `packet` from `src` gets. Never blocks.
-    pub fn handle(&self, packet: &[u8], src: SocketAddr, transport: Transport) -> Outcome {
+    /// Decides what `packet` from `src` gets; a reply is written to `out`. Never blocks.
+    pub fn handle(&self, packet: &[u8], src: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> Outcome {
+        if let Some(query) = PlainQuery::parse(packet)
+            && self.answer_prepared(&query, src, transport, out)
+        {
+            return Outcome::Reply;
+        }
+        self.handle_full(packet, src, transport, out)
+    }
+
+    /// The fast path: answers `query` from pre-encoded bytes if it can, else returns `false`.
+    fn answer_prepared(&self, query: &PlainQuery<'_>, src: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> bool {
+        if !self.acl.allows(src.ip()) {
+            return false;
+        }
+        let limit = query.limit(transport == Transport::Tcp, self.edns.max_payload());
+        let snapshot = self.snapshot.load();
+        match snapshot.lookup(query.key(), query.qtype) {
+            Lookup::Found { records, prepared: Some(prepared), .. } if !is_cname_to_follow(records, query.qtype) => {
+                query.respond(prepared, 0, &self.opt, limit, out)
+            }
+            Lookup::NoData { prepared: Some(prepared), .. } => query.respond(prepared, 0, &self.opt, limit, out),
+            Lookup::NotOwned if query.recursion_desired() => {
+                let now = Instant::now();
+                match self.forwarder.cached(query.key(), query.qtype, now) {
+                    Some(entry) => query.respond(&entry.prepared, entry.age(now), &self.opt, limit, out),
+                    None => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// The full path: every duty, every kind of answer.
+    fn handle_full(&self, packet: &[u8], src: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> Outcome {
         // Shorter than a header, or a response (QR, the top bit of byte 2): never answered, so
         // hubdns cannot be used to reflect traffic.
         if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
@@ -117,26 +157,29 @@ impl Handler {
                 let rcode = if self.acl.allows(src.ip()) { ResponseCode::FormErr } else { ResponseCode::Refused };
                 tracing::debug!(%src, %error, %rcode, "unparsable query");
                 return match Header::read(&mut BinDecoder::new(packet)) {
-                    Ok(header) => Outcome::Reply(header_only(&header.metadata, rcode)),
+                    Ok(header) => {
+                        header_only(&header.metadata, rcode, out);
+                        Outcome::Reply
+                    }
                     Err(_) => Outcome::Drop,
                 };
             }
         };
         if !self.acl.allows(src.ip()) {
-            return self.reply(&request, transport, ResponseCode::Refused, false, &[], &[]);
+            return self.reply(out, &request, transport, ResponseCode::Refused, false, &[], &[]);
         }
         if request.metadata.op_code != OpCode::Query {
-            return self.reply(&request, transport, ResponseCode::NotImp, false, &[], &[]);
+            return self.reply(out, &request, transport, ResponseCode::NotImp, false, &[], &[]);
         }
         if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-            return self.reply(&request, transport, ResponseCode::BADVERS, false, &[], &[]);
+            return self.reply(out, &request, transport, ResponseCode::BADVERS, false, &[], &[]);
         }
         let [query] = request.queries.queries() else {
-            return self.reply(&request, transport, ResponseCode::FormErr, false, &[], &[]);
+            return self.reply(out, &request, transport, ResponseCode::FormErr, false, &[], &[]);
         };
         let qtype = query.query_type();
         if query.query_class() != DNSClass::IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-            return self.reply(&request, transport, ResponseCode::Refused, false, &[], &[]);
+            return self.reply(out, &request, transport, ResponseCode::Refused, false, &[], &[]);
         }
         // The question's own bytes are the key, lowercased; hickory's parse already checked them.
         let key = key_from_wire(request.queries.as_bytes()).unwrap_or_else(|| name_key(query.name()));
@@ -145,16 +188,16 @@ impl Handler {
         // The common case, answered from the snapshot without copying a record.
         let first = snapshot.lookup(&key, qtype);
         match first {
-            Lookup::Found { records, wildcard: false }
+            Lookup::Found { records, wildcard: false, .. }
                 if !is_cname_to_follow(records, qtype) =>
             {
-                return self.reply(&request, transport, ResponseCode::NoError, true, records, &[]);
+                return self.reply(out, &request, transport, ResponseCode::NoError, true, records, &[]);
             }
-            Lookup::NoData { soa } => {
-                return self.reply(&request, transport, ResponseCode::NoError, true, &[], std::slice::from_ref(soa));
+            Lookup::NoData { soa, .. } => {
+                return self.reply(out, &request, transport, ResponseCode::NoError, true, &[], std::slice::from_ref(soa));
             }
             Lookup::NxDomain { soa } => {
-                return self.reply(&request, transport, ResponseCode::NXDomain, true, &[], std::slice::from_ref(soa));
+                return self.reply(out, &request, transport, ResponseCode::NXDomain, true, &[], std::slice::from_ref(soa));
             }
             Lookup::NotOwned if qtype == RecordType::ANY => {
                 let hinfo = Record::from_rdata(
@@ -162,10 +205,10 @@ impl Handler {
                     self.synthesized_ttl,
                     RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
                 );
-                return self.reply(&request, transport, ResponseCode::NoError, false, &[hinfo], &[]);
+                return self.reply(out, &request, transport, ResponseCode::NoError, false, &[hinfo], &[]);
             }
             Lookup::NotOwned if !request.metadata.recursion_desired => {
-                return self.reply(&request, transport, ResponseCode::Refused, false, &[], &[]);
+                return self.reply(out, &request, transport, ResponseCode::Refused, false, &[], &[]);
             }
             _ => {}
         }
@@ -180,7 +223,7 @@ impl Handler {
                 current = snapshot.lookup(&key, qtype);
             }
             match current {
-                Lookup::Found { records, wildcard } => {
+                Lookup::Found { records, wildcard, .. } => {
                     let follow = is_cname_to_follow(records, qtype);
                     chain.extend(records.iter().map(|r| {
                         let mut r = r.clone();
@@ -190,7 +233,7 @@ impl Handler {
                         r
                     }));
                     if !follow {
-                        return self.reply(&request, transport, ResponseCode::NoError, true, &chain, &[]);
+                        return self.reply(out, &request, transport, ResponseCode::NoError, true, &chain, &[]);
                     }
                     name = match &records[0].data {
                         RData::CNAME(target) => target.0.clone(),
@@ -198,19 +241,19 @@ impl Handler {
                     };
                     key = name_key(&name);
                 }
-                Lookup::NoData { soa } => {
-                    return self.reply(&request, transport, ResponseCode::NoError, true, &chain, std::slice::from_ref(soa));
+                Lookup::NoData { soa, .. } => {
+                    return self.reply(out, &request, transport, ResponseCode::NoError, true, &chain, std::slice::from_ref(soa));
                 }
                 Lookup::NxDomain { soa } => {
-                    return self.reply(&request, transport, ResponseCode::NXDomain, true, &chain, std::slice::from_ref(soa));
+                    return self.reply(out, &request, transport, ResponseCode::NXDomain, true, &chain, std::slice::from_ref(soa));
                 }
                 Lookup::NotOwned if !request.metadata.recursion_desired => {
-                    return self.reply(&request, transport, ResponseCode::NoError, true, &chain, &[]);
+                    return self.reply(out, &request, transport, ResponseCode::NoError, true, &chain, &[]);
                 }
                 Lookup::NotOwned => {
                     let Some(permit) = self.forwarder.try_permit() else {
                         tracing::debug!(%src, "forward refused: max_in_flight reached");
-                        return self.reply(&request, transport, ResponseCode::ServFail, false, &[], &[]);
+                        return self.reply(out, &request, transport, ResponseCode::ServFail, false, &[], &[]);
                     };
                     return Outcome::Forward(Box::new(ForwardJob {
                         request,
@@ -224,7 +267,7 @@ impl Handler {
             }
         }
         tracing::debug!(%src, "CNAME chain longer than {MAX_CNAME_HOPS} owned hops");
-        self.reply(&request, transport, ResponseCode::NoError, true, &chain, &[])
+        self.reply(out, &request, transport, ResponseCode::NoError, true, &chain, &[])
     }
 
     /// Completes a forward: asks upstream and encodes the response.
@@ -233,11 +276,15 @@ impl Handler {
         let job = *job;
         let mut answers = job.chain;
         answers.extend(forwarded.answers);
-        self.encode(&job.request, job.transport, forwarded.rcode, false, &answers, &forwarded.authorities)
+        let mut out = Vec::with_capacity(512);
+        self.encode(&job.request, job.transport, forwarded.rcode, false, &answers, &forwarded.authorities, &mut out);
+        out
     }
 
+    #[allow(clippy::too_many_arguments)] // the parts of a response, named at each call
     fn reply(
         &self,
+        out: &mut Vec<u8>,
         request: &Request,
         transport: Transport,
         rcode: ResponseCode,
@@ -245,10 +292,12 @@ impl Handler {
         answers: &[Record],
         authorities: &[Record],
     ) -> Outcome {
-        Outcome::Reply(self.encode(request, transport, rcode, authoritative, answers, authorities))
+        self.encode(request, transport, rcode, authoritative, answers, authorities, out);
+        Outcome::Reply
     }
 
-    /// Encodes a response, truncating it properly for UDP when it does not fit.
+    /// Encodes a response into `out`, truncating it properly for UDP when it does not fit.
+    #[allow(clippy::too_many_arguments)] // the parts of a response, named at each call
     fn encode(
         &self,
         request: &Request,
@@ -257,7 +306,8 @@ impl Handler {
         authoritative: bool,
         answers: &[Record],
         authorities: &[Record],
-    ) -> Vec<u8> {
+        out: &mut Vec<u8>,
+    ) {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = rcode;
         metadata.authoritative = authoritative;
@@ -269,8 +319,8 @@ impl Handler {
             (Transport::Udp, Some(_)) => request.max_payload().min(self.edns.max_payload()),
         };
 
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
+        out.clear();
+        let mut encoder = BinEncoder::new(out);
         encoder.set_max_size(limit);
         let response = MessageResponseBuilder::new(&request.queries, edns).build(
             metadata,
@@ -280,24 +330,22 @@ impl Handler {
             iter::empty(),
         );
         match response.destructive_emit(&mut encoder) {
-            Ok(info) if !info.truncation => return bytes,
+            Ok(info) if !info.truncation => return,
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "response did not encode whole; truncating"),
         }
         if transport == Transport::Tcp {
             // Over TCP only a message above 64 KiB fails to fit: say so rather than send half.
-            return header_only(&metadata, ResponseCode::ServFail);
+            return header_only(&metadata, ResponseCode::ServFail, out);
         }
         // Did not fit: an empty TC=1 answer, OPT kept, so the client retries over TCP.
         metadata.truncation = true;
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        match MessageResponseBuilder::new(&request.queries, edns).build_no_records(metadata).destructive_emit(&mut encoder) {
-            Ok(_) => bytes,
-            Err(error) => {
-                tracing::warn!(%error, "cannot encode even a truncated response");
-                header_only(&metadata, ResponseCode::ServFail)
-            }
+        out.clear();
+        let mut encoder = BinEncoder::new(out);
+        let truncated = MessageResponseBuilder::new(&request.queries, edns).build_no_records(metadata);
+        if let Err(error) = truncated.destructive_emit(&mut encoder) {
+            tracing::warn!(%error, "cannot encode even a truncated response");
+            header_only(&metadata, ResponseCode::ServFail, out);
         }
     }
 }
@@ -308,12 +356,203 @@ fn is_cname_to_follow(records: &[Record], qtype: RecordType) -> bool {
         && records.first().is_some_and(|r| r.record_type() == RecordType::CNAME)
 }
 
-/// A response of just a header, for queries too broken to echo.
-fn header_only(request: &Metadata, rcode: ResponseCode) -> Vec<u8> {
+/// A response of just a header, for queries too broken to echo, written to `out`.
+fn header_only(request: &Metadata, rcode: ResponseCode, out: &mut Vec<u8>) {
     let mut metadata = Metadata::response_from_request(request);
     metadata.response_code = rcode;
     metadata.recursion_available = true;
     let header = Header { metadata, counts: HeaderCounts::default() };
+    out.clear();
     // Encoding twelve fixed bytes into a Vec cannot fail.
-    header.to_bytes().unwrap_or_default()
+    out.extend(header.to_bytes().unwrap_or_default());
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast path against the full path: for every shape of query the fast path takes, both
+    //! must give the same response (names compared case-insensitively, as DNS does).
+
+    use arc_swap::ArcSwap;
+    use hickory_proto::{
+        op::{Message, Query},
+        rr::rdata::{A, AAAA},
+    };
+
+    use super::*;
+    use crate::{
+        config::{Config, ForwardConfig, Upstream},
+        dns::forwarder::Forwarded,
+        refresh::build_snapshot,
+    };
+
+    const RECORDS: &str = r#"
+[[records]]
+name = "Svc.Example.com"
+type = "A"
+values = ["10.0.0.1", "10.0.0.2"]
+
+[[records]]
+name = "svc.example.com"
+type = "TXT"
+values = ["hello"]
+
+[[records]]
+name = "*.wild.example"
+type = "AAAA"
+values = ["fd00::1"]
+
+[[records]]
+name = "*.mx.example"
+type = "MX"
+values = ["10 mail.mx.example."]
+
+[[records]]
+name = "alias.target.example"
+type = "CNAME"
+values = ["svc.example.com."]
+
+[[aliases]]
+name = "api.example.com"
+target = "svc.example.com"
+"#;
+
+    fn handler() -> Handler {
+        let config = Config::parse(RECORDS, "test.toml").expect("valid");
+        let (snapshot, dropped) = build_snapshot(&config, &[]);
+        assert!(dropped.is_empty(), "{dropped:?}");
+        let forward = ForwardConfig {
+            upstreams: vec![Upstream::Addr("127.0.0.1:9".parse().expect("addr"))],
+            ..ForwardConfig::default()
+        };
+        let forwarder = Arc::new(Forwarder::new(&forward).expect("forwarder"));
+        let acl = Acl::new(vec!["127.0.0.0/8".parse().expect("net")]);
+        Handler::new(Arc::new(ArcSwap::from_pointee(snapshot)), forwarder, acl, 1232, 60)
+    }
+
+    fn packet(name: &str, qtype: RecordType, edns: Option<u16>, rd: bool) -> Vec<u8> {
+        let mut message = Message::query();
+        message.metadata.id = 0x4242;
+        message.metadata.recursion_desired = rd;
+        message.metadata.checking_disabled = true;
+        message.add_query(Query::query(Name::from_ascii(name).expect("name"), qtype));
+        if let Some(payload) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(payload);
+            message.set_edns(e);
+        }
+        message.to_vec().expect("encodes")
+    }
+
+    const CLIENT: &str = "127.0.0.1:5000";
+
+    /// Both paths' responses to `packet`, decoded; `None` for the fast path if it declined,
+    /// and for the full path if it forwards.
+    fn both(handler: &Handler, packet: &[u8], transport: Transport) -> (Option<Message>, Option<Message>) {
+        let src = CLIENT.parse().expect("addr");
+        let mut fast = Vec::new();
+        let fast = PlainQuery::parse(packet)
+            .filter(|q| handler.answer_prepared(q, src, transport, &mut fast))
+            .map(|_| Message::from_vec(&fast).expect("fast response decodes"));
+        let mut full = Vec::new();
+        let full = match handler.handle_full(packet, src, transport, &mut full) {
+            Outcome::Reply => Some(Message::from_vec(&full).expect("full response decodes")),
+            Outcome::Forward(_) => None,
+            Outcome::Drop => panic!("a query was dropped"),
+        };
+        (fast, full)
+    }
+
+    #[tokio::test]
+    async fn fast_answers_equal_full_answers() {
+        let handler = handler();
+        let cases = [
+            ("svc.example.com.", RecordType::A),
+            ("SVC.eXample.COM.", RecordType::A),
+            ("svc.example.com.", RecordType::TXT),
+            ("svc.example.com.", RecordType::MX), // NODATA
+            ("api.example.com.", RecordType::A),
+            ("api.example.com.", RecordType::AAAA), // NODATA for a flattened alias
+            ("a.wild.example.", RecordType::AAAA),
+            ("Deep.Er.Wild.Example.", RecordType::AAAA),
+            ("alias.target.example.", RecordType::CNAME),
+        ];
+        for (name, qtype) in cases {
+            for edns in [None, Some(512), Some(4096)] {
+                for rd in [true, false] {
+                    for transport in [Transport::Udp, Transport::Tcp] {
+                        let packet = packet(name, qtype, edns, rd);
+                        let (fast, full) = both(&handler, &packet, transport);
+                        let fast = fast.unwrap_or_else(|| panic!("{name} {qtype}: fast path declined"));
+                        assert_eq!(Some(&fast), full.as_ref(), "{name} {qtype} edns={edns:?} rd={rd} {transport:?}");
+                        assert!(fast.queries[0].name().eq_case(&Name::from_ascii(name).expect("name")), "0x20 echoed");
+                    }
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_fast_path_declines_what_it_cannot_copy() {
+        let handler = handler();
+        let cases = [
+            ("nope.svc.example.com.", RecordType::A, "NXDOMAIN: the SOA is another name's"),
+            ("a.wild.example.", RecordType::TXT, "NODATA at a wildcard: SOA of the covered name"),
+            ("x.mx.example.", RecordType::MX, "wildcard data holding names"),
+            ("alias.target.example.", RecordType::A, "a CNAME to follow"),
+            ("svc.example.com.", RecordType::SOA, "the SOA itself"),
+            ("svc.example.com.", RecordType::ANY, "ANY"),
+            ("not.owned.test.", RecordType::A, "a forward not in the cache"),
+        ];
+        for (name, qtype, why) in cases {
+            let (fast, _) = both(&handler, &packet(name, qtype, Some(1232), true), Transport::Udp);
+            assert!(fast.is_none(), "{why}: {name} {qtype}");
+        }
+        // Outside the allow list: the full path refuses.
+        let mut out = Vec::new();
+        let query = packet("svc.example.com.", RecordType::A, None, true);
+        let plain = PlainQuery::parse(&query).expect("plain");
+        assert!(!handler.answer_prepared(&plain, "192.0.2.1:53".parse().expect("addr"), Transport::Udp, &mut out));
+    }
+
+    #[tokio::test]
+    async fn large_answers_fall_back_to_truncation() {
+        let config = Config::parse(
+            &format!(
+                "[[records]]\nname = \"big.example\"\ntype = \"A\"\nvalues = [{}]\n",
+                (0..40).map(|i| format!("\"10.0.1.{i}\"")).collect::<Vec<_>>().join(", ")
+            ),
+            "big.toml",
+        )
+        .expect("valid");
+        let handler = handler();
+        handler.snapshot.store(Arc::new(build_snapshot(&config, &[]).0));
+        // 40 A records need 12 + 17 + 40 * 16 = 669 bytes: more than 512, less than 1232.
+        let (fast, full) = both(&handler, &packet("big.example.", RecordType::A, None, true), Transport::Udp);
+        assert!(fast.is_none(), "too large for 512: the full path truncates");
+        assert!(full.expect("answered").metadata.truncation);
+        let (fast, _) = both(&handler, &packet("big.example.", RecordType::A, Some(1232), true), Transport::Udp);
+        assert_eq!(fast.expect("fits 1232").answers.len(), 40);
+    }
+
+    #[tokio::test]
+    async fn cached_forwards_count_down() {
+        let handler = handler();
+        let name = Name::from_ascii("www.example.net.").expect("name");
+        let answers = vec![
+            Record::from_rdata(name.clone(), 300, RData::A(A::new(192, 0, 2, 1))),
+            Record::from_rdata(name.clone(), 300, RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))),
+        ];
+        let forwarded = Forwarded { rcode: ResponseCode::NoError, answers, authorities: Vec::new() };
+        let stored = Instant::now() - std::time::Duration::from_secs(100);
+        handler.forwarder.cache_for_test(&name, RecordType::A, &forwarded, stored);
+        let (fast, _) = both(&handler, &packet("WWW.example.NET.", RecordType::A, Some(1232), true), Transport::Udp);
+        let fast = fast.expect("cached");
+        assert!(!fast.metadata.authoritative && fast.metadata.recursion_available);
+        assert_eq!(fast.answers.len(), 2);
+        assert!(fast.answers.iter().all(|r| r.ttl == 200), "{:?}", fast.answers);
+        // RD=0: a cache hit is not ours to give; the full path refuses.
+        let (fast, full) = both(&handler, &packet("www.example.net.", RecordType::A, None, false), Transport::Udp);
+        assert!(fast.is_none());
+        assert_eq!(full.expect("answered").metadata.response_code, ResponseCode::Refused);
+    }
 }

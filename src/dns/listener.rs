@@ -121,8 +121,9 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<Handler>, shutdown: CancellationToken, tracker: TaskTracker) {
-    // One buffer per socket, reused: the largest datagram there can be.
+    // One buffer per socket, reused: the largest datagram there can be; and one for replies.
     let mut buf = vec![0u8; 65_535];
+    let mut reply = Vec::with_capacity(4096);
     // Made once: a fresh `cancelled()` per packet would register with the token every time.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
@@ -138,8 +139,8 @@ async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<Handler>, shutdown: Canc
                 }
             },
         };
-        match handler.handle(&buf[..len], src, Transport::Udp) {
-            Outcome::Reply(bytes) => send_udp(&socket, &bytes, src).await,
+        match handler.handle(&buf[..len], src, Transport::Udp, &mut reply) {
+            Outcome::Reply => send_udp(&socket, &reply, src).await,
             Outcome::Forward(job) => {
                 let (socket, handler) = (socket.clone(), handler.clone());
                 tracker.spawn(async move {
@@ -219,9 +220,10 @@ async fn serve_connection(
             if !matches!(timeout(idle, reader.read_exact(&mut query)).await, Ok(Ok(_))) {
                 return;
             }
-            match handler.handle(&query, src, Transport::Tcp) {
-                Outcome::Reply(bytes) => {
-                    if responses.send(bytes).await.is_err() {
+            let mut reply = Vec::new();
+            match handler.handle(&query, src, Transport::Tcp, &mut reply) {
+                Outcome::Reply => {
+                    if responses.send(reply).await.is_err() {
                         return;
                     }
                 }

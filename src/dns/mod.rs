@@ -4,7 +4,9 @@
 //!   the resource bounds: TCP connection cap, idle and read timeouts, in-flight forwards.
 //! - [`handler`]: one query → one response; owned names are answered synchronously from the
 //!   snapshot, everything else becomes a forward job.
+//! - [`fast`]: plain queries with pre-encoded answers, answered by copying bytes.
 //! - [`forwarder`]: per-domain upstream routes, each a hickory-resolver with its own cache.
+//! - [`cache`]: the forwarder's cache of final answers, pre-encoded for the fast path.
 //! - [`acl`]: the client allow list.
 //!
 //! hickory-proto and hickory-server's message types do all parsing and encoding; the loops are
@@ -12,6 +14,8 @@
 //! cap or in-flight bound.
 
 pub mod acl;
+pub mod cache;
+pub mod fast;
 pub mod forwarder;
 pub mod handler;
 pub mod listener;

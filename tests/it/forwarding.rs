@@ -6,7 +6,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hickory_proto::{op::ResponseCode, rr::RecordType};
+use hickory_proto::{
+    op::{Message, ResponseCode},
+    rr::RecordType,
+};
 
 use crate::harness::{StubUpstream, TestServer, addresses, query, soa_owner, udp_query};
 
@@ -34,6 +37,12 @@ async fn forwarded_answers_are_cached_and_ttls_count_down() {
     let chained = hub.udp("cname.fwd.test.", RecordType::A).await;
     assert_eq!(chained.answers[0].record_type(), RecordType::CNAME, "upstream CNAME chain kept");
     assert_eq!(addresses(&chained), ["192.0.2.1"]);
+    // The repeat comes from the pre-encoded answer cache: the same records, in the same order.
+    let again = hub.udp("Cname.Fwd.Test.", RecordType::A).await;
+    let strip = |m: &Message| m.answers.iter().map(|r| (r.name.to_lowercase(), r.data.clone())).collect::<Vec<_>>();
+    assert_eq!(strip(&again), strip(&chained));
+    assert_eq!(again.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(upstream.queries_for("cname.fwd.test."), 1);
 }
 
 #[tokio::test]
