@@ -3,7 +3,11 @@
 //! [`start`] returns once every socket is bound, with the addresses actually bound, so tests
 //! can start a server on `127.0.0.1:0` and query it at once (mini-redis style).
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::{SocketAddr, UdpSocket},
+    sync::Arc,
+    time::Duration,
+};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, watch};
@@ -15,7 +19,7 @@ use crate::{
         acl::Acl,
         forwarder::{ForwardError, Forwarder},
         handler::Handler,
-        listener::Bound,
+        listener::{Bound, wake_udp},
     },
     refresh::Refresher,
     snapshot::{SharedSnapshot, Snapshot},
@@ -60,6 +64,8 @@ pub struct Server {
     ready: watch::Receiver<bool>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Sockets whose threads block in recvfrom: woken at shutdown.
+    udp: Vec<Arc<UdpSocket>>,
 }
 
 /// Builds everything `config` describes and starts serving. Must run inside a tokio runtime.
@@ -94,13 +100,23 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
     let tcp_slots = Arc::new(Semaphore::new(config.server.tcp_max_connections));
     let idle = Duration::from_secs(config.server.tcp_idle_timeout_secs);
     let mut addrs = Vec::new();
+    let mut udp = Vec::new();
     for b in bound {
         addrs.push(b.local_addr());
         tracing::info!(addr = %b.local_addr(), udp_sockets = sockets, "serving DNS over UDP and TCP");
-        b.serve(handler.clone(), tcp_slots.clone(), idle, &shutdown, &tracker);
+        udp.extend(b.serve(handler.clone(), tcp_slots.clone(), idle, &shutdown, &tracker));
     }
     tracker.spawn(refresher.run(shutdown.clone()));
-    Ok(Server { addrs, snapshot, ready, shutdown, tracker })
+    Ok(Server { addrs, snapshot, ready, shutdown, tracker, udp })
+}
+
+impl Drop for Server {
+    /// A server dropped without [`Server::stop`] still ends its UDP threads, which would
+    /// otherwise block a runtime's shutdown forever.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        wake_udp(&self.udp);
+    }
 }
 
 /// Whether queries sent to `upstream` would arrive at the socket bound to `listen`.
@@ -136,14 +152,10 @@ impl Server {
         self.ready.clone()
     }
 
-    /// The token that stops this server when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
     /// Stops accepting queries and waits (up to a grace period) for forwards in flight.
     pub async fn stop(self) {
         self.shutdown.cancel();
+        wake_udp(&self.udp);
         self.tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
             tracing::warn!("shutdown grace period over; dropping queries still in flight");

@@ -1,9 +1,11 @@
 //! Sockets and their loops, with the resource bounds a resolver on every query path needs.
 //!
 //! UDP: several sockets per address bound with SO_REUSEPORT, so the kernel spreads packets
-//! over cores; each socket has one loop that answers owned names inline (no task per packet)
-//! and spawns a task only for a forwarded query, which already holds one of the
-//! `forward.max_in_flight` slots. TCP: one accept loop per address, at most
+//! over cores. Each socket has a thread of its own that blocks in `recvfrom` and answers owned
+//! and cached names inline: one system call in, one out, no readiness polling and no task per
+//! packet — the same cost per packet as the simplest echo server. Only a query that must go
+//! upstream becomes a task on the runtime, holding one of the `forward.max_in_flight` slots;
+//! it sends its answer without blocking (a full socket buffer drops it, as UDP may). TCP: one accept loop per address, at most
 //! `tcp_max_connections` connections (extra ones are closed at once), and a connection that
 //! is idle, or slow to send a query it started, for `tcp_idle_timeout_secs` is closed.
 //!
@@ -12,15 +14,15 @@
 
 use std::{
     io,
-    net::SocketAddr,
+    net::{SocketAddr, UdpSocket},
     sync::Arc,
     time::Duration,
 };
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream, UdpSocket, tcp::OwnedWriteHalf},
+    net::{TcpListener, TcpStream, tcp::OwnedWriteHalf},
     sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     time::timeout,
 };
@@ -79,7 +81,8 @@ impl Bound {
         self.addr
     }
 
-    /// Starts every loop of this address on `tracker`.
+    /// Starts every loop of this address on `tracker`. Returns the UDP sockets, which the
+    /// caller must pass to [`wake_udp`] after cancelling `shutdown`.
     pub fn serve(
         self,
         handler: Arc<Handler>,
@@ -87,14 +90,18 @@ impl Bound {
         idle: Duration,
         shutdown: &CancellationToken,
         tracker: &TaskTracker,
-    ) {
-        for socket in self.udp {
-            tracker.spawn(serve_udp(Arc::new(socket), handler.clone(), shutdown.clone(), tracker.clone()));
+    ) -> Vec<Arc<UdpSocket>> {
+        let udp: Vec<Arc<UdpSocket>> = self.udp.into_iter().map(Arc::new).collect();
+        for socket in &udp {
+            let (socket, handler, shutdown, tasks) = (socket.clone(), handler.clone(), shutdown.clone(), tracker.clone());
+            tracker.spawn_blocking(move || serve_udp(&socket, &handler, &shutdown, &tasks));
         }
         tracker.spawn(serve_tcp(self.tcp, handler, tcp_slots, idle, shutdown.clone(), tracker.clone()));
+        udp
     }
 }
 
+/// A blocking UDP socket: its thread sleeps in `recvfrom` until a packet or shutdown comes.
 fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
@@ -103,9 +110,8 @@ fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     socket.set_reuse_port(true)?;
     // The kernel may grant less (net.core.rmem_max); that is fine.
     let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -120,41 +126,50 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<Handler>, shutdown: CancellationToken, tracker: TaskTracker) {
-    // One buffer per socket, reused: the largest datagram there can be; and one for replies.
+/// Wakes the threads blocked in `recvfrom` on `sockets` so they see the cancelled token.
+/// Shutting a socket's read side does that — Linux wakes readers even of an unconnected UDP
+/// socket, while reporting ENOTCONN — and every later read returns at once.
+pub fn wake_udp(sockets: &[Arc<UdpSocket>]) {
+    for socket in sockets {
+        let _ = SockRef::from(&**socket).shutdown(std::net::Shutdown::Read);
+    }
+}
+
+/// One UDP socket's thread: receive, answer, send, until shutdown.
+fn serve_udp(socket: &Arc<UdpSocket>, handler: &Arc<Handler>, shutdown: &CancellationToken, tracker: &TaskTracker) {
+    let runtime = tokio::runtime::Handle::current();
+    // One buffer for queries, reused: the largest datagram there can be; and one for replies.
     let mut buf = vec![0u8; 65_535];
     let mut reply = Vec::with_capacity(4096);
-    // Made once: a fresh `cancelled()` per packet would register with the token every time.
-    let cancelled = shutdown.cancelled();
-    tokio::pin!(cancelled);
-    loop {
-        let (len, src) = tokio::select! {
-            biased;
-            () = &mut cancelled => break,
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(received) => received,
-                Err(error) => {
-                    tracing::debug!(%error, "UDP receive failed");
-                    continue;
-                }
-            },
+    while !shutdown.is_cancelled() {
+        let (len, src) = match socket.recv_from(&mut buf) {
+            Ok((0, _)) if shutdown.is_cancelled() => break,
+            Ok(received) => received,
+            Err(error) => {
+                tracing::debug!(%error, "UDP receive failed");
+                continue;
+            }
         };
         match handler.handle(&buf[..len], src, Transport::Udp, &mut reply) {
-            Outcome::Reply => send_udp(&socket, &reply, src).await,
+            Outcome::Reply => send_udp(socket, &reply, src, 0),
             Outcome::Forward(job) => {
                 let (socket, handler) = (socket.clone(), handler.clone());
-                tracker.spawn(async move {
-                    let bytes = handler.forward(job).await;
-                    send_udp(&socket, &bytes, src).await;
-                });
+                tracker.spawn_on(
+                    async move {
+                        let bytes = handler.forward(job).await;
+                        // Never block the runtime: a full send buffer drops the answer.
+                        send_udp(&socket, &bytes, src, libc::MSG_DONTWAIT);
+                    },
+                    &runtime,
+                );
             }
             Outcome::Drop => {}
         }
     }
 }
 
-async fn send_udp(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
-    if let Err(error) = socket.send_to(bytes, to).await {
+fn send_udp(socket: &UdpSocket, bytes: &[u8], to: SocketAddr, flags: libc::c_int) {
+    if let Err(error) = SockRef::from(socket).send_to_with_flags(bytes, &to.into(), flags) {
         tracing::debug!(%to, %error, "UDP send failed");
     }
 }
