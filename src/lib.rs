@@ -15,6 +15,7 @@
 //! Module map:
 //! - [`config`]: the TOML file: serde structs, defaults, load = read → parse → validate.
 //! - [`snapshot`]: records with provenance, the immutable table, the answer rules.
+//! - [`memory`]: returning freed heap to the OS after large builds.
 //! - [`name_key`]: lowercase wire-format name keys for allocation-free ancestor walks.
 //! - [`prepared`]: answers encoded once and copied into responses (the fast path's data).
 //! - [`sources`]: one module per source of owned names, each a pure conversion.
@@ -27,6 +28,7 @@
 pub mod config;
 pub mod demo;
 pub mod dns;
+pub mod memory;
 pub mod name_key;
 pub mod prepared;
 pub mod refresh;

@@ -166,8 +166,13 @@ impl Refresher {
     }
 
     /// Builds the table from the config and every last good answer; swaps it in and saves the
-    /// state file if anything changed.
+    /// state file if anything changed. Then returns what the build freed to the OS.
     fn rebuild(&mut self) {
+        self.swap_if_changed();
+        crate::memory::release_freed();
+    }
+
+    fn swap_if_changed(&mut self) {
         let outputs: Vec<&SourceOutput> = self.slots.iter().filter_map(|s| s.last_good.as_ref()).collect();
         let (snapshot, dropped) = build_snapshot(&self.config, &outputs);
         let lines = record_lines(&snapshot);
