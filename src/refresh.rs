@@ -339,6 +339,7 @@ mod tests {
                 ttl: 60,
                 data: RData::A(A(Ipv4Addr::new(10, 0, 0, 1))),
                 provenance: Provenance { source: SourceKind::EndpointDns, origin: Arc::from("vpc_endpoints vpce-1") },
+                weight: None,
             }],
             handles: [("vpce-1".to_owned(), name)].into(),
             fetched_at: "2026-11-21T15:00:00Z".into(),

@@ -12,6 +12,12 @@
 //! zone. The name itself answers its records, or NODATA with its SOA for other types; a name
 //! below it is NXDOMAIN with that SOA, unless a wildcard `*.name` covers it. Names that are
 //! neither owned nor below an owned name are not ours and go to the forwarder.
+//!
+//! A loaded zone (a Route 53 private hosted zone: an SOA record at its apex) is answered as a
+//! whole zone instead: its names' negative answers carry the zone's SOA, names between a record
+//! and the apex are empty non-terminals (NODATA), and a delegation inside it (NS below the
+//! apex) is forwarded. Weighted alternatives of one name and type are separate RRsets, one
+//! drawn by weight per query.
 
 use std::{
     collections::HashMap,
@@ -74,10 +80,23 @@ pub struct Record {
     pub data: RData,
     /// Where it came from.
     pub provenance: Provenance,
+    /// For one of several weighted alternatives of this name and type (Route 53 weighted
+    /// routing): its set and weight. Each query gets one set, chosen by weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<Weight>,
+}
+
+/// A record's place among weighted alternatives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Weight {
+    /// The set identifier; records with the same one answer together.
+    pub set: Arc<str>,
+    /// Relative weight; 0 is chosen only when every alternative has 0.
+    pub weight: u32,
 }
 
 /// A name that answers with the A/AAAA records of another owned name (flattened, no CNAME).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alias {
     /// The name clients ask for.
     pub name: Name,
@@ -87,6 +106,9 @@ pub struct Alias {
     pub ttl: u32,
     /// Where the alias came from.
     pub provenance: Provenance,
+    /// Only this type (a Route 53 alias is an A or an AAAA record); `None`: both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtype: Option<RecordType>,
 }
 
 /// What goes into the SOA of negative answers for owned names.
@@ -105,7 +127,14 @@ pub struct SoaSettings {
 pub struct Node {
     name: Name,
     rrsets: Vec<RecordSet>,
+    /// Its own synthesized SOA, or its zone's SOA when it lies in a loaded zone.
     soa: WireRecord,
+    /// In a loaded zone (Route 53): negative answers carry the zone's SOA, and an SOA query
+    /// below the apex is NODATA.
+    in_zone: bool,
+    /// A delegation inside a zone (NS below the apex): the name and everything below it is
+    /// forwarded, as a resolver inside the VPC would follow the delegation.
+    delegated: bool,
     /// The NODATA answer (SOA in the authority section), pre-encoded; `None` for wildcards,
     /// whose SOA is owned by another name than the query's.
     nodata: Option<Prepared>,
@@ -123,6 +152,8 @@ pub struct RecordSet {
     /// The records pre-encoded for the fast path; `None` when that is not possible (a
     /// wildcard whose data holds names, which would be compressed against the `*` label).
     pub prepared: Option<Prepared>,
+    /// Set among weighted alternatives of the same type; `None` for a plain RRset.
+    pub weight: Option<Weight>,
 }
 
 /// What the table says about a query.
@@ -230,7 +261,7 @@ impl Snapshot {
             let (group, won) = claim(&mut groups, &record.name, record.provenance.source);
             if !won || group.alias.is_some() {
                 group.losers.push(record.provenance);
-            } else if !group.records.iter().any(|r| r.data == record.data) {
+            } else if !group.records.iter().any(|r| r.data == record.data && r.weight == record.weight) {
                 // Identical data from the same source (one name listed twice) is kept once.
                 group.records.push(record);
             }
@@ -281,7 +312,55 @@ impl Snapshot {
             }
             pending = waiting.into_iter().map(|(key, alias, _)| (key, alias)).collect();
         }
+        snapshot.apply_zones();
         (snapshot, dropped)
+    }
+
+    /// Gives names inside loaded zones (those with an SOA record at their apex) the zone's
+    /// SOA, marks delegations, and adds the empty non-terminals between names and their apex
+    /// so that they answer NODATA rather than NXDOMAIN (RFC 8020).
+    fn apply_zones(&mut self) {
+        let apexes: FastMap<WireRecord> = self
+            .exact
+            .iter()
+            .filter_map(|(key, node)| {
+                let set = node.rrsets.iter().find(|s| s.rtype == RecordType::SOA)?;
+                Some((key.clone(), set.records.first()?.clone()))
+            })
+            .collect();
+        if apexes.is_empty() {
+            return;
+        }
+        let zone_of = |key: &[u8]| self_and_ancestors(key).find_map(|k| apexes.get(k).map(|soa| (k.len(), soa)));
+        let mut empty_non_terminals: Vec<(Box<[u8]>, WireRecord)> = Vec::new();
+        for (key, node) in self.exact.iter_mut() {
+            let Some((apex_len, soa)) = zone_of(key) else { continue };
+            let is_apex = apex_len == key.len();
+            node.join_zone(soa, !is_apex && node.rrsets.iter().any(|s| s.rtype == RecordType::NS));
+            // The names between this one and the apex, exclusive.
+            let mut at = parent(key);
+            while let Some(ancestor) = at.filter(|a| a.len() > apex_len) {
+                empty_non_terminals.push((ancestor.into(), soa.clone()));
+                at = parent(ancestor);
+            }
+        }
+        for (base, node) in self.wildcards.iter_mut() {
+            let Some((apex_len, soa)) = zone_of(base) else { continue };
+            node.join_zone(soa, false);
+            let mut at = Some(&base[..]);
+            while let Some(ancestor) = at.filter(|a| a.len() > apex_len) {
+                empty_non_terminals.push((ancestor.into(), soa.clone()));
+                at = parent(ancestor);
+            }
+        }
+        for (key, soa) in empty_non_terminals {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.exact.entry(key) {
+                let name = name_from_key(slot.key());
+                let mut node = Node::empty(name, soa.clone());
+                node.join_zone(&soa, false);
+                slot.insert(node);
+            }
+        }
     }
 
     fn insert(&mut self, key: Box<[u8]>, node: Node) {
@@ -293,17 +372,19 @@ impl Snapshot {
         }
     }
 
-    /// The A/AAAA records an alias flattens to, owned by the alias name.
+    /// The A/AAAA records an alias flattens to, owned by the alias name. Of weighted
+    /// alternatives at the target, the first set is taken, so a build is deterministic.
     fn alias_records(&self, alias: &Alias) -> Result<Vec<Record>, &'static str> {
         let key = name_key(&alias.target);
         let mut out = Vec::new();
-        for rtype in [RecordType::A, RecordType::AAAA] {
-            if let Lookup::Found { records, .. } = self.lookup(&key, rtype) {
+        for rtype in [RecordType::A, RecordType::AAAA].into_iter().filter(|t| alias.rtype.is_none_or(|only| only == *t)) {
+            if let Lookup::Found { records, .. } = self.find(&key, rtype, false) {
                 out.extend(records.iter().filter(|r| r.record_type() == rtype).map(|r| Record {
                     name: alias.name.clone(),
                     ttl: alias.ttl,
                     data: r.data.clone(),
                     provenance: alias.provenance.clone(),
+                    weight: None,
                 }));
             }
         }
@@ -317,15 +398,25 @@ impl Snapshot {
     }
 
     /// Answers `qtype` at the name with lowercase wire key `key` (see [`crate::name_key`]).
+    /// Of weighted alternatives, one is drawn per call.
     pub fn lookup(&self, key: &[u8], qtype: RecordType) -> Lookup<'_> {
+        self.find(key, qtype, true)
+    }
+
+    /// [`Snapshot::lookup`]; with `draw` false, weighted alternatives give their first set.
+    fn find(&self, key: &[u8], qtype: RecordType, draw: bool) -> Lookup<'_> {
         if let Some(node) = self.exact.get(key) {
-            return node.answer(qtype, false);
+            return if node.delegated { Lookup::NotOwned } else { node.answer(qtype, false, draw) };
         }
         for ancestor in self_and_ancestors(key).skip(1) {
-            if let Some(node) = self.wildcards.get(ancestor) {
-                return node.answer(qtype, true);
+            let exact = self.exact.get(ancestor);
+            if exact.is_some_and(|n| n.delegated) {
+                return Lookup::NotOwned;
             }
-            if let Some(node) = self.exact.get(ancestor) {
+            if let Some(node) = self.wildcards.get(ancestor) {
+                return node.answer(qtype, true, draw);
+            }
+            if let Some(node) = exact {
                 return Lookup::NxDomain { soa: &node.soa };
             }
         }
@@ -377,13 +468,17 @@ fn claim<'g>(groups: &'g mut HashMap<Box<[u8]>, Group>, name: &Name, source: Sou
 
 impl Node {
     fn new(name: Name, mut records: Vec<Record>, soa: &SoaSettings, serial: u32) -> Self {
-        records.sort_by_key(|r| u16::from(r.data.record_type()));
+        // By type, then weighted set: each (type, set) pair is one RRset.
+        records.sort_by(|a, b| {
+            let set = |r: &Record| r.weight.as_ref().map(|w| w.set.clone());
+            u16::from(a.data.record_type()).cmp(&u16::from(b.data.record_type())).then_with(|| set(a).cmp(&set(b)))
+        });
         let mut rrsets: Vec<RecordSet> = Vec::new();
         for record in records {
             let rtype = record.data.record_type();
             let wire = WireRecord::from_rdata(record.name, record.ttl, record.data);
             match rrsets.last_mut() {
-                Some(set) if set.rtype == rtype => {
+                Some(set) if set.rtype == rtype && set.weight.as_ref().map(|w| &w.set) == record.weight.as_ref().map(|w| &w.set) => {
                     set.records.push(wire);
                     set.provenance.push(record.provenance);
                 }
@@ -392,6 +487,7 @@ impl Node {
                     records: vec![wire],
                     provenance: vec![record.provenance],
                     prepared: None,
+                    weight: record.weight,
                 }),
             }
         }
@@ -423,19 +519,61 @@ impl Node {
         } else {
             prepare(&name, RecordType::A, ResponseCode::NoError, &[], std::slice::from_ref(&soa))
         };
-        Self { name, rrsets, soa, nodata }
+        Self { name, rrsets, soa, in_zone: false, delegated: false, nodata }
     }
 
-    fn answer(&self, qtype: RecordType, wildcard: bool) -> Lookup<'_> {
+    /// An empty non-terminal of a zone: no records of its own.
+    fn empty(name: Name, soa: WireRecord) -> Self {
+        Self { name, rrsets: Vec::new(), soa, in_zone: true, delegated: false, nodata: None }
+    }
+
+    /// Puts this node in the zone whose SOA is `soa`.
+    fn join_zone(&mut self, soa: &WireRecord, delegated: bool) {
+        self.soa = soa.clone();
+        self.in_zone = true;
+        self.delegated = delegated;
+        self.nodata = if self.name.is_wildcard() {
+            None
+        } else {
+            prepare(&self.name, RecordType::A, ResponseCode::NoError, &[], std::slice::from_ref(soa))
+        };
+    }
+
+    /// The RRset answering `qtype` (a CNAME answers every type). Of weighted alternatives,
+    /// with `draw` one is drawn by weight — uniformly if every weight is 0 — per call, that
+    /// is, per query; without, the first.
+    fn pick(&self, qtype: RecordType, draw: bool) -> Option<&RecordSet> {
+        let mut matching = self.rrsets.iter().filter(|s| s.rtype == qtype || s.rtype == RecordType::CNAME);
+        let first = matching.next()?;
+        if first.weight.is_none() || !draw {
+            return Some(first);
+        }
+        let candidates = || self.rrsets.iter().filter(|s| s.rtype == first.rtype);
+        let total: u64 = candidates().map(|s| u64::from(s.weight.as_ref().map_or(0, |w| w.weight))).sum();
+        if total == 0 {
+            return candidates().nth(fastrand::usize(..candidates().count()));
+        }
+        let mut ticket = fastrand::u64(..total);
+        candidates().find(|s| {
+            let weight = u64::from(s.weight.as_ref().map_or(0, |w| w.weight));
+            if ticket < weight {
+                return true;
+            }
+            ticket -= weight;
+            false
+        })
+    }
+
+    fn answer(&self, qtype: RecordType, wildcard: bool, draw: bool) -> Lookup<'_> {
         // RFC 8482: ANY is answered with one RRset rather than everything.
         let set = match qtype {
             RecordType::ANY => self.rrsets.first(),
-            _ => self.rrsets.iter().find(|s| s.rtype == qtype || s.rtype == RecordType::CNAME),
+            _ => self.pick(qtype, draw),
         };
         if let Some(set) = set {
             return Lookup::Found { records: &set.records, wildcard, prepared: set.prepared.as_ref() };
         }
-        if qtype == RecordType::SOA && !wildcard {
+        if qtype == RecordType::SOA && !wildcard && !self.in_zone {
             return Lookup::Found { records: std::slice::from_ref(&self.soa), wildcard, prepared: None };
         }
         Lookup::NoData { soa: &self.soa, prepared: self.nodata.as_ref() }
@@ -450,6 +588,16 @@ impl Node {
     pub fn rrsets(&self) -> &[RecordSet] {
         &self.rrsets
     }
+}
+
+/// The name whose lowercase wire key is `key`.
+fn name_from_key(key: &[u8]) -> Name {
+    let labels = self_and_ancestors(key).filter_map(|rest| {
+        let len = usize::from(*rest.first()?);
+        (len > 0).then(|| &rest[1..=len])
+    });
+    // A key is a valid wire name (it was made from one), so its labels make a valid name.
+    Name::from_labels(labels).unwrap_or_else(|_| Name::root())
 }
 
 /// Whether records of `rtype` carry domain names in their data.
@@ -516,7 +664,7 @@ mod tests {
     }
 
     fn rec(owner: &str, data: RData, source: SourceKind) -> Record {
-        Record { name: name(owner), ttl: 60, data, provenance: prov(source, owner) }
+        Record { name: name(owner), ttl: 60, data, provenance: prov(source, owner), weight: None }
     }
 
     fn a(owner: &str, ip: [u8; 4]) -> Record {
@@ -524,7 +672,7 @@ mod tests {
     }
 
     fn alias(owner: &str, target: &str) -> Alias {
-        Alias { name: name(owner), target: name(target), ttl: 30, provenance: prov(SourceKind::Config, owner) }
+        Alias { name: name(owner), target: name(target), ttl: 30, provenance: prov(SourceKind::Config, owner), rtype: None }
     }
 
     fn soa() -> SoaSettings {
@@ -711,5 +859,94 @@ mod tests {
         assert!(unresolved.contains(&("notext.example.".into(), "target has no A or AAAA records")));
         assert!(unresolved.iter().any(|(n, _)| n == "loop1.example."));
         assert_eq!(got(&snapshot, "loop1.example.", RecordType::A), Got::NotOwned);
+    }
+
+    fn r53(owner: &str, data: RData) -> Record {
+        rec(owner, data, SourceKind::Route53)
+    }
+
+    fn ns(target: &str) -> RData {
+        RData::NS(rdata::NS(name(target)))
+    }
+
+    #[test]
+    fn loaded_zones_answer_as_whole_zones() {
+        let zone_soa = rdata::SOA::new(name("ns-1.awsdns-1.co.uk."), name("awsdns-hostmaster.amazon.com."), 1, 7200, 900, 1_209_600, 86_400);
+        let (snapshot, dropped) = build(
+            vec![
+                r53("zone.example.", RData::SOA(zone_soa.clone())),
+                r53("zone.example.", ns("ns-1.awsdns-1.co.uk.")),
+                r53("www.zone.example.", RData::A(rdata::A(Ipv4Addr::new(10, 1, 0, 1)))),
+                r53("a.b.zone.example.", RData::A(rdata::A(Ipv4Addr::new(10, 1, 0, 2)))),
+                r53("*.w.zone.example.", RData::A(rdata::A(Ipv4Addr::new(10, 1, 0, 3)))),
+                r53("sub.zone.example.", ns("ns.elsewhere.example.")),
+                // Outside the zone, the old rule: every name is its own apex.
+                a("solo.example.", [10, 9, 9, 9]),
+            ],
+            vec![],
+        );
+        assert!(dropped.is_empty(), "{dropped:?}");
+        let zone = || "zone.example.".to_owned();
+        assert_eq!(got(&snapshot, "zone.example.", RecordType::SOA), Got::Found(RecordType::SOA, 1, false));
+        assert_eq!(got(&snapshot, "zone.example.", RecordType::NS), Got::Found(RecordType::NS, 1, false));
+        assert_eq!(got(&snapshot, "missing.zone.example.", RecordType::A), Got::NxDomain(zone()), "zone SOA");
+        assert_eq!(got(&snapshot, "www.zone.example.", RecordType::TXT), Got::NoData(zone()));
+        assert_eq!(got(&snapshot, "www.zone.example.", RecordType::SOA), Got::NoData(zone()), "SOA only at the apex");
+        assert_eq!(got(&snapshot, "b.zone.example.", RecordType::A), Got::NoData(zone()), "empty non-terminal");
+        assert_eq!(got(&snapshot, "x.b.zone.example.", RecordType::A), Got::NxDomain(zone()));
+        assert_eq!(got(&snapshot, "q.w.zone.example.", RecordType::A), Got::Found(RecordType::A, 1, true));
+        assert_eq!(got(&snapshot, "w.zone.example.", RecordType::A), Got::NoData(zone()), "a wildcard's parent exists");
+        assert_eq!(got(&snapshot, "q.w.zone.example.", RecordType::TXT), Got::NoData(zone()));
+        assert_eq!(got(&snapshot, "sub.zone.example.", RecordType::NS), Got::NotOwned, "delegation: forwarded");
+        assert_eq!(got(&snapshot, "host.sub.zone.example.", RecordType::A), Got::NotOwned);
+        assert_eq!(got(&snapshot, "x.solo.example.", RecordType::A), Got::NxDomain("solo.example.".into()));
+        // The NODATA answer inside the zone is pre-encoded with the zone's SOA.
+        let Lookup::NoData { prepared: Some(prepared), soa } = snapshot.lookup(&name_key(&name("www.zone.example.")), RecordType::MX) else {
+            panic!("prepared NODATA");
+        };
+        assert_eq!(soa.data, RData::SOA(zone_soa));
+        assert_eq!(prepared.authorities, 1);
+    }
+
+    #[test]
+    fn weighted_alternatives_are_drawn_by_weight() {
+        let weighted = |set: &str, weight: u32, ip: [u8; 4]| Record {
+            weight: Some(Weight { set: Arc::from(set), weight }),
+            ..r53("w.example.", RData::A(rdata::A(Ipv4Addr::from(ip))))
+        };
+        let (snapshot, _) = build(
+            vec![weighted("blue", 3, [10, 0, 0, 1]), weighted("green", 1, [10, 0, 0, 2]), weighted("off", 0, [10, 0, 0, 3])],
+            vec![],
+        );
+        let key = name_key(&name("w.example."));
+        let mut counts = [0usize; 4];
+        for _ in 0..4000 {
+            let Lookup::Found { records, prepared, .. } = snapshot.lookup(&key, RecordType::A) else { panic!("found") };
+            assert_eq!(records.len(), 1);
+            assert!(prepared.is_some(), "each alternative has its own prepared answer");
+            let RData::A(a) = &records[0].data else { panic!("A") };
+            counts[usize::from(a.0.octets()[3])] += 1;
+        }
+        assert_eq!(counts[3], 0, "weight 0 is never drawn while others are not 0");
+        assert!((2700..3300).contains(&counts[1]) && (700..1300).contains(&counts[2]), "{counts:?}");
+
+        let (all_zero, _) = build(vec![weighted("a", 0, [10, 0, 0, 1]), weighted("b", 0, [10, 0, 0, 2])], vec![]);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            if let Lookup::Found { records, .. } = all_zero.lookup(&key, RecordType::A) {
+                seen.insert(records[0].data.clone());
+            }
+        }
+        assert_eq!(seen.len(), 2, "all weights 0: every alternative is drawn");
+    }
+
+    #[test]
+    fn typed_aliases_flatten_only_their_type() {
+        let (snapshot, _) = build(
+            vec![a("t.example.", [10, 0, 0, 1]), rec("t.example.", RData::AAAA(rdata::AAAA(Ipv6Addr::LOCALHOST)), SourceKind::Config)],
+            vec![Alias { rtype: Some(RecordType::AAAA), ..alias("v6.example.", "t.example.") }],
+        );
+        assert_eq!(got(&snapshot, "v6.example.", RecordType::AAAA), Got::Found(RecordType::AAAA, 1, false));
+        assert_eq!(got(&snapshot, "v6.example.", RecordType::A), Got::NoData("v6.example.".into()));
     }
 }

@@ -37,6 +37,7 @@ pub fn from_config(config: &Config) -> (Vec<Record>, Vec<Alias>) {
                 ttl: r.ttl.unwrap_or(default_ttl),
                 data,
                 provenance: provenance.clone(),
+                weight: None,
             })),
             Err(error) => tracing::error!(origin = %provenance.origin, %error, "record skipped"),
         }
@@ -53,12 +54,14 @@ pub fn from_config(config: &Config) -> (Vec<Record>, Vec<Alias>) {
                 target: target.name().clone(),
                 ttl,
                 provenance,
+                rtype: None,
             }),
             None => records.extend(a.addresses.iter().map(|ip| Record {
                 name: a.name.name().clone(),
                 ttl,
                 data: address_rdata(*ip),
                 provenance: provenance.clone(),
+                weight: None,
             })),
         }
     }

@@ -217,6 +217,7 @@ fn convert_endpoint(
                         IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
                     },
                     provenance: Provenance { source: *source, origin: origin.clone() },
+                    weight: None,
                 });
             }
         }
