@@ -149,6 +149,46 @@ pub struct SourcesConfig {
     /// PrivateLink endpoints from EC2, one entry per region (and account).
     #[serde(default)]
     pub vpc_endpoints: Vec<Spanned<VpcEndpointsConfig>>,
+    /// Route 53 private hosted zones, one entry per account.
+    #[serde(default)]
+    pub route53: Vec<Spanned<Route53Config>>,
+}
+
+/// Private hosted zones to serve, from one account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route53Config {
+    /// The hub's region: the region of `vpc_ids`, and the one whose latency records win.
+    pub region: String,
+    /// Serve every private zone associated with these VPCs (ListHostedZonesByVPC).
+    #[serde(default)]
+    pub vpc_ids: Vec<String>,
+    /// And these zones, by id (`Z0123…` or `/hostedzone/Z0123…`).
+    #[serde(default)]
+    pub zone_ids: Vec<String>,
+    /// A role to assume for another account's zones.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// Another Route 53 API address (a local emulator in tests).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Attempts per API call; 1 turns retries off.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Seconds one API attempt may take.
+    #[serde(default = "default_api_timeout_secs")]
+    pub api_timeout_secs: u64,
+    /// A zone whose record-set count is unchanged is re-read at most this often (Route 53 has
+    /// no serial: an edited value that keeps the count shows up within this bound).
+    #[serde(default = "default_reread_secs")]
+    pub reread_secs: u64,
+    /// Fixed local credentials; set only by code (see `VpcEndpointsConfig`).
+    #[serde(skip)]
+    pub static_credentials: bool,
+}
+
+fn default_reread_secs() -> u64 {
+    300
 }
 
 /// One region (and account) of interface endpoints to publish.
@@ -402,6 +442,26 @@ impl Config {
             }
             if !seen_sources.insert((v.region.clone(), v.role_arn.clone())) {
                 return Err(self.invalid(source, key, "this region and role are already a source"));
+            }
+        }
+
+        for (i, source) in self.sources.route53.iter().enumerate() {
+            let key = format!("sources.route53[{i}]");
+            let v = source.get_ref();
+            if v.region.is_empty() || !v.region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+                return Err(self.invalid(source, format!("{key}.region"), format!("`{}` is not a region name like us-east-1", v.region)));
+            }
+            if v.vpc_ids.is_empty() && v.zone_ids.is_empty() {
+                return Err(self.invalid(source, key, "name the zones: vpc_ids (their associated private zones), zone_ids, or both"));
+            }
+            if v.role_arn.as_ref().is_some_and(|r| !r.starts_with("arn:")) {
+                return Err(self.invalid(source, format!("{key}.role_arn"), "a role ARN starts with `arn:` (arn:aws:iam::123456789012:role/hubdns)"));
+            }
+            if v.endpoint_url.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+                return Err(self.invalid(source, format!("{key}.endpoint_url"), "must start with https:// (or http:// for a local emulator)"));
+            }
+            if v.max_attempts == 0 || v.api_timeout_secs == 0 {
+                return Err(self.invalid(source, format!("{key}.max_attempts / api_timeout_secs"), "must be at least 1"));
             }
         }
 

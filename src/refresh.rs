@@ -30,8 +30,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Config,
     snapshot::{Alias, Dropped, Record, SharedSnapshot, Snapshot, SoaSettings},
+    dns::forwarder::Forwarder,
     sources::{
         self,
+        route53::{Route53Source, ZoneContext, records_from_zones},
         vpc_endpoints::{FetchContext, VpcEndpointSource, records_from},
     },
 };
@@ -47,7 +49,11 @@ const DIFF_LOG_LINES: usize = 20;
 pub struct SourceOutput {
     /// The records.
     pub records: Vec<Record>,
+    /// Aliases (Route 53 alias records), flattened when the table is built.
+    #[serde(default)]
+    pub aliases: Vec<Alias>,
     /// Endpoint ids and service names → regional DNS name, for config aliases.
+    #[serde(default)]
     pub handles: BTreeMap<String, Name>,
     /// When the source answered (RFC 3339).
     pub fetched_at: String,
@@ -60,10 +66,16 @@ struct StateFile {
     sources: BTreeMap<String, SourceOutput>,
 }
 
+/// The kinds of AWS source.
+enum Source {
+    VpcEndpoints(VpcEndpointSource),
+    Route53(Route53Source),
+}
+
 /// A source in the loop, with what it last said and when to ask it again.
 struct Slot {
     id: String,
-    source: VpcEndpointSource,
+    source: Source,
     last_good: Option<SourceOutput>,
     failures: u32,
     due: Instant,
@@ -72,6 +84,8 @@ struct Slot {
 /// Rebuilds and swaps the snapshot as sources answer.
 pub struct Refresher {
     config: Config,
+    /// For Route 53 aliases to names outside every zone, resolved at refresh time.
+    forwarder: Option<Forwarder>,
     snapshot: SharedSnapshot,
     slots: Vec<Slot>,
     ready: watch::Sender<bool>,
@@ -83,18 +97,31 @@ impl Refresher {
     /// [`Refresher::run`], so hubdns serves at once.
     pub async fn new(config: &Config, snapshot: SharedSnapshot) -> (Self, watch::Receiver<bool>) {
         let restored = config.refresh.state_file.as_deref().map(read_state).unwrap_or_default();
-        let mut slots = Vec::new();
+        let mut sources = Vec::new();
         for source in &config.sources.vpc_endpoints {
             let source = VpcEndpointSource::new(source.get_ref().clone()).await;
-            let id = source.id();
+            sources.push((source.id(), Source::VpcEndpoints(source)));
+        }
+        for source in &config.sources.route53 {
+            let source = Route53Source::new(source.get_ref().clone()).await;
+            sources.push((source.id(), Source::Route53(source)));
+        }
+        let mut slots = Vec::new();
+        for (id, source) in sources {
             let last_good = restored.get(&id).cloned();
             if let Some(output) = &last_good {
                 tracing::info!(source = %id, records = output.records.len(), fetched_at = %output.fetched_at, "restored from the state file");
             }
             slots.push(Slot { id, source, last_good, failures: 0, due: Instant::now() });
         }
+        let forwarder = match config.sources.route53.is_empty() {
+            true => None,
+            false => Forwarder::new(&config.forward)
+                .inspect_err(|error| tracing::error!(%error, "Route 53 aliases to outside names cannot be resolved"))
+                .ok(),
+        };
         let (ready, ready_rx) = watch::channel(false);
-        let mut refresher = Self { config: config.clone(), snapshot, slots, ready };
+        let mut refresher = Self { config: config.clone(), forwarder, snapshot, slots, ready };
         refresher.rebuild();
         (refresher, ready_rx)
     }
@@ -126,9 +153,9 @@ impl Refresher {
         let ttl = self.config.answers.ttl;
         let slot = &mut self.slots[i];
         let started = Instant::now();
-        match slot.source.fetch().await {
-            Ok(inventory) => {
-                let ctx = FetchContext { region: slot.source.region().to_owned(), fetched_at: now_rfc3339(), ttl };
+        let fetched = match &slot.source {
+            Source::VpcEndpoints(source) => source.fetch().await.map(|inventory| {
+                let ctx = FetchContext { region: source.region().to_owned(), fetched_at: now_rfc3339(), ttl };
                 let converted = records_from(&inventory, &ctx);
                 for reason in &converted.skipped {
                     tracing::debug!(source = %slot.id, %reason, "endpoint skipped");
@@ -141,7 +168,36 @@ impl Refresher {
                     took_ms = started.elapsed().as_millis() as u64,
                     "source refreshed"
                 );
-                slot.last_good = Some(SourceOutput { records: converted.records, handles: converted.handles, fetched_at: ctx.fetched_at });
+                SourceOutput { records: converted.records, aliases: Vec::new(), handles: converted.handles, fetched_at: ctx.fetched_at }
+            }),
+            Source::Route53(source) => match source.fetch().await {
+                Ok(zones) => {
+                    let ctx = ZoneContext { region: source.region().to_owned(), fetched_at: now_rfc3339(), alias_ttl: ttl };
+                    let mut converted = records_from_zones(&zones, &ctx);
+                    for reason in &converted.skipped {
+                        tracing::warn!(source = %slot.id, %reason, "Route 53 record left out");
+                    }
+                    if let Some(forwarder) = &self.forwarder {
+                        let max_ttl = u32::try_from(interval.as_secs()).unwrap_or(u32::MAX);
+                        converted.records.extend(Route53Source::resolve_external(forwarder, &converted.external, max_ttl).await);
+                    }
+                    tracing::info!(
+                        source = %slot.id,
+                        zones = zones.len(),
+                        records = converted.records.len(),
+                        aliases = converted.aliases.len() + converted.external.len(),
+                        skipped = converted.skipped.len(),
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "source refreshed"
+                    );
+                    Ok(SourceOutput { records: converted.records, aliases: converted.aliases, handles: BTreeMap::new(), fetched_at: ctx.fetched_at })
+                }
+                Err(error) => Err(error),
+            },
+        };
+        match fetched {
+            Ok(output) => {
+                slot.last_good = Some(output);
                 slot.failures = 0;
                 slot.due = Instant::now() + jitter(interval);
                 true
@@ -215,8 +271,10 @@ pub fn build_snapshot(config: &Config, outputs: &[&SourceOutput]) -> (Snapshot, 
             alias
         })
         .collect();
+    let mut aliases = aliases;
     for output in outputs {
         records.extend(output.records.iter().cloned());
+        aliases.extend(output.aliases.iter().cloned());
     }
     let (snapshot, dropped) = Snapshot::build(records, aliases, &soa_settings(config), serial_now());
     tracing::debug!(names = snapshot.name_count(), records = snapshot.record_count(), serial = snapshot.serial(), "snapshot built");
@@ -341,6 +399,7 @@ mod tests {
                 provenance: Provenance { source: SourceKind::EndpointDns, origin: Arc::from("vpc_endpoints vpce-1") },
                 weight: None,
             }],
+            aliases: Vec::new(),
             handles: [("vpce-1".to_owned(), name)].into(),
             fetched_at: "2026-11-21T15:00:00Z".into(),
         }

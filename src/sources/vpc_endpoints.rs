@@ -24,7 +24,6 @@ use std::{
     collections::{BTreeMap, HashMap},
     net::IpAddr,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use aws_sdk_ec2::{
@@ -39,6 +38,7 @@ use hickory_proto::rr::{
 use crate::{
     config::VpcEndpointsConfig,
     snapshot::{Provenance, Record, SourceKind},
+    sources::aws::{FetchError, sdk_config, sdk_message},
 };
 
 /// The tag whose value lists extra names for an endpoint.
@@ -254,18 +254,6 @@ fn vpce_zone(name: &str) -> Option<String> {
     parts.next().filter(|az| !az.is_empty()).map(str::to_ascii_lowercase)
 }
 
-/// Why a fetch failed. The refresh loop keeps this source's last good records meanwhile.
-#[derive(Debug, thiserror::Error)]
-#[error("{call} in {region}: {message}")]
-pub struct FetchError {
-    /// The API call.
-    pub call: &'static str,
-    /// The region.
-    pub region: String,
-    /// The SDK's error, with its causes.
-    pub message: String,
-}
-
 /// One `[[sources.vpc_endpoints]]` entry: a region, maybe an account through a role.
 pub struct VpcEndpointSource {
     config: VpcEndpointsConfig,
@@ -277,38 +265,16 @@ pub struct VpcEndpointSource {
 impl VpcEndpointSource {
     /// A source for `config`, with credentials from the standard chain (or the role).
     pub async fn new(config: VpcEndpointsConfig) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(config.region.clone()))
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(config.max_attempts))
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(config.api_timeout_secs))
-                    .build(),
-            );
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if config.static_credentials {
-            loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                "hubdns-local",
-                "hubdns-local",
-                None,
-                None,
-                "hubdns-static",
-            ));
-        }
-        let shared = loader.load().await;
-        let mut ec2 = aws_sdk_ec2::config::Builder::from(&shared);
-        if let Some(role) = &config.role_arn {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
-                .session_name("hubdns")
-                .configure(&shared)
-                .build()
-                .await;
-            ec2 = ec2.credentials_provider(provider);
-        }
-        Self { client: Client::from_conf(ec2.build()), config, services: Mutex::new(HashMap::new()) }
+        let shared = sdk_config(
+            &config.region,
+            config.endpoint_url.as_deref(),
+            config.max_attempts,
+            config.api_timeout_secs,
+            config.static_credentials,
+            config.role_arn.as_deref(),
+        )
+        .await;
+        Self { client: Client::new(&shared), config, services: Mutex::new(HashMap::new()) }
     }
 
     /// The region this source asks.
@@ -421,10 +387,6 @@ impl VpcEndpointSource {
 }
 
 /// The SDK error with its whole cause chain (throttling codes, HTTP status, timeouts).
-fn sdk_message<E: std::error::Error + 'static>(error: &E) -> String {
-    aws_sdk_ec2::error::DisplayErrorContext(error).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use aws_sdk_ec2::types::{

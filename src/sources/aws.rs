@@ -1,0 +1,124 @@
+//! What the AWS sources share: SDK configuration, errors, and a client-side rate limit.
+
+use std::{sync::Mutex, time::Duration};
+
+use aws_config::SdkConfig;
+use tokio::time::Instant;
+
+/// Why a fetch failed. The refresh loop keeps the source's last good records meanwhile.
+#[derive(Debug, thiserror::Error)]
+#[error("{call} in {region}: {message}")]
+pub struct FetchError {
+    /// The API call.
+    pub call: &'static str,
+    /// The region.
+    pub region: String,
+    /// The SDK's error, with its causes.
+    pub message: String,
+}
+
+/// An SDK error with its chain of causes, for logs.
+pub fn sdk_message<E: std::error::Error + 'static>(error: &E) -> String {
+    aws_sdk_ec2::error::DisplayErrorContext(error).to_string()
+}
+
+/// SDK settings for one source: region, retries, timeouts, an optional endpoint URL, and
+/// credentials from the standard chain — or fixed local ones for a stand-in, or a role.
+pub async fn sdk_config(
+    region: &str,
+    endpoint_url: Option<&str>,
+    max_attempts: u32,
+    api_timeout_secs: u64,
+    static_credentials: bool,
+    role_arn: Option<&str>,
+) -> SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(api_timeout_secs))
+                .build(),
+        );
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if static_credentials {
+        loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "hubdns-local",
+            "hubdns-local",
+            None,
+            None,
+            "hubdns-static",
+        ));
+    }
+    let shared = loader.load().await;
+    match role_arn {
+        Some(role) => {
+            let provider =
+                aws_config::sts::AssumeRoleProvider::builder(role).session_name("hubdns").configure(&shared).build().await;
+            shared
+                .into_builder()
+                .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(provider))
+                .build()
+        }
+        None => shared,
+    }
+}
+
+/// A token bucket: up to `burst` calls at once, then `per_second`.
+pub struct TokenBucket {
+    burst: f64,
+    per_second: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(burst: u32, per_second: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { burst, per_second: f64::from(per_second.max(1)), state: Mutex::new((burst, Instant::now())) }
+    }
+
+    /// Waits until a call may be made, and takes its token.
+    pub async fn acquire(&self) {
+        loop {
+            let wait = {
+                // A poisoned lock only means another task panicked mid-update: the numbers
+                // are still numbers, so carry on with them.
+                let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let now = Instant::now();
+                let (tokens, last) = *state;
+                let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst);
+                if tokens >= 1.0 {
+                    *state = (tokens - 1.0, now);
+                    return;
+                }
+                *state = (tokens, now);
+                Duration::from_secs_f64((1.0 - tokens) / self.per_second)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_allows_a_burst_then_the_rate() {
+        let bucket = TokenBucket::new(5, 10);
+        let start = Instant::now();
+        for _ in 0..5 {
+            bucket.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "the burst is free");
+        for _ in 0..10 {
+            bucket.acquire().await;
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(990) && took <= Duration::from_millis(1100), "{took:?}");
+    }
+}

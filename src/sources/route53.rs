@@ -1,0 +1,603 @@
+//! Source `route53`: private hosted zones, served as whole zones to everyone hubdns serves.
+//!
+//! [`Route53Source::fetch`] finds the zones — every private zone associated with the given
+//! VPCs (ListHostedZonesByVPC) and the zones listed by id — and reads each one's record sets
+//! with ListResourceRecordSets, paging by hand (the SDK has no paginator for it) and refusing a
+//! next-record token that repeats. A zone whose record-set count (GetHostedZone) has not
+//! changed is re-read only every `reread_secs`: Route 53 has no serial or change feed, so a
+//! change that keeps the count (an edited value) is seen within that bound. Every call waits
+//! on a token bucket (burst 50, 10 per second) so hubdns stays inside Route 53's API budget
+//! for the account, which other tools share.
+//!
+//! [`records_from_zones`] is the pure conversion, tested on hand-built SDK values:
+//! - names are unescaped (Route 53 writes `*` as `\052` and other octets as `\ooo`);
+//! - values are parsed from their presentation format by hickory (A, AAAA, CNAME, TXT, MX,
+//!   SRV, PTR, CAA, NS, SOA); other types are skipped and reported;
+//! - a zone nested in another loaded zone owns its names: the parent's records there are left
+//!   out, as Route 53 resolves the most specific zone;
+//! - routing policies are chosen as Route 53 answers inside the hub VPC (see [`select`]);
+//!   health checks are not evaluated;
+//! - an alias to an interface endpoint (a `vpce.amazonaws.com` name) or to a name in a loaded
+//!   zone becomes a typed [`Alias`], flattened to that name's addresses when the table is built;
+//!   an alias to anything else (ELB, CloudFront, S3 website) is resolved through the forwarder
+//!   at refresh time ([`Route53Source::resolve_external`]), its TTL capped at the refresh
+//!   interval. An alias whose target cannot be found is logged and left out.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use aws_sdk_route53::{
+    Client,
+    types::{ResourceRecordSet, ResourceRecordSetFailover, RrType, VpcRegion},
+};
+use hickory_proto::rr::{Name, RData, RecordType};
+use tokio::time::Instant;
+
+use crate::{
+    config::Route53Config,
+    dns::forwarder::Forwarder,
+    snapshot::{Alias, Provenance, Record, SourceKind, Weight},
+    sources::aws::{FetchError, TokenBucket, sdk_config, sdk_message},
+};
+
+/// Route 53's API budget per account: a burst of 50 calls, then 10 per second.
+const API_BURST: u32 = 50;
+const API_PER_SECOND: u32 = 10;
+
+/// The suffix of interface endpoint DNS names, whose addresses the endpoint source knows.
+const VPCE_SUFFIX: &str = ".vpce.amazonaws.com";
+
+/// One hosted zone as Route 53 listed it.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    /// The zone id, without the `/hostedzone/` prefix.
+    pub id: String,
+    /// The zone's name as Route 53 wrote it (escaped, with a trailing dot).
+    pub name: String,
+    /// Every record set.
+    pub record_sets: Vec<ResourceRecordSet>,
+}
+
+/// Facts the conversion needs besides the zones.
+#[derive(Debug, Clone)]
+pub struct ZoneContext {
+    /// The hub's region: latency records for it win.
+    pub region: String,
+    /// When the zones were read, RFC 3339.
+    pub fetched_at: String,
+    /// TTL of flattened aliases (Route 53 aliases have none of their own).
+    pub alias_ttl: u32,
+}
+
+/// An alias whose target is outside every loaded zone and not an endpoint: resolved upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalAlias {
+    /// The alias name.
+    pub name: Name,
+    /// A or AAAA.
+    pub rtype: RecordType,
+    /// Where it points.
+    pub target: Name,
+    /// Its zone and set.
+    pub provenance: Provenance,
+}
+
+/// What [`records_from_zones`] made of the zones.
+#[derive(Debug, Default)]
+pub struct Converted {
+    /// Records, weighted alternatives included.
+    pub records: Vec<Record>,
+    /// Aliases to endpoint names and to names in loaded zones.
+    pub aliases: Vec<Alias>,
+    /// Aliases to resolve through the forwarder.
+    pub external: Vec<ExternalAlias>,
+    /// What was left out, and why.
+    pub skipped: Vec<String>,
+}
+
+/// Turns zones into records, aliases and external aliases. Pure: no I/O, no clock.
+pub fn records_from_zones(zones: &[Zone], ctx: &ZoneContext) -> Converted {
+    let mut out = Converted::default();
+    let apexes: Vec<(Name, &Zone)> = zones.iter().filter_map(|z| Some((unescape(&z.name)?, z))).collect();
+    for (apex, zone) in &apexes {
+        // Group the zone's sets by name and type: routing policies choose among a group.
+        let mut groups: BTreeMap<(String, u16), Vec<&ResourceRecordSet>> = BTreeMap::new();
+        for set in &zone.record_sets {
+            let Some(name) = unescape(set.name()) else {
+                out.skipped.push(format!("zone {}: cannot read the name {:?}", zone.id, set.name()));
+                continue;
+            };
+            // A more specific loaded zone owns this name (the parent's delegation included).
+            if apexes.iter().any(|(other, _)| other != apex && apex.zone_of(other) && other.zone_of(&name)) {
+                out.skipped.push(format!("zone {}: {name} belongs to a more specific loaded zone", zone.id));
+                continue;
+            }
+            groups.entry((name.to_lowercase().to_ascii(), u16::from(record_type(set.r#type())))).or_default().push(set);
+        }
+        for ((_, _), sets) in groups {
+            for (set, weight) in select(&sets, &ctx.region) {
+                convert_set(set, weight, zone, apexes.iter().map(|(a, _)| a), ctx, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// The record sets of one name and type that answer, as Route 53 answers a query from inside
+/// the hub VPC, with a weight for those chosen per query:
+/// - weighted: every set, each with its weight (the draw happens per query);
+/// - failover: PRIMARY unless it has no data, then SECONDARY (health is not evaluated);
+/// - multivalue: every set, merged into one answer;
+/// - latency: the set for the hub's region, else the first by set identifier;
+/// - geolocation: the default (`*`) set, else the first by set identifier;
+/// - anything else with set identifiers (geoproximity, CIDR): the first by set identifier.
+pub fn select<'s>(sets: &[&'s ResourceRecordSet], region: &str) -> Vec<(&'s ResourceRecordSet, Option<u32>)> {
+    let mut sets: Vec<&ResourceRecordSet> = sets.to_vec();
+    sets.sort_by(|a, b| a.set_identifier().cmp(&b.set_identifier()));
+    let Some(first) = sets.first().copied() else { return Vec::new() };
+    if first.set_identifier().is_none() || sets.len() == 1 && first.weight().is_none() {
+        return vec![(first, None)];
+    }
+    if sets.iter().any(|s| s.weight().is_some()) {
+        return sets.into_iter().map(|s| (s, Some(u32::try_from(s.weight().unwrap_or(0)).unwrap_or(0)))).collect();
+    }
+    if sets.iter().any(|s| s.failover().is_some()) {
+        let has_data = |s: &&&ResourceRecordSet| !s.resource_records().is_empty() || s.alias_target().is_some();
+        let primary = sets.iter().find(|s| s.failover() == Some(&ResourceRecordSetFailover::Primary)).filter(has_data);
+        let secondary = sets.iter().find(|s| s.failover() == Some(&ResourceRecordSetFailover::Secondary));
+        return primary.or(secondary).map(|s| vec![(*s, None)]).unwrap_or_default();
+    }
+    if sets.iter().any(|s| s.multi_value_answer() == Some(true)) {
+        return sets.into_iter().map(|s| (s, None)).collect();
+    }
+    if sets.iter().any(|s| s.region().is_some()) {
+        let local = sets.iter().find(|s| s.region().is_some_and(|r| r.as_str() == region));
+        return vec![(*local.unwrap_or(&first), None)];
+    }
+    if sets.iter().any(|s| s.geo_location().is_some()) {
+        let default = sets.iter().find(|s| s.geo_location().and_then(|g| g.country_code()) == Some("*"));
+        return vec![(*default.unwrap_or(&first), None)];
+    }
+    vec![(first, None)]
+}
+
+/// One chosen record set into records, an alias, or an external alias.
+fn convert_set<'a>(
+    set: &ResourceRecordSet,
+    weight: Option<u32>,
+    zone: &Zone,
+    mut apexes: impl Iterator<Item = &'a Name>,
+    ctx: &ZoneContext,
+    out: &mut Converted,
+) {
+    let Some(name) = unescape(set.name()) else { return };
+    let rtype = record_type(set.r#type());
+    let origin = match set.set_identifier() {
+        Some(id) => format!("route53 zone={} set={id} fetched={}", zone.id, ctx.fetched_at),
+        None => format!("route53 zone={} fetched={}", zone.id, ctx.fetched_at),
+    };
+    let provenance = Provenance { source: SourceKind::Route53, origin: Arc::from(origin) };
+
+    if let Some(alias) = set.alias_target() {
+        let Some(target) = unescape(alias.dns_name()) else {
+            out.skipped.push(format!("{name} {rtype}: cannot read the alias target {:?}", alias.dns_name()));
+            return;
+        };
+        if !matches!(rtype, RecordType::A | RecordType::AAAA) {
+            out.skipped.push(format!("{name} {rtype}: only A and AAAA aliases are served"));
+            return;
+        }
+        if weight.is_some() {
+            out.skipped.push(format!("{name} {rtype}: weighted alias {:?} served as a plain alias", set.set_identifier()));
+        }
+        let text = target.to_ascii().to_ascii_lowercase();
+        if text.trim_end_matches('.').ends_with(VPCE_SUFFIX) || apexes.any(|apex| apex.zone_of(&target)) {
+            out.aliases.push(Alias { name, target, ttl: ctx.alias_ttl, provenance, rtype: Some(rtype) });
+        } else {
+            out.external.push(ExternalAlias { name, rtype, target, provenance });
+        }
+        return;
+    }
+
+    if !SERVED.contains(&rtype) {
+        out.skipped.push(format!("{name} {rtype}: type not served"));
+        return;
+    }
+    let ttl = set.ttl().and_then(|t| u32::try_from(t).ok()).unwrap_or(ctx.alias_ttl);
+    let weight = weight.map(|weight| Weight { set: Arc::from(set.set_identifier().unwrap_or_default()), weight });
+    for value in set.resource_records() {
+        match RData::try_from_str(rtype, value.value()) {
+            Ok(data) => out.records.push(Record { name: name.clone(), ttl, data, provenance: provenance.clone(), weight: weight.clone() }),
+            Err(error) => out.skipped.push(format!("{name} {rtype} {:?}: {error}", value.value())),
+        }
+    }
+}
+
+/// The record types served from zones.
+const SERVED: [RecordType; 10] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::TXT,
+    RecordType::MX,
+    RecordType::SRV,
+    RecordType::PTR,
+    RecordType::CAA,
+    RecordType::NS,
+    RecordType::SOA,
+];
+
+fn record_type(rtype: &RrType) -> RecordType {
+    rtype.as_str().parse().unwrap_or(RecordType::Unknown(0))
+}
+
+/// A name as Route 53 writes it: `\ooo` is the octet with that octal value (`\052` is `*`),
+/// `\x` is `x`. `None` if the escapes or labels are malformed.
+pub fn unescape(text: &str) -> Option<Name> {
+    let mut labels: Vec<Vec<u8>> = vec![Vec::new()];
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\\' => {
+                let first = bytes.next()?;
+                if first.is_ascii_digit() {
+                    let (second, third) = (bytes.next()?, bytes.next()?);
+                    let digits = [first, second, third];
+                    if !digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                        return None;
+                    }
+                    let value = digits.iter().fold(0u16, |acc, d| acc * 8 + u16::from(d - b'0'));
+                    labels.last_mut()?.push(u8::try_from(value).ok()?);
+                } else {
+                    labels.last_mut()?.push(first);
+                }
+            }
+            b'.' => labels.push(Vec::new()),
+            b => labels.last_mut()?.push(b),
+        }
+    }
+    if labels.last().is_some_and(Vec::is_empty) {
+        labels.pop(); // the trailing dot
+    }
+    let mut name = Name::from_labels(labels).ok()?;
+    name.set_fqdn(true);
+    Some(name)
+}
+
+/// A zone read earlier, kept until its record-set count changes or it is due a re-read.
+struct CachedZone {
+    count: Option<i64>,
+    read_at: Instant,
+    zone: Zone,
+}
+
+/// One `[[sources.route53]]` entry.
+pub struct Route53Source {
+    config: Route53Config,
+    client: Client,
+    limiter: TokenBucket,
+    zones: Mutex<HashMap<String, CachedZone>>,
+}
+
+impl Route53Source {
+    /// A source for `config`, with credentials from the standard chain (or the role).
+    pub async fn new(config: Route53Config) -> Self {
+        let shared = sdk_config(
+            &config.region,
+            config.endpoint_url.as_deref(),
+            config.max_attempts,
+            config.api_timeout_secs,
+            config.static_credentials,
+            config.role_arn.as_deref(),
+        )
+        .await;
+        Self {
+            client: Client::new(&shared),
+            config,
+            limiter: TokenBucket::new(API_BURST, API_PER_SECOND),
+            zones: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The hub's region.
+    pub fn region(&self) -> &str {
+        &self.config.region
+    }
+
+    /// A name for logs and the state file.
+    pub fn id(&self) -> String {
+        match &self.config.role_arn {
+            Some(role) => format!("route53/{}/{role}", self.config.region),
+            None => format!("route53/{}", self.config.region),
+        }
+    }
+
+    fn error(&self, call: &'static str) -> impl Fn(String) -> FetchError + '_ {
+        move |message| FetchError { call, region: self.config.region.clone(), message }
+    }
+
+    /// Reads every zone this source covers; unchanged zones come from the last read.
+    pub async fn fetch(&self) -> Result<Vec<Zone>, FetchError> {
+        let mut wanted: BTreeMap<String, String> = BTreeMap::new(); // id → name (may be empty)
+        for vpc in &self.config.vpc_ids {
+            let mut token: Option<String> = None;
+            loop {
+                self.limiter.acquire().await;
+                let page = self
+                    .client
+                    .list_hosted_zones_by_vpc()
+                    .vpc_id(vpc)
+                    .vpc_region(VpcRegion::from(self.config.region.as_str()))
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| self.error("ListHostedZonesByVPC")(sdk_message(&e)))?;
+                for zone in page.hosted_zone_summaries() {
+                    wanted.insert(zone_id(zone.hosted_zone_id()), zone.name().to_owned());
+                }
+                match page.next_token() {
+                    Some(next) if Some(next) != token.as_deref() => token = Some(next.to_owned()),
+                    _ => break,
+                }
+            }
+        }
+        for id in &self.config.zone_ids {
+            wanted.entry(zone_id(id)).or_default();
+        }
+
+        let mut zones = Vec::with_capacity(wanted.len());
+        for id in wanted.into_keys() {
+            self.limiter.acquire().await;
+            let hosted = self
+                .client
+                .get_hosted_zone()
+                .id(&id)
+                .send()
+                .await
+                .map_err(|e| self.error("GetHostedZone")(sdk_message(&e)))?;
+            let Some(hosted) = hosted.hosted_zone() else { continue };
+            let count = hosted.resource_record_set_count();
+            let reread = Duration::from_secs(self.config.reread_secs);
+            let cached = self.cached(&id, count, reread);
+            let zone = match cached {
+                Some(zone) => zone,
+                None => {
+                    let record_sets = self.record_sets(&id).await?;
+                    let zone = Zone { id: id.clone(), name: hosted.name().to_owned(), record_sets };
+                    self.remember(&id, count, &zone);
+                    zone
+                }
+            };
+            zones.push(zone);
+        }
+        Ok(zones)
+    }
+
+    fn cached(&self, id: &str, count: Option<i64>, reread: Duration) -> Option<Zone> {
+        let zones = self.zones.lock().ok()?;
+        let cached = zones.get(id)?;
+        (cached.count == count && count.is_some() && cached.read_at.elapsed() < reread).then(|| cached.zone.clone())
+    }
+
+    fn remember(&self, id: &str, count: Option<i64>, zone: &Zone) {
+        if let Ok(mut zones) = self.zones.lock() {
+            zones.insert(id.to_owned(), CachedZone { count, read_at: Instant::now(), zone: zone.clone() });
+        }
+    }
+
+    /// Every record set of zone `id`, paging by hand.
+    async fn record_sets(&self, id: &str) -> Result<Vec<ResourceRecordSet>, FetchError> {
+        let mut sets = Vec::new();
+        let mut start: Option<(String, RrType, Option<String>)> = None;
+        loop {
+            self.limiter.acquire().await;
+            let mut call = self.client.list_resource_record_sets().hosted_zone_id(id);
+            if let Some((name, rtype, identifier)) = &start {
+                call = call.start_record_name(name).start_record_type(rtype.clone()).set_start_record_identifier(identifier.clone());
+            }
+            let page = call.send().await.map_err(|e| self.error("ListResourceRecordSets")(sdk_message(&e)))?;
+            sets.extend(page.resource_record_sets().iter().cloned());
+            if !page.is_truncated() {
+                return Ok(sets);
+            }
+            let next = (
+                page.next_record_name().unwrap_or_default().to_owned(),
+                page.next_record_type().cloned().unwrap_or(RrType::A),
+                page.next_record_identifier().map(str::to_owned),
+            );
+            if start.as_ref() == Some(&next) {
+                return Err(self.error("ListResourceRecordSets")(format!("zone {id}: the next-record token repeats ({})", next.0)));
+            }
+            start = Some(next);
+        }
+    }
+
+    /// Resolves aliases to outside names through `forwarder`; each answer's TTL is capped at
+    /// `max_ttl` (the refresh interval), so it is never served staler than one refresh.
+    pub async fn resolve_external(forwarder: &Forwarder, aliases: &[ExternalAlias], max_ttl: u32) -> Vec<Record> {
+        let mut records = Vec::new();
+        for alias in aliases {
+            let answer = forwarder.forward(&alias.target, alias.rtype).await;
+            let found: Vec<Record> = answer
+                .answers
+                .iter()
+                .filter(|r| r.record_type() == alias.rtype)
+                .map(|r| Record {
+                    name: alias.name.clone(),
+                    ttl: r.ttl.min(max_ttl),
+                    data: r.data.clone(),
+                    provenance: alias.provenance.clone(),
+                    weight: None,
+                })
+                .collect();
+            if found.is_empty() {
+                tracing::warn!(
+                    name = %alias.name, target = %alias.target, rtype = %alias.rtype, rcode = %answer.rcode,
+                    origin = %alias.provenance.origin, "alias target did not resolve; left out"
+                );
+            }
+            records.extend(found);
+        }
+        records
+    }
+}
+
+/// `/hostedzone/Z123` → `Z123`.
+fn zone_id(id: &str) -> String {
+    id.trim_start_matches("/hostedzone/").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Conversion tests on SDK values shaped like real ListResourceRecordSets responses.
+
+    use aws_sdk_route53::types::{AliasTarget, GeoLocation, ResourceRecord, ResourceRecordSetRegion};
+
+    use super::*;
+
+    fn set(name: &str, rtype: RrType, ttl: i64, values: &[&str]) -> aws_sdk_route53::types::builders::ResourceRecordSetBuilder {
+        let mut b = ResourceRecordSet::builder().name(name).r#type(rtype).ttl(ttl);
+        for v in values {
+            b = b.resource_records(ResourceRecord::builder().value(*v).build().expect("value"));
+        }
+        b
+    }
+
+    fn alias(name: &str, target: &str) -> ResourceRecordSet {
+        ResourceRecordSet::builder()
+            .name(name)
+            .r#type(RrType::A)
+            .alias_target(AliasTarget::builder().hosted_zone_id("Z7HUB22UULQXV").dns_name(target).evaluate_target_health(false).build().expect("alias"))
+            .build()
+            .expect("set")
+    }
+
+    fn ctx() -> ZoneContext {
+        ZoneContext { region: "us-east-1".into(), fetched_at: "2026-11-21T12:00:00Z".into(), alias_ttl: 60 }
+    }
+
+    fn zone(id: &str, name: &str, record_sets: Vec<ResourceRecordSet>) -> Zone {
+        Zone { id: id.into(), name: name.into(), record_sets }
+    }
+
+    #[test]
+    fn route53_escapes_are_octal() {
+        assert_eq!(unescape("\\052.corp.example.").expect("name").to_ascii(), "*.corp.example.");
+        assert_eq!(unescape("a\\040b.example.").expect("name").iter().next(), Some(&b"a b"[..]));
+        assert_eq!(unescape("dot\\.in.label.").expect("name").iter().next(), Some(&b"dot.in"[..]));
+        assert_eq!(unescape("plain.example").expect("name").to_ascii(), "plain.example.");
+        assert!(unescape("bad\\09x.example.").is_none(), "9 is not octal");
+        assert!(unescape("cut\\05").is_none());
+    }
+
+    #[test]
+    fn every_plain_type_becomes_records() {
+        let sets = vec![
+            set("corp.example.", RrType::Soa, 900, &["ns-1.awsdns-1.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400"]),
+            set("corp.example.", RrType::Ns, 172800, &["ns-1.awsdns-1.co.uk."]),
+            set("api.corp.example.", RrType::A, 300, &["10.1.0.1", "10.1.0.2"]),
+            set("api.corp.example.", RrType::Aaaa, 300, &["fd00::1"]),
+            set("www.corp.example.", RrType::Cname, 300, &["api.corp.example"]),
+            set("corp.example.", RrType::Txt, 300, &["\"v=spf1 -all\"", "\"two\" \"strings\""]),
+            set("corp.example.", RrType::Mx, 300, &["10 mail.corp.example."]),
+            set("_ldap._tcp.corp.example.", RrType::Srv, 300, &["0 10 389 dc1.corp.example."]),
+            set("1.0.1.10.in-addr.arpa.", RrType::Ptr, 300, &["api.corp.example."]),
+            set("corp.example.", RrType::Caa, 300, &["0 issue \"amazon.com\""]),
+            set("\\052.apps.corp.example.", RrType::A, 60, &["10.1.9.9"]),
+            set("corp.example.", RrType::Spf, 300, &["\"v=spf1 -all\""]),
+        ];
+        let sets = sets.into_iter().map(|b| b.build().expect("set")).collect();
+        let out = records_from_zones(&[zone("Z1", "corp.example.", sets)], &ctx());
+        let types: Vec<RecordType> = out.records.iter().map(|r| r.data.record_type()).collect();
+        for t in SERVED {
+            assert!(types.contains(&t), "{t} served: {types:?}");
+        }
+        assert_eq!(out.records.len(), 13);
+        assert!(out.records.iter().any(|r| r.name.is_wildcard()), "\\052 becomes a wildcard");
+        assert!(out.records.iter().all(|r| r.provenance.source == SourceKind::Route53));
+        assert_eq!(out.skipped.len(), 1, "SPF is not served: {:?}", out.skipped);
+    }
+
+    #[test]
+    fn routing_policies_choose_as_route53_does_in_the_hub() {
+        let weighted = |id: &str, w: i64, ip: &str| set("w.corp.example.", RrType::A, 60, &[ip]).set_identifier(id).weight(w).build().expect("set");
+        let failover = |id: &str, f: ResourceRecordSetFailover, ips: &[&str]| {
+            set("f.corp.example.", RrType::A, 60, ips).set_identifier(id).failover(f).build().expect("set")
+        };
+        let latency = |id: &str, region: &str, ip: &str| {
+            set("l.corp.example.", RrType::A, 60, &[ip]).set_identifier(id).region(ResourceRecordSetRegion::from(region)).build().expect("set")
+        };
+        let geo = |id: &str, country: &str, ip: &str| {
+            set("g.corp.example.", RrType::A, 60, &[ip])
+                .set_identifier(id)
+                .geo_location(GeoLocation::builder().country_code(country).build())
+                .build()
+                .expect("set")
+        };
+        let multi = |id: &str, ip: &str| set("m.corp.example.", RrType::A, 60, &[ip]).set_identifier(id).multi_value_answer(true).build().expect("set");
+
+        let w = [weighted("blue", 3, "10.0.0.1"), weighted("green", 1, "10.0.0.2")];
+        let chosen = select(&w.iter().collect::<Vec<_>>(), "us-east-1");
+        assert_eq!(chosen.iter().map(|(_, w)| *w).collect::<Vec<_>>(), vec![Some(3), Some(1)]);
+
+        let f = [failover("a", ResourceRecordSetFailover::Primary, &["10.0.1.1"]), failover("b", ResourceRecordSetFailover::Secondary, &["10.0.1.2"])];
+        assert_eq!(select(&f.iter().collect::<Vec<_>>(), "us-east-1")[0].0.set_identifier(), Some("a"), "primary");
+        let f = [failover("a", ResourceRecordSetFailover::Primary, &[]), failover("b", ResourceRecordSetFailover::Secondary, &["10.0.1.2"])];
+        assert_eq!(select(&f.iter().collect::<Vec<_>>(), "us-east-1")[0].0.set_identifier(), Some("b"), "primary without data");
+
+        let l = [latency("eu", "eu-west-1", "10.0.2.1"), latency("use1", "us-east-1", "10.0.2.2")];
+        assert_eq!(select(&l.iter().collect::<Vec<_>>(), "us-east-1")[0].0.set_identifier(), Some("use1"));
+        assert_eq!(select(&l.iter().collect::<Vec<_>>(), "ap-south-1")[0].0.set_identifier(), Some("eu"), "else any (first)");
+
+        let g = [geo("de", "DE", "10.0.3.1"), geo("default", "*", "10.0.3.2")];
+        assert_eq!(select(&g.iter().collect::<Vec<_>>(), "us-east-1")[0].0.set_identifier(), Some("default"));
+
+        let m = [multi("one", "10.0.4.1"), multi("two", "10.0.4.2")];
+        assert_eq!(select(&m.iter().collect::<Vec<_>>(), "us-east-1").len(), 2, "multivalue: all");
+
+        let all: Vec<ResourceRecordSet> = w.into_iter().chain(f).chain(l).chain(g).chain(m).collect();
+        let out = records_from_zones(&[zone("Z1", "corp.example.", all)], &ctx());
+        let count = |n: &str| out.records.iter().filter(|r| r.name.to_ascii() == n).count();
+        assert_eq!((count("w.corp.example."), count("f.corp.example."), count("l.corp.example.")), (2, 1, 1));
+        assert_eq!((count("g.corp.example."), count("m.corp.example.")), (1, 2));
+        assert!(out.records.iter().filter(|r| r.name.to_ascii() == "w.corp.example.").all(|r| r.weight.is_some()));
+    }
+
+    #[test]
+    fn aliases_are_classified_by_target() {
+        let sets = vec![
+            set("corp.example.", RrType::Soa, 900, &["ns-1.awsdns-1.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400"]).build().expect("set"),
+            alias("internal-api.service.com.", "vpce-0123456789abcdef0-k9x7w2pd.vpce-svc-0a9b8c7d6e5f43210.us-east-1.vpce.amazonaws.com."),
+            alias("app.corp.example.", "api.corp.example."),
+            alias("lb.corp.example.", "internal-web-123.us-east-1.elb.amazonaws.com."),
+        ];
+        let out = records_from_zones(&[zone("Z1", "corp.example.", sets)], &ctx());
+        let targets: Vec<String> = out.aliases.iter().map(|a| a.target.to_ascii()).collect();
+        assert_eq!(targets.len(), 2, "{targets:?}");
+        assert!(out.aliases.iter().all(|a| a.rtype == Some(RecordType::A) && a.provenance.source == SourceKind::Route53));
+        assert_eq!(out.external.len(), 1);
+        assert_eq!(out.external[0].target.to_ascii(), "internal-web-123.us-east-1.elb.amazonaws.com.");
+    }
+
+    #[test]
+    fn a_nested_zone_owns_its_names() {
+        let parent = zone(
+            "Z1",
+            "corp.example.",
+            vec![
+                set("sub.corp.example.", RrType::Ns, 300, &["ns-9.awsdns-9.org."]).build().expect("set"),
+                set("x.sub.corp.example.", RrType::A, 300, &["10.0.0.1"]).build().expect("set"),
+                set("y.corp.example.", RrType::A, 300, &["10.0.0.2"]).build().expect("set"),
+            ],
+        );
+        let child = zone("Z2", "sub.corp.example.", vec![set("x.sub.corp.example.", RrType::A, 300, &["10.9.0.1"]).build().expect("set")]);
+        let out = records_from_zones(&[parent, child], &ctx());
+        let x: Vec<&Record> = out.records.iter().filter(|r| r.name.to_ascii() == "x.sub.corp.example.").collect();
+        assert_eq!(x.len(), 1);
+        assert!(x[0].provenance.origin.contains("zone=Z2"));
+        assert_eq!(out.skipped.len(), 2, "{:?}", out.skipped);
+    }
+}
