@@ -17,7 +17,7 @@
 //!   out, as Route 53 resolves the most specific zone;
 //! - routing policies are chosen as Route 53 answers inside the hub VPC (see [`select`]);
 //!   health checks are not evaluated;
-//! - an alias to an interface endpoint (a `vpce.amazonaws.com` name) or to a name in a loaded
+//! - an alias to an interface endpoint (a `vpce-…` name) or to a name in a loaded
 //!   zone becomes a typed [`Alias`], flattened to that name's addresses when the table is built;
 //!   an alias to anything else (ELB, CloudFront, S3 website) is resolved through the forwarder
 //!   at refresh time ([`Route53Source::resolve_external`]), its TTL capped at the refresh
@@ -193,8 +193,7 @@ fn convert_set<'a>(
         if weight.is_some() {
             out.skipped.push(format!("{name} {rtype}: weighted alias {:?} served as a plain alias", set.set_identifier()));
         }
-        let text = target.to_ascii().to_ascii_lowercase();
-        if text.trim_end_matches('.').ends_with(VPCE_SUFFIX) || apexes.any(|apex| apex.zone_of(&target)) {
+        if is_endpoint_name(&target) || apexes.any(|apex| apex.zone_of(&target)) {
             out.aliases.push(Alias { name, target, ttl: ctx.alias_ttl, provenance, rtype: Some(rtype) });
         } else {
             out.external.push(ExternalAlias { name, rtype, target, provenance });
@@ -214,6 +213,13 @@ fn convert_set<'a>(
             Err(error) => out.skipped.push(format!("{name} {rtype} {:?}: {error}", value.value())),
         }
     }
+}
+
+/// Whether `name` is an interface endpoint's DNS name, whose addresses the endpoint source
+/// publishes: `vpce-…` first label (regional and zonal names) or a `vpce.amazonaws.com` name.
+fn is_endpoint_name(name: &Name) -> bool {
+    let text = name.to_ascii().to_ascii_lowercase();
+    text.starts_with("vpce-") || text.trim_end_matches('.').ends_with(VPCE_SUFFIX)
 }
 
 /// The record types served from zones.

@@ -25,7 +25,7 @@ use crate::harness::{StubUpstream, TestServer, addresses, serve, tempdir, wait_f
 
 /// Environment for a hubdns child talking to a local stand-in: fixed credentials, and the
 /// instance metadata service switched off so the SDK never looks for it.
-const LOCAL_AWS_ENV: [(&str, &str); 5] = [
+pub(crate) const LOCAL_AWS_ENV: [(&str, &str); 5] = [
     ("AWS_ACCESS_KEY_ID", "testing"),
     ("AWS_SECRET_ACCESS_KEY", "testing"),
     ("AWS_EC2_METADATA_DISABLED", "true"),
@@ -34,13 +34,13 @@ const LOCAL_AWS_ENV: [(&str, &str); 5] = [
 ];
 
 /// moto's server on a free loopback port, stopped when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Option<Child>,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Moto {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -64,7 +64,7 @@ impl Moto {
     }
 
     /// An EC2 client for moto: explicit region and credentials, no retries.
-    fn ec2(&self) -> Client {
+    pub(crate) fn ec2(&self) -> Client {
         let config = aws_sdk_ec2::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -76,6 +76,19 @@ impl Moto {
     }
 }
 
+impl Moto {
+    pub(crate) fn route53(&self) -> aws_sdk_route53::Client {
+        let config = aws_sdk_route53::Config::builder()
+            .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
+            .region(aws_sdk_route53::config::Region::new("us-east-1"))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_route53::config::Credentials::new("testing", "testing", None, None, "test"))
+            .retry_config(aws_sdk_route53::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_route53::Client::from_conf(config)
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         self.stop();
@@ -83,7 +96,7 @@ impl Drop for Moto {
 }
 
 /// A VPC with subnets in two AZs; returns the VPC id and the subnet ids.
-async fn hub_vpc(ec2: &Client) -> (String, Vec<String>) {
+pub(crate) async fn hub_vpc(ec2: &Client) -> (String, Vec<String>) {
     let vpc = ec2.create_vpc().cidr_block("10.10.0.0/16").send().await.expect("create vpc");
     let vpc = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_owned();
     let mut subnets = Vec::new();
@@ -95,7 +108,7 @@ async fn hub_vpc(ec2: &Client) -> (String, Vec<String>) {
 }
 
 /// An interface endpoint with a `hubdns:alias` tag; returns its id and its ENIs' addresses.
-async fn endpoint(ec2: &Client, vpc: &str, subnets: &[String], service: &str, alias: &str) -> (String, Vec<String>) {
+pub(crate) async fn endpoint(ec2: &Client, vpc: &str, subnets: &[String], service: &str, alias: &str) -> (String, Vec<String>) {
     let created = ec2
         .create_vpc_endpoint()
         .vpc_id(vpc)
@@ -138,21 +151,24 @@ fn source_config(upstream: SocketAddr, url: &str, state_file: &std::path::Path) 
 }
 
 /// Parses `text` and gives its sources fixed local credentials (in-process servers only).
-fn local_config(text: &str) -> Config {
+pub(crate) fn local_config(text: &str) -> Config {
     let mut config = Config::parse(text, "aws-test.toml").expect("valid config");
     for source in &mut config.sources.vpc_endpoints {
+        source.get_mut().static_credentials = true;
+    }
+    for source in &mut config.sources.route53 {
         source.get_mut().static_credentials = true;
     }
     config
 }
 
-async fn start(config: &Config) -> TestServer {
+pub(crate) async fn start(config: &Config) -> TestServer {
     let server = hubdns::server::start(config).await.expect("hubdns starts");
     let addr = server.addr();
     TestServer { server, addr }
 }
 
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_endpoints_are_served_refreshed_and_survive_outages_and_restarts() {

@@ -8,3 +8,4 @@ mod harness;
 mod listeners;
 mod owned;
 mod protocol;
+mod route53;
