@@ -187,6 +187,15 @@ pub struct Route53Config {
     pub static_credentials: bool,
 }
 
+/// The settings every AWS source has, borrowed for validation.
+struct AwsAccess<'a> {
+    region: &'a str,
+    role_arn: Option<&'a str>,
+    endpoint_url: Option<&'a str>,
+    max_attempts: u32,
+    api_timeout_secs: u64,
+}
+
 fn default_reread_secs() -> u64 {
     300
 }
@@ -368,6 +377,23 @@ impl Config {
         }
     }
 
+    /// Checks the settings every AWS source has, reporting them under `key`.
+    fn check_aws_access<T>(&self, entry: &Spanned<T>, key: &str, v: &AwsAccess<'_>) -> Result<(), ConfigError> {
+        if v.region.is_empty() || !v.region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(self.invalid(entry, format!("{key}.region"), format!("`{}` is not a region name like us-east-1", v.region)));
+        }
+        if v.role_arn.is_some_and(|r| !r.starts_with("arn:")) {
+            return Err(self.invalid(entry, format!("{key}.role_arn"), "a role ARN starts with `arn:` (arn:aws:iam::123456789012:role/hubdns)"));
+        }
+        if v.endpoint_url.is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            return Err(self.invalid(entry, format!("{key}.endpoint_url"), "must start with https:// (or http:// for a local emulator)"));
+        }
+        if v.max_attempts == 0 || v.api_timeout_secs == 0 {
+            return Err(self.invalid(entry, format!("{key}.max_attempts / api_timeout_secs"), "must be at least 1"));
+        }
+        Ok(())
+    }
+
     fn invalid<T>(&self, entry: &Spanned<T>, key: String, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             origin: self.origin.clone(),
@@ -428,18 +454,14 @@ impl Config {
         for (i, source) in self.sources.vpc_endpoints.iter().enumerate() {
             let key = format!("sources.vpc_endpoints[{i}]");
             let v = source.get_ref();
-            if v.region.is_empty() || !v.region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-                return Err(self.invalid(source, format!("{key}.region"), format!("`{}` is not a region name like us-east-1", v.region)));
-            }
-            if v.role_arn.as_ref().is_some_and(|r| !r.starts_with("arn:")) {
-                return Err(self.invalid(source, format!("{key}.role_arn"), "a role ARN starts with `arn:` (arn:aws:iam::123456789012:role/hubdns)"));
-            }
-            if v.endpoint_url.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
-                return Err(self.invalid(source, format!("{key}.endpoint_url"), "must start with https:// (or http:// for a local emulator)"));
-            }
-            if v.max_attempts == 0 || v.api_timeout_secs == 0 {
-                return Err(self.invalid(source, format!("{key}.max_attempts / api_timeout_secs"), "must be at least 1"));
-            }
+            let access = AwsAccess {
+                region: &v.region,
+                role_arn: v.role_arn.as_deref(),
+                endpoint_url: v.endpoint_url.as_deref(),
+                max_attempts: v.max_attempts,
+                api_timeout_secs: v.api_timeout_secs,
+            };
+            self.check_aws_access(source, &key, &access)?;
             if !seen_sources.insert((v.region.clone(), v.role_arn.clone())) {
                 return Err(self.invalid(source, key, "this region and role are already a source"));
             }
@@ -448,20 +470,16 @@ impl Config {
         for (i, source) in self.sources.route53.iter().enumerate() {
             let key = format!("sources.route53[{i}]");
             let v = source.get_ref();
-            if v.region.is_empty() || !v.region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-                return Err(self.invalid(source, format!("{key}.region"), format!("`{}` is not a region name like us-east-1", v.region)));
-            }
+            let access = AwsAccess {
+                region: &v.region,
+                role_arn: v.role_arn.as_deref(),
+                endpoint_url: v.endpoint_url.as_deref(),
+                max_attempts: v.max_attempts,
+                api_timeout_secs: v.api_timeout_secs,
+            };
+            self.check_aws_access(source, &key, &access)?;
             if v.vpc_ids.is_empty() && v.zone_ids.is_empty() {
                 return Err(self.invalid(source, key, "name the zones: vpc_ids (their associated private zones), zone_ids, or both"));
-            }
-            if v.role_arn.as_ref().is_some_and(|r| !r.starts_with("arn:")) {
-                return Err(self.invalid(source, format!("{key}.role_arn"), "a role ARN starts with `arn:` (arn:aws:iam::123456789012:role/hubdns)"));
-            }
-            if v.endpoint_url.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
-                return Err(self.invalid(source, format!("{key}.endpoint_url"), "must start with https:// (or http:// for a local emulator)"));
-            }
-            if v.max_attempts == 0 || v.api_timeout_secs == 0 {
-                return Err(self.invalid(source, format!("{key}.max_attempts / api_timeout_secs"), "must be at least 1"));
             }
         }
 

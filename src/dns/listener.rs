@@ -5,12 +5,14 @@
 //! and cached names inline: one system call in, one out, no readiness polling and no task per
 //! packet — the same cost per packet as the simplest echo server. Only a query that must go
 //! upstream becomes a task on the runtime, holding one of the `forward.max_in_flight` slots;
-//! it sends its answer without blocking (a full socket buffer drops it, as UDP may). TCP: one accept loop per address, at most
-//! `tcp_max_connections` connections (extra ones are closed at once), and a connection that
-//! is idle, or slow to send a query it started, for `tcp_idle_timeout_secs` is closed.
+//! it sends its answer without blocking (a full socket buffer drops it, as UDP may).
 //!
-//! Shutdown: cancelling the token stops every loop at its next await; forwards in flight are
-//! tracked so the caller can let them finish.
+//! TCP: one accept loop per address, at most `tcp_max_connections` connections (extra ones
+//! are closed at once), and a connection that is idle, or slow to send a query it started, for
+//! `tcp_idle_timeout_secs` is closed.
+//!
+//! Shutdown: cancelling the token stops every task at its next await, and [`wake_udp`] wakes
+//! the UDP threads to see it; forwards in flight are tracked so the caller can let them finish.
 
 use std::{
     io,

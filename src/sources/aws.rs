@@ -17,6 +17,14 @@ pub struct FetchError {
     pub message: String,
 }
 
+/// A source's name for logs and the state file: kind, region, and role when one is assumed.
+pub fn source_id(kind: &str, region: &str, role_arn: Option<&str>) -> String {
+    match role_arn {
+        Some(role) => format!("{kind}/{region}/{role}"),
+        None => format!("{kind}/{region}"),
+    }
+}
+
 /// An SDK error with its chain of causes, for logs.
 pub fn sdk_message<E: std::error::Error + 'static>(error: &E) -> String {
     aws_sdk_ec2::error::DisplayErrorContext(error).to_string()

@@ -40,7 +40,7 @@ use crate::{
     config::Route53Config,
     dns::forwarder::Forwarder,
     snapshot::{Alias, Provenance, Record, SourceKind, Weight},
-    sources::aws::{FetchError, TokenBucket, sdk_config, sdk_message},
+    sources::aws::{FetchError, TokenBucket, sdk_config, sdk_message, source_id},
 };
 
 /// Route 53's API budget per account: a burst of 50 calls, then 10 per second.
@@ -104,7 +104,7 @@ pub fn records_from_zones(zones: &[Zone], ctx: &ZoneContext) -> Converted {
     let apexes: Vec<(Name, &Zone)> = zones.iter().filter_map(|z| Some((unescape(&z.name)?, z))).collect();
     for (apex, zone) in &apexes {
         // Group the zone's sets by name and type: routing policies choose among a group.
-        let mut groups: BTreeMap<(String, u16), Vec<&ResourceRecordSet>> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, u16), (Name, Vec<&ResourceRecordSet>)> = BTreeMap::new();
         for set in &zone.record_sets {
             let Some(name) = unescape(set.name()) else {
                 out.skipped.push(format!("zone {}: cannot read the name {:?}", zone.id, set.name()));
@@ -115,11 +115,12 @@ pub fn records_from_zones(zones: &[Zone], ctx: &ZoneContext) -> Converted {
                 out.skipped.push(format!("zone {}: {name} belongs to a more specific loaded zone", zone.id));
                 continue;
             }
-            groups.entry((name.to_lowercase().to_ascii(), u16::from(record_type(set.r#type())))).or_default().push(set);
+            let key = (name.to_lowercase().to_ascii(), u16::from(record_type(set.r#type())));
+            groups.entry(key).or_insert_with(|| (name, Vec::new())).1.push(set);
         }
-        for ((_, _), sets) in groups {
+        for (name, sets) in groups.into_values() {
             for (set, weight) in select(&sets, &ctx.region) {
-                convert_set(set, weight, zone, apexes.iter().map(|(a, _)| a), ctx, &mut out);
+                convert_set(&name, set, weight, zone, apexes.iter().map(|(a, _)| a), ctx, &mut out);
             }
         }
     }
@@ -164,8 +165,9 @@ pub fn select<'s>(sets: &[&'s ResourceRecordSet], region: &str) -> Vec<(&'s Reso
     vec![(first, None)]
 }
 
-/// One chosen record set into records, an alias, or an external alias.
+/// One chosen record set of `name` into records, an alias, or an external alias.
 fn convert_set<'a>(
+    name: &Name,
     set: &ResourceRecordSet,
     weight: Option<u32>,
     zone: &Zone,
@@ -173,7 +175,7 @@ fn convert_set<'a>(
     ctx: &ZoneContext,
     out: &mut Converted,
 ) {
-    let Some(name) = unescape(set.name()) else { return };
+    let name = name.clone();
     let rtype = record_type(set.r#type());
     let origin = match set.set_identifier() {
         Some(id) => format!("route53 zone={} set={id} fetched={}", zone.id, ctx.fetched_at),
@@ -315,10 +317,7 @@ impl Route53Source {
 
     /// A name for logs and the state file.
     pub fn id(&self) -> String {
-        match &self.config.role_arn {
-            Some(role) => format!("route53/{}/{role}", self.config.region),
-            None => format!("route53/{}", self.config.region),
-        }
+        source_id("route53", &self.config.region, self.config.role_arn.as_deref())
     }
 
     fn error(&self, call: &'static str) -> impl Fn(String) -> FetchError + '_ {

@@ -38,7 +38,7 @@ use hickory_proto::rr::{
 use crate::{
     config::VpcEndpointsConfig,
     snapshot::{Provenance, Record, SourceKind},
-    sources::aws::{FetchError, sdk_config, sdk_message},
+    sources::aws::{FetchError, sdk_config, sdk_message, source_id},
 };
 
 /// The tag whose value lists extra names for an endpoint.
@@ -284,10 +284,7 @@ impl VpcEndpointSource {
 
     /// A name for logs and the state file: region, and role when one is assumed.
     pub fn id(&self) -> String {
-        match &self.config.role_arn {
-            Some(role) => format!("vpc_endpoints/{}/{role}", self.config.region),
-            None => format!("vpc_endpoints/{}", self.config.region),
-        }
+        source_id("vpc_endpoints", &self.config.region, self.config.role_arn.as_deref())
     }
 
     /// Asks EC2 for everything this source covers.
