@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use hubdns::demo::{Ec2Replay, Responses};
+use hubdns::demo::{AwsReplay, Responses};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
@@ -20,8 +20,9 @@ async fn main() -> std::io::Result<()> {
         describe_vpc_endpoints: pages,
         describe_network_interfaces: std::fs::read_to_string(dir.join("DescribeNetworkInterfaces.xml"))?,
         describe_vpc_endpoint_services: std::fs::read_to_string(dir.join("DescribeVpcEndpointServices.xml"))?,
+        route53: Default::default(),
     };
-    let replay = Ec2Replay::start(responses).await?;
+    let replay = AwsReplay::start(responses).await?;
     println!("{}", replay.url());
     std::future::pending::<()>().await;
     Ok(())

@@ -129,6 +129,9 @@ fn print_demo_help(addr: SocketAddr) {
          \n  dig {at} internal-api.service.com                          # alias of an endpoint id, flattened to A\
          \n  dig {at} kms.corp.example                                  # hubdns:alias tag on the KMS endpoint\
          \n  dig {at} my-bucket.s3.us-east-1.amazonaws.com              # wildcard\
+         \n  dig {at} internal-api.corp.example                         # Route 53 alias to an endpoint\
+         \n  dig {at} api.corp.example                                  # Route 53 weighted 90/10, drawn per query\
+         \n  dig {at} _ldap._tcp.corp.example SRV                       # Route 53 private zone record\
          \n  dig {at} secretsmanager.us-east-1.amazonaws.com AAAA       # NODATA + SOA\
          \n  dig {at} nope.secretsmanager.us-east-1.amazonaws.com       # NXDOMAIN + SOA\
          \n  dig {at} example.com                                       # forwarded to /etc/resolv.conf\

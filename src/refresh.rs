@@ -243,7 +243,7 @@ impl Refresher {
                     tracing::debug!(%item, "left out of the snapshot until every source has answered");
                 }
             }
-            log_diff(&live, &lines);
+            log_diff(&live, &lines, snapshot.conflicts());
             self.snapshot.store(Arc::new(snapshot));
             if let Some(path) = &self.config.refresh.state_file {
                 let sources = self.slots.iter().filter_map(|s| Some((s.id.clone(), s.last_good.clone()?))).collect();
@@ -277,7 +277,13 @@ pub fn build_snapshot(config: &Config, outputs: &[&SourceOutput]) -> (Snapshot, 
         aliases.extend(output.aliases.iter().cloned());
     }
     let (snapshot, dropped) = Snapshot::build(records, aliases, &soa_settings(config), serial_now());
-    tracing::debug!(names = snapshot.name_count(), records = snapshot.record_count(), serial = snapshot.serial(), "snapshot built");
+    tracing::debug!(
+        names = snapshot.name_count(),
+        records = snapshot.record_count(),
+        conflicts = snapshot.conflicts(),
+        serial = snapshot.serial(),
+        "snapshot built"
+    );
     (snapshot, dropped)
 }
 
@@ -300,10 +306,11 @@ fn record_lines(snapshot: &Snapshot) -> BTreeSet<String> {
         .collect()
 }
 
-fn log_diff(old: &BTreeSet<String>, new: &BTreeSet<String>) {
+/// Logs what a swap adds and removes, and how many records the new table left out to conflicts.
+fn log_diff(old: &BTreeSet<String>, new: &BTreeSet<String>, conflicts: usize) {
     let added: Vec<&String> = new.difference(old).collect();
     let removed: Vec<&String> = old.difference(new).collect();
-    tracing::info!(added = added.len(), removed = removed.len(), records = new.len(), "snapshot swapped");
+    tracing::info!(added = added.len(), removed = removed.len(), records = new.len(), conflicts, "snapshot swapped");
     for (i, line) in added.iter().enumerate() {
         if i < DIFF_LOG_LINES {
             tracing::info!(record = %line, "added");

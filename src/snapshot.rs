@@ -221,6 +221,8 @@ pub struct Snapshot {
     /// Wildcard nodes, keyed by the name they cover (the owner without its `*` label).
     wildcards: FastMap<Node>,
     serial: u32,
+    /// Records and aliases left out because a higher-precedence source owns their name.
+    conflicts: usize,
 }
 
 /// What a name collects while a build groups records by name.
@@ -313,6 +315,7 @@ impl Snapshot {
             pending = waiting.into_iter().map(|(key, alias, _)| (key, alias)).collect();
         }
         snapshot.apply_zones();
+        snapshot.conflicts = dropped.iter().filter(|d| matches!(d, Dropped::Conflict { .. })).count();
         (snapshot, dropped)
     }
 
@@ -378,6 +381,22 @@ impl Snapshot {
         let key = name_key(&alias.target);
         let mut out = Vec::new();
         for rtype in [RecordType::A, RecordType::AAAA].into_iter().filter(|t| alias.rtype.is_none_or(|only| only == *t)) {
+            // An alias to weighted records stays weighted, as Route 53 answers it.
+            let exact = self.exact.get(&key).filter(|node| !node.delegated);
+            let weighted = exact.into_iter().flat_map(|node| &node.rrsets).filter(|s| s.rtype == rtype && s.weight.is_some());
+            let before = out.len();
+            for set in weighted {
+                out.extend(set.records.iter().map(|r| Record {
+                    name: alias.name.clone(),
+                    ttl: alias.ttl,
+                    data: r.data.clone(),
+                    provenance: alias.provenance.clone(),
+                    weight: set.weight.clone(),
+                }));
+            }
+            if out.len() > before {
+                continue;
+            }
             if let Lookup::Found { records, .. } = self.find(&key, rtype, false) {
                 out.extend(records.iter().filter(|r| r.record_type() == rtype).map(|r| Record {
                     name: alias.name.clone(),
@@ -441,6 +460,12 @@ impl Snapshot {
     /// The serial in this table's SOAs.
     pub fn serial(&self) -> u32 {
         self.serial
+    }
+
+    /// How many records and aliases the build left out because a source of higher precedence
+    /// owns their name (each is also in the build's [`Dropped`] list, to be logged).
+    pub fn conflicts(&self) -> usize {
+        self.conflicts
     }
 }
 
@@ -798,6 +823,7 @@ mod tests {
                 })
                 .collect();
             assert_eq!(losers.len(), 2, "{dropped:?}");
+            assert_eq!(snapshot.conflicts(), 2, "counted");
             assert!(losers.contains(&SourceKind::Route53) && losers.contains(&SourceKind::EndpointDns));
         }
     }

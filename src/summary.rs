@@ -81,10 +81,23 @@ pub fn summary(config: &Config) -> String {
             config.refresh.interval_secs
         );
     }
+    for source in &config.sources.route53 {
+        let r = source.get_ref();
+        let _ = writeln!(
+            out,
+            "              route53 region {}{}{}{}   (every {}s; a zone is re-read when its record count changes, or every {}s)",
+            r.region,
+            r.role_arn.as_ref().map(|role| format!(", role {role}")).unwrap_or_default(),
+            if r.vpc_ids.is_empty() { String::new() } else { format!(", zones of vpcs {}", r.vpc_ids.join(" ")) },
+            if r.zone_ids.is_empty() { String::new() } else { format!(", zones {}", r.zone_ids.join(" ")) },
+            config.refresh.interval_secs,
+            r.reread_secs
+        );
+    }
     if let Some(path) = &config.refresh.state_file {
         let _ = writeln!(out, "state file    {}", path.display());
     }
-    let from_aws = !config.sources.vpc_endpoints.is_empty();
+    let from_aws = !config.sources.vpc_endpoints.is_empty() || !config.sources.route53.is_empty();
     for item in &dropped {
         match item {
             // `check` makes no AWS calls: such a target may well be an endpoint name or id.

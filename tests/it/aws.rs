@@ -18,7 +18,7 @@ use aws_sdk_ec2::{
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use hubdns::{
     config::Config,
-    demo::{Ec2Replay, Failure, Responses},
+    demo::{AwsReplay, Failure, Responses},
 };
 
 use crate::harness::{StubUpstream, TestServer, addresses, serve, tempdir, wait_for};
@@ -222,7 +222,7 @@ async fn moto_endpoints_are_served_refreshed_and_survive_outages_and_restarts() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_shaped_responses_through_the_sdk() {
     let upstream = StubUpstream::start("127.0.0.53", Ipv4Addr::new(192, 0, 2, 1)).await;
-    let replay = Ec2Replay::start(Responses::demo()).await.expect("stand-in starts");
+    let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in starts");
     let text = source_config(upstream.addr, &replay.url(), &tempdir().join("state.json"))
         + "\n[[aliases]]\nname = \"internal-api.service.com\"\ntarget = \"vpce-0123456789abcdef0\"\n\n\
            [[aliases]]\nname = \"secrets.corp.example\"\ntarget = \"com.amazonaws.us-east-1.secretsmanager\"\n";
@@ -253,7 +253,7 @@ fn lines_with(logs: &crate::harness::Logs, parts: &[&str]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_server_errors_keep_answers_and_back_off() {
     let upstream = StubUpstream::start("127.0.0.53", Ipv4Addr::new(192, 0, 2, 1)).await;
-    let replay = Ec2Replay::start(Responses::demo()).await.expect("stand-in starts");
+    let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in starts");
     let text = source_config(upstream.addr, &replay.url(), &tempdir().join("state.json"));
     let (_hubdns, port, logs) = serve(&text, &LOCAL_AWS_ENV);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -340,6 +340,7 @@ fn many_endpoints(count: usize) -> Responses {
         describe_vpc_endpoints: pages,
         describe_network_interfaces: format!("<DescribeNetworkInterfacesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><networkInterfaceSet>{enis}</networkInterfaceSet></DescribeNetworkInterfacesResponse>"),
         describe_vpc_endpoint_services: "<DescribeVpcEndpointServicesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><serviceDetailSet/></DescribeVpcEndpointServicesResponse>".into(),
+        route53: Default::default(),
     }
 }
 
@@ -353,7 +354,7 @@ fn rss_kib(pid: u32) -> u64 {
 async fn two_thousand_endpoints() {
     const COUNT: usize = 2_000;
     let upstream = StubUpstream::start("127.0.0.53", Ipv4Addr::new(192, 0, 2, 1)).await;
-    let replay = Ec2Replay::start(many_endpoints(COUNT)).await.expect("stand-in starts");
+    let replay = AwsReplay::start(many_endpoints(COUNT)).await.expect("stand-in starts");
     let text = source_config(upstream.addr, &replay.url(), &tempdir().join("state.json")).replace("interval_secs = 1", "interval_secs = 30").replace("max_backoff_secs = 4", "max_backoff_secs = 60");
     let (hubdns, port, logs) = serve(&text, &LOCAL_AWS_ENV);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -380,8 +381,8 @@ async fn two_thousand_endpoints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_source_does_not_affect_the_others_and_a_corrupt_state_file_is_ignored() {
     let upstream = StubUpstream::start("127.0.0.53", Ipv4Addr::new(192, 0, 2, 1)).await;
-    let good = Ec2Replay::start(Responses::demo()).await.expect("stand-in starts");
-    let bad = Ec2Replay::start(many_endpoints(3)).await.expect("stand-in starts");
+    let good = AwsReplay::start(Responses::demo()).await.expect("stand-in starts");
+    let bad = AwsReplay::start(many_endpoints(3)).await.expect("stand-in starts");
     bad.fail_with(Some(Failure::ServerError));
     let state_file = tempdir().join("state.json");
     std::fs::write(&state_file, b"{\"format\": \"hubdns-state/1\", \"sources\": {\"vpc_endpoints/us-east-1\": [").expect("write");

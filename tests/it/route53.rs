@@ -1,7 +1,11 @@
-//! The Route 53 source through the real SDK against moto's server: a private zone associated
-//! with the hub VPC, every kind of record queried over DNS through hubdns, and an alias to an
-//! interface endpoint created in moto. The zone has more than 300 record sets, so
-//! ListResourceRecordSets pages.
+//! The Route 53 source through the real SDK, never real AWS:
+//! - against moto's server: a private zone associated with the hub VPC, every kind of record
+//!   queried over DNS through hubdns, an alias to an interface endpoint created in moto and one
+//!   to a load balancer resolved upstream. The zone has more than 300 record sets, so
+//!   ListResourceRecordSets pages;
+//! - against the demo's AWS stand-in (real-shaped XML): outages keep the zone, a restart serves
+//!   it from the state file, unchanged zones are not re-read, and a repeating page token is
+//!   refused rather than followed forever.
 
 use std::{collections::BTreeSet, net::Ipv4Addr};
 
@@ -14,10 +18,18 @@ use hickory_proto::{
     rr::{RData, RecordType},
 };
 
+use hubdns::{
+    demo::{AwsReplay, Failure, Responses},
+    sources::route53::Route53Source,
+};
+
 use crate::{
     aws::{Moto, WAIT, endpoint, hub_vpc, local_config, start},
-    harness::{StubUpstream, addresses, soa_owner, tempdir, wait_for},
+    harness::{StubUpstream, TestServer, addresses, soa_owner, tempdir, wait_for},
 };
+
+/// A load balancer's name, answered by the stub upstream: the target of an outside alias.
+const ELB: &str = "dualstack.internal-hub-alb-1234567890.us-east-1.elb.amazonaws.com.";
 
 /// Record sets past moto's page of 300.
 const FILLER: usize = 320;
@@ -36,7 +48,7 @@ fn create(set: ResourceRecordSet) -> Change {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_zone_is_served_whole_with_aliases_and_routing_policies() {
-    let upstream = StubUpstream::start("127.0.0.54", Ipv4Addr::new(192, 0, 2, 1)).await;
+    let upstream = StubUpstream::start_with("127.0.0.54", Ipv4Addr::new(192, 0, 2, 1), &[ELB]).await;
     let moto = Moto::start();
     let ec2 = moto.ec2();
     let (vpc, subnets) = hub_vpc(&ec2).await;
@@ -108,6 +120,21 @@ async fn a_private_zone_is_served_whole_with_aliases_and_routing_policies() {
                 .build()
                 .expect("alias set"),
         ),
+        create(
+            ResourceRecordSet::builder()
+                .name("app.corp.example.")
+                .r#type(RrType::A)
+                .alias_target(
+                    AliasTarget::builder()
+                        .hosted_zone_id("Z35SXDOTRQ7X7K")
+                        .dns_name(ELB)
+                        .evaluate_target_health(true)
+                        .build()
+                        .expect("alias"),
+                )
+                .build()
+                .expect("alias set"),
+        ),
     ];
     changes.extend((0..FILLER).map(|i| create(plain(&format!("h{i}.corp.example."), RrType::A, &[&format!("10.21.{}.{}", i / 256, i % 256)]))));
     route53
@@ -155,6 +182,13 @@ async fn a_private_zone_is_served_whole_with_aliases_and_routing_policies() {
     let alias = wait_for(hub.addr, "internal-api.corp.example.", RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
     assert_eq!(addresses(&alias), endpoint_ips, "alias to the endpoint → its ENI addresses");
 
+    // An alias to a load balancer: resolved upstream at refresh, TTL capped at the interval.
+    let app = wait_for(hub.addr, "app.corp.example.", RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
+    assert_eq!(addresses(&app), ["192.0.2.1"]);
+    assert!(app.answers[0].ttl <= 1, "upstream said 300; capped at interval_secs = 1: {app:?}");
+    assert!(app.metadata.authoritative, "served as the zone's own record");
+    assert!(upstream.queries_for(ELB) > 0, "resolved through the forwarder");
+
     // Whole-zone negative answers carry the zone's own SOA (from Route 53).
     let missing = hub.udp("missing.corp.example.", RecordType::A).await;
     assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
@@ -165,4 +199,121 @@ async fn a_private_zone_is_served_whole_with_aliases_and_routing_policies() {
     assert_eq!(hub.udp("corp.example.", RecordType::SOA).await.answers.len(), 1);
     assert_eq!(upstream.queries_for("missing.corp.example."), 0, "never forwarded");
     hub.server.stop().await;
+}
+
+/// hubdns config text with the demo's endpoint and zone sources at `url`, refreshing every second.
+fn stand_in_config(upstream: std::net::SocketAddr, url: &str, state_file: &std::path::Path) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 1\n\n\
+         [forward]\nupstreams = [\"{upstream}\"]\ntimeout_ms = 300\nattempts = 1\ndeadline_ms = 1000\n\n\
+         [refresh]\ninterval_secs = 1\nmax_backoff_secs = 2\nstate_file = \"{}\"\n\n\
+         [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\napi_timeout_secs = 1\nmax_attempts = 1\n\n\
+         [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-0a1b2c3d4e5f60718\"]\nendpoint_url = \"{url}\"\napi_timeout_secs = 1\nmax_attempts = 1\n",
+        state_file.display()
+    )
+}
+
+/// Every address `name` answers with over `tries` queries (weighted answers vary per query).
+async fn drawn(hub: &TestServer, name: &str, tries: usize) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..tries {
+        seen.extend(addresses(&hub.udp(name, RecordType::A).await));
+    }
+    seen
+}
+
+/// What the demo zone must answer, whether fresh, through an outage, or from the state file.
+async fn assert_demo_zone(hub: &TestServer, when: &str) {
+    let api = BTreeSet::from(["10.20.1.10".to_owned(), "10.20.1.11".to_owned()]);
+    assert_eq!(addresses(&hub.udp("internal-api.corp.example.", RecordType::A).await), ["10.10.1.77", "10.10.2.78"], "{when}: alias to the endpoint");
+    // Weights 90/10: 200 draws miss the light one with probability 0.9^200 ≈ 7e-10.
+    assert_eq!(drawn(hub, "api.corp.example.", 200).await, api, "{when}: weighted");
+    assert_eq!(drawn(hub, "www.corp.example.", 200).await, api, "{when}: an alias to weighted records stays weighted");
+    assert_eq!(addresses(&hub.udp("db.corp.example.", RecordType::A).await), ["10.20.2.10"], "{when}: failover primary");
+    assert_eq!(addresses(&hub.udp("x.apps.corp.example.", RecordType::A).await), ["10.20.9.9"], "{when}: wildcard");
+    let missing = hub.udp("missing.corp.example.", RecordType::A).await;
+    assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain, "{when}");
+    assert_eq!(soa_owner(&missing).as_deref(), Some("corp.example."), "{when}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zones_survive_route53_outages_and_restart_from_the_state_file() {
+    let upstream = StubUpstream::start("127.0.0.55", Ipv4Addr::new(192, 0, 2, 1)).await;
+    let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in starts");
+    let state_file = tempdir().join("state.json");
+    let config = local_config(&stand_in_config(upstream.addr, &replay.url(), &state_file));
+    let hub = start(&config).await;
+    wait_for(hub.addr, "internal-api.corp.example.", RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
+    assert_demo_zone(&hub, "fresh").await;
+
+    // Route 53 throttles, then fails: the zone stays as it was.
+    for failure in [Failure::Throttle, Failure::ServerError] {
+        replay.fail_with(Some(failure));
+        let before = replay.requests_for("ListHostedZonesByVPC");
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        assert!(replay.requests_for("ListHostedZonesByVPC") > before, "{failure:?}: the source kept asking");
+        assert_demo_zone(&hub, &format!("{failure:?}")).await;
+    }
+    hub.server.stop().await;
+
+    // Restart while AWS still fails: the zone comes from the state file, weights and aliases included.
+    let state = std::fs::read_to_string(&state_file).expect("state file written");
+    assert!(state.contains("\"route53/us-east-1\"") && state.contains("\"green\""), "zone and weights kept: {state}");
+    let hub = start(&config).await;
+    assert!(hub.server.is_ready(), "ready from the state file, before AWS answers");
+    assert_demo_zone(&hub, "restored").await;
+    hub.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_zones_are_not_reread_and_a_repeating_token_is_refused() {
+    let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in starts");
+    let upstream = "127.0.0.1:9".parse().expect("constant");
+    let config = local_config(&stand_in_config(upstream, &replay.url(), &tempdir().join("state.json")));
+    let settings = config.sources.route53[0].get_ref().clone();
+    let source = Route53Source::new(settings.clone()).await;
+    let reads = || replay.requests_for("ListResourceRecordSets");
+
+    let first = source.fetch().await.expect("first fetch");
+    assert_eq!((first.len(), first[0].record_sets.len()), (1, 14), "the demo zone, whole");
+    assert_eq!(reads(), 1);
+    let second = source.fetch().await.expect("second fetch");
+    assert_eq!((reads(), replay.requests_for("GetHostedZone")), (1, 2), "same record count: not re-read");
+    assert_eq!(second[0].record_sets.len(), 14, "served from the last read");
+
+    // The zone changes: its record count moves, so the next fetch reads it again.
+    let mut changed = Responses::demo();
+    for xml in changed.route53.hosted_zones.values_mut() {
+        *xml = xml.replace("<ResourceRecordSetCount>14<", "<ResourceRecordSetCount>15<");
+    }
+    replay.set_responses(changed);
+    source.fetch().await.expect("third fetch");
+    assert_eq!(reads(), 2, "count changed: re-read");
+
+    // reread_secs = 0: every fetch reads every zone, whatever its count says.
+    let always = Route53Source::new(hubdns::config::Route53Config { reread_secs: 0, ..settings.clone() }).await;
+    always.fetch().await.expect("fetch");
+    always.fetch().await.expect("fetch");
+    assert_eq!(reads(), 4);
+
+    // A page that names itself as the next one: refused after two calls, not followed forever.
+    let mut looping = Responses::demo();
+    let truncated = |xml: &str| {
+        xml.replace(
+            "<IsTruncated>false</IsTruncated>",
+            "<IsTruncated>true</IsTruncated><NextRecordName>dc1.corp.example.</NextRecordName><NextRecordType>A</NextRecordType>",
+        )
+    };
+    for pages in looping.route53.record_sets.values_mut() {
+        let page = truncated(&pages[0]);
+        *pages = vec![page.clone(), page];
+    }
+    replay.set_responses(looping);
+    let fresh = Route53Source::new(settings).await;
+    let error = tokio::time::timeout(std::time::Duration::from_secs(10), fresh.fetch())
+        .await
+        .expect("the fetch ends instead of following the token forever")
+        .expect_err("a repeating token is an error");
+    assert!(error.to_string().contains("next-record token repeats"), "{error}");
+    assert_eq!(reads(), 6, "two pages read, then stopped");
 }

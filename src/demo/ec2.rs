@@ -1,0 +1,108 @@
+//! The stand-in's EC2 side: answers the form-encoded EC2 Query requests of the endpoint source
+//! from the recorded responses, paging DescribeVpcEndpoints and filtering
+//! DescribeNetworkInterfaces by id as EC2 does.
+
+use std::collections::HashSet;
+
+use super::{Failure, Responses};
+
+/// The `Action=` of a form-encoded EC2 Query request.
+pub(super) fn action(body: &str) -> &str {
+    body.split('&').find_map(|pair| pair.strip_prefix("Action=")).unwrap_or("")
+}
+
+/// The status line and XML EC2 answers `failure` with.
+pub(super) fn failure(failure: Failure) -> (&'static str, String) {
+    match failure {
+        Failure::Throttle => ("503 Service Unavailable", error_xml("RequestLimitExceeded", "Request limit exceeded.")),
+        Failure::ServerError => ("500 Internal Server Error", error_xml("InternalError", "An internal error has occurred")),
+        Failure::ExpiredCredentials => {
+            ("401 Unauthorized", error_xml("AuthFailure", "AWS was not able to validate the provided access credentials"))
+        }
+        // The server never answers a hung request; this is here for completeness.
+        Failure::Hang => ("504 Gateway Timeout", error_xml("RequestTimeout", "The request timed out.")),
+    }
+}
+
+/// The status line and XML for EC2 `action` with form `body`.
+pub(super) fn respond(action: &str, body: &str, responses: &Responses) -> (&'static str, String) {
+    let params = || body.split('&').filter_map(|pair| pair.split_once('='));
+    match action {
+        "DescribeVpcEndpoints" => {
+            let page = params()
+                .find(|(k, _)| *k == "NextToken")
+                .and_then(|(_, v)| v.strip_prefix("page-")?.parse::<usize>().ok())
+                .unwrap_or(0);
+            match responses.describe_vpc_endpoints.get(page) {
+                Some(xml) => ("200 OK", xml.clone()),
+                None => ("400 Bad Request", error_xml("InvalidPaginationToken", "The token is not valid.")),
+            }
+        }
+        "DescribeNetworkInterfaces" => {
+            // Filter.N.Name=network-interface-id with Filter.N.Value.M=eni-…
+            let wanted: HashSet<&str> =
+                params().filter(|(k, _)| k.starts_with("Filter.") && k.contains(".Value.")).map(|(_, v)| v).collect();
+            let xml = &responses.describe_network_interfaces;
+            let body = if wanted.is_empty() {
+                xml.clone()
+            } else {
+                keep_items(xml, |item| eni_id(item).is_some_and(|id| wanted.contains(id)))
+            };
+            ("200 OK", body)
+        }
+        "DescribeVpcEndpointServices" => ("200 OK", responses.describe_vpc_endpoint_services.clone()),
+        other => ("400 Bad Request", error_xml("InvalidAction", &format!("The action {other} is not valid for this web service."))),
+    }
+}
+
+/// The id in an ENI `<item>`.
+fn eni_id(item: &str) -> Option<&str> {
+    let start = item.find("<networkInterfaceId>")? + "<networkInterfaceId>".len();
+    item[start..].split('<').next()
+}
+
+/// `xml` with only the top-level `<item>`s of its list that `keep` accepts (nested `<item>`s,
+/// like an ENI's security groups, travel with their parent).
+fn keep_items(xml: &str, keep: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let (mut depth, mut at, mut item_start) = (0usize, 0usize, 0usize);
+    while let Some(offset) = xml[at..].find("<item>").into_iter().chain(xml[at..].find("</item>")).min() {
+        let pos = at + offset;
+        if xml[pos..].starts_with("</item>") {
+            let end = pos + "</item>".len();
+            depth = depth.saturating_sub(1);
+            if depth == 0 && keep(&xml[item_start..end]) {
+                out.push_str(&xml[item_start..end]);
+            }
+            at = end;
+        } else {
+            if depth == 0 {
+                out.push_str(&xml[at..pos]);
+                item_start = pos;
+            }
+            depth += 1;
+            at = pos + "<item>".len();
+        }
+    }
+    out.push_str(&xml[at..]);
+    out
+}
+
+fn error_xml(code: &str, message: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>00000000-0000-4000-8000-000000000000</RequestID></Response>"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_items_filters_top_level_items_only() {
+        let xml = "<r><set><item><id>a</id><g><item>x</item></g></item><item><id>b</id></item></set></r>";
+        assert_eq!(keep_items(xml, |i| i.contains("<id>b</id>")), "<r><set><item><id>b</id></item></set></r>");
+        assert_eq!(keep_items(xml, |i| i.contains("<id>a</id>")), "<r><set><item><id>a</id><g><item>x</item></g></item></set></r>");
+        assert_eq!(keep_items("<r/>", |_| true), "<r/>");
+    }
+}

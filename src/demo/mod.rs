@@ -1,0 +1,288 @@
+//! The demo's stand-in for the AWS APIs: a loopback HTTP server that answers the EC2 calls
+//! of the endpoint source (DescribeVpcEndpoints, DescribeNetworkInterfaces,
+//! DescribeVpcEndpointServices) and the Route 53 calls of the zone source
+//! (ListHostedZonesByVPC, GetHostedZone, ListResourceRecordSets) with recorded, real-shaped
+//! XML responses (`config/demo-aws/`).
+//!
+//! `hubdns demo` points its sources at it, so the demo runs the production path end to end —
+//! SDK, HTTP, XML parsing, conversion, refresh loop — without AWS. Tests use it too: to serve
+//! responses shaped like real AWS (DnsEntries, DnsOptions, a repeating Route 53 page token)
+//! that moto cannot produce, to count calls, and to answer with throttling or server errors on
+//! demand. This file holds the HTTP server; `ec2` and `route53` hold each API's answers.
+
+mod ec2;
+mod route53;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+    },
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
+};
+
+use crate::config::Config;
+
+/// Largest request the stand-in reads (EC2 Query requests are small form posts).
+const MAX_REQUEST: usize = 1 << 20;
+
+/// The recorded response body for each EC2 action the endpoint source calls.
+#[derive(Debug, Clone)]
+pub struct Responses {
+    /// DescribeVpcEndpoints, page by page: page `i` (from 0) ends with
+    /// `<nextToken>page-{i+1}</nextToken>` when another follows, and the request carrying
+    /// `NextToken=page-{i+1}` gets the next one, as EC2 pages.
+    pub describe_vpc_endpoints: Vec<String>,
+    /// DescribeNetworkInterfaces for every ENI; a request with a `network-interface-id`
+    /// filter gets only the ENIs it names, as EC2 answers.
+    pub describe_network_interfaces: String,
+    /// DescribeVpcEndpointServices.
+    pub describe_vpc_endpoint_services: String,
+    /// The Route 53 side.
+    pub route53: Route53Responses,
+}
+
+/// Recorded Route 53 responses.
+#[derive(Debug, Clone, Default)]
+pub struct Route53Responses {
+    /// ListHostedZonesByVPC by VPC id; another VPC gets an empty list, as Route 53 answers.
+    pub zones_by_vpc: BTreeMap<String, String>,
+    /// GetHostedZone by zone id (without `/hostedzone/`).
+    pub hosted_zones: BTreeMap<String, String>,
+    /// ListResourceRecordSets by zone id, page by page: a request whose `name` parameter is
+    /// the `<NextRecordName>` of page `i` gets page `i + 1`, as Route 53 pages.
+    pub record_sets: BTreeMap<String, Vec<String>>,
+}
+
+impl Route53Responses {
+    /// The demo's private hosted zone `corp.example.`, associated with the hub VPC.
+    pub fn demo() -> Self {
+        let zone = "Z0C0RP5EXAMPLE1DEMO0".to_owned();
+        Self {
+            zones_by_vpc: BTreeMap::from([(
+                "vpc-0a1b2c3d4e5f60718".to_owned(),
+                include_str!("../../config/demo-aws/route53/ListHostedZonesByVPC.xml").into(),
+            )]),
+            hosted_zones: BTreeMap::from([(zone.clone(), include_str!("../../config/demo-aws/route53/GetHostedZone.xml").into())]),
+            record_sets: BTreeMap::from([(zone, vec![include_str!("../../config/demo-aws/route53/ListResourceRecordSets.xml").into()])]),
+        }
+    }
+}
+
+impl Responses {
+    /// The demo's recordings: a hub VPC in us-east-1 with Secrets Manager, a provider's
+    /// service, S3 (dual-stack, wildcards), KMS (with a `hubdns:alias` tag), one endpoint
+    /// pending acceptance and one Gateway endpoint; and the private zone `corp.example.`
+    /// with an alias to the provider's endpoint, weighted, failover and wildcard records.
+    pub fn demo() -> Self {
+        Self {
+            describe_vpc_endpoints: vec![include_str!("../../config/demo-aws/DescribeVpcEndpoints.xml").into()],
+            describe_network_interfaces: include_str!("../../config/demo-aws/DescribeNetworkInterfaces.xml").into(),
+            describe_vpc_endpoint_services: include_str!("../../config/demo-aws/DescribeVpcEndpointServices.xml").into(),
+            route53: Route53Responses::demo(),
+        }
+    }
+}
+
+/// An error the stand-in can answer with instead of data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Throttling: EC2's HTTP 503 `RequestLimitExceeded`, Route 53's HTTP 400 `Throttling`.
+    Throttle,
+    /// HTTP 500 `InternalError` (EC2) or `InternalFailure` (Route 53).
+    ServerError,
+    /// Expired or revoked credentials: EC2's HTTP 401 `AuthFailure`, Route 53's HTTP 403
+    /// `InvalidClientTokenId`.
+    ExpiredCredentials,
+    /// Read the request and never answer: the SDK's attempt timeout has to end it.
+    Hang,
+}
+
+/// A running stand-in.
+pub struct AwsReplay {
+    addr: SocketAddr,
+    state: Arc<ReplayState>,
+}
+
+struct ReplayState {
+    responses: Mutex<Responses>,
+    failure: Mutex<Option<Failure>>,
+    /// Requests by API action.
+    requests: Mutex<HashMap<String, usize>>,
+}
+
+/// One HTTP request, as far as the responders need it.
+struct Request {
+    /// The request target: path and query.
+    target: String,
+    body: String,
+}
+
+impl AwsReplay {
+    /// Serves `responses` on 127.0.0.1 at a free port until the process ends.
+    pub async fn start(responses: Responses) -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(ReplayState {
+            responses: Mutex::new(responses),
+            failure: Mutex::new(None),
+            requests: Mutex::new(HashMap::new()),
+        });
+        let shared = state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, shared.clone()));
+            }
+        });
+        Ok(Self { addr, state })
+    }
+
+    /// The `endpoint_url` to give the source.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answer every request with `failure` from now on (`None`: data again).
+    pub fn fail_with(&self, failure: Option<Failure>) {
+        if let Ok(mut slot) = self.state.failure.lock() {
+            *slot = failure;
+        }
+    }
+
+    /// Replace the recorded responses (an endpoint deleted, say).
+    pub fn set_responses(&self, responses: Responses) {
+        if let Ok(mut slot) = self.state.responses.lock() {
+            *slot = responses;
+        }
+    }
+
+    /// How many API requests have arrived.
+    pub fn requests(&self) -> usize {
+        self.state.requests.lock().map_or(0, |counts| counts.values().sum())
+    }
+
+    /// How many requests for `action` (`DescribeVpcEndpoints`, `ListResourceRecordSets`, …)
+    /// have arrived.
+    pub fn requests_for(&self, action: &str) -> usize {
+        self.state.requests.lock().map_or(0, |counts| counts.get(action).copied().unwrap_or(0))
+    }
+}
+
+/// Points every AWS source of `config` at a stand-in serving the demo's recordings, with
+/// fixed local credentials (nothing leaves the machine).
+pub async fn attach(config: &mut Config) -> io::Result<AwsReplay> {
+    let replay = AwsReplay::start(Responses::demo()).await?;
+    for source in &mut config.sources.vpc_endpoints {
+        let source = source.get_mut();
+        source.endpoint_url = Some(replay.url());
+        source.static_credentials = true;
+    }
+    for source in &mut config.sources.route53 {
+        let source = source.get_mut();
+        source.endpoint_url = Some(replay.url());
+        source.static_credentials = true;
+    }
+    Ok(replay)
+}
+
+/// One keep-alive HTTP/1.1 connection from the SDK.
+async fn serve(stream: TcpStream, state: Arc<ReplayState>) {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    loop {
+        let Ok(Some(request)) = read_request(&mut reader).await else { return };
+        if let Ok(mut counts) = state.requests.lock() {
+            *counts.entry(request.action().to_owned()).or_default() += 1;
+        }
+        let failure = state.failure.lock().ok().and_then(|f| *f);
+        if failure == Some(Failure::Hang) {
+            // Hold the connection open without a word until the client gives up on it.
+            let mut sink = [0u8; 1];
+            let _ = reader.read(&mut sink).await;
+            return;
+        }
+        let (status, xml) = respond(&request, failure, &state);
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\nServer: hubdns-demo-ec2\r\n\r\n",
+            xml.len()
+        );
+        if writer.write_all(head.as_bytes()).await.is_err() || writer.write_all(xml.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one request, or `None` when the client closed the connection.
+async fn read_request(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> io::Result<Option<Request>> {
+    let mut length = 0usize;
+    let mut line = String::new();
+    let mut target = None;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            if target.is_none() {
+                continue; // stray CRLF between requests
+            }
+            break;
+        }
+        if target.is_none() {
+            // The request line: `GET /2013-04-01/hostedzone/Z1 HTTP/1.1`.
+            target = Some(header.split(' ').nth(1).unwrap_or("/").to_owned());
+            continue;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().map_err(|_| io::Error::other("bad content-length"))?;
+        }
+    }
+    if length > MAX_REQUEST {
+        return Err(io::Error::other("request too large"));
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await?;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    Ok(Some(Request { target: target.unwrap_or_default(), body }))
+}
+
+impl Request {
+    fn is_route53(&self) -> bool {
+        route53::is_route53(&self.target)
+    }
+
+    /// The API action it calls.
+    fn action(&self) -> &str {
+        match self.is_route53() {
+            true => route53::action(&self.target),
+            false => ec2::action(&self.body),
+        }
+    }
+}
+
+/// The status line and XML for `request`, or for `failure`.
+fn respond(request: &Request, failure: Option<Failure>, state: &ReplayState) -> (&'static str, String) {
+    let route53 = request.is_route53();
+    if let Some(failure) = failure {
+        return match route53 {
+            true => route53::failure(failure),
+            false => ec2::failure(failure),
+        };
+    }
+    let Ok(responses) = state.responses.lock() else {
+        return ("500 Internal Server Error", "stand-in state poisoned".to_owned());
+    };
+    match route53 {
+        true => route53::respond(&request.target, &responses.route53),
+        false => ec2::respond(request.action(), &request.body, &responses),
+    }
+}
