@@ -101,6 +101,7 @@ async fn a_private_zone_is_served_whole_with_aliases_and_routing_policies() {
         create(plain("corp.example.", RrType::Mx, &["10 mail.corp.example."])),
         create(plain("_ldap._tcp.corp.example.", RrType::Srv, &["0 10 389 dc1.corp.example."])),
         create(plain("\\052.apps.corp.example.", RrType::A, &["10.20.9.9"])),
+        create(plain("lab.corp.example.", RrType::Ns, &["ns1.lab-dns.example.", "ns2.lab-dns.example."])),
         create(weighted("blue", 1, "10.20.1.1")),
         create(weighted("green", 1, "10.20.1.2")),
         create(failover("primary", ResourceRecordSetFailover::Primary, "10.20.2.1")),
@@ -198,6 +199,10 @@ async fn a_private_zone_is_served_whole_with_aliases_and_routing_policies() {
     assert_eq!(soa_owner(&nodata).as_deref(), Some("corp.example."));
     assert_eq!(hub.udp("corp.example.", RecordType::SOA).await.answers.len(), 1);
     assert_eq!(upstream.queries_for("missing.corp.example."), 0, "never forwarded");
+    // A delegation inside the zone is forwarded, as a resolver in the VPC would follow it.
+    let delegated = hub.udp("host.lab.corp.example.", RecordType::A).await;
+    assert!(!delegated.metadata.authoritative, "{delegated:?}");
+    assert_eq!(upstream.queries_for("host.lab.corp.example."), 1, "forwarded below the delegation");
     hub.server.stop().await;
 }
 
