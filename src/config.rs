@@ -46,6 +46,9 @@ pub struct Config {
     /// How often sources are asked again, and where the last good answers are kept.
     #[serde(default)]
     pub refresh: RefreshConfig,
+    /// The admin HTTP listener (health, readiness); off unless `admin.listen` is set.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// The file this configuration came from, for provenance and messages (`<demo>` for the
     /// built-in demo).
     #[serde(skip)]
@@ -81,6 +84,15 @@ pub struct ServerConfig {
     /// A TCP connection that sends no complete query for this long is closed.
     #[serde(default = "default_tcp_idle_timeout_secs")]
     pub tcp_idle_timeout_secs: u64,
+}
+
+/// The admin HTTP listener. Keep it on loopback or a management network: it is not
+/// authenticated.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address for `/healthz` and `/readyz` (the demo uses 127.0.0.1:9153); unset: off.
+    pub listen: Option<SocketAddr>,
 }
 
 /// How owned names are answered.

@@ -22,9 +22,11 @@
 //! - [`refresh`]: the refresh loop, the state file, readiness.
 //! - [`dns`]: listeners, the query handler, the forwarder, the allow list.
 //! - [`server`]: start and stop: everything above wired together.
+//! - [`admin`]: the admin HTTP listener (`/healthz`, `/readyz`) and its probe.
 //! - [`summary`]: the `hubdns check` report.
-//! - [`demo`]: the demo's local stand-in for the EC2 API, serving recorded responses.
+//! - [`demo`]: the demo's local stand-in for the EC2 and Route 53 APIs (recorded responses).
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod dns;

@@ -35,6 +35,19 @@ enum Command {
         /// Address to serve on (UDP and TCP).
         #[arg(long, default_value = "127.0.0.1:5353")]
         listen: SocketAddr,
+        /// Address of the admin HTTP listener (/healthz, /readyz).
+        #[arg(long, default_value = "127.0.0.1:9153")]
+        admin: SocketAddr,
+    },
+    /// Ask a running hubdns whether it is ready (exit 0) or not (exit 1): for container
+    /// health checks, where there is no curl.
+    Health {
+        /// The admin listener's address (`admin.listen`).
+        #[arg(long, default_value = "127.0.0.1:9153")]
+        admin: SocketAddr,
+        /// The path to ask: /readyz (ready for traffic) or /healthz (alive).
+        #[arg(long, default_value = "/readyz")]
+        path: String,
     },
 }
 
@@ -56,10 +69,12 @@ fn main() -> ExitCode {
 
     let config = match &args.command {
         Command::Serve { config } | Command::Check { config } => Config::load(config),
-        Command::Demo { listen } => Config::parse(hubdns::DEMO_CONFIG, "config/demo.toml").map(|mut c| {
+        Command::Demo { listen, admin } => Config::parse(hubdns::DEMO_CONFIG, "config/demo.toml").map(|mut c| {
             c.server.listen = vec![*listen];
+            c.admin.listen = Some(*admin);
             c
         }),
+        Command::Health { admin, path } => return health(*admin, path),
     };
     let mut config = match config {
         Ok(config) => config,
@@ -82,6 +97,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// `hubdns health`: 0 when the admin listener answers 200, 1 otherwise.
+fn health(admin: SocketAddr, path: &str) -> ExitCode {
+    match hubdns::admin::probe(admin, path, std::time::Duration::from_secs(3)) {
+        Ok((200, body)) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprint!("hubdns: {admin}{path}: HTTP {status}: {body}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("hubdns: {admin}{path}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run(config: &mut Config, demo: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -95,7 +128,7 @@ fn run(config: &mut Config, demo: bool) -> anyhow::Result<()> {
         };
         let server = hubdns::server::start(config).await.context("cannot start")?;
         if demo {
-            print_demo_help(server.addr());
+            print_demo_help(server.addr(), server.admin_addr());
         }
         shutdown_signal().await.context("cannot listen for signals")?;
         tracing::info!("shutting down");
@@ -119,8 +152,9 @@ async fn shutdown_signal() -> std::io::Result<()> {
     }
 }
 
-fn print_demo_help(addr: SocketAddr) {
+fn print_demo_help(addr: SocketAddr, admin: Option<SocketAddr>) {
     let at = format!("@{} -p {}", addr.ip(), addr.port());
+    let admin = admin.map(|a| format!("\n  curl http://{a}/readyz                                  # ready: sources answered")).unwrap_or_default();
     println!(
         "hubdns demo is serving on {addr} (UDP and TCP). Try:\n\
          \n  dig {at} secretsmanager.us-east-1.amazonaws.com           # endpoint private name: 2 ENI IPs\
@@ -135,6 +169,6 @@ fn print_demo_help(addr: SocketAddr) {
          \n  dig {at} secretsmanager.us-east-1.amazonaws.com AAAA       # NODATA + SOA\
          \n  dig {at} nope.secretsmanager.us-east-1.amazonaws.com       # NXDOMAIN + SOA\
          \n  dig {at} example.com                                       # forwarded to /etc/resolv.conf\
-         \n\nCtrl-C stops it."
+         {admin}\n\nCtrl-C stops it."
     );
 }

@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    admin,
     config::Config,
     dns::{
         acl::Acl,
@@ -60,6 +61,7 @@ pub enum StartError {
 /// A running hubdns.
 pub struct Server {
     addrs: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
     snapshot: SharedSnapshot,
     ready: watch::Receiver<bool>,
     shutdown: CancellationToken,
@@ -106,8 +108,19 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
         tracing::info!(addr = %b.local_addr(), udp_sockets = sockets, "serving DNS over UDP and TCP");
         udp.extend(b.serve(handler.clone(), tcp_slots.clone(), idle, &shutdown, &tracker));
     }
+    let admin = match config.admin.listen {
+        None => None,
+        Some(addr) => {
+            let bind = |source| StartError::Bind { addr, source };
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+            let local = listener.local_addr().map_err(bind)?;
+            tracing::info!(addr = %local, "serving /healthz and /readyz over HTTP");
+            admin::serve(listener, ready.clone(), &shutdown, &tracker);
+            Some(local)
+        }
+    };
     tracker.spawn(refresher.run(shutdown.clone()));
-    Ok(Server { addrs, snapshot, ready, shutdown, tracker, udp })
+    Ok(Server { addrs, admin, snapshot, ready, shutdown, tracker, udp })
 }
 
 impl Drop for Server {
@@ -135,6 +148,11 @@ impl Server {
     /// The first bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0] // start() binds at least one: config validation requires a listen address
+    }
+
+    /// The admin listener's bound address, when `admin.listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// The table being served now.

@@ -26,6 +26,11 @@ pub fn summary(config: &Config) -> String {
         s.tcp_idle_timeout_secs,
         s.max_udp_payload
     );
+    let admin = match config.admin.listen {
+        Some(addr) => format!("http://{addr} (/healthz, /readyz)"),
+        None => "off".to_owned(),
+    };
+    let _ = writeln!(out, "admin         {admin}");
     let allow: Vec<String> = s.allow.iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "allow         {}", allow.join(", "));
     let _ = writeln!(

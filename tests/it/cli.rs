@@ -101,3 +101,45 @@ async fn dig_against_the_binary_then_sigterm_stops_it_cleanly() {
     };
     assert!(status.success(), "clean exit on SIGTERM: {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_health_and_readiness_answer_over_http_and_through_hubdns_health() {
+    // Readiness waits for a source that never answers: an EC2 API address nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[forward]\nupstreams = [\"127.0.0.1:9\"]\n\
+         [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"http://{dead}\"\nmax_attempts = 1\napi_timeout_secs = 1\n"
+    );
+    let mut config = hubdns::config::Config::parse(&text, "admin.toml").expect("config");
+    config.sources.vpc_endpoints[0].get_mut().static_credentials = true;
+    let server = hubdns::server::start(&config).await.expect("starts");
+    let admin = server.admin_addr().expect("admin listener bound");
+    let health = move |path: &'static str| {
+        let out = Command::new(HUBDNS).args(["health", "--admin", &admin.to_string(), "--path", path]).output().expect("runs");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let probe = |path: &'static str| hubdns::admin::probe(admin, path, std::time::Duration::from_secs(2)).expect("HTTP answer");
+    assert_eq!(probe("/healthz"), (200, "ok\n".to_owned()));
+    let (status, body) = probe("/readyz");
+    assert_eq!(status, 503, "{body}");
+    let (code, said) = tokio::task::spawn_blocking(move || health("/readyz")).await.expect("join");
+    assert_eq!(code, Some(1), "not ready → exit 1: {said}");
+    assert!(said.contains("503"), "{said}");
+    assert_eq!(tokio::task::spawn_blocking(move || health("/healthz")).await.expect("join").0, Some(0));
+    assert_eq!(probe("/nope").0, 404);
+    server.stop().await;
+    assert!(hubdns::admin::probe(admin, "/healthz", std::time::Duration::from_secs(1)).is_err(), "closed at stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_ready_when_every_source_has_answered() {
+    let text = "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[forward]\nupstreams = [\"127.0.0.1:9\"]\n";
+    let config = hubdns::config::Config::parse(text, "admin.toml").expect("config");
+    let server = hubdns::server::start(&config).await.expect("starts");
+    let admin = server.admin_addr().expect("admin listener bound");
+    let ready = hubdns::admin::probe(admin, "/readyz", std::time::Duration::from_secs(2)).expect("HTTP answer");
+    assert_eq!(ready, (200, "ready\n".to_owned()), "no AWS sources: ready at once");
+    let out = Command::new(HUBDNS).args(["health", "--admin", &admin.to_string()]).output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    server.stop().await;
+}
