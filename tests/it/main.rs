@@ -7,5 +7,6 @@ mod forwarding;
 mod harness;
 mod listeners;
 mod owned;
+mod peers;
 mod protocol;
 mod route53;
