@@ -3,6 +3,7 @@
 
 mod aws;
 mod cli;
+mod deploy;
 mod forwarding;
 mod harness;
 mod listeners;
