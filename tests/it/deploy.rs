@@ -5,7 +5,9 @@
 //!   health check is the probe of the config's admin listener;
 //! - the Kubernetes manifests agree with each other and their config passes `hubdns check`;
 //! - the CloudFormation templates pass cfn-lint, their IAM policy is deploy/iam-policy.json,
-//!   and the config their user data writes passes `hubdns check`.
+//!   and the config their user data writes passes `hubdns check`;
+//! - the Terraform module documents its variables and writes CloudFormation's user data.
+//!
 //! Nothing here talks to AWS, Docker or a cluster: none of them is on the test machine.
 
 use std::{
