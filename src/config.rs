@@ -199,14 +199,42 @@ pub struct Route53Config {
     pub static_credentials: bool,
 }
 
-/// The settings every AWS source has, borrowed for validation.
-struct AwsAccess<'a> {
-    region: &'a str,
-    role_arn: Option<&'a str>,
-    endpoint_url: Option<&'a str>,
-    max_attempts: u32,
-    api_timeout_secs: u64,
+/// The settings every AWS source has, borrowed: validated in one place, and turned into SDK
+/// settings in one place (`sources::aws::sdk_config`).
+pub struct AwsAccess<'a> {
+    /// The region.
+    pub region: &'a str,
+    /// A role to assume, if any.
+    pub role_arn: Option<&'a str>,
+    /// Another API address (a stand-in, a private endpoint).
+    pub endpoint_url: Option<&'a str>,
+    /// Attempts per API call.
+    pub max_attempts: u32,
+    /// Seconds per API attempt.
+    pub api_timeout_secs: u64,
+    /// Fixed local credentials (never from a file; demo and tests only).
+    pub static_credentials: bool,
 }
+
+/// The access settings of each AWS source's config.
+macro_rules! aws_access {
+    ($($config:ty),*) => {$(
+        impl $config {
+            /// Its AWS access settings.
+            pub fn access(&self) -> AwsAccess<'_> {
+                AwsAccess {
+                    region: &self.region,
+                    role_arn: self.role_arn.as_deref(),
+                    endpoint_url: self.endpoint_url.as_deref(),
+                    max_attempts: self.max_attempts,
+                    api_timeout_secs: self.api_timeout_secs,
+                    static_credentials: self.static_credentials,
+                }
+            }
+        }
+    )*};
+}
+aws_access!(VpcEndpointsConfig, Route53Config);
 
 fn default_reread_secs() -> u64 {
     300
@@ -466,14 +494,7 @@ impl Config {
         for (i, source) in self.sources.vpc_endpoints.iter().enumerate() {
             let key = format!("sources.vpc_endpoints[{i}]");
             let v = source.get_ref();
-            let access = AwsAccess {
-                region: &v.region,
-                role_arn: v.role_arn.as_deref(),
-                endpoint_url: v.endpoint_url.as_deref(),
-                max_attempts: v.max_attempts,
-                api_timeout_secs: v.api_timeout_secs,
-            };
-            self.check_aws_access(source, &key, &access)?;
+            self.check_aws_access(source, &key, &v.access())?;
             if !seen_sources.insert((v.region.clone(), v.role_arn.clone())) {
                 return Err(self.invalid(source, key, "this region and role are already a source"));
             }
@@ -482,14 +503,7 @@ impl Config {
         for (i, source) in self.sources.route53.iter().enumerate() {
             let key = format!("sources.route53[{i}]");
             let v = source.get_ref();
-            let access = AwsAccess {
-                region: &v.region,
-                role_arn: v.role_arn.as_deref(),
-                endpoint_url: v.endpoint_url.as_deref(),
-                max_attempts: v.max_attempts,
-                api_timeout_secs: v.api_timeout_secs,
-            };
-            self.check_aws_access(source, &key, &access)?;
+            self.check_aws_access(source, &key, &v.access())?;
             if v.vpc_ids.is_empty() && v.zone_ids.is_empty() {
                 return Err(self.invalid(source, key, "name the zones: vpc_ids (their associated private zones), zone_ids, or both"));
             }

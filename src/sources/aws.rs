@@ -3,6 +3,8 @@
 use std::{sync::Mutex, time::Duration};
 
 use aws_config::SdkConfig;
+
+use crate::config::AwsAccess;
 use tokio::time::Instant;
 
 /// Why a fetch failed. The refresh loop keeps the source's last good records meanwhile.
@@ -32,14 +34,8 @@ pub fn sdk_message<E: std::error::Error + 'static>(error: &E) -> String {
 
 /// SDK settings for one source: region, retries, timeouts, an optional endpoint URL, and
 /// credentials from the standard chain — or fixed local ones for a stand-in, or a role.
-pub async fn sdk_config(
-    region: &str,
-    endpoint_url: Option<&str>,
-    max_attempts: u32,
-    api_timeout_secs: u64,
-    static_credentials: bool,
-    role_arn: Option<&str>,
-) -> SdkConfig {
+pub async fn sdk_config(access: &AwsAccess<'_>) -> SdkConfig {
+    let AwsAccess { region, role_arn, endpoint_url, max_attempts, api_timeout_secs, static_credentials } = *access;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_owned()))
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))

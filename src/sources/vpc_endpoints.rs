@@ -265,15 +265,7 @@ pub struct VpcEndpointSource {
 impl VpcEndpointSource {
     /// A source for `config`, with credentials from the standard chain (or the role).
     pub async fn new(config: VpcEndpointsConfig) -> Self {
-        let shared = sdk_config(
-            &config.region,
-            config.endpoint_url.as_deref(),
-            config.max_attempts,
-            config.api_timeout_secs,
-            config.static_credentials,
-            config.role_arn.as_deref(),
-        )
-        .await;
+        let shared = sdk_config(&config.access()).await;
         Self { client: Client::new(&shared), config, services: Mutex::new(HashMap::new()) }
     }
 
