@@ -253,15 +253,7 @@ fn the_cloudformation_templates_lint_and_carry_the_policy_and_a_valid_config() {
     assert_eq!(granted, policy_actions());
 
     // The config the user data writes, with CloudFormation's substitutions made.
-    let start = template.find("<<'CONFIG'\n").expect("config heredoc") + "<<'CONFIG'\n".len();
-    let end = start + template[start..].find("CONFIG\n").expect("heredoc end");
-    let indent = template[start..].len() - template[start..].trim_start().len();
-    let config: String = template[start..end]
-        .lines()
-        .map(|l| l.get(indent..).unwrap_or("").to_owned() + "\n")
-        .collect::<String>()
-        .replace("${AWS::Region}", "eu-west-1")
-        .replace("${VpcId}", "vpc-0a1b2c3d4e5f60718");
+    let config = user_data_config(&cloudformation_user_data(), "eu-west-1");
     let summary = assert_config_checks(&config, "CloudFormation user data");
     assert!(summary.contains("route53 region eu-west-1, zones of vpcs vpc-0a1b2c3d4e5f60718"), "{summary}");
     for ip in ["Default: 10.0.1.53", "Default: 10.0.2.53"] {
@@ -284,6 +276,13 @@ fn cloudformation_user_data() -> String {
         .replace("${ArtifactS3Prefix}", "${artifact_s3_prefix}")
         .replace("${AWS::Region}", "${region}")
         .replace("${VpcId}", "${vpc_id}")
+}
+
+/// The config a user data script (with Terraform's placeholders) writes, for `region`.
+fn user_data_config(script: &str, region: &str) -> String {
+    let start = script.find("<<'CONFIG'\n").expect("config heredoc") + "<<'CONFIG'\n".len();
+    let end = start + script[start..].find("\nCONFIG\n").expect("heredoc end");
+    script[start..end].replace("${region}", region).replace("${vpc_id}", "vpc-0a1b2c3d4e5f60718")
 }
 
 #[test]
@@ -309,9 +308,7 @@ fn the_terraform_module_documents_its_variables_and_matches_cloudformation() {
     // The instances run the same script as CloudFormation's, and its config checks.
     let script = std::fs::read_to_string(dir.join("user_data.sh.tftpl")).expect("user data template");
     assert_eq!(script.trim_end(), cloudformation_user_data(), "Terraform and CloudFormation install hubdns alike");
-    let start = script.find("<<'CONFIG'\n").expect("config heredoc") + "<<'CONFIG'\n".len();
-    let end = start + script[start..].find("\nCONFIG\n").expect("heredoc end");
-    let config = script[start..end].replace("${region}", "ap-southeast-2").replace("${vpc_id}", "vpc-0a1b2c3d4e5f60718");
+    let config = user_data_config(&script, "ap-southeast-2");
     let summary = assert_config_checks(&config, "Terraform user data");
     assert!(summary.contains("vpc_endpoints region ap-southeast-2"), "{summary}");
 }
