@@ -49,6 +49,9 @@ pub struct Config {
     /// The admin HTTP listener (health, readiness); off unless `admin.listen` is set.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Log format and level, and the query log.
+    #[serde(default)]
+    pub log: LogConfig,
     /// The file this configuration came from, for provenance and messages (`<demo>` for the
     /// built-in demo).
     #[serde(skip)]
@@ -59,7 +62,7 @@ pub struct Config {
 }
 
 /// Listeners, client access, and the resource bounds of the DNS front end.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Addresses to serve DNS on, over both UDP and TCP. Port 0 picks a free port (tests).
@@ -84,11 +87,53 @@ pub struct ServerConfig {
     /// A TCP connection that sends no complete query for this long is closed.
     #[serde(default = "default_tcp_idle_timeout_secs")]
     pub tcp_idle_timeout_secs: u64,
+    /// What `dig CH TXT id.server` (and `hostname.bind`) answers; unset: the host name.
+    /// An empty string refuses those queries.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// What `dig CH TXT version.bind` (and `version.server`) answers; unset: `hubdns <version>`.
+    /// An empty string refuses those queries.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Re-read the config file when it changes (checked every second, applied once it has
+    /// stayed the same for half a second), as SIGHUP does.
+    #[serde(default = "default_true")]
+    pub watch_config: bool,
+}
+
+/// Logging: the format, the level, and the optional query log.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (one line per event) or `json` (one object per line, for CloudWatch and Loki).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `debug`, `info,hubdns::refresh=debug`. `RUST_LOG`, when set,
+    /// takes precedence.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// Log queries (client, name, type, rcode, path, latency) at target `hubdns::query`.
+    #[serde(default)]
+    pub queries: bool,
+    /// Log one query in this many (1: every query).
+    #[serde(default = "default_query_sample")]
+    pub query_sample: u32,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The admin HTTP listener. Keep it on loopback or a management network: it is not
 /// authenticated.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address for `/healthz` and `/readyz` (the demo uses 127.0.0.1:9153); unset: off.
@@ -96,7 +141,7 @@ pub struct AdminConfig {
 }
 
 /// How owned names are answered.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerConfig {
     /// TTL of owned records that do not set their own. 60 s, like AWS's endpoint names, so a
@@ -115,7 +160,7 @@ pub struct AnswerConfig {
 }
 
 /// Forwarding of names hubdns does not own.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardConfig {
     /// Upstreams for names no rule matches: `"system"` (the nameservers in /etc/resolv.conf —
@@ -145,7 +190,7 @@ pub struct ForwardConfig {
 }
 
 /// One per-domain forwarding rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardRule {
     /// The domain this rule covers, itself and every name below it.
@@ -155,7 +200,7 @@ pub struct ForwardRule {
 }
 
 /// Sources of owned names beyond this file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourcesConfig {
     /// PrivateLink endpoints from EC2, one entry per region (and account).
@@ -167,7 +212,7 @@ pub struct SourcesConfig {
 }
 
 /// Private hosted zones to serve, from one account.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route53Config {
     /// The hub's region: the region of `vpc_ids`, and the one whose latency records win.
@@ -241,7 +286,7 @@ fn default_reread_secs() -> u64 {
 }
 
 /// One region (and account) of interface endpoints to publish.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VpcEndpointsConfig {
     /// The AWS region to ask, like `us-east-1`.
@@ -275,7 +320,7 @@ pub struct VpcEndpointsConfig {
 }
 
 /// The refresh loop and the state file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshConfig {
     /// Seconds between successful refreshes of a source (±10 % jitter, so a fleet of hubdns
@@ -292,7 +337,7 @@ pub struct RefreshConfig {
 }
 
 /// An alias: a name answering with the A/AAAA records of another owned name, or fixed addresses.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AliasConfig {
     /// The name clients ask for.
@@ -309,7 +354,7 @@ pub struct AliasConfig {
 }
 
 /// A static record set: one name, one type, one or more values.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordConfig {
     /// Owner name; `*.example.com` is a wildcard for every name below `example.com`.
@@ -466,6 +511,12 @@ impl Config {
                 "server.tcp_max_connections / tcp_idle_timeout_secs",
                 "must be at least 1".into(),
             ));
+        }
+        if self.log.query_sample == 0 {
+            return Err(top("log.query_sample", "must be at least 1 (1 logs every query)".into()));
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(top("log.level", format!("`{}` is not a log filter: {error}", self.log.level)));
         }
         let forward = &self.forward;
         if forward.upstreams.is_empty() {
@@ -776,6 +827,20 @@ impl Default for ServerConfig {
             max_udp_payload: default_max_udp_payload(),
             tcp_max_connections: default_tcp_max_connections(),
             tcp_idle_timeout_secs: default_tcp_idle_timeout_secs(),
+            identity: None,
+            version: None,
+            watch_config: true,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: default_log_level(),
+            queries: false,
+            query_sample: default_query_sample(),
         }
     }
 }
@@ -819,6 +884,18 @@ fn default_interval_secs() -> u64 {
 
 fn default_max_backoff_secs() -> u64 {
     300
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+fn default_query_sample() -> u32 {
+    1
 }
 
 fn default_listen() -> Vec<SocketAddr> {

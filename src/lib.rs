@@ -22,7 +22,15 @@
 //! - [`refresh`]: the refresh loop, the state file, readiness.
 //! - [`dns`]: listeners, the query handler, the forwarder, the allow list.
 //! - [`server`]: start and stop: everything above wired together.
-//! - [`admin`]: the admin HTTP listener (`/healthz`, `/readyz`) and its probe.
+//! - [`metrics`]: per-query counters and the latency histogram, sharded per thread.
+//! - [`status`]: the status board: what each source did last, and config reloads.
+//! - [`live`]: what the admin views read of a running server.
+//! - [`explain`]: why a name answers as it does (owned: which source; else: which upstream).
+//! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`, `/records`,
+//!   `/explain`, the status page) and its probe.
+//! - [`reload`]: re-reading the config on SIGHUP and when the file changes.
+//! - [`logging`]: text or JSON logs, the level following reloads.
+//! - [`inspect`]: `hubdns explain` — the running server's answer, or one built offline.
 //! - [`summary`]: the `hubdns check` report.
 //! - [`demo`]: the demo's local stand-in for the EC2 and Route 53 APIs (recorded responses).
 
@@ -30,13 +38,20 @@ pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod dns;
+pub mod explain;
+pub mod inspect;
+pub mod live;
+pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod name_key;
 pub mod prepared;
 pub mod refresh;
+pub mod reload;
 pub mod server;
 pub mod snapshot;
 pub mod sources;
+pub mod status;
 pub mod summary;
 
 /// The built-in demo configuration (`hubdns demo`), the same file as `config/demo.toml`.

@@ -1,11 +1,16 @@
-//! The `hubdns` command: arguments, logging, runtime; errors become exit codes.
+//! The `hubdns` command: arguments, logging, runtime, signals; errors become exit codes.
 
-use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, str::FromStr};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hubdns::config::Config;
-use tracing_subscriber::EnvFilter;
+use hickory_proto::rr::RecordType;
+use hubdns::{
+    config::{Config, LogConfig},
+    inspect::Origin,
+    logging::Logging,
+    reload::ConfigFile,
+};
 
 /// Private DNS for AWS hub-and-spoke networks: answers PrivateLink endpoint names and
 /// aliases, forwards everything else.
@@ -35,9 +40,25 @@ enum Command {
         /// Address to serve on (UDP and TCP).
         #[arg(long, default_value = "127.0.0.1:5353")]
         listen: SocketAddr,
-        /// Address of the admin HTTP listener (/healthz, /readyz).
+        /// Address of the admin HTTP listener (status page, /metrics, /healthz, /readyz, …).
         #[arg(long, default_value = "127.0.0.1:9153")]
         admin: SocketAddr,
+    },
+    /// Say why a name gets the answer it gets: which source owns it, or where it is forwarded.
+    /// Asks the running hubdns (admin.listen); if none answers, works it out from the config
+    /// and the state file.
+    Explain {
+        /// The name to explain.
+        name: String,
+        /// The query type.
+        #[arg(long = "type", short = 't', default_value = "A")]
+        qtype: String,
+        /// The TOML config file of the hubdns to ask.
+        #[arg(long, short, default_value = "/etc/hubdns/hubdns.toml")]
+        config: PathBuf,
+        /// Print the JSON that /explain returns.
+        #[arg(long)]
+        json: bool,
     },
     /// Ask a running hubdns whether it is ready (exit 0) or not (exit 1): for container
     /// health checks, where there is no curl.
@@ -56,19 +77,8 @@ const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    // hickory logs every request at info; keep its crates at warn unless RUST_LOG says otherwise.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,hickory_resolver=warn")
-    });
-    // Colour only on a terminal: journald, Docker and CloudWatch get plain text.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-
     let config = match &args.command {
-        Command::Serve { config } | Command::Check { config } => Config::load(config),
+        Command::Serve { config } | Command::Check { config } | Command::Explain { config, .. } => Config::load(config),
         Command::Demo { listen, admin } => Config::parse(hubdns::DEMO_CONFIG, "config/demo.toml").map(|mut c| {
             c.server.listen = vec![*listen];
             c.admin.listen = Some(*admin);
@@ -87,8 +97,16 @@ fn main() -> ExitCode {
         print!("{}", hubdns::summary::summary(&config));
         return ExitCode::SUCCESS;
     }
-    let demo = matches!(args.command, Command::Demo { .. });
-    match run(&mut config, demo) {
+    if let Command::Explain { name, qtype, json, .. } = &args.command {
+        hubdns::logging::init(&LogConfig { level: "warn".into(), ..LogConfig::default() });
+        return explain(&config, name, qtype, *json);
+    }
+    let logging = hubdns::logging::init(&config.log);
+    let file = match &args.command {
+        Command::Serve { config } => Some(ConfigFile::new(config)),
+        _ => None,
+    };
+    match run(&mut config, file, &logging) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("hubdns: {error:#}");
@@ -115,46 +133,96 @@ fn health(admin: SocketAddr, path: &str) -> ExitCode {
     }
 }
 
-fn run(config: &mut Config, demo: bool) -> anyhow::Result<()> {
+/// `hubdns explain`: prints the explanation, and where it came from.
+fn explain(config: &Config, name: &str, qtype: &str, json: bool) -> ExitCode {
+    let Ok(qtype) = RecordType::from_str(&qtype.to_ascii_uppercase()) else {
+        eprintln!("hubdns: `{qtype}` is not a record type");
+        return ExitCode::FAILURE;
+    };
+    // Building a forwarder (offline) wants a runtime, though it sends nothing.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let explained = runtime
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(async { hubdns::inspect::explain_for(config, name, qtype) }));
+    match explained {
+        Ok((explanation, origin)) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&explanation).unwrap_or_default());
+            } else {
+                match origin {
+                    Origin::Running(addr) => println!("(from the running hubdns at {addr})"),
+                    Origin::Offline(why) => println!("(offline: {why})"),
+                }
+                print!("{explanation}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("hubdns: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves until SIGTERM or SIGINT, reloading `file` on SIGHUP and (if `server.watch_config`)
+/// when it changes. The demo has no file.
+fn run(config: &mut Config, file: Option<ConfigFile>, logging: &Logging) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         // The demo's endpoints come from recorded EC2 responses served on loopback.
-        let _replay = match demo {
-            true => Some(hubdns::demo::attach(config).await.context("cannot start the demo's EC2 stand-in")?),
-            false => None,
+        let _replay = match file {
+            None => Some(hubdns::demo::attach(config).await.context("cannot start the demo's EC2 stand-in")?),
+            Some(_) => None,
         };
         let server = hubdns::server::start(config).await.context("cannot start")?;
-        if demo {
+        if file.is_none() {
             print_demo_help(server.addr(), server.admin_addr());
         }
-        shutdown_signal().await.context("cannot listen for signals")?;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        let mut watch = config.server.watch_config;
+        loop {
+            let changed = async {
+                match (&file, watch) {
+                    (Some(file), true) => file.changed().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let why = tokio::select! {
+                result = tokio::signal::ctrl_c() => { result.context("cannot listen for SIGINT")?; break }
+                _ = term.recv() => break,
+                _ = hup.recv() => "SIGHUP",
+                () = changed => "file changed",
+            };
+            let Some(file) = &file else {
+                tracing::info!("SIGHUP: the demo has no config file to reload");
+                continue;
+            };
+            if let Some(applied) = file.reload(&server, why).await {
+                logging.apply(&applied.log);
+                watch = applied.server.watch_config;
+            }
+        }
         tracing::info!("shutting down");
         server.stop().await;
         Ok(())
     })
 }
 
-/// Resolves on SIGTERM (systemd, Docker, Kubernetes) or SIGINT (Ctrl-C). SIGHUP, whose
-/// default action would kill the process, is caught and logged: reload is not built yet.
-async fn shutdown_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => return result,
-            _ = term.recv() => return Ok(()),
-            _ = hup.recv() => tracing::warn!("SIGHUP received: reloading the config is not supported yet; restart hubdns to apply changes"),
-        }
-    }
-}
-
 fn print_demo_help(addr: SocketAddr, admin: Option<SocketAddr>) {
     let at = format!("@{} -p {}", addr.ip(), addr.port());
-    let admin = admin.map(|a| format!("\n  curl http://{a}/readyz                                  # ready: sources answered")).unwrap_or_default();
+    let admin = admin
+        .map(|a| {
+            format!(
+                "\n\nStatus page: http://{a}/   Also: /metrics /records /explain?name=api.corp.example /readyz\
+                 \n  curl 'http://{a}/explain?name=kms.corp.example'       # why a name answers as it does"
+            )
+        })
+        .unwrap_or_default();
     println!(
         "hubdns demo is serving on {addr} (UDP and TCP). Try:\n\
          \n  dig {at} secretsmanager.us-east-1.amazonaws.com           # endpoint private name: 2 ENI IPs\

@@ -11,7 +11,15 @@
 //! change and read back at start, so a restart serves endpoint names at once even when AWS is
 //! unreachable. A corrupt or foreign state file is reported and ignored, never fatal.
 //!
-//! Ready means: every source has an answer, fresh or from the state file.
+//! Ready means: every source has an answer, fresh or from the state file. Once ready, hubdns
+//! stays ready: a source added by a reload does not take a serving instance out of service.
+//!
+//! A reload ([`Update`]) hands the loop a new config: sources whose settings are unchanged keep
+//! their last good answer and schedule; changed or new ones are asked at once (a changed one
+//! keeps serving its old answer until then); removed ones are dropped. The table is rebuilt
+//! from the new config straight away.
+//!
+//! Each fetch is also written to the [`StatusBoard`] for `/metrics` and the status page.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -24,18 +32,22 @@ use std::{
 use aws_sdk_ec2::primitives::{DateTime, DateTimeFormat};
 use hickory_proto::rr::Name;
 use serde::{Deserialize, Serialize};
-use tokio::{sync::watch, time::Instant};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::Config,
-    snapshot::{Alias, Dropped, Record, SharedSnapshot, Snapshot, SoaSettings},
+    config::{Config, Route53Config, VpcEndpointsConfig},
     dns::forwarder::Forwarder,
+    snapshot::{Alias, Dropped, Record, SharedSnapshot, Snapshot, SoaSettings},
     sources::{
         self,
         route53::{Route53Source, ZoneContext, records_from_zones},
-        vpc_endpoints::{FetchContext, VpcEndpointSource, records_from},
+        vpc_endpoints::{EndpointSummary, FetchContext, VpcEndpointSource, records_from},
     },
+    status::{SourceStatus, StatusBoard},
 };
 
 /// Identifies the state file's layout; a file with another value is ignored.
@@ -55,6 +67,9 @@ pub struct SourceOutput {
     /// Endpoint ids and service names → regional DNS name, for config aliases.
     #[serde(default)]
     pub handles: BTreeMap<String, Name>,
+    /// The endpoints behind the records, in brief (vpc_endpoints sources).
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSummary>,
     /// When the source answered (RFC 3339).
     pub fetched_at: String,
 }
@@ -72,66 +87,90 @@ enum Source {
     Route53(Route53Source),
 }
 
+/// What a source was set up from: compared on reload to tell whether it changed.
+#[derive(Clone, PartialEq)]
+enum Settings {
+    VpcEndpoints(VpcEndpointsConfig),
+    Route53(Route53Config),
+}
+
 /// A source in the loop, with what it last said and when to ask it again.
 struct Slot {
     id: String,
+    settings: Settings,
     source: Source,
     last_good: Option<SourceOutput>,
     failures: u32,
     due: Instant,
+    status: SourceStatus,
+}
+
+/// A new config for the loop, from a reload.
+pub struct Update {
+    /// The new config (already validated).
+    pub config: Config,
+    /// The forwarder now serving, for Route 53 aliases to outside names.
+    pub forwarder: Arc<Forwarder>,
+    /// Told once the table built from the new config is live.
+    pub applied: oneshot::Sender<()>,
 }
 
 /// Rebuilds and swaps the snapshot as sources answer.
 pub struct Refresher {
     config: Config,
     /// For Route 53 aliases to names outside every zone, resolved at refresh time.
-    forwarder: Option<Forwarder>,
+    forwarder: Arc<Forwarder>,
     snapshot: SharedSnapshot,
     slots: Vec<Slot>,
     ready: watch::Sender<bool>,
+    board: Arc<StatusBoard>,
 }
 
 impl Refresher {
     /// Sets up every source of `config`, restores their last good answers from the state file,
     /// and puts the first table in `snapshot`. Makes no AWS call: the first fetches happen in
     /// [`Refresher::run`], so hubdns serves at once.
-    pub async fn new(config: &Config, snapshot: SharedSnapshot) -> (Self, watch::Receiver<bool>) {
+    pub async fn new(
+        config: &Config,
+        snapshot: SharedSnapshot,
+        forwarder: Arc<Forwarder>,
+        board: Arc<StatusBoard>,
+    ) -> (Self, watch::Receiver<bool>) {
         let restored = config.refresh.state_file.as_deref().map(read_state).unwrap_or_default();
-        let mut sources = Vec::new();
-        for source in &config.sources.vpc_endpoints {
-            let source = VpcEndpointSource::new(source.get_ref().clone()).await;
-            sources.push((source.id(), Source::VpcEndpoints(source)));
-        }
-        for source in &config.sources.route53 {
-            let source = Route53Source::new(source.get_ref().clone()).await;
-            sources.push((source.id(), Source::Route53(source)));
-        }
         let mut slots = Vec::new();
-        for (id, source) in sources {
-            let last_good = restored.get(&id).cloned();
-            if let Some(output) = &last_good {
-                tracing::info!(source = %id, records = output.records.len(), fetched_at = %output.fetched_at, "restored from the state file");
+        for settings in sources_of(config) {
+            let mut slot = Slot::new(settings).await;
+            slot.last_good = restored.get(&slot.id).cloned();
+            if let Some(output) = &slot.last_good {
+                tracing::info!(source = %slot.id, records = output.records.len(), fetched_at = %output.fetched_at, "restored from the state file");
+                slot.status.restored = true;
+                slot.status.records = output.records.len();
+                slot.status.endpoints = output.endpoints.clone();
             }
-            slots.push(Slot { id, source, last_good, failures: 0, due: Instant::now() });
+            slots.push(slot);
         }
-        let forwarder = match config.sources.route53.is_empty() {
-            true => None,
-            false => Forwarder::new(&config.forward)
-                .inspect_err(|error| tracing::error!(%error, "Route 53 aliases to outside names cannot be resolved"))
-                .ok(),
-        };
         let (ready, ready_rx) = watch::channel(false);
-        let mut refresher = Self { config: config.clone(), forwarder, snapshot, slots, ready };
+        let mut refresher = Self { config: config.clone(), forwarder, snapshot, slots, ready, board };
+        refresher.post_status();
         refresher.rebuild();
         (refresher, ready_rx)
     }
 
-    /// Refreshes until `shutdown` is cancelled.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Refreshes until `shutdown` is cancelled, applying reloads as they come.
+    pub async fn run(mut self, shutdown: CancellationToken, mut updates: mpsc::Receiver<Update>) {
         loop {
-            let Some(next) = self.slots.iter().map(|s| s.due).min() else { return };
+            // No source: nothing to wake for but a reload.
+            let next = self.slots.iter().map(|s| s.due).min().unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
             tokio::select! {
                 () = shutdown.cancelled() => return,
+                update = updates.recv() => match update {
+                    Some(update) => {
+                        self.apply(update.config, update.forwarder).await;
+                        let _ = update.applied.send(());
+                        continue;
+                    }
+                    None => return,
+                },
                 () = tokio::time::sleep_until(next) => {}
             }
             let mut answered = false;
@@ -140,10 +179,42 @@ impl Refresher {
                     answered |= self.refresh_slot(i).await;
                 }
             }
+            self.post_status();
             if answered {
                 self.rebuild();
             }
         }
+    }
+
+    /// Takes a reloaded config: keeps unchanged sources as they are, sets up changed and new
+    /// ones (due at once), drops removed ones, and rebuilds the table.
+    async fn apply(&mut self, config: Config, forwarder: Arc<Forwarder>) {
+        let mut old = std::mem::take(&mut self.slots);
+        for settings in sources_of(&config) {
+            if let Some(i) = old.iter().position(|s| s.settings == settings) {
+                self.slots.push(old.swap_remove(i));
+                continue;
+            }
+            let mut slot = Slot::new(settings).await;
+            // Same source asked differently (new filters, say): serve what it said until it answers.
+            if let Some(previous) = old.iter().position(|s| s.id == slot.id) {
+                slot.last_good = old.swap_remove(previous).last_good;
+            }
+            tracing::info!(source = %slot.id, "source set up by reload; asking it now");
+            self.slots.push(slot);
+        }
+        for removed in old {
+            tracing::info!(source = %removed.id, "source removed by reload");
+        }
+        self.config = config;
+        self.forwarder = forwarder;
+        self.post_status();
+        self.rebuild();
+    }
+
+    /// Copies every slot's status to the board.
+    fn post_status(&self) {
+        self.board.lock().sources = self.slots.iter().map(|s| s.status.clone()).collect();
     }
 
     /// Asks one source; true when it answered.
@@ -153,6 +224,9 @@ impl Refresher {
         let ttl = self.config.answers.ttl;
         let slot = &mut self.slots[i];
         let started = Instant::now();
+        slot.status.last_attempt = Some(SystemTime::now());
+        slot.status.runs += 1;
+        let mut skipped = Vec::new();
         let fetched = match &slot.source {
             Source::VpcEndpoints(source) => source.fetch().await.map(|inventory| {
                 let ctx = FetchContext { region: source.region().to_owned(), fetched_at: now_rfc3339(), ttl };
@@ -160,6 +234,7 @@ impl Refresher {
                 for reason in &converted.skipped {
                     tracing::debug!(source = %slot.id, %reason, "endpoint skipped");
                 }
+                skipped.clone_from(&converted.skipped);
                 tracing::info!(
                     source = %slot.id,
                     endpoints = inventory.endpoints.len(),
@@ -168,7 +243,13 @@ impl Refresher {
                     took_ms = started.elapsed().as_millis() as u64,
                     "source refreshed"
                 );
-                SourceOutput { records: converted.records, aliases: Vec::new(), handles: converted.handles, fetched_at: ctx.fetched_at }
+                SourceOutput {
+                    records: converted.records,
+                    aliases: Vec::new(),
+                    handles: converted.handles,
+                    endpoints: converted.endpoints,
+                    fetched_at: ctx.fetched_at,
+                }
             }),
             Source::Route53(source) => match source.fetch().await {
                 Ok(zones) => {
@@ -177,10 +258,9 @@ impl Refresher {
                     for reason in &converted.skipped {
                         tracing::warn!(source = %slot.id, %reason, "Route 53 record left out");
                     }
-                    if let Some(forwarder) = &self.forwarder {
-                        let max_ttl = u32::try_from(interval.as_secs()).unwrap_or(u32::MAX);
-                        converted.records.extend(Route53Source::resolve_external(forwarder, &converted.external, max_ttl).await);
-                    }
+                    skipped.clone_from(&converted.skipped);
+                    let max_ttl = u32::try_from(interval.as_secs()).unwrap_or(u32::MAX);
+                    converted.records.extend(Route53Source::resolve_external(&self.forwarder, &converted.external, max_ttl).await);
                     tracing::info!(
                         source = %slot.id,
                         zones = zones.len(),
@@ -190,13 +270,28 @@ impl Refresher {
                         took_ms = started.elapsed().as_millis() as u64,
                         "source refreshed"
                     );
-                    Ok(SourceOutput { records: converted.records, aliases: converted.aliases, handles: BTreeMap::new(), fetched_at: ctx.fetched_at })
+                    Ok(SourceOutput {
+                        records: converted.records,
+                        aliases: converted.aliases,
+                        handles: BTreeMap::new(),
+                        endpoints: Vec::new(),
+                        fetched_at: ctx.fetched_at,
+                    })
                 }
                 Err(error) => Err(error),
             },
         };
+        slot.status.last_duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match fetched {
             Ok(output) => {
+                let status = &mut slot.status;
+                status.last_success = status.last_attempt;
+                status.last_error = None;
+                status.consecutive_failures = 0;
+                status.restored = false;
+                status.records = output.records.len();
+                status.skipped = skipped;
+                status.endpoints.clone_from(&output.endpoints);
                 slot.last_good = Some(output);
                 slot.failures = 0;
                 slot.due = Instant::now() + jitter(interval);
@@ -204,6 +299,9 @@ impl Refresher {
             }
             Err(error) => {
                 slot.failures += 1;
+                slot.status.failures += 1;
+                slot.status.consecutive_failures = slot.failures;
+                slot.status.last_error = Some(error.to_string());
                 let exponent = slot.failures.saturating_sub(1).min(16);
                 let backoff = interval.saturating_mul(1 << exponent).min(max_backoff);
                 let wait = jitter(backoff);
@@ -233,7 +331,7 @@ impl Refresher {
         let (snapshot, dropped) = build_snapshot(&self.config, &outputs);
         let lines = record_lines(&snapshot);
         let live = record_lines(&self.snapshot.load());
-        let ready = self.slots.iter().all(|s| s.last_good.is_some());
+        let ready = *self.ready.borrow() || self.slots.iter().all(|s| s.last_good.is_some());
         if lines != live {
             // Until every source has answered, an alias may point at a name still to come.
             for item in &dropped {
@@ -253,6 +351,31 @@ impl Refresher {
             }
         }
         self.ready.send_if_modified(|was| std::mem::replace(was, ready) != ready);
+    }
+}
+
+/// The AWS sources `config` names, in order.
+fn sources_of(config: &Config) -> Vec<Settings> {
+    let endpoints = config.sources.vpc_endpoints.iter().map(|s| Settings::VpcEndpoints(s.get_ref().clone()));
+    let zones = config.sources.route53.iter().map(|s| Settings::Route53(s.get_ref().clone()));
+    endpoints.chain(zones).collect()
+}
+
+impl Slot {
+    /// Sets up the source `settings` describe; due at once, nothing known yet.
+    async fn new(settings: Settings) -> Self {
+        let (id, source, kind, region) = match &settings {
+            Settings::VpcEndpoints(config) => {
+                let source = VpcEndpointSource::new(config.clone()).await;
+                (source.id(), Source::VpcEndpoints(source), "vpc_endpoints", config.region.clone())
+            }
+            Settings::Route53(config) => {
+                let source = Route53Source::new(config.clone()).await;
+                (source.id(), Source::Route53(source), "route53", config.region.clone())
+            }
+        };
+        let status = SourceStatus { id: id.clone(), kind, region, ..SourceStatus::default() };
+        Self { id, settings, source, last_good: None, failures: 0, due: Instant::now(), status }
     }
 }
 
@@ -344,7 +467,7 @@ fn now_rfc3339() -> String {
 }
 
 /// Reads the state file; anything wrong with it is logged and yields nothing.
-fn read_state(path: &Path) -> BTreeMap<String, SourceOutput> {
+pub fn read_state(path: &Path) -> BTreeMap<String, SourceOutput> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
@@ -408,6 +531,7 @@ mod tests {
             }],
             aliases: Vec::new(),
             handles: [("vpce-1".to_owned(), name)].into(),
+            endpoints: Vec::new(),
             fetched_at: "2026-11-21T15:00:00Z".into(),
         }
     }

@@ -1,29 +1,39 @@
-//! Starting and stopping hubdns: config → snapshot + forwarder + listeners, one shutdown token.
+//! Starting, reloading and stopping hubdns: config → snapshot + forwarder + listeners, one
+//! shutdown token.
 //!
 //! [`start`] returns once every socket is bound, with the addresses actually bound, so tests
 //! can start a server on `127.0.0.1:0` and query it at once (mini-redis style).
+//!
+//! [`Server::reload`] applies a new config without dropping a query: it builds a new
+//! [`Handler`] (keeping the forwarder, and so its cache, when the `[forward]` section did not
+//! change) and swaps it in whole; queries in flight finish with the handler they started
+//! with. The refresh loop is handed the new sources and rebuilds the table at once. What needs
+//! new sockets (listen addresses, the admin listener, socket counts, TCP limits) is reported
+//! as needing a restart and left as it is.
 
 use std::{
     net::{SocketAddr, UdpSocket},
-    sync::Arc,
-    time::Duration,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
 };
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     admin,
     config::Config,
     dns::{
-        acl::Acl,
         forwarder::{ForwardError, Forwarder},
-        handler::Handler,
+        handler::{Handler, SharedHandler},
         listener::{Bound, wake_udp},
     },
-    refresh::Refresher,
+    live::Live,
+    metrics::Metrics,
+    refresh::{Refresher, Update},
     snapshot::{SharedSnapshot, Snapshot},
+    status::{ConfigStatus, StatusBoard},
 };
 
 /// How long a stop waits for forwarded queries in flight before giving up on them.
@@ -62,65 +72,92 @@ pub enum StartError {
 pub struct Server {
     addrs: Vec<SocketAddr>,
     admin: Option<SocketAddr>,
-    snapshot: SharedSnapshot,
-    ready: watch::Receiver<bool>,
+    live: Arc<Live>,
+    /// The config running now, to tell what a reload changes.
+    config: Mutex<Config>,
+    /// New configs for the refresh loop.
+    updates: mpsc::Sender<Update>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     /// Sockets whose threads block in recvfrom: woken at shutdown.
     udp: Vec<Arc<UdpSocket>>,
 }
 
+/// What a reload did.
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    /// The forwarder (and its cache) was kept: `[forward]` did not change.
+    pub forwarder_kept: bool,
+    /// Changed settings that take effect only after a restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
 /// Builds everything `config` describes and starts serving. Must run inside a tokio runtime.
 pub async fn start(config: &Config) -> Result<Server, StartError> {
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
-    let (refresher, ready) = Refresher::new(config, snapshot.clone()).await;
-    let forwarder = Forwarder::new(&config.forward)?;
+    let forwarder = Arc::new(Forwarder::new(&config.forward)?);
+    let board = Arc::new(StatusBoard::default());
+    board.lock().config = ConfigStatus { origin: config.origin.clone(), loaded_at: Some(SystemTime::now()), ..ConfigStatus::default() };
+    let (refresher, ready) = Refresher::new(config, snapshot.clone(), forwarder.clone(), board.clone()).await;
 
     let sockets = config.udp_sockets_per_address();
     let mut bound = Vec::new();
     for &addr in &config.server.listen {
         bound.push(Bound::bind(addr, sockets).map_err(|source| StartError::Bind { addr, source })?);
     }
+    let addrs: Vec<SocketAddr> = bound.iter().map(Bound::local_addr).collect();
+    check_loops(&forwarder, &addrs)?;
     for route in forwarder.routes() {
         tracing::info!(domain = %route.domain, upstreams = ?route.upstreams, "forwarding route");
-        for &upstream in &route.upstreams {
-            if let Some(listen) = bound.iter().map(Bound::local_addr).find(|l| is_same_server(*l, upstream)) {
-                return Err(StartError::ForwardLoop { route: route.domain.to_string(), upstream, listen });
-            }
-        }
     }
 
-    let handler = Arc::new(Handler::new(
-        snapshot.clone(),
-        Arc::new(forwarder),
-        Acl::new(config.server.allow.clone()),
-        config.server.max_udp_payload,
-        config.answers.ttl,
-    ));
+    let metrics = Arc::new(Metrics::default());
+    let handler: SharedHandler = Arc::new(ArcSwap::from_pointee(Handler::new(snapshot.clone(), forwarder, metrics.clone(), config)));
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let tcp_slots = Arc::new(Semaphore::new(config.server.tcp_max_connections));
     let idle = Duration::from_secs(config.server.tcp_idle_timeout_secs);
-    let mut addrs = Vec::new();
     let mut udp = Vec::new();
     for b in bound {
-        addrs.push(b.local_addr());
         tracing::info!(addr = %b.local_addr(), udp_sockets = sockets, "serving DNS over UDP and TCP");
         udp.extend(b.serve(handler.clone(), tcp_slots.clone(), idle, &shutdown, &tracker));
     }
+    let live = Arc::new(Live {
+        snapshot,
+        handler,
+        board,
+        metrics,
+        ready,
+        started: SystemTime::now(),
+        tcp_slots,
+        tcp_max: config.server.tcp_max_connections,
+    });
     let admin = match config.admin.listen {
         None => None,
         Some(addr) => {
             let bind = |source| StartError::Bind { addr, source };
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
             let local = listener.local_addr().map_err(bind)?;
-            tracing::info!(addr = %local, "serving /healthz and /readyz over HTTP");
-            admin::serve(listener, ready.clone(), &shutdown, &tracker);
+            tracing::info!(addr = %local, "serving the admin API over HTTP: / /metrics /healthz /readyz /records /explain");
+            admin::serve(listener, live.clone(), &shutdown, &tracker);
             Some(local)
         }
     };
-    tracker.spawn(refresher.run(shutdown.clone()));
-    Ok(Server { addrs, admin, snapshot, ready, shutdown, tracker, udp })
+    let (updates, updates_rx) = mpsc::channel(1);
+    tracker.spawn(refresher.run(shutdown.clone(), updates_rx));
+    Ok(Server { addrs, admin, live, config: Mutex::new(config.clone()), updates, shutdown, tracker, udp })
+}
+
+/// Refuses upstreams that are our own listen addresses: every forward would come back to us.
+fn check_loops(forwarder: &Forwarder, listening: &[SocketAddr]) -> Result<(), StartError> {
+    for route in forwarder.routes() {
+        for &upstream in &route.upstreams {
+            if let Some(&listen) = listening.iter().find(|l| is_same_server(**l, upstream)) {
+                return Err(StartError::ForwardLoop { route: route.domain.to_string(), upstream, listen });
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Server {
@@ -157,17 +194,58 @@ impl Server {
 
     /// The table being served now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
+        self.live.snapshot.load_full()
     }
 
     /// Whether every source has answered (fresh, or from the state file).
     pub fn is_ready(&self) -> bool {
-        *self.ready.borrow()
+        *self.live.ready.borrow()
     }
 
     /// Changes of readiness, for waiting on it.
     pub fn readiness(&self) -> watch::Receiver<bool> {
-        self.ready.clone()
+        self.live.ready.clone()
+    }
+
+    /// What the admin views read.
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
+    }
+
+    /// Applies `config` (already loaded and validated) without dropping a query; returns once
+    /// the table built from it is live. On error nothing has changed.
+    pub async fn reload(&self, config: Config) -> Result<Reloaded, StartError> {
+        let old = self.config.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let current = self.live.handler.load_full();
+        let mut reloaded = Reloaded { forwarder_kept: config.forward == old.forward, needs_restart: Vec::new() };
+        let forwarder = match reloaded.forwarder_kept {
+            true => current.forwarder().clone(),
+            false => {
+                let forwarder = Arc::new(Forwarder::new(&config.forward)?);
+                check_loops(&forwarder, &self.addrs)?;
+                forwarder
+            }
+        };
+        let restart_only = [
+            ("server.listen", old.server.listen != config.server.listen),
+            ("server.udp_sockets_per_address", old.server.udp_sockets_per_address != config.server.udp_sockets_per_address),
+            ("server.tcp_max_connections", old.server.tcp_max_connections != config.server.tcp_max_connections),
+            ("server.tcp_idle_timeout_secs", old.server.tcp_idle_timeout_secs != config.server.tcp_idle_timeout_secs),
+            ("admin.listen", old.admin.listen != config.admin.listen),
+            ("log.format", old.log.format != config.log.format),
+        ];
+        reloaded.needs_restart = restart_only.iter().filter(|(_, changed)| *changed).map(|(key, _)| *key).collect();
+
+        let handler = Handler::new(self.live.snapshot.clone(), forwarder.clone(), self.live.metrics.clone(), &config);
+        self.live.handler.store(Arc::new(handler));
+        let (applied, done) = oneshot::channel();
+        let update = Update { config: config.clone(), forwarder, applied };
+        if self.updates.send(update).await.is_ok() {
+            // The loop answers once the new table is live; a loop that has stopped never will.
+            let _ = done.await;
+        }
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(reloaded)
     }
 
     /// Stops accepting queries and waits (up to a grace period) for forwards in flight.

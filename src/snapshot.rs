@@ -223,6 +223,25 @@ pub struct Snapshot {
     serial: u32,
     /// Records and aliases left out because a higher-precedence source owns their name.
     conflicts: usize,
+    /// Who else claimed a name and lost, by name key: what `explain` reports as outvoted.
+    outvoted: FastMap<Vec<Provenance>>,
+    /// Records served, by the kind of source they came from (index: [`SourceKind`] order).
+    by_kind: [usize; 4],
+}
+
+/// Where a name stands in the table, for `explain`: [`Snapshot::lookup`] without the answer.
+#[derive(Debug, Clone, Copy)]
+pub enum Resolution<'a> {
+    /// The name itself is owned.
+    Exact(&'a Node),
+    /// A wildcard covers it.
+    Wildcard(&'a Node),
+    /// It is at or below a delegation inside a zone: forwarded.
+    Delegated(&'a Node),
+    /// It is below this owned name and does not exist: NXDOMAIN.
+    Below(&'a Node),
+    /// Not owned: forwarded.
+    NotOwned,
 }
 
 /// What a name collects while a build groups records by name.
@@ -276,14 +295,17 @@ impl Snapshot {
                 group.losers.push(alias.provenance);
             }
         }
-        for group in groups.values_mut() {
+        let mut snapshot = Self { serial, ..Self::default() };
+        for (key, group) in groups.iter_mut() {
             let Some(kept) = group.kept().cloned() else { continue };
+            if !group.losers.is_empty() {
+                snapshot.outvoted.insert(key.clone(), group.losers.clone());
+            }
             for loser in group.losers.drain(..) {
                 dropped.push(Dropped::Conflict { name: group.name.clone(), kept: kept.clone(), dropped: loser });
             }
         }
 
-        let mut snapshot = Self { serial, ..Self::default() };
         let mut pending = Vec::new();
         for (key, group) in groups {
             match group.alias {
@@ -316,6 +338,11 @@ impl Snapshot {
         }
         snapshot.apply_zones();
         snapshot.conflicts = dropped.iter().filter(|d| matches!(d, Dropped::Conflict { .. })).count();
+        let mut by_kind = [0; 4];
+        for provenance in snapshot.nodes().flat_map(|n| &n.rrsets).flat_map(|set| &set.provenance) {
+            by_kind[provenance.source as usize] += 1;
+        }
+        snapshot.by_kind = by_kind;
         (snapshot, dropped)
     }
 
@@ -440,6 +467,38 @@ impl Snapshot {
             }
         }
         Lookup::NotOwned
+    }
+
+    /// Where the name with lowercase wire key `key` stands: owned, covered by a wildcard,
+    /// delegated, nonexistent below an owned name, or not owned.
+    pub fn resolve(&self, key: &[u8]) -> Resolution<'_> {
+        if let Some(node) = self.exact.get(key) {
+            return if node.delegated { Resolution::Delegated(node) } else { Resolution::Exact(node) };
+        }
+        for ancestor in self_and_ancestors(key).skip(1) {
+            let exact = self.exact.get(ancestor);
+            if let Some(node) = exact.filter(|n| n.delegated) {
+                return Resolution::Delegated(node);
+            }
+            if let Some(node) = self.wildcards.get(ancestor) {
+                return Resolution::Wildcard(node);
+            }
+            if let Some(node) = exact {
+                return Resolution::Below(node);
+            }
+        }
+        Resolution::NotOwned
+    }
+
+    /// Who else claimed the name with key `key` and lost to its owner.
+    pub fn outvoted(&self, key: &[u8]) -> &[Provenance] {
+        self.outvoted.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// Records served per kind of source.
+    pub fn records_by_kind(&self) -> [(SourceKind, usize); 4] {
+        [SourceKind::Config, SourceKind::EndpointTag, SourceKind::Route53, SourceKind::EndpointDns]
+            .map(|kind| (kind, self.by_kind[kind as usize]))
     }
 
     /// Every owned node, exact names first, in no particular order.
@@ -612,6 +671,16 @@ impl Node {
     /// The record sets, ordered by type.
     pub fn rrsets(&self) -> &[RecordSet] {
         &self.rrsets
+    }
+
+    /// The SOA its negative answers carry.
+    pub fn soa(&self) -> &WireRecord {
+        &self.soa
+    }
+
+    /// Whether it lies in a loaded zone (Route 53).
+    pub fn in_zone(&self) -> bool {
+        self.in_zone
     }
 }
 

@@ -84,6 +84,11 @@ impl AnswerCache {
         self.entries.len()
     }
 
+    /// Most answers kept.
+    pub fn capacity(&self) -> usize {
+        usize::try_from(self.entries.capacity()).unwrap_or(usize::MAX)
+    }
+
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -7,12 +7,18 @@
 //! them as long as the zone says; anything that is not an answer (timeouts, SERVFAIL, REFUSED
 //! from every upstream) becomes SERVFAIL within `deadline_ms`, whatever the upstreams do.
 //!
+//! Each upstream server of a route has a resolver of its own, tried in order — servers that
+//! answered their last query first — so every query, error and timeout is counted against
+//! the server that caused it (`/metrics`, the status page), and a failing server stops being
+//! asked first.
+//!
 //! In front of the resolvers sits an [`AnswerCache`] of final answers, pre-encoded, which the
 //! handler's fast path reads without a task or an await.
 
 use std::{
     net::SocketAddr,
     sync::Arc,
+    sync::atomic::Ordering::Relaxed,
     time::{Duration, Instant},
 };
 
@@ -30,6 +36,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::{
     config::{ForwardConfig, Upstream},
     dns::cache::{AnswerCache, Entry},
+    metrics::UpstreamStats,
     name_key::{name_key, self_and_ancestors},
     snapshot::FastMap,
 };
@@ -55,6 +62,7 @@ pub struct Forwarder {
     default: Route,
     rules: FastMap<Route>,
     in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
     deadline: Duration,
     cache: AnswerCache,
 }
@@ -65,7 +73,13 @@ pub struct Route {
     pub domain: Name,
     /// The upstream servers, `system` already expanded.
     pub upstreams: Vec<SocketAddr>,
+    servers: Vec<UpstreamServer>,
+}
+
+/// One upstream server: its resolver and its counters.
+struct UpstreamServer {
     resolver: TokioResolver,
+    stats: Arc<UpstreamStats>,
 }
 
 /// An upstream's verdict, ready to put in a response.
@@ -94,6 +108,7 @@ impl Forwarder {
             default,
             rules,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            max_in_flight: config.max_in_flight,
             deadline: Duration::from_millis(config.deadline_ms),
             cache: AnswerCache::new(usize::try_from(config.cache_size).unwrap_or(usize::MAX)),
         })
@@ -129,6 +144,26 @@ impl Forwarder {
         forwarded
     }
 
+    /// Answers in the cache now.
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// How many answers the cache holds at most.
+    pub fn cache_capacity(&self) -> usize {
+        self.cache.capacity()
+    }
+
+    /// Forwarded queries under way now.
+    pub fn in_flight(&self) -> usize {
+        self.max_in_flight - self.in_flight.available_permits()
+    }
+
+    /// The longest a forwarded query may take.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// Stores an answer as if `forward` had just received it at `now` (for tests).
     #[cfg(test)]
     pub fn cache_for_test(&self, name: &Name, qtype: RecordType, forwarded: &Forwarded, now: Instant) {
@@ -137,34 +172,48 @@ impl Forwarder {
 
     async fn ask(&self, name: &Name, qtype: RecordType) -> Forwarded {
         let route = self.route(&name_key(name));
-        let servfail = || Forwarded { rcode: ResponseCode::ServFail, answers: Vec::new(), authorities: Vec::new() };
-        let result = match tokio::time::timeout(self.deadline, route.resolver.lookup(name.clone(), qtype)).await {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::debug!(%name, %qtype, route = %route.domain, "forward deadline passed");
-                return servfail();
-            }
-        };
-        match result {
-            Ok(lookup) => Forwarded {
-                rcode: ResponseCode::NoError,
-                answers: lookup.answers().to_vec(),
-                authorities: Vec::new(),
-            },
-            Err(NetError::Dns(DnsError::NoRecordsFound(none)))
-                if matches!(none.response_code, ResponseCode::NXDomain | ResponseCode::NoError) =>
-            {
-                Forwarded {
-                    rcode: none.response_code,
-                    answers: Vec::new(),
-                    authorities: none.soa.map(|soa| soa.into_record_of_rdata()).into_iter().collect(),
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        for server in route.in_order() {
+            let stats = &server.stats;
+            stats.queries.fetch_add(1, Relaxed);
+            let result = match tokio::time::timeout_at(deadline, server.resolver.lookup(name.clone(), qtype)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::debug!(%name, %qtype, upstream = %stats.addr, "forward deadline passed");
+                    stats.timeouts.fetch_add(1, Relaxed);
+                    stats.consecutive_failures.fetch_add(1, Relaxed);
+                    break;
                 }
-            }
-            Err(error) => {
-                tracing::debug!(%name, %qtype, route = %route.domain, %error, "forward failed");
-                servfail()
-            }
+            };
+            let answer = match result {
+                Ok(lookup) => Forwarded {
+                    rcode: ResponseCode::NoError,
+                    answers: lookup.answers().to_vec(),
+                    authorities: Vec::new(),
+                },
+                Err(NetError::Dns(DnsError::NoRecordsFound(none)))
+                    if matches!(none.response_code, ResponseCode::NXDomain | ResponseCode::NoError) =>
+                {
+                    Forwarded {
+                        rcode: none.response_code,
+                        answers: Vec::new(),
+                        authorities: none.soa.map(|soa| soa.into_record_of_rdata()).into_iter().collect(),
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%name, %qtype, upstream = %stats.addr, %error, "forward failed; trying the next upstream");
+                    match error {
+                        NetError::Timeout => stats.timeouts.fetch_add(1, Relaxed),
+                        _ => stats.errors.fetch_add(1, Relaxed),
+                    };
+                    stats.consecutive_failures.fetch_add(1, Relaxed);
+                    continue;
+                }
+            };
+            stats.consecutive_failures.store(0, Relaxed);
+            return answer;
         }
+        Forwarded { rcode: ResponseCode::ServFail, answers: Vec::new(), authorities: Vec::new() }
     }
 }
 
@@ -189,7 +238,15 @@ impl Route {
         }
         servers.dedup();
 
-        let name_servers = servers
+        let mut opts = ResolverOpts::default();
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.ndots = 0;
+        opts.cache_size = config.cache_size;
+        opts.timeout = Duration::from_millis(config.timeout_ms);
+        opts.attempts = config.attempts;
+        opts.preserve_intermediates = true;
+        opts.edns0 = true;
+        let servers_built = servers
             .iter()
             .map(|addr| {
                 let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
@@ -199,25 +256,31 @@ impl Route {
                         c
                     })
                     .collect();
-                NameServerConfig::new(addr.ip(), true, connections)
+                let name_server = NameServerConfig::new(addr.ip(), true, connections);
+                let resolver = TokioResolver::builder_with_config(
+                    ResolverConfig::from_name_servers(vec![name_server]),
+                    TokioRuntimeProvider::default(),
+                )
+                .with_options(opts.clone())
+                .build()
+                .map_err(|source| ForwardError::Build { route: domain.to_string(), source })?;
+                Ok(UpstreamServer { resolver, stats: UpstreamStats::new(*addr) })
             })
-            .collect();
-        let mut opts = ResolverOpts::default();
-        opts.use_hosts_file = ResolveHosts::Never;
-        opts.ndots = 0;
-        opts.cache_size = config.cache_size;
-        opts.timeout = Duration::from_millis(config.timeout_ms);
-        opts.attempts = config.attempts;
-        opts.preserve_intermediates = true;
-        opts.edns0 = true;
-        let resolver = TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(name_servers),
-            TokioRuntimeProvider::default(),
-        )
-        .with_options(opts)
-        .build()
-        .map_err(|source| ForwardError::Build { route: domain.to_string(), source })?;
-        Ok(Self { domain, upstreams: servers, resolver })
+            .collect::<Result<_, ForwardError>>()?;
+        Ok(Self { domain, upstreams: servers, servers: servers_built })
+    }
+
+    /// The servers to try, in order: those that answered their last query first (in config
+    /// order), then the failing ones, fewest failures first.
+    fn in_order(&self) -> impl Iterator<Item = &UpstreamServer> {
+        let mut order: Vec<&UpstreamServer> = self.servers.iter().collect();
+        order.sort_by_key(|s| s.stats.consecutive_failures.load(Relaxed));
+        order.into_iter()
+    }
+
+    /// Each upstream server's counters.
+    pub fn stats(&self) -> impl Iterator<Item = &Arc<UpstreamStats>> {
+        self.servers.iter().map(|s| &s.stats)
     }
 }
 

@@ -9,7 +9,10 @@
 //! - not a query (QR=1), or shorter than a header → dropped (no reflection);
 //! - unparsable → FORMERR; client outside the allow list → REFUSED;
 //! - opcode other than QUERY → NOTIMP; EDNS version above 0 → BADVERS;
-//! - not exactly one question → FORMERR; class other than IN → REFUSED;
+//! - not exactly one question → FORMERR;
+//! - class CH: `version.bind` / `version.server` and `id.server` / `hostname.bind` TXT
+//!   answer `server.version` and `server.identity` (RFC 4892); other CH names → REFUSED;
+//! - class other than IN → REFUSED;
 //! - AXFR / IXFR → REFUSED; ANY → RFC 8482 minimal answer;
 //! - owned name → authoritative answer, NODATA or NXDOMAIN with SOA (RFC 2308), CNAMEs
 //!   followed through owned names and then upstream;
@@ -19,26 +22,43 @@
 //! EDNS, an OPT with our payload size. A UDP response that does not fit the client's buffer
 //! is replaced by an empty TC=1 response that still carries the OPT (hickory drops it).
 //!
+//! Every reply says how it was made ([`Served`]: type, rcode, path), and [`Handler::observe`]
+//! turns that into metrics and, when asked for, a sampled query log line.
+//!
 //! Before all that, [`super::fast`] gets the first look: a plain query for an owned name
 //! with a pre-encoded answer, or for a forwarded name in the answer cache, is answered by
 //! copying bytes. Everything it declines comes here, to the full path.
 
-use std::{iter, net::SocketAddr, sync::Arc, time::Instant};
+use std::{
+    iter,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Instant,
+};
 
+use arc_swap::ArcSwap;
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode},
-    rr::{DNSClass, Name, RData, Record, RecordType, rdata::HINFO},
+    rr::{
+        DNSClass, Name, RData, Record, RecordType,
+        rdata::{HINFO, TXT},
+    },
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
 use hickory_server::{net::xfer::Protocol, server::Request, zone_handler::MessageResponseBuilder};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::{
+    config::Config,
     dns::{
         acl::Acl,
         fast::{CLASSIC_UDP_PAYLOAD, PlainQuery},
         forwarder::Forwarder,
     },
+    metrics::{Metrics, QueryPath, rcode_name},
     name_key::{key_from_wire, name_key},
     prepared::HEADER_LEN,
     snapshot::{Lookup, SharedSnapshot},
@@ -56,10 +76,24 @@ pub enum Transport {
     Tcp,
 }
 
+/// The handler the listeners use, swapped whole when the config is reloaded.
+pub type SharedHandler = Arc<ArcSwap<Handler>>;
+
+/// What a reply was: the labels it is counted under, and what the query log says of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// The question's type; `None` when the query could not be parsed.
+    pub qtype: Option<RecordType>,
+    /// The response code sent.
+    pub rcode: ResponseCode,
+    /// How the answer was made.
+    pub path: QueryPath,
+}
+
 /// What to do with a packet.
 pub enum Outcome {
     /// Send back the bytes [`Handler::handle`] wrote.
-    Reply,
+    Reply(Served),
     /// Ask upstream, then send [`Handler::forward`]'s bytes back.
     Forward(Box<ForwardJob>),
     /// Send nothing (not a query at all).
@@ -75,6 +109,8 @@ pub struct ForwardJob {
     /// The name to ask upstream: the query name, or the end of `chain`.
     target: Name,
     qtype: RecordType,
+    /// When the job was made, for the latency it is counted with.
+    started: Instant,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -89,54 +125,110 @@ pub struct Handler {
     opt: Vec<u8>,
     /// TTL of synthesized answers (RFC 8482 HINFO).
     synthesized_ttl: u32,
+    /// Answers to CH TXT `version.bind` and `id.server`; `None` refuses them.
+    version: Option<String>,
+    identity: Option<String>,
+    metrics: Arc<Metrics>,
+    /// Log one query in this many; `None`: no query log.
+    query_sample: Option<u64>,
+    /// Queries seen by the sampler.
+    query_seq: AtomicU64,
 }
 
 impl Handler {
-    /// A handler answering from `snapshot`, forwarding through `forwarder`, serving `acl`.
-    pub fn new(
-        snapshot: SharedSnapshot,
-        forwarder: Arc<Forwarder>,
-        acl: Acl,
-        max_udp_payload: u16,
-        synthesized_ttl: u32,
-    ) -> Self {
+    /// A handler answering from `snapshot` and forwarding through `forwarder`, with the
+    /// client access, limits, identity and query log of `config`, counting into `metrics`.
+    pub fn new(snapshot: SharedSnapshot, forwarder: Arc<Forwarder>, metrics: Arc<Metrics>, config: &Config) -> Self {
         let mut edns = Edns::new();
-        edns.set_max_payload(max_udp_payload).set_version(0);
+        edns.set_max_payload(config.server.max_udp_payload).set_version(0);
         // An OPT without options is eleven fixed bytes: encoding it cannot fail.
         let opt = edns.to_bytes().unwrap_or_default();
-        Self { snapshot, forwarder, acl, edns, opt, synthesized_ttl }
+        let nonempty = |s: String| Some(s).filter(|s| !s.is_empty());
+        Self {
+            snapshot,
+            forwarder,
+            acl: Acl::new(config.server.allow.clone()),
+            edns,
+            opt,
+            synthesized_ttl: config.answers.ttl,
+            version: nonempty(config.server.version.clone().unwrap_or_else(|| format!("hubdns {}", env!("CARGO_PKG_VERSION")))),
+            identity: nonempty(config.server.identity.clone().unwrap_or_else(host_name)),
+            metrics,
+            query_sample: config.log.queries.then_some(u64::from(config.log.query_sample)),
+            query_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// The forwarder this handler sends to.
+    pub fn forwarder(&self) -> &Arc<Forwarder> {
+        &self.forwarder
+    }
+
+    /// Counts a reply in the metrics and, if sampled, logs it. `question` is the query's
+    /// question section as sent (only read when a log line is written); `started` is when the
+    /// query arrived.
+    pub fn observe(&self, served: Served, src: SocketAddr, question: &[u8], started: Instant) {
+        let latency = started.elapsed();
+        self.metrics.record(served.qtype, served.rcode, served.path, latency);
+        let Some(every) = self.query_sample else { return };
+        if !self.query_seq.fetch_add(1, Relaxed).is_multiple_of(every) {
+            return;
+        }
+        let name = Name::read(&mut BinDecoder::new(question)).map_or_else(|_| "-".to_owned(), |n| n.to_string());
+        tracing::info!(
+            target: "hubdns::query",
+            client = %src.ip(),
+            name = %name,
+            qtype = %served.qtype.map_or_else(|| "-".to_owned(), |t| t.to_string()),
+            rcode = %rcode_name(served.rcode),
+            path = served.path.as_str(),
+            latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            "query"
+        );
+    }
+
+    /// Counts a packet dropped without a reply.
+    pub fn observe_drop(&self) {
+        self.metrics.record_dropped();
     }
 
     /// Decides what `packet` from `src` gets; a reply is written to `out`. Never blocks.
     pub fn handle(&self, packet: &[u8], src: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> Outcome {
         if let Some(query) = PlainQuery::parse(packet)
-            && self.answer_prepared(&query, src, transport, out)
+            && let Some(served) = self.answer_prepared(&query, src, transport, out)
         {
-            return Outcome::Reply;
+            return Outcome::Reply(served);
         }
         self.handle_full(packet, src, transport, out)
     }
 
-    /// The fast path: answers `query` from pre-encoded bytes if it can, else returns `false`.
-    fn answer_prepared(&self, query: &PlainQuery<'_>, src: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> bool {
+    /// The fast path: answers `query` from pre-encoded bytes if it can, else returns `None`.
+    fn answer_prepared(&self, query: &PlainQuery<'_>, src: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> Option<Served> {
         if !self.acl.allows(src.ip()) {
-            return false;
+            return None;
         }
+        let path = self.try_prepared(query, transport, out)?;
+        // The prepared answers are NOERROR or NXDOMAIN: the header's low rcode bits say which.
+        let rcode = ResponseCode::from_low(out.get(3).map_or(0, |b| b & 0x0F));
+        Some(Served { qtype: Some(query.qtype), rcode, path })
+    }
+
+    fn try_prepared(&self, query: &PlainQuery<'_>, transport: Transport, out: &mut Vec<u8>) -> Option<QueryPath> {
         let limit = query.limit(transport == Transport::Tcp, self.edns.max_payload());
         let snapshot = self.snapshot.load();
         match snapshot.lookup(query.key(), query.qtype) {
             Lookup::Found { records, prepared: Some(prepared), .. } if !is_cname_to_follow(records, query.qtype) => {
-                query.respond(prepared, 0, &self.opt, limit, out)
+                query.respond(prepared, 0, &self.opt, limit, out).then_some(QueryPath::Local)
             }
-            Lookup::NoData { prepared: Some(prepared), .. } => query.respond(prepared, 0, &self.opt, limit, out),
+            Lookup::NoData { prepared: Some(prepared), .. } => {
+                query.respond(prepared, 0, &self.opt, limit, out).then_some(QueryPath::Local)
+            }
             Lookup::NotOwned if query.recursion_desired() => {
                 let now = Instant::now();
-                match self.forwarder.cached(query.key(), query.qtype, now) {
-                    Some(entry) => query.respond(&entry.prepared, entry.age(now), &self.opt, limit, out),
-                    None => false,
-                }
+                let entry = self.forwarder.cached(query.key(), query.qtype, now)?;
+                query.respond(&entry.prepared, entry.age(now), &self.opt, limit, out).then_some(QueryPath::Cache)
             }
-            _ => false,
+            _ => None,
         }
     }
 
@@ -156,10 +248,11 @@ impl Handler {
             Err(error) => {
                 let rcode = if self.acl.allows(src.ip()) { ResponseCode::FormErr } else { ResponseCode::Refused };
                 tracing::debug!(%src, %error, %rcode, "unparsable query");
+                let path = if rcode == ResponseCode::Refused { QueryPath::Refused } else { QueryPath::Local };
                 return match Header::read(&mut BinDecoder::new(packet)) {
                     Ok(header) => {
                         header_only(&header.metadata, rcode, out);
-                        Outcome::Reply
+                        Outcome::Reply(Served { qtype: None, rcode, path })
                     }
                     Err(_) => Outcome::Drop,
                 };
@@ -178,6 +271,9 @@ impl Handler {
             return self.reply(out, &request, transport, ResponseCode::FormErr, false, &[], &[]);
         };
         let qtype = query.query_type();
+        if query.query_class() == DNSClass::CH {
+            return self.chaos(out, &request, transport, query.original().name(), qtype);
+        }
         if query.query_class() != DNSClass::IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
             return self.reply(out, &request, transport, ResponseCode::Refused, false, &[], &[]);
         }
@@ -261,6 +357,7 @@ impl Handler {
                         chain,
                         target: name,
                         qtype,
+                        started: Instant::now(),
                         _permit: permit,
                     }));
                 }
@@ -270,7 +367,7 @@ impl Handler {
         self.reply(out, &request, transport, ResponseCode::NoError, true, &chain, &[])
     }
 
-    /// Completes a forward: asks upstream and encodes the response.
+    /// Completes a forward: asks upstream, encodes the response, and counts it.
     pub async fn forward(&self, job: Box<ForwardJob>) -> Vec<u8> {
         let forwarded = self.forwarder.forward(&job.target, job.qtype).await;
         let job = *job;
@@ -278,7 +375,28 @@ impl Handler {
         answers.extend(forwarded.answers);
         let mut out = Vec::with_capacity(512);
         self.encode(&job.request, job.transport, forwarded.rcode, false, &answers, &forwarded.authorities, &mut out);
+        let served = Served { qtype: Some(job.qtype), rcode: forwarded.rcode, path: QueryPath::Forwarded };
+        self.observe(served, job.request.src(), job.request.queries.as_bytes(), job.started);
         out
+    }
+
+    /// Answers a CH-class query: the server's version and identity (RFC 4892), nothing else.
+    fn chaos(&self, out: &mut Vec<u8>, request: &Request, transport: Transport, name: &Name, qtype: RecordType) -> Outcome {
+        let asked = name.to_lowercase().to_ascii();
+        let text = match asked.trim_end_matches('.') {
+            "version.bind" | "version.server" => self.version.as_deref(),
+            "id.server" | "hostname.bind" => self.identity.as_deref(),
+            _ => None,
+        };
+        let Some(text) = text else {
+            return self.reply(out, request, transport, ResponseCode::Refused, false, &[], &[]);
+        };
+        if !matches!(qtype, RecordType::TXT | RecordType::ANY) {
+            return self.reply(out, request, transport, ResponseCode::NoError, true, &[], &[]);
+        }
+        let mut record = Record::from_rdata(name.clone(), 0, RData::TXT(TXT::new(vec![text.to_owned()])));
+        record.dns_class = DNSClass::CH;
+        self.reply(out, request, transport, ResponseCode::NoError, true, &[record], &[])
     }
 
     #[allow(clippy::too_many_arguments)] // the parts of a response, named at each call
@@ -293,7 +411,9 @@ impl Handler {
         authorities: &[Record],
     ) -> Outcome {
         self.encode(request, transport, rcode, authoritative, answers, authorities, out);
-        Outcome::Reply
+        let qtype = request.queries.queries().first().map(|q| q.query_type());
+        let path = if rcode == ResponseCode::Refused { QueryPath::Refused } else { QueryPath::Local };
+        Outcome::Reply(Served { qtype, rcode, path })
     }
 
     /// Encodes a response into `out`, truncating it properly for UDP when it does not fit.
@@ -356,6 +476,18 @@ fn is_cname_to_follow(records: &[Record], qtype: RecordType) -> bool {
         && records.first().is_some_and(|r| r.record_type() == RecordType::CNAME)
 }
 
+/// This machine's host name, for `id.server`.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer we own.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match ok {
+        true => String::from_utf8_lossy(&buf[..len]).into_owned(),
+        false => "hubdns".to_owned(),
+    }
+}
+
 /// A response of just a header, for queries too broken to echo, written to `out`.
 fn header_only(request: &Metadata, rcode: ResponseCode, out: &mut Vec<u8>) {
     let mut metadata = Metadata::response_from_request(request);
@@ -372,7 +504,6 @@ mod tests {
     //! The fast path against the full path: for every shape of query the fast path takes, both
     //! must give the same response (names compared case-insensitively, as DNS does).
 
-    use arc_swap::ArcSwap;
     use hickory_proto::{
         op::{Message, Query},
         rr::rdata::{A, AAAA},
@@ -425,8 +556,10 @@ target = "svc.example.com"
             ..ForwardConfig::default()
         };
         let forwarder = Arc::new(Forwarder::new(&forward).expect("forwarder"));
-        let acl = Acl::new(vec!["127.0.0.0/8".parse().expect("net")]);
-        Handler::new(Arc::new(ArcSwap::from_pointee(snapshot)), forwarder, acl, 1232, 60)
+        let mut config = config;
+        config.server.allow = vec!["127.0.0.0/8".parse().expect("net")];
+        config.server.identity = Some("hub-a".into());
+        Handler::new(Arc::new(ArcSwap::from_pointee(snapshot)), forwarder, Arc::default(), &config)
     }
 
     fn packet(name: &str, qtype: RecordType, edns: Option<u16>, rd: bool) -> Vec<u8> {
@@ -451,11 +584,11 @@ target = "svc.example.com"
         let src = CLIENT.parse().expect("addr");
         let mut fast = Vec::new();
         let fast = PlainQuery::parse(packet)
-            .filter(|q| handler.answer_prepared(q, src, transport, &mut fast))
+            .filter(|q| handler.answer_prepared(q, src, transport, &mut fast).is_some())
             .map(|_| Message::from_vec(&fast).expect("fast response decodes"));
         let mut full = Vec::new();
         let full = match handler.handle_full(packet, src, transport, &mut full) {
-            Outcome::Reply => Some(Message::from_vec(&full).expect("full response decodes")),
+            Outcome::Reply(_) => Some(Message::from_vec(&full).expect("full response decodes")),
             Outcome::Forward(_) => None,
             Outcome::Drop => panic!("a query was dropped"),
         };
@@ -511,7 +644,7 @@ target = "svc.example.com"
         let mut out = Vec::new();
         let query = packet("svc.example.com.", RecordType::A, None, true);
         let plain = PlainQuery::parse(&query).expect("plain");
-        assert!(!handler.answer_prepared(&plain, "192.0.2.1:53".parse().expect("addr"), Transport::Udp, &mut out));
+        assert!(handler.answer_prepared(&plain, "192.0.2.1:53".parse().expect("addr"), Transport::Udp, &mut out).is_none());
     }
 
     #[tokio::test]

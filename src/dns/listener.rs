@@ -18,7 +18,7 @@ use std::{
     io,
     net::{SocketAddr, UdpSocket},
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -30,7 +30,10 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::dns::handler::{Handler, Outcome, Transport};
+use crate::{
+    dns::handler::{Outcome, SharedHandler, Transport},
+    prepared::HEADER_LEN,
+};
 
 /// Kernel receive buffer asked for each UDP socket: absorbs bursts while a core is busy.
 const UDP_RECV_BUFFER: usize = 4 << 20;
@@ -87,7 +90,7 @@ impl Bound {
     /// caller must pass to [`wake_udp`] after cancelling `shutdown`.
     pub fn serve(
         self,
-        handler: Arc<Handler>,
+        handler: SharedHandler,
         tcp_slots: Arc<Semaphore>,
         idle: Duration,
         shutdown: &CancellationToken,
@@ -138,7 +141,7 @@ pub fn wake_udp(sockets: &[Arc<UdpSocket>]) {
 }
 
 /// One UDP socket's thread: receive, answer, send, until shutdown.
-fn serve_udp(socket: &Arc<UdpSocket>, handler: &Arc<Handler>, shutdown: &CancellationToken, tracker: &TaskTracker) {
+fn serve_udp(socket: &Arc<UdpSocket>, handler: &SharedHandler, shutdown: &CancellationToken, tracker: &TaskTracker) {
     let runtime = tokio::runtime::Handle::current();
     // One buffer for queries, reused: the largest datagram there can be; and one for replies.
     let mut buf = vec![0u8; 65_535];
@@ -152,10 +155,17 @@ fn serve_udp(socket: &Arc<UdpSocket>, handler: &Arc<Handler>, shutdown: &Cancell
                 continue;
             }
         };
-        match handler.handle(&buf[..len], src, Transport::Udp, &mut reply) {
-            Outcome::Reply => send_udp(socket, &reply, src, 0),
+        let started = Instant::now();
+        let query = &buf[..len];
+        // The handler of this moment: a reload swaps in another for the next packet.
+        let handler = handler.load();
+        match handler.handle(query, src, Transport::Udp, &mut reply) {
+            Outcome::Reply(served) => {
+                send_udp(socket, &reply, src, 0);
+                handler.observe(served, src, query.get(HEADER_LEN..).unwrap_or_default(), started);
+            }
             Outcome::Forward(job) => {
-                let (socket, handler) = (socket.clone(), handler.clone());
+                let (socket, handler) = (socket.clone(), arc_swap::Guard::into_inner(handler));
                 tracker.spawn_on(
                     async move {
                         let bytes = handler.forward(job).await;
@@ -165,7 +175,7 @@ fn serve_udp(socket: &Arc<UdpSocket>, handler: &Arc<Handler>, shutdown: &Cancell
                     &runtime,
                 );
             }
-            Outcome::Drop => {}
+            Outcome::Drop => handler.observe_drop(),
         }
     }
 }
@@ -178,7 +188,7 @@ fn send_udp(socket: &UdpSocket, bytes: &[u8], to: SocketAddr, flags: libc::c_int
 
 async fn serve_tcp(
     listener: TcpListener,
-    handler: Arc<Handler>,
+    handler: SharedHandler,
     slots: Arc<Semaphore>,
     idle: Duration,
     shutdown: CancellationToken,
@@ -212,7 +222,7 @@ async fn serve_tcp(
 async fn serve_connection(
     stream: TcpStream,
     src: SocketAddr,
-    handler: Arc<Handler>,
+    handler: SharedHandler,
     idle: Duration,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -237,20 +247,23 @@ async fn serve_connection(
             if !matches!(timeout(idle, reader.read_exact(&mut query)).await, Ok(Ok(_))) {
                 return;
             }
+            let started = Instant::now();
             let mut reply = Vec::new();
+            let handler = handler.load_full();
             match handler.handle(&query, src, Transport::Tcp, &mut reply) {
-                Outcome::Reply => {
+                Outcome::Reply(served) => {
+                    handler.observe(served, src, query.get(HEADER_LEN..).unwrap_or_default(), started);
                     if responses.send(reply).await.is_err() {
                         return;
                     }
                 }
                 Outcome::Forward(job) => {
-                    let (responses, handler) = (responses.clone(), handler.clone());
+                    let responses = responses.clone();
                     tracker.spawn(async move {
                         let _ = responses.send(handler.forward(job).await).await;
                     });
                 }
-                Outcome::Drop => {}
+                Outcome::Drop => handler.observe_drop(),
             }
         }
     };

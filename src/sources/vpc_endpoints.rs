@@ -34,6 +34,7 @@ use hickory_proto::rr::{
     Name, RData,
     rdata::{A, AAAA},
 };
+use serde::{Deserialize, Serialize};
 
 use crate::{
     config::VpcEndpointsConfig,
@@ -82,6 +83,34 @@ pub struct Converted {
     pub handles: BTreeMap<String, Name>,
     /// Endpoints left out, and why (not available, no ENI known, …), for the log.
     pub skipped: Vec<String>,
+    /// Each published endpoint in brief, for the status page.
+    pub endpoints: Vec<EndpointSummary>,
+}
+
+/// One published endpoint in brief: its names and its addresses per AZ.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSummary {
+    /// `vpce-…`.
+    pub id: String,
+    /// The service (or resource configuration) it connects to.
+    pub service: String,
+    /// Its VPC.
+    pub vpc: String,
+    /// Every name it is published under (regional, zonal, private, tag aliases).
+    pub names: Vec<String>,
+    /// Its network interfaces.
+    pub interfaces: Vec<InterfaceSummary>,
+}
+
+/// One endpoint network interface.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceSummary {
+    /// `eni-…`.
+    pub id: String,
+    /// Its availability zone.
+    pub az: String,
+    /// The addresses published for it.
+    pub addresses: Vec<IpAddr>,
 }
 
 /// Which ENIs a name answers with.
@@ -222,6 +251,17 @@ fn convert_endpoint(
             }
         }
     }
+
+    out.endpoints.push(EndpointSummary {
+        id: id.to_owned(),
+        service: service.to_owned(),
+        vpc: vpc.to_owned(),
+        names: names.iter().map(|(n, _, _)| n.to_string()).collect(),
+        interfaces: enis
+            .iter()
+            .map(|e| InterfaceSummary { id: e.id.to_owned(), az: e.zone.to_owned(), addresses: e.addresses.clone() })
+            .collect(),
+    });
 
     // Config aliases may name the endpoint by id or by service instead of a DNS name.
     let target = regional
@@ -483,6 +523,11 @@ mod tests {
             assert!(r.provenance.origin.contains(part), "{part} missing from {}", r.provenance.origin);
         }
         assert_eq!(converted.handles.get(SM_ID).map(ToString::to_string), Some(format!("{SM_REGIONAL}.")));
+        let [summary] = converted.endpoints.as_slice() else { panic!("one endpoint: {:?}", converted.endpoints) };
+        assert_eq!((summary.id.as_str(), summary.service.as_str()), (SM_ID, "com.amazonaws.us-east-1.secretsmanager"));
+        assert_eq!(summary.names.len(), 4);
+        let per_az: Vec<(String, String)> = summary.interfaces.iter().map(|i| (i.az.clone(), i.addresses[0].to_string())).collect();
+        assert_eq!(per_az, [("us-east-1a".into(), "10.10.1.25".into()), ("us-east-1b".into(), "10.10.2.41".into())]);
         assert_eq!(
             converted.handles.get("com.amazonaws.us-east-1.secretsmanager").map(ToString::to_string),
             Some(format!("{SM_REGIONAL}."))

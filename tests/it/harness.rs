@@ -363,12 +363,17 @@ pub type Logs = Arc<Mutex<Vec<String>>>;
 /// Starts `hubdns serve` with `config` and extra environment `env`, waits until it serves,
 /// and returns it with its DNS port and its log lines (collected as they come).
 pub fn serve(config: &str, env: &[(&str, &str)]) -> (Running, u16, Logs) {
-    use std::io::{BufRead, BufReader};
     let path = tempdir().join("hubdns.toml");
     std::fs::write(&path, config).expect("write config");
+    serve_file(&path, env)
+}
+
+/// [`serve`] with the config file at `path`, which the test may rewrite to reload.
+pub fn serve_file(path: &std::path::Path, env: &[(&str, &str)]) -> (Running, u16, Logs) {
+    use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(HUBDNS)
         .args(["serve", "--config"])
-        .arg(&path)
+        .arg(path)
         .env("RUST_LOG", "info")
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
@@ -382,9 +387,15 @@ pub fn serve(config: &str, env: &[(&str, &str)]) -> (Running, u16, Logs) {
     let sink = logs.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            // "serving DNS over UDP and TCP addr=127.0.0.1:PORT" names the bound port.
+            // "serving DNS over UDP and TCP addr=127.0.0.1:PORT" (or `"addr":"…"` in JSON logs)
+            // names the bound port.
             if line.contains("serving DNS")
-                && let Some(port) = line.split("addr=").nth(1).and_then(|a| a.split_whitespace().next()).and_then(|a| a.rsplit(':').next())
+                && let Some(port) = line
+                    .split("addr=")
+                    .nth(1)
+                    .or_else(|| line.split("\"addr\":\"").nth(1))
+                    .and_then(|a| a.split([' ', '"']).next())
+                    .and_then(|a| a.rsplit(':').next())
             {
                 let _ = port_tx.send(port.parse::<u16>().ok());
             }

@@ -1,0 +1,193 @@
+//! `/metrics`: everything in the Prometheus text exposition format (version 0.0.4).
+//!
+//! Query counters come from [`crate::metrics`]; the rest is read at scrape time from where it
+//! lives — the status board (sources, reloads), the forwarder (upstreams, cache), the snapshot
+//! (records, conflicts) — so nothing is counted twice and nothing can drift. Every name starts
+//! with `hubdns_`; `deploy/grafana/hubdns.json` charts them.
+
+use std::{
+    fmt::Write,
+    sync::atomic::Ordering::Relaxed,
+    time::SystemTime,
+};
+
+use crate::{
+    live::Live,
+    metrics::{LATENCY_BOUNDS, QueryPath},
+    status::unix_secs,
+};
+
+/// The content type Prometheus expects for this format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders every metric.
+pub fn render(live: &Live) -> String {
+    let mut out = Text::default();
+    let now = SystemTime::now();
+
+    out.family("hubdns_build_info", "gauge", "Always 1; the version label says which hubdns this is.");
+    out.sample("hubdns_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    out.family("hubdns_start_time_seconds", "gauge", "When the process started serving, in seconds since 1970.");
+    out.sample("hubdns_start_time_seconds", &[], unix_secs(live.started));
+    out.family("hubdns_ready", "gauge", "1 once every source has answered (fresh or from the state file).");
+    out.sample("hubdns_ready", &[], f64::from(u8::from(*live.ready.borrow())));
+
+    // Queries.
+    let totals = live.metrics.totals();
+    out.family("hubdns_queries_total", "counter", "Queries answered, by question type, response code and path (local, cache, forwarded, refused).");
+    for (qtype, rcode, path, n) in &totals.queries {
+        out.sample("hubdns_queries_total", &[("qtype", qtype), ("rcode", rcode), ("path", path.as_str())], *n as f64);
+    }
+    out.family("hubdns_query_duration_seconds", "histogram", "Time from a query's arrival to its answer, by path.");
+    for (path, buckets, sum) in &totals.latency {
+        let path = path.as_str();
+        for (bound, count) in LATENCY_BOUNDS.iter().zip(buckets) {
+            out.sample("hubdns_query_duration_seconds_bucket", &[("path", path), ("le", &bound.to_string())], *count as f64);
+        }
+        let count = buckets[buckets.len() - 1] as f64;
+        out.sample("hubdns_query_duration_seconds_bucket", &[("path", path), ("le", "+Inf")], count);
+        out.sample("hubdns_query_duration_seconds_sum", &[("path", path)], *sum);
+        out.sample("hubdns_query_duration_seconds_count", &[("path", path)], count);
+    }
+    out.family("hubdns_packets_dropped_total", "counter", "Packets dropped unanswered: responses and runts, which are never answered.");
+    out.sample("hubdns_packets_dropped_total", &[], totals.dropped as f64);
+    out.family("hubdns_tcp_connections", "gauge", "TCP connections open.");
+    out.sample("hubdns_tcp_connections", &[], live.tcp_connections() as f64);
+
+    // The forwarder: cache and upstreams.
+    let handler = live.handler.load();
+    let forwarder = handler.forwarder();
+    let (hits, misses) = (totals.count(QueryPath::Cache), totals.count(QueryPath::Forwarded));
+    out.family("hubdns_cache_entries", "gauge", "Forwarded answers in the answer cache.");
+    out.sample("hubdns_cache_entries", &[], forwarder.cache_len() as f64);
+    out.family("hubdns_cache_capacity", "gauge", "Most answers the cache keeps (forward.cache_size).");
+    out.sample("hubdns_cache_capacity", &[], forwarder.cache_capacity() as f64);
+    out.family("hubdns_cache_hits_total", "counter", "Forwarded names answered from the answer cache.");
+    out.sample("hubdns_cache_hits_total", &[], hits as f64);
+    out.family("hubdns_cache_misses_total", "counter", "Forwarded names sent upstream.");
+    out.sample("hubdns_cache_misses_total", &[], misses as f64);
+    out.family("hubdns_cache_hit_ratio", "gauge", "Cache hits over all forwarded names since start (0 before the first).");
+    out.sample("hubdns_cache_hit_ratio", &[], if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 });
+    out.family("hubdns_forward_in_flight", "gauge", "Forwarded queries waiting for an upstream (bounded by forward.max_in_flight).");
+    out.sample("hubdns_forward_in_flight", &[], forwarder.in_flight() as f64);
+    let upstream_families = [
+        ("hubdns_upstream_queries_total", "counter", "Queries sent to each upstream server."),
+        ("hubdns_upstream_errors_total", "counter", "Queries an upstream failed with an error (SERVFAIL, REFUSED, connection errors)."),
+        ("hubdns_upstream_timeouts_total", "counter", "Queries an upstream did not answer in time."),
+        ("hubdns_upstream_up", "gauge", "1 if the upstream answered its last query, 0 if it failed it."),
+    ];
+    for (name, kind, help) in upstream_families {
+        out.family(name, kind, help);
+        for route in forwarder.routes() {
+            let rule = route.domain.to_string();
+            for stats in route.stats() {
+                let value = match name {
+                    "hubdns_upstream_queries_total" => stats.queries.load(Relaxed),
+                    "hubdns_upstream_errors_total" => stats.errors.load(Relaxed),
+                    "hubdns_upstream_timeouts_total" => stats.timeouts.load(Relaxed),
+                    _ => u64::from(stats.consecutive_failures.load(Relaxed) == 0),
+                };
+                out.sample(name, &[("rule", &rule), ("upstream", &stats.addr.to_string())], value as f64);
+            }
+        }
+    }
+
+    // Sources.
+    let board = live.board.lock();
+    let source_families: [(&str, &str, &str); 7] = [
+        ("hubdns_source_refresh_runs_total", "counter", "Fetches attempted per AWS source."),
+        ("hubdns_source_refresh_failures_total", "counter", "Fetches failed per AWS source (its last good records kept)."),
+        ("hubdns_source_consecutive_failures", "gauge", "Failures since the source's last success."),
+        ("hubdns_source_last_success_timestamp_seconds", "gauge", "When the source last answered, in seconds since 1970."),
+        ("hubdns_source_seconds_since_success", "gauge", "Seconds since the source last answered."),
+        ("hubdns_source_last_refresh_duration_seconds", "gauge", "How long the source's last fetch took."),
+        ("hubdns_source_records", "gauge", "Records in the source's last good answer (fresh or from the state file)."),
+    ];
+    for (name, kind, help) in source_families {
+        out.family(name, kind, help);
+        for source in &board.sources {
+            let value = match name {
+                "hubdns_source_refresh_runs_total" => Some(source.runs as f64),
+                "hubdns_source_refresh_failures_total" => Some(source.failures as f64),
+                "hubdns_source_consecutive_failures" => Some(f64::from(source.consecutive_failures)),
+                "hubdns_source_last_success_timestamp_seconds" => source.last_success.map(unix_secs),
+                "hubdns_source_seconds_since_success" => {
+                    source.last_success.map(|t| now.duration_since(t).unwrap_or_default().as_secs_f64())
+                }
+                "hubdns_source_last_refresh_duration_seconds" => Some(source.last_duration_ms as f64 / 1000.0),
+                _ => Some(source.records as f64),
+            };
+            if let Some(value) = value {
+                out.sample(name, &[("source", &source.id), ("kind", source.kind)], value);
+            }
+        }
+    }
+    out.family("hubdns_config_reloads_total", "counter", "Config reloads (SIGHUP or file change), applied or refused.");
+    out.sample("hubdns_config_reloads_total", &[("result", "applied")], board.config.reloads as f64);
+    out.sample("hubdns_config_reloads_total", &[("result", "refused")], board.config.reloads_refused as f64);
+    out.family("hubdns_config_loaded_timestamp_seconds", "gauge", "When the running config was loaded, in seconds since 1970.");
+    out.sample("hubdns_config_loaded_timestamp_seconds", &[], board.config.loaded_at.map_or(0.0, unix_secs));
+    drop(board);
+
+    // The snapshot.
+    let snapshot = live.snapshot.load();
+    out.family("hubdns_records", "gauge", "Records served, by the kind of source that won them.");
+    for (kind, n) in snapshot.records_by_kind() {
+        out.sample("hubdns_records", &[("source_kind", &kind.to_string())], n as f64);
+    }
+    out.family("hubdns_names", "gauge", "Owned names served (wildcards included).");
+    out.sample("hubdns_names", &[], snapshot.name_count() as f64);
+    out.family("hubdns_conflicts", "gauge", "Records and aliases left out because a source of higher precedence owns their name.");
+    out.sample("hubdns_conflicts", &[], snapshot.conflicts() as f64);
+    out.family("hubdns_snapshot_serial", "gauge", "Serial of the table being served (seconds since 1970 when it was built).");
+    out.sample("hubdns_snapshot_serial", &[], f64::from(snapshot.serial()));
+    out.0
+}
+
+/// The exposition text under construction.
+#[derive(Default)]
+struct Text(String);
+
+impl Text {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{key}=\"{}\"", escape(value));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_written_in_the_text_format() {
+        let mut text = Text::default();
+        text.family("hubdns_x_total", "counter", "An example.");
+        text.sample("hubdns_x_total", &[("a", "b\"c\\d\ne")], 3.0);
+        text.sample("hubdns_x_total", &[], 0.5);
+        assert_eq!(
+            text.0,
+            "# HELP hubdns_x_total An example.\n# TYPE hubdns_x_total counter\nhubdns_x_total{a=\"b\\\"c\\\\d\\ne\"} 3\nhubdns_x_total 0.5\n"
+        );
+    }
+}

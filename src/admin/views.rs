@@ -1,0 +1,125 @@
+//! The JSON views: `/records` (every owned record with its provenance) and `/status.json`
+//! (what the status page shows: sources, endpoints, forwarding, the table, the config).
+
+use serde::Serialize;
+
+use crate::{
+    explain::{RecordView, UpstreamView},
+    live::Live,
+    metrics::QueryPath,
+    snapshot::Snapshot,
+    status::{ConfigStatus, SourceStatus, unix_secs},
+};
+
+/// `/records`.
+#[derive(Serialize)]
+pub struct Records {
+    /// The serial of the table.
+    pub serial: u32,
+    /// Owned names.
+    pub names: usize,
+    /// Every record, sorted by name and type; weighted alternatives and wildcards as stored.
+    pub records: Vec<RecordView>,
+}
+
+/// Every record of `snapshot`, sorted.
+pub fn records(snapshot: &Snapshot) -> Records {
+    let mut records: Vec<RecordView> = snapshot
+        .nodes()
+        .flat_map(|node| node.rrsets())
+        .flat_map(RecordView::of_set)
+        .collect();
+    records.sort_by(|a, b| (a.name.to_ascii_lowercase(), &a.rtype, &a.data).cmp(&(b.name.to_ascii_lowercase(), &b.rtype, &b.data)));
+    Records { serial: snapshot.serial(), names: snapshot.name_count(), records }
+}
+
+/// `/status.json`.
+#[derive(Serialize)]
+pub struct Status {
+    /// hubdns's version.
+    pub version: &'static str,
+    /// When it started serving (seconds since 1970).
+    pub started_at: f64,
+    /// Whether every source has answered.
+    pub ready: bool,
+    /// The running config.
+    pub config: ConfigStatus,
+    /// The table.
+    pub snapshot: SnapshotStatus,
+    /// Every AWS source, endpoints included.
+    pub sources: Vec<SourceStatus>,
+    /// Forwarding rules and upstreams.
+    pub forward: ForwardStatus,
+    /// Queries answered per path since start.
+    pub queries: Vec<(&'static str, u64)>,
+}
+
+/// The table in numbers.
+#[derive(Serialize)]
+pub struct SnapshotStatus {
+    /// Serial.
+    pub serial: u32,
+    /// Owned names.
+    pub names: usize,
+    /// Records.
+    pub records: usize,
+    /// Left out to higher-precedence sources.
+    pub conflicts: usize,
+    /// Records per kind of source.
+    pub by_source: Vec<(String, usize)>,
+}
+
+/// Forwarding in brief.
+#[derive(Serialize)]
+pub struct ForwardStatus {
+    /// Each route: its domain (`.` for the default) and upstreams.
+    pub rules: Vec<RuleStatus>,
+    /// Answers cached.
+    pub cache_entries: usize,
+    /// Forwards waiting on upstreams.
+    pub in_flight: usize,
+}
+
+/// One forwarding route.
+#[derive(Serialize)]
+pub struct RuleStatus {
+    /// Its domain.
+    pub domain: String,
+    /// Its upstreams.
+    pub upstreams: Vec<UpstreamView>,
+}
+
+/// Reads everything the status page shows.
+pub fn status(live: &Live) -> Status {
+    let snapshot = live.snapshot.load();
+    let handler = live.handler.load();
+    let forwarder = handler.forwarder();
+    let board = live.board.lock();
+    let totals = live.metrics.totals();
+    Status {
+        version: env!("CARGO_PKG_VERSION"),
+        started_at: unix_secs(live.started),
+        ready: *live.ready.borrow(),
+        config: board.config.clone(),
+        snapshot: SnapshotStatus {
+            serial: snapshot.serial(),
+            names: snapshot.name_count(),
+            records: snapshot.record_count(),
+            conflicts: snapshot.conflicts(),
+            by_source: snapshot.records_by_kind().iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+        },
+        sources: board.sources.clone(),
+        forward: ForwardStatus {
+            rules: forwarder
+                .routes()
+                .map(|route| RuleStatus {
+                    domain: route.domain.to_string(),
+                    upstreams: route.stats().map(|s| UpstreamView::of(s)).collect(),
+                })
+                .collect(),
+            cache_entries: forwarder.cache_len(),
+            in_flight: forwarder.in_flight(),
+        },
+        queries: QueryPath::ALL.iter().map(|p| (p.as_str(), totals.count(*p))).collect(),
+    }
+}

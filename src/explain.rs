@@ -1,0 +1,387 @@
+//! `explain`: why a name gets the answer it gets.
+//!
+//! For an owned name: which record set answers, from which source (provenance), whether a
+//! wildcard matched, the CNAMEs followed, every weighted alternative with its weight, and who
+//! else claimed the name and lost on precedence. For a name not owned: the forwarding rule
+//! that matches, its upstreams with their health, and what the answer cache holds.
+//!
+//! [`explain`] is a pure reading of a snapshot and a forwarder: the admin listener serves it
+//! at `/explain`, the status page's search box calls that, and `hubdns explain` prints it.
+
+use std::{fmt, sync::atomic::Ordering::Relaxed, time::Instant};
+
+use hickory_proto::rr::{Name, RData, RecordType};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    dns::forwarder::Forwarder,
+    metrics::{UpstreamStats, rcode_name},
+    name_key::name_key,
+    snapshot::{Node, Provenance, RecordSet, Resolution, Snapshot},
+};
+
+/// Most CNAMEs followed through owned names, as the handler does.
+const MAX_CNAME_HOPS: usize = 8;
+
+/// The answer to "why does this name answer like that?".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// The name asked about, absolute.
+    pub name: String,
+    /// The type asked about.
+    #[serde(rename = "type")]
+    pub qtype: String,
+    /// `hubdns` (an owned name, answered from the snapshot) or `upstream` (forwarded).
+    pub answered_by: String,
+    /// The response code hubdns gives (for a forwarded name: the cached one, if any).
+    pub rcode: Option<String>,
+    /// One sentence: why.
+    pub reason: String,
+    /// The owned name that matched (a wildcard shows as `*.…`), after any CNAMEs.
+    pub matched: Option<String>,
+    /// The records of the answer, CNAMEs first; weighted alternatives all listed.
+    pub records: Vec<RecordView>,
+    /// Sources that also claimed the matched name and lost on precedence.
+    pub outvoted: Vec<ProvenanceView>,
+    /// Where the name goes upstream, when it is forwarded.
+    pub forward: Option<ForwardView>,
+}
+
+/// One record with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordView {
+    /// Owner name.
+    pub name: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// TTL served.
+    pub ttl: u32,
+    /// The data, in zone-file form.
+    pub data: String,
+    /// The kind of source (precedence).
+    pub source: String,
+    /// The source's own words: config line, endpoint and ENI, zone.
+    pub origin: String,
+    /// Weighted alternative: its set identifier and weight.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub weight: Option<(String, u32)>,
+}
+
+/// A source that claimed a name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvenanceView {
+    /// The kind of source.
+    pub source: String,
+    /// Its origin.
+    pub origin: String,
+}
+
+/// The forwarding of a name hubdns does not own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForwardView {
+    /// The name sent upstream (the query name, or the end of an owned CNAME chain).
+    pub target: String,
+    /// The matching rule's domain; `.` for the default upstreams.
+    pub rule: String,
+    /// Its upstreams, in the order they would be tried.
+    pub upstreams: Vec<UpstreamView>,
+    /// What the answer cache holds for the target, if anything.
+    pub cached: Option<CachedView>,
+}
+
+/// One upstream server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamView {
+    /// Its address.
+    pub addr: String,
+    /// Whether it answered its last query.
+    pub healthy: bool,
+    /// Queries sent to it since start.
+    pub queries: u64,
+    /// Errors and timeouts since start.
+    pub errors: u64,
+    /// Timeouts since start.
+    pub timeouts: u64,
+}
+
+impl UpstreamView {
+    /// The view of one upstream's counters now.
+    pub fn of(stats: &UpstreamStats) -> Self {
+        Self {
+            addr: stats.addr.to_string(),
+            healthy: stats.consecutive_failures.load(Relaxed) == 0,
+            queries: stats.queries.load(Relaxed),
+            errors: stats.errors.load(Relaxed) + stats.timeouts.load(Relaxed),
+            timeouts: stats.timeouts.load(Relaxed),
+        }
+    }
+}
+
+/// A cached upstream answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedView {
+    /// Its response code.
+    pub rcode: String,
+    /// Records in its answer section.
+    pub answers: u16,
+    /// Seconds it stays cached.
+    pub ttl_left: u32,
+}
+
+/// Explains `name`/`qtype` against `snapshot` and `forwarder`. Fails only on a name that is
+/// not a domain name.
+pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: RecordType) -> Result<Explanation, String> {
+    let mut asked = Name::from_utf8(name.trim()).map_err(|e| format!("`{name}` is not a domain name: {e}"))?;
+    asked.set_fqdn(true);
+    let mut out = Explanation {
+        name: asked.to_string(),
+        qtype: qtype.to_string(),
+        answered_by: "hubdns".into(),
+        rcode: Some("NOERROR".into()),
+        reason: String::new(),
+        matched: None,
+        records: Vec::new(),
+        outvoted: Vec::new(),
+        forward: None,
+    };
+    if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+        out.rcode = Some("REFUSED".into());
+        out.reason = "zone transfers are refused".into();
+        return Ok(out);
+    }
+    let mut target = asked;
+    for hop in 0..=MAX_CNAME_HOPS {
+        let key = name_key(&target);
+        let (node, wildcard) = match snapshot.resolve(&key) {
+            Resolution::Exact(node) => (node, false),
+            Resolution::Wildcard(node) => (node, true),
+            Resolution::Below(node) => {
+                out.rcode = Some("NXDOMAIN".into());
+                out.matched = Some(node.name().to_string());
+                out.reason = format!("{target} does not exist below the owned name {} (NXDOMAIN with its SOA)", node.name());
+                return Ok(out);
+            }
+            Resolution::Delegated(node) => {
+                let why = format!("{} is delegated inside a Route 53 zone, so it is forwarded", node.name());
+                return Ok(forwarded(out, forwarder, &target, qtype, why));
+            }
+            Resolution::NotOwned if hop == 0 => {
+                return Ok(forwarded(out, forwarder, &target, qtype, "no source owns it".into()));
+            }
+            Resolution::NotOwned => {
+                let why = format!("the CNAME chain leaves the owned names at {target}");
+                return Ok(forwarded(out, forwarder, &target, qtype, why));
+            }
+        };
+        out.matched = Some(node.name().to_string());
+        out.outvoted = snapshot.outvoted(&name_key(node.name())).iter().map(view_provenance).collect();
+        let sets = answering_sets(node, qtype);
+        let Some(first) = sets.first() else {
+            out.reason = match node.rrsets().is_empty() {
+                true => format!("{} is an empty non-terminal of a zone: NODATA", node.name()),
+                false => format!("{} is owned but has no {qtype} records: NODATA with its SOA", node.name()),
+            };
+            return Ok(out);
+        };
+        out.records.extend(sets.iter().flat_map(|set| view_set(set, &target, wildcard)));
+        let by = first.provenance.first().map(|p| format!("{} ({})", p.source, p.origin)).unwrap_or_default();
+        let how = match (wildcard, sets.len()) {
+            (true, _) => format!("the wildcard {} matches", node.name()),
+            (false, 1) => format!("{} is owned", node.name()),
+            (false, n) => format!("{} has {n} weighted alternatives, one drawn per query by weight", node.name()),
+        };
+        if first.rtype == RecordType::CNAME
+            && qtype != RecordType::CNAME
+            && qtype != RecordType::ANY
+            && let Some(RData::CNAME(next)) = first.records.first().map(|r| &r.data)
+        {
+            target = next.0.clone();
+            continue;
+        }
+        out.reason = format!("{how}; answered from {by}");
+        return Ok(out);
+    }
+    out.reason = format!("CNAME chain longer than {MAX_CNAME_HOPS} owned names: answered with what was found");
+    Ok(out)
+}
+
+/// The record sets answering `qtype` at `node`: the CNAME, or every weighted alternative.
+fn answering_sets(node: &Node, qtype: RecordType) -> Vec<&RecordSet> {
+    if qtype == RecordType::ANY {
+        return node.rrsets().iter().take(1).collect();
+    }
+    let cname: Vec<&RecordSet> = node.rrsets().iter().filter(|s| s.rtype == RecordType::CNAME).collect();
+    if !cname.is_empty() {
+        return cname;
+    }
+    node.rrsets().iter().filter(|s| s.rtype == qtype).collect()
+}
+
+/// The records of `set` as views; a wildcard's owned by `owner`, the name asked.
+fn view_set<'a>(set: &'a RecordSet, owner: &'a Name, wildcard: bool) -> impl Iterator<Item = RecordView> + 'a {
+    RecordView::of_set(set).map(move |mut view| {
+        if wildcard {
+            view.name = owner.to_string();
+        }
+        view
+    })
+}
+
+impl RecordView {
+    /// Every record of `set`, with its provenance and the set's weight.
+    pub fn of_set(set: &RecordSet) -> impl Iterator<Item = RecordView> + '_ {
+        set.records.iter().zip(&set.provenance).map(move |(record, provenance)| RecordView {
+            name: record.name.to_string(),
+            rtype: record.record_type().to_string(),
+            ttl: record.ttl,
+            data: record.data.to_string(),
+            source: provenance.source.to_string(),
+            origin: provenance.origin.to_string(),
+            weight: set.weight.as_ref().map(|w| (w.set.to_string(), w.weight)),
+        })
+    }
+}
+
+fn view_provenance(provenance: &Provenance) -> ProvenanceView {
+    ProvenanceView { source: provenance.source.to_string(), origin: provenance.origin.to_string() }
+}
+
+/// Fills in the forwarding of `target`.
+fn forwarded(mut out: Explanation, forwarder: &Forwarder, target: &Name, qtype: RecordType, why: String) -> Explanation {
+    let key = name_key(target);
+    let route = forwarder.route(&key);
+    let rule = route.domain.to_string();
+    let cached = forwarder.cached(&key, qtype, Instant::now()).map(|entry| CachedView {
+        rcode: rcode_name(entry.prepared.rcode),
+        answers: entry.prepared.answers,
+        ttl_left: entry.prepared.min_ttl().saturating_sub(entry.age(Instant::now())),
+    });
+    let mut upstreams: Vec<UpstreamView> = route.stats().map(|s| UpstreamView::of(s)).collect();
+    upstreams.sort_by_key(|u| !u.healthy);
+    let rule_text = match rule.as_str() {
+        "." => "the default upstreams (no forward rule matches)".to_owned(),
+        domain => format!("forward rule {domain}"),
+    };
+    out.answered_by = "upstream".into();
+    out.rcode = cached.as_ref().map(|c| c.rcode.clone());
+    out.reason = format!(
+        "{why}; sent to {rule_text}{}",
+        if cached.is_some() { ", answered from the cache until it expires" } else { "" }
+    );
+    out.forward = Some(ForwardView { target: target.to_string(), rule, upstreams, cached });
+    out
+}
+
+impl fmt::Display for Explanation {
+    /// The operator's view, as `hubdns explain` prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} {}: {} ({})", self.name, self.qtype, self.answered_by, self.rcode.as_deref().unwrap_or("not cached"))?;
+        writeln!(f, "  why: {}", self.reason)?;
+        if let Some(matched) = &self.matched {
+            writeln!(f, "  matched: {matched}")?;
+        }
+        for r in &self.records {
+            let weight = r.weight.as_ref().map(|(set, w)| format!("  [weight {w}, set {set}]")).unwrap_or_default();
+            writeln!(f, "  {} {} {} {}{weight}", r.name, r.ttl, r.rtype, r.data)?;
+            writeln!(f, "      from {}: {}", r.source, r.origin)?;
+        }
+        for o in &self.outvoted {
+            writeln!(f, "  outvoted: {} ({})", o.source, o.origin)?;
+        }
+        if let Some(forward) = &self.forward {
+            writeln!(f, "  forward: {} via rule {}", forward.target, forward.rule)?;
+            for u in &forward.upstreams {
+                let health = if u.healthy { "healthy" } else { "failing" };
+                writeln!(f, "    upstream {} {health}: {} queries, {} errors ({} timeouts)", u.addr, u.queries, u.errors, u.timeouts)?;
+            }
+            if let Some(c) = &forward.cached {
+                writeln!(f, "    cached: {} with {} answers, {} s left", c.rcode, c.answers, c.ttl_left)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::{Config, ForwardConfig, Upstream},
+        refresh::build_snapshot,
+    };
+
+    const CONFIG: &str = r#"
+[[records]]
+name = "svc.example.com"
+type = "A"
+values = ["10.0.0.1"]
+
+[[records]]
+name = "*.wild.example"
+type = "A"
+values = ["10.0.0.9"]
+
+[[records]]
+name = "www.example.com"
+type = "CNAME"
+values = ["svc.example.com."]
+
+[[records]]
+name = "out.example.com"
+type = "CNAME"
+values = ["elsewhere.example.net."]
+
+[[forward.rules]]
+domain = "corp.internal"
+upstreams = ["127.0.0.1:9"]
+"#;
+
+    fn setup() -> (Snapshot, Forwarder) {
+        let config = Config::parse(CONFIG, "t.toml").expect("valid");
+        let forward = ForwardConfig {
+            upstreams: vec![Upstream::Addr("127.0.0.2:9".parse().expect("addr"))],
+            ..config.forward.clone()
+        };
+        (build_snapshot(&config, &[]).0, Forwarder::new(&forward).expect("forwarder"))
+    }
+
+    #[tokio::test]
+    async fn owned_wildcard_cname_nxdomain_and_forwarded() {
+        let (snapshot, forwarder) = setup();
+        let e = explain(&snapshot, &forwarder, "svc.example.com", RecordType::A).expect("explained");
+        assert_eq!((e.answered_by.as_str(), e.rcode.as_deref()), ("hubdns", Some("NOERROR")));
+        assert_eq!(e.records.len(), 1);
+        assert_eq!(e.records[0].data, "10.0.0.1");
+        assert_eq!(e.records[0].source, "config");
+        assert!(e.records[0].origin.contains("t.toml:2"), "{}", e.records[0].origin);
+
+        let e = explain(&snapshot, &forwarder, "a.b.wild.example.", RecordType::A).expect("explained");
+        assert_eq!(e.matched.as_deref(), Some("*.wild.example."));
+        assert_eq!(e.records[0].name, "a.b.wild.example.");
+        assert!(e.reason.contains("wildcard"), "{}", e.reason);
+
+        let e = explain(&snapshot, &forwarder, "www.example.com", RecordType::A).expect("explained");
+        let types: Vec<&str> = e.records.iter().map(|r| r.rtype.as_str()).collect();
+        assert_eq!(types, ["CNAME", "A"], "the chain, then the answer");
+
+        let e = explain(&snapshot, &forwarder, "nope.svc.example.com", RecordType::A).expect("explained");
+        assert_eq!(e.rcode.as_deref(), Some("NXDOMAIN"));
+
+        let e = explain(&snapshot, &forwarder, "svc.example.com", RecordType::AAAA).expect("explained");
+        assert!(e.records.is_empty() && e.reason.contains("NODATA"), "{}", e.reason);
+
+        let e = explain(&snapshot, &forwarder, "host.corp.internal", RecordType::A).expect("explained");
+        let forward = e.forward.expect("forwarded");
+        assert_eq!((e.answered_by.as_str(), forward.rule.as_str()), ("upstream", "corp.internal."));
+        assert_eq!(forward.upstreams[0].addr, "127.0.0.1:9");
+        assert!(forward.cached.is_none() && e.rcode.is_none());
+
+        let e = explain(&snapshot, &forwarder, "out.example.com", RecordType::A).expect("explained");
+        let forward = e.forward.expect("forwarded at the end of the chain");
+        assert_eq!((forward.target.as_str(), forward.rule.as_str()), ("elsewhere.example.net.", "."));
+        assert_eq!(e.records.len(), 1, "the owned CNAME is part of the answer");
+
+        assert!(explain(&snapshot, &forwarder, "bad..name", RecordType::A).is_err());
+    }
+}

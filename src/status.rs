@@ -1,0 +1,102 @@
+//! The status board: what each source did last, and how the config was last loaded.
+//!
+//! The refresh loop and the reload path write it; the admin views (`/metrics`, `/status.json`,
+//! the status page) read it. Writes happen a few times a minute and reads once per scrape,
+//! so a mutex is plenty; nothing on the query path touches it.
+
+use std::{
+    sync::{Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+use serde::Serialize;
+
+use crate::sources::vpc_endpoints::EndpointSummary;
+
+/// One AWS source as the refresh loop last saw it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceStatus {
+    /// `vpc_endpoints/us-east-1`, `route53/us-east-1/arn:…`.
+    pub id: String,
+    /// `vpc_endpoints` or `route53`.
+    pub kind: &'static str,
+    /// The region asked.
+    pub region: String,
+    /// Fetches attempted since start.
+    pub runs: u64,
+    /// Fetches that failed since start.
+    pub failures: u64,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// When the last fetch started.
+    #[serde(serialize_with = "unix_seconds")]
+    pub last_attempt: Option<SystemTime>,
+    /// When a fetch last succeeded.
+    #[serde(serialize_with = "unix_seconds")]
+    pub last_success: Option<SystemTime>,
+    /// The last failure's message, until a fetch succeeds.
+    pub last_error: Option<String>,
+    /// How long the last fetch took.
+    pub last_duration_ms: u64,
+    /// Records in its last good answer (fresh or restored).
+    pub records: usize,
+    /// Whether its last good answer came from the state file (no fetch has succeeded yet).
+    pub restored: bool,
+    /// What its last conversion left out, and why.
+    pub skipped: Vec<String>,
+    /// Endpoints in its last good answer (vpc_endpoints sources).
+    pub endpoints: Vec<EndpointSummary>,
+}
+
+/// How the running config was loaded.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConfigStatus {
+    /// The file it came from.
+    pub origin: String,
+    /// When the running config was loaded.
+    #[serde(serialize_with = "unix_seconds")]
+    pub loaded_at: Option<SystemTime>,
+    /// Reloads applied since start.
+    pub reloads: u64,
+    /// Reloads refused (invalid config, unbuildable forwarder) since start.
+    pub reloads_refused: u64,
+    /// Why the last refused reload was refused, until a reload succeeds.
+    pub last_error: Option<String>,
+    /// Changes the last reload could not apply without a restart.
+    pub needs_restart: Vec<String>,
+}
+
+/// Everything on the board.
+#[derive(Debug, Default)]
+pub struct Board {
+    /// Every AWS source, in config order.
+    pub sources: Vec<SourceStatus>,
+    /// The running config.
+    pub config: ConfigStatus,
+}
+
+/// The shared board.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    board: Mutex<Board>,
+}
+
+impl StatusBoard {
+    /// The board, for reading or writing. A writer that panicked left it consistent enough to
+    /// show (every write is a plain field assignment), so a poisoned lock is taken anyway.
+    pub fn lock(&self) -> MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Seconds since 1970, the form Prometheus and JavaScript both take.
+pub fn unix_secs(time: SystemTime) -> f64 {
+    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn unix_seconds<S: serde::Serializer>(time: &Option<SystemTime>, serializer: S) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => serializer.serialize_f64(unix_secs(*time)),
+        None => serializer.serialize_none(),
+    }
+}
