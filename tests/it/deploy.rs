@@ -6,7 +6,9 @@
 //! - the Kubernetes manifests agree with each other and their config passes `hubdns check`;
 //! - the CloudFormation templates pass cfn-lint, their IAM policy is deploy/iam-policy.json,
 //!   and the config their user data writes passes `hubdns check`;
-//! - the Terraform module documents its variables and writes CloudFormation's user data.
+//! - the Terraform module documents its variables and writes CloudFormation's user data;
+//! - the Grafana dashboard queries only metrics hubdns exports, in PromQL that Prometheus's
+//!   own parser accepts, and the export passes `promtool check metrics`.
 //!
 //! Nothing here talks to AWS, Docker or a cluster: none of them is on the test machine.
 
@@ -62,6 +64,8 @@ fn the_systemd_unit_verifies_and_is_hardened() {
         ("Restart", "on-failure"),
         ("ExecStartPre", "/usr/local/bin/hubdns check --config /etc/hubdns/hubdns.toml"),
         ("ExecStart", "/usr/local/bin/hubdns serve --config /etc/hubdns/hubdns.toml"),
+        // `systemctl reload`: SIGHUP, which hubdns answers by re-reading its config.
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
     ] {
         assert!(has(key, value), "deploy/hubdns.service lacks {key}={value}");
     }
@@ -311,4 +315,75 @@ fn the_terraform_module_documents_its_variables_and_matches_cloudformation() {
     let config = user_data_config(&script, "ap-southeast-2");
     let summary = assert_config_checks(&config, "Terraform user data");
     assert!(summary.contains("vpc_endpoints region ap-southeast-2"), "{summary}");
+}
+
+/// Runs `promtool` with `args` and `stdin`; its exit status and output.
+fn promtool(args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run promtool ({e}): install Debian's prometheus package (scripts/test does)"));
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().expect("promtool runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+// The dashboard's queries must name metrics hubdns exports, and parse as PromQL; the export
+// itself must pass Prometheus's own linter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_dashboard_queries_parse_and_use_only_exported_metrics() {
+    let (t, _replay, admin) = crate::operate::demo_server("").await;
+    // Something on every path, so every family has samples.
+    t.udp("secretsmanager.us-east-1.amazonaws.com", hickory_proto::rr::RecordType::A).await;
+    let (status, metrics) = tokio::task::spawn_blocking(move || hubdns::admin::probe(admin, "/metrics", std::time::Duration::from_secs(5)))
+        .await
+        .expect("join")
+        .expect("GET /metrics");
+    assert_eq!(status, 200);
+    t.server.stop().await;
+    let (ok, lint) = promtool(&["check", "metrics"], &metrics);
+    assert!(ok, "promtool check metrics:\n{lint}");
+
+    let dashboard: Value = serde_json::from_str(&read("deploy/grafana/hubdns.json")).expect("dashboard JSON");
+    assert_eq!(dashboard["uid"], "hubdns");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut exprs = Vec::new();
+    let mut cells = BTreeSet::new();
+    for panel in panels {
+        let grid = &panel["gridPos"];
+        let (x, y, w, h) = ["x", "y", "w", "h"].map(|k| grid[k].as_u64().expect("gridPos")).into();
+        assert!(x + w <= 24, "{} is wider than the dashboard", panel["title"]);
+        for cell in (x..x + w).flat_map(|cx| (y..y + h).map(move |cy| (cx, cy))) {
+            assert!(cells.insert(cell), "{} overlaps another panel at {cell:?}", panel["title"]);
+        }
+        if panel["type"] == "row" {
+            continue;
+        }
+        let targets = panel["targets"].as_array().filter(|t| !t.is_empty());
+        let targets = targets.unwrap_or_else(|| panic!("{} has no query", panel["title"]));
+        exprs.extend(targets.iter().map(|t| t["expr"].as_str().expect("expr").to_owned()));
+    }
+    let exported: BTreeSet<&str> = metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    for expr in &exprs {
+        let names = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("hubdns_"));
+        for name in names {
+            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).filter(|f| exported.contains(f)).unwrap_or(name);
+            assert!(exported.contains(family), "the dashboard queries {name}, which hubdns does not export: {expr}");
+        }
+    }
+    // As recording rules, the queries go through Prometheus's own PromQL parser.
+    let rules: String = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("      - record: dashboard:query{i}\n        expr: '{}'\n", e.replace("$__rate_interval", "5m").replace("$instance", ".*")))
+        .collect();
+    let file = tempdir().join("dashboard-rules.yml");
+    std::fs::write(&file, format!("groups:\n  - name: dashboard\n    rules:\n{rules}")).expect("write rules");
+    let (ok, said) = promtool(&["check", "rules", &file.display().to_string()], "");
+    assert!(ok, "dashboard queries do not parse:\n{said}");
+    assert!(exprs.len() >= 20, "{} queries", exprs.len());
 }
