@@ -172,6 +172,10 @@ fn run(config: &mut Config, file: Option<ConfigFile>, logging: &Logging) -> anyh
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Signal handlers first: a SIGHUP that arrived before them would kill the process.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
         // The demo's endpoints come from recorded EC2 responses served on loopback.
         let _replay = match file {
             None => Some(hubdns::demo::attach(config).await.context("cannot start the demo's EC2 stand-in")?),
@@ -181,9 +185,6 @@ fn run(config: &mut Config, file: Option<ConfigFile>, logging: &Logging) -> anyh
         if file.is_none() {
             print_demo_help(server.addr(), server.admin_addr());
         }
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
         let mut watch = config.server.watch_config;
         loop {
             let changed = async {
