@@ -76,6 +76,12 @@ enum Command {
 const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
+    // Until the runtime installs its handler, a SIGHUP (a reload asked for too early) is
+    // ignored rather than fatal.
+    // SAFETY: setting a signal's disposition to SIG_IGN before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
     let args = Args::parse();
     let config = match &args.command {
         Command::Serve { config } | Command::Check { config } | Command::Explain { config, .. } => Config::load(config),
