@@ -52,6 +52,9 @@ pub struct Config {
     /// Log format and level, and the query log.
     #[serde(default)]
     pub log: LogConfig,
+    /// Per-client rate limits over UDP.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
     /// The file this configuration came from, for provenance and messages (`<demo>` for the
     /// built-in demo).
     #[serde(skip)]
@@ -84,6 +87,9 @@ pub struct ServerConfig {
     /// Most TCP connections open at once; connections beyond it are closed at accept.
     #[serde(default = "default_tcp_max_connections")]
     pub tcp_max_connections: usize,
+    /// Most TCP connections open at once from one client address.
+    #[serde(default = "default_tcp_max_connections_per_client")]
+    pub tcp_max_connections_per_client: usize,
     /// A TCP connection that sends no complete query for this long is closed.
     #[serde(default = "default_tcp_idle_timeout_secs")]
     pub tcp_idle_timeout_secs: u64,
@@ -99,6 +105,84 @@ pub struct ServerConfig {
     /// stayed the same for half a second), as SIGHUP does.
     #[serde(default = "default_true")]
     pub watch_config: bool,
+}
+
+/// Per-client rate limits over UDP (see `dns::ratelimit`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Queries a second each client network may ask; 0 turns the limit off.
+    #[serde(default = "default_rate_qps")]
+    pub qps: u32,
+    /// Queries a client network may ask at once before the rate applies.
+    #[serde(default = "default_rate_burst")]
+    pub burst: u32,
+    /// IPv4 clients are grouped by this prefix length.
+    #[serde(default = "default_ipv4_prefix")]
+    pub ipv4_prefix: u8,
+    /// IPv6 clients are grouped by this prefix length.
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+    /// Over the limit, every `slip`-th query gets an empty TC=1 answer (the client retries over
+    /// TCP) and the rest are dropped; 0 drops them all.
+    #[serde(default = "default_slip")]
+    pub slip: u32,
+    /// REFUSED answers a second to each client network (clients outside `server.allow`); 0: no limit.
+    #[serde(default = "default_refused_qps")]
+    pub refused_qps: u32,
+    /// Client networks never limited: loopback, and the on-prem resolvers that forward a whole site.
+    #[serde(default = "default_rate_exempt")]
+    pub exempt: Vec<IpNet>,
+    /// Client networks tracked at once; the least recently seen are forgotten first.
+    #[serde(default = "default_max_networks")]
+    pub max_networks: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            qps: default_rate_qps(),
+            burst: default_rate_burst(),
+            ipv4_prefix: default_ipv4_prefix(),
+            ipv6_prefix: default_ipv6_prefix(),
+            slip: default_slip(),
+            refused_qps: default_refused_qps(),
+            exempt: default_rate_exempt(),
+            max_networks: default_max_networks(),
+        }
+    }
+}
+
+fn default_rate_qps() -> u32 {
+    2_000
+}
+
+fn default_rate_burst() -> u32 {
+    4_000
+}
+
+fn default_ipv4_prefix() -> u8 {
+    24
+}
+
+fn default_ipv6_prefix() -> u8 {
+    56
+}
+
+fn default_slip() -> u32 {
+    2
+}
+
+fn default_refused_qps() -> u32 {
+    10
+}
+
+fn default_rate_exempt() -> Vec<IpNet> {
+    vec!["127.0.0.0/8".parse().expect("constant"), "::1/128".parse().expect("constant")]
+}
+
+fn default_max_networks() -> usize {
+    100_000
 }
 
 /// Logging: the format, the level, and the optional query log.
@@ -170,9 +254,23 @@ pub struct ForwardConfig {
     /// Per-domain upstreams; the rule with the longest matching domain wins.
     #[serde(default)]
     pub rules: Vec<Spanned<ForwardRule>>,
-    /// Cached responses per upstream group (positive and negative, TTL-honouring).
+    /// Forwarded answers the cache is sized for (positive and negative, TTL-honouring).
     #[serde(default = "default_cache_size")]
     pub cache_size: u64,
+    /// Most bytes the answer cache may hold, whatever the answers' sizes.
+    #[serde(default = "default_cache_max_bytes")]
+    pub cache_max_bytes: u64,
+    /// Serve-stale (RFC 8767): how long past its TTL an answer is kept to fall back on when
+    /// every upstream fails or is slow. 0 turns serve-stale off.
+    #[serde(default = "default_serve_stale_secs")]
+    pub serve_stale_secs: u64,
+    /// With a stale answer at hand, how long a client waits for the upstreams before it gets
+    /// the stale one (TTL 30 s); the upstream query goes on and refreshes the cache.
+    #[serde(default = "default_stale_answer_after_ms")]
+    pub stale_answer_after_ms: u64,
+    /// Refresh a cached answer asked for in the last tenth of its TTL, before it expires.
+    #[serde(default = "default_true")]
+    pub prefetch: bool,
     /// How long to wait for one upstream attempt.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -506,6 +604,19 @@ impl Config {
                 format!("{} is out of range: allowed 512 to 4096", server.max_udp_payload),
             ));
         }
+        let limits = &self.rate_limit;
+        if limits.ipv4_prefix > 32 || limits.ipv6_prefix > 128 || limits.max_networks == 0 {
+            return Err(top(
+                "rate_limit.ipv4_prefix / ipv6_prefix / max_networks",
+                "prefixes are at most 32 (IPv4) and 128 (IPv6); max_networks at least 1".into(),
+            ));
+        }
+        if limits.qps > 0 && limits.burst < limits.qps.min(1) {
+            return Err(top("rate_limit.burst", "must be at least 1 when qps is set".into()));
+        }
+        if server.tcp_max_connections_per_client == 0 {
+            return Err(top("server.tcp_max_connections_per_client", "must be at least 1".into()));
+        }
         if server.tcp_max_connections == 0 || server.tcp_idle_timeout_secs == 0 {
             return Err(top(
                 "server.tcp_max_connections / tcp_idle_timeout_secs",
@@ -530,6 +641,12 @@ impl Config {
                 "forward.timeout_ms / deadline_ms / attempts",
                 "must be at least 1".into(),
             ));
+        }
+        if forward.stale_answer_after_ms == 0 {
+            return Err(top("forward.stale_answer_after_ms", "must be at least 1".into()));
+        }
+        if forward.cache_max_bytes < 64 << 10 {
+            return Err(top("forward.cache_max_bytes", format!("{} is too small: at least 65536", forward.cache_max_bytes)));
         }
         if forward.max_in_flight == 0 {
             return Err(top("forward.max_in_flight", "must be at least 1".into()));
@@ -826,6 +943,7 @@ impl Default for ServerConfig {
             udp_sockets_per_address: 0,
             max_udp_payload: default_max_udp_payload(),
             tcp_max_connections: default_tcp_max_connections(),
+            tcp_max_connections_per_client: default_tcp_max_connections_per_client(),
             tcp_idle_timeout_secs: default_tcp_idle_timeout_secs(),
             identity: None,
             version: None,
@@ -862,6 +980,10 @@ impl Default for ForwardConfig {
             upstreams: default_upstreams(),
             rules: Vec::new(),
             cache_size: default_cache_size(),
+            cache_max_bytes: default_cache_max_bytes(),
+            serve_stale_secs: default_serve_stale_secs(),
+            stale_answer_after_ms: default_stale_answer_after_ms(),
+            prefetch: true,
             timeout_ms: default_timeout_ms(),
             attempts: default_attempts(),
             deadline_ms: default_deadline_ms(),
@@ -884,6 +1006,18 @@ fn default_interval_secs() -> u64 {
 
 fn default_max_backoff_secs() -> u64 {
     300
+}
+
+fn default_cache_max_bytes() -> u64 {
+    64 << 20
+}
+
+fn default_serve_stale_secs() -> u64 {
+    86_400
+}
+
+fn default_stale_answer_after_ms() -> u64 {
+    1_800
 }
 
 fn default_true() -> bool {
@@ -917,6 +1051,10 @@ fn default_max_udp_payload() -> u16 {
 
 fn default_tcp_max_connections() -> usize {
     1024
+}
+
+fn default_tcp_max_connections_per_client() -> usize {
+    64
 }
 
 fn default_tcp_idle_timeout_secs() -> u64 {

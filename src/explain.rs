@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     dns::forwarder::Forwarder,
-    metrics::{UpstreamStats, rcode_name},
+    metrics::{UpstreamStats, monotonic_ms, rcode_name},
     name_key::name_key,
     snapshot::{Node, Provenance, RecordSet, Resolution, Snapshot},
 };
@@ -110,7 +110,7 @@ impl UpstreamView {
     pub fn of(stats: &UpstreamStats) -> Self {
         Self {
             addr: stats.addr.to_string(),
-            healthy: stats.consecutive_failures.load(Relaxed) == 0,
+            healthy: !stats.is_down(monotonic_ms()),
             queries: stats.queries.load(Relaxed),
             errors: stats.errors.load(Relaxed) + stats.timeouts.load(Relaxed),
             timeouts: stats.timeouts.load(Relaxed),

@@ -29,6 +29,9 @@ pub enum QueryPath {
     Cache,
     /// Sent upstream (hickory-resolver's own cache may still have answered it).
     Forwarded,
+    /// Answered from an expired cache entry because the upstreams failed or were too slow
+    /// (RFC 8767 serve-stale).
+    Stale,
     /// Refused: outside the allow list, RD=0 for a name not owned, a zone transfer, a class
     /// other than IN.
     Refused,
@@ -36,7 +39,7 @@ pub enum QueryPath {
 
 impl QueryPath {
     /// Every path, in label order.
-    pub const ALL: [QueryPath; 4] = [Self::Local, Self::Cache, Self::Forwarded, Self::Refused];
+    pub const ALL: [QueryPath; 5] = [Self::Local, Self::Cache, Self::Forwarded, Self::Stale, Self::Refused];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl QueryPath {
             Self::Local => "local",
             Self::Cache => "cache",
             Self::Forwarded => "forwarded",
+            Self::Stale => "stale",
             Self::Refused => "refused",
         }
     }
@@ -104,6 +108,7 @@ struct Shard {
     latency: [[AtomicU64; N_BUCKETS]; N_PATHS],
     latency_ns: [AtomicU64; N_PATHS],
     dropped: AtomicU64,
+    limited: [AtomicU64; 3],
 }
 
 impl Default for Shard {
@@ -113,6 +118,32 @@ impl Default for Shard {
             latency: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             latency_ns: std::array::from_fn(|_| AtomicU64::new(0)),
             dropped: AtomicU64::new(0),
+            limited: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// What the rate limit did to a query: the `action` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limited {
+    /// Dropped: the client network was over its budget.
+    Dropped,
+    /// Answered with an empty TC=1 instead of dropped (every `slip`-th).
+    Slipped,
+    /// A REFUSED answer not sent: over `refused_qps`.
+    RefusedDropped,
+}
+
+impl Limited {
+    /// Every action, in label order.
+    pub const ALL: [Limited; 3] = [Self::Dropped, Self::Slipped, Self::RefusedDropped];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dropped => "dropped",
+            Self::Slipped => "slipped",
+            Self::RefusedDropped => "refused_dropped",
         }
     }
 }
@@ -136,6 +167,8 @@ pub struct QueryTotals {
     pub latency: Vec<(QueryPath, [u64; N_BUCKETS], f64)>,
     /// Packets dropped unanswered (responses, runts).
     pub dropped: u64,
+    /// Rate-limit actions, in [`Limited::ALL`] order.
+    pub limited: [u64; 3],
 }
 
 impl QueryTotals {
@@ -160,6 +193,11 @@ impl Metrics {
         let bucket = LATENCY_BOUNDS.iter().position(|&bound| seconds <= bound).unwrap_or(N_BUCKETS - 1);
         shard.latency[p][bucket].fetch_add(1, Relaxed);
         shard.latency_ns[p].fetch_add(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Counts what the rate limit did to a query.
+    pub fn record_limited(&self, action: Limited) {
+        self.shards[shard_index()].limited[action as usize].fetch_add(1, Relaxed);
     }
 
     /// Counts a packet dropped without an answer.
@@ -194,7 +232,8 @@ impl Metrics {
                 (path, cumulative, sum(&|s| &s.latency_ns[p]) as f64 / 1e9)
             })
             .collect();
-        QueryTotals { queries, latency, dropped: sum(&|s| &s.dropped) }
+        let limited = std::array::from_fn(|i| sum(&|s| &s.limited[i]));
+        QueryTotals { queries, latency, dropped: sum(&|s| &s.dropped), limited }
     }
 }
 
@@ -230,7 +269,24 @@ fn shard_index() -> usize {
     SHARD.with(|s| *s)
 }
 
-/// One upstream server's counters, kept by the forwarder and shown per upstream.
+/// Failures in a row after which an upstream is marked down.
+pub const DOWN_AFTER_FAILURES: u64 = 3;
+
+/// How long an upstream first stays down; each further failure doubles it, up to the maximum.
+const FIRST_BACKOFF_MS: u64 = 1_000;
+const MAX_BACKOFF_MS: u64 = 60_000;
+
+/// Milliseconds since the process first asked: a clock that fits an atomic.
+pub fn monotonic_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    u64::try_from(EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One upstream server's counters and health, kept by the forwarder and shown per upstream.
+///
+/// After [`DOWN_AFTER_FAILURES`] failures in a row the server is marked down for a backoff
+/// (1 s, doubling with each further failure, at most 60 s) and not asked meanwhile; once the
+/// backoff has passed, the next query tries it again, and one answer makes it healthy.
 #[derive(Debug)]
 pub struct UpstreamStats {
     /// The server.
@@ -243,6 +299,10 @@ pub struct UpstreamStats {
     pub timeouts: AtomicU64,
     /// Failures since its last answer; 0 means healthy.
     pub consecutive_failures: AtomicU64,
+    /// Not asked until this [`monotonic_ms`] time; 0 when not marked down.
+    down_until_ms: AtomicU64,
+    /// Times it has been marked down.
+    pub marked_down: AtomicU64,
 }
 
 impl UpstreamStats {
@@ -254,7 +314,37 @@ impl UpstreamStats {
             errors: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             consecutive_failures: AtomicU64::new(0),
+            down_until_ms: AtomicU64::new(0),
+            marked_down: AtomicU64::new(0),
         })
+    }
+
+    /// Whether it is marked down and its backoff has not passed.
+    pub fn is_down(&self, now_ms: u64) -> bool {
+        self.down_until_ms.load(Relaxed) > now_ms
+    }
+
+    /// It answered: healthy again.
+    pub fn succeeded(&self) {
+        self.consecutive_failures.store(0, Relaxed);
+        self.down_until_ms.store(0, Relaxed);
+    }
+
+    /// It failed (`timeout` or error); returns the backoff if this failure marks it down.
+    pub fn failed(&self, timeout: bool, now_ms: u64) -> Option<Duration> {
+        match timeout {
+            true => self.timeouts.fetch_add(1, Relaxed),
+            false => self.errors.fetch_add(1, Relaxed),
+        };
+        let failures = self.consecutive_failures.fetch_add(1, Relaxed) + 1;
+        if failures < DOWN_AFTER_FAILURES {
+            return None;
+        }
+        let doublings = (failures - DOWN_AFTER_FAILURES).min(6);
+        let backoff = (FIRST_BACKOFF_MS << doublings).min(MAX_BACKOFF_MS);
+        self.down_until_ms.store(now_ms + backoff, Relaxed);
+        self.marked_down.fetch_add(1, Relaxed);
+        Some(Duration::from_millis(backoff))
     }
 }
 

@@ -14,7 +14,7 @@
 
 use hickory_proto::{
     ProtoError,
-    op::{Query, ResponseCode},
+    op::{Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode},
     rr::{Name, Record, RecordType},
     serialize::binary::{BinEncodable, BinEncoder},
 };
@@ -82,6 +82,23 @@ impl Prepared {
             bytes: buf[start..].into(),
             ttls: ttls.into(),
         })
+    }
+
+    /// The records again, decoded (for a stale answer, which is re-encoded with a new TTL):
+    /// the bytes are put back behind a header and the question for `name` / `qtype` that they
+    /// were encoded after, and read as a message.
+    pub fn records(&self, name: &Name, qtype: RecordType) -> Result<(Vec<Record>, Vec<Record>), ProtoError> {
+        let mut buf = Vec::with_capacity(HEADER_LEN + name.len() + 6 + self.bytes.len());
+        let mut encoder = BinEncoder::new(&mut buf);
+        let header = Header {
+            metadata: Metadata::new(0, MessageType::Response, OpCode::Query),
+            counts: HeaderCounts { queries: 1, answers: self.answers, authorities: self.authorities, additionals: 0 },
+        };
+        header.emit(&mut encoder)?;
+        Query::query(name.to_lowercase(), qtype).emit(&mut encoder)?;
+        buf.extend_from_slice(&self.bytes);
+        let message = Message::from_vec(&buf)?;
+        Ok((message.answers, message.authorities))
     }
 
     /// How many bytes [`Prepared::write`] appends.

@@ -27,7 +27,7 @@ use crate::{
     dns::{
         forwarder::{ForwardError, Forwarder},
         handler::{Handler, SharedHandler},
-        listener::{Bound, wake_udp},
+        listener::{Bound, ClientSlots, wake_udp},
     },
     live::Live,
     metrics::Metrics,
@@ -116,11 +116,12 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let tcp_slots = Arc::new(Semaphore::new(config.server.tcp_max_connections));
+    let per_client = ClientSlots::new(config.server.tcp_max_connections_per_client);
     let idle = Duration::from_secs(config.server.tcp_idle_timeout_secs);
     let mut udp = Vec::new();
     for b in bound {
         tracing::info!(addr = %b.local_addr(), udp_sockets = sockets, "serving DNS over UDP and TCP");
-        udp.extend(b.serve(handler.clone(), tcp_slots.clone(), idle, &shutdown, &tracker));
+        udp.extend(b.serve(handler.clone(), tcp_slots.clone(), &per_client, idle, &shutdown, &tracker));
     }
     let live = Arc::new(Live {
         snapshot,
@@ -230,6 +231,10 @@ impl Server {
             ("server.listen", old.server.listen != config.server.listen),
             ("server.udp_sockets_per_address", old.server.udp_sockets_per_address != config.server.udp_sockets_per_address),
             ("server.tcp_max_connections", old.server.tcp_max_connections != config.server.tcp_max_connections),
+            (
+                "server.tcp_max_connections_per_client",
+                old.server.tcp_max_connections_per_client != config.server.tcp_max_connections_per_client,
+            ),
             ("server.tcp_idle_timeout_secs", old.server.tcp_idle_timeout_secs != config.server.tcp_idle_timeout_secs),
             ("admin.listen", old.admin.listen != config.admin.listen),
             ("log.format", old.log.format != config.log.format),

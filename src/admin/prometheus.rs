@@ -13,7 +13,7 @@ use std::{
 
 use crate::{
     live::Live,
-    metrics::{LATENCY_BOUNDS, QueryPath},
+    metrics::{LATENCY_BOUNDS, Limited, QueryPath, monotonic_ms},
     status::unix_secs,
 };
 
@@ -51,6 +51,10 @@ pub fn render(live: &Live) -> String {
     }
     out.family("hubdns_packets_dropped_total", "counter", "Packets dropped unanswered: responses and runts, which are never answered.");
     out.sample("hubdns_packets_dropped_total", &[], totals.dropped as f64);
+    out.family("hubdns_rate_limited_total", "counter", "UDP queries the per-client rate limit dropped, answered TC=1 (slipped), or whose REFUSED it did not send.");
+    for (action, n) in Limited::ALL.iter().zip(totals.limited) {
+        out.sample("hubdns_rate_limited_total", &[("action", action.as_str())], n as f64);
+    }
     out.family("hubdns_tcp_connections", "gauge", "TCP connections open.");
     out.sample("hubdns_tcp_connections", &[], live.tcp_connections() as f64);
 
@@ -60,8 +64,21 @@ pub fn render(live: &Live) -> String {
     let (hits, misses) = (totals.count(QueryPath::Cache), totals.count(QueryPath::Forwarded));
     out.family("hubdns_cache_entries", "gauge", "Forwarded answers in the answer cache.");
     out.sample("hubdns_cache_entries", &[], forwarder.cache_len() as f64);
-    out.family("hubdns_cache_capacity", "gauge", "Most answers the cache keeps (forward.cache_size).");
-    out.sample("hubdns_cache_capacity", &[], forwarder.cache_capacity() as f64);
+    let (bytes, max_bytes) = forwarder.cache_bytes();
+    out.family("hubdns_cache_bytes", "gauge", "Bytes the answer cache holds.");
+    out.sample("hubdns_cache_bytes", &[], bytes as f64);
+    out.family("hubdns_cache_capacity_bytes", "gauge", "Most bytes the answer cache holds (forward.cache_max_bytes).");
+    out.sample("hubdns_cache_capacity_bytes", &[], max_bytes as f64);
+    let counters = &forwarder.counters;
+    out.family("hubdns_stale_answers_total", "counter", "Expired answers served because the upstreams failed or were slow (RFC 8767).");
+    out.sample("hubdns_stale_answers_total", &[], counters.stale_answers.load(Relaxed) as f64);
+    out.family("hubdns_prefetches_total", "counter", "Cached answers refreshed before they expired.");
+    out.sample("hubdns_prefetches_total", &[], counters.prefetches.load(Relaxed) as f64);
+    out.family("hubdns_forward_all_upstreams_down_total", "counter", "Forwards answered at once (stale or SERVFAIL) because every upstream of the route was down.");
+    out.sample("hubdns_forward_all_upstreams_down_total", &[], counters.all_down.load(Relaxed) as f64);
+    let marked = forwarder.routes().flat_map(|r| r.stats()).map(|s| s.marked_down.load(Relaxed)).sum::<u64>();
+    out.family("hubdns_upstream_marked_down_total", "counter", "Times an upstream was marked down.");
+    out.sample("hubdns_upstream_marked_down_total", &[], marked as f64);
     out.family("hubdns_cache_hits_total", "counter", "Forwarded names answered from the answer cache.");
     out.sample("hubdns_cache_hits_total", &[], hits as f64);
     out.family("hubdns_cache_misses_total", "counter", "Forwarded names sent upstream.");
@@ -74,8 +91,9 @@ pub fn render(live: &Live) -> String {
         ("hubdns_upstream_queries_total", "counter", "Queries sent to each upstream server."),
         ("hubdns_upstream_errors_total", "counter", "Queries an upstream failed with an error (SERVFAIL, REFUSED, connection errors)."),
         ("hubdns_upstream_timeouts_total", "counter", "Queries an upstream did not answer in time."),
-        ("hubdns_upstream_up", "gauge", "1 if the upstream answered its last query, 0 if it failed it."),
+        ("hubdns_upstream_up", "gauge", "0 while the upstream is marked down (3 failures in a row; retried after a backoff), else 1."),
     ];
+    let now_ms = monotonic_ms();
     for (name, kind, help) in upstream_families {
         out.family(name, kind, help);
         for route in forwarder.routes() {
@@ -85,7 +103,7 @@ pub fn render(live: &Live) -> String {
                     "hubdns_upstream_queries_total" => stats.queries.load(Relaxed),
                     "hubdns_upstream_errors_total" => stats.errors.load(Relaxed),
                     "hubdns_upstream_timeouts_total" => stats.timeouts.load(Relaxed),
-                    _ => u64::from(stats.consecutive_failures.load(Relaxed) == 0),
+                    _ => u64::from(!stats.is_down(now_ms)),
                 };
                 out.sample(name, &[("rule", &rule), ("upstream", &stats.addr.to_string())], value as f64);
             }

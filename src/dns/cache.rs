@@ -8,11 +8,20 @@
 //! negative ones (NXDOMAIN, NODATA) for their SOA's TTL or MINIMUM, whichever is smaller
 //! (RFC 2308 §5); both at most a day. SERVFAIL and answers without a TTL are not kept.
 //!
-//! Bounded by entry count (`forward.cache_size`), evicting with quick_cache's S3-FIFO; keyed by
-//! type and lowercase name key.
+//! An expired answer is kept a while longer (`forward.serve_stale_secs`, RFC 8767) for the
+//! forwarder to fall back on when the upstreams fail; only [`AnswerCache::get_stale`] returns
+//! it, never the fast path. An answer asked for in the last tenth of its TTL is marked for
+//! prefetch once, so a popular name is refreshed before it expires.
+//!
+//! Bounded by bytes (`forward.cache_max_bytes`: each entry weighs its encoded answer, its name
+//! and its bookkeeping) and sized for `forward.cache_size` entries, evicting with quick_cache's
+//! S3-FIFO; keyed by type and lowercase name key.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
     time::{Duration, Instant},
 };
 
@@ -20,7 +29,7 @@ use hickory_proto::{
     op::ResponseCode,
     rr::{Name, RData, RecordType},
 };
-use quick_cache::sync::Cache;
+use quick_cache::{Weighter, sync::Cache};
 
 use crate::{dns::forwarder::Forwarded, name_key::name_key, prepared::Prepared};
 
@@ -32,15 +41,36 @@ const MAX_KEY_LEN: usize = 2 + 255;
 
 /// Upstream answers, ready to copy.
 pub struct AnswerCache {
-    entries: Cache<Box<[u8]>, Arc<Entry>>,
+    entries: Cache<Box<[u8]>, Arc<Entry>, EntryBytes>,
+    /// How long an expired answer is kept for serve-stale.
+    stale_window: Duration,
 }
 
 /// One cached answer.
 pub struct Entry {
     /// The answer and authority records, TTLs as received.
     pub prepared: Prepared,
+    /// The question it answers, for a prefetch.
+    pub name: Name,
+    /// Its type.
+    pub qtype: RecordType,
     stored: Instant,
     expires: Instant,
+    /// Until when it may be served stale.
+    stale_until: Instant,
+    /// Set once a prefetch has been asked for.
+    prefetching: AtomicBool,
+}
+
+/// Weighs an entry by what it holds: the encoded answer, the name, and the fixed parts.
+#[derive(Clone)]
+struct EntryBytes;
+
+impl Weighter<Box<[u8]>, Arc<Entry>> for EntryBytes {
+    fn weight(&self, key: &Box<[u8]>, entry: &Arc<Entry>) -> u64 {
+        let bytes = key.len() + entry.prepared.len() + entry.name.len() + std::mem::size_of::<Entry>() + 64;
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    }
 }
 
 impl Entry {
@@ -48,12 +78,20 @@ impl Entry {
     pub fn age(&self, now: Instant) -> u32 {
         u32::try_from(now.saturating_duration_since(self.stored).as_secs()).unwrap_or(u32::MAX)
     }
+
+    /// True once, for the first hit in the last tenth of its TTL: time to prefetch.
+    pub fn wants_prefetch(&self, now: Instant) -> bool {
+        let lifetime = self.expires.saturating_duration_since(self.stored);
+        let left = self.expires.saturating_duration_since(now);
+        left * 10 <= lifetime && !self.prefetching.swap(true, Relaxed)
+    }
 }
 
 impl AnswerCache {
-    /// A cache of at most `capacity` answers (0 turns it off).
-    pub fn new(capacity: usize) -> Self {
-        Self { entries: Cache::new(capacity.max(1)) }
+    /// A cache sized for about `entries` answers, holding at most `max_bytes`, keeping expired
+    /// answers for `stale_window` (zero: no serve-stale).
+    pub fn new(entries: usize, max_bytes: u64, stale_window: Duration) -> Self {
+        Self { entries: Cache::with_weighter(entries.max(1), max_bytes.max(1), EntryBytes), stale_window }
     }
 
     /// The live answer for `key` (a lowercase name key) and `qtype`, if there is one.
@@ -61,6 +99,13 @@ impl AnswerCache {
         let mut buf = [0u8; MAX_KEY_LEN];
         let lookup = cache_key(&mut buf, key, qtype)?;
         self.entries.get(lookup).filter(|entry| now < entry.expires)
+    }
+
+    /// An expired answer for `key` / `qtype` still inside the serve-stale window.
+    pub fn get_stale(&self, key: &[u8], qtype: RecordType, now: Instant) -> Option<Arc<Entry>> {
+        let mut buf = [0u8; MAX_KEY_LEN];
+        let lookup = cache_key(&mut buf, key, qtype)?;
+        self.entries.get(lookup).filter(|entry| entry.expires <= now && now < entry.stale_until)
     }
 
     /// Keeps `forwarded`, the upstream's answer for `name` / `qtype`, if it may be cached.
@@ -76,7 +121,16 @@ impl AnswerCache {
         let mut buf = [0u8; MAX_KEY_LEN];
         let Some(key) = cache_key(&mut buf, &name_key(name), qtype) else { return };
         let expires = now + Duration::from_secs(u64::from(ttl));
-        self.entries.insert(key.into(), Arc::new(Entry { prepared, stored: now, expires }));
+        let entry = Entry {
+            prepared,
+            name: name.clone(),
+            qtype,
+            stored: now,
+            expires,
+            stale_until: expires + self.stale_window,
+            prefetching: AtomicBool::new(false),
+        };
+        self.entries.insert(key.into(), Arc::new(entry));
     }
 
     /// How many answers are cached.
@@ -84,9 +138,14 @@ impl AnswerCache {
         self.entries.len()
     }
 
-    /// Most answers kept.
-    pub fn capacity(&self) -> usize {
-        usize::try_from(self.entries.capacity()).unwrap_or(usize::MAX)
+    /// Bytes the entries weigh now.
+    pub fn bytes(&self) -> u64 {
+        self.entries.weight()
+    }
+
+    /// Most bytes kept.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.entries.capacity()
     }
 
     /// Whether nothing is cached.
@@ -142,7 +201,7 @@ mod tests {
     }
 
     fn forwarded(rcode: ResponseCode, answers: Vec<Record>, authorities: Vec<Record>) -> Forwarded {
-        Forwarded { rcode, answers, authorities }
+        Forwarded { rcode, answers, authorities, stale: false }
     }
 
     #[test]
@@ -158,7 +217,7 @@ mod tests {
 
     #[test]
     fn entries_age_and_expire() {
-        let cache = AnswerCache::new(10);
+        let cache = AnswerCache::new(10, 1 << 20, Duration::from_secs(3600));
         let start = Instant::now();
         let www = name("WWW.Example.");
         cache.insert(&www, RecordType::A, &forwarded(ResponseCode::NoError, vec![a(60)], vec![]), start);
@@ -167,5 +226,35 @@ mod tests {
         assert_eq!(hit.age(start + Duration::from_secs(15)), 15);
         assert!(cache.get(&key, RecordType::AAAA, start).is_none(), "keyed by type");
         assert!(cache.get(&key, RecordType::A, start + Duration::from_secs(60)).is_none(), "expired");
+        assert!(cache.get_stale(&key, RecordType::A, start + Duration::from_secs(59)).is_none(), "not stale while fresh");
+        let stale = cache.get_stale(&key, RecordType::A, start + Duration::from_secs(60)).expect("stale");
+        assert_eq!((stale.name.to_ascii(), stale.qtype), ("WWW.Example.".to_owned(), RecordType::A));
+        assert!(cache.get_stale(&key, RecordType::A, start + Duration::from_secs(60 + 3600)).is_none(), "past the window");
+    }
+
+    #[test]
+    fn a_hit_in_the_last_tenth_of_the_ttl_asks_for_one_prefetch() {
+        let cache = AnswerCache::new(10, 1 << 20, Duration::ZERO);
+        let start = Instant::now();
+        let www = name("www.example.");
+        cache.insert(&www, RecordType::A, &forwarded(ResponseCode::NoError, vec![a(100)], vec![]), start);
+        let entry = cache.get(&name_key(&www), RecordType::A, start).expect("live");
+        assert!(!entry.wants_prefetch(start + Duration::from_secs(89)), "11 s of 100 left");
+        assert!(entry.wants_prefetch(start + Duration::from_secs(91)), "9 s left");
+        assert!(!entry.wants_prefetch(start + Duration::from_secs(92)), "once");
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_bytes() {
+        let cache = AnswerCache::new(1000, 20_000, Duration::ZERO);
+        let start = Instant::now();
+        let many: Vec<Record> = (0..50).map(|i| Record::from_rdata(name("big.example."), 60, RData::A(rdata::A(Ipv4Addr::new(192, 0, 2, i))))).collect();
+        for i in 0..200 {
+            let owner = name(&format!("n{i}.example."));
+            let records: Vec<Record> = many.iter().map(|r| Record::from_rdata(owner.clone(), r.ttl, r.data.clone())).collect();
+            cache.insert(&owner, RecordType::A, &forwarded(ResponseCode::NoError, records, vec![]), start);
+        }
+        assert!(cache.bytes() <= 20_000, "{} bytes", cache.bytes());
+        assert!(cache.len() < 200 && !cache.is_empty(), "{} entries", cache.len());
     }
 }

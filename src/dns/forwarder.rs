@@ -9,8 +9,15 @@
 //!
 //! Each upstream server of a route has a resolver of its own, tried in order — servers that
 //! answered their last query first — so every query, error and timeout is counted against
-//! the server that caused it (`/metrics`, the status page), and a failing server stops being
-//! asked first.
+//! the server that caused it (`/metrics`, the status page). A server that fails three times
+//! in a row is marked down and left alone for a backoff (1 s doubling to 60 s); a route whose
+//! servers are all down answers at once — stale if it can, else SERVFAIL — instead of
+//! making every client wait for timeouts.
+//!
+//! Serve-stale (RFC 8767): when the upstreams fail, or have not answered within
+//! `stale_answer_after_ms`, a name whose answer expired less than `serve_stale_secs` ago gets
+//! that answer with TTL 30; the upstream query carries on and refreshes the cache. Prefetch:
+//! a cached answer asked for in the last tenth of its TTL is refreshed in the background.
 //!
 //! In front of the resolvers sits an [`AnswerCache`] of final answers, pre-encoded, which the
 //! handler's fast path reads without a task or an await.
@@ -18,7 +25,7 @@
 use std::{
     net::SocketAddr,
     sync::Arc,
-    sync::atomic::Ordering::Relaxed,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
     time::{Duration, Instant},
 };
 
@@ -36,7 +43,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::{
     config::{ForwardConfig, Upstream},
     dns::cache::{AnswerCache, Entry},
-    metrics::UpstreamStats,
+    metrics::{UpstreamStats, monotonic_ms},
     name_key::{name_key, self_and_ancestors},
     snapshot::FastMap,
 };
@@ -65,7 +72,27 @@ pub struct Forwarder {
     max_in_flight: usize,
     deadline: Duration,
     cache: AnswerCache,
+    /// Zero: serve-stale off.
+    stale_window: Duration,
+    stale_after: Duration,
+    prefetch: bool,
+    /// Counters of the fallbacks above.
+    pub counters: ForwardCounters,
 }
+
+/// How often the forwarder fell back or worked ahead.
+#[derive(Debug, Default)]
+pub struct ForwardCounters {
+    /// Stale answers given.
+    pub stale_answers: AtomicU64,
+    /// Prefetches started.
+    pub prefetches: AtomicU64,
+    /// Queries answered at once because every upstream of their route was down.
+    pub all_down: AtomicU64,
+}
+
+/// TTL of a stale answer (RFC 8767 §4 recommends 30 s).
+const STALE_TTL: u32 = 30;
 
 /// One upstream group.
 pub struct Route {
@@ -91,6 +118,14 @@ pub struct Forwarded {
     pub answers: Vec<Record>,
     /// Authority records: the upstream's SOA for negative answers.
     pub authorities: Vec<Record>,
+    /// From the expired cache (serve-stale), not from an upstream.
+    pub stale: bool,
+}
+
+impl Forwarded {
+    fn servfail() -> Self {
+        Self { rcode: ResponseCode::ServFail, answers: Vec::new(), authorities: Vec::new(), stale: false }
+    }
 }
 
 impl Forwarder {
@@ -110,7 +145,15 @@ impl Forwarder {
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             max_in_flight: config.max_in_flight,
             deadline: Duration::from_millis(config.deadline_ms),
-            cache: AnswerCache::new(usize::try_from(config.cache_size).unwrap_or(usize::MAX)),
+            cache: AnswerCache::new(
+                usize::try_from(config.cache_size).unwrap_or(usize::MAX),
+                config.cache_max_bytes,
+                Duration::from_secs(config.serve_stale_secs),
+            ),
+            stale_window: Duration::from_secs(config.serve_stale_secs),
+            stale_after: Duration::from_millis(config.stale_answer_after_ms),
+            prefetch: config.prefetch,
+            counters: ForwardCounters::default(),
         })
     }
 
@@ -137,11 +180,60 @@ impl Forwarder {
     }
 
     /// Asks the matching upstreams for `name`/`qtype`, answering within the deadline, and
-    /// keeps a cacheable answer for the fast path.
-    pub async fn forward(&self, name: &Name, qtype: RecordType) -> Forwarded {
+    /// keeps a cacheable answer for the fast path. With an expired answer at hand, falls back
+    /// on it when the upstreams fail or are slower than `stale_answer_after_ms`.
+    pub async fn forward(self: &Arc<Self>, name: &Name, qtype: RecordType) -> Forwarded {
+        let stale = match self.stale_window.is_zero() {
+            true => None,
+            false => self.cache.get_stale(&name_key(name), qtype, Instant::now()),
+        };
+        let Some(stale) = stale else {
+            return self.ask_and_keep(name, qtype).await;
+        };
+        // The upstream query runs on its own, so it goes on refreshing the cache after the
+        // client has had the stale answer.
+        let this = self.clone();
+        let owned = name.clone();
+        let mut asking = tokio::spawn(async move { this.ask_and_keep(&owned, qtype).await });
+        match tokio::time::timeout(self.stale_after, &mut asking).await {
+            Ok(Ok(fresh)) if fresh.rcode != ResponseCode::ServFail => fresh,
+            _ => self.stale_answer(&stale.prepared, name, qtype).unwrap_or_else(Forwarded::servfail),
+        }
+    }
+
+    /// Refreshes `name`/`qtype` in the background, if the cache says it is time, prefetch is
+    /// on, and a forwarding slot is free.
+    pub fn prefetch_if_due(self: &Arc<Self>, entry: &Entry, now: Instant, runtime: &tokio::runtime::Handle) {
+        if !self.prefetch || !entry.wants_prefetch(now) {
+            return;
+        }
+        let Some(permit) = self.try_permit() else { return };
+        self.counters.prefetches.fetch_add(1, Relaxed);
+        let (this, name, qtype) = (self.clone(), entry.name.clone(), entry.qtype);
+        runtime.spawn(async move {
+            this.ask_and_keep(&name, qtype).await;
+            drop(permit);
+        });
+    }
+
+    async fn ask_and_keep(&self, name: &Name, qtype: RecordType) -> Forwarded {
         let forwarded = self.ask(name, qtype).await;
         self.cache.insert(name, qtype, &forwarded, Instant::now());
         forwarded
+    }
+
+    /// An expired answer served again with TTL 30 (RFC 8767).
+    fn stale_answer(&self, prepared: &crate::prepared::Prepared, name: &Name, qtype: RecordType) -> Option<Forwarded> {
+        let (mut answers, mut authorities) = prepared
+            .records(name, qtype)
+            .inspect_err(|error| tracing::debug!(%name, %qtype, %error, "stale answer unreadable"))
+            .ok()?;
+        for record in answers.iter_mut().chain(authorities.iter_mut()) {
+            record.ttl = STALE_TTL;
+        }
+        self.counters.stale_answers.fetch_add(1, Relaxed);
+        tracing::debug!(%name, %qtype, "upstreams failed or slow: answering stale");
+        Some(Forwarded { rcode: prepared.rcode, answers, authorities, stale: true })
     }
 
     /// Answers in the cache now.
@@ -149,9 +241,9 @@ impl Forwarder {
         self.cache.len()
     }
 
-    /// How many answers the cache holds at most.
-    pub fn cache_capacity(&self) -> usize {
-        self.cache.capacity()
+    /// Bytes the cache holds now, and at most.
+    pub fn cache_bytes(&self) -> (u64, u64) {
+        (self.cache.bytes(), self.cache.capacity_bytes())
     }
 
     /// Forwarded queries under way now.
@@ -173,15 +265,19 @@ impl Forwarder {
     async fn ask(&self, name: &Name, qtype: RecordType) -> Forwarded {
         let route = self.route(&name_key(name));
         let deadline = tokio::time::Instant::now() + self.deadline;
-        for server in route.in_order() {
+        let servers = route.in_order(monotonic_ms());
+        if servers.is_empty() {
+            self.counters.all_down.fetch_add(1, Relaxed);
+            tracing::debug!(%name, %qtype, route = %route.domain, "every upstream is down: not asking");
+        }
+        for server in servers {
             let stats = &server.stats;
             stats.queries.fetch_add(1, Relaxed);
             let result = match tokio::time::timeout_at(deadline, server.resolver.lookup(name.clone(), qtype)).await {
                 Ok(result) => result,
                 Err(_) => {
                     tracing::debug!(%name, %qtype, upstream = %stats.addr, "forward deadline passed");
-                    stats.timeouts.fetch_add(1, Relaxed);
-                    stats.consecutive_failures.fetch_add(1, Relaxed);
+                    self.failed(stats, true, &route.domain);
                     break;
                 }
             };
@@ -190,6 +286,7 @@ impl Forwarder {
                     rcode: ResponseCode::NoError,
                     answers: lookup.answers().to_vec(),
                     authorities: Vec::new(),
+                    stale: false,
                 },
                 Err(NetError::Dns(DnsError::NoRecordsFound(none)))
                     if matches!(none.response_code, ResponseCode::NXDomain | ResponseCode::NoError) =>
@@ -198,22 +295,26 @@ impl Forwarder {
                         rcode: none.response_code,
                         answers: Vec::new(),
                         authorities: none.soa.map(|soa| soa.into_record_of_rdata()).into_iter().collect(),
+                        stale: false,
                     }
                 }
                 Err(error) => {
                     tracing::debug!(%name, %qtype, upstream = %stats.addr, %error, "forward failed; trying the next upstream");
-                    match error {
-                        NetError::Timeout => stats.timeouts.fetch_add(1, Relaxed),
-                        _ => stats.errors.fetch_add(1, Relaxed),
-                    };
-                    stats.consecutive_failures.fetch_add(1, Relaxed);
+                    self.failed(stats, matches!(error, NetError::Timeout), &route.domain);
                     continue;
                 }
             };
-            stats.consecutive_failures.store(0, Relaxed);
+            stats.succeeded();
             return answer;
         }
-        Forwarded { rcode: ResponseCode::ServFail, answers: Vec::new(), authorities: Vec::new() }
+        Forwarded::servfail()
+    }
+
+    /// Counts a failure of `stats`'s server and says so when it is marked down.
+    fn failed(&self, stats: &UpstreamStats, timeout: bool, route: &Name) {
+        if let Some(backoff) = stats.failed(timeout, monotonic_ms()) {
+            tracing::warn!(upstream = %stats.addr, %route, backoff_ms = backoff.as_millis() as u64, "upstream marked down after failing in a row");
+        }
     }
 }
 
@@ -241,7 +342,9 @@ impl Route {
         let mut opts = ResolverOpts::default();
         opts.use_hosts_file = ResolveHosts::Never;
         opts.ndots = 0;
-        opts.cache_size = config.cache_size;
+        // The answer cache in front is the cache: a second one here would answer a prefetch
+        // or a stale refresh from itself instead of asking the upstream.
+        opts.cache_size = 0;
         opts.timeout = Duration::from_millis(config.timeout_ms);
         opts.attempts = config.attempts;
         opts.preserve_intermediates = true;
@@ -270,12 +373,13 @@ impl Route {
         Ok(Self { domain, upstreams: servers, servers: servers_built })
     }
 
-    /// The servers to try, in order: those that answered their last query first (in config
-    /// order), then the failing ones, fewest failures first.
-    fn in_order(&self) -> impl Iterator<Item = &UpstreamServer> {
-        let mut order: Vec<&UpstreamServer> = self.servers.iter().collect();
+    /// The servers to try, in order: those not marked down, the ones that answered their last
+    /// query first (in config order), then the failing ones, fewest failures first. Empty
+    /// when every server is down.
+    fn in_order(&self, now_ms: u64) -> Vec<&UpstreamServer> {
+        let mut order: Vec<&UpstreamServer> = self.servers.iter().filter(|s| !s.stats.is_down(now_ms)).collect();
         order.sort_by_key(|s| s.stats.consecutive_failures.load(Relaxed));
-        order.into_iter()
+        order
     }
 
     /// Each upstream server's counters.

@@ -57,8 +57,9 @@ use crate::{
         acl::Acl,
         fast::{CLASSIC_UDP_PAYLOAD, PlainQuery},
         forwarder::Forwarder,
+        ratelimit::{RateLimiter, Verdict},
     },
-    metrics::{Metrics, QueryPath, rcode_name},
+    metrics::{Limited, Metrics, QueryPath, rcode_name},
     name_key::{key_from_wire, name_key},
     prepared::HEADER_LEN,
     snapshot::{Lookup, SharedSnapshot},
@@ -133,6 +134,10 @@ pub struct Handler {
     query_sample: Option<u64>,
     /// Queries seen by the sampler.
     query_seq: AtomicU64,
+    /// Where prefetches run; `None` outside a runtime (no prefetch).
+    runtime: Option<tokio::runtime::Handle>,
+    /// Per-client limits over UDP.
+    limits: RateLimiter,
 }
 
 impl Handler {
@@ -156,7 +161,45 @@ impl Handler {
             metrics,
             query_sample: config.log.queries.then_some(u64::from(config.log.query_sample)),
             query_seq: AtomicU64::new(0),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            limits: RateLimiter::new(&config.rate_limit),
         }
+    }
+
+    /// Whether a UDP query from `src` may be answered (per-client rate limit); counted.
+    pub fn admit(&self, src: SocketAddr, now: Instant) -> Verdict {
+        let verdict = self.limits.check(src.ip(), now);
+        match verdict {
+            Verdict::Allow => {}
+            Verdict::Drop => self.metrics.record_limited(Limited::Dropped),
+            Verdict::Slip => self.metrics.record_limited(Limited::Slipped),
+        }
+        verdict
+    }
+
+    /// Whether a UDP REFUSED answer to `src` may be sent (its own, smaller budget); counted.
+    pub fn admit_refused(&self, src: SocketAddr, now: Instant) -> bool {
+        let allowed = self.limits.allow_refused(src.ip(), now);
+        if !allowed {
+            self.metrics.record_limited(Limited::RefusedDropped);
+        }
+        allowed
+    }
+
+    /// Writes an empty TC=1 answer to `packet` into `out` (a rate-limited client is told to
+    /// retry over TCP); `false` if the packet is no query worth answering.
+    pub fn truncated(&self, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+        if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
+            return false;
+        }
+        let Ok(request) = Request::from_bytes(packet.to_vec(), src, Protocol::Udp) else { return false };
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.truncation = true;
+        metadata.recursion_available = true;
+        out.clear();
+        let edns = request.edns.as_ref().map(|_| &self.edns);
+        let response = MessageResponseBuilder::new(&request.queries, edns).build_no_records(metadata);
+        response.destructive_emit(&mut BinEncoder::new(out)).is_ok()
     }
 
     /// The forwarder this handler sends to.
@@ -226,7 +269,11 @@ impl Handler {
             Lookup::NotOwned if query.recursion_desired() => {
                 let now = Instant::now();
                 let entry = self.forwarder.cached(query.key(), query.qtype, now)?;
-                query.respond(&entry.prepared, entry.age(now), &self.opt, limit, out).then_some(QueryPath::Cache)
+                let answered = query.respond(&entry.prepared, entry.age(now), &self.opt, limit, out);
+                if answered && let Some(runtime) = &self.runtime {
+                    self.forwarder.prefetch_if_due(&entry, now, runtime);
+                }
+                answered.then_some(QueryPath::Cache)
             }
             _ => None,
         }
@@ -375,7 +422,8 @@ impl Handler {
         answers.extend(forwarded.answers);
         let mut out = Vec::with_capacity(512);
         self.encode(&job.request, job.transport, forwarded.rcode, false, &answers, &forwarded.authorities, &mut out);
-        let served = Served { qtype: Some(job.qtype), rcode: forwarded.rcode, path: QueryPath::Forwarded };
+        let path = if forwarded.stale { QueryPath::Stale } else { QueryPath::Forwarded };
+        let served = Served { qtype: Some(job.qtype), rcode: forwarded.rcode, path };
         self.observe(served, job.request.src(), job.request.queries.as_bytes(), job.started);
         out
     }
@@ -675,7 +723,7 @@ target = "svc.example.com"
             Record::from_rdata(name.clone(), 300, RData::A(A::new(192, 0, 2, 1))),
             Record::from_rdata(name.clone(), 300, RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))),
         ];
-        let forwarded = Forwarded { rcode: ResponseCode::NoError, answers, authorities: Vec::new() };
+        let forwarded = Forwarded { rcode: ResponseCode::NoError, answers, authorities: Vec::new(), stale: false };
         let stored = Instant::now() - std::time::Duration::from_secs(100);
         handler.forwarder.cache_for_test(&name, RecordType::A, &forwarded, stored);
         let (fast, _) = both(&handler, &packet("WWW.example.NET.", RecordType::A, Some(1232), true), Transport::Udp);

@@ -7,17 +7,22 @@
 //! upstream becomes a task on the runtime, holding one of the `forward.max_in_flight` slots;
 //! it sends its answer without blocking (a full socket buffer drops it, as UDP may).
 //!
-//! TCP: one accept loop per address, at most `tcp_max_connections` connections (extra ones
-//! are closed at once), and a connection that is idle, or slow to send a query it started, for
-//! `tcp_idle_timeout_secs` is closed.
+//! TCP: one accept loop per address, at most `tcp_max_connections` connections in all and
+//! `tcp_max_connections_per_client` from one address (extra ones are closed at once), and a
+//! connection that is idle, or slow to send a query it started, for `tcp_idle_timeout_secs`
+//! is closed.
+//!
+//! Before any of that, a UDP query passes the per-client rate limit ([`super::ratelimit`]):
+//! dropped, or answered TC=1, when its network is over budget.
 //!
 //! Shutdown: cancelling the token stops every task at its next await, and [`wake_udp`] wakes
 //! the UDP threads to see it; forwards in flight are tracked so the caller can let them finish.
 
 use std::{
+    collections::HashMap,
     io,
-    net::{SocketAddr, UdpSocket},
-    sync::Arc,
+    net::{IpAddr, SocketAddr, UdpSocket},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -30,8 +35,13 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use hickory_proto::op::ResponseCode;
+
 use crate::{
-    dns::handler::{Outcome, SharedHandler, Transport},
+    dns::{
+        handler::{Outcome, SharedHandler, Transport},
+        ratelimit::Verdict,
+    },
     prepared::HEADER_LEN,
 };
 
@@ -88,10 +98,12 @@ impl Bound {
 
     /// Starts every loop of this address on `tracker`. Returns the UDP sockets, which the
     /// caller must pass to [`wake_udp`] after cancelling `shutdown`.
+    #[allow(clippy::too_many_arguments)] // the loops' bounds, named at the one call
     pub fn serve(
         self,
         handler: SharedHandler,
         tcp_slots: Arc<Semaphore>,
+        per_client: &Arc<ClientSlots>,
         idle: Duration,
         shutdown: &CancellationToken,
         tracker: &TaskTracker,
@@ -101,7 +113,7 @@ impl Bound {
             let (socket, handler, shutdown, tasks) = (socket.clone(), handler.clone(), shutdown.clone(), tracker.clone());
             tracker.spawn_blocking(move || serve_udp(&socket, &handler, &shutdown, &tasks));
         }
-        tracker.spawn(serve_tcp(self.tcp, handler, tcp_slots, idle, shutdown.clone(), tracker.clone()));
+        tracker.spawn(serve_tcp(self.tcp, handler, tcp_slots, per_client.clone(), idle, shutdown.clone(), tracker.clone()));
         udp
     }
 }
@@ -159,7 +171,18 @@ fn serve_udp(socket: &Arc<UdpSocket>, handler: &SharedHandler, shutdown: &Cancel
         let query = &buf[..len];
         // The handler of this moment: a reload swaps in another for the next packet.
         let handler = handler.load();
+        match handler.admit(src, started) {
+            Verdict::Allow => {}
+            Verdict::Drop => continue,
+            Verdict::Slip => {
+                if handler.truncated(query, src, &mut reply) {
+                    send_udp(socket, &reply, src, 0);
+                }
+                continue;
+            }
+        }
         match handler.handle(query, src, Transport::Udp, &mut reply) {
+            Outcome::Reply(served) if served.rcode == ResponseCode::Refused && !handler.admit_refused(src, started) => {}
             Outcome::Reply(served) => {
                 send_udp(socket, &reply, src, 0);
                 handler.observe(served, src, query.get(HEADER_LEN..).unwrap_or_default(), started);
@@ -180,6 +203,48 @@ fn serve_udp(socket: &Arc<UdpSocket>, handler: &SharedHandler, shutdown: &Cancel
     }
 }
 
+/// TCP connections open per client address, bounded.
+pub struct ClientSlots {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    limit: usize,
+}
+
+/// One connection's place in [`ClientSlots`], given back when dropped.
+pub struct ClientSlot {
+    slots: Arc<ClientSlots>,
+    ip: IpAddr,
+}
+
+impl ClientSlots {
+    /// At most `limit` connections per client address.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self { open: Mutex::new(HashMap::new()), limit })
+    }
+
+    /// A place for one more connection from `ip`, or `None` if it has `limit` open.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot { slots: self.clone(), ip })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 fn send_udp(socket: &UdpSocket, bytes: &[u8], to: SocketAddr, flags: libc::c_int) {
     if let Err(error) = SockRef::from(socket).send_to_with_flags(bytes, &to.into(), flags) {
         tracing::debug!(%to, %error, "UDP send failed");
@@ -190,6 +255,7 @@ async fn serve_tcp(
     listener: TcpListener,
     handler: SharedHandler,
     slots: Arc<Semaphore>,
+    per_client: Arc<ClientSlots>,
     idle: Duration,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -208,11 +274,15 @@ async fn serve_tcp(
                 }
             },
         };
+        let Some(client_slot) = per_client.take(src.ip()) else {
+            tracing::debug!(%src, "TCP connection closed: tcp_max_connections_per_client reached");
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%src, "TCP connection closed: tcp_max_connections reached");
             continue;
         };
-        tracker.spawn(serve_connection(stream, src, handler.clone(), idle, shutdown.clone(), tracker.clone(), slot));
+        tracker.spawn(serve_connection(stream, src, handler.clone(), idle, shutdown.clone(), tracker.clone(), (slot, client_slot)));
     }
 }
 
@@ -226,7 +296,7 @@ async fn serve_connection(
     idle: Duration,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    _slot: OwnedSemaphorePermit,
+    _slots: (OwnedSemaphorePermit, ClientSlot),
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();

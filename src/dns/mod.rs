@@ -8,6 +8,7 @@
 //! - [`forwarder`]: per-domain upstream routes, each a hickory-resolver with its own cache.
 //! - [`cache`]: the forwarder's cache of final answers, pre-encoded for the fast path.
 //! - [`acl`]: the client allow list.
+//! - [`ratelimit`]: per-client-network token buckets over UDP (drop, or TC=1 every Nth).
 //!
 //! hickory-proto and hickory-server's message types do all parsing and encoding; the loops are
 //! ours because hickory-server's `Server` spawns a task per UDP packet and has no connection
@@ -19,3 +20,4 @@ pub mod fast;
 pub mod forwarder;
 pub mod handler;
 pub mod listener;
+pub mod ratelimit;

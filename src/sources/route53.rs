@@ -414,7 +414,7 @@ impl Route53Source {
 
     /// Resolves aliases to outside names through `forwarder`; each answer's TTL is capped at
     /// `max_ttl` (the refresh interval), so it is never served staler than one refresh.
-    pub async fn resolve_external(forwarder: &Forwarder, aliases: &[ExternalAlias], max_ttl: u32) -> Vec<Record> {
+    pub async fn resolve_external(forwarder: &std::sync::Arc<Forwarder>, aliases: &[ExternalAlias], max_ttl: u32) -> Vec<Record> {
         let mut records = Vec::new();
         for alias in aliases {
             let answer = forwarder.forward(&alias.target, alias.rtype).await;

@@ -233,6 +233,8 @@ pub fn soa_owner(message: &Message) -> Option<String> {
 pub struct StubUpstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<HashMap<String, usize>>>,
+    /// While set, queries are counted but not answered: an upstream that went away.
+    paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl StubUpstream {
@@ -248,6 +250,8 @@ impl StubUpstream {
         let seen = Arc::new(Mutex::new(HashMap::new()));
         let extra: Vec<String> = extra.iter().map(|s| s.to_lowercase()).collect();
         let log = seen.clone();
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let silent = paused.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
@@ -256,14 +260,19 @@ impl StubUpstream {
                 let Some(q) = request.queries.first().cloned() else { continue };
                 let name = q.name().to_string().to_lowercase();
                 *log.lock().expect("stub log").entry(name.clone()).or_insert(0) += 1;
-                if name.starts_with("slow.") {
+                if name.starts_with("slow.") || silent.load(std::sync::atomic::Ordering::Relaxed) {
                     continue;
                 }
                 let response = stub_answer(&request, &q, &name, answer_ip, &extra);
                 let _ = socket.send_to(&response.to_vec().expect("stub encodes"), src).await;
             }
         });
-        Self { addr, seen }
+        Self { addr, seen, paused }
+    }
+
+    /// Stops answering (`true`) or answers again (`false`).
+    pub fn pause(&self, paused: bool) {
+        self.paused.store(paused, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many queries for `name` (any case, with final dot) reached the stub.
@@ -314,8 +323,10 @@ fn stub_answer(request: &Message, q: &Query, name: &str, answer_ip: Ipv4Addr, ex
         let www = Name::from_str("www.fwd.test.").expect("constant");
         response.add_answer(Record::from_rdata(qname, 300, RData::CNAME(CNAME(www.clone()))));
         response.add_answer(a(&www, 300));
-    } else if name == "short.fwd.test." {
+    } else if name.starts_with("short") && ours {
         response.add_answer(a(&qname, 1));
+    } else if name.starts_with("ttl5.") && ours {
+        response.add_answer(a(&qname, 5));
     } else if ours {
         response.add_answer(a(&qname, 300));
     } else {

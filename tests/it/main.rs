@@ -5,6 +5,7 @@ mod aws;
 mod cli;
 mod deploy;
 mod forwarding;
+mod harden;
 mod harness;
 mod listeners;
 mod operate;
