@@ -305,6 +305,17 @@ impl Handler {
                 };
             }
         };
+        // The question is echoed byte for byte; a compression pointer in it that leads outside
+        // the question section (into the header, or forward) would point at other bytes in our
+        // reply and corrupt it. No real client writes one.
+        // So would echoing a question section of many questions (hickory writes it whole, past
+        // any size limit): a query of other than one question gets a bare header.
+        if request.queries.queries().len() != 1 || !pointers_stay_in_question(request.queries.as_bytes()) {
+            let rcode = if self.acl.allows(src.ip()) { ResponseCode::FormErr } else { ResponseCode::Refused };
+            let path = if rcode == ResponseCode::Refused { QueryPath::Refused } else { QueryPath::Local };
+            header_only(&request.metadata, rcode, out);
+            return Outcome::Reply(Served { qtype: None, rcode, path });
+        }
         if !self.acl.allows(src.ip()) {
             return self.reply(out, &request, transport, ResponseCode::Refused, false, &[], &[]);
         }
@@ -315,7 +326,9 @@ impl Handler {
             return self.reply(out, &request, transport, ResponseCode::BADVERS, false, &[], &[]);
         }
         let [query] = request.queries.queries() else {
-            return self.reply(out, &request, transport, ResponseCode::FormErr, false, &[], &[]);
+            // Checked above; answered the same way should that check ever change.
+            header_only(&request.metadata, ResponseCode::FormErr, out);
+            return Outcome::Reply(Served { qtype: None, rcode: ResponseCode::FormErr, path: QueryPath::Local });
         };
         let qtype = query.query_type();
         if query.query_class() == DNSClass::CH {
@@ -498,7 +511,8 @@ impl Handler {
             iter::empty(),
         );
         match response.destructive_emit(&mut encoder) {
-            Ok(info) if !info.truncation => return,
+            // hickory copies the question section without checking the size limit: check it.
+            Ok(info) if !info.truncation && out.len() <= usize::from(limit) => return,
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "response did not encode whole; truncating"),
         }
@@ -522,6 +536,33 @@ impl Handler {
 fn is_cname_to_follow(records: &[Record], qtype: RecordType) -> bool {
     !matches!(qtype, RecordType::CNAME | RecordType::ANY)
         && records.first().is_some_and(|r| r.record_type() == RecordType::CNAME)
+}
+
+/// Whether every compression pointer in `question` (the question section as sent, which
+/// starts at offset 12 of the message) points backwards into the question section itself.
+fn pointers_stay_in_question(question: &[u8]) -> bool {
+    let mut at = 0;
+    while at < question.len() {
+        // One name: labels until the root or a pointer, then type and class.
+        loop {
+            let Some(&len) = question.get(at) else { return false };
+            if len & 0xC0 == 0xC0 {
+                let Some(&low) = question.get(at + 1) else { return false };
+                let target = (usize::from(len & 0x3F) << 8) | usize::from(low);
+                if target < HEADER_LEN || target >= HEADER_LEN + at {
+                    return false;
+                }
+                at += 2;
+                break;
+            }
+            at += 1 + usize::from(len);
+            if len == 0 {
+                break;
+            }
+        }
+        at += 4;
+    }
+    at == question.len()
 }
 
 /// This machine's host name, for `id.server`.
@@ -564,36 +605,7 @@ mod tests {
         refresh::build_snapshot,
     };
 
-    const RECORDS: &str = r#"
-[[records]]
-name = "Svc.Example.com"
-type = "A"
-values = ["10.0.0.1", "10.0.0.2"]
-
-[[records]]
-name = "svc.example.com"
-type = "TXT"
-values = ["hello"]
-
-[[records]]
-name = "*.wild.example"
-type = "AAAA"
-values = ["fd00::1"]
-
-[[records]]
-name = "*.mx.example"
-type = "MX"
-values = ["10 mail.mx.example."]
-
-[[records]]
-name = "alias.target.example"
-type = "CNAME"
-values = ["svc.example.com."]
-
-[[aliases]]
-name = "api.example.com"
-target = "svc.example.com"
-"#;
+    const RECORDS: &str = include_str!("../../tests/fixtures/owned.toml");
 
     fn handler() -> Handler {
         let config = Config::parse(RECORDS, "test.toml").expect("valid");
@@ -693,6 +705,32 @@ target = "svc.example.com"
         let query = packet("svc.example.com.", RecordType::A, None, true);
         let plain = PlainQuery::parse(&query).expect("plain");
         assert!(handler.answer_prepared(&plain, "192.0.2.1:53".parse().expect("addr"), Transport::Udp, &mut out).is_none());
+    }
+
+    #[test]
+    fn question_pointers_must_point_back_into_the_question() {
+        let a = b"\x01a\x07example\x00\x00\x01\x00\x01";
+        assert!(pointers_stay_in_question(a));
+        let mut back = a.to_vec();
+        back.extend_from_slice(b"\x01b\xc0\x0e\x00\x01\x00\x01"); // b + pointer to "example" at 14
+        assert!(pointers_stay_in_question(&back));
+        let mut header = a.to_vec();
+        header.extend_from_slice(b"\xc0\x03\x00\x01\x00\x01"); // into the header
+        assert!(!pointers_stay_in_question(&header));
+        let forward = b"\xc0\x20\x00\x01\x00\x01"; // past itself
+        assert!(!pointers_stay_in_question(forward));
+    }
+
+    /// Found by the fuzz target: a second question whose name points into the header.
+    #[tokio::test]
+    async fn a_question_pointing_into_the_header_gets_a_formerr_that_parses() {
+        let handler = handler();
+        let packet = b"\x00\x02\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00\x01e\x07example\x00\x00\x01\x00\x01\xc0\x03\x00\x1c\x00\x01";
+        let mut out = Vec::new();
+        let src = CLIENT.parse().expect("addr");
+        assert!(matches!(handler.handle(packet, src, Transport::Udp, &mut out), Outcome::Reply(_)));
+        let reply = Message::from_vec(&out).expect("the reply parses");
+        assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
     }
 
     #[tokio::test]

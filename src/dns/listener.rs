@@ -28,8 +28,8 @@ use std::{
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream, tcp::OwnedWriteHalf},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     time::timeout,
 };
@@ -286,9 +286,7 @@ async fn serve_tcp(
     }
 }
 
-/// One TCP connection (RFC 7766): length-prefixed queries, read in order and answered as
-/// soon as each answer is ready — owned names at once, forwards when upstream replies — so a
-/// slow upstream does not hold back the pipelined queries behind it.
+/// One TCP connection, holding its places among the connection bounds until it closes.
 async fn serve_connection(
     stream: TcpStream,
     src: SocketAddr,
@@ -299,7 +297,26 @@ async fn serve_connection(
     _slots: (OwnedSemaphorePermit, ClientSlot),
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    serve_stream(reader, writer, src, handler, idle, shutdown, tracker).await;
+}
+
+/// One stream of DNS over TCP (RFC 7766): length-prefixed queries, read in order and answered
+/// as soon as each answer is ready — owned names at once, forwards when upstream replies — so
+/// a slow upstream does not hold back the pipelined queries behind it. Public for the fuzz
+/// target, which feeds it in-memory streams.
+pub async fn serve_stream<R, W>(
+    mut reader: R,
+    writer: W,
+    src: SocketAddr,
+    handler: SharedHandler,
+    idle: Duration,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let (responses, pending) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE_DEPTH);
     let read_queries = async move {
         let mut query = Vec::with_capacity(512);
@@ -342,7 +359,7 @@ async fn serve_connection(
 }
 
 /// Writes each response with its length prefix; a client that stops reading is dropped.
-async fn write_responses(mut writer: OwnedWriteHalf, mut pending: mpsc::Receiver<Vec<u8>>, idle: Duration) {
+async fn write_responses<W: AsyncWrite + Unpin>(mut writer: W, mut pending: mpsc::Receiver<Vec<u8>>, idle: Duration) {
     while let Some(response) = pending.recv().await {
         // Responses are at most 65535 bytes: the handler encodes TCP answers with that limit.
         let Ok(prefix) = u16::try_from(response.len()) else { continue };

@@ -8,6 +8,7 @@ mod forwarding;
 mod harden;
 mod harness;
 mod listeners;
+mod load;
 mod operate;
 mod owned;
 mod page;
