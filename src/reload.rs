@@ -80,7 +80,7 @@ impl ConfigFile {
                 board.config.origin = origin;
                 board.config.last_error = None;
                 board.config.needs_restart = done.needs_restart.iter().map(|s| (*s).to_owned()).collect();
-                tracing::info!(why, forwarder_kept = done.forwarder_kept, "config reloaded");
+                tracing::info!(why, forwarder_kept = done.forwarder_kept, limits_kept = done.limits_kept, "config reloaded");
                 for key in &done.needs_restart {
                     tracing::warn!(key, "this change takes effect only after a restart; the running value is kept");
                 }

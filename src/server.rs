@@ -6,7 +6,7 @@
 //!
 //! [`Server::reload`] applies a new config without dropping a query: it builds a new
 //! [`Handler`] (keeping the forwarder, and so its cache, when the `[forward]` section did not
-//! change) and swaps it in whole; queries in flight finish with the handler they started
+//! change, and the rate limiter's buckets when `[rate_limit]` did not) and swaps it in whole; queries in flight finish with the handler they started
 //! with. The refresh loop is handed the new sources and rebuilds the table at once. What needs
 //! new sockets (listen addresses, the admin listener, socket counts, TCP limits) is reported
 //! as needing a restart and left as it is.
@@ -88,6 +88,8 @@ pub struct Server {
 pub struct Reloaded {
     /// The forwarder (and its cache) was kept: `[forward]` did not change.
     pub forwarder_kept: bool,
+    /// The rate limiter (and each client network's budget) was kept: `[rate_limit]` did not change.
+    pub limits_kept: bool,
     /// Changed settings that take effect only after a restart.
     pub needs_restart: Vec<&'static str>,
 }
@@ -218,7 +220,11 @@ impl Server {
     pub async fn reload(&self, config: Config) -> Result<Reloaded, StartError> {
         let old = self.config.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let current = self.live.handler.load_full();
-        let mut reloaded = Reloaded { forwarder_kept: config.forward == old.forward, needs_restart: Vec::new() };
+        let mut reloaded = Reloaded {
+            forwarder_kept: config.forward == old.forward,
+            limits_kept: config.rate_limit == old.rate_limit,
+            needs_restart: Vec::new(),
+        };
         let forwarder = match reloaded.forwarder_kept {
             true => current.forwarder().clone(),
             false => {
@@ -241,7 +247,10 @@ impl Server {
         ];
         reloaded.needs_restart = restart_only.iter().filter(|(_, changed)| *changed).map(|(key, _)| *key).collect();
 
-        let handler = Handler::new(self.live.snapshot.clone(), forwarder.clone(), self.live.metrics.clone(), &config);
+        let mut handler = Handler::new(self.live.snapshot.clone(), forwarder.clone(), self.live.metrics.clone(), &config);
+        if reloaded.limits_kept {
+            handler = handler.keeping_limits_of(&current);
+        }
         self.live.handler.store(Arc::new(handler));
         let (applied, done) = oneshot::channel();
         let update = Update { config: config.clone(), forwarder, applied };

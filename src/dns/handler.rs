@@ -136,8 +136,9 @@ pub struct Handler {
     query_seq: AtomicU64,
     /// Where prefetches run; `None` outside a runtime (no prefetch).
     runtime: Option<tokio::runtime::Handle>,
-    /// Per-client limits over UDP.
-    limits: RateLimiter,
+    /// Per-client limits over UDP; shared with the next handler when a reload leaves
+    /// `[rate_limit]` as it was, so a flooder's empty bucket stays empty.
+    limits: Arc<RateLimiter>,
 }
 
 impl Handler {
@@ -162,8 +163,14 @@ impl Handler {
             query_sample: config.log.queries.then_some(u64::from(config.log.query_sample)),
             query_seq: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::try_current().ok(),
-            limits: RateLimiter::new(&config.rate_limit),
+            limits: Arc::new(RateLimiter::new(&config.rate_limit)),
         }
+    }
+
+    /// This handler, taking over `previous`'s rate-limit buckets (same `[rate_limit]`).
+    pub fn keeping_limits_of(mut self, previous: &Handler) -> Self {
+        self.limits = previous.limits.clone();
+        self
     }
 
     /// Whether a UDP query from `src` may be answered (per-client rate limit); counted.

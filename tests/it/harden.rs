@@ -15,6 +15,8 @@ use tokio::{
     net::TcpStream,
 };
 
+use hubdns::config::Config;
+
 use crate::harness::{StubUpstream, TestServer, addresses, query, standard_config, tcp_exchange, tempdir, udp_exchange, udp_query};
 
 /// The exposition text of `/metrics`.
@@ -207,6 +209,28 @@ async fn a_flooding_network_is_limited_and_its_neighbours_are_not() {
     let mut stream = local.connect(t.addr).await.expect("connect");
     let reply = tcp_exchange(&mut stream, &bytes).await.expect("TCP answer");
     assert_eq!(Message::from_vec(&reply).expect("parses").answers.len(), 1);
+    t.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_each_networks_budget_unless_the_limits_changed() {
+    let upstream = StubUpstream::start("127.0.0.90", Ipv4Addr::new(192, 0, 2, 90)).await;
+    let text = |burst: u32, extra: &str| {
+        standard_config(upstream.addr, "", &format!("[rate_limit]\nqps = 1\nburst = {burst}\nslip = 0\nexempt = []\n{extra}"))
+    };
+    let t = TestServer::start(&text(5, "")).await;
+    let client: IpAddr = "127.0.1.9".parse().expect("ip");
+    let bytes = query("txt.corp.example", RecordType::TXT).to_vec().expect("encode");
+    assert_eq!(burst(t.addr, &bytes, client, 8).await.len(), 5, "the burst, then nothing");
+
+    let records_only = text(5, "[[records]]\nname = \"new.corp.example\"\ntype = \"A\"\nvalues = [\"10.7.7.7\"]\n");
+    let done = t.server.reload(Config::parse(&records_only, "t.toml").expect("config")).await.expect("reloads");
+    assert!(done.limits_kept);
+    assert!(burst(t.addr, &bytes, client, 3).await.len() <= 1, "the spent budget stays spent across the reload");
+
+    let done = t.server.reload(Config::parse(&text(10, ""), "t.toml").expect("config")).await.expect("reloads");
+    assert!(!done.limits_kept);
+    assert_eq!(burst(t.addr, &bytes, client, 12).await.len(), 10, "new limits, new budget");
     t.server.stop().await;
 }
 
