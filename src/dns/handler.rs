@@ -200,13 +200,13 @@ impl Handler {
             return false;
         }
         let Ok(request) = Request::from_bytes(packet.to_vec(), src, Protocol::Udp) else { return false };
+        if !question_echoes_safely(&request) {
+            return false;
+        }
         let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.truncation = true;
         metadata.recursion_available = true;
-        out.clear();
-        let edns = request.edns.as_ref().map(|_| &self.edns);
-        let response = MessageResponseBuilder::new(&request.queries, edns).build_no_records(metadata);
-        response.destructive_emit(&mut BinEncoder::new(out)).is_ok()
+        self.write_truncated(&request, metadata, out);
+        true
     }
 
     /// The forwarder this handler sends to.
@@ -317,7 +317,7 @@ impl Handler {
         // reply and corrupt it. No real client writes one.
         // So would echoing a question section of many questions (hickory writes it whole, past
         // any size limit): a query of other than one question gets a bare header.
-        if request.queries.queries().len() != 1 || !pointers_stay_in_question(request.queries.as_bytes()) {
+        if !question_echoes_safely(&request) {
             let rcode = if self.acl.allows(src.ip()) { ResponseCode::FormErr } else { ResponseCode::Refused };
             let path = if rcode == ResponseCode::Refused { QueryPath::Refused } else { QueryPath::Local };
             header_only(&request.metadata, rcode, out);
@@ -528,11 +528,16 @@ impl Handler {
             return header_only(&metadata, ResponseCode::ServFail, out);
         }
         // Did not fit: an empty TC=1 answer, OPT kept, so the client retries over TCP.
+        self.write_truncated(request, metadata, out);
+    }
+
+    /// Writes an empty TC=1 answer to `request` (with our OPT if it had EDNS) into `out`.
+    fn write_truncated(&self, request: &Request, mut metadata: Metadata, out: &mut Vec<u8>) {
         metadata.truncation = true;
         out.clear();
-        let mut encoder = BinEncoder::new(out);
+        let edns = request.edns.as_ref().map(|_| &self.edns);
         let truncated = MessageResponseBuilder::new(&request.queries, edns).build_no_records(metadata);
-        if let Err(error) = truncated.destructive_emit(&mut encoder) {
+        if let Err(error) = truncated.destructive_emit(&mut BinEncoder::new(out)) {
             tracing::warn!(%error, "cannot encode even a truncated response");
             header_only(&metadata, ResponseCode::ServFail, out);
         }
@@ -543,6 +548,12 @@ impl Handler {
 fn is_cname_to_follow(records: &[Record], qtype: RecordType) -> bool {
     !matches!(qtype, RecordType::CNAME | RecordType::ANY)
         && records.first().is_some_and(|r| r.record_type() == RecordType::CNAME)
+}
+
+/// Whether `request`'s question section can be echoed byte for byte into a response: exactly
+/// one question, whose compression pointers stay inside it.
+fn question_echoes_safely(request: &Request) -> bool {
+    request.queries.queries().len() == 1 && pointers_stay_in_question(request.queries.as_bytes())
 }
 
 /// Whether every compression pointer in `question` (the question section as sent, which
@@ -738,6 +749,19 @@ mod tests {
         assert!(matches!(handler.handle(packet, src, Transport::Udp, &mut out), Outcome::Reply(_)));
         let reply = Message::from_vec(&out).expect("the reply parses");
         assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+    }
+
+    /// A rate-limited query slipped a TC=1 answer goes through the same echo check.
+    #[tokio::test]
+    async fn slipped_answers_echo_only_safe_questions() {
+        let handler = handler();
+        let src = CLIENT.parse().expect("addr");
+        let mut out = Vec::new();
+        assert!(handler.truncated(&packet("svc.example.com.", RecordType::A, Some(1232), true), src, &mut out));
+        let reply = Message::from_vec(&out).expect("parses");
+        assert!(reply.metadata.truncation && reply.answers.is_empty() && reply.edns.is_some());
+        let pointer_into_header = b"\x00\x02\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00\x01e\x07example\x00\x00\x01\x00\x01\xc0\x03\x00\x1c\x00\x01";
+        assert!(!handler.truncated(pointer_into_header, src, &mut out), "not echoed: dropped");
     }
 
     #[tokio::test]
