@@ -13,8 +13,8 @@ use std::{
 
 use crate::{
     live::Live,
-    metrics::{LATENCY_BOUNDS, Limited, QueryPath, monotonic_ms},
-    status::unix_secs,
+    metrics::{LATENCY_BOUNDS, Limited, QueryPath, UpstreamStats, monotonic_ms},
+    status::{SourceStatus, unix_secs},
 };
 
 /// The content type Prometheus expects for this format.
@@ -87,55 +87,75 @@ pub fn render(live: &Live) -> String {
     out.sample("hubdns_cache_hit_ratio", &[], if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 });
     out.family("hubdns_forward_in_flight", "gauge", "Forwarded queries waiting for an upstream (bounded by forward.max_in_flight).");
     out.sample("hubdns_forward_in_flight", &[], forwarder.in_flight() as f64);
-    let upstream_families = [
-        ("hubdns_upstream_queries_total", "counter", "Queries sent to each upstream server."),
-        ("hubdns_upstream_errors_total", "counter", "Queries an upstream failed with an error (SERVFAIL, REFUSED, connection errors)."),
-        ("hubdns_upstream_timeouts_total", "counter", "Queries an upstream did not answer in time."),
-        ("hubdns_upstream_up", "gauge", "0 while the upstream is marked down (3 failures in a row; retried after a backoff), else 1."),
-    ];
     let now_ms = monotonic_ms();
-    for (name, kind, help) in upstream_families {
+    let upstream_families: [Family<UpstreamStats>; 4] = [
+        ("hubdns_upstream_queries_total", "counter", "Queries sent to each upstream server.", &|s| Some(s.queries.load(Relaxed) as f64)),
+        (
+            "hubdns_upstream_errors_total",
+            "counter",
+            "Queries an upstream failed with an error (SERVFAIL, REFUSED, connection errors).",
+            &|s| Some(s.errors.load(Relaxed) as f64),
+        ),
+        ("hubdns_upstream_timeouts_total", "counter", "Queries an upstream did not answer in time.", &|s| Some(s.timeouts.load(Relaxed) as f64)),
+        (
+            "hubdns_upstream_up",
+            "gauge",
+            "0 while the upstream is marked down (3 failures in a row; retried after a backoff), else 1.",
+            &|s| Some(f64::from(u8::from(!s.is_down(now_ms)))),
+        ),
+    ];
+    for (name, kind, help, value) in upstream_families {
         out.family(name, kind, help);
         for route in forwarder.routes() {
             let rule = route.domain.to_string();
             for stats in route.stats() {
-                let value = match name {
-                    "hubdns_upstream_queries_total" => stats.queries.load(Relaxed),
-                    "hubdns_upstream_errors_total" => stats.errors.load(Relaxed),
-                    "hubdns_upstream_timeouts_total" => stats.timeouts.load(Relaxed),
-                    _ => u64::from(!stats.is_down(now_ms)),
-                };
-                out.sample(name, &[("rule", &rule), ("upstream", &stats.addr.to_string())], value as f64);
+                if let Some(value) = value(stats) {
+                    out.sample(name, &[("rule", &rule), ("upstream", &stats.addr.to_string())], value);
+                }
             }
         }
     }
 
     // Sources.
     let board = live.board.lock();
-    let source_families: [(&str, &str, &str); 7] = [
-        ("hubdns_source_refresh_runs_total", "counter", "Fetches attempted per AWS source."),
-        ("hubdns_source_refresh_failures_total", "counter", "Fetches failed per AWS source (its last good records kept)."),
-        ("hubdns_source_consecutive_failures", "gauge", "Failures since the source's last success."),
-        ("hubdns_source_last_success_timestamp_seconds", "gauge", "When the source last answered, in seconds since 1970."),
-        ("hubdns_source_seconds_since_success", "gauge", "Seconds since the source last answered."),
-        ("hubdns_source_last_refresh_duration_seconds", "gauge", "How long the source's last fetch took."),
-        ("hubdns_source_records", "gauge", "Records in the source's last good answer (fresh or from the state file)."),
+    let source_families: [Family<SourceStatus>; 7] = [
+        ("hubdns_source_refresh_runs_total", "counter", "Fetches attempted per AWS source.", &|s| Some(s.runs as f64)),
+        (
+            "hubdns_source_refresh_failures_total",
+            "counter",
+            "Fetches failed per AWS source (its last good records kept).",
+            &|s| Some(s.failures as f64),
+        ),
+        ("hubdns_source_consecutive_failures", "gauge", "Failures since the source's last success.", &|s| Some(f64::from(s.consecutive_failures))),
+        (
+            "hubdns_source_last_success_timestamp_seconds",
+            "gauge",
+            "When the source last answered, in seconds since 1970.",
+            &|s| s.last_success.map(unix_secs),
+        ),
+        (
+            "hubdns_source_seconds_since_success",
+            "gauge",
+            "Seconds since the source last answered.",
+            &|s| s.last_success.map(|t| now.duration_since(t).unwrap_or_default().as_secs_f64()),
+        ),
+        (
+            "hubdns_source_last_refresh_duration_seconds",
+            "gauge",
+            "How long the source's last fetch took.",
+            &|s| Some(s.last_duration_ms as f64 / 1000.0),
+        ),
+        (
+            "hubdns_source_records",
+            "gauge",
+            "Records in the source's last good answer (fresh or from the state file).",
+            &|s| Some(s.records as f64),
+        ),
     ];
-    for (name, kind, help) in source_families {
+    for (name, kind, help, value) in source_families {
         out.family(name, kind, help);
         for source in &board.sources {
-            let value = match name {
-                "hubdns_source_refresh_runs_total" => Some(source.runs as f64),
-                "hubdns_source_refresh_failures_total" => Some(source.failures as f64),
-                "hubdns_source_consecutive_failures" => Some(f64::from(source.consecutive_failures)),
-                "hubdns_source_last_success_timestamp_seconds" => source.last_success.map(unix_secs),
-                "hubdns_source_seconds_since_success" => {
-                    source.last_success.map(|t| now.duration_since(t).unwrap_or_default().as_secs_f64())
-                }
-                "hubdns_source_last_refresh_duration_seconds" => Some(source.last_duration_ms as f64 / 1000.0),
-                _ => Some(source.records as f64),
-            };
-            if let Some(value) = value {
+            if let Some(value) = value(source) {
                 out.sample(name, &[("source", &source.id), ("kind", source.kind)], value);
             }
         }
@@ -161,6 +181,10 @@ pub fn render(live: &Live) -> String {
     out.sample("hubdns_snapshot_serial", &[], f64::from(snapshot.serial()));
     out.0
 }
+
+/// A metric family with one sample per item: name, type, help, and the item's value (`None`:
+/// no sample, as for a source that has never answered).
+type Family<'a, T> = (&'static str, &'static str, &'static str, &'a dyn Fn(&T) -> Option<f64>);
 
 /// The exposition text under construction.
 #[derive(Default)]
