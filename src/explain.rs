@@ -10,18 +10,16 @@
 
 use std::{fmt, sync::atomic::Ordering::Relaxed, time::Instant};
 
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    answer::{self, Draw, Hop, MAX_CNAME_HOPS, Outcome, Question, Refusal},
     dns::forwarder::Forwarder,
     metrics::{UpstreamStats, monotonic_ms, rcode_name},
     name_key::name_key,
-    snapshot::{Node, Provenance, RecordSet, Resolution, Snapshot},
+    snapshot::{Node, Provenance, RecordSet, Snapshot},
 };
-
-/// Most CNAMEs followed through owned names, as the handler does.
-const MAX_CNAME_HOPS: usize = 8;
 
 /// The answer to "why does this name answer like that?".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,93 +127,94 @@ pub struct CachedView {
     pub ttl_left: u32,
 }
 
-/// Explains `name`/`qtype` against `snapshot` and `forwarder`. Fails only on a name that is
-/// not a domain name.
+/// Explains `name`/`qtype` against `snapshot` and `forwarder`: the answer engine's plan for
+/// it (as a client asking with RD=1 gets it), step by step. Fails only on a name that is not
+/// a domain name.
 pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: RecordType) -> Result<Explanation, String> {
     let mut asked = Name::from_utf8(name.trim()).map_err(|e| format!("`{name}` is not a domain name: {e}"))?;
     asked.set_fqdn(true);
+    let key = name_key(&asked);
+    let plan = answer::plan(snapshot, Question { key: &key, qtype, recursion_desired: true }, Draw::First);
     let mut out = Explanation {
         name: asked.to_string(),
         qtype: qtype.to_string(),
         answered_by: "hubdns".into(),
-        rcode: Some("NOERROR".into()),
+        rcode: Some(rcode_name(plan.rcode())),
         reason: String::new(),
         matched: None,
         records: Vec::new(),
         outvoted: Vec::new(),
         forward: None,
     };
-    if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-        out.rcode = Some("REFUSED".into());
-        out.reason = "zone transfers are refused".into();
-        return Ok(out);
+    for hop in plan.hops() {
+        let owner = hop.asked.unwrap_or(&asked);
+        out.matched = Some(hop.node.name().to_string());
+        match hop.set {
+            Some(set) => out.records.extend(alternatives(hop.node, set).flat_map(|set| view_set(set, owner, hop.wildcard))),
+            None => out.records.extend(hop.records.iter().map(|soa| RecordView::synthesized(soa, SOA_OF_OWNED_NAME))),
+        }
     }
-    let mut target = asked;
-    for hop in 0..=MAX_CNAME_HOPS {
-        let key = name_key(&target);
-        let (node, wildcard) = match snapshot.resolve(&key) {
-            Resolution::Exact(node) => (node, false),
-            Resolution::Wildcard(node) => (node, true),
-            Resolution::Below(node) => {
-                out.rcode = Some("NXDOMAIN".into());
-                out.matched = Some(node.name().to_string());
-                out.reason = format!("{target} does not exist below the owned name {} (NXDOMAIN with its SOA)", node.name());
-                return Ok(out);
-            }
-            Resolution::Delegated(node) => {
-                let why = format!("{} is delegated inside a Route 53 zone, so it is forwarded", node.name());
-                return Ok(forwarded(out, forwarder, &target, qtype, why));
-            }
-            Resolution::NotOwned if hop == 0 => {
-                return Ok(forwarded(out, forwarder, &target, qtype, "no source owns it".into()));
-            }
-            Resolution::NotOwned => {
-                let why = format!("the CNAME chain leaves the owned names at {target}");
-                return Ok(forwarded(out, forwarder, &target, qtype, why));
-            }
-        };
-        out.matched = Some(node.name().to_string());
-        out.outvoted = snapshot.outvoted(&name_key(node.name())).iter().map(view_provenance).collect();
-        let sets = answering_sets(node, qtype);
-        let Some(first) = sets.first() else {
+    // The name the last step asked about: the end of the CNAME chain, if there is one.
+    let last = plan.hops().last().and_then(target_of).unwrap_or(&asked);
+    match plan.outcome {
+        Outcome::Refused(Refusal::ZoneTransfer) => out.reason = "zone transfers are refused".into(),
+        Outcome::Refused(Refusal::NoRecursion) => out.reason = "not owned, and recursion was not asked for".into(),
+        Outcome::Forward { target, delegation } => {
+            let why = match (delegation, target) {
+                (Some(cut), _) => format!("{} is delegated inside a Route 53 zone, so it is forwarded", cut.name()),
+                (None, Some(target)) => format!("the CNAME chain leaves the owned names at {target}"),
+                (None, None) => "no source owns it".into(),
+            };
+            return Ok(forwarded(out, forwarder, target.unwrap_or(&asked), qtype, why));
+        }
+        Outcome::NxDomain { encloser, .. } => {
+            out.matched = Some(encloser.name().to_string());
+            out.reason = format!("{last} does not exist below the owned name {} (NXDOMAIN with its SOA)", encloser.name());
+        }
+        Outcome::NoData { node, .. } => {
+            out.matched = Some(node.name().to_string());
+            out.outvoted = snapshot.outvoted(&name_key(node.name())).iter().map(view_provenance).collect();
             out.reason = match node.rrsets().is_empty() {
                 true => format!("{} is an empty non-terminal of a zone: NODATA", node.name()),
                 false => format!("{} is owned but has no {qtype} records: NODATA with its SOA", node.name()),
             };
-            return Ok(out);
-        };
-        out.records.extend(sets.iter().flat_map(|set| view_set(set, &target, wildcard)));
-        let by = first.provenance.first().map(|p| format!("{} ({})", p.source, p.origin)).unwrap_or_default();
-        let how = match (wildcard, sets.len()) {
-            (true, _) => format!("the wildcard {} matches", node.name()),
-            (false, 1) => format!("{} is owned", node.name()),
-            (false, n) => format!("{} has {n} weighted alternatives, one drawn per query by weight", node.name()),
-        };
-        if first.rtype == RecordType::CNAME
-            && qtype != RecordType::CNAME
-            && qtype != RecordType::ANY
-            && let Some(RData::CNAME(next)) = first.records.first().map(|r| &r.data)
-        {
-            target = next.0.clone();
-            continue;
         }
-        out.reason = format!("{how}; answered from {by}");
-        return Ok(out);
+        Outcome::Loop => out.reason = "the owned CNAMEs loop back to an earlier name: SERVFAIL, each CNAME once".into(),
+        Outcome::TooLong => {
+            out.reason = format!("CNAME chain longer than {MAX_CNAME_HOPS} owned names: answered with the chain so far");
+        }
+        Outcome::Answer => {
+            let Some(hop) = plan.hops().last() else { return Ok(out) };
+            out.outvoted = snapshot.outvoted(&name_key(hop.node.name())).iter().map(view_provenance).collect();
+            let sets = hop.set.map_or(0, |set| alternatives(hop.node, set).count());
+            let how = match (hop.wildcard, sets) {
+                (true, _) => format!("the wildcard {} matches", hop.node.name()),
+                (false, 0 | 1) => format!("{} is owned", hop.node.name()),
+                (false, n) => format!("{} has {n} weighted alternatives, one drawn per query by weight", hop.node.name()),
+            };
+            let by = hop
+                .set
+                .and_then(|set| set.provenance.first())
+                .map_or_else(|| format!("hubdns itself ({SOA_OF_OWNED_NAME})"), |p| format!("{} ({})", p.source, p.origin));
+            out.reason = format!("{how}; answered from {by}");
+        }
     }
-    out.reason = format!("CNAME chain longer than {MAX_CNAME_HOPS} owned names: answered with what was found");
     Ok(out)
 }
 
-/// The record sets answering `qtype` at `node`: the CNAME, or every weighted alternative.
-fn answering_sets(node: &Node, qtype: RecordType) -> Vec<&RecordSet> {
-    if qtype == RecordType::ANY {
-        return node.rrsets().iter().take(1).collect();
-    }
-    let cname: Vec<&RecordSet> = node.rrsets().iter().filter(|s| s.rtype == RecordType::CNAME).collect();
-    if !cname.is_empty() {
-        return cname;
-    }
-    node.rrsets().iter().filter(|s| s.rtype == qtype).collect()
+/// Where the SOA answered at an owned name outside a loaded zone comes from.
+const SOA_OF_OWNED_NAME: &str = "the SOA of an owned name outside a loaded zone, from [answers]";
+
+/// The CNAME target a hop leads to, if it is a CNAME.
+fn target_of<'a>(hop: &Hop<'a>) -> Option<&'a Name> {
+    hop.set?.cname_target().map(|(name, _)| name)
+}
+
+/// `set` and, when it is one of several weighted alternatives, the others of its type.
+fn alternatives<'a>(node: &'a Node, set: &'a RecordSet) -> impl Iterator<Item = &'a RecordSet> {
+    node.rrsets()
+        .iter()
+        .filter(move |other| std::ptr::eq(*other, set) || (set.weight.is_some() && other.rtype == set.rtype))
 }
 
 /// The records of `set` as views; a wildcard's owned by `owner`, the name asked.
@@ -229,6 +228,19 @@ fn view_set<'a>(set: &'a RecordSet, owner: &'a Name, wildcard: bool) -> impl Ite
 }
 
 impl RecordView {
+    /// A record hubdns makes itself, saying why.
+    fn synthesized(record: &hickory_proto::rr::Record, why: &str) -> Self {
+        Self {
+            name: record.name.to_string(),
+            rtype: record.record_type().to_string(),
+            ttl: record.ttl,
+            data: record.data.to_string(),
+            source: "hubdns".into(),
+            origin: why.into(),
+            weight: None,
+        }
+    }
+
     /// Every record of `set`, with its provenance and the set's weight.
     pub fn of_set(set: &RecordSet) -> impl Iterator<Item = RecordView> + '_ {
         set.records.iter().zip(&set.provenance).map(move |(record, provenance)| RecordView {

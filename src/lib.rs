@@ -14,7 +14,9 @@
 //!
 //! Module map:
 //! - [`config`]: the TOML file: serde structs, defaults, load = read → parse → validate.
-//! - [`snapshot`]: records with provenance, the immutable table, the answer rules.
+//! - [`snapshot`]: records with provenance, the immutable table, name matching.
+//! - [`answer`]: the answer engine: what a question gets, as a plan the DNS paths encode
+//!   and `explain` renders.
 //! - [`memory`]: returning freed heap to the OS after large builds.
 //! - [`name_key`]: lowercase wire-format name keys for allocation-free ancestor walks.
 //! - [`prepared`]: answers encoded once and copied into responses (the fast path's data).
@@ -35,6 +37,7 @@
 //! - [`demo`]: the demo's local stand-in for the EC2 and Route 53 APIs (recorded responses).
 
 pub mod admin;
+pub mod answer;
 pub mod config;
 pub mod demo;
 pub mod dns;

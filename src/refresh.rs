@@ -329,10 +329,11 @@ impl Refresher {
     fn swap_if_changed(&mut self) {
         let outputs: Vec<&SourceOutput> = self.slots.iter().filter_map(|s| s.last_good.as_ref()).collect();
         let (snapshot, dropped) = build_snapshot(&self.config, &outputs);
-        let lines = record_lines(&snapshot);
-        let live = record_lines(&self.snapshot.load());
+        let live = self.snapshot.load();
         let ready = *self.ready.borrow() || self.slots.iter().all(|s| s.last_good.is_some());
-        if lines != live {
+        // Compared as answers, not as text: a weight, a set identifier or an SOA setting that
+        // changes alone is a change.
+        if !snapshot.answers_like(&live) {
             // Until every source has answered, an alias may point at a name still to come.
             for item in &dropped {
                 if ready {
@@ -341,7 +342,7 @@ impl Refresher {
                     tracing::debug!(%item, "left out of the snapshot until every source has answered");
                 }
             }
-            log_diff(&live, &lines, snapshot.conflicts());
+            log_diff(&record_lines(&live), &record_lines(&snapshot), snapshot.conflicts());
             self.snapshot.store(Arc::new(snapshot));
             if let Some(path) = &self.config.refresh.state_file {
                 let sources = self.slots.iter().filter_map(|s| Some((s.id.clone(), s.last_good.clone()?))).collect();
@@ -419,13 +420,15 @@ pub fn soa_settings(config: &Config) -> SoaSettings {
     }
 }
 
-/// One line per record, without provenance (which changes with every fetch).
+/// One line per record for the log, without provenance (which changes with every fetch).
 fn record_lines(snapshot: &Snapshot) -> BTreeSet<String> {
     snapshot
         .nodes()
         .flat_map(|node| node.rrsets())
-        .flat_map(|set| &set.records)
-        .map(|r| format!("{} {} {} {}", r.name.to_lowercase(), r.ttl, r.record_type(), r.data))
+        .flat_map(|set| {
+            let weight = set.weight.as_ref().map(|w| format!(" [set {} weight {}]", w.set, w.weight)).unwrap_or_default();
+            set.records.iter().map(move |r| format!("{} {} {} {}{weight}", r.name.to_lowercase(), r.ttl, r.record_type(), r.data))
+        })
         .collect()
 }
 
@@ -566,7 +569,9 @@ mod tests {
         let (snapshot, dropped) = build_snapshot(&config, &[&out]);
         assert!(dropped.is_empty(), "{dropped:?}");
         let key = crate::name_key::name_key(&Name::from_ascii("api.example.").unwrap());
-        assert!(matches!(snapshot.lookup(&key, hickory_proto::rr::RecordType::A), crate::snapshot::Lookup::Found { .. }));
+        let question = crate::answer::Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true };
+        let plan = crate::answer::plan(&snapshot, question, crate::answer::Draw::First);
+        assert!(matches!(plan.outcome, crate::answer::Outcome::Answer), "{plan:?}");
     }
 
     #[test]

@@ -1,17 +1,18 @@
 //! The owned-name table: records with provenance, the immutable `Snapshot` built from them,
-//! and the rules that decide what an owned name answers.
+//! and the name matching that the answer engine ([`crate::answer`]) builds on.
 //!
-//! Sources hand over plain [`Record`]s and [`Alias`]es. [`Snapshot::build`] resolves
-//! precedence between sources (a conflict drops the loser and reports it), flattens aliases
-//! into A/AAAA records, and indexes everything by lowercase wire-format key (see
+//! Sources hand over plain [`Record`]s and typed [`Alias`]es. [`Snapshot::build`] refuses
+//! names no one may own (the root, ICANN public suffixes), resolves precedence between sources
+//! (a conflict drops the loser and reports it), flattens aliases into A/AAAA records beside
+//! the name's other records, and indexes everything by lowercase wire-format key (see
 //! [`crate::name_key`]). The result never changes; a refresh builds a new one and swaps it in
 //! through [`SharedSnapshot`], so the DNS handler reads one consistent table per query without
-//! locks.
+//! locks. The rules, with their RFC and AWS references, are in ARCHITECTURE.md.
 //!
-//! Answer rules (DESIGN "Answer semantics"): every owned name is the apex of its own little
-//! zone. The name itself answers its records, or NODATA with its SOA for other types; a name
-//! below it is NXDOMAIN with that SOA, unless a wildcard `*.name` covers it. Names that are
-//! neither owned nor below an owned name are not ours and go to the forwarder.
+//! Name matching ([`Snapshot::locate`]): every owned name outside a loaded zone is the apex of
+//! its own little zone, as the private zone AWS manages for an endpoint is. A name below it is
+//! NXDOMAIN with that SOA, unless a wildcard `*.name` covers it. Names that are neither owned
+//! nor below an owned name are not ours and go to the forwarder.
 //!
 //! A loaded zone (a Route 53 private hosted zone: an SOA record at its apex) is answered as a
 //! whole zone instead: its names' negative answers carry the zone's SOA, names between a record
@@ -20,19 +21,17 @@
 //! drawn by weight per query.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap, HashSet},
     fmt,
     sync::Arc,
 };
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
-use hickory_proto::rr::{
-    Name, RData, Record as WireRecord, RecordType,
-    rdata::SOA,
+use hickory_proto::{
+    op::ResponseCode,
+    rr::{Name, RData, Record as WireRecord, RecordType, rdata::SOA},
 };
-
-use hickory_proto::op::ResponseCode;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     name_key::{is_wildcard, name_key, parent, self_and_ancestors},
@@ -96,14 +95,18 @@ pub struct Weight {
 }
 
 /// A name that answers with the A/AAAA records of another owned name (flattened, no CNAME).
+/// Like a Route 53 alias record, it is one typed record set of its name: it stands beside the
+/// name's other types (the zone apex's SOA and NS included), and an A alias and an AAAA alias
+/// may share a name.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alias {
     /// The name clients ask for.
     pub name: Name,
     /// The owned name whose addresses it returns.
     pub target: Name,
-    /// TTL of the flattened records.
-    pub ttl: u32,
+    /// TTL of the flattened records; `None`: the target's own TTL, as Route 53 answers an
+    /// alias to a record in the same zone.
+    pub ttl: Option<u32>,
     /// Where the alias came from.
     pub provenance: Provenance,
     /// Only this type (a Route 53 alias is an A or an AAAA record); `None`: both.
@@ -111,8 +114,15 @@ pub struct Alias {
     pub rtype: Option<RecordType>,
 }
 
+impl Alias {
+    /// The address types it answers.
+    fn types(&self) -> impl Iterator<Item = RecordType> + '_ {
+        [RecordType::A, RecordType::AAAA].into_iter().filter(|t| self.rtype.is_none_or(|only| only == *t))
+    }
+}
+
 /// What goes into the SOA of negative answers for owned names.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SoaSettings {
     /// MNAME.
     pub mname: Name,
@@ -154,35 +164,18 @@ pub struct RecordSet {
     pub prepared: Option<Prepared>,
     /// Set among weighted alternatives of the same type; `None` for a plain RRset.
     pub weight: Option<Weight>,
+    /// For a CNAME: its target's lookup key, so chains are followed without allocating.
+    target_key: Option<Box<[u8]>>,
 }
 
-/// What the table says about a query.
-#[derive(Debug, Clone, Copy)]
-pub enum Lookup<'a> {
-    /// Records to answer with. A CNAME set when another type was asked means "follow it".
-    /// `wildcard` means the owner must be rewritten to the query name.
-    Found {
-        /// The records.
-        records: &'a [WireRecord],
-        /// Synthesized from a wildcard.
-        wildcard: bool,
-        /// The same answer pre-encoded, when there is one.
-        prepared: Option<&'a Prepared>,
-    },
-    /// The name is owned but has no data of that type.
-    NoData {
-        /// SOA for the authority section.
-        soa: &'a WireRecord,
-        /// The same answer pre-encoded, when there is one.
-        prepared: Option<&'a Prepared>,
-    },
-    /// The name is below an owned name and does not exist.
-    NxDomain {
-        /// SOA for the authority section.
-        soa: &'a WireRecord,
-    },
-    /// Not ours: forward it.
-    NotOwned,
+impl RecordSet {
+    /// A CNAME's target name and its lookup key.
+    pub fn cname_target(&self) -> Option<(&Name, &[u8])> {
+        match (self.records.first().map(|r| &r.data), &self.target_key) {
+            (Some(RData::CNAME(target)), Some(key)) => Some((&target.0, key)),
+            _ => None,
+        }
+    }
 }
 
 /// Why an alias did not resolve: its target is no owned name (yet: it may come from a source
@@ -191,6 +184,13 @@ pub const TARGET_NOT_OWNED: &str = "target is not an owned name";
 
 /// Why an alias did not resolve: its target is owned but has no addresses to flatten.
 pub const TARGET_WITHOUT_ADDRESSES: &str = "target has no A or AAAA records";
+
+/// Why an alias did not resolve: its target is an alias that never resolved (a cycle).
+pub const TARGET_IN_A_CYCLE: &str = "target is an alias that does not resolve (a cycle)";
+
+/// Why a CNAME was left out: RFC 1034 §3.6.2 and RFC 2181 §10.1 allow no other data at a
+/// CNAME's name, and Route 53 refuses such a record set.
+pub const CNAME_BESIDE_DATA: &str = "a CNAME cannot stand beside other data at its name (RFC 2181 §10.1)";
 
 /// Something a build had to leave out, for logs and counters.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +211,16 @@ pub enum Dropped {
         /// Why.
         reason: &'static str,
     },
+    /// A record or alias no source may publish: its name is the root or a public suffix, or
+    /// it is a CNAME beside other data.
+    Refused {
+        /// The name.
+        name: Name,
+        /// Who tried.
+        provenance: Provenance,
+        /// Why not.
+        reason: &'static str,
+    },
 }
 
 /// The immutable owned-name table. Its maps hash with foldhash: several times cheaper than
@@ -229,35 +239,110 @@ pub struct Snapshot {
     by_kind: [usize; 4],
 }
 
-/// Where a name stands in the table, for `explain`: [`Snapshot::lookup`] without the answer.
+/// Where a name stands in the table: the name matching of RFC 1034 §4.3.2 and RFC 4592, for
+/// the answer engine.
 #[derive(Debug, Clone, Copy)]
 pub enum Resolution<'a> {
-    /// The name itself is owned.
+    /// The name itself is owned (a wildcard owner asked literally included, RFC 4592 §2.2.1).
     Exact(&'a Node),
-    /// A wildcard covers it.
+    /// The wildcard at the closest encloser covers it (RFC 4592 §3.3.1).
     Wildcard(&'a Node),
     /// It is at or below a delegation inside a zone: forwarded.
     Delegated(&'a Node),
-    /// It is below this owned name and does not exist: NXDOMAIN.
+    /// It does not exist; this owned name is its closest encloser: NXDOMAIN.
     Below(&'a Node),
     /// Not owned: forwarded.
     NotOwned,
 }
 
-/// What a name collects while a build groups records by name.
+/// Whether a name may be owned at all, from any source: `Err` with the reason for the root
+/// (owning it would answer NXDOMAIN for every name not owned) and for ICANN public suffixes
+/// (`com`, `co.uk`: owning one would take over every name under it). The Public Suffix
+/// List's private section (AWS's own names such as S3's among them) may be owned. A wildcard
+/// is judged by the name it covers.
+pub fn ownable(name: &Name) -> Result<(), &'static str> {
+    let base = if name.is_wildcard() { name.base_name() } else { name.clone() };
+    if base.is_root() {
+        return Err("the root cannot be an owned name: every other name would answer NXDOMAIN");
+    }
+    let text = base.to_lowercase().to_ascii();
+    let text = text.trim_end_matches('.');
+    match psl::suffix(text.as_bytes()) {
+        Some(suffix) if suffix.typ() == Some(psl::Type::Icann) && suffix.as_bytes() == text.as_bytes() => {
+            Err("an ICANN public suffix cannot be an owned name: it would take over every name under it")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What one kind of source claims at one name.
+#[derive(Default)]
+struct Claim {
+    records: Vec<Record>,
+    aliases: Vec<Alias>,
+}
+
+/// Everything claimed at one name while a build groups them, and which claim answers.
 struct Group {
     name: Name,
-    best: SourceKind,
+    /// Every kind's claim, in precedence order.
+    claims: BTreeMap<SourceKind, Claim>,
+    /// The kind whose claim answers now: the best, or the next when the best had nothing but
+    /// aliases and none of them resolved.
+    kind: SourceKind,
+    /// The answering claim's plain records, then its aliases flattened so far.
     records: Vec<Record>,
-    alias: Option<Alias>,
-    /// Entries that lost to `best`, reported once the winner is final.
-    losers: Vec<Provenance>,
+    /// The answering claim's aliases not yet flattened.
+    pending: Vec<Alias>,
+}
+
+/// The claim of `kind` at `name`, made empty if new.
+fn claim<'g>(groups: &'g mut HashMap<Box<[u8]>, Group>, name: &Name, kind: SourceKind) -> &'g mut Claim {
+    let group = groups.entry(name_key(name)).or_insert_with(|| Group {
+        name: name.clone(),
+        claims: BTreeMap::new(),
+        kind,
+        records: Vec::new(),
+        pending: Vec::new(),
+    });
+    group.claims.entry(kind).or_default()
 }
 
 impl Group {
-    /// Provenance of what the group holds now.
-    fn kept(&self) -> Option<&Provenance> {
-        self.records.first().map(|r| &r.provenance).or(self.alias.as_ref().map(|a| &a.provenance))
+    /// Makes the claim of `kind` the answering one. A CNAME beside other data, and an alias
+    /// of a type the claim also has plain records of, are left out and reported.
+    fn answer_with(&mut self, kind: SourceKind, dropped: &mut Vec<Dropped>) {
+        self.kind = kind;
+        let claim = self.claims.remove(&kind).unwrap_or_default();
+        let (mut records, mut aliases) = (claim.records, claim.aliases);
+        let has_other = records.iter().any(|r| r.data.record_type() != RecordType::CNAME) || !aliases.is_empty();
+        if has_other {
+            records.retain(|r| {
+                let keep = r.data.record_type() != RecordType::CNAME;
+                if !keep {
+                    dropped.push(Dropped::Refused { name: r.name.clone(), provenance: r.provenance.clone(), reason: CNAME_BESIDE_DATA });
+                }
+                keep
+            });
+        }
+        aliases.retain(|alias| {
+            let clash = records.iter().find(|r| alias.types().any(|t| t == r.data.record_type()));
+            if let Some(record) = clash {
+                dropped.push(Dropped::Conflict {
+                    name: alias.name.clone(),
+                    kept: record.provenance.clone(),
+                    dropped: alias.provenance.clone(),
+                });
+            }
+            clash.is_none()
+        });
+        self.records = records;
+        self.pending = aliases;
+    }
+
+    /// The next kind with a claim, after the answering one.
+    fn next_kind(&self) -> Option<SourceKind> {
+        self.claims.keys().find(|k| **k > self.kind).copied()
     }
 }
 
@@ -269,72 +354,56 @@ impl Snapshot {
 
     /// Builds a table from everything the sources know. Never fails: what cannot be used is
     /// returned in the list of [`Dropped`] items for the caller to log and count.
-    pub fn build(
-        records: Vec<Record>,
-        aliases: Vec<Alias>,
-        soa: &SoaSettings,
-        serial: u32,
-    ) -> (Self, Vec<Dropped>) {
+    pub fn build(records: Vec<Record>, aliases: Vec<Alias>, soa: &SoaSettings, serial: u32) -> (Self, Vec<Dropped>) {
         let mut dropped = Vec::new();
         let mut groups: HashMap<Box<[u8]>, Group> = HashMap::new();
-
         for record in records {
-            let (group, won) = claim(&mut groups, &record.name, record.provenance.source);
-            if !won || group.alias.is_some() {
-                group.losers.push(record.provenance);
-            } else if !group.records.iter().any(|r| r.data == record.data && r.weight == record.weight) {
-                // Identical data from the same source (one name listed twice) is kept once.
-                group.records.push(record);
+            if let Err(reason) = ownable(&record.name) {
+                dropped.push(Dropped::Refused { name: record.name, provenance: record.provenance, reason });
+                continue;
+            }
+            let claim = claim(&mut groups, &record.name, record.provenance.source);
+            // Identical data from the same source (one name listed twice) is kept once.
+            if !claim.records.iter().any(|r| r.data == record.data && r.weight == record.weight) {
+                claim.records.push(record);
             }
         }
         for alias in aliases {
-            let (group, won) = claim(&mut groups, &alias.name, alias.provenance.source);
-            if won && group.alias.is_none() && group.records.is_empty() {
-                group.alias = Some(alias);
-            } else {
-                group.losers.push(alias.provenance);
+            if let Err(reason) = ownable(&alias.name) {
+                dropped.push(Dropped::Refused { name: alias.name, provenance: alias.provenance, reason });
+                continue;
             }
+            claim(&mut groups, &alias.name, alias.provenance.source).aliases.push(alias);
         }
+        for group in groups.values_mut() {
+            let best = *group.claims.keys().next().unwrap_or(&SourceKind::Config);
+            group.answer_with(best, &mut dropped);
+        }
+
         let mut snapshot = Self { serial, ..Self::default() };
-        for (key, group) in groups.iter_mut() {
-            let Some(kept) = group.kept().cloned() else { continue };
-            if !group.losers.is_empty() {
-                snapshot.outvoted.insert(key.clone(), group.losers.clone());
-            }
-            for loser in group.losers.drain(..) {
-                dropped.push(Dropped::Conflict { name: group.name.clone(), kept: kept.clone(), dropped: loser });
+        for (key, group) in &groups {
+            if !group.records.is_empty() {
+                snapshot.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), soa, serial));
             }
         }
+        snapshot.flatten_aliases(&mut groups, soa, &mut dropped);
 
-        let mut pending = Vec::new();
-        for (key, group) in groups {
-            match group.alias {
-                Some(alias) => pending.push((key, alias)),
-                None => snapshot.insert(key, Node::new(group.name, group.records, soa, serial)),
+        // Who lost on precedence, now that every name's answering claim is final.
+        for (key, group) in &groups {
+            let Some(kept) = group.records.first().map(|r| r.provenance.clone()) else { continue };
+            // The claims left are those after the answering one (earlier ones failed).
+            let losers: Vec<Provenance> = group
+                .claims
+                .values()
+                .flat_map(|claim| claim.records.iter().map(|r| &r.provenance).chain(claim.aliases.iter().map(|a| &a.provenance)))
+                .cloned()
+                .collect();
+            for loser in &losers {
+                dropped.push(Dropped::Conflict { name: group.name.clone(), kept: kept.clone(), dropped: loser.clone() });
             }
-        }
-
-        // Aliases may target other aliases: resolve in rounds until nothing moves. What is
-        // left then points at an unknown name or sits in a cycle.
-        loop {
-            let mut waiting = Vec::new();
-            let mut progressed = false;
-            for (key, alias) in pending {
-                match snapshot.alias_records(&alias) {
-                    Ok(records) => {
-                        snapshot.insert(key, Node::new(alias.name.clone(), records, soa, serial));
-                        progressed = true;
-                    }
-                    Err(reason) => waiting.push((key, alias, reason)),
-                }
+            if !losers.is_empty() {
+                snapshot.outvoted.insert(key.clone(), losers);
             }
-            if !progressed || waiting.is_empty() {
-                dropped.extend(
-                    waiting.into_iter().map(|(_, alias, reason)| Dropped::UnresolvedAlias { alias, reason }),
-                );
-                break;
-            }
-            pending = waiting.into_iter().map(|(key, alias, _)| (key, alias)).collect();
         }
         snapshot.apply_zones();
         snapshot.conflicts = dropped.iter().filter(|d| matches!(d, Dropped::Conflict { .. })).count();
@@ -344,6 +413,75 @@ impl Snapshot {
         }
         snapshot.by_kind = by_kind;
         (snapshot, dropped)
+    }
+
+    /// Flattens every group's aliases into A/AAAA records beside its other records. Aliases
+    /// may target other aliases, so this goes in rounds until nothing moves; an alias waits
+    /// while its target still has aliases pending. A name whose answering claim had only
+    /// aliases, none of which resolved, falls back on the next source's claim (a broken alias
+    /// never hides another source's records); what is left pending then is reported.
+    fn flatten_aliases(&mut self, groups: &mut HashMap<Box<[u8]>, Group>, soa: &SoaSettings, dropped: &mut Vec<Dropped>) {
+        loop {
+            loop {
+                let waiting = waiting_keys(groups);
+                let mut changed = Vec::new();
+                for (key, group) in groups.iter_mut() {
+                    let mut flattened = Vec::new();
+                    group.pending.retain(|alias| {
+                        if waiting.contains(&name_key(&alias.target)) {
+                            return true;
+                        }
+                        match self.alias_records(alias) {
+                            Ok(records) => {
+                                flattened.extend(records);
+                                false
+                            }
+                            Err(_) => true,
+                        }
+                    });
+                    if !flattened.is_empty() {
+                        group.records.extend(flattened);
+                        changed.push(key.clone());
+                    }
+                }
+                for key in &changed {
+                    let group = &groups[key];
+                    self.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), soa, self.serial));
+                }
+                if changed.is_empty() {
+                    break;
+                }
+            }
+            let waiting = waiting_keys(groups);
+            let mut fell_back = false;
+            let keys: Vec<Box<[u8]>> = groups.keys().cloned().collect();
+            for key in keys {
+                let group = groups.get_mut(&key).expect("a key of the map");
+                if !group.records.is_empty() || group.pending.is_empty() {
+                    continue;
+                }
+                let Some(next) = group.next_kind() else { continue };
+                for alias in std::mem::take(&mut group.pending) {
+                    let reason = self.alias_failure(&alias, &waiting);
+                    dropped.push(Dropped::UnresolvedAlias { alias, reason });
+                }
+                group.answer_with(next, dropped);
+                if !group.records.is_empty() {
+                    self.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), soa, self.serial));
+                }
+                fell_back = true;
+            }
+            if !fell_back {
+                break;
+            }
+        }
+        let waiting = waiting_keys(groups);
+        for group in groups.values_mut() {
+            for alias in std::mem::take(&mut group.pending) {
+                let reason = self.alias_failure(&alias, &waiting);
+                dropped.push(Dropped::UnresolvedAlias { alias, reason });
+            }
+        }
     }
 
     /// Gives names inside loaded zones (those with an SOA record at their apex) the zone's
@@ -402,78 +540,52 @@ impl Snapshot {
         }
     }
 
-    /// The A/AAAA records an alias flattens to, owned by the alias name. Of weighted
-    /// alternatives at the target, the first set is taken, so a build is deterministic.
+    /// The A/AAAA records an alias flattens to, owned by the alias name: every RRset of its
+    /// types at the target, weighted alternatives staying weighted, as Route 53 answers an
+    /// alias to weighted records.
     fn alias_records(&self, alias: &Alias) -> Result<Vec<Record>, &'static str> {
-        let key = name_key(&alias.target);
+        let node = match self.locate(&name_key(&alias.target)) {
+            Resolution::Exact(node) | Resolution::Wildcard(node) => node,
+            Resolution::Below(_) | Resolution::Delegated(_) | Resolution::NotOwned => return Err(TARGET_NOT_OWNED),
+        };
         let mut out = Vec::new();
-        for rtype in [RecordType::A, RecordType::AAAA].into_iter().filter(|t| alias.rtype.is_none_or(|only| only == *t)) {
-            // An alias to weighted records stays weighted, as Route 53 answers it.
-            let exact = self.exact.get(&key).filter(|node| !node.delegated);
-            let weighted = exact.into_iter().flat_map(|node| &node.rrsets).filter(|s| s.rtype == rtype && s.weight.is_some());
-            let before = out.len();
-            for set in weighted {
+        for rtype in alias.types() {
+            for set in node.rrsets.iter().filter(|s| s.rtype == rtype) {
                 out.extend(set.records.iter().map(|r| Record {
                     name: alias.name.clone(),
-                    ttl: alias.ttl,
+                    ttl: alias.ttl.unwrap_or(r.ttl),
                     data: r.data.clone(),
                     provenance: alias.provenance.clone(),
                     weight: set.weight.clone(),
                 }));
             }
-            if out.len() > before {
-                continue;
-            }
-            if let Lookup::Found { records, .. } = self.find(&key, rtype, false) {
-                out.extend(records.iter().filter(|r| r.record_type() == rtype).map(|r| Record {
-                    name: alias.name.clone(),
-                    ttl: alias.ttl,
-                    data: r.data.clone(),
-                    provenance: alias.provenance.clone(),
-                    weight: None,
-                }));
-            }
         }
-        if !out.is_empty() {
-            return Ok(out);
-        }
-        match self.lookup(&key, RecordType::A) {
-            Lookup::NotOwned | Lookup::NxDomain { .. } => Err(TARGET_NOT_OWNED),
-            _ => Err(TARGET_WITHOUT_ADDRESSES),
-        }
+        if out.is_empty() { Err(TARGET_WITHOUT_ADDRESSES) } else { Ok(out) }
     }
 
-    /// Answers `qtype` at the name with lowercase wire key `key` (see [`crate::name_key`]).
-    /// Of weighted alternatives, one is drawn per call.
-    pub fn lookup(&self, key: &[u8], qtype: RecordType) -> Lookup<'_> {
-        self.find(key, qtype, true)
+    /// Why `alias` did not flatten, once every round is done; `waiting` holds the names
+    /// whose own aliases are still pending.
+    fn alias_failure(&self, alias: &Alias, waiting: &HashSet<Box<[u8]>>) -> &'static str {
+        if waiting.contains(&name_key(&alias.target)) {
+            return TARGET_IN_A_CYCLE;
+        }
+        self.alias_records(alias).err().unwrap_or(TARGET_IN_A_CYCLE)
     }
 
-    /// [`Snapshot::lookup`]; with `draw` false, weighted alternatives give their first set.
-    fn find(&self, key: &[u8], qtype: RecordType, draw: bool) -> Lookup<'_> {
-        if let Some(node) = self.exact.get(key) {
-            return if node.delegated { Lookup::NotOwned } else { node.answer(qtype, false, draw) };
-        }
-        for ancestor in self_and_ancestors(key).skip(1) {
-            let exact = self.exact.get(ancestor);
-            if exact.is_some_and(|n| n.delegated) {
-                return Lookup::NotOwned;
-            }
-            if let Some(node) = self.wildcards.get(ancestor) {
-                return node.answer(qtype, true, draw);
-            }
-            if let Some(node) = exact {
-                return Lookup::NxDomain { soa: &node.soa };
-            }
-        }
-        Lookup::NotOwned
-    }
-
-    /// Where the name with lowercase wire key `key` stands: owned, covered by a wildcard,
-    /// delegated, nonexistent below an owned name, or not owned.
-    pub fn resolve(&self, key: &[u8]) -> Resolution<'_> {
+    /// Where the name with lowercase wire key `key` stands (RFC 1034 §4.3.2 step 3, RFC 4592
+    /// §3.3.1): owned; covered by the wildcard at its closest encloser; at or below a zone
+    /// cut; nonexistent below its closest encloser; or not owned. Walking up from the name,
+    /// the first ancestor that exists — an owned name, an empty non-terminal, or a wildcard
+    /// owner itself — is the closest encloser: only its own `*` child may match, so
+    /// `x.*.apps.example` is NXDOMAIN, not a match of `*.apps.example`.
+    pub fn locate(&self, key: &[u8]) -> Resolution<'_> {
         if let Some(node) = self.exact.get(key) {
             return if node.delegated { Resolution::Delegated(node) } else { Resolution::Exact(node) };
+        }
+        if is_wildcard(key)
+            && let Some(node) = parent(key).and_then(|base| self.wildcards.get(base))
+        {
+            return Resolution::Exact(node);
         }
         for ancestor in self_and_ancestors(key).skip(1) {
             let exact = self.exact.get(ancestor);
@@ -486,8 +598,23 @@ impl Snapshot {
             if let Some(node) = exact {
                 return Resolution::Below(node);
             }
+            if is_wildcard(ancestor)
+                && let Some(node) = parent(ancestor).and_then(|base| self.wildcards.get(base))
+            {
+                return Resolution::Below(node);
+            }
         }
         Resolution::NotOwned
+    }
+
+    /// Whether `other` answers every question as this table does: the same names, record
+    /// sets (data, TTLs, weights and set identifiers), SOAs (serial aside) and zone cuts.
+    /// Provenance is left out: it changes with every fetch.
+    pub fn answers_like(&self, other: &Snapshot) -> bool {
+        let same = |a: &FastMap<Node>, b: &FastMap<Node>| {
+            a.len() == b.len() && a.iter().all(|(key, node)| b.get(key).is_some_and(|o| node.answers_like(o)))
+        };
+        same(&self.exact, &other.exact) && same(&self.wildcards, &other.wildcards)
     }
 
     /// Who else claimed the name with key `key` and lost to its owner.
@@ -528,28 +655,6 @@ impl Snapshot {
     }
 }
 
-/// Finds or creates the group for `name` and applies source precedence: returns the group and
-/// whether `source` is (one of) the best for this name. A better source moves everything the
-/// group held to its losers.
-fn claim<'g>(groups: &'g mut HashMap<Box<[u8]>, Group>, name: &Name, source: SourceKind) -> (&'g mut Group, bool) {
-    let group = groups.entry(name_key(name)).or_insert_with(|| Group {
-        name: name.clone(),
-        best: source,
-        records: Vec::new(),
-        alias: None,
-        losers: Vec::new(),
-    });
-    if source > group.best {
-        return (group, false);
-    }
-    if source < group.best {
-        group.losers.extend(group.records.drain(..).map(|r| r.provenance));
-        group.losers.extend(group.alias.take().map(|a| a.provenance));
-        group.best = source;
-    }
-    (group, true)
-}
-
 impl Node {
     fn new(name: Name, mut records: Vec<Record>, soa: &SoaSettings, serial: u32) -> Self {
         // By type, then weighted set: each (type, set) pair is one RRset.
@@ -572,6 +677,7 @@ impl Node {
                     provenance: vec![record.provenance],
                     prepared: None,
                     weight: record.weight,
+                    target_key: None,
                 }),
             }
         }
@@ -580,23 +686,18 @@ impl Node {
             // One TTL per RRset (RFC 2181 §5.2): the smallest, so no record outlives its source.
             let ttl = set.records.iter().map(|r| r.ttl).min().unwrap_or(0);
             set.records.iter_mut().for_each(|r| r.ttl = ttl);
+            if let Some(RData::CNAME(target)) = set.records.first().map(|r| &r.data) {
+                set.target_key = Some(name_key(&target.0));
+            }
             // A wildcard's answer is prepared for the `*` name; names in its data would be
             // compressed against labels a real query name does not have at that offset.
-            if !wildcard || !holds_names(set.rtype) {
+            if !wildcard || encodes_without_names(set.rtype) {
                 set.prepared = prepare(&name, set.rtype, ResponseCode::NoError, &set.records, &[]);
             }
         }
         // A wildcard's negative answers speak for the name it covers.
         let apex = if wildcard { name.base_name() } else { name.clone() };
-        let soa_rdata = SOA::new(
-            soa.mname.clone(),
-            soa.rname.clone(),
-            serial,
-            7200,
-            900,
-            1_209_600,
-            soa.negative_ttl,
-        );
+        let soa_rdata = SOA::new(soa.mname.clone(), soa.rname.clone(), serial, 7200, 900, 1_209_600, soa.negative_ttl);
         let soa = WireRecord::from_rdata(apex, soa.negative_ttl, RData::SOA(soa_rdata));
         let nodata = if wildcard {
             None
@@ -623,13 +724,17 @@ impl Node {
         };
     }
 
-    /// The RRset answering `qtype` (a CNAME answers every type). Of weighted alternatives,
-    /// with `draw` one is drawn by weight — uniformly if every weight is 0 — per call, that
-    /// is, per query; without, the first.
-    fn pick(&self, qtype: RecordType, draw: bool) -> Option<&RecordSet> {
+    /// The RRset answering `qtype` here, if any: for ANY the first set (RFC 8482 §4.1: one
+    /// RRset rather than all); else a CNAME (which answers every type, RFC 1034 §3.6.2) or
+    /// the set of that type. Of weighted alternatives one is drawn by weight — uniformly if
+    /// every weight is 0, as Route 53 does — per call, that is, per query.
+    pub fn answering(&self, qtype: RecordType, draw: crate::answer::Draw) -> Option<&RecordSet> {
+        if qtype == RecordType::ANY {
+            return self.rrsets.first();
+        }
         let mut matching = self.rrsets.iter().filter(|s| s.rtype == qtype || s.rtype == RecordType::CNAME);
         let first = matching.next()?;
-        if first.weight.is_none() || !draw {
+        if first.weight.is_none() || draw == crate::answer::Draw::First {
             return Some(first);
         }
         let candidates = || self.rrsets.iter().filter(|s| s.rtype == first.rtype);
@@ -648,19 +753,33 @@ impl Node {
         })
     }
 
-    fn answer(&self, qtype: RecordType, wildcard: bool, draw: bool) -> Lookup<'_> {
-        // RFC 8482: ANY is answered with one RRset rather than everything.
-        let set = match qtype {
-            RecordType::ANY => self.rrsets.first(),
-            _ => self.pick(qtype, draw),
+    /// Whether `other` answers as this node does (see [`Snapshot::answers_like`]).
+    fn answers_like(&self, other: &Node) -> bool {
+        let soa_like = |a: &WireRecord, b: &WireRecord| match (&a.data, &b.data) {
+            (RData::SOA(x), RData::SOA(y)) => {
+                // The serial changes with every build; everything else is an answer setting.
+                a.name == b.name
+                    && a.ttl == b.ttl
+                    && (&x.mname, &x.rname, x.refresh, x.retry, x.expire, x.minimum)
+                        == (&y.mname, &y.rname, y.refresh, y.retry, y.expire, y.minimum)
+            }
+            _ => a == b,
         };
-        if let Some(set) = set {
-            return Lookup::Found { records: &set.records, wildcard, prepared: set.prepared.as_ref() };
-        }
-        if qtype == RecordType::SOA && !wildcard && !self.in_zone {
-            return Lookup::Found { records: std::slice::from_ref(&self.soa), wildcard, prepared: None };
-        }
-        Lookup::NoData { soa: &self.soa, prepared: self.nodata.as_ref() }
+        let set_like = |a: &RecordSet, b: &RecordSet| {
+            a.rtype == b.rtype
+                && a.weight == b.weight
+                && a.records.len() == b.records.len()
+                && a.records.iter().zip(&b.records).all(|(x, y)| match x.record_type() {
+                    RecordType::SOA => soa_like(x, y),
+                    _ => x == y,
+                })
+        };
+        self.name.eq_case(&other.name)
+            && self.in_zone == other.in_zone
+            && self.delegated == other.delegated
+            && soa_like(&self.soa, &other.soa)
+            && self.rrsets.len() == other.rrsets.len()
+            && self.rrsets.iter().zip(&other.rrsets).all(|(a, b)| set_like(a, b))
     }
 
     /// The owner name as the source wrote it.
@@ -678,10 +797,20 @@ impl Node {
         &self.soa
     }
 
+    /// The NODATA answer at this name, pre-encoded.
+    pub fn nodata(&self) -> Option<&Prepared> {
+        self.nodata.as_ref()
+    }
+
     /// Whether it lies in a loaded zone (Route 53).
     pub fn in_zone(&self) -> bool {
         self.in_zone
     }
+}
+
+/// The keys of the names that still have aliases pending.
+fn waiting_keys(groups: &HashMap<Box<[u8]>, Group>) -> HashSet<Box<[u8]>> {
+    groups.iter().filter(|(_, g)| !g.pending.is_empty()).map(|(k, _)| k.clone()).collect()
 }
 
 /// The name whose lowercase wire key is `key`.
@@ -694,12 +823,11 @@ fn name_from_key(key: &[u8]) -> Name {
     Name::from_labels(labels).unwrap_or_else(|_| Name::root())
 }
 
-/// Whether records of `rtype` carry domain names in their data.
-fn holds_names(rtype: RecordType) -> bool {
-    matches!(
-        rtype,
-        RecordType::CNAME | RecordType::MX | RecordType::SRV | RecordType::PTR | RecordType::NS | RecordType::SOA
-    )
+/// Whether records of `rtype` carry no domain names in their data, so that a wildcard's
+/// answer encoded once for its `*` owner stays valid for every name it covers. Listed by what
+/// is safe: a type added later takes the full path until it is named here.
+fn encodes_without_names(rtype: RecordType) -> bool {
+    matches!(rtype, RecordType::A | RecordType::AAAA | RecordType::TXT | RecordType::CAA)
 }
 
 /// Pre-encodes an owned answer; one that cannot be encoded (too large) takes the full path.
@@ -737,6 +865,9 @@ impl fmt::Display for Dropped {
                 "alias {} -> {} ({}): {reason}",
                 alias.name, alias.target, alias.provenance.origin
             ),
+            Self::Refused { name, provenance, reason } => {
+                write!(f, "{name} from {} ({}) refused: {reason}", provenance.source, provenance.origin)
+            }
         }
     }
 }
@@ -766,7 +897,7 @@ mod tests {
     }
 
     fn alias(owner: &str, target: &str) -> Alias {
-        Alias { name: name(owner), target: name(target), ttl: 30, provenance: prov(SourceKind::Config, owner), rtype: None }
+        Alias { name: name(owner), target: name(target), ttl: Some(30), provenance: prov(SourceKind::Config, owner), rtype: None }
     }
 
     fn soa() -> SoaSettings {
@@ -784,15 +915,39 @@ mod tests {
         NoData(String),
         NxDomain(String),
         NotOwned,
+        Loop,
+    }
+
+    /// The answer engine's records for `qname`/`qtype` (the last hop's), or its outcome.
+    fn found<'s>(snapshot: &'s Snapshot, key: &'s [u8], qtype: RecordType) -> (crate::answer::Plan<'s>, Option<crate::answer::Hop<'s>>) {
+        use crate::answer::{Draw, Outcome, Question, plan};
+        let plan = plan(snapshot, Question { key, qtype, recursion_desired: true }, Draw::Random);
+        let hop = match plan.outcome {
+            Outcome::Answer | Outcome::TooLong => plan.hops().last().copied(),
+            _ => None,
+        };
+        (plan, hop)
     }
 
     fn got(snapshot: &Snapshot, qname: &str, qtype: RecordType) -> Got {
-        match snapshot.lookup(&name_key(&name(qname)), qtype) {
-            Lookup::Found { records, wildcard, .. } => Got::Found(records[0].record_type(), records.len(), wildcard),
-            Lookup::NoData { soa, .. } => Got::NoData(soa.name.to_string()),
-            Lookup::NxDomain { soa } => Got::NxDomain(soa.name.to_string()),
-            Lookup::NotOwned => Got::NotOwned,
+        use crate::answer::Outcome;
+        let key = name_key(&name(qname));
+        let (plan, hop) = found(snapshot, &key, qtype);
+        if let Some(hop) = hop {
+            return Got::Found(hop.records[0].record_type(), hop.records.len(), hop.wildcard);
         }
+        match plan.outcome {
+            Outcome::NoData { soa, .. } => Got::NoData(soa.name.to_string()),
+            Outcome::NxDomain { soa, .. } => Got::NxDomain(soa.name.to_string()),
+            Outcome::Forward { .. } => Got::NotOwned,
+            Outcome::Loop => Got::Loop,
+            other => panic!("{qname} {qtype}: {other:?}"),
+        }
+    }
+
+    /// The records answering `qname`/`qtype`; panics if there are none.
+    fn records<'s>(snapshot: &'s Snapshot, key: &'s [u8], qtype: RecordType) -> &'s [WireRecord] {
+        found(snapshot, key, qtype).1.expect("an answer").records
     }
 
     #[test]
@@ -842,8 +997,9 @@ mod tests {
             ("exact.s3.us-east-1.amazonaws.com.", A, Found(A, 1, false)),
             ("exact.s3.us-east-1.amazonaws.com.", AAAA, NoData("exact.s3.us-east-1.amazonaws.com.".into())),
             ("x.exact.s3.us-east-1.amazonaws.com.", A, NxDomain("exact.s3.us-east-1.amazonaws.com.".into())),
-            // CNAME answers any type (the handler follows it); ANY gets one RRset (RFC 8482)
-            ("www.corp.example.", A, Found(CNAME, 1, false)),
+            // CNAME answers any type, followed upstream when its target is not ours; ANY gets
+            // one RRset (RFC 8482)
+            ("www.corp.example.", A, NotOwned),
             ("www.corp.example.", CNAME, Found(CNAME, 1, false)),
             ("txt.corp.example.", ANY, Found(A, 1, false)),
             ("txt.corp.example.", TXT, Found(TXT, 1, false)),
@@ -858,9 +1014,9 @@ mod tests {
     #[test]
     fn soa_carries_serial_and_negative_ttl() {
         let (snapshot, _) = build(vec![a("x.example.", [10, 0, 0, 1])], vec![]);
-        let Lookup::NoData { soa, .. } = snapshot.lookup(&name_key(&name("x.example.")), RecordType::TXT) else {
-            panic!("NODATA expected")
-        };
+        let key = name_key(&name("x.example."));
+        let (plan, _) = found(&snapshot, &key, RecordType::TXT);
+        let crate::answer::Outcome::NoData { soa, .. } = plan.outcome else { panic!("NODATA expected") };
         assert_eq!(soa.ttl, 60);
         let RData::SOA(soa) = &soa.data else { panic!("SOA expected") };
         assert_eq!(soa.serial, 7);
@@ -874,11 +1030,10 @@ mod tests {
         let r53 = rec("api.example.", RData::A(rdata::A(Ipv4Addr::new(10, 0, 0, 3))), SourceKind::Route53);
         let config = a("api.example.", [10, 0, 0, 1]);
         // Whatever order they arrive in, config wins and both losers are reported.
-        for records in [vec![endpoint.clone(), r53.clone(), config.clone()], vec![config.clone(), r53.clone(), endpoint.clone()]] {
-            let (snapshot, dropped) = build(records, vec![]);
-            let Lookup::Found { records, .. } = snapshot.lookup(&name_key(&name("api.example.")), RecordType::A) else {
-                panic!("found expected")
-            };
+        for given in [vec![endpoint.clone(), r53.clone(), config.clone()], vec![config.clone(), r53.clone(), endpoint.clone()]] {
+            let (snapshot, dropped) = build(given, vec![]);
+            let key = name_key(&name("api.example."));
+            let records = records(&snapshot, &key, RecordType::A);
             assert_eq!(records.len(), 1);
             assert_eq!(records[0].data, config.data);
             let losers: Vec<SourceKind> = dropped
@@ -903,9 +1058,8 @@ mod tests {
         low.ttl = 10;
         let (snapshot, dropped) = build(vec![a("m.example.", [10, 0, 0, 1]), low, a("m.example.", [10, 0, 0, 1])], vec![]);
         assert!(dropped.is_empty());
-        let Lookup::Found { records, .. } = snapshot.lookup(&name_key(&name("m.example.")), RecordType::A) else {
-            panic!("found expected")
-        };
+        let key = name_key(&name("m.example."));
+        let records = records(&snapshot, &key, RecordType::A);
         assert_eq!(records.len(), 2, "identical data kept once");
         assert!(records.iter().all(|r| r.ttl == 10), "one TTL per RRset, the smallest");
     }
@@ -932,14 +1086,11 @@ mod tests {
             ],
         );
         for (qname, count) in [("api.service.com.", 1), ("c.example.", 1), ("bucket.example.", 1)] {
-            match snapshot.lookup(&name_key(&name(qname)), RecordType::A) {
-                Lookup::Found { records, wildcard: false, .. } => {
-                    assert_eq!(records.len(), count, "{qname}");
-                    assert_eq!(records[0].name, name(qname), "flattened under the alias name");
-                    assert_eq!(records[0].ttl, 30);
-                }
-                other => panic!("{qname}: {other:?}"),
-            }
+            let key = name_key(&name(qname));
+            let records = records(&snapshot, &key, RecordType::A);
+            assert_eq!(records.len(), count, "{qname}");
+            assert_eq!(records[0].name, name(qname), "flattened under the alias name");
+            assert_eq!(records[0].ttl, 30);
         }
         assert_eq!(got(&snapshot, "c.example.", RecordType::AAAA), Got::Found(RecordType::AAAA, 1, false));
         let unresolved: Vec<(String, &str)> = dropped
@@ -996,7 +1147,9 @@ mod tests {
         assert_eq!(got(&snapshot, "host.sub.zone.example.", RecordType::A), Got::NotOwned);
         assert_eq!(got(&snapshot, "x.solo.example.", RecordType::A), Got::NxDomain("solo.example.".into()));
         // The NODATA answer inside the zone is pre-encoded with the zone's SOA.
-        let Lookup::NoData { prepared: Some(prepared), soa } = snapshot.lookup(&name_key(&name("www.zone.example.")), RecordType::MX) else {
+        let key = name_key(&name("www.zone.example."));
+        let (plan, _) = found(&snapshot, &key, RecordType::MX);
+        let (crate::answer::Outcome::NoData { soa, .. }, Some(prepared)) = (plan.outcome, plan.prepared()) else {
             panic!("prepared NODATA");
         };
         assert_eq!(soa.data, RData::SOA(zone_soa));
@@ -1016,9 +1169,10 @@ mod tests {
         let key = name_key(&name("w.example."));
         let mut counts = [0usize; 4];
         for _ in 0..4000 {
-            let Lookup::Found { records, prepared, .. } = snapshot.lookup(&key, RecordType::A) else { panic!("found") };
+            let (plan, hop) = found(&snapshot, &key, RecordType::A);
+            let records = hop.expect("found").records;
             assert_eq!(records.len(), 1);
-            assert!(prepared.is_some(), "each alternative has its own prepared answer");
+            assert!(plan.prepared().is_some(), "each alternative has its own prepared answer");
             let RData::A(a) = &records[0].data else { panic!("A") };
             counts[usize::from(a.0.octets()[3])] += 1;
         }
@@ -1028,9 +1182,7 @@ mod tests {
         let (all_zero, _) = build(vec![weighted("a", 0, [10, 0, 0, 1]), weighted("b", 0, [10, 0, 0, 2])], vec![]);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
-            if let Lookup::Found { records, .. } = all_zero.lookup(&key, RecordType::A) {
-                seen.insert(records[0].data.clone());
-            }
+            seen.insert(records(&all_zero, &key, RecordType::A)[0].data.clone());
         }
         assert_eq!(seen.len(), 2, "all weights 0: every alternative is drawn");
     }

@@ -40,6 +40,8 @@ pub struct PlainQuery<'a> {
     pub qtype: RecordType,
     /// The client's EDNS UDP payload size, if it sent an OPT.
     pub edns_payload: Option<u16>,
+    /// The OPT's DO bit, which the response copies (RFC 3225 §3).
+    pub dnssec_ok: bool,
 }
 
 impl<'a> PlainQuery<'a> {
@@ -68,12 +70,15 @@ impl<'a> PlainQuery<'a> {
         }
         let question_len = key.wire_len() + 4;
         let additional = &rest[question_len..];
-        let edns_payload = match counts.additionals {
-            0 if additional.is_empty() => None,
-            1 => Some(opt_payload(additional)?),
+        let (edns_payload, dnssec_ok) = match counts.additionals {
+            0 if additional.is_empty() => (None, false),
+            1 => {
+                let (payload, dnssec_ok) = opt_payload(additional)?;
+                (Some(payload), dnssec_ok)
+            }
             _ => return None,
         };
-        Some(Self { header, question: &rest[..question_len], key, qtype, edns_payload })
+        Some(Self { header, question: &rest[..question_len], key, qtype, edns_payload, dnssec_ok })
     }
 
     /// The question name's lowercase wire key.
@@ -87,7 +92,7 @@ impl<'a> PlainQuery<'a> {
     }
 
     /// Writes the response to `out`: `prepared` with its TTLs lowered by `age`, and `opt` (our
-    /// encoded OPT record) if the query had EDNS. Returns `false`, leaving `out` unspecified, if
+    /// encoded OPT record, with the query's DO bit) if the query had EDNS. Returns `false`, leaving `out` unspecified, if
     /// the response would not fit in `limit` bytes; the full path then truncates it properly.
     pub fn respond(&self, prepared: &Prepared, age: u32, opt: &[u8], limit: u16, out: &mut Vec<u8>) -> bool {
         let opt = if self.edns_payload.is_some() { opt } else { &[] };
@@ -128,9 +133,10 @@ impl<'a> PlainQuery<'a> {
     }
 }
 
-/// The UDP payload size of an EDNS version 0 OPT record that makes up all of `wire`; `None`
-/// for anything else (another version, a record that is not OPT, bad option framing).
-fn opt_payload(wire: &[u8]) -> Option<u16> {
+/// The UDP payload size and DO bit of an EDNS version 0 OPT record that makes up all of
+/// `wire`; `None` for anything else (another version, a record that is not OPT, bad option
+/// framing).
+fn opt_payload(wire: &[u8]) -> Option<(u16, bool)> {
     let fixed = wire.get(..OPT_FIXED_LEN)?;
     let is_opt = fixed[0] == 0 && u16::from_be_bytes([fixed[1], fixed[2]]) == u16::from(RecordType::OPT);
     // TTL bytes: extended RCODE, version, flags. A query's extended RCODE is 0.
@@ -147,7 +153,7 @@ fn opt_payload(wire: &[u8]) -> Option<u16> {
         let len = usize::from(u16::from_be_bytes([*options.get(2)?, *options.get(3)?]));
         options = options.get(4 + len..)?;
     }
-    Some(u16::from_be_bytes([fixed[3], fixed[4]]))
+    Some((u16::from_be_bytes([fixed[3], fixed[4]]), fixed[7] & 0x80 != 0))
 }
 
 #[cfg(test)]
@@ -181,6 +187,7 @@ mod tests {
         let q = query("svc.example.com", 28, OPT);
         let plain = PlainQuery::parse(&q).expect("plain with EDNS");
         assert_eq!(plain.edns_payload, Some(4096));
+        assert!(plain.dnssec_ok, "the DO bit is read");
         assert_eq!(plain.limit(false, 1232), 1232);
         assert_eq!(plain.limit(true, 1232), u16::MAX);
 

@@ -128,6 +128,18 @@ impl Forwarded {
     }
 }
 
+/// A cached answer for `name`/`qtype` decoded back into records, each TTL set by `ttl`.
+fn decoded(prepared: &crate::prepared::Prepared, name: &Name, qtype: RecordType, ttl: impl Fn(u32) -> u32, stale: bool) -> Option<Forwarded> {
+    let (mut answers, mut authorities) = prepared
+        .records(name, qtype)
+        .inspect_err(|error| tracing::debug!(%name, %qtype, %error, "cached answer unreadable"))
+        .ok()?;
+    for record in answers.iter_mut().chain(authorities.iter_mut()) {
+        record.ttl = ttl(record.ttl);
+    }
+    Some(Forwarded { rcode: prepared.rcode, answers, authorities, stale })
+}
+
 impl Forwarder {
     /// Builds every route of `config`, reading /etc/resolv.conf once if `system` is used.
     pub fn new(config: &ForwardConfig) -> Result<Self, ForwardError> {
@@ -224,16 +236,18 @@ impl Forwarder {
 
     /// An expired answer served again with TTL 30 (RFC 8767).
     fn stale_answer(&self, prepared: &crate::prepared::Prepared, name: &Name, qtype: RecordType) -> Option<Forwarded> {
-        let (mut answers, mut authorities) = prepared
-            .records(name, qtype)
-            .inspect_err(|error| tracing::debug!(%name, %qtype, %error, "stale answer unreadable"))
-            .ok()?;
-        for record in answers.iter_mut().chain(authorities.iter_mut()) {
-            record.ttl = STALE_TTL;
-        }
+        let answer = decoded(prepared, name, qtype, |_| STALE_TTL, true)?;
         self.counters.stale_answers.fetch_add(1, Relaxed);
         tracing::debug!(%name, %qtype, "upstreams failed or slow: answering stale");
-        Some(Forwarded { rcode: prepared.rcode, answers, authorities, stale: true })
+        Some(answer)
+    }
+
+    /// The live cached answer for `name`/`qtype` as records, TTLs counted down: for an owned
+    /// CNAME whose target is outside, answered without asking upstream again.
+    pub fn cached_answer(&self, name: &Name, qtype: RecordType, now: Instant) -> Option<Forwarded> {
+        let entry = self.cache.get(&name_key(name), qtype, now)?;
+        let age = entry.age(now);
+        decoded(&entry.prepared, name, qtype, |ttl| ttl.saturating_sub(age), false)
     }
 
     /// Answers in the cache now.

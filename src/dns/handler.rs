@@ -8,18 +8,17 @@
 //! Duties, in the order they are checked:
 //! - not a query (QR=1), or shorter than a header → dropped (no reflection);
 //! - unparsable → FORMERR; client outside the allow list → REFUSED;
-//! - opcode other than QUERY → NOTIMP; EDNS version above 0 → BADVERS;
-//! - not exactly one question → FORMERR;
+//! - opcode other than QUERY → NOTIMP (RFC 1035 §4.1.1), whatever the sections hold;
+//! - not exactly one question → FORMERR; EDNS version above 0 → BADVERS (RFC 6891 §6.1.3);
 //! - class CH: `version.bind` / `version.server` and `id.server` / `hostname.bind` TXT
 //!   answer `server.version` and `server.identity` (RFC 4892); other CH names → REFUSED;
 //! - class other than IN → REFUSED;
-//! - AXFR / IXFR → REFUSED; ANY → RFC 8482 minimal answer;
-//! - owned name → authoritative answer, NODATA or NXDOMAIN with SOA (RFC 2308), CNAMEs
-//!   followed through owned names and then upstream;
-//! - not owned and RD=0 → REFUSED; otherwise forwarded.
+//! - everything else is the answer engine's ([`crate::answer`]): its plan is encoded here, or,
+//!   for a name not owned (or an owned CNAME leading out), forwarded — from the cache when
+//!   the target's answer is there.
 //!
 //! Every response echoes the question bytes as sent (0x20 case) and, when the query had
-//! EDNS, an OPT with our payload size. A UDP response that does not fit the client's buffer
+//! EDNS, an OPT with our payload size and the query's DO bit (RFC 3225 §3). A UDP response that does not fit the client's buffer
 //! is replaced by an empty TC=1 response that still carries the OPT (hickory drops it).
 //!
 //! Every reply says how it was made ([`Served`]: type, rcode, path), and [`Handler::observe`]
@@ -44,7 +43,7 @@ use hickory_proto::{
     op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode},
     rr::{
         DNSClass, Name, RData, Record, RecordType,
-        rdata::{HINFO, TXT},
+        rdata::TXT,
     },
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
@@ -59,14 +58,12 @@ use crate::{
         forwarder::Forwarder,
         ratelimit::{RateLimiter, Verdict},
     },
+    answer::{self, Draw, Outcome as Plan, Question},
     metrics::{Limited, Metrics, QueryPath, rcode_name},
     name_key::{key_from_wire, name_key},
     prepared::HEADER_LEN,
-    snapshot::{Lookup, SharedSnapshot},
+    snapshot::SharedSnapshot,
 };
-
-/// Most CNAMEs followed through owned names before answering with what we have.
-const MAX_CNAME_HOPS: usize = 8;
 
 /// The transport a query came over: it decides how large a response may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,10 +119,11 @@ pub struct Handler {
     acl: Acl,
     /// The OPT we answer EDNS queries with: version 0, our payload size.
     edns: Edns,
-    /// The same OPT, encoded, for the fast path.
+    /// The same with the DO bit, for queries that set it (RFC 3225 §3: DO is copied).
+    edns_do: Edns,
+    /// Both OPTs, encoded, for the fast path.
     opt: Vec<u8>,
-    /// TTL of synthesized answers (RFC 8482 HINFO).
-    synthesized_ttl: u32,
+    opt_do: Vec<u8>,
     /// Answers to CH TXT `version.bind` and `id.server`; `None` refuses them.
     version: Option<String>,
     identity: Option<String>,
@@ -147,16 +145,20 @@ impl Handler {
     pub fn new(snapshot: SharedSnapshot, forwarder: Arc<Forwarder>, metrics: Arc<Metrics>, config: &Config) -> Self {
         let mut edns = Edns::new();
         edns.set_max_payload(config.server.max_udp_payload).set_version(0);
+        let mut edns_do = edns.clone();
+        edns_do.set_dnssec_ok(true);
         // An OPT without options is eleven fixed bytes: encoding it cannot fail.
         let opt = edns.to_bytes().unwrap_or_default();
+        let opt_do = edns_do.to_bytes().unwrap_or_default();
         let nonempty = |s: String| Some(s).filter(|s| !s.is_empty());
         Self {
             snapshot,
             forwarder,
             acl: Acl::new(config.server.allow.clone()),
             edns,
+            edns_do,
             opt,
-            synthesized_ttl: config.answers.ttl,
+            opt_do,
             version: nonempty(config.server.version.clone().unwrap_or_else(|| format!("hubdns {}", env!("CARGO_PKG_VERSION")))),
             identity: nonempty(config.server.identity.clone().unwrap_or_else(host_name)),
             metrics,
@@ -265,25 +267,21 @@ impl Handler {
 
     fn try_prepared(&self, query: &PlainQuery<'_>, transport: Transport, out: &mut Vec<u8>) -> Option<QueryPath> {
         let limit = query.limit(transport == Transport::Tcp, self.edns.max_payload());
+        let opt = if query.dnssec_ok { &self.opt_do } else { &self.opt };
         let snapshot = self.snapshot.load();
-        match snapshot.lookup(query.key(), query.qtype) {
-            Lookup::Found { records, prepared: Some(prepared), .. } if !is_cname_to_follow(records, query.qtype) => {
-                query.respond(prepared, 0, &self.opt, limit, out).then_some(QueryPath::Local)
-            }
-            Lookup::NoData { prepared: Some(prepared), .. } => {
-                query.respond(prepared, 0, &self.opt, limit, out).then_some(QueryPath::Local)
-            }
-            Lookup::NotOwned if query.recursion_desired() => {
-                let now = Instant::now();
-                let entry = self.forwarder.cached(query.key(), query.qtype, now)?;
-                let answered = query.respond(&entry.prepared, entry.age(now), &self.opt, limit, out);
-                if answered && let Some(runtime) = &self.runtime {
-                    self.forwarder.prefetch_if_due(&entry, now, runtime);
-                }
-                answered.then_some(QueryPath::Cache)
-            }
-            _ => None,
+        let question = Question { key: query.key(), qtype: query.qtype, recursion_desired: query.recursion_desired() };
+        let plan = answer::plan(&snapshot, question, Draw::Random);
+        if let Some(prepared) = plan.prepared() {
+            return query.respond(prepared, 0, opt, limit, out).then_some(QueryPath::Local);
         }
+        let Plan::Forward { target: None, .. } = plan.outcome else { return None };
+        let now = Instant::now();
+        let entry = self.forwarder.cached(query.key(), query.qtype, now)?;
+        let answered = query.respond(&entry.prepared, entry.age(now), opt, limit, out);
+        if answered && let Some(runtime) = &self.runtime {
+            self.forwarder.prefetch_if_due(&entry, now, runtime);
+        }
+        answered.then_some(QueryPath::Cache)
     }
 
     /// The full path: every duty, every kind of answer.
@@ -312,6 +310,16 @@ impl Handler {
                 };
             }
         };
+        // An opcode other than QUERY is not implemented, whatever its sections hold.
+        if request.metadata.op_code != OpCode::Query {
+            let rcode = if self.acl.allows(src.ip()) { ResponseCode::NotImp } else { ResponseCode::Refused };
+            if question_echoes_safely(&request) {
+                return self.reply(out, &request, transport, rcode, false, &[], &[]);
+            }
+            header_only(&request.metadata, rcode, out);
+            let path = if rcode == ResponseCode::Refused { QueryPath::Refused } else { QueryPath::Local };
+            return Outcome::Reply(Served { qtype: None, rcode, path });
+        }
         // The question is echoed byte for byte; a compression pointer in it that leads outside
         // the question section (into the header, or forward) would point at other bytes in our
         // reply and corrupt it. No real client writes one.
@@ -326,9 +334,6 @@ impl Handler {
         if !self.acl.allows(src.ip()) {
             return self.reply(out, &request, transport, ResponseCode::Refused, false, &[], &[]);
         }
-        if request.metadata.op_code != OpCode::Query {
-            return self.reply(out, &request, transport, ResponseCode::NotImp, false, &[], &[]);
-        }
         if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             return self.reply(out, &request, transport, ResponseCode::BADVERS, false, &[], &[]);
         }
@@ -341,97 +346,34 @@ impl Handler {
         if query.query_class() == DNSClass::CH {
             return self.chaos(out, &request, transport, query.original().name(), qtype);
         }
-        if query.query_class() != DNSClass::IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+        if query.query_class() != DNSClass::IN {
             return self.reply(out, &request, transport, ResponseCode::Refused, false, &[], &[]);
         }
         // The question's own bytes are the key, lowercased; hickory's parse already checked them.
         let key = key_from_wire(request.queries.as_bytes()).unwrap_or_else(|| name_key(query.name()));
         let snapshot = self.snapshot.load();
-
-        // The common case, answered from the snapshot without copying a record.
-        let first = snapshot.lookup(&key, qtype);
-        match first {
-            Lookup::Found { records, wildcard: false, .. }
-                if !is_cname_to_follow(records, qtype) =>
-            {
-                return self.reply(out, &request, transport, ResponseCode::NoError, true, records, &[]);
-            }
-            Lookup::NoData { soa, .. } => {
-                return self.reply(out, &request, transport, ResponseCode::NoError, true, &[], std::slice::from_ref(soa));
-            }
-            Lookup::NxDomain { soa } => {
-                return self.reply(out, &request, transport, ResponseCode::NXDomain, true, &[], std::slice::from_ref(soa));
-            }
-            Lookup::NotOwned if qtype == RecordType::ANY => {
-                let hinfo = Record::from_rdata(
-                    query.original().name().clone(),
-                    self.synthesized_ttl,
-                    RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
-                );
-                return self.reply(out, &request, transport, ResponseCode::NoError, false, &[hinfo], &[]);
-            }
-            Lookup::NotOwned if !request.metadata.recursion_desired => {
-                return self.reply(out, &request, transport, ResponseCode::Refused, false, &[], &[]);
-            }
-            _ => {}
+        let question = Question { key: &key, qtype, recursion_desired: request.metadata.recursion_desired };
+        let plan = answer::plan(&snapshot, question, Draw::Random);
+        let qname = query.original().name();
+        let Plan::Forward { target, .. } = plan.outcome else {
+            let answers = plan.answers(qname);
+            return self.reply(out, &request, transport, plan.rcode(), plan.authoritative(), &answers, plan.authority());
+        };
+        let chain = plan.answers(qname).into_owned();
+        let target = target.unwrap_or(qname).clone();
+        // An owned CNAME to an outside name: the target's answer may be in the cache already.
+        if !chain.is_empty()
+            && let Some(cached) = self.forwarder.cached_answer(&target, qtype, Instant::now())
+        {
+            let answers: Vec<Record> = chain.into_iter().chain(cached.answers).collect();
+            self.encode(&request, transport, cached.rcode, false, &answers, &cached.authorities, out);
+            return Outcome::Reply(Served { qtype: Some(qtype), rcode: cached.rcode, path: QueryPath::Cache });
         }
-
-        // Wildcards and CNAMEs: build the answer record by record.
-        let mut chain: Vec<Record> = Vec::new();
-        let mut name = query.original().name().clone();
-        let mut key = key;
-        let mut current = first;
-        for hop in 0..MAX_CNAME_HOPS {
-            if hop > 0 {
-                current = snapshot.lookup(&key, qtype);
-            }
-            match current {
-                Lookup::Found { records, wildcard, .. } => {
-                    let follow = is_cname_to_follow(records, qtype);
-                    chain.extend(records.iter().map(|r| {
-                        let mut r = r.clone();
-                        if wildcard {
-                            r.name = name.clone();
-                        }
-                        r
-                    }));
-                    if !follow {
-                        return self.reply(out, &request, transport, ResponseCode::NoError, true, &chain, &[]);
-                    }
-                    name = match &records[0].data {
-                        RData::CNAME(target) => target.0.clone(),
-                        _ => unreachable!("is_cname_to_follow checked the type"),
-                    };
-                    key = name_key(&name);
-                }
-                Lookup::NoData { soa, .. } => {
-                    return self.reply(out, &request, transport, ResponseCode::NoError, true, &chain, std::slice::from_ref(soa));
-                }
-                Lookup::NxDomain { soa } => {
-                    return self.reply(out, &request, transport, ResponseCode::NXDomain, true, &chain, std::slice::from_ref(soa));
-                }
-                Lookup::NotOwned if !request.metadata.recursion_desired => {
-                    return self.reply(out, &request, transport, ResponseCode::NoError, true, &chain, &[]);
-                }
-                Lookup::NotOwned => {
-                    let Some(permit) = self.forwarder.try_permit() else {
-                        tracing::debug!(%src, "forward refused: max_in_flight reached");
-                        return self.reply(out, &request, transport, ResponseCode::ServFail, false, &[], &[]);
-                    };
-                    return Outcome::Forward(Box::new(ForwardJob {
-                        request,
-                        transport,
-                        chain,
-                        target: name,
-                        qtype,
-                        started: Instant::now(),
-                        _permit: permit,
-                    }));
-                }
-            }
-        }
-        tracing::debug!(%src, "CNAME chain longer than {MAX_CNAME_HOPS} owned hops");
-        self.reply(out, &request, transport, ResponseCode::NoError, true, &chain, &[])
+        let Some(permit) = self.forwarder.try_permit() else {
+            tracing::debug!(%src, "forward refused: max_in_flight reached");
+            return self.reply(out, &request, transport, ResponseCode::ServFail, false, &[], &[]);
+        };
+        Outcome::Forward(Box::new(ForwardJob { request, transport, chain, target, qtype, started: Instant::now(), _permit: permit }))
     }
 
     /// Completes a forward: asks upstream, encodes the response, and counts it.
@@ -500,7 +442,7 @@ impl Handler {
         metadata.response_code = rcode;
         metadata.authoritative = authoritative;
         metadata.recursion_available = true;
-        let edns = request.edns.as_ref().map(|_| &self.edns);
+        let edns = self.response_edns(request);
         let limit = match (transport, &request.edns) {
             (Transport::Tcp, _) => u16::MAX,
             (Transport::Udp, None) => CLASSIC_UDP_PAYLOAD,
@@ -531,23 +473,23 @@ impl Handler {
         self.write_truncated(request, metadata, out);
     }
 
+    /// The OPT a response to `request` carries: none without EDNS; ours, with the DO bit
+    /// copied from the query (RFC 3225 §3).
+    fn response_edns(&self, request: &Request) -> Option<&Edns> {
+        request.edns.as_ref().map(|e| if e.flags().dnssec_ok { &self.edns_do } else { &self.edns })
+    }
+
     /// Writes an empty TC=1 answer to `request` (with our OPT if it had EDNS) into `out`.
     fn write_truncated(&self, request: &Request, mut metadata: Metadata, out: &mut Vec<u8>) {
         metadata.truncation = true;
         out.clear();
-        let edns = request.edns.as_ref().map(|_| &self.edns);
+        let edns = self.response_edns(request);
         let truncated = MessageResponseBuilder::new(&request.queries, edns).build_no_records(metadata);
         if let Err(error) = truncated.destructive_emit(&mut BinEncoder::new(out)) {
             tracing::warn!(%error, "cannot encode even a truncated response");
             header_only(&metadata, ResponseCode::ServFail, out);
         }
     }
-}
-
-/// Whether `records` is a CNAME that must be followed to answer `qtype`.
-fn is_cname_to_follow(records: &[Record], qtype: RecordType) -> bool {
-    !matches!(qtype, RecordType::CNAME | RecordType::ANY)
-        && records.first().is_some_and(|r| r.record_type() == RecordType::CNAME)
 }
 
 /// Whether `request`'s question section can be echoed byte for byte into a response: exactly

@@ -52,7 +52,7 @@ pub fn from_config(config: &Config) -> (Vec<Record>, Vec<Alias>) {
             Some(target) => aliases.push(Alias {
                 name: a.name.name().clone(),
                 target: target.name().clone(),
-                ttl,
+                ttl: Some(ttl),
                 provenance,
                 rtype: None,
             }),

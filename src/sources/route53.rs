@@ -196,7 +196,8 @@ fn convert_set<'a>(
             out.skipped.push(format!("{name} {rtype}: weighted alias {:?} served as a plain alias", set.set_identifier()));
         }
         if is_endpoint_name(&target) || apexes.any(|apex| apex.zone_of(&target)) {
-            out.aliases.push(Alias { name, target, ttl: ctx.alias_ttl, provenance, rtype: Some(rtype) });
+            // Route 53 answers an alias with its target's TTL (an endpoint's names: answers.ttl).
+            out.aliases.push(Alias { name, target, ttl: None, provenance, rtype: Some(rtype) });
         } else {
             out.external.push(ExternalAlias { name, rtype, target, provenance });
         }
