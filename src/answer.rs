@@ -257,3 +257,237 @@ pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'a>, draw: Draw) -> P
         asked = Some(target);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The engine's rules, one test per rule, each naming the reference it follows. The
+    //! conformance suite (tests/conformance) checks the same against real servers and AWS.
+
+    use std::{
+        net::{Ipv4Addr, Ipv6Addr},
+        sync::Arc,
+    };
+
+    use hickory_proto::rr::{RData, rdata};
+
+    use super::*;
+    use crate::{
+        name_key::name_key,
+        snapshot::{Alias, Dropped, Provenance, Record as Owned, SoaSettings, SourceKind, Weight},
+    };
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).expect("name")
+    }
+
+    fn owned(owner: &str, data: RData, source: SourceKind) -> Owned {
+        Owned { name: name(owner), ttl: 300, data, provenance: Provenance { source, origin: Arc::from(owner) }, weight: None }
+    }
+
+    fn a(owner: &str, last: u8, source: SourceKind) -> Owned {
+        owned(owner, RData::A(rdata::A(Ipv4Addr::new(10, 0, 0, last))), source)
+    }
+
+    fn alias(owner: &str, target: &str, rtype: Option<RecordType>, source: SourceKind) -> Alias {
+        Alias { name: name(owner), target: name(target), ttl: None, provenance: Provenance { source, origin: Arc::from(owner) }, rtype }
+    }
+
+    fn zone_soa(apex: &str) -> Owned {
+        let soa = rdata::SOA::new(name("ns-1.awsdns-1.co.uk."), name("awsdns-hostmaster.amazon.com."), 1, 7200, 900, 1_209_600, 86_400);
+        owned(apex, RData::SOA(soa), SourceKind::Route53)
+    }
+
+    fn build(records: Vec<Owned>, aliases: Vec<Alias>) -> (Snapshot, Vec<Dropped>) {
+        let soa = SoaSettings { mname: name("hubdns.invalid."), rname: name("hostmaster.hubdns.invalid."), negative_ttl: 60 };
+        Snapshot::build(records, aliases, &soa, 7)
+    }
+
+    /// The rcode and the answer section as `owner type data` lines, for a query with RD=1.
+    fn ask(snapshot: &Snapshot, qname: &str, qtype: RecordType) -> (ResponseCode, Vec<String>) {
+        let key = name_key(&name(qname));
+        let plan = plan(snapshot, Question { key: &key, qtype, recursion_desired: true }, Draw::First);
+        let lines = plan.answers(&name(qname)).iter().map(|r| format!("{} {} {}", r.name, r.record_type(), r.data)).collect();
+        (plan.rcode(), lines)
+    }
+
+    /// Issue 14 items 1 and 2. Route 53 developer guide, "Choosing between alias and non-alias
+    /// records": an alias may be created at the zone apex, beside its SOA and NS; an alias is
+    /// one typed record set, so an A alias and an AAAA alias share a name, and an alias may
+    /// stand beside a TXT or MX record.
+    #[test]
+    fn aliases_stand_beside_the_names_other_records() {
+        let vpce = "vpce-1.secretsmanager.us-east-1.vpce.amazonaws.com.";
+        let apex = "secretsmanager.us-east-1.amazonaws.com.";
+        let (snapshot, dropped) = build(
+            vec![
+                a(vpce, 1, SourceKind::EndpointDns),
+                owned(vpce, RData::AAAA(rdata::AAAA(Ipv6Addr::LOCALHOST)), SourceKind::EndpointDns),
+                zone_soa(apex),
+                owned(apex, RData::NS(rdata::NS(name("ns-1.awsdns-1.co.uk."))), SourceKind::Route53),
+                owned(apex, RData::TXT(rdata::TXT::new(vec!["v=spf1 -all".into()])), SourceKind::Route53),
+                owned(apex, RData::MX(rdata::MX::new(10, name("mail.example."))), SourceKind::Route53),
+            ],
+            vec![
+                alias(apex, vpce, Some(RecordType::A), SourceKind::Route53),
+                alias(apex, vpce, Some(RecordType::AAAA), SourceKind::Route53),
+            ],
+        );
+        assert!(dropped.iter().all(|d| !matches!(d, Dropped::UnresolvedAlias { .. })), "{dropped:?}");
+        assert_eq!(ask(&snapshot, apex, RecordType::A), (ResponseCode::NoError, vec![format!("{apex} A 10.0.0.1")]));
+        assert_eq!(ask(&snapshot, apex, RecordType::AAAA), (ResponseCode::NoError, vec![format!("{apex} AAAA ::1")]));
+        for rtype in [RecordType::SOA, RecordType::NS, RecordType::TXT, RecordType::MX] {
+            let (rcode, answers) = ask(&snapshot, apex, rtype);
+            assert_eq!((rcode, answers.len()), (ResponseCode::NoError, 1), "{rtype}");
+        }
+    }
+
+    /// Route 53 developer guide, "Value/route traffic to" for alias records: an alias takes
+    /// its target's TTL, and an alias to weighted records answers as they do.
+    #[test]
+    fn aliases_take_their_targets_ttl_and_weights() {
+        let weighted = |set: &str, weight: u32, last: u8| Owned {
+            weight: Some(Weight { set: Arc::from(set), weight }),
+            ..a("w.corp.example.", last, SourceKind::Route53)
+        };
+        let (snapshot, _) = build(
+            vec![zone_soa("corp.example."), weighted("blue", 1, 1), weighted("green", 0, 2), a("t.corp.example.", 9, SourceKind::Route53)],
+            vec![
+                alias("to-weighted.corp.example.", "w.corp.example.", Some(RecordType::A), SourceKind::Route53),
+                alias("to-alias.corp.example.", "to-weighted.corp.example.", Some(RecordType::A), SourceKind::Route53),
+                alias("to-t.corp.example.", "t.corp.example.", Some(RecordType::A), SourceKind::Route53),
+            ],
+        );
+        let key = name_key(&name("to-alias.corp.example."));
+        for _ in 0..50 {
+            let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::Random);
+            let data: Vec<String> = plan.answers(&name("x.")).iter().map(|r| r.data.to_string()).collect();
+            assert_eq!(data, ["10.0.0.1"], "weight 0 is never drawn while another is not 0");
+        }
+        let key = name_key(&name("to-t.corp.example."));
+        let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
+        assert_eq!(plan.hops().next().expect("answer").records[0].ttl, 300, "the target's TTL");
+    }
+
+    /// Issue 14 item 6: a name whose best source has only an alias that cannot resolve keeps
+    /// the next source's records, and a failed alias never takes the name's other types.
+    #[test]
+    fn a_broken_alias_hides_nothing() {
+        let (snapshot, dropped) = build(
+            vec![
+                a("api.corp.example.", 5, SourceKind::Route53),
+                owned("txt.corp.example.", RData::TXT(rdata::TXT::new(vec!["kept".into()])), SourceKind::Route53),
+            ],
+            vec![
+                alias("api.corp.example.", "missing.example.", None, SourceKind::Config),
+                alias("txt.corp.example.", "missing.example.", Some(RecordType::A), SourceKind::Route53),
+            ],
+        );
+        assert_eq!(ask(&snapshot, "api.corp.example.", RecordType::A).1, ["api.corp.example. A 10.0.0.5"]);
+        assert_eq!(ask(&snapshot, "txt.corp.example.", RecordType::TXT).1, ["txt.corp.example. TXT kept"]);
+        assert_eq!(dropped.iter().filter(|d| matches!(d, Dropped::UnresolvedAlias { .. })).count(), 2, "{dropped:?}");
+    }
+
+    /// Issue 14 item 3: no source may own the root or an ICANN public suffix.
+    #[test]
+    fn the_root_and_public_suffixes_are_never_owned() {
+        let (snapshot, dropped) = build(
+            vec![a(".", 1, SourceKind::EndpointTag), a("com.", 2, SourceKind::EndpointDns), a("*.co.uk.", 3, SourceKind::Route53)],
+            vec![alias(".", "x.example.", None, SourceKind::Config)],
+        );
+        assert_eq!(snapshot.name_count(), 0);
+        assert_eq!(dropped.iter().filter(|d| matches!(d, Dropped::Refused { .. })).count(), 4, "{dropped:?}");
+        assert_eq!(ask(&snapshot, "github.com.", RecordType::A).0, ResponseCode::NoError, "forwarded, not NXDOMAIN");
+    }
+
+    /// Issue 14 item 8. RFC 4592 §2.2.1 and §3.3.1: a wildcard matches only below its closest
+    /// encloser; `*.apps` exists itself, so `x.*.apps` has it as closest encloser and no
+    /// `*.*.apps`: NXDOMAIN. The wildcard owner asked literally is an ordinary name.
+    #[test]
+    fn a_wildcard_never_answers_below_its_own_owner() {
+        let (snapshot, _) = build(vec![zone_soa("corp.example."), a("*.apps.corp.example.", 7, SourceKind::Route53)], vec![]);
+        assert_eq!(ask(&snapshot, "x.apps.corp.example.", RecordType::A).1, ["x.apps.corp.example. A 10.0.0.7"]);
+        assert_eq!(ask(&snapshot, "a.b.apps.corp.example.", RecordType::A).0, ResponseCode::NoError, "any depth below");
+        assert_eq!(ask(&snapshot, "x.*.apps.corp.example.", RecordType::A), (ResponseCode::NXDomain, vec![]));
+        assert_eq!(ask(&snapshot, "*.apps.corp.example.", RecordType::A).1, ["*.apps.corp.example. A 10.0.0.7"]);
+        assert_eq!(ask(&snapshot, "apps.corp.example.", RecordType::A), (ResponseCode::NoError, vec![]), "ENT");
+    }
+
+    /// Issue 14 item 9. RFC 1034 §3.6.2: CNAME loops are to be avoided; BIND answers one with
+    /// SERVFAIL and each CNAME once.
+    #[test]
+    fn an_owned_cname_loop_is_servfail_with_each_cname_once() {
+        let cname = |from: &str, to: &str| owned(from, RData::CNAME(rdata::CNAME(name(to))), SourceKind::Config);
+        let (snapshot, _) = build(
+            vec![cname("a.example.", "b.example."), cname("b.example.", "c.example."), cname("c.example.", "a.example."), cname("self.example.", "self.example.")],
+            vec![],
+        );
+        let (rcode, answers) = ask(&snapshot, "a.example.", RecordType::A);
+        assert_eq!(rcode, ResponseCode::ServFail);
+        assert_eq!(answers, ["a.example. CNAME b.example.", "b.example. CNAME c.example.", "c.example. CNAME a.example."]);
+        assert_eq!(ask(&snapshot, "self.example.", RecordType::A), (ResponseCode::ServFail, vec!["self.example. CNAME self.example.".into()]));
+        assert_eq!(ask(&snapshot, "a.example.", RecordType::CNAME).1.len(), 1, "CNAME asked: not followed");
+    }
+
+    /// RFC 1034 §3.6.2: a chain longer than the bound answers with what was followed.
+    #[test]
+    fn long_chains_stop_at_the_bound() {
+        let records = (0..12).map(|i| owned(&format!("c{i}.example."), RData::CNAME(rdata::CNAME(name(&format!("c{}.example.", i + 1)))), SourceKind::Config)).collect();
+        let (snapshot, _) = build(records, vec![]);
+        let key = name_key(&name("c0.example."));
+        let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
+        assert!(matches!(plan.outcome, Outcome::TooLong), "{:?}", plan.outcome);
+        assert_eq!(plan.hops().count(), MAX_CNAME_HOPS + 1);
+    }
+
+    /// RFC 1034 §4.3.2 step 3, RFC 6604 §2: a chain that ends in a name below an owned name is
+    /// NXDOMAIN with the chain; one that leaves the owned names is forwarded, or with RD=0
+    /// answered as far as it goes; a name not owned with RD=0 is refused.
+    #[test]
+    fn chains_end_in_nxdomain_forward_or_refusal() {
+        let cname = |from: &str, to: &str| owned(from, RData::CNAME(rdata::CNAME(name(to))), SourceKind::Config);
+        let (snapshot, _) = build(vec![cname("x.example.", "nope.y.example."), a("y.example.", 1, SourceKind::Config), cname("out.example.", "elsewhere.test.")], vec![]);
+        assert_eq!(ask(&snapshot, "x.example.", RecordType::A), (ResponseCode::NXDomain, vec!["x.example. CNAME nope.y.example.".into()]));
+        let key = name_key(&name("out.example."));
+        let forward = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
+        assert!(matches!(forward.outcome, Outcome::Forward { target: Some(t), .. } if *t == name("elsewhere.test.")));
+        let norec = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: false }, Draw::First);
+        assert!(matches!(norec.outcome, Outcome::Answer) && norec.authoritative());
+        let key = name_key(&name("elsewhere.test."));
+        let refused = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: false }, Draw::First);
+        assert!(matches!(refused.outcome, Outcome::Refused(Refusal::NoRecursion)));
+        for qtype in [RecordType::AXFR, RecordType::IXFR] {
+            let key = name_key(&name("y.example."));
+            let transfer = plan(&snapshot, Question { key: &key, qtype, recursion_desired: true }, Draw::First);
+            assert!(matches!(transfer.outcome, Outcome::Refused(Refusal::ZoneTransfer)));
+        }
+    }
+
+    /// Issue 14 item 12. RFC 8482 §4.1: ANY at an owned name is one RRset; ANY for a name not
+    /// owned is the upstream's to answer.
+    #[test]
+    fn any_is_one_rrset_when_owned_and_forwarded_otherwise() {
+        let (snapshot, _) = build(
+            vec![a("m.example.", 1, SourceKind::Config), owned("m.example.", RData::TXT(rdata::TXT::new(vec!["t".into()])), SourceKind::Config)],
+            vec![],
+        );
+        assert_eq!(ask(&snapshot, "m.example.", RecordType::ANY).1.len(), 1);
+        let key = name_key(&name("not-owned.test."));
+        let any = plan(&snapshot, Question { key: &key, qtype: RecordType::ANY, recursion_desired: true }, Draw::First);
+        assert!(matches!(any.outcome, Outcome::Forward { target: None, .. }));
+    }
+
+    /// Issue 14 item 5: a change of weight, set identifier or SOA setting is a change; a new
+    /// serial alone is not.
+    #[test]
+    fn changes_are_seen_in_weights_set_ids_and_soa_settings() {
+        let weighted = |set: &str, weight: u32| Owned { weight: Some(Weight { set: Arc::from(set), weight }), ..a("w.example.", 1, SourceKind::Route53) };
+        let soa = |ttl: u32, mname: &str| SoaSettings { mname: name(mname), rname: name("h.invalid."), negative_ttl: ttl };
+        let table = |weight: u32, set: &str, settings: &SoaSettings, serial: u32| Snapshot::build(vec![weighted(set, weight)], vec![], settings, serial).0;
+        let base = table(3, "blue", &soa(60, "hubdns.invalid."), 1);
+        assert!(base.answers_like(&table(3, "blue", &soa(60, "hubdns.invalid."), 2)), "a serial alone");
+        assert!(!base.answers_like(&table(0, "blue", &soa(60, "hubdns.invalid."), 1)), "weight 3 -> 0");
+        assert!(!base.answers_like(&table(3, "green", &soa(60, "hubdns.invalid."), 1)), "set identifier");
+        assert!(!base.answers_like(&table(3, "blue", &soa(30, "hubdns.invalid."), 1)), "negative_ttl");
+        assert!(!base.answers_like(&table(3, "blue", &soa(60, "ns.invalid."), 1)), "soa_mname");
+    }
+}

@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::name_key::name_key;
+use crate::{name_key::name_key, snapshot::ownable};
 
 /// The whole configuration of one hubdns process.
 #[derive(Debug, Clone, Deserialize)]
@@ -399,6 +399,12 @@ pub struct VpcEndpointsConfig {
     /// Only endpoints with all these tags (key = value).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The domains under which an endpoint's `hubdns:alias` tag may publish names. Default
+    /// none: a tag publishes nothing until the operator allows its domain, because anyone with
+    /// `ec2:CreateTags` could otherwise point any name (`github.com`) at an endpoint for every
+    /// client. A tag may add names; it never takes over names outside these domains.
+    #[serde(default)]
+    pub alias_tag_domains: Vec<DomainName>,
     /// Another EC2 API address: an EC2 interface endpoint in a VPC without internet access,
     /// or a local emulator in tests.
     #[serde(default)]
@@ -719,6 +725,9 @@ impl Config {
                 }
                 _ => {}
             }
+            if let Err(reason) = ownable(a.name.name()) {
+                return Err(self.invalid(alias, format!("{key}.name"), format!("{}: {reason}", a.name)));
+            }
             if !alias_names.insert(a.name.key()) {
                 return Err(self.invalid(alias, format!("{key}.name"), format!("{} is already an alias", a.name)));
             }
@@ -727,11 +736,16 @@ impl Config {
         for (i, record) in self.records.iter().enumerate() {
             let key = format!("records[{i}]");
             let r = record.get_ref();
-            if alias_names.contains(&r.name.key()) {
+            if let Err(reason) = ownable(r.name.name()) {
+                return Err(self.invalid(record, format!("{key}.name"), format!("{}: {reason}", r.name)));
+            }
+            // An alias is the name's A and AAAA records, as a Route 53 alias is one record set:
+            // other types may stand beside it.
+            if alias_names.contains(&r.name.key()) && matches!(r.rtype.0, RecordType::A | RecordType::AAAA | RecordType::CNAME) {
                 return Err(self.invalid(
                     record,
                     format!("{key}.name"),
-                    format!("{} is an alias; a name is either an alias or has records", r.name),
+                    format!("{} is an alias, which answers its A and AAAA; it cannot also have {} records", r.name, r.rtype.0),
                 ));
             }
             if !owners.insert((r.name.key(), Some(r.rtype.0))) {
@@ -766,6 +780,32 @@ impl Config {
                     "records.name".into(),
                     format!("{} has a CNAME, so it cannot have other records", r.name),
                 ));
+            }
+        }
+        self.check_cname_loops()
+    }
+
+    /// Refuses CNAMEs among `[[records]]` that lead back to themselves: such a chain can only
+    /// answer SERVFAIL (RFC 1034 §3.6.2 asks that CNAME loops be avoided).
+    fn check_cname_loops(&self) -> Result<(), ConfigError> {
+        let cnames: BTreeMap<Box<[u8]>, (Box<[u8]>, &Spanned<RecordConfig>)> = self
+            .records
+            .iter()
+            .filter(|r| r.get_ref().rtype.0 == RecordType::CNAME)
+            .filter_map(|r| match r.get_ref().rdata().ok()?.first()? {
+                RData::CNAME(target) => Some((r.get_ref().name.key(), (name_key(&target.0), r))),
+                _ => None,
+            })
+            .collect();
+        for (start, (_, record)) in &cnames {
+            let mut at = start;
+            for _ in 0..=cnames.len() {
+                let Some((next, _)) = cnames.get(at) else { break };
+                if next == start {
+                    let name = &record.get_ref().name;
+                    return Err(self.invalid(record, "records.values".into(), format!("the CNAME at {name} leads back to {name}: a loop")));
+                }
+                at = next;
             }
         }
         Ok(())
@@ -1183,10 +1223,37 @@ mod tests {
                      [[records]]\nname = \"x.\"\ntype = \"TXT\"\nvalues = [\"t\"]\n";
         assert!(parse(cname).unwrap_err().to_string().contains("has a CNAME"));
 
+        // An alias is its name's A and AAAA: a TXT may stand beside it, as in Route 53.
+        let beside = "[[aliases]]\nname = \"x.example.\"\naddresses = [\"10.0.0.1\"]\n\
+                      [[records]]\nname = \"x.example.\"\ntype = \"TXT\"\nvalues = [\"t\"]\n";
+        assert!(parse(beside).is_ok());
+
         let rule = "[[forward.rules]]\ndomain = \"corp.\"\nupstreams = [\"10.0.0.2\"]\n\
                     [[forward.rules]]\ndomain = \"CORP\"\nupstreams = [\"10.0.0.3\"]\n";
         let err = parse(rule).unwrap_err().to_string();
         assert!(err.contains("test.toml:4: forward.rules[1].domain") && err.contains("already has a rule"), "{err}");
+    }
+
+    /// Issue 14 items 3 and 9: no config may own the root or a public suffix, and a CNAME loop
+    /// is refused with its line rather than served as SERVFAIL.
+    #[test]
+    fn names_no_one_may_own_and_cname_loops_are_refused() {
+        for (name, why) in [(".", "the root"), ("com", "public suffix"), ("co.uk.", "public suffix"), ("*.com", "public suffix")] {
+            let record = format!("[[records]]\nname = \"{name}\"\ntype = \"A\"\nvalues = [\"10.0.0.1\"]\n");
+            let err = parse(&record).unwrap_err().to_string();
+            assert!(err.contains("records[0].name") && err.contains(why), "{name}: {err}");
+            let alias = format!("[[aliases]]\nname = \"{name}\"\naddresses = [\"10.0.0.1\"]\n");
+            assert!(parse(&alias).unwrap_err().to_string().contains(why), "{name}");
+        }
+        // The PSL's private section (AWS's own names) may be owned.
+        assert!(parse("[[records]]\nname = \"s3.us-east-1.amazonaws.com\"\ntype = \"A\"\nvalues = [\"10.0.0.1\"]\n").is_ok());
+
+        let cname = |from: &str, to: &str| format!("[[records]]\nname = \"{from}\"\ntype = \"CNAME\"\nvalues = [\"{to}\"]\n");
+        let looped = [cname("a.example.", "b.example."), cname("b.example.", "c.example."), cname("c.example.", "A.example.")].concat();
+        let err = parse(&looped).unwrap_err().to_string();
+        assert!(err.contains("a loop"), "{err}");
+        assert!(parse(&cname("self.example.", "self.example.")).unwrap_err().to_string().contains("a loop"));
+        assert!(parse(&[cname("a.example.", "b.example."), cname("b.example.", "out.example.net.")].concat()).is_ok());
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! Each fetch is also written to the [`StatusBoard`] for `/metrics` and the status page.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     io::Write,
     path::{Path, PathBuf},
     sync::Arc,
@@ -41,10 +41,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::{Config, Route53Config, VpcEndpointsConfig},
     dns::forwarder::Forwarder,
-    snapshot::{Alias, Dropped, Record, SharedSnapshot, Snapshot, SoaSettings},
+    snapshot::{Alias, Dropped, Provenance, Record, SharedSnapshot, Snapshot, SoaSettings, SourceKind},
     sources::{
         self,
-        route53::{Route53Source, ZoneContext, records_from_zones},
+        route53::{Route53Source, ZoneContext, ZoneSummary, records_from_zones},
+        aws::source_id,
         vpc_endpoints::{EndpointSummary, FetchContext, VpcEndpointSource, records_from},
     },
     status::{SourceStatus, StatusBoard},
@@ -70,6 +71,9 @@ pub struct SourceOutput {
     /// The endpoints behind the records, in brief (vpc_endpoints sources).
     #[serde(default)]
     pub endpoints: Vec<EndpointSummary>,
+    /// The private zones whose records these are (route53 sources).
+    #[serde(default)]
+    pub zones: Vec<ZoneSummary>,
     /// When the source answered (RFC 3339).
     pub fetched_at: String,
 }
@@ -138,8 +142,8 @@ impl Refresher {
     ) -> (Self, watch::Receiver<bool>) {
         let restored = config.refresh.state_file.as_deref().map(read_state).unwrap_or_default();
         let mut slots = Vec::new();
-        for settings in sources_of(config) {
-            let mut slot = Slot::new(settings).await;
+        for (id, settings) in sources_of(config) {
+            let mut slot = Slot::new(id, settings).await;
             slot.last_good = restored.get(&slot.id).cloned();
             if let Some(output) = &slot.last_good {
                 tracing::info!(source = %slot.id, records = output.records.len(), fetched_at = %output.fetched_at, "restored from the state file");
@@ -190,12 +194,14 @@ impl Refresher {
     /// ones (due at once), drops removed ones, and rebuilds the table.
     async fn apply(&mut self, config: Config, forwarder: Arc<Forwarder>) {
         let mut old = std::mem::take(&mut self.slots);
-        for settings in sources_of(&config) {
+        for (id, settings) in sources_of(&config) {
             if let Some(i) = old.iter().position(|s| s.settings == settings) {
-                self.slots.push(old.swap_remove(i));
+                let mut slot = old.swap_remove(i);
+                slot.id = id;
+                self.slots.push(slot);
                 continue;
             }
-            let mut slot = Slot::new(settings).await;
+            let mut slot = Slot::new(id, settings).await;
             // Same source asked differently (new filters, say): serve what it said until it answers.
             if let Some(previous) = old.iter().position(|s| s.id == slot.id) {
                 slot.last_good = old.swap_remove(previous).last_good;
@@ -229,7 +235,12 @@ impl Refresher {
         let mut skipped = Vec::new();
         let fetched = match &slot.source {
             Source::VpcEndpoints(source) => source.fetch().await.map(|inventory| {
-                let ctx = FetchContext { region: source.region().to_owned(), fetched_at: now_rfc3339(), ttl };
+                let ctx = FetchContext {
+                    region: source.region().to_owned(),
+                    fetched_at: now_rfc3339(),
+                    ttl,
+                    alias_tag_domains: source.alias_tag_domains(),
+                };
                 let converted = records_from(&inventory, &ctx);
                 for reason in &converted.skipped {
                     tracing::debug!(source = %slot.id, %reason, "endpoint skipped");
@@ -245,10 +256,10 @@ impl Refresher {
                 );
                 SourceOutput {
                     records: converted.records,
-                    aliases: Vec::new(),
                     handles: converted.handles,
                     endpoints: converted.endpoints,
                     fetched_at: ctx.fetched_at,
+                    ..SourceOutput::default()
                 }
             }),
             Source::Route53(source) => match source.fetch().await {
@@ -260,7 +271,7 @@ impl Refresher {
                     }
                     skipped.clone_from(&converted.skipped);
                     let max_ttl = u32::try_from(interval.as_secs()).unwrap_or(u32::MAX);
-                    converted.records.extend(Route53Source::resolve_external(&self.forwarder, &converted.external, max_ttl).await);
+                    converted.records.extend(source.resolve_external(&self.forwarder, &converted.external, max_ttl).await);
                     tracing::info!(
                         source = %slot.id,
                         zones = zones.len(),
@@ -273,9 +284,9 @@ impl Refresher {
                     Ok(SourceOutput {
                         records: converted.records,
                         aliases: converted.aliases,
-                        handles: BTreeMap::new(),
-                        endpoints: Vec::new(),
+                        zones: converted.zones,
                         fetched_at: ctx.fetched_at,
+                        ..SourceOutput::default()
                     })
                 }
                 Err(error) => Err(error),
@@ -355,25 +366,36 @@ impl Refresher {
     }
 }
 
-/// The AWS sources `config` names, in order.
-fn sources_of(config: &Config) -> Vec<Settings> {
+/// The AWS sources `config` names, in order, each with its id: kind, region and role, and
+/// `#2`, `#3`… for a later source with the same three, so no two share a place in the state
+/// file.
+fn sources_of(config: &Config) -> Vec<(String, Settings)> {
     let endpoints = config.sources.vpc_endpoints.iter().map(|s| Settings::VpcEndpoints(s.get_ref().clone()));
     let zones = config.sources.route53.iter().map(|s| Settings::Route53(s.get_ref().clone()));
-    endpoints.chain(zones).collect()
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    endpoints
+        .chain(zones)
+        .map(|settings| {
+            let base = match &settings {
+                Settings::VpcEndpoints(c) => source_id("vpc_endpoints", &c.region, c.role_arn.as_deref()),
+                Settings::Route53(c) => source_id("route53", &c.region, c.role_arn.as_deref()),
+            };
+            let count = seen.entry(base.clone()).or_default();
+            *count += 1;
+            let id = if *count == 1 { base } else { format!("{base}#{count}") };
+            (id, settings)
+        })
+        .collect()
 }
 
 impl Slot {
-    /// Sets up the source `settings` describe; due at once, nothing known yet.
-    async fn new(settings: Settings) -> Self {
-        let (id, source, kind, region) = match &settings {
+    /// Sets up the source `settings` describe under `id`; due at once, nothing known yet.
+    async fn new(id: String, settings: Settings) -> Self {
+        let (source, kind, region) = match &settings {
             Settings::VpcEndpoints(config) => {
-                let source = VpcEndpointSource::new(config.clone()).await;
-                (source.id(), Source::VpcEndpoints(source), "vpc_endpoints", config.region.clone())
+                (Source::VpcEndpoints(VpcEndpointSource::new(config.clone()).await), "vpc_endpoints", config.region.clone())
             }
-            Settings::Route53(config) => {
-                let source = Route53Source::new(config.clone()).await;
-                (source.id(), Source::Route53(source), "route53", config.region.clone())
-            }
+            Settings::Route53(config) => (Source::Route53(Route53Source::new(config.clone()).await), "route53", config.region.clone()),
         };
         let status = SourceStatus { id: id.clone(), kind, region, ..SourceStatus::default() };
         Self { id, settings, source, last_good: None, failures: 0, due: Instant::now(), status }
@@ -396,11 +418,19 @@ pub fn build_snapshot(config: &Config, outputs: &[&SourceOutput]) -> (Snapshot, 
         })
         .collect();
     let mut aliases = aliases;
-    for output in outputs {
-        records.extend(output.records.iter().cloned());
-        aliases.extend(output.aliases.iter().cloned());
+    let mut zone_conflicts = Vec::new();
+    for (i, output) in outputs.iter().enumerate() {
+        let lost = zones_lost(outputs, i, &mut zone_conflicts);
+        // A record belongs to the most specific of its source's zones that holds it.
+        let in_lost_zone = |name: &Name| {
+            output.zones.iter().filter(|z| z.name.zone_of(name)).max_by_key(|z| z.name.num_labels()).is_some_and(|z| lost.contains(&z.id))
+        };
+        records.extend(output.records.iter().filter(|r| !in_lost_zone(&r.name)).cloned());
+        aliases.extend(output.aliases.iter().filter(|a| !in_lost_zone(&a.name)).cloned());
     }
-    let (snapshot, dropped) = Snapshot::build(records, aliases, &soa_settings(config), serial_now());
+    let (mut snapshot, mut dropped) = Snapshot::build(records, aliases, &soa_settings(config), serial_now());
+    snapshot.note_conflicts(zone_conflicts.len());
+    dropped.splice(0..0, zone_conflicts);
     tracing::debug!(
         names = snapshot.name_count(),
         records = snapshot.record_count(),
@@ -409,6 +439,22 @@ pub fn build_snapshot(config: &Config, outputs: &[&SourceOutput]) -> (Snapshot, 
         "snapshot built"
     );
     (snapshot, dropped)
+}
+
+/// The ids of the zones of `outputs[i]` that an earlier source also serves under the same
+/// name: of private zones with one name in several sources, the earlier source's wins whole
+/// (issue 14: one view, never a mix). Each loss is added to `conflicts`.
+fn zones_lost(outputs: &[&SourceOutput], i: usize, conflicts: &mut Vec<Dropped>) -> Vec<String> {
+    let mut lost = Vec::new();
+    for zone in &outputs[i].zones {
+        let winner = outputs[..i].iter().flat_map(|o| &o.zones).find(|earlier| earlier.name == zone.name);
+        if let Some(winner) = winner {
+            let provenance = |z: &ZoneSummary| Provenance { source: SourceKind::Route53, origin: Arc::from(format!("route53 zone={}", z.id)) };
+            conflicts.push(Dropped::Conflict { name: zone.name.clone(), kept: provenance(winner), dropped: provenance(zone) });
+            lost.push(zone.id.clone());
+        }
+    }
+    lost
 }
 
 /// The SOA settings from the `[answers]` section.
@@ -520,7 +566,6 @@ mod tests {
     use hickory_proto::rr::{RData, rdata::A};
 
     use super::*;
-    use crate::snapshot::{Provenance, SourceKind};
 
     fn output() -> SourceOutput {
         let name = Name::from_ascii("vpce-1.svc.us-east-1.vpce.amazonaws.com.").unwrap();
@@ -532,11 +577,57 @@ mod tests {
                 provenance: Provenance { source: SourceKind::EndpointDns, origin: Arc::from("vpc_endpoints vpce-1") },
                 weight: None,
             }],
-            aliases: Vec::new(),
             handles: [("vpce-1".to_owned(), name)].into(),
-            endpoints: Vec::new(),
             fetched_at: "2026-11-21T15:00:00Z".into(),
+            ..SourceOutput::default()
         }
+    }
+
+    /// A Route 53 source's answer: zone `id` named `apex`, with one A record at `host`.
+    fn zone_output(id: &str, apex: &str, host: &str, ip: [u8; 4]) -> SourceOutput {
+        let name = |s: &str| Name::from_ascii(s).unwrap();
+        SourceOutput {
+            records: vec![Record {
+                name: name(host),
+                ttl: 60,
+                data: RData::A(A(Ipv4Addr::from(ip))),
+                provenance: Provenance { source: SourceKind::Route53, origin: Arc::from(format!("route53 zone={id}")) },
+                weight: None,
+            }],
+            zones: vec![ZoneSummary { id: id.into(), name: name(apex) }],
+            fetched_at: "2026-11-21T15:00:00Z".into(),
+            ..SourceOutput::default()
+        }
+    }
+
+    /// Issue 14 item 7: a zone name served by two sources (two accounts, say) is the earlier
+    /// source's, whole; the other zone is a reported conflict, never merged in.
+    #[test]
+    fn of_two_sources_zones_with_one_name_the_earlier_wins_whole() {
+        let first = zone_output("Z1", "corp.example.", "a.corp.example.", [10, 0, 0, 1]);
+        let second = zone_output("Z2", "corp.example.", "b.corp.example.", [10, 0, 0, 2]);
+        let other = zone_output("Z3", "other.example.", "c.other.example.", [10, 0, 0, 3]);
+        let second = SourceOutput { records: [second.records, other.records].concat(), zones: [second.zones, other.zones].concat(), ..second };
+        let config = Config::parse("", "t.toml").unwrap();
+        let (snapshot, dropped) = build_snapshot(&config, &[&first, &second]);
+        let answers = |n: &str| {
+            let key = crate::name_key::name_key(&Name::from_ascii(n).unwrap());
+            let question = crate::answer::Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true };
+            crate::answer::plan(&snapshot, question, crate::answer::Draw::First).hops().count()
+        };
+        assert_eq!((answers("a.corp.example."), answers("b.corp.example."), answers("c.other.example.")), (1, 0, 1));
+        assert_eq!(snapshot.conflicts(), 1);
+        assert!(matches!(&dropped[0], Dropped::Conflict { kept, dropped, .. } if kept.origin.contains("Z1") && dropped.origin.contains("Z2")), "{dropped:?}");
+    }
+
+    /// Issue 14 item 7: two Route 53 sources of one region and role keep separate state.
+    #[test]
+    fn sources_alike_get_ids_of_their_own() {
+        let text = "[[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-1\"]\n\
+                    [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-2\"]\n\
+                    [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\n";
+        let ids: Vec<String> = sources_of(&Config::parse(text, "t.toml").unwrap()).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["vpc_endpoints/us-east-1", "route53/us-east-1", "route53/us-east-1#2"]);
     }
 
     #[test]

@@ -653,6 +653,12 @@ impl Snapshot {
     pub fn conflicts(&self) -> usize {
         self.conflicts
     }
+
+    /// Counts `more` conflicts found before the build (whole zones that lost to an earlier
+    /// source's zone of the same name).
+    pub fn note_conflicts(&mut self, more: usize) {
+        self.conflicts += more;
+    }
 }
 
 impl Node {

@@ -644,6 +644,118 @@ mod tests {
         }
     }
 
+    /// A query with EDNS and the DO bit as given.
+    fn packet_do(name: &str, qtype: RecordType, dnssec_ok: bool) -> Vec<u8> {
+        let mut message = Message::from_vec(&packet(name, qtype, Some(1232), true)).expect("decodes");
+        let mut edns = message.edns.clone().expect("edns");
+        edns.set_dnssec_ok(dnssec_ok);
+        message.set_edns(edns);
+        message.to_vec().expect("encodes")
+    }
+
+    /// Issue 14 item 13: every name and type of the fixture, through the fast path, the full
+    /// path and `explain`: the fast path answers as the full path does, and explain reports the
+    /// rcode and the answer records the full path sends.
+    #[tokio::test]
+    async fn every_name_and_type_answers_alike_on_both_paths_and_in_explain() {
+        let handler = handler();
+        let names = [
+            "svc.example.com.", "SVC.Example.COM.", "nope.svc.example.com.", "a.b.nope.svc.example.com.", "a.wild.example.",
+            "Deep.Er.Wild.Example.", "wild.example.", "*.wild.example.", "x.*.wild.example.", "x.mx.example.", "alias.target.example.",
+            "www.example.com.", "out.example.com.", "big.example.com.", "api.example.com.", "example.com.", "not.owned.test.",
+        ];
+        let types = [
+            RecordType::A, RecordType::AAAA, RecordType::TXT, RecordType::MX, RecordType::CNAME, RecordType::SOA, RecordType::NS,
+            RecordType::SRV, RecordType::PTR, RecordType::CAA, RecordType::DS, RecordType::DNSKEY, RecordType::RRSIG, RecordType::ANY,
+        ];
+        let snapshot = handler.snapshot.load();
+        for name in names {
+            for qtype in types {
+                let (fast, full) = both(&handler, &packet(name, qtype, Some(4096), true), Transport::Tcp);
+                let explained = crate::explain::explain(&snapshot, handler.forwarder(), name, qtype).expect("explained");
+                let Some(full) = full else {
+                    assert_eq!(explained.answered_by, "upstream", "{name} {qtype}: forwarded, so explain says upstream");
+                    assert!(fast.is_none(), "{name} {qtype}: fast path answered a forward");
+                    continue;
+                };
+                if let Some(fast) = fast {
+                    assert_eq!(fast, full, "{name} {qtype}: fast and full paths differ");
+                }
+                assert_eq!(explained.rcode.as_deref(), Some(rcode_name(full.metadata.response_code).as_str()), "{name} {qtype}: {explained:?}");
+                assert_eq!(explained.records.len(), full.answers.len(), "{name} {qtype}: {explained:?}");
+            }
+        }
+    }
+
+    /// Issue 14 item 11. RFC 3225 §3: the DO bit is copied into the response's OPT, on both
+    /// paths; without it the response's OPT has DO clear.
+    #[tokio::test]
+    async fn the_do_bit_is_copied_on_both_paths() {
+        let handler = handler();
+        for dnssec_ok in [true, false] {
+            let (fast, full) = both(&handler, &packet_do("svc.example.com.", RecordType::A, dnssec_ok), Transport::Udp);
+            let fast = fast.expect("plain query: fast path");
+            assert_eq!(fast.edns.as_ref().map(|e| e.flags().dnssec_ok), Some(dnssec_ok));
+            assert_eq!(Some(fast), full);
+            let (_, nx) = both(&handler, &packet_do("nope.svc.example.com.", RecordType::A, dnssec_ok), Transport::Udp);
+            assert_eq!(nx.expect("answered").edns.map(|e| e.flags().dnssec_ok), Some(dnssec_ok), "full path");
+        }
+    }
+
+    /// Issue 14 item 11. RFC 1035 §4.1.1: an opcode the server does not implement is NOTIMP,
+    /// whatever the question section holds (an UPDATE or DSO message may have none); RD and
+    /// CD are echoed as in every response.
+    #[tokio::test]
+    async fn unknown_opcodes_get_notimp_even_without_a_question() {
+        let handler = handler();
+        let src = CLIENT.parse().expect("addr");
+        // ID 7, opcode 5 (UPDATE) with RD, no question; then opcode 6 (DSO) with CD and one question.
+        let no_question = b"\x00\x07\x29\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+        let mut with_question = packet("svc.example.com.", RecordType::A, None, false);
+        with_question[2] = 6 << 3;
+        for (packet, question) in [(&no_question[..], false), (&with_question[..], true)] {
+            let mut out = Vec::new();
+            assert!(matches!(handler.handle(packet, src, Transport::Udp, &mut out), Outcome::Reply(_)));
+            let reply = Message::from_vec(&out).expect("parses");
+            assert_eq!(reply.metadata.response_code, ResponseCode::NotImp, "{packet:?}");
+            assert_eq!(reply.queries.len(), usize::from(question));
+            assert_eq!(reply.metadata.recursion_desired, packet[2] & 1 == 1);
+        }
+    }
+
+    /// Issue 14 item 10: an owned CNAME to an outside name is answered from the cache once the
+    /// target's answer is there, CNAME first; it goes upstream only when it is not.
+    #[tokio::test]
+    async fn an_owned_cname_to_an_outside_name_is_answered_from_the_cache() {
+        let handler = handler();
+        let target = Name::from_ascii("elsewhere.example.net.").expect("name");
+        let (_, full) = both(&handler, &packet("out.example.com.", RecordType::A, None, true), Transport::Udp);
+        assert!(full.is_none(), "not cached yet: forwarded");
+        let answers = vec![Record::from_rdata(target.clone(), 300, RData::A(A::new(192, 0, 2, 7)))];
+        let forwarded = Forwarded { rcode: ResponseCode::NoError, answers, authorities: Vec::new(), stale: false };
+        handler.forwarder.cache_for_test(&target, RecordType::A, &forwarded, Instant::now() - std::time::Duration::from_secs(10));
+        let mut out = Vec::new();
+        let src = CLIENT.parse().expect("addr");
+        let Outcome::Reply(served) = handler.handle(&packet("out.example.com.", RecordType::A, None, true), src, Transport::Udp, &mut out) else {
+            panic!("answered from the cache")
+        };
+        assert_eq!(served.path, QueryPath::Cache);
+        let reply = Message::from_vec(&out).expect("parses");
+        let answers: Vec<(RecordType, u32)> = reply.answers.iter().map(|r| (r.record_type(), r.ttl)).collect();
+        assert_eq!(answers, [(RecordType::CNAME, 60), (RecordType::A, 290)], "the chain, then the cached answer counted down");
+        assert!(!reply.metadata.authoritative);
+    }
+
+    /// Issue 14 item 12: ANY for a name hubdns does not own is the upstream's question.
+    #[tokio::test]
+    async fn any_for_a_name_not_owned_is_forwarded() {
+        let handler = handler();
+        let (_, full) = both(&handler, &packet("not.owned.test.", RecordType::ANY, None, true), Transport::Udp);
+        assert!(full.is_none(), "forwarded, not answered with an invented HINFO");
+        let (_, norec) = both(&handler, &packet("not.owned.test.", RecordType::ANY, None, false), Transport::Udp);
+        assert_eq!(norec.expect("answered").metadata.response_code, ResponseCode::Refused);
+    }
+
     #[tokio::test]
     async fn the_fast_path_declines_what_it_cannot_copy() {
         let handler = handler();

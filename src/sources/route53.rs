@@ -21,7 +21,9 @@
 //!   zone becomes a typed [`Alias`], flattened to that name's addresses when the table is built;
 //!   an alias to anything else (ELB, CloudFront, S3 website) is resolved through the forwarder
 //!   at refresh time ([`Route53Source::resolve_external`]), its TTL capped at the refresh
-//!   interval. An alias whose target cannot be found is logged and left out.
+//!   interval, its last good answer kept while the upstream fails. An alias whose target
+//!   does not exist is logged and left out;
+//! - of private zones with the same name, one wins whole (see [`records_from_zones`]).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -34,13 +36,14 @@ use aws_sdk_route53::{
     types::{ResourceRecordSet, ResourceRecordSetFailover, RrType, VpcRegion},
 };
 use hickory_proto::rr::{Name, RData, RecordType};
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::{
     config::Route53Config,
     dns::forwarder::Forwarder,
     snapshot::{Alias, Provenance, Record, SourceKind, Weight},
-    sources::aws::{FetchError, TokenBucket, sdk_config, sdk_message, source_id},
+    sources::aws::{FetchError, TokenBucket, sdk_config, sdk_message},
 };
 
 /// Route 53's API budget per account: a burst of 50 calls, then 10 per second.
@@ -57,6 +60,9 @@ pub struct Zone {
     pub id: String,
     /// The zone's name as Route 53 wrote it (escaped, with a trailing dot).
     pub name: String,
+    /// Where it stands among zones of the same name: the index in `vpc_ids` of the first VPC
+    /// it is associated with (zones listed only in `zone_ids` come after every VPC).
+    pub rank: usize,
     /// Every record set.
     pub record_sets: Vec<ResourceRecordSet>,
 }
@@ -85,9 +91,20 @@ pub struct ExternalAlias {
     pub provenance: Provenance,
 }
 
+/// A zone whose records a source serves: its id and apex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneSummary {
+    /// The zone id.
+    pub id: String,
+    /// The apex.
+    pub name: Name,
+}
+
 /// What [`records_from_zones`] made of the zones.
 #[derive(Debug, Default)]
 pub struct Converted {
+    /// The zones served (of several with one name, the one that won).
+    pub zones: Vec<ZoneSummary>,
     /// Records, weighted alternatives included.
     pub records: Vec<Record>,
     /// Aliases to endpoint names and to names in loaded zones.
@@ -99,9 +116,31 @@ pub struct Converted {
 }
 
 /// Turns zones into records, aliases and external aliases. Pure: no I/O, no clock.
+///
+/// Of private zones with the same name (two VPCs, say), one view wins whole, never a mix:
+/// the zone associated with the earliest VPC in `vpc_ids`, then the lowest zone id; the
+/// others are left out and reported. (Route 53 answers each VPC from the zone associated
+/// with it; hubdns answers every client as the hub does.)
 pub fn records_from_zones(zones: &[Zone], ctx: &ZoneContext) -> Converted {
     let mut out = Converted::default();
-    let apexes: Vec<(Name, &Zone)> = zones.iter().filter_map(|z| Some((unescape(&z.name)?, z))).collect();
+    let mut apexes: Vec<(Name, &Zone)> = Vec::new();
+    let mut ranked: Vec<&Zone> = zones.iter().collect();
+    ranked.sort_by(|a, b| (a.rank, &a.id).cmp(&(b.rank, &b.id)));
+    for zone in ranked {
+        let Some(apex) = unescape(&zone.name) else {
+            out.skipped.push(format!("zone {}: cannot read its name {:?}", zone.id, zone.name));
+            continue;
+        };
+        if let Some((_, winner)) = apexes.iter().find(|(other, _)| *other == apex) {
+            out.skipped.push(format!(
+                "zone {} ({apex}) left out: zone {} has the same name and is associated with an earlier VPC in vpc_ids",
+                zone.id, winner.id
+            ));
+            continue;
+        }
+        apexes.push((apex, zone));
+    }
+    out.zones = apexes.iter().map(|(apex, zone)| ZoneSummary { id: zone.id.clone(), name: apex.clone() }).collect();
     for (apex, zone) in &apexes {
         // Group the zone's sets by name and type: routing policies choose among a group.
         let mut groups: BTreeMap<(String, u16), (Name, Vec<&ResourceRecordSet>)> = BTreeMap::new();
@@ -211,11 +250,66 @@ fn convert_set<'a>(
     let ttl = set.ttl().and_then(|t| u32::try_from(t).ok()).unwrap_or(ctx.alias_ttl);
     let weight = weight.map(|weight| Weight { set: Arc::from(set.set_identifier().unwrap_or_default()), weight });
     for value in set.resource_records() {
-        match RData::try_from_str(rtype, value.value()) {
+        let data = match rtype {
+            RecordType::TXT => txt_from_route53(value.value()),
+            _ => RData::try_from_str(rtype, value.value()).map_err(|e| e.to_string()),
+        };
+        match data {
             Ok(data) => out.records.push(Record { name: name.clone(), ttl, data, provenance: provenance.clone(), weight: weight.clone() }),
             Err(error) => out.skipped.push(format!("{name} {rtype} {:?}: {error}", value.value())),
         }
     }
+}
+
+/// A TXT value as Route 53 writes it: character strings, each quoted (or a bare word), where
+/// `\ooo` is the byte with that octal value and `\x` is `x` — byte by byte, so `"caf\303\251"`
+/// is the UTF-8 of `café` (Route 53 developer guide, "Supported DNS record types", TXT record
+/// type: <https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/ResourceRecordTypes.html#TXTFormat>).
+/// hickory's presentation-format parser reads such escapes as decimal characters, not bytes.
+fn txt_from_route53(value: &str) -> Result<RData, String> {
+    let mut strings: Vec<Vec<u8>> = Vec::new();
+    let mut bytes = value.bytes().peekable();
+    while let Some(&first) = bytes.peek() {
+        if first.is_ascii_whitespace() {
+            bytes.next();
+            continue;
+        }
+        let quoted = first == b'"';
+        if quoted {
+            bytes.next();
+        }
+        let mut string = Vec::new();
+        loop {
+            match bytes.next() {
+                None if quoted => return Err("a quoted string is not closed".into()),
+                None => break,
+                Some(b'"') if quoted => break,
+                Some(b) if !quoted && (b.is_ascii_whitespace() || b == b'"') => break,
+                Some(b'\\') => match bytes.next() {
+                    Some(d) if d.is_ascii_digit() => {
+                        let digits = [d, bytes.next().ok_or("a cut escape")?, bytes.next().ok_or("a cut escape")?];
+                        if !digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                            return Err(format!("`\\{}` is no octal escape", String::from_utf8_lossy(&digits)));
+                        }
+                        let octet = digits.iter().fold(0u16, |acc, d| acc * 8 + u16::from(d - b'0'));
+                        string.push(u8::try_from(octet).map_err(|_| format!("`\\{octet:o}` is more than a byte"))?);
+                    }
+                    Some(other) => string.push(other),
+                    None => return Err("a cut escape".into()),
+                },
+                Some(b) => string.push(b),
+            }
+        }
+        // Each character string holds at most 255 bytes (RFC 1035 §3.3.14).
+        if string.is_empty() {
+            strings.push(Vec::new());
+        }
+        strings.extend(string.chunks(255).map(<[u8]>::to_vec));
+    }
+    if strings.is_empty() {
+        return Err("no text".into());
+    }
+    Ok(RData::TXT(hickory_proto::rr::rdata::TXT::from_bytes(strings.iter().map(Vec::as_slice).collect())))
 }
 
 /// Whether `name` is an interface endpoint's DNS name, whose addresses the endpoint source
@@ -289,6 +383,9 @@ pub struct Route53Source {
     client: Client,
     limiter: TokenBucket,
     zones: Mutex<HashMap<String, CachedZone>>,
+    /// The last resolution of each outside alias (name, type, target), kept through upstream
+    /// failures.
+    external: Mutex<HashMap<(Name, RecordType, Name), Vec<Record>>>,
 }
 
 impl Route53Source {
@@ -300,6 +397,7 @@ impl Route53Source {
             config,
             limiter: TokenBucket::new(API_BURST, API_PER_SECOND),
             zones: Mutex::new(HashMap::new()),
+            external: Mutex::new(HashMap::new()),
         }
     }
 
@@ -308,10 +406,6 @@ impl Route53Source {
         &self.config.region
     }
 
-    /// A name for logs and the state file.
-    pub fn id(&self) -> String {
-        source_id("route53", &self.config.region, self.config.role_arn.as_deref())
-    }
 
     fn error(&self, call: &'static str) -> impl Fn(String) -> FetchError + '_ {
         move |message| FetchError { call, region: self.config.region.clone(), message }
@@ -319,8 +413,8 @@ impl Route53Source {
 
     /// Reads every zone this source covers; unchanged zones come from the last read.
     pub async fn fetch(&self) -> Result<Vec<Zone>, FetchError> {
-        let mut wanted: BTreeMap<String, String> = BTreeMap::new(); // id → name (may be empty)
-        for vpc in &self.config.vpc_ids {
+        let mut wanted: BTreeMap<String, usize> = BTreeMap::new(); // id → rank
+        for (rank, vpc) in self.config.vpc_ids.iter().enumerate() {
             let mut token: Option<String> = None;
             loop {
                 self.limiter.acquire().await;
@@ -334,7 +428,7 @@ impl Route53Source {
                     .await
                     .map_err(|e| self.error("ListHostedZonesByVPC")(sdk_message(&e)))?;
                 for zone in page.hosted_zone_summaries() {
-                    wanted.insert(zone_id(zone.hosted_zone_id()), zone.name().to_owned());
+                    wanted.entry(zone_id(zone.hosted_zone_id())).or_insert(rank);
                 }
                 match page.next_token() {
                     Some(next) if Some(next) != token.as_deref() => token = Some(next.to_owned()),
@@ -343,11 +437,11 @@ impl Route53Source {
             }
         }
         for id in &self.config.zone_ids {
-            wanted.entry(zone_id(id)).or_default();
+            wanted.entry(zone_id(id)).or_insert(self.config.vpc_ids.len());
         }
 
         let mut zones = Vec::with_capacity(wanted.len());
-        for id in wanted.into_keys() {
+        for (id, rank) in wanted {
             self.limiter.acquire().await;
             let hosted = self
                 .client
@@ -361,10 +455,10 @@ impl Route53Source {
             let reread = Duration::from_secs(self.config.reread_secs);
             let cached = self.cached(&id, count, reread);
             let zone = match cached {
-                Some(zone) => zone,
+                Some(zone) => Zone { rank, ..zone },
                 None => {
                     let record_sets = self.record_sets(&id).await?;
-                    let zone = Zone { id: id.clone(), name: hosted.name().to_owned(), record_sets };
+                    let zone = Zone { id: id.clone(), name: hosted.name().to_owned(), rank, record_sets };
                     self.remember(&id, count, &zone);
                     zone
                 }
@@ -414,30 +508,48 @@ impl Route53Source {
     }
 
     /// Resolves aliases to outside names through `forwarder`; each answer's TTL is capped at
-    /// `max_ttl` (the refresh interval), so it is never served staler than one refresh.
-    pub async fn resolve_external(forwarder: &std::sync::Arc<Forwarder>, aliases: &[ExternalAlias], max_ttl: u32) -> Vec<Record> {
+    /// `max_ttl` (the refresh interval), so it is never served staler than one refresh. When
+    /// the upstream fails (SERVFAIL, a timeout) the alias keeps its last good resolution: one
+    /// bad moment upstream must not turn a name in the zone into an NXDOMAIN that clients
+    /// cache. A definite answer (the target is gone) replaces it.
+    pub async fn resolve_external(&self, forwarder: &Arc<Forwarder>, aliases: &[ExternalAlias], max_ttl: u32) -> Vec<Record> {
         let mut records = Vec::new();
+        let mut resolved = HashMap::new();
         for alias in aliases {
             let answer = forwarder.forward(&alias.target, alias.rtype).await;
-            let found: Vec<Record> = answer
-                .answers
-                .iter()
-                .filter(|r| r.record_type() == alias.rtype)
-                .map(|r| Record {
-                    name: alias.name.clone(),
-                    ttl: r.ttl.min(max_ttl),
-                    data: r.data.clone(),
-                    provenance: alias.provenance.clone(),
-                    weight: None,
-                })
-                .collect();
+            let key = (alias.name.clone(), alias.rtype, alias.target.clone());
+            let found: Vec<Record> = if answer.rcode == hickory_proto::op::ResponseCode::ServFail {
+                let kept = self.external.lock().ok().and_then(|last| last.get(&key).cloned()).unwrap_or_default();
+                tracing::warn!(
+                    name = %alias.name, target = %alias.target, rtype = %alias.rtype, kept = kept.len(),
+                    origin = %alias.provenance.origin, "alias target did not resolve (upstream failed); keeping its last good answer"
+                );
+                kept
+            } else {
+                answer
+                    .answers
+                    .iter()
+                    .filter(|r| r.record_type() == alias.rtype)
+                    .map(|r| Record {
+                        name: alias.name.clone(),
+                        ttl: r.ttl.min(max_ttl),
+                        data: r.data.clone(),
+                        provenance: alias.provenance.clone(),
+                        weight: None,
+                    })
+                    .collect()
+            };
             if found.is_empty() {
                 tracing::warn!(
                     name = %alias.name, target = %alias.target, rtype = %alias.rtype, rcode = %answer.rcode,
                     origin = %alias.provenance.origin, "alias target did not resolve; left out"
                 );
             }
-            records.extend(found);
+            records.extend(found.iter().cloned());
+            resolved.insert(key, found);
+        }
+        if let Ok(mut last) = self.external.lock() {
+            *last = resolved;
         }
         records
     }
@@ -478,7 +590,24 @@ mod tests {
     }
 
     fn zone(id: &str, name: &str, record_sets: Vec<ResourceRecordSet>) -> Zone {
-        Zone { id: id.into(), name: name.into(), record_sets }
+        Zone { id: id.into(), name: name.into(), rank: 0, record_sets }
+    }
+
+    /// Issue 14 item 7: two private zones of one name are never merged; the zone of the first
+    /// VPC in `vpc_ids` wins whole.
+    #[test]
+    fn of_zones_with_one_name_the_first_vpcs_wins_whole() {
+        let soa = |serial: &str| set("corp.example.", RrType::Soa, 900, &[&format!("ns-1.awsdns-1.co.uk. awsdns-hostmaster.amazon.com. {serial} 7200 900 1209600 86400")]).build().expect("set");
+        let second_vpc = Zone {
+            rank: 1,
+            ..zone("ZAAA", "corp.example.", vec![soa("2"), set("only-b.corp.example.", RrType::A, 60, &["10.0.0.2"]).build().expect("set")])
+        };
+        let first_vpc = zone("ZZZZ", "corp.example.", vec![soa("1"), set("only-a.corp.example.", RrType::A, 60, &["10.0.0.1"]).build().expect("set")]);
+        let out = records_from_zones(&[second_vpc, first_vpc], &ctx());
+        assert_eq!(out.zones, [ZoneSummary { id: "ZZZZ".into(), name: Name::from_ascii("corp.example.").expect("name") }]);
+        assert!(out.records.iter().all(|r| r.provenance.origin.contains("zone=ZZZZ")), "{:?}", out.records);
+        assert!(out.records.iter().any(|r| r.name.to_ascii() == "only-a.corp.example."));
+        assert!(out.skipped.iter().any(|s| s.contains("ZAAA") && s.contains("same name")), "{:?}", out.skipped);
     }
 
     #[test]
@@ -517,6 +646,27 @@ mod tests {
         assert!(out.records.iter().any(|r| r.name.is_wildcard()), "\\052 becomes a wildcard");
         assert!(out.records.iter().all(|r| r.provenance.source == SourceKind::Route53));
         assert_eq!(out.skipped.len(), 1, "SPF is not served: {:?}", out.skipped);
+    }
+
+    /// Issue 14 item 4: Route 53's `\ooo` escapes in TXT values are octal bytes.
+    #[test]
+    fn txt_escapes_are_octal_bytes() {
+        let txt = |value: &str| match txt_from_route53(value) {
+            Ok(RData::TXT(txt)) => txt.txt_data.iter().map(|s| s.to_vec()).collect::<Vec<_>>(),
+            other => panic!("{value}: {other:?}"),
+        };
+        assert_eq!(txt(r#""\101""#), [b"A".to_vec()]);
+        assert_eq!(txt(r#""caf\303\251""#), ["café".as_bytes().to_vec()]);
+        assert_eq!(txt(r#""v=spf1 -all""#), [b"v=spf1 -all".to_vec()]);
+        assert_eq!(txt(r#""two" "strings""#), [b"two".to_vec(), b"strings".to_vec()]);
+        assert_eq!(txt(r#""say \"hi\" \\ back""#), [br#"say "hi" \ back"#.to_vec()]);
+        assert_eq!(txt("bare"), [b"bare".to_vec()]);
+        assert_eq!(txt(r#""""#), [Vec::<u8>::new()]);
+        let long = format!("\"{}\"", "x".repeat(300));
+        assert_eq!(txt(&long).iter().map(Vec::len).collect::<Vec<_>>(), [255, 45]);
+        for bad in [r#""open"#, r#""\09x""#, r#""\400""#, r#""\1""#, ""] {
+            assert!(txt_from_route53(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,8 +17,12 @@
 //! - A from ENI IPv4 addresses, AAAA from IPv6 when the endpoint's DNS record type is
 //!   dual-stack or IPv6;
 //! - the tag `hubdns:alias` (comma-separated names) → those names with the same addresses, at
-//!   tag precedence. Resource endpoints (VPC Lattice) have no DNS names of their own and are
-//!   published under their tag names only. Gateway endpoints have no addresses and are ignored.
+//!   tag precedence, for names under the source's `alias_tag_domains` only (a tag may add
+//!   names, never take over someone else's);
+//! - no source may publish the root or an ICANN public suffix ([`ownable`]).
+//!
+//! Resource endpoints (VPC Lattice) are published under their tag names only. Gateway
+//! endpoints have no addresses and are ignored.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -38,8 +42,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::VpcEndpointsConfig,
-    snapshot::{Provenance, Record, SourceKind},
-    sources::aws::{FetchError, sdk_config, sdk_message, source_id},
+    snapshot::{Provenance, Record, SourceKind, ownable},
+    sources::aws::{FetchError, sdk_config, sdk_message},
 };
 
 /// The tag whose value lists extra names for an endpoint.
@@ -71,6 +75,8 @@ pub struct FetchContext {
     pub fetched_at: String,
     /// TTL for the records.
     pub ttl: u32,
+    /// Where `hubdns:alias` tags may publish names (`alias_tag_domains`).
+    pub alias_tag_domains: Vec<Name>,
 }
 
 /// What [`records_from`] made of an inventory.
@@ -192,7 +198,11 @@ fn convert_endpoint(
             Ok(mut name) => {
                 name.set_fqdn(true);
                 let name = name.to_lowercase();
-                if !names.iter().any(|(n, _, _)| *n == name) {
+                if let Err(reason) = ownable(&name) {
+                    out.skipped.push(format!("{id}: name `{}` skipped: {reason}", text.trim()));
+                } else if source == SourceKind::EndpointTag && !ctx.alias_tag_domains.iter().any(|d| d.zone_of(&name)) {
+                    out.skipped.push(format!("{id}: {ALIAS_TAG} name `{name}` skipped: outside alias_tag_domains"));
+                } else if !names.iter().any(|(n, _, _)| *n == name) {
                     names.push((name, scope, source));
                 }
             }
@@ -314,10 +324,11 @@ impl VpcEndpointSource {
         &self.config.region
     }
 
-    /// A name for logs and the state file: region, and role when one is assumed.
-    pub fn id(&self) -> String {
-        source_id("vpc_endpoints", &self.config.region, self.config.role_arn.as_deref())
+    /// The domains `hubdns:alias` tags may publish names under.
+    pub fn alias_tag_domains(&self) -> Vec<Name> {
+        self.config.alias_tag_domains.iter().map(|d| d.name().clone()).collect()
     }
+
 
     /// Asks EC2 for everything this source covers.
     pub async fn fetch(&self) -> Result<Inventory, FetchError> {
@@ -429,7 +440,12 @@ mod tests {
     const SM_REGIONAL: &str = "vpce-0f1e2d3c4b5a69788-8m2kq4xz.secretsmanager.us-east-1.vpce.amazonaws.com";
 
     fn ctx() -> FetchContext {
-        FetchContext { region: "us-east-1".into(), fetched_at: "2026-11-21T15:00:00Z".into(), ttl: 60 }
+        FetchContext {
+            region: "us-east-1".into(),
+            fetched_at: "2026-11-21T15:00:00Z".into(),
+            ttl: 60,
+            alias_tag_domains: vec![Name::from_ascii("corp.example.").expect("name")],
+        }
     }
 
     fn eni(id: &str, zone: &str, v4: &str, v6: &[&str]) -> NetworkInterface {
@@ -660,6 +676,32 @@ mod tests {
         assert!(get(&t, "vpce-0rc-abc.rcfg-0abc.4232ccc.vpc-lattice-rsc.us-east-1.on.aws.").is_empty());
         assert!(converted.skipped.iter().any(|s| s.starts_with("vpce-0rc2") && s.contains(ALIAS_TAG)));
         assert_eq!(converted.handles.get("vpce-0rc").map(ToString::to_string).as_deref(), Some("db.corp.example."));
+    }
+
+    /// Issue 14 item 3: a tag names only what its domain allows, and no source owns the root or
+    /// a public suffix (a tag of `.` used to switch resolution off for every client).
+    #[test]
+    fn tags_and_entries_never_take_over_names_they_do_not_own() {
+        let tagged = sm()
+            .tags(Tag::builder().key(ALIAS_TAG).value("ok.corp.example,.,com, co.uk,github.com,x.corp.example.evil.test").build())
+            .dns_entries(entry("."))
+            .dns_entries(entry(""))
+            .build();
+        let converted = records_from(&inventory(vec![tagged]), &ctx());
+        let t = table(&converted);
+        let tag_names: Vec<&String> = t.keys().filter(|(_, kind)| *kind == SourceKind::EndpointTag).map(|(n, _)| n).collect();
+        assert_eq!(tag_names, ["ok.corp.example."], "{:?}", converted.skipped);
+        assert!(!t.keys().any(|(n, _)| n == "."), "the root is never owned");
+        for refused in ["`.`", "`com`", "`co.uk`"] {
+            assert!(converted.skipped.iter().any(|s| s.contains(refused) && s.contains("cannot be an owned name")), "{refused}: {:?}", converted.skipped);
+        }
+        for outside in ["github.com.", "x.corp.example.evil.test."] {
+            assert!(converted.skipped.iter().any(|s| s.contains(outside) && s.contains("alias_tag_domains")), "{outside}: {:?}", converted.skipped);
+        }
+        let mut closed = ctx();
+        closed.alias_tag_domains.clear();
+        let converted = records_from(&inventory(vec![sm().tags(Tag::builder().key(ALIAS_TAG).value("ok.corp.example").build()).build()]), &closed);
+        assert!(!table(&converted).keys().any(|(_, kind)| *kind == SourceKind::EndpointTag), "default: tags publish nothing");
     }
 
     #[test]

@@ -145,7 +145,8 @@ fn source_config(upstream: SocketAddr, url: &str, state_file: &std::path::Path) 
         "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 1\n\n\
          [forward]\nupstreams = [\"{upstream}\"]\ntimeout_ms = 300\nattempts = 1\ndeadline_ms = 1000\n\n\
          [refresh]\ninterval_secs = 1\nmax_backoff_secs = 4\nstate_file = \"{}\"\n\n\
-         [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\napi_timeout_secs = 1\nmax_attempts = 1\n",
+         [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\napi_timeout_secs = 1\nmax_attempts = 1\n\
+         alias_tag_domains = [\"corp.example\"]\n",
         state_file.display()
     )
 }
@@ -387,7 +388,10 @@ async fn a_failing_source_does_not_affect_the_others_and_a_corrupt_state_file_is
     let state_file = tempdir().join("state.json");
     std::fs::write(&state_file, b"{\"format\": \"hubdns-state/1\", \"sources\": {\"vpc_endpoints/us-east-1\": [").expect("write");
     let text = source_config(upstream.addr, &good.url(), &state_file)
-        + &format!("\n[[sources.vpc_endpoints]]\nregion = \"eu-west-1\"\nendpoint_url = \"{}\"\nmax_attempts = 1\n", bad.url());
+        + &format!(
+            "\n[[sources.vpc_endpoints]]\nregion = \"eu-west-1\"\nendpoint_url = \"{}\"\nmax_attempts = 1\nalias_tag_domains = [\"corp.example\"]\n",
+            bad.url()
+        );
     let hub = start(&local_config(&text)).await;
     wait_for(hub.addr, "kms.corp.example.", RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
     assert!(!hub.server.is_ready(), "not ready while one source has never answered");

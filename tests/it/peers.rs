@@ -194,7 +194,7 @@ async fn on_prem_resolvers_forward_to_hubdns_with_the_shipped_snippets() {
     let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in starts");
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 1\n\n[forward]\nupstreams = [\"{}\"]\n\n\
-         [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_attempts = 1\n\n\
+         [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_attempts = 1\nalias_tag_domains = [\"corp.example\"]\n\n\
          [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-0a1b2c3d4e5f60718\"]\nendpoint_url = \"{url}\"\nmax_attempts = 1\n",
         upstream.addr,
         url = replay.url()
