@@ -3,6 +3,7 @@
 
 mod aws;
 mod cli;
+mod conformance;
 mod deploy;
 mod forwarding;
 mod harden;
