@@ -5,6 +5,7 @@ mod aws;
 mod cli;
 mod conformance;
 mod deploy;
+mod differential;
 mod forwarding;
 mod harden;
 mod harness;
