@@ -382,8 +382,8 @@ pub(crate) async fn exchange(server: SocketAddr, bytes: &[u8], tcp: bool) -> Res
     Ok((message, raw))
 }
 
-/// `/explain`'s rcode for `name`/`qtype`.
-fn explain_rcode(admin: SocketAddr, name: &str, qtype: &str) -> Result<Option<String>, String> {
+/// `/explain`'s rcode and `answered_by` for `name`/`qtype`.
+fn explain_rcode(admin: SocketAddr, name: &str, qtype: &str) -> Result<(Option<String>, String), String> {
     let encoded: String = name
         .bytes()
         .map(|b| match b {
@@ -397,7 +397,8 @@ fn explain_rcode(admin: SocketAddr, name: &str, qtype: &str) -> Result<Option<St
         return Err(format!("/explain answered {status}: {body}"));
     }
     let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("/explain JSON: {e}: {body}"))?;
-    Ok(json.get("rcode").and_then(|r| r.as_str()).map(str::to_owned))
+    let by = json.get("answered_by").and_then(|r| r.as_str()).unwrap_or_default().to_owned();
+    Ok((json.get("rcode").and_then(|r| r.as_str()).map(str::to_owned), by))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -666,7 +667,13 @@ async fn setup_r53(moto: &Moto) -> Result<Fixture, String> {
         upsert(rrset(&c("_ldap._tcp."), "SRV", 300, &["0 100 389 dc1.corp.example."])),
         upsert(rrset(&c("dc1."), "A", 300, &["10.20.3.5"])),
         upsert(rrset(&c("y.sub."), "A", 300, &["10.20.7.7"])),
+        upsert(rrset(&c("ch9."), "A", 300, &["10.20.14.9"])),
     ];
+    // A chain of nine CNAMEs, ch0 → ch1 → … → ch9 (BIND 9.18 answers chains of up to 11).
+    let mut changes = changes;
+    for i in 0..9 {
+        changes.push(upsert(rrset(&c(&format!("ch{i}.")), "CNAME", 300, &[&format!("ch{}.corp.example.", i + 1)])));
+    }
     change(&route53, &corp, changes).await?;
 
     let sub = zone(&route53, "sub.corp.example.", &vpc_a, "ns-sub.awsdns.example.").await?;
@@ -987,11 +994,25 @@ async fn run_row(row: &Row, fixture: &Fixture) -> Vec<String> {
     if q.question && q.opcode == 0 {
         let name = expand_one(&q.name, vars);
         match explain_rcode(fixture.admin, &name, &q.qtype.to_ascii_uppercase()) {
-            Ok(Some(explained)) if explained != rcode => {
-                problems.push(format!("/explain says {explained}, the DNS answer was {rcode}"))
+            Ok((explained, by)) => {
+                match explained {
+                    Some(explained) if explained != rcode => {
+                        problems.push(format!("/explain says {explained}, the DNS answer was {rcode}"))
+                    }
+                    None if answer.metadata.authoritative => {
+                        problems.push(format!("/explain gives no rcode for an owned answer ({rcode})"))
+                    }
+                    _ => {}
+                }
+                // Who answers: hubdns's own data is authoritative, a forwarded answer is not.
+                let aa = answer.metadata.authoritative;
+                if by == "upstream" && aa {
+                    problems.push("/explain says answered_by upstream, the DNS answer has AA=1".into());
+                }
+                if by == "hubdns" && !aa && matches!(rcode.as_str(), "NOERROR" | "NXDOMAIN") && answer.answers.first().is_none_or(|r| r.record_type() != RecordType::CNAME) {
+                    problems.push("/explain says answered_by hubdns, the DNS answer has AA=0".into());
+                }
             }
-            Ok(None) if answer.metadata.authoritative => problems.push(format!("/explain gives no rcode for an owned answer ({rcode})")),
-            Ok(_) => {}
             Err(e) => problems.push(e),
         }
     }
