@@ -3,7 +3,9 @@
 
 mod aws;
 mod cli;
+mod conformance;
 mod deploy;
+mod differential;
 mod forwarding;
 mod harden;
 mod harness;

@@ -1,0 +1,797 @@
+//! The differential run: hubdns and BIND 9 (Debian's `named`) serve the same zones, get the
+//! same generated queries, and must give the same answers.
+//!
+//! - (a) the demo's `corp.example` (the recorded Route 53 data in config/demo-aws/route53/,
+//!   served to hubdns by `hubdns::demo::AwsReplay`), written by hand below as a BIND zone file
+//!   with Route 53's aliases flattened to the records they answer with;
+//! - (b) `gen.example`, a zone with every type and shape hubdns serves, created in moto through
+//!   the AWS SDK for hubdns and written as a zone file for BIND from the same table.
+//!
+//! BIND runs as the VPC resolver of the hub would: recursion on, the zones primary, every
+//! other name forwarded (`forward only`) to the upstream hubdns forwards to, no DNSSEC
+//! validation, `minimal-responses yes` (Route 53 adds no NS to positive answers). That
+//! upstream is a third server, BIND authoritative for the root zone, so forwarded names get
+//! real answers (an NXDOMAIN's SOA encloses the name) from a real server. Each
+//! query goes to both with the same flags; rcode, flags, question, answer RRsets (as sets,
+//! TTLs aside), authority types and owners, and the OPT record's presence and DO bit are
+//! compared. Only these differences are allowed, each for a stated reason:
+//! - RA=1 on hubdns (it always offers recursion);
+//! - REFUSED from hubdns for RD=0 on a name it does not own (it is no cache to snoop on);
+//! - hubdns's own SOA (MNAME `hubdns.invalid.`) for owned names outside a loaded zone: the
+//!   authority SOA's owner may differ;
+//! - RFC 8482 minimal ANY: hubdns answers a non-empty part of BIND's RRsets, or a HINFO;
+//! - no additional-section data (the additional section is not compared).
+//!
+//! Route 53's weighted records are one draw per query: their names are compared as "hubdns
+//! answers one of the weighted sets, BIND all of them" (BIND has no weights). Any other
+//! difference fails the run, listed by kind with an example query each. The queries come
+//! from a fixed seed, so every run asks the same ones.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::{Ipv4Addr, SocketAddr},
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet, RrType, Vpc, VpcRegion,
+};
+use hickory_proto::{
+    op::{Edns, Message, Query},
+    rr::{Name, RData, RecordType},
+};
+use hubdns::demo::{AwsReplay, Responses};
+
+use crate::{
+    aws::{Moto, local_config, start},
+    conformance::{canonical, exchange},
+    harness::{Running, tempdir},
+};
+
+/// The seed of the generated queries.
+const SEED: u64 = 14;
+
+/// The SOA MNAME hubdns puts in negative answers for names it owns outside a loaded zone.
+const OWN_SOA_MNAME: &str = "hubdns.invalid.";
+
+// ---------------------------------------------------------------------------------------------
+// The zones
+// ---------------------------------------------------------------------------------------------
+
+/// (a) corp.example as Route 53 answers it, from config/demo-aws/route53/ListResourceRecordSets.xml:
+/// - `api` is weighted blue 90 / green 10: BIND holds both (compared as a draw, see [`draws`]);
+/// - `db` is failover: the primary answers (its health check is not evaluated);
+/// - `internal-api` is an A alias to the partner endpoint's regional name: that endpoint's ENI
+///   addresses (config/demo-aws/DescribeNetworkInterfaces.xml, 10.10.1.77 and 10.10.2.78);
+/// - `www` is an A alias to `api`: the same weighted draw, under `www`'s name.
+const CORP_ZONE: &str = r#"$TTL 300
+@ 172800 IN NS ns-1536.awsdns-00.co.uk.
+@ 172800 IN NS ns-0.awsdns-00.com.
+@ 172800 IN NS ns-1024.awsdns-00.org.
+@ 172800 IN NS ns-512.awsdns-00.net.
+@ 900 IN SOA ns-1536.awsdns-00.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400
+@ 300 IN TXT "hub VPC private zone, served to spokes and on-prem by hubdns"
+*.apps 300 IN A 10.20.9.9
+api 60 IN A 10.20.1.10
+api 60 IN A 10.20.1.11
+db 60 IN A 10.20.2.10
+dc1 300 IN A 10.20.3.5
+internal-api 60 IN A 10.10.1.77
+internal-api 60 IN A 10.10.2.78
+mail 300 IN MX 10 dc1.corp.example.
+secrets 300 IN CNAME secretsmanager.us-east-1.amazonaws.com.
+_ldap._tcp 300 IN SRV 0 100 389 dc1.corp.example.
+www 60 IN A 10.20.1.10
+www 60 IN A 10.20.1.11
+"#;
+
+/// The Secrets Manager endpoint's private DNS name (DescribeVpcEndpointServices), which
+/// `secrets.corp.example` points at: the endpoint's ENIs (10.10.1.25, 10.10.2.41). hubdns owns
+/// it outside any loaded zone (its own SOA); for BIND it is a small zone of its own, as AWS's
+/// managed private zone for the endpoint is.
+const SM_ZONE: &str = "$TTL 60\n@ IN SOA ns.secretsmanager.invalid. hostmaster.invalid. 1 7200 900 1209600 60\n@ IN NS ns.invalid.\n\
+                       @ IN A 10.10.1.25\n@ IN A 10.10.2.41\n";
+
+/// What the upstream of both servers serves: the whole namespace as one authoritative root
+/// zone, so a forwarded name gets a real answer (NXDOMAIN with the root's SOA, which encloses
+/// every name) from a real server.
+const UPSTREAM_ROOT_ZONE: &str = "$TTL 300\n. IN SOA a.root.test. hostmaster.root.test. 1 7200 900 1209600 300\n\
+                                  . IN NS a.root.test.\na.root.test. IN A 127.0.0.1\n\
+                                  www.fwd.test. IN A 192.0.2.1\ntarget.fwd.test. IN A 192.0.2.1\n\
+                                  target.fwd.test. IN TXT \"upstream text\"\nalias.fwd.test. IN CNAME target.fwd.test.\n";
+
+/// The zone delegated out of gen.example (`sub`), served by the upstream: a name below the
+/// cut is answered by its own zone, whoever asks.
+const UPSTREAM_SUB_ZONE: &str = "$TTL 300\n@ IN SOA ns1.sub-dns.example. hostmaster.sub.gen.example. 1 7200 900 1209600 300\n\
+                                 @ IN NS ns1.sub-dns.example.\n@ IN NS ns2.sub-dns.example.\nhost IN A 192.0.2.7\n";
+
+/// One record set of the generated zone: owner (relative to the zone, `@` the apex), type,
+/// values in presentation format. TXT values are raw bytes, written per target.
+struct Gen {
+    owner: &'static str,
+    rtype: &'static str,
+    values: Vec<GenValue>,
+}
+
+enum GenValue {
+    Text(String),
+    /// TXT character-strings as bytes: Route 53 writes `\ooo` octal, BIND `\DDD` decimal.
+    Txt(Vec<Vec<u8>>),
+}
+
+fn txt(strings: &[&[u8]]) -> GenValue {
+    GenValue::Txt(strings.iter().map(|s| s.to_vec()).collect())
+}
+
+fn v(text: &str) -> GenValue {
+    GenValue::Text(text.to_owned())
+}
+
+/// (b) every type and shape hubdns serves.
+fn gen_zone() -> Vec<Gen> {
+    let mut sets = vec![
+        Gen { owner: "@", rtype: "A", values: vec![v("10.50.0.1")] },
+        Gen { owner: "@", rtype: "AAAA", values: vec![v("fd00:50::1")] },
+        Gen { owner: "@", rtype: "TXT", values: vec![txt(&[b"v=spf1 -all"]), txt(&[b"apex second"])] },
+        Gen { owner: "@", rtype: "MX", values: vec![v("10 mx1.gen.example."), v("20 mx2.gen.example.")] },
+        Gen { owner: "@", rtype: "CAA", values: vec![v("0 issue \"amazon.com\""), v("0 iodef \"mailto:sec@gen.example\"")] },
+        Gen { owner: "mx1", rtype: "A", values: vec![v("10.50.0.25")] },
+        Gen { owner: "mx2", rtype: "A", values: vec![v("10.50.0.26")] },
+        Gen { owner: "dual", rtype: "A", values: vec![v("10.50.1.1"), v("10.50.1.2")] },
+        Gen { owner: "dual", rtype: "AAAA", values: vec![v("fd00:50::11"), v("fd00:50::12")] },
+        Gen { owner: "dual", rtype: "TXT", values: vec![txt(&[b"dual"])] },
+        Gen { owner: "v6only", rtype: "AAAA", values: vec![v("fd00:50::66")] },
+        Gen { owner: "esc", rtype: "TXT", values: vec![txt(&[b"A"]), txt(&["caf\u{e9}".as_bytes()]), txt(&[b"quote\"back\\slash", b"two"])] },
+        Gen { owner: "long", rtype: "TXT", values: vec![txt(&[&[b'x'; 255][..], &[b'y'; 100][..]])] },
+        Gen { owner: "c1", rtype: "CNAME", values: vec![v("dual.gen.example.")] },
+        Gen { owner: "c2", rtype: "CNAME", values: vec![v("c1.gen.example.")] },
+        Gen { owner: "c3", rtype: "CNAME", values: vec![v("c2.gen.example.")] },
+        Gen { owner: "cext", rtype: "CNAME", values: vec![v("target.fwd.test.")] },
+        Gen { owner: "cnx", rtype: "CNAME", values: vec![v("nothing-here.gen.example.")] },
+        Gen { owner: "cwild", rtype: "CNAME", values: vec![v("host.w.gen.example.")] },
+        Gen { owner: "_sip._tcp", rtype: "SRV", values: vec![v("10 60 5060 dual.gen.example."), v("20 40 5061 mx1.gen.example.")] },
+        Gen { owner: "ptr", rtype: "PTR", values: vec![v("dual.gen.example.")] },
+        Gen { owner: "*.w", rtype: "A", values: vec![v("10.50.9.1")] },
+        Gen { owner: "*.w", rtype: "TXT", values: vec![txt(&[b"wild"])] },
+        Gen { owner: "*.w", rtype: "MX", values: vec![v("5 mx1.gen.example.")] },
+        Gen { owner: "exact.w", rtype: "A", values: vec![v("10.50.9.2")] },
+        Gen { owner: "*.d2.d1", rtype: "A", values: vec![v("10.50.9.3")] },
+        Gen { owner: "*.d2.d1", rtype: "AAAA", values: vec![v("fd00:50::93")] },
+        Gen { owner: "a.b.c.ent", rtype: "A", values: vec![v("10.50.7.1")] },
+        Gen { owner: "x.ent", rtype: "TXT", values: vec![txt(&[b"beside the ENT"])] },
+        Gen { owner: "sub", rtype: "NS", values: vec![v("ns1.sub-dns.example."), v("ns2.sub-dns.example.")] },
+        Gen { owner: "mixed", rtype: "A", values: vec![v("10.50.3.1")] },
+        Gen { owner: "mixed", rtype: "TXT", values: vec![txt(&[b"mixed"])] },
+        Gen { owner: "mixed", rtype: "MX", values: vec![v("10 mx1.gen.example.")] },
+        Gen { owner: "mixed", rtype: "CAA", values: vec![v("0 issuewild \";\"")] },
+        Gen { owner: "mixed", rtype: "SRV", values: vec![v("0 0 443 mixed.gen.example.")] },
+    ];
+    // Hosts, to make the zone less tiny.
+    const HOSTS: [&str; 8] = ["h0", "h1", "h2", "h3", "h4", "h5", "h6", "h7"];
+    for (i, host) in HOSTS.iter().enumerate() {
+        sets.push(Gen { owner: host, rtype: "A", values: vec![v(&format!("10.50.4.{i}"))] });
+    }
+    sets
+}
+
+fn absolute(owner: &str, zone: &str) -> String {
+    if owner == "@" { zone.to_owned() } else { format!("{owner}.{zone}") }
+}
+
+fn txt_wire(strings: &[Vec<u8>], octal: bool) -> String {
+    strings
+        .iter()
+        .map(|s| {
+            let mut out = String::from("\"");
+            for &b in s {
+                match b {
+                    b'"' | b'\\' => {
+                        out.push('\\');
+                        out.push(b as char);
+                    }
+                    0x20..=0x7e => out.push(b as char),
+                    _ if octal => out.push_str(&format!("\\{b:03o}")),
+                    _ => out.push_str(&format!("\\{b:03}")),
+                }
+            }
+            out.push('"');
+            out
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn value_text(value: &GenValue, octal: bool) -> String {
+    match value {
+        GenValue::Text(t) => t.clone(),
+        GenValue::Txt(strings) => txt_wire(strings, octal),
+    }
+}
+
+/// The generated zone as a BIND zone file.
+fn gen_zone_file(zone: &str) -> String {
+    let mut out = format!(
+        "$TTL 300\n@ 900 IN SOA ns-gen.awsdns.example. hostmaster.{zone} 1 7200 900 1209600 86400\n@ 172800 IN NS ns-1.awsdns-00.example.\n"
+    );
+    for set in gen_zone() {
+        for value in &set.values {
+            out.push_str(&format!("{} 300 IN {} {}\n", set.owner, set.rtype, value_text(value, false)));
+        }
+    }
+    out
+}
+
+async fn create_gen_zone(moto: &Moto, zone: &str) -> String {
+    let ec2 = moto.ec2();
+    let vpc = ec2.create_vpc().cidr_block("10.50.0.0/16").send().await.expect("create vpc");
+    let vpc = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_owned();
+    let route53 = moto.route53();
+    let created = route53
+        .create_hosted_zone()
+        .name(zone)
+        .caller_reference("differential-gen")
+        .vpc(Vpc::builder().vpc_id(&vpc).vpc_region(VpcRegion::UsEast1).build())
+        .hosted_zone_config(HostedZoneConfig::builder().private_zone(true).build())
+        .send()
+        .await
+        .expect("create zone");
+    let id = created.hosted_zone().expect("zone").id().trim_start_matches("/hostedzone/").to_owned();
+    let set = |name: &str, rtype: &str, ttl: i64, values: &[String]| {
+        let mut b = ResourceRecordSet::builder().name(name).r#type(RrType::from(rtype)).ttl(ttl);
+        for value in values {
+            b = b.resource_records(ResourceRecord::builder().value(value).build().expect("value"));
+        }
+        Change::builder().action(ChangeAction::Upsert).resource_record_set(b.build().expect("set")).build().expect("change")
+    };
+    let mut changes = vec![
+        set(zone, "SOA", 900, &[format!("ns-gen.awsdns.example. hostmaster.{zone} 1 7200 900 1209600 86400")]),
+        set(zone, "NS", 172800, &["ns-1.awsdns-00.example.".to_owned()]),
+    ];
+    for g in gen_zone() {
+        // Route 53 writes `*` as \052 in names.
+        let owner = absolute(g.owner, zone).replace('*', "\\052");
+        let values: Vec<String> = g.values.iter().map(|v| value_text(v, true)).collect();
+        changes.push(set(&owner, g.rtype, 300, &values));
+    }
+    route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&id)
+        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().expect("batch"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("records: {}", aws_sdk_route53::error::DisplayErrorContext(e)));
+    vpc
+}
+
+// ---------------------------------------------------------------------------------------------
+// BIND
+// ---------------------------------------------------------------------------------------------
+
+fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// `named` on 127.0.0.1 (BIND listens only on addresses an interface carries), serving
+/// `zones` (name, zone file text) and forwarding everything else to `upstream`; with no
+/// upstream, an authoritative-only server (the upstream of both servers under test).
+fn start_bind(zones: &[(&str, String)], upstream: Option<SocketAddr>) -> (Running, SocketAddr) {
+    let named = ["/usr/sbin/named", "/usr/bin/named", "/sbin/named"]
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or_else(|| panic!("named is not installed: apt-get install bind9 (scripts/test does)"));
+    let dir = tempdir();
+    let port = free_port();
+    let d = dir.display();
+    let resolving = match upstream {
+        Some(up) => format!(
+            "  recursion yes;\n  allow-recursion {{ any; }};\n  forward only;\n  forwarders {{ {} port {}; }};\n",
+            up.ip(),
+            up.port()
+        ),
+        None => "  recursion no;\n".to_owned(),
+    };
+    let mut conf = format!(
+        "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n\
+         \x20 allow-query {{ any; }};\n  dnssec-validation no;\n  notify no;\n\
+         \x20 minimal-responses yes;\n  empty-zones-enable no;\n{resolving}}};\ncontrols {{ }};\n"
+    );
+    for (name, text) in zones {
+        let file = dir.join(format!("{}zone", if *name == "." { "root." } else { name }));
+        std::fs::write(&file, text).expect("zone file");
+        conf.push_str(&format!("zone \"{name}\" {{ type primary; file \"{}\"; }};\n", file.display()));
+    }
+    std::fs::write(dir.join("named.conf"), conf).expect("named.conf");
+    let log = std::fs::File::create(dir.join("named.log")).expect("log");
+    let child = Command::new(named)
+        .args(["-g", "-n", "1", "-u", "root", "-c"])
+        .arg(dir.join("named.conf"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("named starts");
+    let child = Running(child);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let started = Instant::now();
+    // Ready once it answers over TCP for a zone it loaded.
+    while std::net::TcpStream::connect(addr).is_err() {
+        let log = std::fs::read_to_string(dir.join("named.log")).unwrap_or_default();
+        assert!(started.elapsed() < Duration::from_secs(20), "named did not start:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(dir.join("named.log")).unwrap_or_default();
+    assert!(!log.contains("not loaded due to errors"), "a zone did not load in BIND:\n{log}");
+    (child, addr)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Ask {
+    name: String,
+    qtype: RecordType,
+    rd: bool,
+    cd: bool,
+    dnssec_ok: bool,
+    edns: Option<u16>,
+    tcp: bool,
+}
+
+impl std::fmt::Display for Ask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "dig {} {}", self.name, self.qtype)?;
+        if !self.rd {
+            f.write_str(" +norec")?;
+        }
+        if self.cd {
+            f.write_str(" +cd")?;
+        }
+        if self.dnssec_ok {
+            f.write_str(" +dnssec")?;
+        }
+        match self.edns {
+            None => f.write_str(" +noedns")?,
+            Some(size) => write!(f, " +bufsize={size}")?,
+        }
+        if self.tcp {
+            f.write_str(" +tcp")?;
+        }
+        Ok(())
+    }
+}
+
+impl Ask {
+    fn bytes(&self, id: u16) -> Vec<u8> {
+        let mut message = Message::query();
+        message.metadata.id = id;
+        message.metadata.recursion_desired = self.rd;
+        message.metadata.checking_disabled = self.cd;
+        message.add_query(Query::query(Name::from_ascii(&self.name).expect("name"), self.qtype));
+        if let Some(size) = self.edns {
+            let mut edns = Edns::new();
+            edns.set_max_payload(size);
+            edns.set_dnssec_ok(self.dnssec_ok);
+            message.edns = Some(edns);
+        }
+        message.to_vec().expect("encodes")
+    }
+}
+
+/// Flips the case of some letters (0x20 style).
+fn mixed_case(rng: &mut fastrand::Rng, name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphabetic() && rng.bool() { c.to_ascii_uppercase() } else { c }).collect()
+}
+
+const TYPES: [RecordType; 16] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::TXT,
+    RecordType::MX,
+    RecordType::SRV,
+    RecordType::PTR,
+    RecordType::CAA,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::DS,
+    RecordType::DNSKEY,
+    RecordType::ANY,
+    RecordType::HINFO,
+    RecordType::NAPTR,
+    RecordType::SSHFP,
+];
+
+/// `count` queries over `names` (every type, flags and transports drawn from `rng`).
+fn generate(rng: &mut fastrand::Rng, names: &[String], count: usize) -> Vec<Ask> {
+    (0..count)
+        .map(|i| {
+            let name = names[i % names.len()].clone();
+            let name = if rng.u8(..4) == 0 { mixed_case(rng, &name) } else { name };
+            // Common types more often: A, AAAA and the type the name has.
+            let qtype = if rng.bool() { [RecordType::A, RecordType::AAAA, RecordType::TXT][rng.usize(..3)] } else { TYPES[rng.usize(..TYPES.len())] };
+            Ask {
+                name,
+                qtype,
+                rd: rng.u8(..10) != 0,
+                cd: rng.u8(..5) == 0,
+                dnssec_ok: rng.u8(..3) == 0,
+                edns: [None, Some(512), Some(1232), Some(1232), Some(4096)][rng.usize(..5)],
+                tcp: rng.u8(..4) == 0,
+            }
+        })
+        .collect()
+}
+
+fn names_for(zone: &str, owners: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = owners.iter().map(|o| absolute(o, zone)).collect();
+    names.extend(extra.iter().map(|e| e.replace("{z}", zone)));
+    names.sort();
+    names.dedup();
+    names
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparing
+// ---------------------------------------------------------------------------------------------
+
+/// Route 53's weighted names: owner → the sets a draw may give (A data only).
+type Draws = HashMap<String, Vec<BTreeSet<String>>>;
+
+/// What is different, by kind; each kind keeps a count and the first example.
+#[derive(Default)]
+struct Differences {
+    kinds: BTreeMap<String, (usize, Vec<String>)>,
+    allowed: BTreeMap<String, usize>,
+}
+
+impl Differences {
+    fn add(&mut self, kind: String, example: String) {
+        let entry = self.kinds.entry(kind).or_insert((0, Vec::new()));
+        entry.0 += 1;
+        // Up to three examples, for different names.
+        let name = example.split_whitespace().nth(1).unwrap_or_default().to_ascii_lowercase();
+        if entry.1.len() < 3 && !entry.1.iter().any(|e| e.split_whitespace().nth(1).unwrap_or_default().eq_ignore_ascii_case(&name)) {
+            entry.1.push(example);
+        }
+    }
+
+    fn allow(&mut self, reason: &str) {
+        *self.allowed.entry(reason.to_owned()).or_insert(0) += 1;
+    }
+}
+
+fn rcode(m: &Message) -> String {
+    format!("{:?}", m.metadata.response_code).to_ascii_uppercase()
+}
+
+fn under(name: &str, domains: &[&str]) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    domains.iter().any(|o| {
+        let o = o.trim_end_matches('.');
+        name == o || name.ends_with(&format!(".{o}"))
+    })
+}
+
+/// Which names hubdns owns: the zones, less what is delegated out of them (strictly below a
+/// cut); `own_apexes` are owned names outside any loaded zone, where hubdns's own SOA answers.
+struct Ownership<'a> {
+    zones: &'a [&'a str],
+    delegated: &'a [&'a str],
+    own_apexes: &'a [&'a str],
+}
+
+impl Ownership<'_> {
+    fn owns(&self, name: &str) -> bool {
+        let below_cut = self.delegated.iter().any(|d| {
+            let n = name.trim_end_matches('.').to_ascii_lowercase();
+            n.ends_with(&format!(".{}", d.trim_end_matches('.')))
+        });
+        under(name, self.zones) && !below_cut
+    }
+}
+
+fn flags(m: &Message) -> String {
+    let md = &m.metadata;
+    let mut out = Vec::new();
+    for (set, name) in [
+        (md.authoritative, "aa"),
+        (md.truncation, "tc"),
+        (md.recursion_desired, "rd"),
+        (md.authentic_data, "ad"),
+        (md.checking_disabled, "cd"),
+    ] {
+        if set {
+            out.push(name);
+        }
+    }
+    out.join(" ")
+}
+
+/// The answer section as RRset → data set; weighted names keep their data apart.
+fn answer_sets(m: &Message) -> BTreeMap<String, BTreeSet<String>> {
+    let mut sets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for record in &m.answers {
+        let line = canonical(record);
+        let mut parts = line.splitn(3, ' ');
+        let key = format!("{} {}", parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        sets.entry(key).or_default().insert(parts.next().unwrap_or_default().to_owned());
+    }
+    sets
+}
+
+fn show_sets(sets: &BTreeMap<String, BTreeSet<String>>) -> String {
+    if sets.is_empty() {
+        return "(empty)".into();
+    }
+    sets.iter().map(|(k, v)| format!("{k} {}", v.iter().cloned().collect::<Vec<_>>().join(","))).collect::<Vec<_>>().join("; ")
+}
+
+fn compare(ask: &Ask, h: &Message, b: &Message, owned: &Ownership<'_>, draws: &Draws, diffs: &mut Differences) {
+    let say = |what: &str, hv: String, bv: String| format!("{ask}  → hubdns {what} {hv}; BIND {bv}");
+    let not_owned = !owned.owns(&ask.name);
+    if h.metadata.response_code == hickory_proto::op::ResponseCode::Refused && !ask.rd && not_owned {
+        diffs.allow("REFUSED for RD=0 on a name not owned");
+        return;
+    }
+    if rcode(h) != rcode(b) {
+        diffs.add(format!("rcode {} vs {}", rcode(h), rcode(b)), say("rcode", rcode(h), rcode(b)));
+        return;
+    }
+    if flags(h) != flags(b) {
+        diffs.add(format!("flags [{}] vs [{}]", flags(h), flags(b)), say("flags", flags(h), flags(b)));
+    }
+    if h.metadata.recursion_available != b.metadata.recursion_available {
+        if h.metadata.recursion_available {
+            diffs.allow("RA=1 on hubdns");
+        } else {
+            diffs.add("RA=0 on hubdns".into(), say("RA", "0".into(), "1".into()));
+        }
+    }
+    let hq: Vec<String> = h.queries.iter().map(|q| format!("{} {}", q.name().to_ascii(), q.query_type())).collect();
+    let bq: Vec<String> = b.queries.iter().map(|q| format!("{} {}", q.name().to_ascii(), q.query_type())).collect();
+    if hq != bq {
+        diffs.add("question section".into(), say("question", hq.join(","), bq.join(",")));
+    }
+    match (&h.edns, &b.edns) {
+        (Some(he), Some(be)) if he.flags().dnssec_ok != be.flags().dnssec_ok => {
+            diffs.add(format!("DO bit {} vs {}", u8::from(he.flags().dnssec_ok), u8::from(be.flags().dnssec_ok)), say("DO", "".into(), "".into()))
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            diffs.add(format!("OPT record {} vs {}", h.edns.is_some(), b.edns.is_some()), say("OPT", "".into(), "".into()))
+        }
+        _ => {}
+    }
+    // Answer RRsets.
+    let hs = answer_sets(h);
+    let bs = answer_sets(b);
+    if hs != bs {
+        let mut explained = false;
+        if ask.qtype == RecordType::ANY {
+            let hinfo_only = h.answers.iter().all(|r| r.record_type() == RecordType::HINFO);
+            let part = !hs.is_empty() && hs.iter().all(|(k, v)| bs.get(k).is_some_and(|bv| v.is_subset(bv)));
+            if (hinfo_only && !h.answers.is_empty()) || part {
+                diffs.allow("RFC 8482 minimal ANY");
+                explained = true;
+            }
+        } else if hs.keys().eq(bs.keys()) {
+            // A weighted name: hubdns gives one draw, BIND the union.
+            explained = hs.iter().all(|(k, hv)| {
+                let bv = &bs[k];
+                if hv == bv {
+                    return true;
+                }
+                let owner = k.split(' ').next().unwrap_or_default();
+                draws.get(owner).is_some_and(|alts| alts.contains(hv) && alts.iter().flatten().cloned().collect::<BTreeSet<_>>() == *bv)
+            });
+            if explained {
+                diffs.allow("weighted draw (Route 53 routing policy; BIND holds every set)");
+            }
+        }
+        // hubdns's own zone for an owned name outside a loaded zone: its SOA and NS there are
+        // its own (BIND needs some; AWS's managed zone has AWS's).
+        let own_zone_only = |sets: &BTreeMap<String, BTreeSet<String>>| -> BTreeMap<String, BTreeSet<String>> {
+            sets.iter()
+                .filter(|(k, _)| {
+                    let (owner, rtype) = k.split_once(' ').unwrap_or_default();
+                    !(matches!(rtype, "SOA" | "NS") && owned.own_apexes.iter().any(|a| a.eq_ignore_ascii_case(owner)))
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        if !explained && own_zone_only(&hs) == own_zone_only(&bs) {
+            diffs.allow("hubdns's own SOA (and no NS) at an owned name outside a loaded zone");
+            explained = true;
+        }
+        if !explained {
+            let kind = if hs.is_empty() {
+                "answer empty on hubdns, records on BIND"
+            } else if bs.is_empty() {
+                "answer records on hubdns, empty on BIND"
+            } else {
+                "answer RRsets differ"
+            };
+            diffs.add(format!("{kind} ({})", ask.qtype), say("answer", show_sets(&hs), show_sets(&bs)));
+        }
+    }
+    // Authority: types and owners.
+    let ha: BTreeSet<String> = h.authorities.iter().map(|r| format!("{} {}", r.name.to_ascii().to_ascii_lowercase(), r.record_type())).collect();
+    let ba: BTreeSet<String> = b.authorities.iter().map(|r| format!("{} {}", r.name.to_ascii().to_ascii_lowercase(), r.record_type())).collect();
+    if ha != ba {
+        let own_soa = h.authorities.iter().any(|r| matches!(&r.data, RData::SOA(s) if s.mname.to_ascii().eq_ignore_ascii_case(OWN_SOA_MNAME)));
+        let types = |s: &BTreeSet<String>| s.iter().map(|l| l.rsplit(' ').next().unwrap_or_default().to_owned()).collect::<BTreeSet<_>>();
+        if own_soa && types(&ha) == types(&ba) {
+            diffs.allow("hubdns's own SOA for an owned name outside a loaded zone");
+        } else {
+            let show = |s: &BTreeSet<String>| if s.is_empty() { "(empty)".to_owned() } else { s.iter().cloned().collect::<Vec<_>>().join(", ") };
+            diffs.add(format!("authority [{}] vs [{}]", types(&ha).into_iter().collect::<Vec<_>>().join(" "), types(&ba).into_iter().collect::<Vec<_>>().join(" ")), say("authority", show(&ha), show(&ba)));
+        }
+    }
+}
+
+async fn run(asks: &[Ask], hub: SocketAddr, bind: SocketAddr, owned: &Ownership<'_>, draws: &Draws, diffs: &mut Differences) {
+    for (i, ask) in asks.iter().enumerate() {
+        let id = (i as u16).wrapping_mul(7919).wrapping_add(1);
+        let bytes = ask.bytes(id);
+        let h = exchange(hub, &bytes, ask.tcp).await;
+        let b = exchange(bind, &bytes, ask.tcp).await;
+        match (h, b) {
+            (Ok((h, _)), Ok((b, _))) => compare(ask, &h, &b, owned, draws, diffs),
+            (Err(e), Ok(_)) => diffs.add("no answer from hubdns".into(), format!("{ask}: {e}")),
+            (Ok(_), Err(e)) => diffs.add("no answer from BIND".into(), format!("{ask}: {e}")),
+            (Err(_), Err(_)) => diffs.allow("neither answered"),
+        }
+    }
+}
+
+fn report(diffs: &Differences, total: usize, started: Instant) -> String {
+    let allowed: Vec<String> = diffs.allowed.iter().map(|(k, n)| format!("  {n:5} × {k}")).collect();
+    eprintln!("differential: {total} queries in {:?}; allowed differences:\n{}", started.elapsed(), allowed.join("\n"));
+    diffs
+        .kinds
+        .iter()
+        .map(|(kind, (n, examples))| format!("- {kind}: {n} queries, e.g.\n    {}", examples.join("\n    ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubdns_answers_as_bind_does_on_the_same_zones() {
+    let started = Instant::now();
+    // The upstream of both: BIND, authoritative for the root (see UPSTREAM_ROOT_ZONE).
+    let (_upstream_bind, upstream) =
+        start_bind(&[(".", UPSTREAM_ROOT_ZONE.to_owned()), ("sub.gen.example.", UPSTREAM_SUB_ZONE.to_owned())], None);
+    let mut rng = fastrand::Rng::with_seed(SEED);
+    let mut report_parts = Vec::new();
+    let mut total = 0;
+
+    // (a) The demo's corp.example.
+    {
+        let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in starts");
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 1\n\n\
+             [forward]\nupstreams = [\"{}\"]\ntimeout_ms = 500\nattempts = 1\ndeadline_ms = 1500\n\n\
+             [refresh]\ninterval_secs = 30\n\n\
+             [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_attempts = 1\n\n\
+             [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-0a1b2c3d4e5f60718\"]\nendpoint_url = \"{url}\"\nmax_attempts = 1\n",
+            upstream,
+            url = replay.url()
+        );
+        let hub = start(&local_config(&text)).await;
+        let ready = Instant::now();
+        while !hub.server.is_ready() && ready.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_bind, bind_addr) = start_bind(
+            &[("corp.example.", CORP_ZONE.to_owned()), ("secretsmanager.us-east-1.amazonaws.com.", SM_ZONE.to_owned())],
+            Some(upstream),
+        );
+        let owners = ["@", "*.apps", "api", "db", "dc1", "internal-api", "mail", "secrets", "_ldap._tcp", "www", "kms"];
+        let extra = [
+            "x.apps.{z}",
+            "a.b.apps.{z}",
+            "x.*.apps.{z}",
+            "apps.{z}",
+            "_tcp.{z}",
+            "missing.{z}",
+            "below.api.{z}",
+            "example.",
+            "secretsmanager.us-east-1.amazonaws.com.",
+            "x.secretsmanager.us-east-1.amazonaws.com.",
+            "www.fwd.test.",
+            "alias.fwd.test.",
+            "nothere.zz.",
+        ];
+        let names = names_for("corp.example.", &owners, &extra);
+        let asks = generate(&mut rng, &names, 400);
+        let draws: Draws = ["api.corp.example.", "www.corp.example."]
+            .iter()
+            .map(|o| ((*o).to_owned(), vec![BTreeSet::from(["10.20.1.10".to_owned()]), BTreeSet::from(["10.20.1.11".to_owned()])]))
+            .collect();
+        let mut diffs = Differences::default();
+        let owned = Ownership {
+            zones: &["corp.example.", "secretsmanager.us-east-1.amazonaws.com."],
+            delegated: &[],
+            own_apexes: &["secretsmanager.us-east-1.amazonaws.com."],
+        };
+        run(&asks, hub.addr, bind_addr, &owned, &draws, &mut diffs).await;
+        total += asks.len();
+        let part = report(&diffs, asks.len(), started);
+        if !part.is_empty() {
+            report_parts.push(format!("(a) demo corp.example, {} queries:\n{part}", asks.len()));
+        }
+        hub.server.stop().await;
+    }
+
+    // (b) The generated zone, in moto and as a zone file.
+    {
+        let zone = "gen.example.";
+        let moto = Moto::start();
+        let vpc = create_gen_zone(&moto, zone).await;
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 1\n\n\
+             [forward]\nupstreams = [\"{}\"]\ntimeout_ms = 500\nattempts = 1\ndeadline_ms = 1500\n\n\
+             [refresh]\ninterval_secs = 30\n\n\
+             [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"{vpc}\"]\nendpoint_url = \"{}\"\nmax_attempts = 1\n",
+            upstream, moto.url
+        );
+        let hub = start(&local_config(&text)).await;
+        let ready = Instant::now();
+        while !hub.server.is_ready() && ready.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_bind, bind_addr) = start_bind(&[(zone, gen_zone_file(zone))], Some(upstream));
+        let owners: Vec<&str> = gen_zone().iter().map(|g| g.owner).collect::<BTreeSet<_>>().into_iter().collect();
+        let extra = [
+            "nx1.{z}",
+            "nx2.{z}",
+            "below.dual.{z}",
+            "a.b.dual.{z}",
+            "host.w.{z}",
+            "a.b.w.{z}",
+            "x.*.w.{z}",
+            "w.{z}",
+            "x.exact.w.{z}",
+            "q.d2.d1.{z}",
+            "r.s.d2.d1.{z}",
+            "d2.d1.{z}",
+            "d1.{z}",
+            "x.d1.{z}",
+            "ent.{z}",
+            "c.ent.{z}",
+            "b.c.ent.{z}",
+            "z.c.ent.{z}",
+            "y.ent.{z}",
+            "host.sub.{z}",
+            "a.b.sub.{z}",
+            "_tcp.{z}",
+            "_udp.{z}",
+            "example.",
+            "target.fwd.test.",
+            "nothere.zz.",
+        ];
+        let names = names_for(zone, &owners, &extra);
+        let asks = generate(&mut rng, &names, 800);
+        let mut diffs = Differences::default();
+        let owned = Ownership { zones: &[zone], delegated: &["sub.gen.example."], own_apexes: &[] };
+        run(&asks, hub.addr, bind_addr, &owned, &Draws::new(), &mut diffs).await;
+        total += asks.len();
+        let part = report(&diffs, asks.len(), started);
+        if !part.is_empty() {
+            report_parts.push(format!("(b) generated gen.example, {} queries:\n{part}", asks.len()));
+        }
+        hub.server.stop().await;
+    }
+
+    eprintln!("differential: {total} queries to each server in {:?}", started.elapsed());
+    assert!(total >= 1000, "{total} queries");
+    assert!(report_parts.is_empty(), "hubdns and BIND differ beyond the allowed differences:\n\n{}\n", report_parts.join("\n\n"));
+}
