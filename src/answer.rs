@@ -25,9 +25,10 @@ use crate::{
     snapshot::{Node, RecordSet, Resolution, Snapshot},
 };
 
-/// Most CNAMEs followed through owned names before answering with the chain so far
-/// (RFC 1034 §3.6.2 asks servers to bound chains; BIND follows a few more, resolvers re-ask).
-pub const MAX_CNAME_HOPS: usize = 8;
+/// Most CNAMEs followed through owned names (RFC 1034 §3.6.2 asks servers to bound chains).
+/// BIND 9's bound, so both answer alike: a chain of up to 11 CNAMEs is answered whole, a
+/// longer one is SERVFAIL with the 12 followed ("max. restarts reached").
+pub const MAX_CNAME_HOPS: usize = 11;
 
 /// A question as the engine sees it.
 #[derive(Debug, Clone, Copy)]
@@ -106,7 +107,8 @@ pub enum Outcome<'a> {
     Refused(Refusal),
     /// SERVFAIL: the owned CNAMEs loop; each is in the answer once, as BIND answers.
     Loop,
-    /// NOERROR with the chain cut after [`MAX_CNAME_HOPS`] CNAMEs.
+    /// SERVFAIL: the chain needs more than [`MAX_CNAME_HOPS`] CNAMEs; those followed are in
+    /// the answer, as BIND answers.
     TooLong,
 }
 
@@ -139,8 +141,8 @@ impl<'a> Plan<'a> {
         match self.outcome {
             Outcome::NxDomain { .. } => ResponseCode::NXDomain,
             Outcome::Refused(_) => ResponseCode::Refused,
-            Outcome::Loop => ResponseCode::ServFail,
-            Outcome::Answer | Outcome::NoData { .. } | Outcome::Forward { .. } | Outcome::TooLong => ResponseCode::NoError,
+            Outcome::Loop | Outcome::TooLong => ResponseCode::ServFail,
+            Outcome::Answer | Outcome::NoData { .. } | Outcome::Forward { .. } => ResponseCode::NoError,
         }
     }
 
@@ -194,7 +196,7 @@ impl<'a> Plan<'a> {
 }
 
 /// Decides what `question` gets from `snapshot`. Never allocates.
-pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'a>, draw: Draw) -> Plan<'a> {
+pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'_>, draw: Draw) -> Plan<'a> {
     let mut plan = Plan::new();
     let qtype = question.qtype;
     if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
@@ -207,7 +209,25 @@ pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'a>, draw: Draw) -> P
     let mut asked: Option<&'a Name> = None;
     loop {
         let key = asked_keys[plan.len];
-        let (node, wildcard) = match snapshot.locate(key) {
+        let resolution = snapshot.locate(key);
+        // DS lives on the parent side of a zone cut (RFC 4035 §3.1.4.1, RFC 4034 §5): at a
+        // delegation inside a loaded zone the zone answers it (no DS: NODATA with its SOA);
+        // at an apex hubdns serves — a loaded zone's, or an owned name outside any, which is
+        // its own apex — the parent does, so it is forwarded.
+        if qtype == RecordType::DS {
+            match resolution {
+                Resolution::Delegated(cut) if cut.key_is(key) => {
+                    plan.outcome = Outcome::NoData { node: cut, soa: cut.soa() };
+                    return plan;
+                }
+                Resolution::Exact(node) if node.is_apex() && question.recursion_desired => {
+                    plan.outcome = Outcome::Forward { target: asked, delegation: None };
+                    return plan;
+                }
+                _ => {}
+            }
+        }
+        let (node, wildcard) = match resolution {
             Resolution::Exact(node) => (node, false),
             Resolution::Wildcard(node) => (node, true),
             Resolution::Below(encloser) => {
@@ -428,15 +448,39 @@ mod tests {
         assert_eq!(ask(&snapshot, "a.example.", RecordType::CNAME).1.len(), 1, "CNAME asked: not followed");
     }
 
-    /// RFC 1034 §3.6.2: a chain longer than the bound answers with what was followed.
+    /// RFC 1034 §3.6.2 and BIND: a chain longer than the bound is SERVFAIL with what was
+    /// followed.
     #[test]
     fn long_chains_stop_at_the_bound() {
-        let records = (0..12).map(|i| owned(&format!("c{i}.example."), RData::CNAME(rdata::CNAME(name(&format!("c{}.example.", i + 1)))), SourceKind::Config)).collect();
+        let records = (0..14).map(|i| owned(&format!("c{i}.example."), RData::CNAME(rdata::CNAME(name(&format!("c{}.example.", i + 1)))), SourceKind::Config)).collect();
         let (snapshot, _) = build(records, vec![]);
         let key = name_key(&name("c0.example."));
         let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
         assert!(matches!(plan.outcome, Outcome::TooLong), "{:?}", plan.outcome);
-        assert_eq!(plan.hops().count(), MAX_CNAME_HOPS + 1);
+        assert_eq!((plan.rcode(), plan.hops().count()), (ResponseCode::ServFail, MAX_CNAME_HOPS + 1));
+        let key = name_key(&name("c3.example."));
+        let whole = super::plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
+        assert!(matches!(whole.outcome, Outcome::Forward { .. }), "11 CNAMEs: followed to the end, {:?}", whole.outcome);
+    }
+
+    /// RFC 4035 §3.1.4.1: DS is the parent's. At a delegation inside a zone the zone answers
+    /// it (NODATA, AA, the zone's SOA); at an apex hubdns serves, it is forwarded.
+    #[test]
+    fn ds_is_answered_on_the_parent_side() {
+        let ns = |owner: &str| owned(owner, RData::NS(rdata::NS(name("ns.elsewhere.example."))), SourceKind::Route53);
+        let (snapshot, _) = build(
+            vec![zone_soa("corp.example."), ns("corp.example."), ns("sub.corp.example."), a("www.corp.example.", 1, SourceKind::Route53), a("solo.example.", 2, SourceKind::Config)],
+            vec![],
+        );
+        let ds = |qname: &str| {
+            let key = name_key(&name(qname));
+            plan(&snapshot, Question { key: &key, qtype: RecordType::DS, recursion_desired: true }, Draw::First).outcome
+        };
+        assert!(matches!(ds("sub.corp.example."), Outcome::NoData { soa, .. } if soa.name == name("corp.example.")));
+        assert!(matches!(ds("corp.example."), Outcome::Forward { target: None, .. }), "a zone apex");
+        assert!(matches!(ds("solo.example."), Outcome::Forward { target: None, .. }), "an owned name is its own apex");
+        assert!(matches!(ds("www.corp.example."), Outcome::NoData { .. }), "inside the zone: no DS");
+        assert!(matches!(ds("host.sub.corp.example."), Outcome::Forward { .. }), "below the cut");
     }
 
     /// RFC 1034 §4.3.2 step 3, RFC 6604 §2: a chain that ends in a name below an owned name is

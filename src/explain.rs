@@ -29,7 +29,8 @@ pub struct Explanation {
     /// The type asked about.
     #[serde(rename = "type")]
     pub qtype: String,
-    /// `hubdns` (an owned name, answered from the snapshot) or `upstream` (forwarded).
+    /// `hubdns` when the name asked is owned (AA=1; an owned CNAME chain may still end
+    /// upstream, see `forward`), `upstream` when it is forwarded as it is.
     pub answered_by: String,
     /// The response code hubdns gives (for a forwarded name: the cached one, if any).
     pub rcode: Option<String>,
@@ -165,7 +166,12 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
                 (None, Some(target)) => format!("the CNAME chain leaves the owned names at {target}"),
                 (None, None) => "no source owns it".into(),
             };
-            return Ok(forwarded(out, forwarder, target.unwrap_or(&asked), qtype, why));
+            let mut out = forwarded(out, forwarder, target.unwrap_or(&asked), qtype, why);
+            if target.is_some() {
+                // The question's name is ours (AA=1); the chain's end is the upstream's.
+                out.answered_by = "hubdns".into();
+            }
+            return Ok(out);
         }
         Outcome::NxDomain { encloser, .. } => {
             out.matched = Some(encloser.name().to_string());

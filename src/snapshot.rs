@@ -803,6 +803,17 @@ impl Node {
         &self.soa
     }
 
+    /// Whether this is the apex of a zone hubdns serves: a loaded zone's (it holds the SOA),
+    /// or an owned name outside any loaded zone, which is the apex of its own little zone.
+    pub fn is_apex(&self) -> bool {
+        (!self.in_zone && !self.name.is_wildcard()) || self.rrsets.iter().any(|s| s.rtype == RecordType::SOA)
+    }
+
+    /// Whether this node's name has the lookup key `key`.
+    pub fn key_is(&self, key: &[u8]) -> bool {
+        name_key(&self.name)[..] == *key
+    }
+
     /// The NODATA answer at this name, pre-encoded.
     pub fn nodata(&self) -> Option<&Prepared> {
         self.nodata.as_ref()

@@ -40,7 +40,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use hickory_proto::{
-    op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode},
+    op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode},
     rr::{
         DNSClass, Name, RData, Record, RecordType,
         rdata::TXT,
@@ -312,13 +312,12 @@ impl Handler {
         };
         // An opcode other than QUERY is not implemented, whatever its sections hold.
         if request.metadata.op_code != OpCode::Query {
-            let rcode = if self.acl.allows(src.ip()) { ResponseCode::NotImp } else { ResponseCode::Refused };
-            if question_echoes_safely(&request) {
-                return self.reply(out, &request, transport, rcode, false, &[], &[]);
+            if !self.acl.allows(src.ip()) {
+                header_only(&request.metadata, ResponseCode::Refused, out);
+                return Outcome::Reply(Served { qtype: None, rcode: ResponseCode::Refused, path: QueryPath::Refused });
             }
-            header_only(&request.metadata, rcode, out);
-            let path = if rcode == ResponseCode::Refused { QueryPath::Refused } else { QueryPath::Local };
-            return Outcome::Reply(Served { qtype: None, rcode, path });
+            self.not_implemented(&request, out);
+            return Outcome::Reply(Served { qtype: None, rcode: ResponseCode::NotImp, path: QueryPath::Local });
         }
         // The question is echoed byte for byte; a compression pointer in it that leads outside
         // the question section (into the header, or forward) would point at other bytes in our
@@ -366,7 +365,8 @@ impl Handler {
             && let Some(cached) = self.forwarder.cached_answer(&target, qtype, Instant::now())
         {
             let answers: Vec<Record> = chain.into_iter().chain(cached.answers).collect();
-            self.encode(&request, transport, cached.rcode, false, &answers, &cached.authorities, out);
+            // AA speaks for the query name, which is ours (RFC 1035 §4.1.1).
+            self.encode(&request, transport, cached.rcode, true, &answers, &cached.authorities, out);
             return Outcome::Reply(Served { qtype: Some(qtype), rcode: cached.rcode, path: QueryPath::Cache });
         }
         let Some(permit) = self.forwarder.try_permit() else {
@@ -380,10 +380,12 @@ impl Handler {
     pub async fn forward(&self, job: Box<ForwardJob>) -> Vec<u8> {
         let forwarded = self.forwarder.forward(&job.target, job.qtype).await;
         let job = *job;
+        // AA speaks for the query name (RFC 1035 §4.1.1): set when an owned CNAME led here.
+        let authoritative = !job.chain.is_empty();
         let mut answers = job.chain;
         answers.extend(forwarded.answers);
         let mut out = Vec::with_capacity(512);
-        self.encode(&job.request, job.transport, forwarded.rcode, false, &answers, &forwarded.authorities, &mut out);
+        self.encode(&job.request, job.transport, forwarded.rcode, authoritative, &answers, &forwarded.authorities, &mut out);
         let path = if forwarded.stale { QueryPath::Stale } else { QueryPath::Forwarded };
         let served = Served { qtype: Some(job.qtype), rcode: forwarded.rcode, path };
         self.observe(served, job.request.src(), job.request.queries.as_bytes(), job.started);
@@ -471,6 +473,25 @@ impl Handler {
         }
         // Did not fit: an empty TC=1 answer, OPT kept, so the client retries over TCP.
         self.write_truncated(request, metadata, out);
+    }
+
+    /// NOTIMP to a message of an opcode hubdns does not implement (RFC 1035 §4.1.1), as BIND
+    /// answers it: the header with QR and the opcode, no question echoed (its sections may
+    /// mean anything under that opcode), no RD, CD or RA, and our OPT if it had EDNS.
+    fn not_implemented(&self, request: &Request, out: &mut Vec<u8>) {
+        let mut response = Message::new(request.metadata.id, MessageType::Response, request.metadata.op_code);
+        response.metadata.response_code = ResponseCode::NotImp;
+        if let Some(edns) = self.response_edns(request) {
+            response.set_edns(edns.clone());
+        }
+        out.clear();
+        match response.to_vec() {
+            Ok(bytes) => out.extend(bytes),
+            Err(error) => {
+                tracing::warn!(%error, "cannot encode a NOTIMP response");
+                header_only(&request.metadata, ResponseCode::NotImp, out);
+            }
+        }
     }
 
     /// The OPT a response to `request` carries: none without EDNS; ours, with the DO bit
@@ -674,7 +695,7 @@ mod tests {
                 let (fast, full) = both(&handler, &packet(name, qtype, Some(4096), true), Transport::Tcp);
                 let explained = crate::explain::explain(&snapshot, handler.forwarder(), name, qtype).expect("explained");
                 let Some(full) = full else {
-                    assert_eq!(explained.answered_by, "upstream", "{name} {qtype}: forwarded, so explain says upstream");
+                    assert!(explained.forward.is_some(), "{name} {qtype}: forwarded, so explain names the upstream");
                     assert!(fast.is_none(), "{name} {qtype}: fast path answered a forward");
                     continue;
                 };
@@ -703,8 +724,8 @@ mod tests {
     }
 
     /// Issue 14 item 11. RFC 1035 §4.1.1: an opcode the server does not implement is NOTIMP,
-    /// whatever the question section holds (an UPDATE or DSO message may have none); RD and
-    /// CD are echoed as in every response.
+    /// whatever the question section holds (an UPDATE or DSO message may have none). As BIND
+    /// answers: QR and the opcode only, no question, no RD, CD or RA.
     #[tokio::test]
     async fn unknown_opcodes_get_notimp_even_without_a_question() {
         let handler = handler();
@@ -718,8 +739,10 @@ mod tests {
             assert!(matches!(handler.handle(packet, src, Transport::Udp, &mut out), Outcome::Reply(_)));
             let reply = Message::from_vec(&out).expect("parses");
             assert_eq!(reply.metadata.response_code, ResponseCode::NotImp, "{packet:?}");
-            assert_eq!(reply.queries.len(), usize::from(question));
-            assert_eq!(reply.metadata.recursion_desired, packet[2] & 1 == 1);
+            assert!(reply.queries.is_empty(), "question: {question}");
+            assert_eq!(reply.metadata.op_code, OpCode::from_u8((packet[2] >> 3) & 0x0F));
+            let m = &reply.metadata;
+            assert!(!m.recursion_desired && !m.checking_disabled && !m.recursion_available && !m.authoritative);
         }
     }
 
@@ -743,7 +766,7 @@ mod tests {
         let reply = Message::from_vec(&out).expect("parses");
         let answers: Vec<(RecordType, u32)> = reply.answers.iter().map(|r| (r.record_type(), r.ttl)).collect();
         assert_eq!(answers, [(RecordType::CNAME, 60), (RecordType::A, 290)], "the chain, then the cached answer counted down");
-        assert!(!reply.metadata.authoritative);
+        assert!(reply.metadata.authoritative, "AA speaks for the query name, which is ours");
     }
 
     /// Issue 14 item 12: ANY for a name hubdns does not own is the upstream's question.

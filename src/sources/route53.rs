@@ -26,7 +26,7 @@
 //! - of private zones with the same name, one wins whole (see [`records_from_zones`]).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -141,6 +141,19 @@ pub fn records_from_zones(zones: &[Zone], ctx: &ZoneContext) -> Converted {
         apexes.push((apex, zone));
     }
     out.zones = apexes.iter().map(|(apex, zone)| ZoneSummary { id: zone.id.clone(), name: apex.clone() }).collect();
+    // What the zones hold, by name and type, to judge an alias's target health by.
+    let present: HashSet<(Name, u16)> = apexes
+        .iter()
+        .flat_map(|(_, zone)| &zone.record_sets)
+        .filter(|set| !set.resource_records().is_empty() || set.alias_target().is_some())
+        .filter_map(|set| Some((unescape(set.name())?.to_lowercase(), u16::from(record_type(set.r#type())))))
+        .collect();
+    let alias_target_exists = |set: &ResourceRecordSet| {
+        let Some(target) = set.alias_target().and_then(|a| unescape(a.dns_name())) else { return false };
+        // A target outside the loaded zones (an endpoint, a load balancer) cannot be judged.
+        !apexes.iter().any(|(apex, _)| apex.zone_of(&target))
+            || present.contains(&(target.to_lowercase(), u16::from(record_type(set.r#type()))))
+    };
     for (apex, zone) in &apexes {
         // Group the zone's sets by name and type: routing policies choose among a group.
         let mut groups: BTreeMap<(String, u16), (Name, Vec<&ResourceRecordSet>)> = BTreeMap::new();
@@ -158,7 +171,7 @@ pub fn records_from_zones(zones: &[Zone], ctx: &ZoneContext) -> Converted {
             groups.entry(key).or_insert_with(|| (name, Vec::new())).1.push(set);
         }
         for (name, sets) in groups.into_values() {
-            for (set, weight) in select(&sets, &ctx.region) {
+            for (set, weight) in select(&sets, &ctx.region, &alias_target_exists) {
                 convert_set(&name, set, weight, zone, apexes.iter().map(|(a, _)| a), ctx, &mut out);
             }
         }
@@ -169,12 +182,19 @@ pub fn records_from_zones(zones: &[Zone], ctx: &ZoneContext) -> Converted {
 /// The record sets of one name and type that answer, as Route 53 answers a query from inside
 /// the hub VPC, with a weight for those chosen per query:
 /// - weighted: every set, each with its weight (the draw happens per query);
-/// - failover: PRIMARY unless it has no data, then SECONDARY (health is not evaluated);
+/// - failover: PRIMARY unless it is unhealthy by what the zones show — no data, or an alias
+///   with Evaluate Target Health to a name in the loaded zones that has no records of its
+///   type (Route 53 developer guide, "Evaluate target health") — then SECONDARY; health
+///   checks are not evaluated;
 /// - multivalue: every set, merged into one answer;
 /// - latency: the set for the hub's region, else the first by set identifier;
 /// - geolocation: the default (`*`) set, else the first by set identifier;
 /// - anything else with set identifiers (geoproximity, CIDR): the first by set identifier.
-pub fn select<'s>(sets: &[&'s ResourceRecordSet], region: &str) -> Vec<(&'s ResourceRecordSet, Option<u32>)> {
+pub fn select<'s>(
+    sets: &[&'s ResourceRecordSet],
+    region: &str,
+    alias_target_exists: &dyn Fn(&ResourceRecordSet) -> bool,
+) -> Vec<(&'s ResourceRecordSet, Option<u32>)> {
     let mut sets: Vec<&ResourceRecordSet> = sets.to_vec();
     sets.sort_by(|a, b| a.set_identifier().cmp(&b.set_identifier()));
     let Some(first) = sets.first().copied() else { return Vec::new() };
@@ -185,7 +205,10 @@ pub fn select<'s>(sets: &[&'s ResourceRecordSet], region: &str) -> Vec<(&'s Reso
         return sets.into_iter().map(|s| (s, Some(u32::try_from(s.weight().unwrap_or(0)).unwrap_or(0)))).collect();
     }
     if sets.iter().any(|s| s.failover().is_some()) {
-        let has_data = |s: &&&ResourceRecordSet| !s.resource_records().is_empty() || s.alias_target().is_some();
+        let has_data = |s: &&&ResourceRecordSet| match s.alias_target() {
+            Some(alias) => !alias.evaluate_target_health() || alias_target_exists(s),
+            None => !s.resource_records().is_empty(),
+        };
         let primary = sets.iter().find(|s| s.failover() == Some(&ResourceRecordSetFailover::Primary)).filter(has_data);
         let secondary = sets.iter().find(|s| s.failover() == Some(&ResourceRecordSetFailover::Secondary));
         return primary.or(secondary).map(|s| vec![(*s, None)]).unwrap_or_default();
@@ -688,23 +711,37 @@ mod tests {
         let multi = |id: &str, ip: &str| set("m.corp.example.", RrType::A, 60, &[ip]).set_identifier(id).multi_value_answer(true).build().expect("set");
 
         let w = [weighted("blue", 3, "10.0.0.1"), weighted("green", 1, "10.0.0.2")];
-        let chosen = select(&w.iter().collect::<Vec<_>>(), "us-east-1");
+        let chosen = select(&w.iter().collect::<Vec<_>>(), "us-east-1", &|_| true);
         assert_eq!(chosen.iter().map(|(_, w)| *w).collect::<Vec<_>>(), vec![Some(3), Some(1)]);
 
         let f = [failover("a", ResourceRecordSetFailover::Primary, &["10.0.1.1"]), failover("b", ResourceRecordSetFailover::Secondary, &["10.0.1.2"])];
-        assert_eq!(select(&f.iter().collect::<Vec<_>>(), "us-east-1")[0].0.set_identifier(), Some("a"), "primary");
+        assert_eq!(select(&f.iter().collect::<Vec<_>>(), "us-east-1", &|_| true)[0].0.set_identifier(), Some("a"), "primary");
         let f = [failover("a", ResourceRecordSetFailover::Primary, &[]), failover("b", ResourceRecordSetFailover::Secondary, &["10.0.1.2"])];
-        assert_eq!(select(&f.iter().collect::<Vec<_>>(), "us-east-1")[0].0.set_identifier(), Some("b"), "primary without data");
+        assert_eq!(select(&f.iter().collect::<Vec<_>>(), "us-east-1", &|_| true)[0].0.set_identifier(), Some("b"), "primary without data");
 
         let l = [latency("eu", "eu-west-1", "10.0.2.1"), latency("use1", "us-east-1", "10.0.2.2")];
-        assert_eq!(select(&l.iter().collect::<Vec<_>>(), "us-east-1")[0].0.set_identifier(), Some("use1"));
-        assert_eq!(select(&l.iter().collect::<Vec<_>>(), "ap-south-1")[0].0.set_identifier(), Some("eu"), "else any (first)");
+        assert_eq!(select(&l.iter().collect::<Vec<_>>(), "us-east-1", &|_| true)[0].0.set_identifier(), Some("use1"));
+        assert_eq!(select(&l.iter().collect::<Vec<_>>(), "ap-south-1", &|_| true)[0].0.set_identifier(), Some("eu"), "else any (first)");
 
         let g = [geo("de", "DE", "10.0.3.1"), geo("default", "*", "10.0.3.2")];
-        assert_eq!(select(&g.iter().collect::<Vec<_>>(), "us-east-1")[0].0.set_identifier(), Some("default"));
+        assert_eq!(select(&g.iter().collect::<Vec<_>>(), "us-east-1", &|_| true)[0].0.set_identifier(), Some("default"));
 
         let m = [multi("one", "10.0.4.1"), multi("two", "10.0.4.2")];
-        assert_eq!(select(&m.iter().collect::<Vec<_>>(), "us-east-1").len(), 2, "multivalue: all");
+        assert_eq!(select(&m.iter().collect::<Vec<_>>(), "us-east-1", &|_| true).len(), 2, "multivalue: all");
+
+        // A primary alias that evaluates its target's health, to a name the zones lack.
+        let alias_primary = ResourceRecordSet::builder()
+            .name("fo.corp.example.")
+            .r#type(RrType::A)
+            .set_identifier("a")
+            .failover(ResourceRecordSetFailover::Primary)
+            .alias_target(AliasTarget::builder().hosted_zone_id("Z1").dns_name("nothing.corp.example.").evaluate_target_health(true).build().expect("alias"))
+            .build()
+            .expect("set");
+        let secondary = failover("b", ResourceRecordSetFailover::Secondary, &["10.0.1.2"]);
+        let pair = [&alias_primary, &secondary];
+        assert_eq!(select(&pair, "us-east-1", &|_| false)[0].0.set_identifier(), Some("b"), "unhealthy primary alias");
+        assert_eq!(select(&pair, "us-east-1", &|_| true)[0].0.set_identifier(), Some("a"), "healthy primary alias");
 
         let all: Vec<ResourceRecordSet> = w.into_iter().chain(f).chain(l).chain(g).chain(m).collect();
         let out = records_from_zones(&[zone("Z1", "corp.example.", all)], &ctx());

@@ -140,11 +140,11 @@ async fn any_gets_a_minimal_answer() {
     let types: std::collections::HashSet<RecordType> = owned.answers.iter().map(|r| r.record_type()).collect();
     assert_eq!(types.len(), 1, "one RRset, not everything (RFC 8482): {types:?}");
 
+    // A name not owned is the upstream's to answer, ANY included (issue 14 item 12: no
+    // invented HINFO, which claimed even nonexistent names exist).
     let other = hub.udp("www.fwd.test.", RecordType::ANY).await;
-    assert_eq!(other.answers.len(), 1);
-    assert_eq!(other.answers[0].record_type(), RecordType::HINFO);
-    assert!(other.answers[0].data.to_string().contains("RFC8482"));
-    assert!(upstream.names_seen().is_empty(), "ANY is not forwarded");
+    assert!(other.answers.iter().all(|r| r.record_type() != RecordType::HINFO), "{:?}", other.answers);
+    assert!(upstream.names_seen().iter().any(|n| n.eq_ignore_ascii_case("www.fwd.test.")), "ANY is forwarded");
 }
 
 #[tokio::test]
