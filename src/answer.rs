@@ -416,6 +416,7 @@ mod tests {
         );
         assert_eq!(snapshot.name_count(), 0);
         assert_eq!(dropped.iter().filter(|d| matches!(d, Dropped::Refused { .. })).count(), 4, "{dropped:?}");
+        assert_eq!(snapshot.refused(), 4, "counted, for /metrics");
         assert_eq!(ask(&snapshot, "github.com.", RecordType::A).0, ResponseCode::NoError, "forwarded, not NXDOMAIN");
     }
 

@@ -12,6 +12,9 @@
 //!                                validated)                              └── miss: forwarder
 //! ```
 //!
+//! ARCHITECTURE.md has the whole picture: the code map, the invariants, and the answer rules
+//! with the RFC and AWS references they come from.
+//!
 //! Module map:
 //! - [`config`]: the TOML file: serde structs, defaults, load = read → parse → validate.
 //! - [`snapshot`]: records with provenance, the immutable table, name matching.

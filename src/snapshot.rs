@@ -233,6 +233,8 @@ pub struct Snapshot {
     serial: u32,
     /// Records and aliases left out because a higher-precedence source owns their name.
     conflicts: usize,
+    /// Records and aliases refused: a name no one may own, or a CNAME beside other data.
+    refused: usize,
     /// Who else claimed a name and lost, by name key: what `explain` reports as outvoted.
     outvoted: FastMap<Vec<Provenance>>,
     /// Records served, by the kind of source they came from (index: [`SourceKind`] order).
@@ -407,6 +409,7 @@ impl Snapshot {
         }
         snapshot.apply_zones();
         snapshot.conflicts = dropped.iter().filter(|d| matches!(d, Dropped::Conflict { .. })).count();
+        snapshot.refused = dropped.iter().filter(|d| matches!(d, Dropped::Refused { .. })).count();
         let mut by_kind = [0; 4];
         for provenance in snapshot.nodes().flat_map(|n| &n.rrsets).flat_map(|set| &set.provenance) {
             by_kind[provenance.source as usize] += 1;
@@ -652,6 +655,12 @@ impl Snapshot {
     /// owns their name (each is also in the build's [`Dropped`] list, to be logged).
     pub fn conflicts(&self) -> usize {
         self.conflicts
+    }
+
+    /// How many records and aliases the build refused: names no one may own (the root, a
+    /// public suffix) and CNAMEs beside other data.
+    pub fn refused(&self) -> usize {
+        self.refused
     }
 
     /// Counts `more` conflicts found before the build (whole zones that lost to an earlier

@@ -177,6 +177,8 @@ pub fn render(live: &Live) -> String {
     out.sample("hubdns_names", &[], snapshot.name_count() as f64);
     out.family("hubdns_conflicts", "gauge", "Records and aliases left out because a source of higher precedence owns their name.");
     out.sample("hubdns_conflicts", &[], snapshot.conflicts() as f64);
+    out.family("hubdns_refused", "gauge", "Records and aliases refused: a name no one may own (the root, a public suffix), or a CNAME beside other data.");
+    out.sample("hubdns_refused", &[], snapshot.refused() as f64);
     out.family("hubdns_snapshot_serial", "gauge", "Serial of the table being served (seconds since 1970 when it was built).");
     out.sample("hubdns_snapshot_serial", &[], f64::from(snapshot.serial()));
     out.0

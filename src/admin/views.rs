@@ -65,6 +65,8 @@ pub struct SnapshotStatus {
     pub records: usize,
     /// Left out to higher-precedence sources.
     pub conflicts: usize,
+    /// Refused: names no one may own, CNAMEs beside other data.
+    pub refused: usize,
     /// Records per kind of source.
     pub by_source: Vec<(String, usize)>,
 }
@@ -106,6 +108,7 @@ pub fn status(live: &Live) -> Status {
             names: snapshot.name_count(),
             records: snapshot.record_count(),
             conflicts: snapshot.conflicts(),
+            refused: snapshot.refused(),
             by_source: snapshot.records_by_kind().iter().map(|(k, n)| (k.to_string(), *n)).collect(),
         },
         sources: board.sources.clone(),

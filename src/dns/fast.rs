@@ -9,8 +9,9 @@
 //!
 //! [`PlainQuery::parse`] accepts only that shape and says `None` to everything else —
 //! other opcodes, EDNS versions, classes, compressed or odd names, trailing bytes — which then
-//! takes the full path in [`super::handler`]. The full path is the reference: it performs every
-//! DNS duty, and tests check that both paths give the same answers.
+//! takes the full path in [`super::handler`]. What it copies is the answer engine's own plan
+//! ([`crate::answer::Plan::prepared`]), so it holds no answer rule of its own
+//! (ARCHITECTURE.md, "Invariants"); tests check that both paths give the same answers.
 
 use hickory_proto::{
     op::{Header, HeaderCounts, Metadata, MessageType, OpCode},

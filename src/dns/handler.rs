@@ -1,4 +1,5 @@
-//! One query in, one response out: the DNS duties of DESIGN in one place.
+//! One query in, one response out: the DNS duties (ARCHITECTURE.md, "Answer rules" and the
+//! protocol duties after it) in one place.
 //!
 //! [`Handler::handle`] is synchronous. It parses the packet, applies the allow list and the
 //! protocol checks, and answers owned names straight from the snapshot — so the UDP loop can

@@ -123,6 +123,7 @@ async fn metrics_count_queries_upstreams_sources_and_the_cache() {
     assert!(config_records > 0);
     has("hubdns_records{source_kind=\"config\"}", config_records as f64);
     has("hubdns_conflicts", 0.0);
+    has("hubdns_refused", 0.0);
     // Every family is named, typed and helped, once.
     for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
         let name = line.split_whitespace().nth(2).expect("name");
