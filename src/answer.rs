@@ -407,6 +407,21 @@ mod tests {
         assert_eq!(dropped.iter().filter(|d| matches!(d, Dropped::UnresolvedAlias { .. })).count(), 2, "{dropped:?}");
     }
 
+    /// RFC 1034 §3.6.2, RFC 2181 §10.1: no other data beside a CNAME. Route 53 refuses such a
+    /// record set, so it can only come from a faulty source: the CNAME is left out, reported,
+    /// and the name's other records answer.
+    #[test]
+    fn a_cname_beside_other_data_is_left_out_with_its_reason() {
+        let (snapshot, dropped) = build(
+            vec![a("both.corp.example.", 4, SourceKind::Route53), owned("both.corp.example.", RData::CNAME(rdata::CNAME(name("x.example."))), SourceKind::Route53)],
+            vec![],
+        );
+        assert_eq!(ask(&snapshot, "both.corp.example.", RecordType::A).1, ["both.corp.example. A 10.0.0.4"]);
+        assert_eq!(ask(&snapshot, "both.corp.example.", RecordType::CNAME), (ResponseCode::NoError, vec![]));
+        assert!(matches!(&dropped[..], [Dropped::Refused { reason, .. }] if *reason == crate::snapshot::CNAME_BESIDE_DATA), "{dropped:?}");
+        assert_eq!(snapshot.refused(), 1);
+    }
+
     /// Issue 14 item 3: no source may own the root or an ICANN public suffix.
     #[test]
     fn the_root_and_public_suffixes_are_never_owned() {

@@ -164,6 +164,9 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
             let why = match (delegation, target) {
                 (Some(cut), _) => format!("{} is delegated inside a Route 53 zone, so it is forwarded", cut.name()),
                 (None, Some(target)) => format!("the CNAME chain leaves the owned names at {target}"),
+                (None, None) if qtype == RecordType::DS && is_owned(snapshot, &key) => {
+                    "it is an apex hubdns serves, and DS belongs to the parent zone (RFC 4035 §3.1.4.1)".into()
+                }
                 (None, None) => "no source owns it".into(),
             };
             let mut out = forwarded(out, forwarder, target.unwrap_or(&asked), qtype, why);
@@ -206,6 +209,11 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
         }
     }
     Ok(out)
+}
+
+/// Whether the name with key `key` is itself owned.
+fn is_owned(snapshot: &Snapshot, key: &[u8]) -> bool {
+    matches!(snapshot.locate(key), crate::snapshot::Resolution::Exact(_))
 }
 
 /// Where the SOA answered at an owned name outside a loaded zone comes from.

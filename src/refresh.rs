@@ -421,6 +421,11 @@ pub fn build_snapshot(config: &Config, outputs: &[&SourceOutput]) -> (Snapshot, 
     let mut zone_conflicts = Vec::new();
     for (i, output) in outputs.iter().enumerate() {
         let lost = zones_lost(outputs, i, &mut zone_conflicts);
+        if lost.is_empty() {
+            records.extend(output.records.iter().cloned());
+            aliases.extend(output.aliases.iter().cloned());
+            continue;
+        }
         // A record belongs to the most specific of its source's zones that holds it.
         let in_lost_zone = |name: &Name| {
             output.zones.iter().filter(|z| z.name.zone_of(name)).max_by_key(|z| z.name.num_labels()).is_some_and(|z| lost.contains(&z.id))

@@ -185,8 +185,9 @@ pub const TARGET_NOT_OWNED: &str = "target is not an owned name";
 /// Why an alias did not resolve: its target is owned but has no addresses to flatten.
 pub const TARGET_WITHOUT_ADDRESSES: &str = "target has no A or AAAA records";
 
-/// Why an alias did not resolve: its target is an alias that never resolved (a cycle).
-pub const TARGET_IN_A_CYCLE: &str = "target is an alias that does not resolve (a cycle)";
+/// Why an alias did not resolve: its target is itself an alias that does not resolve (one
+/// whose target is missing, or a cycle).
+pub const TARGET_UNRESOLVED_ALIAS: &str = "target is an alias that does not resolve";
 
 /// Why a CNAME was left out: RFC 1034 §3.6.2 and RFC 2181 §10.1 allow no other data at a
 /// CNAME's name, and Route 53 refuses such a record set.
@@ -298,16 +299,17 @@ struct Group {
     pending: Vec<Alias>,
 }
 
-/// The claim of `kind` at `name`, made empty if new.
-fn claim<'g>(groups: &'g mut HashMap<Box<[u8]>, Group>, name: &Name, kind: SourceKind) -> &'g mut Claim {
-    let group = groups.entry(name_key(name)).or_insert_with(|| Group {
-        name: name.clone(),
-        claims: BTreeMap::new(),
-        kind,
-        records: Vec::new(),
-        pending: Vec::new(),
-    });
-    group.claims.entry(kind).or_default()
+/// The claim of `kind` at `name`, made empty if new; `Err` with the reason for a name no one
+/// may own ([`ownable`], judged once per name).
+fn claim<'g>(groups: &'g mut HashMap<Box<[u8]>, Group>, name: &Name, kind: SourceKind) -> Result<&'g mut Claim, &'static str> {
+    let group = match groups.entry(name_key(name)) {
+        std::collections::hash_map::Entry::Occupied(group) => group.into_mut(),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            ownable(name)?;
+            slot.insert(Group { name: name.clone(), claims: BTreeMap::new(), kind, records: Vec::new(), pending: Vec::new() })
+        }
+    };
+    Ok(group.claims.entry(kind).or_default())
 }
 
 impl Group {
@@ -360,22 +362,18 @@ impl Snapshot {
         let mut dropped = Vec::new();
         let mut groups: HashMap<Box<[u8]>, Group> = HashMap::new();
         for record in records {
-            if let Err(reason) = ownable(&record.name) {
-                dropped.push(Dropped::Refused { name: record.name, provenance: record.provenance, reason });
-                continue;
-            }
-            let claim = claim(&mut groups, &record.name, record.provenance.source);
-            // Identical data from the same source (one name listed twice) is kept once.
-            if !claim.records.iter().any(|r| r.data == record.data && r.weight == record.weight) {
-                claim.records.push(record);
+            match claim(&mut groups, &record.name, record.provenance.source) {
+                // Identical data from the same source (one name listed twice) is kept once.
+                Ok(claim) if claim.records.iter().any(|r| r.data == record.data && r.weight == record.weight) => {}
+                Ok(claim) => claim.records.push(record),
+                Err(reason) => dropped.push(Dropped::Refused { name: record.name, provenance: record.provenance, reason }),
             }
         }
         for alias in aliases {
-            if let Err(reason) = ownable(&alias.name) {
-                dropped.push(Dropped::Refused { name: alias.name, provenance: alias.provenance, reason });
-                continue;
+            match claim(&mut groups, &alias.name, alias.provenance.source) {
+                Ok(claim) => claim.aliases.push(alias),
+                Err(reason) => dropped.push(Dropped::Refused { name: alias.name, provenance: alias.provenance, reason }),
             }
-            claim(&mut groups, &alias.name, alias.provenance.source).aliases.push(alias);
         }
         for group in groups.values_mut() {
             let best = *group.claims.keys().next().unwrap_or(&SourceKind::Config);
@@ -570,9 +568,9 @@ impl Snapshot {
     /// whose own aliases are still pending.
     fn alias_failure(&self, alias: &Alias, waiting: &HashSet<Box<[u8]>>) -> &'static str {
         if waiting.contains(&name_key(&alias.target)) {
-            return TARGET_IN_A_CYCLE;
+            return TARGET_UNRESOLVED_ALIAS;
         }
-        self.alias_records(alias).err().unwrap_or(TARGET_IN_A_CYCLE)
+        self.alias_records(alias).err().unwrap_or(TARGET_UNRESOLVED_ALIAS)
     }
 
     /// Where the name with lowercase wire key `key` stands (RFC 1034 §4.3.2 step 3, RFC 4592
