@@ -216,7 +216,7 @@ pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'_>, draw: Draw) -> P
         // its own apex — the parent does, so it is forwarded.
         if qtype == RecordType::DS {
             match resolution {
-                Resolution::Delegated(cut) if cut.key_is(key) => {
+                Resolution::Delegated(cut) if cut.is_cut() && cut.key_is(key) => {
                     plan.outcome = Outcome::NoData { node: cut, soa: cut.soa() };
                     return plan;
                 }
@@ -309,7 +309,7 @@ mod tests {
     }
 
     fn alias(owner: &str, target: &str, rtype: Option<RecordType>, source: SourceKind) -> Alias {
-        Alias { name: name(owner), target: name(target), ttl: None, provenance: Provenance { source, origin: Arc::from(owner) }, rtype }
+        Alias { name: name(owner), target: name(target), ttl: None, provenance: Provenance { source, origin: Arc::from(owner) }, rtype, weight: None }
     }
 
     fn zone_soa(apex: &str) -> Owned {
@@ -420,6 +420,99 @@ mod tests {
         assert_eq!(ask(&snapshot, "both.corp.example.", RecordType::CNAME), (ResponseCode::NoError, vec![]));
         assert!(matches!(&dropped[..], [Dropped::Refused { reason, .. }] if *reason == crate::snapshot::CNAME_BESIDE_DATA), "{dropped:?}");
         assert_eq!(snapshot.refused(), 1);
+    }
+
+    /// Issue 14 item 3: a tag may add names, never take one over; and whoever wins a zone's
+    /// apex, the zone keeps its SOA and NS there.
+    #[test]
+    fn tags_only_add_names_and_a_zone_keeps_its_apex() {
+        let ns = |owner: &str| owned(owner, RData::NS(rdata::NS(name("ns-1.awsdns-1.co.uk."))), SourceKind::Route53);
+        let (snapshot, _) = build(
+            vec![
+                zone_soa("corp.example."),
+                ns("corp.example."),
+                a("api.corp.example.", 1, SourceKind::Route53),
+                a("api.corp.example.", 9, SourceKind::EndpointTag),
+                a("corp.example.", 8, SourceKind::EndpointTag),
+                a("new.corp.example.", 7, SourceKind::EndpointTag),
+                owned("corp.example.", RData::TXT(rdata::TXT::new(vec!["operator".into()])), SourceKind::Config),
+            ],
+            vec![],
+        );
+        assert_eq!(ask(&snapshot, "api.corp.example.", RecordType::A).1, ["api.corp.example. A 10.0.0.1"], "the tag lost");
+        assert_eq!(ask(&snapshot, "new.corp.example.", RecordType::A).1, ["new.corp.example. A 10.0.0.7"], "the tag added a name");
+        assert_eq!(ask(&snapshot, "corp.example.", RecordType::TXT).1, ["corp.example. TXT operator"], "config wins the apex");
+        assert_eq!(ask(&snapshot, "corp.example.", RecordType::SOA).1.len(), 1, "the zone keeps its SOA");
+        assert_eq!(ask(&snapshot, "corp.example.", RecordType::NS).1.len(), 1, "and its NS");
+        assert_eq!(ask(&snapshot, "nope.corp.example.", RecordType::A).0, ResponseCode::NXDomain, "still a zone");
+    }
+
+    /// Issue 14 item 6: a broken alias at a name with other records takes its type from the
+    /// next source that has it.
+    #[test]
+    fn a_broken_alias_type_comes_from_the_next_source() {
+        let apex = "secretsmanager.us-east-1.amazonaws.com.";
+        let (snapshot, _) = build(
+            vec![
+                zone_soa(apex),
+                owned(apex, RData::TXT(rdata::TXT::new(vec!["peered".into()])), SourceKind::Route53),
+                a(apex, 3, SourceKind::EndpointDns),
+            ],
+            vec![alias(apex, "vpce-missing.example.", Some(RecordType::A), SourceKind::Route53)],
+        );
+        assert_eq!(ask(&snapshot, apex, RecordType::A).1, [format!("{apex} A 10.0.0.3")]);
+        assert_eq!(ask(&snapshot, apex, RecordType::TXT).1, [format!("{apex} TXT peered")]);
+    }
+
+    /// RFC 1034 §4.2.1: below a zone cut the data is not the zone's; forwarded, as the cut is.
+    /// RFC 2308 §3: a zone's negative answers carry its SOA with TTL min(TTL, MINIMUM).
+    #[test]
+    fn below_a_cut_is_forwarded_and_negative_ttls_follow_rfc_2308() {
+        let ns = |owner: &str| owned(owner, RData::NS(rdata::NS(name("ns1.lab.corp.example."))), SourceKind::Route53);
+        let (snapshot, _) = build(
+            vec![zone_soa("corp.example."), ns("lab.corp.example."), a("host.lab.corp.example.", 1, SourceKind::Route53), a("*.w.lab.corp.example.", 2, SourceKind::Route53)],
+            vec![],
+        );
+        for below in ["host.lab.corp.example.", "x.w.lab.corp.example.", "lab.corp.example."] {
+            let key = name_key(&name(below));
+            let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
+            assert!(matches!(plan.outcome, Outcome::Forward { .. }), "{below}: {:?}", plan.outcome);
+        }
+        let key = name_key(&name("nope.corp.example."));
+        let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
+        assert_eq!(plan.authority()[0].ttl, 300, "min(SOA TTL 300, MINIMUM 86400)");
+        let (_, soa) = ask(&snapshot, "corp.example.", RecordType::SOA);
+        assert_eq!(soa.len(), 1);
+    }
+
+    /// RFC 2181 §10.1, RFC 4035 §2.5: RRSIG and NSEC may sit beside a CNAME; asked for, the
+    /// CNAME does not answer them.
+    #[test]
+    fn rrsig_and_nsec_at_a_cname_are_nodata() {
+        let (snapshot, _) = build(vec![owned("c.example.", RData::CNAME(rdata::CNAME(name("c.example."))), SourceKind::Config)], vec![]);
+        for qtype in [RecordType::RRSIG, RecordType::NSEC] {
+            assert_eq!(ask(&snapshot, "c.example.", qtype), (ResponseCode::NoError, vec![]), "{qtype}");
+        }
+    }
+
+    /// Route 53 developer guide, "Weighted routing": weighted alias records are alternatives,
+    /// one drawn per query — never merged into one answer.
+    #[test]
+    fn weighted_aliases_stay_alternatives() {
+        let weighted = |target: &str, set: &str, weight: u32| Alias {
+            weight: Some(Weight { set: Arc::from(set), weight }),
+            ..alias("walias.corp.example.", target, Some(RecordType::A), SourceKind::Route53)
+        };
+        let (snapshot, _) = build(
+            vec![zone_soa("corp.example."), a("api.corp.example.", 10, SourceKind::Route53), a("dc1.corp.example.", 6, SourceKind::Route53)],
+            vec![weighted("api.corp.example.", "one", 1), weighted("dc1.corp.example.", "two", 0)],
+        );
+        let key = name_key(&name("walias.corp.example."));
+        for _ in 0..30 {
+            let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::Random);
+            let data: Vec<String> = plan.answers(&name("x.")).iter().map(|r| r.data.to_string()).collect();
+            assert_eq!(data, ["10.0.0.10"], "weight 0 never drawn while another is not 0");
+        }
     }
 
     /// Issue 14 item 3: no source may own the root or an ICANN public suffix.
@@ -549,5 +642,7 @@ mod tests {
         assert!(!base.answers_like(&table(3, "green", &soa(60, "hubdns.invalid."), 1)), "set identifier");
         assert!(!base.answers_like(&table(3, "blue", &soa(30, "hubdns.invalid."), 1)), "negative_ttl");
         assert!(!base.answers_like(&table(3, "blue", &soa(60, "ns.invalid."), 1)), "soa_mname");
+        let ttl = |ttl: u32| Snapshot::build(vec![Owned { ttl, ..weighted("blue", 3) }], vec![], &soa(60, "hubdns.invalid."), 1).0;
+        assert!(!ttl(300).answers_like(&ttl(7)), "a TTL alone");
     }
 }

@@ -672,6 +672,12 @@ impl Config {
             if !seen_sources.insert((v.region.clone(), v.role_arn.clone())) {
                 return Err(self.invalid(source, key, "this region and role are already a source"));
             }
+            // Allowing tags under the root or a public suffix would let them take over any name.
+            for domain in &v.alias_tag_domains {
+                if let Err(reason) = ownable(domain.name()) {
+                    return Err(self.invalid(source, format!("{key}.alias_tag_domains"), format!("{domain}: {reason}")));
+                }
+            }
         }
 
         for (i, source) in self.sources.route53.iter().enumerate() {
@@ -1245,6 +1251,11 @@ mod tests {
             let alias = format!("[[aliases]]\nname = \"{name}\"\naddresses = [\"10.0.0.1\"]\n");
             assert!(parse(&alias).unwrap_err().to_string().contains(why), "{name}");
         }
+        let domains = |d: &str| format!("[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nalias_tag_domains = [\"{d}\"]\n");
+        for bad in [".", "com", "co.uk"] {
+            assert!(parse(&domains(bad)).unwrap_err().to_string().contains("alias_tag_domains"), "{bad}");
+        }
+        assert!(parse(&domains("corp.example")).is_ok());
         // The PSL's private section (AWS's own names) may be owned.
         assert!(parse("[[records]]\nname = \"s3.us-east-1.amazonaws.com\"\ntype = \"A\"\nvalues = [\"10.0.0.1\"]\n").is_ok());
 

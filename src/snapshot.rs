@@ -45,18 +45,19 @@ pub type FastMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
 /// Which kind of source produced a record. The order is the precedence: when two kinds claim
-/// the same name, the earlier one wins (config > endpoint tags > Route 53 > endpoint DNS).
+/// the same name, the earlier one wins (config > Route 53 > endpoint DNS > endpoint tags). A
+/// tag comes last: it may add names, never take over a name another source has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SourceKind {
     /// `[[records]]` and `[[aliases]]` in the config file.
     Config,
-    /// An endpoint's `hubdns:alias` tag.
-    EndpointTag,
     /// A Route 53 private hosted zone.
     Route53,
     /// An interface endpoint's own DNS names.
     EndpointDns,
+    /// An endpoint's `hubdns:alias` tag.
+    EndpointTag,
 }
 
 /// Where a record came from, carried to the `explain` and records views.
@@ -109,15 +110,25 @@ pub struct Alias {
     pub ttl: Option<u32>,
     /// Where the alias came from.
     pub provenance: Provenance,
-    /// Only this type (a Route 53 alias is an A or an AAAA record); `None`: both.
+    /// Only this type (a Route 53 alias is one typed record set: A, AAAA, or another type
+    /// aliasing a record set of that type in the same zone); `None`: A and AAAA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtype: Option<RecordType>,
+    /// For one of several weighted alternatives (Route 53 weighted alias records): its set and
+    /// weight; the flattened records are that alternative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<Weight>,
 }
 
 impl Alias {
     /// The address types it answers.
     fn types(&self) -> impl Iterator<Item = RecordType> + '_ {
-        [RecordType::A, RecordType::AAAA].into_iter().filter(|t| self.rtype.is_none_or(|only| only == *t))
+        let both = [RecordType::A, RecordType::AAAA];
+        let (types, len) = match self.rtype {
+            Some(only) => ([only, only], 1),
+            None => (both, 2),
+        };
+        types.into_iter().take(len)
     }
 }
 
@@ -340,6 +351,16 @@ impl Group {
             }
             clash.is_none()
         });
+        // A zone's apex stays its zone's: whoever wins the name, the SOA and NS of a zone
+        // there are kept beside it (a config record at an apex must not unmake the zone).
+        if !records.iter().any(|r| r.data.record_type() == RecordType::SOA) {
+            for claim in self.claims.values_mut().filter(|c| c.records.iter().any(|r| r.data.record_type() == RecordType::SOA)) {
+                let (zone, rest): (Vec<Record>, Vec<Record>) =
+                    claim.records.drain(..).partition(|r| matches!(r.data.record_type(), RecordType::SOA | RecordType::NS));
+                claim.records = rest;
+                records.extend(zone);
+            }
+        }
         self.records = records;
         self.pending = aliases;
     }
@@ -476,11 +497,29 @@ impl Snapshot {
                 break;
             }
         }
+        // An alias that never resolved at a name that answers with other records: its types
+        // come from the next source that has them, so a broken alias hides nothing.
         let waiting = waiting_keys(groups);
-        for group in groups.values_mut() {
+        for (key, group) in groups.iter_mut() {
+            let mut filled = false;
             for alias in std::mem::take(&mut group.pending) {
+                for rtype in alias.types() {
+                    if group.records.iter().any(|r| r.data.record_type() == rtype) {
+                        continue;
+                    }
+                    let next = group.claims.values_mut().find(|c| c.records.iter().any(|r| r.data.record_type() == rtype));
+                    if let Some(claim) = next {
+                        let (taken, rest): (Vec<Record>, Vec<Record>) = claim.records.drain(..).partition(|r| r.data.record_type() == rtype);
+                        claim.records = rest;
+                        group.records.extend(taken);
+                        filled = true;
+                    }
+                }
                 let reason = self.alias_failure(&alias, &waiting);
                 dropped.push(Dropped::UnresolvedAlias { alias, reason });
+            }
+            if filled {
+                self.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), soa, self.serial));
             }
         }
     }
@@ -489,12 +528,18 @@ impl Snapshot {
     /// SOA, marks delegations, and adds the empty non-terminals between names and their apex
     /// so that they answer NODATA rather than NXDOMAIN (RFC 8020).
     fn apply_zones(&mut self) {
+        // Negative answers carry the zone's SOA with the TTL of the lesser of its own TTL and
+        // its MINIMUM (RFC 2308 §3, §5); an SOA query at the apex gets the record as it is.
         let apexes: FastMap<WireRecord> = self
             .exact
             .iter()
             .filter_map(|(key, node)| {
                 let set = node.rrsets.iter().find(|s| s.rtype == RecordType::SOA)?;
-                Some((key.clone(), set.records.first()?.clone()))
+                let mut soa = set.records.first()?.clone();
+                if let RData::SOA(data) = &soa.data {
+                    soa.ttl = soa.ttl.min(data.minimum);
+                }
+                Some((key.clone(), soa))
             })
             .collect();
         if apexes.is_empty() {
@@ -530,6 +575,22 @@ impl Snapshot {
                 slot.insert(node);
             }
         }
+        // Names below a zone cut are not the zone's to answer (RFC 1034 §4.2.1: data there is
+        // glue or occluded): they are forwarded like the cut itself.
+        let cuts: HashSet<Box<[u8]>> = self.exact.iter().filter(|(_, n)| n.delegated).map(|(k, _)| k.clone()).collect();
+        if cuts.is_empty() {
+            return;
+        }
+        for (key, node) in &mut self.exact {
+            if self_and_ancestors(key).skip(1).any(|a| cuts.contains(a)) {
+                node.delegated = true;
+            }
+        }
+        for (base, node) in &mut self.wildcards {
+            if self_and_ancestors(base).any(|a| cuts.contains(a)) {
+                node.delegated = true;
+            }
+        }
     }
 
     fn insert(&mut self, key: Box<[u8]>, node: Node) {
@@ -557,7 +618,7 @@ impl Snapshot {
                     ttl: alias.ttl.unwrap_or(r.ttl),
                     data: r.data.clone(),
                     provenance: alias.provenance.clone(),
-                    weight: set.weight.clone(),
+                    weight: alias.weight.clone().or_else(|| set.weight.clone()),
                 }));
             }
         }
@@ -586,7 +647,7 @@ impl Snapshot {
         if is_wildcard(key)
             && let Some(node) = parent(key).and_then(|base| self.wildcards.get(base))
         {
-            return Resolution::Exact(node);
+            return if node.delegated { Resolution::Delegated(node) } else { Resolution::Exact(node) };
         }
         for ancestor in self_and_ancestors(key).skip(1) {
             let exact = self.exact.get(ancestor);
@@ -594,7 +655,7 @@ impl Snapshot {
                 return Resolution::Delegated(node);
             }
             if let Some(node) = self.wildcards.get(ancestor) {
-                return Resolution::Wildcard(node);
+                return if node.delegated { Resolution::Delegated(node) } else { Resolution::Wildcard(node) };
             }
             if let Some(node) = exact {
                 return Resolution::Below(node);
@@ -625,7 +686,7 @@ impl Snapshot {
 
     /// Records served per kind of source.
     pub fn records_by_kind(&self) -> [(SourceKind, usize); 4] {
-        [SourceKind::Config, SourceKind::EndpointTag, SourceKind::Route53, SourceKind::EndpointDns]
+        [SourceKind::Config, SourceKind::Route53, SourceKind::EndpointDns, SourceKind::EndpointTag]
             .map(|kind| (kind, self.by_kind[kind as usize]))
     }
 
@@ -745,7 +806,10 @@ impl Node {
         if qtype == RecordType::ANY {
             return self.rrsets.first();
         }
-        let mut matching = self.rrsets.iter().filter(|s| s.rtype == qtype || s.rtype == RecordType::CNAME);
+        // RRSIG and NSEC may stand beside a CNAME (RFC 2181 §10.1, RFC 4035 §2.5): asked for,
+        // they are not answered by it.
+        let cname_answers = !matches!(qtype, RecordType::RRSIG | RecordType::NSEC);
+        let mut matching = self.rrsets.iter().filter(|s| s.rtype == qtype || (cname_answers && s.rtype == RecordType::CNAME));
         let first = matching.next()?;
         if first.weight.is_none() || draw == crate::answer::Draw::First {
             return Some(first);
@@ -784,7 +848,8 @@ impl Node {
                 && a.records.len() == b.records.len()
                 && a.records.iter().zip(&b.records).all(|(x, y)| match x.record_type() {
                     RecordType::SOA => soa_like(x, y),
-                    _ => x == y,
+                    // hickory's record equality leaves the TTL out; a TTL change is a change.
+                    _ => x == y && x.ttl == y.ttl,
                 })
         };
         self.name.eq_case(&other.name)
@@ -814,6 +879,11 @@ impl Node {
     /// or an owned name outside any loaded zone, which is the apex of its own little zone.
     pub fn is_apex(&self) -> bool {
         (!self.in_zone && !self.name.is_wildcard()) || self.rrsets.iter().any(|s| s.rtype == RecordType::SOA)
+    }
+
+    /// Whether this is a zone cut: NS records below a loaded zone's apex.
+    pub fn is_cut(&self) -> bool {
+        self.delegated && self.rrsets.iter().any(|s| s.rtype == RecordType::NS)
     }
 
     /// Whether this node's name has the lookup key `key`.
@@ -869,9 +939,9 @@ impl fmt::Display for SourceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Config => "config",
-            Self::EndpointTag => "endpoint-tag",
             Self::Route53 => "route53",
             Self::EndpointDns => "endpoint-dns",
+            Self::EndpointTag => "endpoint-tag",
         })
     }
 }
@@ -921,7 +991,7 @@ mod tests {
     }
 
     fn alias(owner: &str, target: &str) -> Alias {
-        Alias { name: name(owner), target: name(target), ttl: Some(30), provenance: prov(SourceKind::Config, owner), rtype: None }
+        Alias { name: name(owner), target: name(target), ttl: Some(30), provenance: prov(SourceKind::Config, owner), rtype: None, weight: None }
     }
 
     fn soa() -> SoaSettings {

@@ -19,8 +19,9 @@
 //!   the target's answer is there.
 //!
 //! Every response echoes the question bytes as sent (0x20 case) and, when the query had
-//! EDNS, an OPT with our payload size and the query's DO bit (RFC 3225 §3). A UDP response that does not fit the client's buffer
-//! is replaced by an empty TC=1 response that still carries the OPT (hickory drops it).
+//! EDNS, an OPT with our payload size and the query's DO bit (RFC 3225 §3). A UDP response
+//! that does not fit the client's buffer is replaced by an empty TC=1 response that still
+//! carries the OPT (hickory drops it).
 //!
 //! Every reply says how it was made ([`Served`]: type, rcode, path), and [`Handler::observe`]
 //! turns that into metrics and, when asked for, a sampled query log line.
@@ -59,7 +60,7 @@ use crate::{
         forwarder::Forwarder,
         ratelimit::{RateLimiter, Verdict},
     },
-    answer::{self, Draw, Outcome as Plan, Question},
+    answer::{self, Draw, Question},
     metrics::{Limited, Metrics, QueryPath, rcode_name},
     name_key::{key_from_wire, name_key},
     prepared::HEADER_LEN,
@@ -275,7 +276,7 @@ impl Handler {
         if let Some(prepared) = plan.prepared() {
             return query.respond(prepared, 0, opt, limit, out).then_some(QueryPath::Local);
         }
-        let Plan::Forward { target: None, .. } = plan.outcome else { return None };
+        let answer::Outcome::Forward { target: None, .. } = plan.outcome else { return None };
         let now = Instant::now();
         let entry = self.forwarder.cached(query.key(), query.qtype, now)?;
         let answered = query.respond(&entry.prepared, entry.age(now), opt, limit, out);
@@ -355,7 +356,7 @@ impl Handler {
         let question = Question { key: &key, qtype, recursion_desired: request.metadata.recursion_desired };
         let plan = answer::plan(&snapshot, question, Draw::Random);
         let qname = query.original().name();
-        let Plan::Forward { target, .. } = plan.outcome else {
+        let answer::Outcome::Forward { target, .. } = plan.outcome else {
             let answers = plan.answers(qname);
             return self.reply(out, &request, transport, plan.rcode(), plan.authoritative(), &answers, plan.authority());
         };

@@ -55,6 +55,7 @@ pub fn from_config(config: &Config) -> (Vec<Record>, Vec<Alias>) {
                 ttl: Some(ttl),
                 provenance,
                 rtype: None,
+                weight: None,
             }),
             None => records.extend(a.addresses.iter().map(|ip| Record {
                 name: a.name.name().clone(),

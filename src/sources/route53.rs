@@ -89,6 +89,8 @@ pub struct ExternalAlias {
     pub target: Name,
     /// Its zone and set.
     pub provenance: Provenance,
+    /// Its place among weighted alternatives, if it is one.
+    pub weight: Option<Weight>,
 }
 
 /// A zone whose records a source serves: its id and apex.
@@ -250,18 +252,16 @@ fn convert_set<'a>(
             out.skipped.push(format!("{name} {rtype}: cannot read the alias target {:?}", alias.dns_name()));
             return;
         };
-        if !matches!(rtype, RecordType::A | RecordType::AAAA) {
-            out.skipped.push(format!("{name} {rtype}: only A and AAAA aliases are served"));
-            return;
-        }
-        if weight.is_some() {
-            out.skipped.push(format!("{name} {rtype}: weighted alias {:?} served as a plain alias", set.set_identifier()));
-        }
-        if is_endpoint_name(&target) || apexes.any(|apex| apex.zone_of(&target)) {
-            // Route 53 answers an alias with its target's TTL (an endpoint's names: answers.ttl).
-            out.aliases.push(Alias { name, target, ttl: None, provenance, rtype: Some(rtype) });
+        let weight = weight.map(|weight| Weight { set: Arc::from(set.set_identifier().unwrap_or_default()), weight });
+        let in_zones = apexes.any(|apex| apex.zone_of(&target));
+        if in_zones || is_endpoint_name(&target) && matches!(rtype, RecordType::A | RecordType::AAAA) {
+            // Route 53 answers an alias with its target's TTL (an endpoint's names: answers.ttl);
+            // an alias of any type may name a record set of its type in the same zone.
+            out.aliases.push(Alias { name, target, ttl: None, provenance, rtype: Some(rtype), weight });
+        } else if !matches!(rtype, RecordType::A | RecordType::AAAA) {
+            out.skipped.push(format!("{name} {rtype}: an alias of this type must target a record in a loaded zone"));
         } else {
-            out.external.push(ExternalAlias { name, rtype, target, provenance });
+            out.external.push(ExternalAlias { name, rtype, target, provenance, weight });
         }
         return;
     }
@@ -343,7 +343,7 @@ fn is_endpoint_name(name: &Name) -> bool {
 }
 
 /// The record types served from zones.
-const SERVED: [RecordType; 10] = [
+const SERVED: [RecordType; 15] = [
     RecordType::A,
     RecordType::AAAA,
     RecordType::CNAME,
@@ -354,6 +354,11 @@ const SERVED: [RecordType; 10] = [
     RecordType::CAA,
     RecordType::NS,
     RecordType::SOA,
+    RecordType::NAPTR,
+    RecordType::SSHFP,
+    RecordType::TLSA,
+    RecordType::SVCB,
+    RecordType::HTTPS,
 ];
 
 fn record_type(rtype: &RrType) -> RecordType {
@@ -558,7 +563,7 @@ impl Route53Source {
                         ttl: r.ttl.min(max_ttl),
                         data: r.data.clone(),
                         provenance: alias.provenance.clone(),
-                        weight: None,
+                        weight: alias.weight.clone(),
                     })
                     .collect()
             };
@@ -658,6 +663,11 @@ mod tests {
             set("corp.example.", RrType::Caa, 300, &["0 issue \"amazon.com\""]),
             set("\\052.apps.corp.example.", RrType::A, 60, &["10.1.9.9"]),
             set("corp.example.", RrType::Spf, 300, &["\"v=spf1 -all\""]),
+            set("naptr.corp.example.", RrType::Naptr, 300, &["100 10 \"u\" \"E2U+sip\" \"!^.*$!sip:info@corp.example!\" ."]),
+            set("host.corp.example.", RrType::Sshfp, 300, &["1 1 123456789abcdef67890123456789abcdef67890"]),
+            set("_443._tcp.corp.example.", RrType::Tlsa, 300, &["3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"]),
+            set("_svc.corp.example.", RrType::Svcb, 300, &["1 svc.corp.example. alpn=h2"]),
+            set("corp.example.", RrType::Https, 300, &["1 . alpn=h2"]),
         ];
         let sets = sets.into_iter().map(|b| b.build().expect("set")).collect();
         let out = records_from_zones(&[zone("Z1", "corp.example.", sets)], &ctx());
@@ -665,7 +675,7 @@ mod tests {
         for t in SERVED {
             assert!(types.contains(&t), "{t} served: {types:?}");
         }
-        assert_eq!(out.records.len(), 13);
+        assert_eq!(out.records.len(), 18);
         assert!(out.records.iter().any(|r| r.name.is_wildcard()), "\\052 becomes a wildcard");
         assert!(out.records.iter().all(|r| r.provenance.source == SourceKind::Route53));
         assert_eq!(out.skipped.len(), 1, "SPF is not served: {:?}", out.skipped);

@@ -202,6 +202,8 @@ fn convert_endpoint(
                     out.skipped.push(format!("{id}: name `{}` skipped: {reason}", text.trim()));
                 } else if source == SourceKind::EndpointTag && !ctx.alias_tag_domains.iter().any(|d| d.zone_of(&name)) {
                     out.skipped.push(format!("{id}: {ALIAS_TAG} name `{name}` skipped: outside alias_tag_domains"));
+                } else if source == SourceKind::EndpointTag && name.is_wildcard() {
+                    out.skipped.push(format!("{id}: {ALIAS_TAG} name `{name}` skipped: a tag may add names, not a wildcard over every missing one"));
                 } else if !names.iter().any(|(n, _, _)| *n == name) {
                     names.push((name, scope, source));
                 }
@@ -683,7 +685,7 @@ mod tests {
     #[test]
     fn tags_and_entries_never_take_over_names_they_do_not_own() {
         let tagged = sm()
-            .tags(Tag::builder().key(ALIAS_TAG).value("ok.corp.example,.,com, co.uk,github.com,x.corp.example.evil.test").build())
+            .tags(Tag::builder().key(ALIAS_TAG).value("ok.corp.example,.,com, co.uk,github.com,x.corp.example.evil.test,*.corp.example").build())
             .dns_entries(entry("."))
             .dns_entries(entry(""))
             .build();
@@ -695,6 +697,7 @@ mod tests {
         for refused in ["`.`", "`com`", "`co.uk`"] {
             assert!(converted.skipped.iter().any(|s| s.contains(refused) && s.contains("cannot be an owned name")), "{refused}: {:?}", converted.skipped);
         }
+        assert!(converted.skipped.iter().any(|s| s.contains("*.corp.example.") && s.contains("wildcard")), "{:?}", converted.skipped);
         for outside in ["github.com.", "x.corp.example.evil.test."] {
             assert!(converted.skipped.iter().any(|s| s.contains(outside) && s.contains("alias_tag_domains")), "{outside}: {:?}", converted.skipped);
         }

@@ -217,7 +217,7 @@ fn value_text(value: &GenValue, octal: bool) -> String {
 /// The generated zone as a BIND zone file.
 fn gen_zone_file(zone: &str) -> String {
     let mut out = format!(
-        "$TTL 300\n@ 900 IN SOA ns-gen.awsdns.example. hostmaster.{zone} 1 7200 900 1209600 86400\n@ 172800 IN NS ns-1.awsdns-00.example.\n"
+        "$TTL 300\n@ 900 IN SOA ns-gen.awsdns.example. hostmaster.{zone} 1 7200 900 1209600 60\n@ 172800 IN NS ns-1.awsdns-00.example.\n"
     );
     for set in gen_zone() {
         for value in &set.values {
@@ -250,7 +250,7 @@ async fn create_gen_zone(moto: &Moto, zone: &str) -> String {
         Change::builder().action(ChangeAction::Upsert).resource_record_set(b.build().expect("set")).build().expect("change")
     };
     let mut changes = vec![
-        set(zone, "SOA", 900, &[format!("ns-gen.awsdns.example. hostmaster.{zone} 1 7200 900 1209600 86400")]),
+        set(zone, "SOA", 900, &[format!("ns-gen.awsdns.example. hostmaster.{zone} 1 7200 900 1209600 60")]),
         set(zone, "NS", 172800, &["ns-1.awsdns-00.example.".to_owned()]),
     ];
     for g in gen_zone() {
@@ -631,6 +631,18 @@ fn compare(ask: &Ask, h: &Message, b: &Message, owned: &Ownership<'_>, draws: &D
             };
             diffs.add(format!("{kind} ({})", ask.qtype), say("answer", show_sets(&hs), show_sets(&bs)));
         }
+    }
+    // The SOA of a negative answer for an owned name: its TTL is how long caches keep the
+    // answer (RFC 2308 §3). Not for SOA questions, where BIND sends TTL 0 (its zero-soa-ttl),
+    // nor for forwarded names, whose TTLs count down in each server's cache.
+    let soa_ttl = |m: &Message| m.authorities.iter().find(|r| r.record_type() == RecordType::SOA).map(|r| r.ttl);
+    let own = h.authorities.iter().any(|r| matches!(&r.data, RData::SOA(s) if s.mname.to_ascii().eq_ignore_ascii_case(OWN_SOA_MNAME)));
+    if let (Some(ht), Some(bt), false) = (soa_ttl(h), soa_ttl(b), own)
+        && ht != bt
+        && ask.qtype != RecordType::SOA
+        && owned.owns(&ask.name)
+    {
+        diffs.add("authority SOA TTL".into(), say("SOA TTL", ht.to_string(), bt.to_string()));
     }
     // Authority: types and owners.
     let ha: BTreeSet<String> = h.authorities.iter().map(|r| format!("{} {}", r.name.to_ascii().to_ascii_lowercase(), r.record_type())).collect();
