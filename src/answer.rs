@@ -278,6 +278,26 @@ pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'_>, draw: Draw) -> P
     }
 }
 
+/// The owned CNAMEs whose chains can only answer SERVFAIL — a loop (a wildcard's included)
+/// or more than [`MAX_CNAME_HOPS`] — with why, for `hubdns check`.
+pub fn broken_chains(snapshot: &Snapshot) -> Vec<(Name, &'static str)> {
+    let mut broken: Vec<(Name, &'static str)> = snapshot
+        .nodes()
+        .filter(|node| node.rrsets().iter().any(|set| set.rtype == RecordType::CNAME))
+        .filter_map(|node| {
+            let key = crate::name_key::name_key(node.name());
+            let question = Question { key: &key, qtype: RecordType::A, recursion_desired: true };
+            match plan(snapshot, question, Draw::First).outcome {
+                Outcome::Loop => Some((node.name().clone(), "its CNAME chain loops back")),
+                Outcome::TooLong => Some((node.name().clone(), "its CNAME chain is longer than 11")),
+                _ => None,
+            }
+        })
+        .collect();
+    broken.sort();
+    broken
+}
+
 #[cfg(test)]
 mod tests {
     //! The engine's rules, one test per rule, each naming the reference it follows. The
@@ -555,6 +575,19 @@ mod tests {
         assert_eq!(answers, ["a.example. CNAME b.example.", "b.example. CNAME c.example.", "c.example. CNAME a.example."]);
         assert_eq!(ask(&snapshot, "self.example.", RecordType::A), (ResponseCode::ServFail, vec!["self.example. CNAME self.example.".into()]));
         assert_eq!(ask(&snapshot, "a.example.", RecordType::CNAME).1.len(), 1, "CNAME asked: not followed");
+    }
+
+    /// `hubdns check` is told of every chain that can only be SERVFAIL, wildcards included.
+    #[test]
+    fn broken_chains_are_found_for_check() {
+        let cname = |from: &str, to: &str| owned(from, RData::CNAME(rdata::CNAME(name(to))), SourceKind::Config);
+        let mut records: Vec<Owned> = (0..13).map(|i| cname(&format!("c{i}.example."), &format!("c{}.example.", i + 1))).collect();
+        records.push(cname("*.w.example.", "x.w.example."));
+        records.push(cname("fine.example.", "c12.example."));
+        let (snapshot, _) = build(records, vec![]);
+        let mut broken: Vec<String> = broken_chains(&snapshot).into_iter().map(|(n, _)| n.to_string()).collect();
+        broken.sort();
+        assert_eq!(broken, ["*.w.example.", "c0.example.", "c1.example."]);
     }
 
     /// RFC 1034 §3.6.2 and BIND: a chain longer than the bound is SERVFAIL with what was

@@ -100,8 +100,9 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Check { .. } = args.command {
-        print!("{}", hubdns::summary::summary(&config));
-        return ExitCode::SUCCESS;
+        let (text, ok) = hubdns::summary::summary(&config);
+        print!("{text}");
+        return if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) };
     }
     if let Command::Explain { name, qtype, json, .. } = &args.command {
         hubdns::logging::init(&LogConfig { level: "warn".into(), ..LogConfig::default() });

@@ -4,14 +4,16 @@
 use std::fmt::Write;
 
 use crate::{
+    answer,
     config::Config,
     refresh,
     snapshot::{Dropped, TARGET_NOT_OWNED},
 };
 
 /// A readable summary of `config`: listeners, allow list, owned names, forwarding, sources.
-/// Also builds the snapshot, so aliases that cannot resolve show up here.
-pub fn summary(config: &Config) -> String {
+/// Also builds the snapshot, so aliases that cannot resolve show up here, and CNAME chains
+/// that can only answer SERVFAIL as errors. Returns the text and whether it has no error.
+pub fn summary(config: &Config) -> (String, bool) {
     let mut out = String::new();
     // Writing to a String cannot fail; the results are ignored below for that reason.
     let _ = writeln!(out, "config {}: OK", config.origin);
@@ -114,5 +116,9 @@ pub fn summary(config: &Config) -> String {
             }
         }
     }
-    out
+    let broken = answer::broken_chains(&snapshot);
+    for (name, why) in &broken {
+        let _ = writeln!(out, "error         {name}: {why}, so it can only answer SERVFAIL");
+    }
+    (out, broken.is_empty())
 }

@@ -266,7 +266,7 @@ fn convert_set<'a>(
         return;
     }
 
-    if !SERVED.contains(&rtype) {
+    if !SERVED.contains(&rtype) && rtype != spf() {
         out.skipped.push(format!("{name} {rtype}: type not served"));
         return;
     }
@@ -275,6 +275,7 @@ fn convert_set<'a>(
     for value in set.resource_records() {
         let data = match rtype {
             RecordType::TXT => txt_from_route53(value.value()),
+            _ if rtype == spf() => spf_from_route53(value.value()),
             _ => RData::try_from_str(rtype, value.value()).map_err(|e| e.to_string()),
         };
         match data {
@@ -282,6 +283,21 @@ fn convert_set<'a>(
             Err(error) => out.skipped.push(format!("{name} {rtype} {:?}: {error}", value.value())),
         }
     }
+}
+
+/// An SPF value (RFC 7208 §3.1: TXT's format under type 99), which Route 53 still serves. hickory
+/// has no SPF type of its own, so the TXT data goes out as type 99's opaque RDATA.
+fn spf_from_route53(value: &str) -> Result<RData, String> {
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+    let RData::TXT(txt) = txt_from_route53(value)? else { return Err("not text".into()) };
+    let mut bytes = Vec::new();
+    txt.emit(&mut BinEncoder::new(&mut bytes)).map_err(|e| e.to_string())?;
+    Ok(RData::Unknown { code: spf(), rdata: hickory_proto::rr::rdata::NULL::with(bytes) })
+}
+
+/// Type 99, SPF, which hickory does not name.
+fn spf() -> RecordType {
+    RecordType::from(99)
 }
 
 /// A TXT value as Route 53 writes it: character strings, each quoted (or a bare word), where
@@ -362,7 +378,10 @@ const SERVED: [RecordType; 15] = [
 ];
 
 fn record_type(rtype: &RrType) -> RecordType {
-    rtype.as_str().parse().unwrap_or(RecordType::Unknown(0))
+    match rtype {
+        RrType::Spf => spf(),
+        other => other.as_str().parse().unwrap_or(RecordType::Unknown(0)),
+    }
 }
 
 /// A name as Route 53 writes it: `\ooo` is the octet with that octal value (`\052` is `*`),
@@ -675,10 +694,10 @@ mod tests {
         for t in SERVED {
             assert!(types.contains(&t), "{t} served: {types:?}");
         }
-        assert_eq!(out.records.len(), 18);
+        assert_eq!(out.records.len(), 19);
         assert!(out.records.iter().any(|r| r.name.is_wildcard()), "\\052 becomes a wildcard");
         assert!(out.records.iter().all(|r| r.provenance.source == SourceKind::Route53));
-        assert_eq!(out.skipped.len(), 1, "SPF is not served: {:?}", out.skipped);
+        assert!(out.skipped.is_empty(), "{:?}", out.skipped);
     }
 
     /// Issue 14 item 4: Route 53's `\ooo` escapes in TXT values are octal bytes.
@@ -697,6 +716,9 @@ mod tests {
         assert_eq!(txt(r#""""#), [Vec::<u8>::new()]);
         let long = format!("\"{}\"", "x".repeat(300));
         assert_eq!(txt(&long).iter().map(Vec::len).collect::<Vec<_>>(), [255, 45]);
+        // SPF is TXT's format under its own type (RFC 7208 §3.1).
+        let Ok(RData::Unknown { code, rdata }) = spf_from_route53(r#""v=spf1 -all""#) else { panic!("SPF") };
+        assert_eq!((code, &rdata.anything[..]), (spf(), &b"\x0bv=spf1 -all"[..]));
         for bad in [r#""open"#, r#""\09x""#, r#""\400""#, r#""\1""#, ""] {
             assert!(txt_from_route53(bad).is_err(), "{bad}");
         }

@@ -43,6 +43,14 @@ fn check_refuses_a_bad_config_with_file_line_and_key() {
     assert!(stderr.contains("bad.toml:4: records[0].values[0]"), "{stderr}");
     assert!(stderr.contains("not valid A data"), "{stderr}");
 
+    // A chain that can only be SERVFAIL (a wildcard CNAME leading back under itself): the
+    // summary prints, and the exit status says the config is not fit to serve.
+    std::fs::write(&path, "[[records]]\nname = \"*.w.example\"\ntype = \"CNAME\"\nvalues = [\"x.w.example\"]\n").expect("write");
+    let out = Command::new(HUBDNS).args(["check", "--config"]).arg(&path).output().expect("runs");
+    assert_eq!(out.status.code(), Some(78), "EX_CONFIG");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("error         *.w.example.: its CNAME chain loops back"), "{stdout}");
+
     std::fs::write(&path, "[server]\nlisten_on = []\n").expect("write");
     let out = Command::new(HUBDNS).args(["serve", "--config"]).arg(&path).output().expect("runs");
     assert_eq!(out.status.code(), Some(78));

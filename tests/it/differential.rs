@@ -635,12 +635,17 @@ fn compare(ask: &Ask, h: &Message, b: &Message, owned: &Ownership<'_>, draws: &D
     // The SOA of a negative answer for an owned name: its TTL is how long caches keep the
     // answer (RFC 2308 §3). Not for SOA questions, where BIND sends TTL 0 (its zero-soa-ttl),
     // nor for forwarded names, whose TTLs count down in each server's cache.
-    let soa_ttl = |m: &Message| m.authorities.iter().find(|r| r.record_type() == RecordType::SOA).map(|r| r.ttl);
+    let soa_ttl = |m: &Message| {
+        let soa = m.authorities.iter().find(|r| r.record_type() == RecordType::SOA)?;
+        let owner = soa.name.to_ascii();
+        // A delegated zone's SOA (its apex is the cut) came from upstream.
+        let delegated = owned.delegated.iter().any(|d| d.eq_ignore_ascii_case(&owner));
+        (owned.owns(&owner) && !delegated).then_some(soa.ttl)
+    };
     let own = h.authorities.iter().any(|r| matches!(&r.data, RData::SOA(s) if s.mname.to_ascii().eq_ignore_ascii_case(OWN_SOA_MNAME)));
     if let (Some(ht), Some(bt), false) = (soa_ttl(h), soa_ttl(b), own)
         && ht != bt
         && ask.qtype != RecordType::SOA
-        && owned.owns(&ask.name)
     {
         diffs.add("authority SOA TTL".into(), say("SOA TTL", ht.to_string(), bt.to_string()));
     }
