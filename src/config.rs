@@ -19,7 +19,10 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{name_key::name_key, snapshot::ownable};
+use crate::{
+    name_key::name_key,
+    snapshot::{absolute_names, ownable},
+};
 
 /// The whole configuration of one hubdns process.
 #[derive(Debug, Clone, Deserialize)]
@@ -839,22 +842,7 @@ fn parse_rdata(rtype: RecordType, value: &str) -> Result<RData, String> {
     let mut rdata = RData::try_from_str(rtype, value)
         .map_err(|e| format!("`{value}` is not valid {rtype} data: {e}"))?;
     // Names inside record data are absolute in this file, with or without the final dot.
-    let fix = |name: &mut Name| name.set_fqdn(true);
-    match &mut rdata {
-        RData::CNAME(c) => fix(&mut c.0),
-        RData::PTR(p) => fix(&mut p.0),
-        RData::MX(mx) => {
-            let mut name = mx.exchange.clone();
-            fix(&mut name);
-            *mx = hickory_proto::rr::rdata::MX::new(mx.preference, name);
-        }
-        RData::SRV(srv) => {
-            let mut name = srv.target.clone();
-            fix(&mut name);
-            *srv = hickory_proto::rr::rdata::SRV::new(srv.priority, srv.weight, srv.port, name);
-        }
-        _ => {}
-    }
+    absolute_names(&mut rdata);
     Ok(rdata)
 }
 

@@ -74,6 +74,9 @@ pub struct SourceOutput {
     /// The private zones whose records these are (route53 sources).
     #[serde(default)]
     pub zones: Vec<ZoneSummary>,
+    /// Zones this source left out for another of the same name: (the winner's id, the zone).
+    #[serde(default)]
+    pub lost_zones: Vec<(String, ZoneSummary)>,
     /// When the source answered (RFC 3339).
     pub fetched_at: String,
 }
@@ -285,6 +288,7 @@ impl Refresher {
                         records: converted.records,
                         aliases: converted.aliases,
                         zones: converted.zones,
+                        lost_zones: converted.lost_zones,
                         fetched_at: ctx.fetched_at,
                         ..SourceOutput::default()
                     })
@@ -448,14 +452,19 @@ pub fn build_snapshot(config: &Config, outputs: &[&SourceOutput]) -> (Snapshot, 
 
 /// The ids of the zones of `outputs[i]` that an earlier source also serves under the same
 /// name: of private zones with one name in several sources, the earlier source's wins whole
-/// (issue 14: one view, never a mix). Each loss is added to `conflicts`.
+/// (issue 14: one view, never a mix). Each loss is added to `conflicts`, and so is each zone
+/// the source itself left out for one of the same name.
 fn zones_lost(outputs: &[&SourceOutput], i: usize, conflicts: &mut Vec<Dropped>) -> Vec<String> {
+    let provenance = |id: &str| Provenance { source: SourceKind::Route53, origin: Arc::from(format!("route53 zone={id}")) };
+    // Zones the source itself left out for one of the same name, counted as conflicts too.
+    for (winner, zone) in &outputs[i].lost_zones {
+        conflicts.push(Dropped::Conflict { name: zone.name.clone(), kept: provenance(winner), dropped: provenance(&zone.id) });
+    }
     let mut lost = Vec::new();
     for zone in &outputs[i].zones {
         let winner = outputs[..i].iter().flat_map(|o| &o.zones).find(|earlier| earlier.name == zone.name);
         if let Some(winner) = winner {
-            let provenance = |z: &ZoneSummary| Provenance { source: SourceKind::Route53, origin: Arc::from(format!("route53 zone={}", z.id)) };
-            conflicts.push(Dropped::Conflict { name: zone.name.clone(), kept: provenance(winner), dropped: provenance(zone) });
+            conflicts.push(Dropped::Conflict { name: zone.name.clone(), kept: provenance(&winner.id), dropped: provenance(&zone.id) });
             lost.push(zone.id.clone());
         }
     }

@@ -289,6 +289,31 @@ pub fn ownable(name: &Name) -> Result<(), &'static str> {
     }
 }
 
+/// Makes the names inside `rdata` absolute. Sources whose record values are always fully
+/// qualified (the config file, Route 53 — which may leave the final dot out) parse them with
+/// hickory, which keeps a name without the dot relative; on the wire that is the same name,
+/// but `explain`, `/records` and change detection would show and compare it differently.
+pub fn absolute_names(rdata: &mut RData) {
+    use hickory_proto::rr::rdata::{MX, SRV};
+    let fix = |name: &Name| {
+        let mut name = name.clone();
+        name.set_fqdn(true);
+        name
+    };
+    match rdata {
+        RData::CNAME(c) => c.0 = fix(&c.0),
+        RData::PTR(p) => p.0 = fix(&p.0),
+        RData::NS(ns) => ns.0 = fix(&ns.0),
+        RData::MX(mx) => *mx = MX::new(mx.preference, fix(&mx.exchange)),
+        RData::SRV(srv) => *srv = SRV::new(srv.priority, srv.weight, srv.port, fix(&srv.target)),
+        RData::SOA(soa) => {
+            soa.mname = fix(&soa.mname);
+            soa.rname = fix(&soa.rname);
+        }
+        _ => {}
+    }
+}
+
 /// What one kind of source claims at one name.
 #[derive(Default)]
 struct Claim {

@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use crate::{
     config::Route53Config,
     dns::forwarder::Forwarder,
-    snapshot::{Alias, Provenance, Record, SourceKind, Weight},
+    snapshot::{Alias, Provenance, Record, SourceKind, Weight, absolute_names},
     sources::aws::{FetchError, TokenBucket, sdk_config, sdk_message},
 };
 
@@ -107,6 +107,8 @@ pub struct ZoneSummary {
 pub struct Converted {
     /// The zones served (of several with one name, the one that won).
     pub zones: Vec<ZoneSummary>,
+    /// Zones left out for one of the same name: (the winner's id, the zone left out).
+    pub lost_zones: Vec<(String, ZoneSummary)>,
     /// Records, weighted alternatives included.
     pub records: Vec<Record>,
     /// Aliases to endpoint names and to names in loaded zones.
@@ -138,6 +140,7 @@ pub fn records_from_zones(zones: &[Zone], ctx: &ZoneContext) -> Converted {
                 "zone {} ({apex}) left out: zone {} has the same name and is associated with an earlier VPC in vpc_ids",
                 zone.id, winner.id
             ));
+            out.lost_zones.push((winner.id.clone(), ZoneSummary { id: zone.id.clone(), name: apex }));
             continue;
         }
         apexes.push((apex, zone));
@@ -276,7 +279,11 @@ fn convert_set<'a>(
         let data = match rtype {
             RecordType::TXT => txt_from_route53(value.value()),
             _ if rtype == spf() => spf_from_route53(value.value()),
-            _ => RData::try_from_str(rtype, value.value()).map_err(|e| e.to_string()),
+            _ => RData::try_from_str(rtype, value.value()).map_err(|e| e.to_string()).map(|mut data| {
+                // Route 53's names are fully qualified, final dot or not.
+                absolute_names(&mut data);
+                data
+            }),
         };
         match data {
             Ok(data) => out.records.push(Record { name: name.clone(), ttl, data, provenance: provenance.clone(), weight: weight.clone() }),
@@ -655,6 +662,7 @@ mod tests {
         assert!(out.records.iter().all(|r| r.provenance.origin.contains("zone=ZZZZ")), "{:?}", out.records);
         assert!(out.records.iter().any(|r| r.name.to_ascii() == "only-a.corp.example."));
         assert!(out.skipped.iter().any(|s| s.contains("ZAAA") && s.contains("same name")), "{:?}", out.skipped);
+        assert_eq!(out.lost_zones.iter().map(|(w, z)| (w.as_str(), z.id.as_str())).collect::<Vec<_>>(), [("ZZZZ", "ZAAA")], "a conflict");
     }
 
     #[test]
@@ -691,6 +699,8 @@ mod tests {
         let sets = sets.into_iter().map(|b| b.build().expect("set")).collect();
         let out = records_from_zones(&[zone("Z1", "corp.example.", sets)], &ctx());
         let types: Vec<RecordType> = out.records.iter().map(|r| r.data.record_type()).collect();
+        let cname = out.records.iter().find(|r| r.data.record_type() == RecordType::CNAME).expect("CNAME");
+        assert_eq!(cname.data.to_string(), "api.corp.example.", "a name without its final dot is still absolute");
         for t in SERVED {
             assert!(types.contains(&t), "{t} served: {types:?}");
         }
