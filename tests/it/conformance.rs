@@ -812,15 +812,34 @@ async fn setup_tags(moto: &Moto, allowed: bool) -> Result<Fixture, String> {
     endpoint(&ec2, &vpc_id, &subnets, svc, false, Some("co.uk")).await?;
     let (deep_ips, _) = endpoint(&ec2, &vpc_id, &subnets, svc, false, Some("deep.ok2.corp.example")).await?;
     let key = if allowed { "alias_tag_domains = [\"corp.example\"]\n" } else { "" };
-    let text = config_head(stub.addr)
+    let mut text = config_head(stub.addr)
         + &format!(
             "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nvpc_ids = [\"{vpc_id}\"]\nmax_attempts = 1\napi_timeout_secs = 5\n{key}",
             moto.url
         );
+    let mut vars = HashMap::from([("ok".to_owned(), ok_ips), ("deep".to_owned(), deep_ips)]);
+    if allowed {
+        // A Route 53 zone under an allowed domain, and a tag naming its apex, one of its names
+        // and a name it does not have.
+        let route53 = moto.route53();
+        let tz = zone(&route53, "tz.corp.example.", &vpc_id, "ns-tz.awsdns.example.").await?;
+        change(
+            &route53,
+            &tz,
+            vec![upsert(rrset("tz.corp.example.", "TXT", 300, &["\"tz-apex\""])), upsert(rrset("www.tz.corp.example.", "A", 300, &["10.50.0.1"]))],
+        )
+        .await?;
+        let (tz_ips, _) =
+            endpoint(&ec2, &vpc_id, &subnets, svc, false, Some("tz.corp.example,www.tz.corp.example,new.tz.corp.example")).await?;
+        vars.insert("tz".to_owned(), tz_ips);
+        text += &format!(
+            "\n[[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"{vpc_id}\"]\nendpoint_url = \"{}\"\nmax_attempts = 1\napi_timeout_secs = 5\nreread_secs = 0\n",
+            moto.url
+        );
+    }
     let (hub, admin) = start_hub(&text).await?;
     wait_ready(&hub).await;
-    wait_runs(admin, 1).await;
-    let vars = HashMap::from([("ok".to_owned(), ok_ips), ("deep".to_owned(), deep_ips)]);
+    wait_runs(admin, 2).await;
     Ok(Fixture { hub, admin, stub, vars, zone_id: None, config_text: text })
 }
 
