@@ -4,11 +4,14 @@
 //!
 //! Fixtures are set up once per run, each with its own stub upstream on 127.0.0.x:
 //! - `r53`: moto (the real AWS SDK against moto's server) with private hosted zones
-//!   (`corp.example`, a nested `sub.corp.example`, a zone named after an endpoint's private
-//!   DNS name, two zones named `dup.example` in two VPCs) and interface endpoints; its
-//!   phase 1 changes a weight in moto, its phase 2 takes the upstream away;
+//!   (`corp.example`, a nested `sub.corp.example`, zones named after two endpoints' private
+//!   DNS names, two zones named `dup.example` in two VPCs, `cfg.example` whose apex name the
+//!   config's `[[records]]` also has, `neg.example` with an SOA MINIMUM below its TTL) and
+//!   interface endpoints; its phase 1 changes a weight and a TTL in moto, its phase 2 takes
+//!   the upstream away;
 //! - `static`: `[[records]]` and `[[aliases]]` only; its phase 1 reloads a changed `[answers]`;
-//! - `tags`: endpoints with `hubdns:alias` tags under `alias_tag_domains`;
+//! - `tags`: endpoints with `hubdns:alias` tags under `alias_tag_domains`, and a Route 53 zone
+//!   (`tz.corp.example`) some tags name;
 //! - `tags-default`: tags with the key left out (it publishes nothing), `.` and suffixes among them;
 //! - `check`: a config file given to `hubdns check`, refused or accepted.
 //!
@@ -81,6 +84,9 @@ struct Row {
     /// `check` rows: `refused` or `accepted`.
     #[serde(default)]
     check: Option<String>,
+    /// `check` rows: the exit status `hubdns check` must end with (78: EX_CONFIG).
+    #[serde(default)]
+    exit: Option<i32>,
 }
 
 fn yes() -> bool {
@@ -147,6 +153,9 @@ struct Expect {
     /// RFC 8482 ANY: a non-empty answer, each record either one of these or a HINFO.
     #[serde(default)]
     answer_any_of: Option<Vec<String>>,
+    /// The TTL every record of the answer section carries.
+    #[serde(default)]
+    ttl: Option<u32>,
     /// The answer's RRsets as `owner TYPE` (data not compared: moto's NS, SOA serials).
     #[serde(default)]
     answer_sets: Option<Vec<String>>,
@@ -218,9 +227,28 @@ fn txt_presentation(strings: &[Box<[u8]>]) -> String {
         .join(" ")
 }
 
+/// Type 99, SPF (RFC 7208 §3.1: TXT's format), which hickory does not name.
+const SPF: u16 = 99;
+
+/// The character-strings of an RDATA (RFC 1035 §3.3: length octet, then the octets).
+fn character_strings(mut bytes: &[u8]) -> Vec<Box<[u8]>> {
+    let mut out = Vec::new();
+    while let Some((&len, rest)) = bytes.split_first() {
+        let len = usize::from(len).min(rest.len());
+        out.push(rest[..len].into());
+        bytes = &rest[len..];
+    }
+    out
+}
+
 /// One record as `owner TYPE data`, owner lowercased; names in the data lowercased too.
 pub(crate) fn canonical(record: &Record) -> String {
     let owner = record.name.to_ascii().to_ascii_lowercase();
+    if let RData::Unknown { code, rdata } = &record.data
+        && u16::from(*code) == SPF
+    {
+        return format!("{owner} SPF {}", txt_presentation(&character_strings(&rdata.anything)));
+    }
     let data = match &record.data {
         RData::TXT(txt) => txt_presentation(&txt.txt_data),
         RData::CAA(caa) => caa.to_string(),
@@ -238,7 +266,13 @@ fn normalise(line: &str) -> String {
     let rtype = parts.next().unwrap_or_default().to_ascii_uppercase();
     let data = parts.next().unwrap_or_default().trim();
     let data = match rtype.as_str() {
-        "TXT" | "CAA" | "HINFO" => data.to_owned(),
+        "TXT" | "CAA" | "HINFO" | "SPF" => data.to_owned(),
+        // Presentation formats with more than one spelling (RFC 3403, 4255, 6698, 9460): the
+        // expected text is read as RDATA and written as `canonical` writes what came back.
+        "NAPTR" | "SSHFP" | "TLSA" | "SVCB" | "HTTPS" => match RData::try_from_str(RecordType::from_str_ok(&rtype), data) {
+            Ok(rdata) => rdata.to_string().to_ascii_lowercase(),
+            Err(e) => format!("(expected {rtype} data {data:?} does not parse: {e})"),
+        },
         _ => data.to_ascii_lowercase(),
     };
     format!("{owner} {rtype} {data}")
@@ -362,6 +396,9 @@ trait FromStrOk {
 impl FromStrOk for RecordType {
     fn from_str_ok(text: &str) -> RecordType {
         use std::str::FromStr;
+        if text.eq_ignore_ascii_case("SPF") {
+            return RecordType::from(SPF);
+        }
         RecordType::from_str(&text.to_ascii_uppercase()).unwrap_or_else(|_| panic!("row type {text}"))
     }
 }
@@ -506,8 +543,14 @@ async fn change(route53: &aws_sdk_route53::Client, zone: &str, changes: Vec<Chan
         .map_err(|e| format!("ChangeResourceRecordSets in {zone}: {}", aws_sdk_route53::error::DisplayErrorContext(e)))
 }
 
-/// A private zone associated with `vpc`; its id without `/hostedzone/`, and its SOA set.
+/// A private zone associated with `vpc`; its id without `/hostedzone/`, and its SOA set
+/// (TTL 900, MINIMUM 86400).
 async fn zone(route53: &aws_sdk_route53::Client, name: &str, vpc: &str, mname: &str) -> Result<String, String> {
+    zone_with_minimum(route53, name, vpc, mname, 86400).await
+}
+
+/// [`zone`] with the SOA's MINIMUM given (its TTL stays 900).
+async fn zone_with_minimum(route53: &aws_sdk_route53::Client, name: &str, vpc: &str, mname: &str, minimum: u32) -> Result<String, String> {
     let created = route53
         .create_hosted_zone()
         .name(name)
@@ -519,7 +562,7 @@ async fn zone(route53: &aws_sdk_route53::Client, name: &str, vpc: &str, mname: &
         .map_err(|e| format!("CreateHostedZone {name}: {}", aws_sdk_route53::error::DisplayErrorContext(e)))?;
     let id = created.hosted_zone().map(|z| z.id().trim_start_matches("/hostedzone/").to_owned()).ok_or("no zone id")?;
     // moto writes the SOA value as a Python dict's text; put a real one, as AWS has.
-    let soa = format!("{mname} hostmaster.{name} 1 7200 900 1209600 86400");
+    let soa = format!("{mname} hostmaster.{name} 1 7200 900 1209600 {minimum}");
     change(route53, &id, vec![upsert(rrset(name, "SOA", 900, &[&soa]))]).await?;
     Ok(id)
 }
@@ -586,7 +629,7 @@ async fn setup_r53(moto: &Moto) -> Result<Fixture, String> {
     let stub = StubUpstream::start_with(
         "127.0.0.71",
         STUB_IP,
-        &[ELB, "host.lab.corp.example.", "lab.corp.example.", "github.com."],
+        &[ELB, "host.lab.corp.example.", "lab.corp.example.", "occluded.lab.corp.example.", "github.com."],
     )
     .await;
     let ec2 = moto.ec2();
@@ -596,6 +639,9 @@ async fn setup_r53(moto: &Moto) -> Result<Fixture, String> {
     let (sm_ips, sm_dns) =
         endpoint(&ec2, &vpc_a, &subnets_a, "com.amazonaws.us-east-1.secretsmanager", true, Some("tagged.corp.example")).await?;
     let (_kms_ips, _kms_dns) = endpoint(&ec2, &vpc_a, &subnets_a, "com.amazonaws.us-east-1.kms", false, None).await?;
+    // Private DNS on: the endpoint source owns ssm.us-east-1.amazonaws.com (a zone below has a
+    // broken alias there, made further down).
+    let (ssm_ips, _ssm_dns) = endpoint(&ec2, &vpc_a, &subnets_a, "com.amazonaws.us-east-1.ssm", true, None).await?;
 
     // Two zones named dup.example: the one of the second VPC created first.
     let dup_b = zone(&route53, "dup.example.", &vpc_b, "ns-b.dup.example.").await?;
@@ -668,6 +714,30 @@ async fn setup_r53(moto: &Moto) -> Result<Fixture, String> {
         upsert(rrset(&c("dc1."), "A", 300, &["10.20.3.5"])),
         upsert(rrset(&c("y.sub."), "A", 300, &["10.20.7.7"])),
         upsert(rrset(&c("ch9."), "A", 300, &["10.20.14.9"])),
+        // Phase 1 changes only its TTL (300 → 120).
+        upsert(rrset(&c("ttl."), "A", 300, &["10.20.16.1"])),
+        // Data in the parent below the lab. cut: occluded (RFC 1034 §4.2.1).
+        upsert(rrset(&c("occluded.lab."), "A", 300, &["10.20.15.1"])),
+        // Weighted aliases, weights 1 and 0, to two different targets.
+        upsert(alias(&c("wal."), "A", &corp, &c("wt1."), false).set_identifier("one").weight(1)),
+        upsert(alias(&c("wal."), "A", &corp, &c("wt0."), false).set_identifier("zero").weight(0)),
+        upsert(rrset(&c("wt1."), "A", 300, &["10.20.17.1"])),
+        upsert(rrset(&c("wt0."), "A", 300, &["10.20.17.2"])),
+        // The other types Route 53 supports.
+        upsert(rrset(&c("naptr."), "NAPTR", 300, &[r#"100 10 "U" "E2U+sip" "!^.*$!sip:info@corp.example!" ."#])),
+        upsert(rrset(&c("sshfp."), "SSHFP", 300, &["1 1 123456789abcdef67890123456789abcdef67890"])),
+        upsert(rrset(
+            &c("_443._tcp.tlsa."),
+            "TLSA",
+            300,
+            &["0 0 1 d2abde240d7cd3ee6b4b28c54df034b97983a1d16e8a410e4561cb106618e971"],
+        )),
+        upsert(rrset(&c("https."), "HTTPS", 300, &["1 . alpn=h2,h3"])),
+        upsert(rrset(&c("svcb."), "SVCB", 300, &["1 svc-host.corp.example. port=8443"])),
+        upsert(rrset(&c("spf."), "SPF", 300, &["\"v=spf1 ip4:10.20.0.0/16 -all\""])),
+        // An alias of type TXT to a TXT record set in the zone.
+        upsert(alias(&c("txt-alias."), "TXT", &corp, &c("txt-target."), false)),
+        upsert(rrset(&c("txt-target."), "TXT", 300, &["\"target text\""])),
     ];
     // A chain of nine CNAMEs, ch0 → ch1 → … → ch9 (BIND 9.18 answers chains of up to 11).
     let mut changes = changes;
@@ -691,7 +761,34 @@ async fn setup_r53(moto: &Moto) -> Result<Fixture, String> {
     )
     .await?;
 
+    // A zone at the ssm endpoint's private DNS name: an A alias at its apex to a name that does
+    // not exist, beside a TXT record.
+    let ssm_zone = zone(&route53, "ssm.us-east-1.amazonaws.com.", &vpc_a, "ns-ssm.awsdns.example.").await?;
+    change(
+        &route53,
+        &ssm_zone,
+        vec![
+            upsert(alias("ssm.us-east-1.amazonaws.com.", "A", &ssm_zone, "gone.ssm.us-east-1.amazonaws.com.", false)),
+            upsert(rrset("ssm.us-east-1.amazonaws.com.", "TXT", 300, &["\"ssm-txt\""])),
+        ],
+    )
+    .await?;
+
+    // A small zone whose apex name the config's [[records]] also has (a TXT).
+    let cfg = zone(&route53, "cfg.example.", &vpc_a, "ns-cfg.awsdns.example.").await?;
+    change(
+        &route53,
+        &cfg,
+        vec![upsert(rrset("cfg.example.", "TXT", 300, &["\"zone-txt\""])), upsert(rrset("host.cfg.example.", "A", 300, &["10.60.0.1"]))],
+    )
+    .await?;
+
+    // A zone whose SOA MINIMUM (60) is below the SOA's TTL (900).
+    let neg = zone_with_minimum(&route53, "neg.example.", &vpc_a, "ns-neg.awsdns.example.", 60).await?;
+    change(&route53, &neg, vec![upsert(rrset("host.neg.example.", "A", 300, &["10.70.0.1"]))]).await?;
+
     let text = config_head(stub.addr)
+        + "[[records]]\nname = \"cfg.example\"\ntype = \"TXT\"\nvalues = [\"from-config\"]\n\n"
         + &format!(
             "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nvpc_ids = [\"{vpc_a}\"]\nmax_attempts = 1\napi_timeout_secs = 5\n\n\
              [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"{vpc_a}\", \"{vpc_b}\"]\nendpoint_url = \"{url}\"\nmax_attempts = 1\napi_timeout_secs = 5\nreread_secs = 0\n",
@@ -700,7 +797,7 @@ async fn setup_r53(moto: &Moto) -> Result<Fixture, String> {
     let (hub, admin) = start_hub(&text).await?;
     wait_ready(&hub).await;
     wait_runs(admin, 2).await;
-    let vars = HashMap::from([("sm".to_owned(), sm_ips), ("sm_dns".to_owned(), vec![sm_dns])]);
+    let vars = HashMap::from([("sm".to_owned(), sm_ips), ("sm_dns".to_owned(), vec![sm_dns]), ("ssm".to_owned(), ssm_ips)]);
     Ok(Fixture { hub, admin, stub, vars, zone_id: Some(corp), config_text: text })
 }
 
@@ -778,15 +875,34 @@ async fn setup_tags(moto: &Moto, allowed: bool) -> Result<Fixture, String> {
     endpoint(&ec2, &vpc_id, &subnets, svc, false, Some("co.uk")).await?;
     let (deep_ips, _) = endpoint(&ec2, &vpc_id, &subnets, svc, false, Some("deep.ok2.corp.example")).await?;
     let key = if allowed { "alias_tag_domains = [\"corp.example\"]\n" } else { "" };
-    let text = config_head(stub.addr)
+    let mut text = config_head(stub.addr)
         + &format!(
             "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nvpc_ids = [\"{vpc_id}\"]\nmax_attempts = 1\napi_timeout_secs = 5\n{key}",
             moto.url
         );
+    let mut vars = HashMap::from([("ok".to_owned(), ok_ips), ("deep".to_owned(), deep_ips)]);
+    if allowed {
+        // A Route 53 zone under an allowed domain, and a tag naming its apex, one of its names
+        // and a name it does not have.
+        let route53 = moto.route53();
+        let tz = zone(&route53, "tz.corp.example.", &vpc_id, "ns-tz.awsdns.example.").await?;
+        change(
+            &route53,
+            &tz,
+            vec![upsert(rrset("tz.corp.example.", "TXT", 300, &["\"tz-apex\""])), upsert(rrset("www.tz.corp.example.", "A", 300, &["10.50.0.1"]))],
+        )
+        .await?;
+        let (tz_ips, _) =
+            endpoint(&ec2, &vpc_id, &subnets, svc, false, Some("tz.corp.example,www.tz.corp.example,new.tz.corp.example")).await?;
+        vars.insert("tz".to_owned(), tz_ips);
+        text += &format!(
+            "\n[[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"{vpc_id}\"]\nendpoint_url = \"{}\"\nmax_attempts = 1\napi_timeout_secs = 5\nreread_secs = 0\n",
+            moto.url
+        );
+    }
     let (hub, admin) = start_hub(&text).await?;
     wait_ready(&hub).await;
-    wait_runs(admin, 1).await;
-    let vars = HashMap::from([("ok".to_owned(), ok_ips), ("deep".to_owned(), deep_ips)]);
+    wait_runs(admin, 2).await;
     Ok(Fixture { hub, admin, stub, vars, zone_id: None, config_text: text })
 }
 
@@ -794,10 +910,12 @@ async fn setup_tags(moto: &Moto, allowed: bool) -> Result<Fixture, String> {
 async fn change_phase(name: &str, fixture: &Fixture, moto: &Moto, phase: u8) -> Result<(), String> {
     match (name, phase) {
         ("r53", 1) => {
-            // Only the weight changes (3 → 0): same record count, same values.
+            // Only the weight changes (3 → 0): same record count, same values; and only a TTL
+            // (300 → 120), same data.
             let zone = fixture.zone_id.as_deref().ok_or("no zone")?;
             let set = rrset("w.corp.example.", "A", 60, &["10.20.1.1"]).set_identifier("blue").weight(0);
-            change(&moto.route53(), zone, vec![upsert(set)]).await?;
+            let ttl = rrset("ttl.corp.example.", "A", 120, &["10.20.16.1"]);
+            change(&moto.route53(), zone, vec![upsert(set), upsert(ttl)]).await?;
             wait_runs(fixture.admin, 3).await;
             Ok(())
         }
@@ -913,6 +1031,12 @@ async fn run_row(row: &Row, fixture: &Fixture) -> Vec<String> {
             problems.push(format!("answer [{}], expected [{}]", show(&got), show(&want)));
         }
     }
+    if let Some(ttl) = expect.ttl {
+        let ttls: BTreeSet<u32> = answer.answers.iter().map(|r| r.ttl).collect();
+        if ttls.len() != 1 || !ttls.contains(&ttl) {
+            problems.push(format!("answer TTLs {ttls:?}, expected {ttl}"));
+        }
+    }
     if let Some(lines) = &expect.answer_any_of {
         let allowed: BTreeSet<String> = expand(lines, vars).iter().map(|l| normalise(l)).collect();
         let got = answer_set(&answer);
@@ -990,8 +1114,9 @@ async fn run_row(row: &Row, fixture: &Fixture) -> Vec<String> {
             problems.push(format!("the upstream saw {upstream_name} {seen} times during the row, expected {rule}"));
         }
     }
-    // One answer engine: /explain tells the rcode the handler gives.
-    if q.question && q.opcode == 0 {
+    // One answer engine: /explain tells the rcode the handler gives. /explain takes a type by
+    // its name, so a type hickory cannot name (SPF) is not asked there.
+    if q.question && q.opcode == 0 && !matches!(RecordType::from_str_ok(&q.qtype), RecordType::Unknown(_)) {
         let name = expand_one(&q.name, vars);
         match explain_rcode(fixture.admin, &name, &q.qtype.to_ascii_uppercase()) {
             Ok((explained, by)) => {
@@ -1029,14 +1154,23 @@ fn run_check(row: &Row) -> Vec<String> {
     std::fs::write(&path, text).expect("write config");
     let output = std::process::Command::new(HUBDNS).args(["check", "--config"]).arg(&path).output().expect("hubdns check runs");
     let got = if output.status.success() { "accepted" } else { "refused" };
-    if got == want {
-        Vec::new()
-    } else {
-        vec![format!(
+    let mut problems = Vec::new();
+    if got != want {
+        problems.push(format!(
             "hubdns check {got} the file, expected {want}: {}",
             String::from_utf8_lossy(&output.stderr).lines().next().unwrap_or("")
-        )]
+        ));
     }
+    if let Some(exit) = row.exit
+        && output.status.code() != Some(exit)
+    {
+        problems.push(format!(
+            "hubdns check exited {:?}, expected {exit}; stdout: {}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("")
+        ));
+    }
+    problems
 }
 
 fn load_table() -> Vec<Row> {
