@@ -128,6 +128,17 @@ pub struct CachedView {
     pub ttl_left: u32,
 }
 
+/// A record type as an operator writes it: its mnemonic in any case, `SPF`, or the generic
+/// `TYPEnn` of RFC 3597 §5.
+pub fn parse_type(text: &str) -> Option<RecordType> {
+    let upper = text.trim().to_ascii_uppercase();
+    match (upper.as_str(), upper.strip_prefix("TYPE")) {
+        ("SPF", _) => Some(RecordType::from(99)),
+        (_, Some(number)) if !number.is_empty() => number.parse::<u16>().ok().map(RecordType::from),
+        _ => upper.parse().ok(),
+    }
+}
+
 /// Explains `name`/`qtype` against `snapshot` and `forwarder`: the answer engine's plan for
 /// it (as a client asking with RD=1 gets it), step by step. Fails only on a name that is not
 /// a domain name.
@@ -350,6 +361,15 @@ mod tests {
             ..config.forward.clone()
         };
         (build_snapshot(&config, &[]).0, Forwarder::new(&forward).expect("forwarder"))
+    }
+
+    #[test]
+    fn record_types_parse_as_operators_write_them() {
+        assert_eq!(parse_type("aaaa"), Some(RecordType::AAAA));
+        assert_eq!(parse_type("SPF"), Some(RecordType::from(99)));
+        assert_eq!(parse_type("type65"), Some(RecordType::HTTPS));
+        assert_eq!(parse_type("TYPE"), None);
+        assert_eq!(parse_type("nonsense"), None);
     }
 
     #[tokio::test]

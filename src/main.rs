@@ -1,10 +1,9 @@
 //! The `hubdns` command: arguments, logging, runtime, signals; errors become exit codes.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, str::FromStr};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hickory_proto::rr::RecordType;
 use hubdns::{
     config::{Config, LogConfig},
     inspect::Origin,
@@ -142,7 +141,7 @@ fn health(admin: SocketAddr, path: &str) -> ExitCode {
 
 /// `hubdns explain`: prints the explanation, and where it came from.
 fn explain(config: &Config, name: &str, qtype: &str, json: bool) -> ExitCode {
-    let Ok(qtype) = RecordType::from_str(&qtype.to_ascii_uppercase()) else {
+    let Some(qtype) = hubdns::explain::parse_type(qtype) else {
         eprintln!("hubdns: `{qtype}` is not a record type");
         return ExitCode::FAILURE;
     };

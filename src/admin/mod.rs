@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use std::{str::FromStr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Json, Router,
@@ -69,7 +69,7 @@ struct ExplainParams {
 async fn explain(State(live): State<Arc<Live>>, Query(params): Query<ExplainParams>) -> Response {
     let qtype = match params.qtype.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         None => Ok(RecordType::A),
-        Some(text) => RecordType::from_str(&text.to_ascii_uppercase()).map_err(|_| format!("`{text}` is not a record type")),
+        Some(text) => crate::explain::parse_type(text).ok_or_else(|| format!("`{text}` is not a record type")),
     };
     let handler = live.handler.load();
     let explained = qtype.and_then(|qtype| crate::explain::explain(&live.snapshot.load(), handler.forwarder(), &params.name, qtype));
