@@ -102,6 +102,9 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
     board.lock().config = ConfigStatus { origin: config.origin.clone(), loaded_at: Some(SystemTime::now()), ..ConfigStatus::default() };
     let (refresher, ready) = Refresher::new(config, snapshot.clone(), forwarder.clone(), board.clone()).await;
 
+    // A loop to a fixed port is refused before binding (the port may be taken meanwhile);
+    // after binding, again with the ports the system chose for port 0.
+    check_loops(&forwarder, &config.server.listen)?;
     let sockets = config.udp_sockets_per_address();
     let mut bound = Vec::new();
     for &addr in &config.server.listen {
