@@ -21,7 +21,7 @@
 //! drawn by weight per query.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     fmt,
     sync::Arc,
 };
@@ -275,14 +275,34 @@ pub enum Resolution<'a> {
 /// List's private section (AWS's own names such as S3's among them) may be owned. A wildcard
 /// is judged by the name it covers.
 pub fn ownable(name: &Name) -> Result<(), &'static str> {
-    let base = if name.is_wildcard() { name.base_name() } else { name.clone() };
-    if base.is_root() {
+    ownable_key(&name_key(name))
+}
+
+/// [`ownable`] for the name with lowercase wire key `key`, without allocating: the name is
+/// spelled out for the suffix list in a buffer on the stack.
+fn ownable_key(key: &[u8]) -> Result<(), &'static str> {
+    let base = if is_wildcard(key) { parent(key).unwrap_or(b"\x00") } else { key };
+    if base == b"\x00" {
         return Err("the root cannot be an owned name: every other name would answer NXDOMAIN");
     }
-    let text = base.to_lowercase().to_ascii();
-    let text = text.trim_end_matches('.');
-    match psl::suffix(text.as_bytes()) {
-        Some(suffix) if suffix.typ() == Some(psl::Type::Icann) && suffix.as_bytes() == text.as_bytes() => {
+    // `\x03foo\x07example\x00` → `foo.example`.
+    let mut text = [0u8; 255];
+    let mut len = 0;
+    for rest in self_and_ancestors(base) {
+        let label = usize::from(rest[0]);
+        if label == 0 {
+            break;
+        }
+        if len > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        text[len..len + label].copy_from_slice(&rest[1..=label]);
+        len += label;
+    }
+    let text = &text[..len];
+    match psl::suffix(text) {
+        Some(suffix) if suffix.typ() == Some(psl::Type::Icann) && suffix.as_bytes() == text => {
             Err("an ICANN public suffix cannot be an owned name: it would take over every name under it")
         }
         _ => Ok(()),
@@ -325,7 +345,9 @@ struct Claim {
 struct Group {
     name: Name,
     /// Every kind's claim, in precedence order.
-    claims: BTreeMap<SourceKind, Claim>,
+    /// A short list (one entry per kind, at most four): a map here would cost far more per
+    /// name than the records it holds.
+    claims: Vec<(SourceKind, Claim)>,
     /// The kind whose claim answers now: the best, or the next when the best had nothing but
     /// aliases and none of them resolved.
     kind: SourceKind,
@@ -333,6 +355,9 @@ struct Group {
     records: Vec<Record>,
     /// The answering claim's aliases not yet flattened.
     pending: Vec<Alias>,
+    /// Who answers the name, once its node is built: what a loser is reported against. (A
+    /// name without aliases hands its records to its node, so they are not held twice.)
+    kept: Option<Provenance>,
 }
 
 /// The claim of `kind` at `name`, made empty if new; `Err` with the reason for a name no one
@@ -341,11 +366,18 @@ fn claim<'g>(groups: &'g mut HashMap<Box<[u8]>, Group>, name: &Name, kind: Sourc
     let group = match groups.entry(name_key(name)) {
         std::collections::hash_map::Entry::Occupied(group) => group.into_mut(),
         std::collections::hash_map::Entry::Vacant(slot) => {
-            ownable(name)?;
-            slot.insert(Group { name: name.clone(), claims: BTreeMap::new(), kind, records: Vec::new(), pending: Vec::new() })
+            ownable_key(slot.key())?;
+            slot.insert(Group { name: name.clone(), claims: Vec::with_capacity(1), kind, records: Vec::new(), pending: Vec::new(), kept: None })
         }
     };
-    Ok(group.claims.entry(kind).or_default())
+    let at = match group.claims.binary_search_by_key(&kind, |(k, _)| *k) {
+        Ok(at) => at,
+        Err(at) => {
+            group.claims.insert(at, (kind, Claim::default()));
+            at
+        }
+    };
+    Ok(&mut group.claims[at].1)
 }
 
 impl Group {
@@ -353,7 +385,10 @@ impl Group {
     /// of a type the claim also has plain records of, are left out and reported.
     fn answer_with(&mut self, kind: SourceKind, dropped: &mut Vec<Dropped>) {
         self.kind = kind;
-        let claim = self.claims.remove(&kind).unwrap_or_default();
+        let claim = match self.claims.iter().position(|(k, _)| *k == kind) {
+            Some(at) => self.claims.remove(at).1,
+            None => Claim::default(),
+        };
         let (mut records, mut aliases) = (claim.records, claim.aliases);
         let has_other = records.iter().any(|r| r.data.record_type() != RecordType::CNAME) || !aliases.is_empty();
         if has_other {
@@ -379,7 +414,7 @@ impl Group {
         // A zone's apex stays its zone's: whoever wins the name, the SOA and NS of a zone
         // there are kept beside it (a config record at an apex must not unmake the zone).
         if !records.iter().any(|r| r.data.record_type() == RecordType::SOA) {
-            for claim in self.claims.values_mut().filter(|c| c.records.iter().any(|r| r.data.record_type() == RecordType::SOA)) {
+            for (_, claim) in self.claims.iter_mut().filter(|(_, c)| c.records.iter().any(|r| r.data.record_type() == RecordType::SOA)) {
                 let (zone, rest): (Vec<Record>, Vec<Record>) =
                     claim.records.drain(..).partition(|r| matches!(r.data.record_type(), RecordType::SOA | RecordType::NS));
                 claim.records = rest;
@@ -392,7 +427,7 @@ impl Group {
 
     /// The next kind with a claim, after the answering one.
     fn next_kind(&self) -> Option<SourceKind> {
-        self.claims.keys().find(|k| **k > self.kind).copied()
+        self.claims.iter().map(|(k, _)| *k).find(|k| *k > self.kind)
     }
 }
 
@@ -422,26 +457,30 @@ impl Snapshot {
             }
         }
         for group in groups.values_mut() {
-            let best = *group.claims.keys().next().unwrap_or(&SourceKind::Config);
+            let best = group.claims.first().map_or(SourceKind::Config, |(k, _)| *k);
             group.answer_with(best, &mut dropped);
         }
 
         let mut snapshot = Self { serial, ..Self::default() };
-        for (key, group) in &groups {
-            if !group.records.is_empty() {
-                snapshot.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), soa, serial));
+        for (key, group) in &mut groups {
+            group.kept = group.records.first().map(|r| r.provenance.clone());
+            if group.records.is_empty() {
+                continue;
             }
+            // Only a name with aliases to flatten needs its records again.
+            let records = if group.pending.is_empty() { std::mem::take(&mut group.records) } else { group.records.clone() };
+            snapshot.insert(key.clone(), Node::new(group.name.clone(), records, soa, serial));
         }
         snapshot.flatten_aliases(&mut groups, soa, &mut dropped);
 
         // Who lost on precedence, now that every name's answering claim is final.
         for (key, group) in &groups {
-            let Some(kept) = group.records.first().map(|r| r.provenance.clone()) else { continue };
+            let Some(kept) = group.kept.clone().or_else(|| group.records.first().map(|r| r.provenance.clone())) else { continue };
             // The claims left are those after the answering one (earlier ones failed).
             let losers: Vec<Provenance> = group
                 .claims
-                .values()
-                .flat_map(|claim| claim.records.iter().map(|r| &r.provenance).chain(claim.aliases.iter().map(|a| &a.provenance)))
+                .iter()
+                .flat_map(|(_, claim)| claim.records.iter().map(|r| &r.provenance).chain(claim.aliases.iter().map(|a| &a.provenance)))
                 .cloned()
                 .collect();
             for loser in &losers {
@@ -504,7 +543,7 @@ impl Snapshot {
             let keys: Vec<Box<[u8]>> = groups.keys().cloned().collect();
             for key in keys {
                 let group = groups.get_mut(&key).expect("a key of the map");
-                if !group.records.is_empty() || group.pending.is_empty() {
+                if !group.records.is_empty() || group.pending.is_empty() || group.kept.is_some() {
                     continue;
                 }
                 let Some(next) = group.next_kind() else { continue };
@@ -532,8 +571,8 @@ impl Snapshot {
                     if group.records.iter().any(|r| r.data.record_type() == rtype) {
                         continue;
                     }
-                    let next = group.claims.values_mut().find(|c| c.records.iter().any(|r| r.data.record_type() == rtype));
-                    if let Some(claim) = next {
+                    let next = group.claims.iter_mut().find(|(_, c)| c.records.iter().any(|r| r.data.record_type() == rtype));
+                    if let Some((_, claim)) = next {
                         let (taken, rest): (Vec<Record>, Vec<Record>) = claim.records.drain(..).partition(|r| r.data.record_type() == rtype);
                         claim.records = rest;
                         group.records.extend(taken);
