@@ -139,6 +139,16 @@ pub fn parse_type(text: &str) -> Option<RecordType> {
     }
 }
 
+/// A record type's name as [`parse_type`] reads it back: SPF, and `TYPEnn` for the types hickory
+/// has no name for.
+pub fn type_name(rtype: RecordType) -> String {
+    match u16::from(rtype) {
+        99 => "SPF".into(),
+        n if matches!(rtype, RecordType::Unknown(_)) => format!("TYPE{n}"),
+        _ => rtype.to_string(),
+    }
+}
+
 /// Explains `name`/`qtype` against `snapshot` and `forwarder`: the answer engine's plan for
 /// it (as a client asking with RD=1 gets it), step by step. Fails only on a name that is not
 /// a domain name.
@@ -149,7 +159,7 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
     let plan = answer::plan(snapshot, Question { key: &key, qtype, recursion_desired: true }, Draw::First);
     let mut out = Explanation {
         name: asked.to_string(),
-        qtype: qtype.to_string(),
+        qtype: type_name(qtype),
         answered_by: "hubdns".into(),
         rcode: Some(rcode_name(plan.rcode())),
         reason: String::new(),
@@ -196,7 +206,7 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
             out.outvoted = snapshot.outvoted(&name_key(node.name())).iter().map(view_provenance).collect();
             out.reason = match node.rrsets().is_empty() {
                 true => format!("{} is an empty non-terminal of a zone: NODATA", node.name()),
-                false => format!("{} is owned but has no {qtype} records: NODATA with its SOA", node.name()),
+                false => format!("{} is owned but has no {} records: NODATA with its SOA", node.name(), type_name(qtype)),
             };
         }
         Outcome::Loop => out.reason = "the owned CNAMEs loop back to an earlier name: SERVFAIL, each CNAME once".into(),
@@ -257,7 +267,7 @@ impl RecordView {
     fn synthesized(record: &hickory_proto::rr::Record, why: &str) -> Self {
         Self {
             name: record.name.to_string(),
-            rtype: record.record_type().to_string(),
+            rtype: type_name(record.record_type()),
             ttl: record.ttl,
             data: record.data.to_string(),
             source: "hubdns".into(),
@@ -270,7 +280,7 @@ impl RecordView {
     pub fn of_set(set: &RecordSet) -> impl Iterator<Item = RecordView> + '_ {
         set.records.iter().zip(&set.provenance).map(move |(record, provenance)| RecordView {
             name: record.name.to_string(),
-            rtype: record.record_type().to_string(),
+            rtype: type_name(record.record_type()),
             ttl: record.ttl,
             data: record.data.to_string(),
             source: provenance.source.to_string(),
@@ -370,6 +380,9 @@ mod tests {
         assert_eq!(parse_type("type65"), Some(RecordType::HTTPS));
         assert_eq!(parse_type("TYPE"), None);
         assert_eq!(parse_type("nonsense"), None);
+        for text in ["SPF", "TYPE4242", "A", "HTTPS"] {
+            assert_eq!(parse_type(text).map(type_name).as_deref(), Some(text), "read back as written");
+        }
     }
 
     #[tokio::test]
