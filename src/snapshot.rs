@@ -123,12 +123,11 @@ pub struct Alias {
 impl Alias {
     /// The address types it answers.
     fn types(&self) -> impl Iterator<Item = RecordType> + '_ {
-        let both = [RecordType::A, RecordType::AAAA];
-        let (types, len) = match self.rtype {
-            Some(only) => ([only, only], 1),
-            None => (both, 2),
+        let (first, second) = match self.rtype {
+            Some(only) => (only, None),
+            None => (RecordType::A, Some(RecordType::AAAA)),
         };
-        types.into_iter().take(len)
+        std::iter::once(first).chain(second)
     }
 }
 
@@ -543,7 +542,7 @@ impl Snapshot {
             let keys: Vec<Box<[u8]>> = groups.keys().cloned().collect();
             for key in keys {
                 let group = groups.get_mut(&key).expect("a key of the map");
-                if !group.records.is_empty() || group.pending.is_empty() || group.kept.is_some() {
+                if !group.records.is_empty() || group.pending.is_empty() {
                     continue;
                 }
                 let Some(next) = group.next_kind() else { continue };
