@@ -96,6 +96,11 @@ pub struct ServerConfig {
     /// A TCP connection that sends no complete query for this long is closed.
     #[serde(default = "default_tcp_idle_timeout_secs")]
     pub tcp_idle_timeout_secs: u64,
+    /// Most forwarded queries one TCP connection may have in flight at once; past it, the
+    /// connection reads no further query until one is answered, so one client cannot take
+    /// every `forward.max_in_flight` slot.
+    #[serde(default = "default_tcp_forwards_per_connection")]
+    pub tcp_forwards_per_connection: usize,
     /// What `dig CH TXT id.server` (and `hostname.bind`) answers; unset: the host name.
     /// An empty string refuses those queries.
     #[serde(default)]
@@ -288,6 +293,14 @@ pub struct ForwardConfig {
     /// an upstream outage cannot pile up unbounded work.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// How long a name that no upstream could answer (SERVFAIL, timeouts) answers SERVFAIL
+    /// from memory before it is asked again (RFC 9520 §3.2: 1 to 300 seconds).
+    #[serde(default = "default_servfail_cache_secs")]
+    pub servfail_cache_secs: u64,
+    /// Believe the AD bit of the default upstreams' answers: set it only when they validate
+    /// DNSSEC and the path to them cannot be tampered with (RFC 6840 §5.8). Off by default.
+    #[serde(default)]
+    pub trust_ad: bool,
 }
 
 /// One per-domain forwarding rule.
@@ -298,6 +311,9 @@ pub struct ForwardRule {
     pub domain: DomainName,
     /// Where its queries go, in the same forms as `forward.upstreams`.
     pub upstreams: Vec<Upstream>,
+    /// Believe the AD bit of these upstreams' answers (see `forward.trust_ad`).
+    #[serde(default)]
+    pub trust_ad: bool,
 }
 
 /// Sources of owned names beyond this file.
@@ -623,6 +639,9 @@ impl Config {
         if limits.qps > 0 && limits.burst < limits.qps.min(1) {
             return Err(top("rate_limit.burst", "must be at least 1 when qps is set".into()));
         }
+        if server.tcp_forwards_per_connection == 0 {
+            return Err(top("server.tcp_forwards_per_connection", "must be at least 1".into()));
+        }
         if server.tcp_max_connections_per_client == 0 {
             return Err(top("server.tcp_max_connections_per_client", "must be at least 1".into()));
         }
@@ -659,6 +678,12 @@ impl Config {
         }
         if forward.max_in_flight == 0 {
             return Err(top("forward.max_in_flight", "must be at least 1".into()));
+        }
+        if !(1..=300).contains(&forward.servfail_cache_secs) {
+            return Err(top(
+                "forward.servfail_cache_secs",
+                format!("{} is outside 1..=300 (RFC 9520 §3.2: at least 1 s, at most 5 min)", forward.servfail_cache_secs),
+            ));
         }
 
         if self.refresh.interval_secs == 0 || self.refresh.max_backoff_secs < self.refresh.interval_secs {
@@ -979,6 +1004,7 @@ impl Default for ServerConfig {
             tcp_max_connections: default_tcp_max_connections(),
             tcp_max_connections_per_client: default_tcp_max_connections_per_client(),
             tcp_idle_timeout_secs: default_tcp_idle_timeout_secs(),
+            tcp_forwards_per_connection: default_tcp_forwards_per_connection(),
             identity: None,
             version: None,
             watch_config: true,
@@ -1022,6 +1048,8 @@ impl Default for ForwardConfig {
             attempts: default_attempts(),
             deadline_ms: default_deadline_ms(),
             max_in_flight: default_max_in_flight(),
+            servfail_cache_secs: default_servfail_cache_secs(),
+            trust_ad: false,
         }
     }
 }
@@ -1129,6 +1157,14 @@ fn default_deadline_ms() -> u64 {
 
 fn default_max_in_flight() -> usize {
     1_024
+}
+
+fn default_servfail_cache_secs() -> u64 {
+    5
+}
+
+fn default_tcp_forwards_per_connection() -> usize {
+    16
 }
 
 #[cfg(test)]

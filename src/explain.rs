@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     answer::{self, Draw, Hop, MAX_CNAME_HOPS, Outcome, Question, Refusal},
     dns::forwarder::Forwarder,
-    metrics::{UpstreamStats, monotonic_ms, rcode_name},
+    dns::health::UpstreamStats,
+    metrics::{monotonic_ms, rcode_name},
     name_key::name_key,
     snapshot::{Node, Provenance, RecordSet, Snapshot},
 };
@@ -299,10 +300,10 @@ fn forwarded(mut out: Explanation, forwarder: &Forwarder, target: &Name, qtype: 
     let key = name_key(target);
     let route = forwarder.route(&key);
     let rule = route.domain.to_string();
-    let cached = forwarder.cached(&key, qtype, Instant::now()).map(|entry| CachedView {
-        rcode: rcode_name(entry.prepared.rcode),
-        answers: entry.prepared.answers,
-        ttl_left: entry.prepared.min_ttl().saturating_sub(entry.age(Instant::now())),
+    let cached = forwarder.cached(&key, qtype, false, Instant::now()).map(|entry| CachedView {
+        rcode: rcode_name(entry.prepared(true).rcode),
+        answers: entry.prepared(false).answers,
+        ttl_left: entry.prepared(true).min_ttl().saturating_sub(entry.age(Instant::now())),
     });
     let mut upstreams: Vec<UpstreamView> = route.stats().map(|s| UpstreamView::of(s)).collect();
     upstreams.sort_by_key(|u| !u.healthy);

@@ -10,11 +10,7 @@
 //! from where it lives; see [`crate::admin::prometheus`].
 
 use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
-    },
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     time::Duration,
 };
 
@@ -269,83 +265,10 @@ fn shard_index() -> usize {
     SHARD.with(|s| *s)
 }
 
-/// Failures in a row after which an upstream is marked down.
-pub const DOWN_AFTER_FAILURES: u64 = 3;
-
-/// How long an upstream first stays down; each further failure doubles it, up to the maximum.
-const FIRST_BACKOFF_MS: u64 = 1_000;
-const MAX_BACKOFF_MS: u64 = 60_000;
-
 /// Milliseconds since the process first asked: a clock that fits an atomic.
 pub fn monotonic_ms() -> u64 {
     static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     u64::try_from(EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// One upstream server's counters and health, kept by the forwarder and shown per upstream.
-///
-/// After [`DOWN_AFTER_FAILURES`] failures in a row the server is marked down for a backoff
-/// (1 s, doubling with each further failure, at most 60 s) and not asked meanwhile; once the
-/// backoff has passed, the next query tries it again, and one answer makes it healthy.
-#[derive(Debug)]
-pub struct UpstreamStats {
-    /// The server.
-    pub addr: SocketAddr,
-    /// Queries sent to it.
-    pub queries: AtomicU64,
-    /// Queries that failed with an error (SERVFAIL, REFUSED, connection errors).
-    pub errors: AtomicU64,
-    /// Queries it did not answer in time.
-    pub timeouts: AtomicU64,
-    /// Failures since its last answer; 0 means healthy.
-    pub consecutive_failures: AtomicU64,
-    /// Not asked until this [`monotonic_ms`] time; 0 when not marked down.
-    down_until_ms: AtomicU64,
-    /// Times it has been marked down.
-    pub marked_down: AtomicU64,
-}
-
-impl UpstreamStats {
-    /// Fresh counters for `addr`.
-    pub fn new(addr: SocketAddr) -> Arc<Self> {
-        Arc::new(Self {
-            addr,
-            queries: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            timeouts: AtomicU64::new(0),
-            consecutive_failures: AtomicU64::new(0),
-            down_until_ms: AtomicU64::new(0),
-            marked_down: AtomicU64::new(0),
-        })
-    }
-
-    /// Whether it is marked down and its backoff has not passed.
-    pub fn is_down(&self, now_ms: u64) -> bool {
-        self.down_until_ms.load(Relaxed) > now_ms
-    }
-
-    /// It answered: healthy again.
-    pub fn succeeded(&self) {
-        self.consecutive_failures.store(0, Relaxed);
-        self.down_until_ms.store(0, Relaxed);
-    }
-
-    /// It failed (`timeout` or error); returns the backoff if this failure marks it down.
-    pub fn failed(&self, timeout: bool, now_ms: u64) -> Option<Duration> {
-        match timeout {
-            true => self.timeouts.fetch_add(1, Relaxed),
-            false => self.errors.fetch_add(1, Relaxed),
-        };
-        let failures = self.consecutive_failures.fetch_add(1, Relaxed) + 1;
-        if failures < DOWN_AFTER_FAILURES {
-            return None;
-        }
-        let doublings = (failures - DOWN_AFTER_FAILURES).min(6);
-        let backoff = (FIRST_BACKOFF_MS << doublings).min(MAX_BACKOFF_MS);
-        self.down_until_ms.store(now_ms + backoff, Relaxed);
-        self.marked_down.fetch_add(1, Relaxed);
-        Some(Duration::from_millis(backoff))
-    }
 }
 
 #[cfg(test)]
@@ -376,7 +299,7 @@ mod tests {
 
     #[test]
     fn threads_sum_across_shards() {
-        let metrics = Arc::new(Metrics::default());
+        let metrics = std::sync::Arc::new(Metrics::default());
         let threads: Vec<_> = (0..12)
             .map(|_| {
                 let metrics = metrics.clone();

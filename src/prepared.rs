@@ -29,6 +29,9 @@ pub struct Prepared {
     pub rcode: ResponseCode,
     /// The AA bit: set for owned names.
     pub authoritative: bool,
+    /// Whether the AD bit may be set (a trusted upstream validated it), for clients that ask
+    /// with DO or AD (RFC 6840 §5.8). Never for owned names.
+    pub authentic: bool,
     /// Records in the answer section.
     pub answers: u16,
     /// Records in the authority section.
@@ -77,6 +80,7 @@ impl Prepared {
         Ok(Self {
             rcode,
             authoritative,
+            authentic: false,
             answers: count(answers.len())?,
             authorities: count(authorities.len())?,
             bytes: buf[start..].into(),

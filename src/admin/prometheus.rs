@@ -13,7 +13,8 @@ use std::{
 
 use crate::{
     live::Live,
-    metrics::{LATENCY_BOUNDS, Limited, QueryPath, UpstreamStats, monotonic_ms},
+    dns::health::UpstreamStats,
+    metrics::{LATENCY_BOUNDS, Limited, QueryPath, monotonic_ms},
     status::{SourceStatus, unix_secs},
 };
 
@@ -74,8 +75,12 @@ pub fn render(live: &Live) -> String {
     out.sample("hubdns_stale_answers_total", &[], counters.stale_answers.load(Relaxed) as f64);
     out.family("hubdns_prefetches_total", "counter", "Cached answers refreshed before they expired.");
     out.sample("hubdns_prefetches_total", &[], counters.prefetches.load(Relaxed) as f64);
-    out.family("hubdns_forward_all_upstreams_down_total", "counter", "Forwards answered at once (stale or SERVFAIL) because every upstream of the route was down.");
+    out.family("hubdns_forward_all_upstreams_down_total", "counter", "Forwards sent to every upstream of a route although all were marked down.");
     out.sample("hubdns_forward_all_upstreams_down_total", &[], counters.all_down.load(Relaxed) as f64);
+    out.family("hubdns_forward_coalesced_total", "counter", "Queries answered by an identical upstream query already under way.");
+    out.sample("hubdns_forward_coalesced_total", &[], counters.coalesced.load(Relaxed) as f64);
+    out.family("hubdns_forward_failures_cached_total", "counter", "Queries answered from the per-name failure cache (RFC 9520) without asking upstream.");
+    out.sample("hubdns_forward_failures_cached_total", &[], counters.failures_cached.load(Relaxed) as f64);
     let marked = forwarder.routes().flat_map(|r| r.stats()).map(|s| s.marked_down.load(Relaxed)).sum::<u64>();
     out.family("hubdns_upstream_marked_down_total", "counter", "Times an upstream was marked down.");
     out.sample("hubdns_upstream_marked_down_total", &[], marked as f64);

@@ -1,12 +1,20 @@
 //! The forwarder's answer cache: recent upstream answers, pre-encoded, their TTLs counting down.
 //!
-//! hickory-resolver keeps its own cache, but a hit there still costs a task, an async lookup,
-//! a clone of the cached message and an encode. This cache sits in front of it and holds the
-//! final answer for a question as [`Prepared`] bytes, so the fast path answers a repeated
-//! forwarded question the way it answers an owned name: by copying, with each TTL lowered by
-//! the seconds the answer has spent here. Positive answers live for their smallest TTL,
-//! negative ones (NXDOMAIN, NODATA) for their SOA's TTL or MINIMUM, whichever is smaller
-//! (RFC 2308 §5); both at most a day. SERVFAIL and answers without a TTL are not kept.
+//! It holds the final answer for a question as [`Prepared`] bytes, so the fast path answers a
+//! repeated forwarded question the way it answers an owned name: by copying, with each TTL
+//! lowered by the seconds the answer has spent here. An answer lives for its smallest TTL —
+//! and, when it is negative (NXDOMAIN, NODATA, or a CNAME chain ending in one), no longer than
+//! its SOA's TTL or MINIMUM, whichever is smaller (RFC 2308 §5) — at most a day. A negative
+//! answer without an SOA, and anything with TTL 0, is not kept.
+//!
+//! The key is the question: type, CD bit, lowercase name (RFC 4035 §3.2.2: a CD=1 answer may
+//! hold data a validating upstream would have refused). DO is not in the key: an entry holds
+//! the answer as the upstream gave it, DNSSEC records and all, and a second copy without the
+//! authenticating records for clients that did not set DO, when that differs
+//! ([`crate::dns::forwarder::for_plain_client`]).
+//!
+//! Failures are kept apart (RFC 9520 §3.2): a name no upstream could answer is remembered
+//! until a given instant, without touching an answer kept for serve-stale.
 //!
 //! An expired answer is kept a while longer (`forward.serve_stale_secs`, RFC 8767) for the
 //! forwarder to fall back on when the upstreams fail; only [`AnswerCache::get_stale`] returns
@@ -18,6 +26,7 @@
 //! S3-FIFO; keyed by type and lowercase name key.
 
 use std::{
+    borrow::Borrow,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering::Relaxed},
@@ -31,29 +40,56 @@ use hickory_proto::{
 };
 use quick_cache::{Weighter, sync::Cache};
 
-use crate::{dns::forwarder::Forwarded, name_key::name_key, prepared::Prepared};
+use crate::{
+    dns::forwarder::{Forwarded, for_plain_client},
+    prepared::Prepared,
+};
 
 /// Longest any answer is kept, whatever its TTL says.
 const MAX_TTL: u32 = 86_400;
 
-/// Longest key: two bytes of type and a name of at most 255.
-const MAX_KEY_LEN: usize = 2 + 255;
+/// Longest key: two bytes of type, one of CD, and a name of at most 255.
+const MAX_KEY_LEN: usize = 3 + 255;
 
-/// Upstream answers, ready to copy.
+/// A question, as the cache and the forwarder's coalescing know it: type, CD, name key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key(Box<[u8]>);
+
+impl Key {
+    /// The key of the name with lowercase wire key `name`, type `qtype`, and the CD bit.
+    pub fn new(name: &[u8], qtype: RecordType, checking_disabled: bool) -> Self {
+        let mut buf = [0u8; MAX_KEY_LEN];
+        Self(key_bytes(&mut buf, name, qtype, checking_disabled).unwrap_or_default().into())
+    }
+}
+
+impl Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Upstream answers, ready to copy, and recent failures.
 pub struct AnswerCache {
-    entries: Cache<Box<[u8]>, Arc<Entry>, EntryBytes>,
+    entries: Cache<Key, Arc<Entry>, EntryBytes>,
+    /// Questions no upstream could answer, until when.
+    failures: Cache<Key, Instant>,
     /// How long an expired answer is kept for serve-stale.
     stale_window: Duration,
 }
 
 /// One cached answer.
 pub struct Entry {
-    /// The answer and authority records, TTLs as received.
-    pub prepared: Prepared,
+    /// The answer and authority records, TTLs as received, DNSSEC records included.
+    full: Prepared,
+    /// The same without RRSIG, NSEC and NSEC3, when the answer has any (RFC 4035 §3.2.1).
+    plain: Option<Prepared>,
     /// The question it answers, for a prefetch.
     pub name: Name,
     /// Its type.
     pub qtype: RecordType,
+    /// Its CD bit.
+    pub checking_disabled: bool,
     stored: Instant,
     expires: Instant,
     /// Until when it may be served stale.
@@ -66,14 +102,23 @@ pub struct Entry {
 #[derive(Clone)]
 struct EntryBytes;
 
-impl Weighter<Box<[u8]>, Arc<Entry>> for EntryBytes {
-    fn weight(&self, key: &Box<[u8]>, entry: &Arc<Entry>) -> u64 {
-        let bytes = key.len() + entry.prepared.len() + entry.name.len() + std::mem::size_of::<Entry>() + 64;
+impl Weighter<Key, Arc<Entry>> for EntryBytes {
+    fn weight(&self, key: &Key, entry: &Arc<Entry>) -> u64 {
+        let plain = entry.plain.as_ref().map_or(0, Prepared::len);
+        let bytes = key.0.len() + entry.full.len() + plain + entry.name.len() + std::mem::size_of::<Entry>() + 64;
         u64::try_from(bytes).unwrap_or(u64::MAX)
     }
 }
 
 impl Entry {
+    /// The answer for a client that set DO (`dnssec_ok`) or not.
+    pub fn prepared(&self, dnssec_ok: bool) -> &Prepared {
+        match (&self.plain, dnssec_ok) {
+            (Some(plain), false) => plain,
+            _ => &self.full,
+        }
+    }
+
     /// Seconds since the answer was stored: how much to lower its TTLs.
     pub fn age(&self, now: Instant) -> u32 {
         u32::try_from(now.saturating_duration_since(self.stored).as_secs()).unwrap_or(u32::MAX)
@@ -91,46 +136,78 @@ impl AnswerCache {
     /// A cache sized for about `entries` answers, holding at most `max_bytes`, keeping expired
     /// answers for `stale_window` (zero: no serve-stale).
     pub fn new(entries: usize, max_bytes: u64, stale_window: Duration) -> Self {
-        Self { entries: Cache::with_weighter(entries.max(1), max_bytes.max(1), EntryBytes), stale_window }
+        Self {
+            entries: Cache::with_weighter(entries.max(1), max_bytes.max(1), EntryBytes),
+            failures: Cache::new((entries / 8).max(64)),
+            stale_window,
+        }
     }
 
-    /// The live answer for `key` (a lowercase name key) and `qtype`, if there is one.
-    pub fn get(&self, key: &[u8], qtype: RecordType, now: Instant) -> Option<Arc<Entry>> {
+    /// The live answer for `key` (see [`Key`]; a slice of its bytes will do), if there is one.
+    pub fn get<K: Borrow<[u8]> + ?Sized>(&self, key: &K, now: Instant) -> Option<Arc<Entry>> {
+        self.entries.get(key.borrow()).filter(|entry| now < entry.expires)
+    }
+
+    /// The live answer for a name key, type and CD bit, looked up without allocating.
+    pub fn get_parts(&self, name: &[u8], qtype: RecordType, checking_disabled: bool, now: Instant) -> Option<Arc<Entry>> {
         let mut buf = [0u8; MAX_KEY_LEN];
-        let lookup = cache_key(&mut buf, key, qtype)?;
-        self.entries.get(lookup).filter(|entry| now < entry.expires)
+        self.get(key_bytes(&mut buf, name, qtype, checking_disabled)?, now)
     }
 
-    /// An expired answer for `key` / `qtype` still inside the serve-stale window.
-    pub fn get_stale(&self, key: &[u8], qtype: RecordType, now: Instant) -> Option<Arc<Entry>> {
-        let mut buf = [0u8; MAX_KEY_LEN];
-        let lookup = cache_key(&mut buf, key, qtype)?;
-        self.entries.get(lookup).filter(|entry| entry.expires <= now && now < entry.stale_until)
+    /// An expired answer for `key` still inside the serve-stale window.
+    pub fn get_stale(&self, key: &Key, now: Instant) -> Option<Arc<Entry>> {
+        self.entries.get(key).filter(|entry| entry.expires <= now && now < entry.stale_until)
     }
 
-    /// Keeps `forwarded`, the upstream's answer for `name` / `qtype`, if it may be cached.
-    pub fn insert(&self, name: &Name, qtype: RecordType, forwarded: &Forwarded, now: Instant) {
-        let Some(ttl) = cacheable_ttl(forwarded) else { return };
-        let prepared = match Prepared::build(name, qtype, forwarded.rcode, false, &forwarded.answers, &forwarded.authorities) {
+    /// Remembers that no upstream could answer `key`, until `until`.
+    pub fn fail(&self, key: &Key, until: Instant) {
+        self.failures.insert(key.clone(), until);
+    }
+
+    /// Whether `key` failed and `now` is before the end of its remembering.
+    pub fn failed(&self, key: &Key, now: Instant) -> bool {
+        self.failures.get(key).is_some_and(|until| now < until)
+    }
+
+    /// Keeps `forwarded`, the upstream's answer to the question `key` (`name`, `qtype`, CD),
+    /// if it may be cached. A fresh answer ends a remembered failure.
+    pub fn insert(&self, key: &Key, name: &Name, qtype: RecordType, checking_disabled: bool, forwarded: &Forwarded, now: Instant) {
+        self.failures.remove(key);
+        let Some(ttl) = cacheable_ttl(forwarded, qtype) else { return };
+        let prepare = |answers: &[hickory_proto::rr::Record], authorities: &[hickory_proto::rr::Record]| {
+            let mut prepared = Prepared::build(name, qtype, forwarded.rcode, false, answers, authorities)?;
+            prepared.authentic = forwarded.authentic;
+            Ok::<_, hickory_proto::ProtoError>(prepared)
+        };
+        let all = forwarded.answers.iter().chain(&forwarded.authorities);
+        let plain = match all.clone().all(|r| for_plain_client(r, qtype)) {
+            true => Ok(None),
+            false => {
+                let keep = |records: &[hickory_proto::rr::Record]| records.iter().filter(|r| for_plain_client(r, qtype)).cloned().collect::<Vec<_>>();
+                prepare(&keep(&forwarded.answers), &keep(&forwarded.authorities)).map(Some)
+            }
+        };
+        let prepared = prepare(&forwarded.answers, &forwarded.authorities).and_then(|full| Ok((full, plain?)));
+        let (full, plain) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
                 tracing::debug!(%name, %qtype, %error, "upstream answer not cached");
                 return;
             }
         };
-        let mut buf = [0u8; MAX_KEY_LEN];
-        let Some(key) = cache_key(&mut buf, &name_key(name), qtype) else { return };
         let expires = now + Duration::from_secs(u64::from(ttl));
         let entry = Entry {
-            prepared,
+            full,
+            plain,
             name: name.clone(),
             qtype,
+            checking_disabled,
             stored: now,
             expires,
             stale_until: expires + self.stale_window,
             prefetching: AtomicBool::new(false),
         };
-        self.entries.insert(key.into(), Arc::new(entry));
+        self.entries.insert(key.clone(), Arc::new(entry));
     }
 
     /// How many answers are cached.
@@ -154,28 +231,34 @@ impl AnswerCache {
     }
 }
 
-/// How long `forwarded` may be cached, or `None` if it must not be.
-fn cacheable_ttl(forwarded: &Forwarded) -> Option<u32> {
-    let ttl = match forwarded.rcode {
-        ResponseCode::NoError if !forwarded.answers.is_empty() => forwarded.answers.iter().map(|r| r.ttl).min()?,
-        ResponseCode::NoError | ResponseCode::NXDomain => {
-            let soa = forwarded.authorities.iter().find(|r| r.record_type() == RecordType::SOA)?;
-            match &soa.data {
-                RData::SOA(data) => soa.ttl.min(data.minimum),
-                _ => return None,
-            }
-        }
+/// How long `forwarded` may be cached, or `None` if it must not be: its smallest TTL, and
+/// for a negative answer (NXDOMAIN, or NOERROR without the asked-for data) no longer than
+/// its SOA says (RFC 2308 §5), which it must have.
+fn cacheable_ttl(forwarded: &Forwarded, qtype: RecordType) -> Option<u32> {
+    let negative = match forwarded.rcode {
+        ResponseCode::NXDomain => true,
+        ResponseCode::NoError => !forwarded.answers.iter().any(|r| r.record_type() == qtype || qtype == RecordType::ANY),
         _ => return None,
+    };
+    let soa = forwarded.authorities.iter().find_map(|soa| match &soa.data {
+        RData::SOA(data) => Some(soa.ttl.min(data.minimum)),
+        _ => None,
+    });
+    let ttl = match (negative, soa) {
+        (true, None) => return None,
+        (true, Some(soa)) => forwarded.answers.iter().map(|r| r.ttl).fold(soa, u32::min),
+        (false, _) => forwarded.answers.iter().map(|r| r.ttl).min()?,
     };
     (ttl > 0).then_some(ttl.min(MAX_TTL))
 }
 
-/// Type, then name key, in `buf`.
-fn cache_key<'b>(buf: &'b mut [u8; MAX_KEY_LEN], key: &[u8], qtype: RecordType) -> Option<&'b [u8]> {
-    let len = 2 + key.len();
+/// Type, CD, then name key, in `buf`.
+fn key_bytes<'b>(buf: &'b mut [u8; MAX_KEY_LEN], name: &[u8], qtype: RecordType, checking_disabled: bool) -> Option<&'b [u8]> {
+    let len = 3 + name.len();
     let out = buf.get_mut(..len)?;
     out[..2].copy_from_slice(&u16::from(qtype).to_be_bytes());
-    out[2..].copy_from_slice(key);
+    out[2] = u8::from(checking_disabled);
+    out[3..].copy_from_slice(name);
     Some(out)
 }
 
@@ -186,6 +269,7 @@ mod tests {
     use hickory_proto::rr::{Record, rdata};
 
     use super::*;
+    use crate::name_key::name_key;
 
     fn name(s: &str) -> Name {
         Name::from_ascii(s).unwrap()
@@ -195,24 +279,43 @@ mod tests {
         Record::from_rdata(name("www.example."), ttl, RData::A(rdata::A(Ipv4Addr::new(192, 0, 2, 1))))
     }
 
+    fn cname(ttl: u32) -> Record {
+        Record::from_rdata(name("alias.example."), ttl, RData::CNAME(rdata::CNAME(name("www.example."))))
+    }
+
     fn soa(ttl: u32, minimum: u32) -> Record {
         let data = rdata::SOA::new(name("ns.example."), name("h.example."), 1, 2, 3, 4, minimum);
         Record::from_rdata(name("example."), ttl, RData::SOA(data))
     }
 
+    fn rrsig(owner: &str) -> Record {
+        let rdata = rdata::NULL::with(vec![0, 1, 8, 2, 0, 0, 0, 60]);
+        Record::from_rdata(name(owner), 60, RData::Unknown { code: RecordType::RRSIG, rdata })
+    }
+
     fn forwarded(rcode: ResponseCode, answers: Vec<Record>, authorities: Vec<Record>) -> Forwarded {
-        Forwarded { rcode, answers, authorities, stale: false }
+        Forwarded { rcode, answers, authorities, stale: false, authentic: false }
+    }
+
+    fn key(n: &Name, qtype: RecordType) -> Key {
+        Key::new(&name_key(n), qtype, false)
     }
 
     #[test]
     fn what_is_kept_and_for_how_long() {
-        assert_eq!(cacheable_ttl(&forwarded(ResponseCode::NoError, vec![a(300), a(60)], vec![])), Some(60));
-        assert_eq!(cacheable_ttl(&forwarded(ResponseCode::NoError, vec![a(10 * MAX_TTL)], vec![])), Some(MAX_TTL));
-        assert_eq!(cacheable_ttl(&forwarded(ResponseCode::NXDomain, vec![], vec![soa(900, 30)])), Some(30));
-        assert_eq!(cacheable_ttl(&forwarded(ResponseCode::NoError, vec![], vec![soa(20, 300)])), Some(20));
-        assert_eq!(cacheable_ttl(&forwarded(ResponseCode::NoError, vec![], vec![])), None, "NODATA without SOA");
-        assert_eq!(cacheable_ttl(&forwarded(ResponseCode::ServFail, vec![], vec![])), None);
-        assert_eq!(cacheable_ttl(&forwarded(ResponseCode::NoError, vec![a(0)], vec![])), None);
+        let ttl = |f: Forwarded| cacheable_ttl(&f, RecordType::A);
+        assert_eq!(ttl(forwarded(ResponseCode::NoError, vec![a(300), a(60)], vec![])), Some(60));
+        assert_eq!(ttl(forwarded(ResponseCode::NoError, vec![a(10 * MAX_TTL)], vec![])), Some(MAX_TTL));
+        assert_eq!(ttl(forwarded(ResponseCode::NXDomain, vec![], vec![soa(900, 30)])), Some(30));
+        assert_eq!(ttl(forwarded(ResponseCode::NoError, vec![], vec![soa(20, 300)])), Some(20));
+        assert_eq!(ttl(forwarded(ResponseCode::NoError, vec![], vec![])), None, "NODATA without SOA");
+        assert_eq!(ttl(forwarded(ResponseCode::ServFail, vec![], vec![])), None);
+        assert_eq!(ttl(forwarded(ResponseCode::NoError, vec![a(0)], vec![])), None);
+        // A chain ending in NXDOMAIN or NODATA: no longer than the chain, nor than the SOA says.
+        assert_eq!(ttl(forwarded(ResponseCode::NXDomain, vec![cname(600)], vec![soa(900, 120)])), Some(120));
+        assert_eq!(ttl(forwarded(ResponseCode::NoError, vec![cname(50)], vec![soa(900, 120)])), Some(50));
+        assert_eq!(ttl(forwarded(ResponseCode::NoError, vec![cname(50)], vec![])), None, "NODATA after a chain, no SOA");
+        assert_eq!(cacheable_ttl(&forwarded(ResponseCode::NoError, vec![cname(50)], vec![]), RecordType::CNAME), Some(50));
     }
 
     #[test]
@@ -220,16 +323,50 @@ mod tests {
         let cache = AnswerCache::new(10, 1 << 20, Duration::from_secs(3600));
         let start = Instant::now();
         let www = name("WWW.Example.");
-        cache.insert(&www, RecordType::A, &forwarded(ResponseCode::NoError, vec![a(60)], vec![]), start);
-        let key = name_key(&www);
-        let hit = cache.get(&key, RecordType::A, start + Duration::from_secs(15)).expect("live");
+        let k = key(&www, RecordType::A);
+        cache.insert(&k, &www, RecordType::A, false, &forwarded(ResponseCode::NoError, vec![a(60)], vec![]), start);
+        let hit = cache.get(&k, start + Duration::from_secs(15)).expect("live");
         assert_eq!(hit.age(start + Duration::from_secs(15)), 15);
-        assert!(cache.get(&key, RecordType::AAAA, start).is_none(), "keyed by type");
-        assert!(cache.get(&key, RecordType::A, start + Duration::from_secs(60)).is_none(), "expired");
-        assert!(cache.get_stale(&key, RecordType::A, start + Duration::from_secs(59)).is_none(), "not stale while fresh");
-        let stale = cache.get_stale(&key, RecordType::A, start + Duration::from_secs(60)).expect("stale");
+        assert!(cache.get_parts(&name_key(&www), RecordType::A, false, start).is_some(), "found by parts");
+        assert!(cache.get(&key(&www, RecordType::AAAA), start).is_none(), "keyed by type");
+        assert!(cache.get(&Key::new(&name_key(&www), RecordType::A, true), start).is_none(), "keyed by CD");
+        assert!(cache.get(&k, start + Duration::from_secs(60)).is_none(), "expired");
+        assert!(cache.get_stale(&k, start + Duration::from_secs(59)).is_none(), "not stale while fresh");
+        let stale = cache.get_stale(&k, start + Duration::from_secs(60)).expect("stale");
         assert_eq!((stale.name.to_ascii(), stale.qtype), ("WWW.Example.".to_owned(), RecordType::A));
-        assert!(cache.get_stale(&key, RecordType::A, start + Duration::from_secs(60 + 3600)).is_none(), "past the window");
+        assert!(cache.get_stale(&k, start + Duration::from_secs(60 + 3600)).is_none(), "past the window");
+    }
+
+    #[test]
+    fn failures_are_kept_apart_and_end_with_an_answer() {
+        let cache = AnswerCache::new(10, 1 << 20, Duration::from_secs(3600));
+        let start = Instant::now();
+        let www = name("www.example.");
+        let k = key(&www, RecordType::A);
+        cache.insert(&k, &www, RecordType::A, false, &forwarded(ResponseCode::NoError, vec![a(60)], vec![]), start);
+        cache.fail(&k, start + Duration::from_secs(65));
+        assert!(cache.failed(&k, start + Duration::from_secs(61)));
+        assert!(cache.get_stale(&k, start + Duration::from_secs(61)).is_some(), "the stale answer is still there");
+        assert!(!cache.failed(&k, start + Duration::from_secs(65)), "remembered until then");
+        cache.fail(&k, start + Duration::from_secs(100));
+        cache.insert(&k, &www, RecordType::A, false, &forwarded(ResponseCode::NoError, vec![a(60)], vec![]), start);
+        assert!(!cache.failed(&k, start), "an answer ends the failure");
+    }
+
+    #[test]
+    fn clients_without_do_get_the_answer_without_dnssec_records() {
+        let cache = AnswerCache::new(10, 1 << 20, Duration::ZERO);
+        let start = Instant::now();
+        let www = name("www.example.");
+        let k = key(&www, RecordType::A);
+        let signed = forwarded(ResponseCode::NoError, vec![a(60), rrsig("www.example.")], vec![]);
+        cache.insert(&k, &www, RecordType::A, false, &signed, start);
+        let entry = cache.get(&k, start).expect("cached");
+        assert_eq!(entry.prepared(true).answers, 2);
+        assert_eq!(entry.prepared(false).answers, 1);
+        let unsigned = key(&name("plain.example."), RecordType::A);
+        cache.insert(&unsigned, &name("plain.example."), RecordType::A, false, &forwarded(ResponseCode::NoError, vec![a(60)], vec![]), start);
+        assert!(cache.get(&unsigned, start).expect("cached").plain.is_none(), "one copy when nothing differs");
     }
 
     #[test]
@@ -237,8 +374,9 @@ mod tests {
         let cache = AnswerCache::new(10, 1 << 20, Duration::ZERO);
         let start = Instant::now();
         let www = name("www.example.");
-        cache.insert(&www, RecordType::A, &forwarded(ResponseCode::NoError, vec![a(100)], vec![]), start);
-        let entry = cache.get(&name_key(&www), RecordType::A, start).expect("live");
+        let k = key(&www, RecordType::A);
+        cache.insert(&k, &www, RecordType::A, false, &forwarded(ResponseCode::NoError, vec![a(100)], vec![]), start);
+        let entry = cache.get(&k, start).expect("live");
         assert!(!entry.wants_prefetch(start + Duration::from_secs(89)), "11 s of 100 left");
         assert!(entry.wants_prefetch(start + Duration::from_secs(91)), "9 s left");
         assert!(!entry.wants_prefetch(start + Duration::from_secs(92)), "once");
@@ -252,7 +390,7 @@ mod tests {
         for i in 0..200 {
             let owner = name(&format!("n{i}.example."));
             let records: Vec<Record> = many.iter().map(|r| Record::from_rdata(owner.clone(), r.ttl, r.data.clone())).collect();
-            cache.insert(&owner, RecordType::A, &forwarded(ResponseCode::NoError, records, vec![]), start);
+            cache.insert(&key(&owner, RecordType::A), &owner, RecordType::A, false, &forwarded(ResponseCode::NoError, records, vec![]), start);
         }
         assert!(cache.bytes() <= 20_000, "{} bytes", cache.bytes());
         assert!(cache.len() < 200 && !cache.is_empty(), "{} entries", cache.len());

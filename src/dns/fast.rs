@@ -27,6 +27,9 @@ use crate::{
 /// Size of an OPT record without options: root name, type, class, TTL, RDLENGTH.
 const OPT_FIXED_LEN: usize = 11;
 
+/// The EDNS option code of NSID (RFC 5001 §2.3).
+const NSID: u16 = 3;
+
 /// Largest DNS message a client without EDNS accepts over UDP (RFC 1035 §4.2.1).
 pub const CLASSIC_UDP_PAYLOAD: u16 = 512;
 
@@ -92,6 +95,11 @@ impl<'a> PlainQuery<'a> {
         self.header.metadata.recursion_desired
     }
 
+    /// Whether the client asked that DNSSEC checking be disabled (CD).
+    pub fn checking_disabled(&self) -> bool {
+        self.header.metadata.checking_disabled
+    }
+
     /// Writes the response to `out`: `prepared` with its TTLs lowered by `age`, and `opt` (our
     /// encoded OPT record, with the query's DO bit) if the query had EDNS. Returns `false`, leaving `out` unspecified, if
     /// the response would not fit in `limit` bytes; the full path then truncates it properly.
@@ -104,6 +112,8 @@ impl<'a> PlainQuery<'a> {
         let mut metadata = Metadata::response_from_request(&self.header.metadata);
         metadata.response_code = prepared.rcode;
         metadata.authoritative = prepared.authoritative;
+        // RFC 6840 §5.8: AD only to a client that set DO or AD.
+        metadata.authentic_data = prepared.authentic && (self.dnssec_ok || self.header.metadata.authentic_data);
         metadata.recursion_available = true;
         let counts = HeaderCounts {
             queries: 1,
@@ -149,9 +159,14 @@ fn opt_payload(wire: &[u8]) -> Option<(u16, bool)> {
     if options.len() != rdlen {
         return None;
     }
-    // Options are code, length, data; we use none of them, but they must be well framed.
+    // Options are code, length, data; they must be well framed, and NSID (code 3, RFC 5001)
+    // is answered by the full path.
     while !options.is_empty() {
+        let code = u16::from_be_bytes([*options.first()?, *options.get(1)?]);
         let len = usize::from(u16::from_be_bytes([*options.get(2)?, *options.get(3)?]));
+        if code == NSID {
+            return None;
+        }
         options = options.get(4 + len..)?;
     }
     Some((u16::from_be_bytes([fixed[3], fixed[4]]), fixed[7] & 0x80 != 0))
@@ -219,6 +234,7 @@ mod tests {
         cases.push(("trailing bytes", [&base[..], &[0][..]].concat()));
         cases.push(("truncated question", base[..base.len() - 2].to_vec()));
         cases.push(("EDNS version 1", query("a.b", 1, &[0, 0, 41, 0x10, 0, 0, 1, 0, 0, 0, 0])));
+        cases.push(("NSID asked for", query("a.b", 1, &[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 4, 0, 3, 0, 0])));
         cases.push(("OPT with a bad option length", query("a.b", 1, &[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 4, 0, 10, 0, 9])));
         cases.push(("arcount without a record", {
             let mut q = base.clone();

@@ -1,50 +1,66 @@
-//! Forwarding of names hubdns does not own: per-domain routes to upstream groups, each a
-//! hickory-resolver with its own TTL-honouring cache (positive and negative).
+//! Forwarding of names hubdns does not own: per-domain routes to upstream servers, a cache of
+//! their answers, and the duties of a DNSSEC-aware forwarder (ARCHITECTURE.md, "Forwarding").
 //!
-//! The route is the rule with the longest matching domain, else the default upstreams. The
-//! resolvers never read /etc/hosts and never append search domains (every query name is
-//! absolute). Upstream NXDOMAIN / NODATA come back with the upstream's SOA, so clients cache
-//! them as long as the zone says; anything that is not an answer (timeouts, SERVFAIL, REFUSED
-//! from every upstream) becomes SERVFAIL within `deadline_ms`, whatever the upstreams do.
+//! The route is the rule with the longest matching domain, else the default upstreams. Each
+//! server is asked directly over hickory-proto messages ([`super::upstream`]); nothing reads
+//! /etc/hosts or appends search domains.
 //!
-//! Each upstream server of a route has a resolver of its own, tried in order — servers that
-//! answered their last query first — so every query, error and timeout is counted against
-//! the server that caused it (`/metrics`, the status page). A server that fails three times
-//! in a row is marked down and left alone for a backoff (1 s doubling to 60 s); a route whose
-//! servers are all down answers at once — stale if it can, else SERVFAIL — instead of
-//! making every client wait for timeouts.
+//! - **Answers pass through whole.** NOERROR and NXDOMAIN come back with their answer section
+//!   as the upstream sent it — a CNAME chain stays, even when it ends in NXDOMAIN or NODATA —
+//!   and with the SOA, NSEC, NSEC3 and their RRSIGs from the authority section, so clients
+//!   cache negative answers as long as the zone says (RFC 2308 §5) and validators get their
+//!   proofs. Other authority and additional records are left out.
+//! - **DNSSEC** (RFC 4035 §3.2): DO is always set upstream; CD is passed on, and is part of the
+//!   cache and coalescing keys (DO is not: one answer serves both kinds of client). RRSIG,
+//!   NSEC and NSEC3 go to clients that set DO and are stripped for the others, unless asked
+//!   for by type ([`for_plain_client`]). AD is passed on only from a route with `trust_ad`,
+//!   and only to a client that set DO or AD (RFC 6840 §5.8).
+//! - **Failures belong to their name** (RFC 9520): when no server answers a name, the failure
+//!   is cached for that name for `forward.servfail_cache_secs` and repeats are answered from
+//!   there (stale if serve-stale has an answer, else SERVFAIL). A server's health comes from
+//!   failures across names ([`super::health`]); a server marked down is skipped only while
+//!   another server of the route is up.
+//! - **One question, one upstream query.** Queries for the same (name, type, CD) while one is
+//!   under way wait for it instead of asking again (coalescing); so do prefetches and the
+//!   refreshes behind stale answers, which also need a free `max_in_flight` slot.
+//! - **Within the deadline**: whatever the upstreams do, a forward ends by `deadline_ms`.
 //!
 //! Serve-stale (RFC 8767): when the upstreams fail, or have not answered within
 //! `stale_answer_after_ms`, a name whose answer expired less than `serve_stale_secs` ago gets
 //! that answer with TTL 30; the upstream query carries on and refreshes the cache. Prefetch:
 //! a cached answer asked for in the last tenth of its TTL is refreshed in the background.
 //!
-//! In front of the resolvers sits an [`AnswerCache`] of final answers, pre-encoded, which the
-//! handler's fast path reads without a task or an await.
+//! In front sits an [`AnswerCache`] of final answers, pre-encoded, which the handler's fast
+//! path reads without a task or an await.
 
 use std::{
+    collections::HashMap,
+    hash::BuildHasher,
     net::SocketAddr,
-    sync::Arc,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
     time::{Duration, Instant},
 };
 
 use hickory_proto::{
-    op::ResponseCode,
-    rr::{Name, Record, RecordType},
+    ProtoError,
+    op::{Edns, Message, Query, ResponseCode},
+    rr::{Name, RData, Record, RecordType},
 };
-use hickory_resolver::{
-    TokioResolver,
-    config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts},
-    net::{DnsError, NetError, runtime::TokioRuntimeProvider},
-};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::{
     config::{ForwardConfig, Upstream},
-    dns::cache::{AnswerCache, Entry},
-    metrics::{UpstreamStats, monotonic_ms},
+    dns::{
+        cache::{AnswerCache, Entry, Key},
+        health::{Failure, UpstreamStats},
+        upstream::Exchange,
+    },
+    metrics::monotonic_ms,
     name_key::{name_key, self_and_ancestors},
+    prepared::HEADER_LEN,
     snapshot::FastMap,
 };
 
@@ -54,17 +70,19 @@ pub enum ForwardError {
     /// `system` was asked for but /etc/resolv.conf could not be used.
     #[error("upstream \"system\": cannot read nameservers from /etc/resolv.conf: {0}")]
     SystemConf(String),
-    /// hickory-resolver refused the settings.
-    #[error("cannot build the resolver for {route}: {source}")]
-    Build {
-        /// The route (domain or `.`).
-        route: String,
-        /// hickory's error.
-        source: NetError,
-    },
 }
 
-/// All routes, and the bound on forwarded work.
+/// The EDNS payload size asked for upstream: the DNS flag day 2020 value, which fits an
+/// unfragmented datagram on any path.
+const UPSTREAM_PAYLOAD: u16 = 1232;
+
+/// Size of an OPT record without options: root name, type, class, TTL, RDLENGTH.
+const OPT_LEN: usize = 11;
+
+/// TTL of a stale answer (RFC 8767 §4 recommends 30 s).
+const STALE_TTL: u32 = 30;
+
+/// All routes, the cache, and the bound on forwarded work.
 pub struct Forwarder {
     default: Route,
     rules: FastMap<Route>,
@@ -72,27 +90,31 @@ pub struct Forwarder {
     max_in_flight: usize,
     deadline: Duration,
     cache: AnswerCache,
+    flights: Arc<Flights>,
     /// Zero: serve-stale off.
     stale_window: Duration,
     stale_after: Duration,
     prefetch: bool,
+    /// How long a name's failure is remembered (RFC 9520 §3.2).
+    failure_ttl: Duration,
     /// Counters of the fallbacks above.
     pub counters: ForwardCounters,
 }
 
-/// How often the forwarder fell back or worked ahead.
+/// How often the forwarder fell back, saved work or worked ahead.
 #[derive(Debug, Default)]
 pub struct ForwardCounters {
     /// Stale answers given.
     pub stale_answers: AtomicU64,
     /// Prefetches started.
     pub prefetches: AtomicU64,
-    /// Queries answered at once because every upstream of their route was down.
+    /// Forwards sent to every server of a route although all were marked down.
     pub all_down: AtomicU64,
+    /// Queries that waited for an identical upstream query instead of sending their own.
+    pub coalesced: AtomicU64,
+    /// Queries answered from the failure cache without asking upstream.
+    pub failures_cached: AtomicU64,
 }
-
-/// TTL of a stale answer (RFC 8767 §4 recommends 30 s).
-const STALE_TTL: u32 = 30;
 
 /// One upstream group.
 pub struct Route {
@@ -100,55 +122,93 @@ pub struct Route {
     pub domain: Name,
     /// The upstream servers, `system` already expanded.
     pub upstreams: Vec<SocketAddr>,
-    servers: Vec<UpstreamServer>,
+    /// Whether the AD bit of these servers' answers is believed (they validate, and the path
+    /// to them is trusted).
+    pub trust_ad: bool,
+    servers: Vec<Server>,
 }
 
-/// One upstream server: its resolver and its counters.
-struct UpstreamServer {
-    resolver: TokioResolver,
+/// One upstream server: its sockets and its counters.
+struct Server {
+    exchange: Exchange,
     stats: Arc<UpstreamStats>,
 }
 
-/// An upstream's verdict, ready to put in a response.
-#[derive(Debug)]
-pub struct Forwarded {
-    /// NOERROR, NXDOMAIN or SERVFAIL.
-    pub rcode: ResponseCode,
-    /// Answer records (CNAME chain included), TTLs counted down by the cache.
-    pub answers: Vec<Record>,
-    /// Authority records: the upstream's SOA for negative answers.
-    pub authorities: Vec<Record>,
-    /// From the expired cache (serve-stale), not from an upstream.
-    pub stale: bool,
+/// A question to ask upstream.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    /// The name, as the client wrote it.
+    pub name: Name,
+    /// The type.
+    pub qtype: RecordType,
+    /// The client's CD bit: the upstream should not validate (RFC 4035 §3.2.2).
+    pub checking_disabled: bool,
 }
 
-impl Forwarded {
-    fn servfail() -> Self {
-        Self { rcode: ResponseCode::ServFail, answers: Vec::new(), authorities: Vec::new(), stale: false }
+impl Ask {
+    /// A question with CD clear.
+    pub fn new(name: Name, qtype: RecordType) -> Self {
+        Self { name, qtype, checking_disabled: false }
+    }
+
+    fn key(&self) -> Key {
+        Key::new(&name_key(&self.name), self.qtype, self.checking_disabled)
     }
 }
 
+/// An upstream's verdict, ready to put in a response.
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    /// NOERROR, NXDOMAIN or SERVFAIL.
+    pub rcode: ResponseCode,
+    /// Answer records (CNAME chain and RRSIGs included), TTLs counted down by the cache.
+    pub answers: Vec<Record>,
+    /// Authority records: SOA, NSEC, NSEC3 and their RRSIGs.
+    pub authorities: Vec<Record>,
+    /// From the expired cache (serve-stale), not from an upstream.
+    pub stale: bool,
+    /// The upstream set AD and its route is trusted for it.
+    pub authentic: bool,
+}
+
+impl Forwarded {
+    /// No answer: SERVFAIL.
+    pub fn servfail() -> Self {
+        Self { rcode: ResponseCode::ServFail, answers: Vec::new(), authorities: Vec::new(), stale: false, authentic: false }
+    }
+}
+
+/// Whether `record` is left out of an answer to `qtype` for a client that did not set DO:
+/// RFC 4035 §3.2.1 — the authenticating records (RRSIG, NSEC, NSEC3) are stripped, unless the
+/// query asked for that type.
+pub fn for_plain_client(record: &Record, qtype: RecordType) -> bool {
+    let rtype = record.record_type();
+    !(matches!(rtype, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3) && rtype != qtype)
+}
+
 /// A cached answer for `name`/`qtype` decoded back into records, each TTL set by `ttl`.
-fn decoded(prepared: &crate::prepared::Prepared, name: &Name, qtype: RecordType, ttl: impl Fn(u32) -> u32, stale: bool) -> Option<Forwarded> {
+fn decoded(entry: &Entry, name: &Name, ttl: impl Fn(u32) -> u32, stale: bool) -> Option<Forwarded> {
+    let prepared = entry.prepared(true);
     let (mut answers, mut authorities) = prepared
-        .records(name, qtype)
-        .inspect_err(|error| tracing::debug!(%name, %qtype, %error, "cached answer unreadable"))
+        .records(name, entry.qtype)
+        .inspect_err(|error| tracing::debug!(%name, qtype = %entry.qtype, %error, "cached answer unreadable"))
         .ok()?;
     for record in answers.iter_mut().chain(authorities.iter_mut()) {
         record.ttl = ttl(record.ttl);
     }
-    Some(Forwarded { rcode: prepared.rcode, answers, authorities, stale })
+    Some(Forwarded { rcode: prepared.rcode, answers, authorities, stale, authentic: prepared.authentic })
 }
 
 impl Forwarder {
     /// Builds every route of `config`, reading /etc/resolv.conf once if `system` is used.
+    /// Sockets are opened when a server is first asked.
     pub fn new(config: &ForwardConfig) -> Result<Self, ForwardError> {
         let mut system = None;
-        let default = Route::new(Name::root(), &config.upstreams, config, &mut system)?;
+        let default = Route::new(Name::root(), &config.upstreams, config.trust_ad, config, &mut system)?;
         let mut rules = FastMap::default();
         for rule in &config.rules {
             let rule = rule.get_ref();
-            let route = Route::new(rule.domain.name().clone(), &rule.upstreams, config, &mut system)?;
+            let route = Route::new(rule.domain.name().clone(), &rule.upstreams, rule.trust_ad, config, &mut system)?;
             rules.insert(rule.domain.key(), route);
         }
         Ok(Self {
@@ -162,16 +222,18 @@ impl Forwarder {
                 config.cache_max_bytes,
                 Duration::from_secs(config.serve_stale_secs),
             ),
+            flights: Arc::default(),
             stale_window: Duration::from_secs(config.serve_stale_secs),
             stale_after: Duration::from_millis(config.stale_answer_after_ms),
             prefetch: config.prefetch,
+            failure_ttl: Duration::from_secs(config.servfail_cache_secs),
             counters: ForwardCounters::default(),
         })
     }
 
-    /// A live cached answer for `key` (a lowercase name key) and `qtype`.
-    pub fn cached(&self, key: &[u8], qtype: RecordType, now: Instant) -> Option<Arc<Entry>> {
-        self.cache.get(key, qtype, now)
+    /// A live cached answer for `key` (a lowercase name key), `qtype` and CD bit.
+    pub fn cached(&self, key: &[u8], qtype: RecordType, checking_disabled: bool, now: Instant) -> Option<Arc<Entry>> {
+        self.cache.get(&Key::new(key, qtype, checking_disabled), now)
     }
 
     /// A slot for one more forwarded query, or `None` when `max_in_flight` are under way.
@@ -191,63 +253,121 @@ impl Forwarder {
         std::iter::once(&self.default).chain(self.rules.values())
     }
 
-    /// Asks the matching upstreams for `name`/`qtype`, answering within the deadline, and
-    /// keeps a cacheable answer for the fast path. With an expired answer at hand, falls back
-    /// on it when the upstreams fail or are slower than `stale_answer_after_ms`.
-    pub async fn forward(self: &Arc<Self>, name: &Name, qtype: RecordType) -> Forwarded {
+    /// The answer to `ask` when its name failed a moment ago (RFC 9520): the stale answer if
+    /// there is one, else SERVFAIL — without asking upstream. `None` when it has not failed.
+    pub fn recent_failure(&self, ask: &Ask, now: Instant) -> Option<Forwarded> {
+        let key = ask.key();
+        if !self.cache.failed(&key, now) {
+            return None;
+        }
+        self.counters.failures_cached.fetch_add(1, Relaxed);
         let stale = match self.stale_window.is_zero() {
             true => None,
-            false => self.cache.get_stale(&name_key(name), qtype, Instant::now()),
+            false => self.cache.get_stale(&key, now),
+        };
+        Some(stale.and_then(|entry| self.stale_answer(&entry, &ask.name)).unwrap_or_else(Forwarded::servfail))
+    }
+
+    /// Asks the matching upstreams for `ask`, answering within the deadline, and keeps the
+    /// answer for the fast path. With an expired answer at hand, falls back on it when the
+    /// upstreams fail or are slower than `stale_answer_after_ms`.
+    pub async fn forward(self: &Arc<Self>, ask: &Ask) -> Arc<Forwarded> {
+        let now = Instant::now();
+        if let Some(failed) = self.recent_failure(ask, now) {
+            return Arc::new(failed);
+        }
+        let key = ask.key();
+        let stale = match self.stale_window.is_zero() {
+            true => None,
+            false => self.cache.get_stale(&key, now),
         };
         let Some(stale) = stale else {
-            return self.ask_and_keep(name, qtype).await;
+            return self.fly(ask, key).await;
         };
         // The upstream query runs on its own, so it goes on refreshing the cache after the
         // client has had the stale answer.
-        let this = self.clone();
-        let owned = name.clone();
-        let mut asking = tokio::spawn(async move { this.ask_and_keep(&owned, qtype).await });
-        match tokio::time::timeout(self.stale_after, &mut asking).await {
-            Ok(Ok(fresh)) if fresh.rcode != ResponseCode::ServFail => fresh,
-            _ => self.stale_answer(&stale.prepared, name, qtype).unwrap_or_else(Forwarded::servfail),
+        if let Some(fresh) = self.in_background(ask, key) {
+            match tokio::time::timeout(self.stale_after, fresh).await {
+                Ok(Ok(fresh)) if fresh.rcode != ResponseCode::ServFail => return fresh,
+                _ => {}
+            }
         }
+        Arc::new(self.stale_answer(&stale, &ask.name).unwrap_or_else(Forwarded::servfail))
     }
 
-    /// Refreshes `name`/`qtype` in the background, if the cache says it is time, prefetch is
-    /// on, and a forwarding slot is free.
-    pub fn prefetch_if_due(self: &Arc<Self>, entry: &Entry, now: Instant, runtime: &tokio::runtime::Handle) {
+    /// Refreshes the entry's question in the background, if the cache says it is time,
+    /// prefetch is on, and a forwarding slot is free.
+    pub fn prefetch_if_due(self: &Arc<Self>, entry: &Entry, now: Instant) {
         if !self.prefetch || !entry.wants_prefetch(now) {
             return;
         }
-        let Some(permit) = self.try_permit() else { return };
-        self.counters.prefetches.fetch_add(1, Relaxed);
-        let (this, name, qtype) = (self.clone(), entry.name.clone(), entry.qtype);
-        runtime.spawn(async move {
-            this.ask_and_keep(&name, qtype).await;
-            drop(permit);
-        });
+        let ask = Ask { name: entry.name.clone(), qtype: entry.qtype, checking_disabled: entry.checking_disabled };
+        let key = ask.key();
+        if self.in_background(&ask, key).is_some() {
+            self.counters.prefetches.fetch_add(1, Relaxed);
+        }
     }
 
-    async fn ask_and_keep(&self, name: &Name, qtype: RecordType) -> Forwarded {
-        let forwarded = self.ask(name, qtype).await;
-        self.cache.insert(name, qtype, &forwarded, Instant::now());
-        forwarded
+    /// The answer to `ask`: from an identical query under way, or from asking upstream now.
+    async fn fly(self: &Arc<Self>, ask: &Ask, key: Key) -> Arc<Forwarded> {
+        match self.flights.join(key) {
+            Flight::Follower(answer) => {
+                self.counters.coalesced.fetch_add(1, Relaxed);
+                answer.await.unwrap_or_else(|_| Arc::new(Forwarded::servfail()))
+            }
+            Flight::Leader(lead) => {
+                let answer = Arc::new(self.ask(ask).await);
+                self.keep(ask, lead.key(), &answer);
+                lead.finish(&answer);
+                answer
+            }
+        }
+    }
+
+    /// Asks upstream for `ask` on a task of its own, holding a slot of `max_in_flight`, or
+    /// joins the identical query already under way. `None` when no slot is free.
+    fn in_background(self: &Arc<Self>, ask: &Ask, key: Key) -> Option<oneshot::Receiver<Arc<Forwarded>>> {
+        match self.flights.join(key) {
+            Flight::Follower(answer) => Some(answer),
+            Flight::Leader(mut lead) => {
+                let permit = self.try_permit()?;
+                let answer = lead.follow();
+                let (this, ask) = (self.clone(), ask.clone());
+                tokio::spawn(async move {
+                    let fresh = Arc::new(this.ask(&ask).await);
+                    this.keep(&ask, lead.key(), &fresh);
+                    lead.finish(&fresh);
+                    drop(permit);
+                });
+                Some(answer)
+            }
+        }
+    }
+
+    /// Stores an upstream's verdict: an answer in the cache, a failure in the failure cache.
+    fn keep(&self, ask: &Ask, key: &Key, answer: &Forwarded) {
+        let now = Instant::now();
+        match answer.rcode {
+            ResponseCode::ServFail if !self.failure_ttl.is_zero() => self.cache.fail(key, now + self.failure_ttl),
+            ResponseCode::ServFail => {}
+            _ => self.cache.insert(key, &ask.name, ask.qtype, ask.checking_disabled, answer, now),
+        }
     }
 
     /// An expired answer served again with TTL 30 (RFC 8767).
-    fn stale_answer(&self, prepared: &crate::prepared::Prepared, name: &Name, qtype: RecordType) -> Option<Forwarded> {
-        let answer = decoded(prepared, name, qtype, |_| STALE_TTL, true)?;
+    fn stale_answer(&self, entry: &Entry, name: &Name) -> Option<Forwarded> {
+        let answer = decoded(entry, name, |_| STALE_TTL, true)?;
         self.counters.stale_answers.fetch_add(1, Relaxed);
-        tracing::debug!(%name, %qtype, "upstreams failed or slow: answering stale");
+        tracing::debug!(%name, qtype = %entry.qtype, "upstreams failed or slow: answering stale");
         Some(answer)
     }
 
-    /// The live cached answer for `name`/`qtype` as records, TTLs counted down: for an owned
-    /// CNAME whose target is outside, answered without asking upstream again.
-    pub fn cached_answer(&self, name: &Name, qtype: RecordType, now: Instant) -> Option<Forwarded> {
-        let entry = self.cache.get(&name_key(name), qtype, now)?;
+    /// The live cached answer for `ask` as records, TTLs counted down: for an owned CNAME
+    /// whose target is outside, answered without asking upstream again.
+    pub fn cached_answer(&self, ask: &Ask, now: Instant) -> Option<Forwarded> {
+        let entry = self.cache.get(&ask.key(), now)?;
         let age = entry.age(now);
-        decoded(&entry.prepared, name, qtype, |ttl| ttl.saturating_sub(age), false)
+        decoded(&entry, &ask.name, |ttl| ttl.saturating_sub(age), false)
     }
 
     /// Answers in the cache now.
@@ -272,63 +392,202 @@ impl Forwarder {
 
     /// Stores an answer as if `forward` had just received it at `now` (for tests).
     #[cfg(test)]
-    pub fn cache_for_test(&self, name: &Name, qtype: RecordType, forwarded: &Forwarded, now: Instant) {
-        self.cache.insert(name, qtype, forwarded, now);
+    pub fn cache_for_test(&self, name: &Name, qtype: RecordType, checking_disabled: bool, forwarded: &Forwarded, now: Instant) {
+        let ask = Ask { name: name.clone(), qtype, checking_disabled };
+        self.cache.insert(&ask.key(), name, qtype, checking_disabled, forwarded, now);
     }
 
-    async fn ask(&self, name: &Name, qtype: RecordType) -> Forwarded {
-        let route = self.route(&name_key(name));
-        let deadline = tokio::time::Instant::now() + self.deadline;
-        let servers = route.in_order(monotonic_ms());
-        if servers.is_empty() {
-            self.counters.all_down.fetch_add(1, Relaxed);
-            tracing::debug!(%name, %qtype, route = %route.domain, "every upstream is down: not asking");
+    /// Asks the route's servers in turn until one answers, all within the deadline.
+    async fn ask(&self, ask: &Ask) -> Forwarded {
+        if let Some(loopback) = localhost(ask) {
+            return loopback;
         }
+        let route = self.route(&name_key(&ask.name));
+        let (mut query, question_len) = match upstream_query(ask) {
+            Ok(query) => query,
+            Err(error) => {
+                tracing::debug!(name = %ask.name, qtype = %ask.qtype, %error, "cannot encode the upstream query");
+                return Forwarded::servfail();
+            }
+        };
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        let (servers, all_down) = route.in_order(monotonic_ms());
+        if all_down {
+            self.counters.all_down.fetch_add(1, Relaxed);
+        }
+        let name_hash = foldhash::fast::FixedState::default().hash_one(name_key(&ask.name));
         for server in servers {
             let stats = &server.stats;
             stats.queries.fetch_add(1, Relaxed);
-            let result = match tokio::time::timeout_at(deadline, server.resolver.lookup(name.clone(), qtype)).await {
-                Ok(result) => result,
+            let reply = match tokio::time::timeout_at(deadline, server.exchange.ask(&mut query, question_len)).await {
+                Ok(reply) => reply,
                 Err(_) => {
-                    tracing::debug!(%name, %qtype, upstream = %stats.addr, "forward deadline passed");
-                    self.failed(stats, true, &route.domain);
+                    tracing::debug!(name = %ask.name, qtype = %ask.qtype, upstream = %stats.addr, "forward deadline passed");
+                    self.failed(stats, name_hash, Failure::Timeout, &route.domain);
                     break;
                 }
             };
-            let answer = match result {
-                Ok(lookup) => Forwarded {
-                    rcode: ResponseCode::NoError,
-                    answers: lookup.answers().to_vec(),
-                    authorities: Vec::new(),
-                    stale: false,
-                },
-                Err(NetError::Dns(DnsError::NoRecordsFound(none)))
-                    if matches!(none.response_code, ResponseCode::NXDomain | ResponseCode::NoError) =>
-                {
-                    Forwarded {
-                        rcode: none.response_code,
-                        answers: Vec::new(),
-                        authorities: none.soa.map(|soa| soa.into_record_of_rdata()).into_iter().collect(),
-                        stale: false,
-                    }
+            let verdict = reply.map_err(|error| error.failure()).and_then(|bytes| {
+                read_reply(&bytes, route.trust_ad).map_err(|error| {
+                    tracing::debug!(upstream = %stats.addr, %error, "malformed upstream reply");
+                    Failure::Transport
+                })
+            });
+            match verdict {
+                Ok(Ok(answer)) => {
+                    stats.answered(monotonic_ms());
+                    return answer;
                 }
-                Err(error) => {
-                    tracing::debug!(%name, %qtype, upstream = %stats.addr, %error, "forward failed; trying the next upstream");
-                    self.failed(stats, matches!(error, NetError::Timeout), &route.domain);
-                    continue;
+                Ok(Err(rcode)) => {
+                    tracing::debug!(name = %ask.name, qtype = %ask.qtype, upstream = %stats.addr, %rcode, "upstream could not answer; trying the next");
+                    self.failed(stats, name_hash, Failure::Answer, &route.domain);
                 }
-            };
-            stats.succeeded();
-            return answer;
+                Err(failure) => {
+                    tracing::debug!(name = %ask.name, qtype = %ask.qtype, upstream = %stats.addr, ?failure, "no usable reply; trying the next upstream");
+                    self.failed(stats, name_hash, failure, &route.domain);
+                }
+            }
         }
         Forwarded::servfail()
     }
 
     /// Counts a failure of `stats`'s server and says so when it is marked down.
-    fn failed(&self, stats: &UpstreamStats, timeout: bool, route: &Name) {
-        if let Some(backoff) = stats.failed(timeout, monotonic_ms()) {
-            tracing::warn!(upstream = %stats.addr, %route, backoff_ms = backoff.as_millis() as u64, "upstream marked down after failing in a row");
+    fn failed(&self, stats: &UpstreamStats, name: u64, failure: Failure, route: &Name) {
+        if let Some(backoff) = stats.failed(name, failure, monotonic_ms()) {
+            tracing::warn!(upstream = %stats.addr, %route, backoff_ms = backoff.as_millis() as u64, "upstream marked down: it failed for many different names");
         }
+    }
+}
+
+/// The answer for `localhost.` and the names below it, which never go upstream: A
+/// 127.0.0.1, AAAA ::1, nothing of other types (RFC 6761 §6.3: caching servers answer them
+/// with loopback themselves; TTL as Unbound's built-in `localhost.` zone).
+fn localhost(ask: &Ask) -> Option<Forwarded> {
+    const TTL: u32 = 3600;
+    let localhost = Name::from_labels([&b"localhost"[..]]).ok()?;
+    if !localhost.zone_of(&ask.name) {
+        return None;
+    }
+    let data = match ask.qtype {
+        RecordType::A => Some(RData::A(std::net::Ipv4Addr::LOCALHOST.into())),
+        RecordType::AAAA => Some(RData::AAAA(std::net::Ipv6Addr::LOCALHOST.into())),
+        _ => None,
+    };
+    let answers = data.map(|data| Record::from_rdata(ask.name.clone(), TTL, data)).into_iter().collect();
+    Some(Forwarded { rcode: ResponseCode::NoError, answers, authorities: Vec::new(), stale: false, authentic: false })
+}
+
+/// The query sent upstream for `ask`, and the length of its question: RD, the client's CD,
+/// and an OPT with DO set (RFC 4035 §3.2.1) and our payload size.
+fn upstream_query(ask: &Ask) -> Result<(Vec<u8>, usize), ProtoError> {
+    let mut message = Message::query();
+    message.metadata.recursion_desired = true;
+    message.metadata.checking_disabled = ask.checking_disabled;
+    message.add_query(Query::query(ask.name.clone(), ask.qtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(UPSTREAM_PAYLOAD).set_version(0).set_dnssec_ok(true);
+    message.set_edns(edns);
+    let bytes = message.to_vec()?;
+    let question_len = bytes.len().saturating_sub(HEADER_LEN + OPT_LEN);
+    Ok((bytes, question_len))
+}
+
+/// What an upstream's reply says: an answer (NOERROR, NXDOMAIN), or the rcode of a reply that
+/// is not one (SERVFAIL, REFUSED, ...). Errs if the reply does not parse.
+fn read_reply(bytes: &[u8], trust_ad: bool) -> Result<Result<Forwarded, ResponseCode>, ProtoError> {
+    let message = Message::from_vec(bytes)?;
+    let rcode = message.metadata.response_code;
+    if !matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+        return Ok(Err(rcode));
+    }
+    let authorities = message.authorities.into_iter().filter(kept_in_authority).collect();
+    Ok(Ok(Forwarded {
+        rcode,
+        answers: message.answers,
+        authorities,
+        stale: false,
+        authentic: trust_ad && message.metadata.authentic_data,
+    }))
+}
+
+/// The authority records an answer keeps: the SOA of a negative answer (RFC 2308 §3), the
+/// NSEC / NSEC3 proofs (RFC 4035 §3.1.3), and the RRSIGs over them. Referral NS records and
+/// the like are the upstream's business.
+fn kept_in_authority(record: &Record) -> bool {
+    let proof = |rtype: RecordType| matches!(rtype, RecordType::SOA | RecordType::NSEC | RecordType::NSEC3);
+    match (&record.data, record.record_type()) {
+        (_, rtype) if proof(rtype) => true,
+        // Without hickory's dnssec feature an RRSIG is kept as bytes: type covered first.
+        (RData::Unknown { rdata, .. }, RecordType::RRSIG) => {
+            rdata.anything.first_chunk::<2>().is_some_and(|covered| proof(RecordType::from(u16::from_be_bytes(*covered))))
+        }
+        _ => false,
+    }
+}
+
+/// Queries under way upstream, by cache key, with whoever waits for their answer.
+#[derive(Default)]
+struct Flights {
+    waiting: Mutex<HashMap<Key, Vec<oneshot::Sender<Arc<Forwarded>>>, foldhash::fast::RandomState>>,
+}
+
+/// Whether a query leads (asks upstream) or follows (waits for the leader's answer).
+enum Flight {
+    Leader(Lead),
+    Follower(oneshot::Receiver<Arc<Forwarded>>),
+}
+
+/// The right to ask upstream for one key; answers everyone who joined when finished. Dropped
+/// unfinished (a cancelled task), it lets the followers go with SERVFAIL.
+struct Lead {
+    flights: Arc<Flights>,
+    key: Key,
+}
+
+impl Flights {
+    fn join(self: &Arc<Self>, key: Key) -> Flight {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(followers) = waiting.get_mut(&key) {
+            let (tx, rx) = oneshot::channel();
+            followers.push(tx);
+            return Flight::Follower(rx);
+        }
+        waiting.insert(key.clone(), Vec::new());
+        Flight::Leader(Lead { flights: self.clone(), key })
+    }
+}
+
+impl Lead {
+    fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// Joins its own flight: for a leader on another task.
+    fn follow(&mut self) -> oneshot::Receiver<Arc<Forwarded>> {
+        let (tx, rx) = oneshot::channel();
+        let mut waiting = self.flights.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.entry(self.key.clone()).or_default().push(tx);
+        rx
+    }
+
+    /// Hands `answer` to every follower.
+    fn finish(self, answer: &Arc<Forwarded>) {
+        let followers = self.take();
+        for follower in followers {
+            let _ = follower.send(answer.clone());
+        }
+    }
+
+    fn take(&self) -> Vec<oneshot::Sender<Arc<Forwarded>>> {
+        let mut waiting = self.flights.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.remove(&self.key).unwrap_or_default()
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        // After `finish` the entry is gone and this finds nothing.
+        self.take();
     }
 }
 
@@ -336,64 +595,42 @@ impl Route {
     fn new(
         domain: Name,
         upstreams: &[Upstream],
+        trust_ad: bool,
         config: &ForwardConfig,
         system: &mut Option<Vec<SocketAddr>>,
     ) -> Result<Self, ForwardError> {
-        let mut servers: Vec<SocketAddr> = Vec::new();
+        let mut addrs: Vec<SocketAddr> = Vec::new();
         for upstream in upstreams {
             match upstream {
-                Upstream::Addr(addr) => servers.push(*addr),
+                Upstream::Addr(addr) => addrs.push(*addr),
                 Upstream::System => {
                     if system.is_none() {
                         *system = Some(system_nameservers()?);
                     }
-                    servers.extend(system.iter().flatten());
+                    addrs.extend(system.iter().flatten());
                 }
             }
         }
-        servers.dedup();
-
-        let mut opts = ResolverOpts::default();
-        opts.use_hosts_file = ResolveHosts::Never;
-        opts.ndots = 0;
-        // The answer cache in front is the cache: a second one here would answer a prefetch
-        // or a stale refresh from itself instead of asking the upstream.
-        opts.cache_size = 0;
-        opts.timeout = Duration::from_millis(config.timeout_ms);
-        opts.attempts = config.attempts;
-        opts.preserve_intermediates = true;
-        opts.edns0 = true;
-        let servers_built = servers
+        addrs.dedup();
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let servers = addrs
             .iter()
-            .map(|addr| {
-                let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
-                    .into_iter()
-                    .map(|mut c| {
-                        c.port = addr.port();
-                        c
-                    })
-                    .collect();
-                let name_server = NameServerConfig::new(addr.ip(), true, connections);
-                let resolver = TokioResolver::builder_with_config(
-                    ResolverConfig::from_name_servers(vec![name_server]),
-                    TokioRuntimeProvider::default(),
-                )
-                .with_options(opts.clone())
-                .build()
-                .map_err(|source| ForwardError::Build { route: domain.to_string(), source })?;
-                Ok(UpstreamServer { resolver, stats: UpstreamStats::new(*addr) })
-            })
-            .collect::<Result<_, ForwardError>>()?;
-        Ok(Self { domain, upstreams: servers, servers: servers_built })
+            .map(|&addr| Server { exchange: Exchange::new(addr, timeout, config.attempts), stats: UpstreamStats::new(addr) })
+            .collect();
+        Ok(Self { domain, upstreams: addrs, trust_ad, servers })
     }
 
-    /// The servers to try, in order: those not marked down, the ones that answered their last
-    /// query first (in config order), then the failing ones, fewest failures first. Empty
-    /// when every server is down.
-    fn in_order(&self, now_ms: u64) -> Vec<&UpstreamServer> {
-        let mut order: Vec<&UpstreamServer> = self.servers.iter().filter(|s| !s.stats.is_down(now_ms)).collect();
+    /// The servers to ask, in order: those not marked down, the ones that answered their
+    /// last query first (in config order). When every server is down, all of them anyway,
+    /// fewest failures first — being down never switches a route off — and `true`.
+    fn in_order(&self, now_ms: u64) -> (Vec<&Server>, bool) {
+        let mut order: Vec<&Server> = self.servers.iter().filter(|s| !s.stats.is_down(now_ms)).collect();
+        let all_down = order.is_empty() && !self.servers.is_empty();
+        if all_down {
+            order = self.servers.iter().collect();
+        }
         order.sort_by_key(|s| s.stats.consecutive_failures.load(Relaxed));
-        order
+        (order, all_down)
     }
 
     /// Each upstream server's counters.
@@ -417,4 +654,80 @@ fn system_nameservers() -> Result<Vec<SocketAddr>, ForwardError> {
         return Err(ForwardError::SystemConf("it lists no nameserver".into()));
     }
     Ok(servers)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_proto::{
+        op::MessageType,
+        rr::rdata::{A, CNAME, SOA},
+    };
+
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).expect("name")
+    }
+
+    #[test]
+    fn the_upstream_query_sets_do_and_passes_cd() {
+        for cd in [false, true] {
+            let ask = Ask { name: name("WWW.example."), qtype: RecordType::AAAA, checking_disabled: cd };
+            let (bytes, question_len) = upstream_query(&ask).expect("encodes");
+            let message = Message::from_vec(&bytes).expect("parses");
+            assert!(message.metadata.recursion_desired);
+            assert_eq!(message.metadata.checking_disabled, cd);
+            let edns = message.edns.expect("OPT");
+            assert!(edns.flags().dnssec_ok);
+            assert_eq!(edns.max_payload(), UPSTREAM_PAYLOAD);
+            assert_eq!(&bytes[HEADER_LEN..HEADER_LEN + question_len], b"\x03WWW\x07example\x00\x00\x1c\x00\x01");
+        }
+    }
+
+    /// Item 3: a CNAME chain ending in NXDOMAIN keeps its CNAME; the SOA and NSEC proofs stay,
+    /// NS and additional records go.
+    #[test]
+    fn replies_keep_the_chain_and_the_proofs() {
+        let mut reply = Message::new(1, MessageType::Response, hickory_proto::op::OpCode::Query);
+        reply.metadata.response_code = ResponseCode::NXDomain;
+        reply.metadata.authentic_data = true;
+        reply.add_query(Query::query(name("a.example."), RecordType::A));
+        reply.add_answer(Record::from_rdata(name("a.example."), 60, RData::CNAME(CNAME(name("gone.example.")))));
+        let soa = SOA::new(name("ns.example."), name("h.example."), 1, 2, 3, 4, 5);
+        reply.add_authority(Record::from_rdata(name("example."), 60, RData::SOA(soa)));
+        reply.add_authority(Record::from_rdata(name("example."), 60, RData::NS(hickory_proto::rr::rdata::NS(name("ns.example.")))));
+        let rrsig = |covered: RecordType| {
+            let mut bytes = u16::from(covered).to_be_bytes().to_vec();
+            bytes.extend_from_slice(&[8, 2, 0, 0, 0, 60]);
+            RData::Unknown { code: RecordType::RRSIG, rdata: hickory_proto::rr::rdata::NULL::with(bytes) }
+        };
+        reply.add_authority(Record::from_rdata(name("example."), 60, rrsig(RecordType::SOA)));
+        reply.add_authority(Record::from_rdata(name("example."), 60, rrsig(RecordType::NS)));
+        reply.add_additional(Record::from_rdata(name("ns.example."), 60, RData::A(A(Ipv4Addr::new(192, 0, 2, 1)))));
+        let bytes = reply.to_vec().expect("encodes");
+        let answer = read_reply(&bytes, true).expect("parses").expect("an answer");
+        assert_eq!(answer.rcode, ResponseCode::NXDomain);
+        assert_eq!(answer.answers.len(), 1, "the CNAME stays");
+        let kept: Vec<RecordType> = answer.authorities.iter().map(Record::record_type).collect();
+        assert_eq!(kept, [RecordType::SOA, RecordType::RRSIG], "SOA and its RRSIG; not NS nor the RRSIG over NS");
+        assert!(answer.authentic, "trusted route");
+        assert!(!read_reply(&bytes, false).expect("parses").expect("answer").authentic, "untrusted route: AD dropped");
+        reply.metadata.response_code = ResponseCode::ServFail;
+        assert_eq!(read_reply(&reply.to_vec().expect("encodes"), true).expect("parses").err(), Some(ResponseCode::ServFail));
+    }
+
+    #[test]
+    fn plain_clients_lose_only_the_authenticating_records() {
+        let rrsig = Record::from_rdata(
+            name("a.example."),
+            60,
+            RData::Unknown { code: RecordType::RRSIG, rdata: hickory_proto::rr::rdata::NULL::with(vec![0, 1]) },
+        );
+        let a = Record::from_rdata(name("a.example."), 60, RData::A(A(Ipv4Addr::new(192, 0, 2, 1))));
+        assert!(!for_plain_client(&rrsig, RecordType::A));
+        assert!(for_plain_client(&rrsig, RecordType::RRSIG), "asked for by type");
+        assert!(for_plain_client(&a, RecordType::A));
+    }
 }

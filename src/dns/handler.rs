@@ -45,7 +45,10 @@ use hickory_proto::{
     op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode},
     rr::{
         DNSClass, Name, RData, Record, RecordType,
-        rdata::TXT,
+        rdata::{
+            TXT,
+            opt::{EdnsCode, EdnsOption, NSIDPayload},
+        },
     },
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
@@ -57,7 +60,7 @@ use crate::{
     dns::{
         acl::Acl,
         fast::{CLASSIC_UDP_PAYLOAD, PlainQuery},
-        forwarder::Forwarder,
+        forwarder::{Ask, Forwarded, Forwarder, for_plain_client},
         ratelimit::{RateLimiter, Verdict},
     },
     answer::{self, Draw, Question},
@@ -106,9 +109,8 @@ pub struct ForwardJob {
     transport: Transport,
     /// CNAME records already followed through owned names.
     chain: Vec<Record>,
-    /// The name to ask upstream: the query name, or the end of `chain`.
-    target: Name,
-    qtype: RecordType,
+    /// What to ask upstream: the query name, or the end of `chain`.
+    ask: Ask,
     /// When the job was made, for the latency it is counted with.
     started: Instant,
     _permit: OwnedSemaphorePermit,
@@ -123,7 +125,9 @@ pub struct Handler {
     edns: Edns,
     /// The same with the DO bit, for queries that set it (RFC 3225 §3: DO is copied).
     edns_do: Edns,
-    /// Both OPTs, encoded, for the fast path.
+    /// Both with our NSID (RFC 5001), for queries that ask for it; `None` without an identity.
+    edns_nsid: Option<(Edns, Edns)>,
+    /// The plain OPTs, encoded, for the fast path.
     opt: Vec<u8>,
     opt_do: Vec<u8>,
     /// Answers to CH TXT `version.bind` and `id.server`; `None` refuses them.
@@ -136,6 +140,8 @@ pub struct Handler {
     query_seq: AtomicU64,
     /// Where prefetches run; `None` outside a runtime (no prefetch).
     runtime: Option<tokio::runtime::Handle>,
+    /// Most forwards one TCP connection may have in flight.
+    tcp_forwards: usize,
     /// Per-client limits over UDP; shared with the next handler when a reload leaves
     /// `[rate_limit]` as it was, so a flooder's empty bucket stays empty.
     limits: Arc<RateLimiter>,
@@ -153,20 +159,33 @@ impl Handler {
         let opt = edns.to_bytes().unwrap_or_default();
         let opt_do = edns_do.to_bytes().unwrap_or_default();
         let nonempty = |s: String| Some(s).filter(|s| !s.is_empty());
+        let identity = nonempty(config.server.identity.clone().unwrap_or_else(host_name));
+        let edns_nsid = identity.as_ref().and_then(|identity| {
+            // RFC 5001 §2.3: the payload is opaque bytes; ours is the identity's text.
+            let payload = NSIDPayload::new(identity.as_bytes()).inspect_err(|error| tracing::warn!(%error, "server.identity cannot be an NSID")).ok()?;
+            let with = |e: &Edns| {
+                let mut e = e.clone();
+                e.options_mut().insert(EdnsOption::NSID(payload.clone()));
+                e
+            };
+            Some((with(&edns), with(&edns_do)))
+        });
         Self {
             snapshot,
             forwarder,
             acl: Acl::new(config.server.allow.clone()),
             edns,
             edns_do,
+            edns_nsid,
             opt,
             opt_do,
             version: nonempty(config.server.version.clone().unwrap_or_else(|| format!("hubdns {}", env!("CARGO_PKG_VERSION")))),
-            identity: nonempty(config.server.identity.clone().unwrap_or_else(host_name)),
+            identity,
             metrics,
             query_sample: config.log.queries.then_some(u64::from(config.log.query_sample)),
             query_seq: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::try_current().ok(),
+            tcp_forwards: config.server.tcp_forwards_per_connection,
             limits: Arc::new(RateLimiter::new(&config.rate_limit)),
         }
     }
@@ -211,6 +230,17 @@ impl Handler {
         metadata.recursion_available = true;
         self.write_truncated(&request, metadata, out);
         true
+    }
+
+    /// Whether `ip` may use this server at all: a TCP connection from elsewhere is closed at
+    /// accept, before it holds a connection slot.
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        self.acl.allows(ip)
+    }
+
+    /// Most forwards one TCP connection may have in flight (`server.tcp_forwards_per_connection`).
+    pub fn tcp_forwards_per_connection(&self) -> usize {
+        self.tcp_forwards
     }
 
     /// The forwarder this handler sends to.
@@ -278,10 +308,12 @@ impl Handler {
         }
         let answer::Outcome::Forward { target: None, .. } = plan.outcome else { return None };
         let now = Instant::now();
-        let entry = self.forwarder.cached(query.key(), query.qtype, now)?;
-        let answered = query.respond(&entry.prepared, entry.age(now), opt, limit, out);
+        let entry = self.forwarder.cached(query.key(), query.qtype, query.checking_disabled(), now)?;
+        let answered = query.respond(entry.prepared(query.dnssec_ok), entry.age(now), opt, limit, out);
         if answered && let Some(runtime) = &self.runtime {
-            self.forwarder.prefetch_if_due(&entry, now, runtime);
+            // The UDP threads are not the runtime's: a prefetch is spawned on it.
+            let _runtime = runtime.enter();
+            self.forwarder.prefetch_if_due(&entry, now);
         }
         answered.then_some(QueryPath::Cache)
     }
@@ -361,37 +393,52 @@ impl Handler {
             return self.reply(out, &request, transport, plan.rcode(), plan.authoritative(), &answers, plan.authority());
         };
         let chain = plan.answers(qname).into_owned();
-        let target = target.unwrap_or(qname).clone();
-        // An owned CNAME to an outside name: the target's answer may be in the cache already.
-        if !chain.is_empty()
-            && let Some(cached) = self.forwarder.cached_answer(&target, qtype, Instant::now())
-        {
-            let answers: Vec<Record> = chain.into_iter().chain(cached.answers).collect();
-            // AA speaks for the query name, which is ours (RFC 1035 §4.1.1).
-            self.encode(&request, transport, cached.rcode, true, &answers, &cached.authorities, out);
-            return Outcome::Reply(Served { qtype: Some(qtype), rcode: cached.rcode, path: QueryPath::Cache });
+        let ask = Ask { name: target.unwrap_or(qname).clone(), qtype, checking_disabled: request.metadata.checking_disabled };
+        let now = Instant::now();
+        // A name that failed a moment ago is answered from that (RFC 9520); an owned CNAME's
+        // outside target may have its answer in the cache already.
+        let settled = match chain.is_empty() {
+            true => self.forwarder.recent_failure(&ask, now).map(|f| (f, QueryPath::Cache)),
+            false => self.forwarder.recent_failure(&ask, now).or_else(|| self.forwarder.cached_answer(&ask, now)).map(|f| (f, QueryPath::Cache)),
+        };
+        if let Some((settled, path)) = settled {
+            let path = if settled.stale { QueryPath::Stale } else { path };
+            self.encode_forwarded(&request, transport, &chain, &settled, out);
+            return Outcome::Reply(Served { qtype: Some(qtype), rcode: settled.rcode, path });
         }
         let Some(permit) = self.forwarder.try_permit() else {
             tracing::debug!(%src, "forward refused: max_in_flight reached");
             return self.reply(out, &request, transport, ResponseCode::ServFail, false, &[], &[]);
         };
-        Outcome::Forward(Box::new(ForwardJob { request, transport, chain, target, qtype, started: Instant::now(), _permit: permit }))
+        Outcome::Forward(Box::new(ForwardJob { request, transport, chain, ask, started: Instant::now(), _permit: permit }))
     }
 
     /// Completes a forward: asks upstream, encodes the response, and counts it.
     pub async fn forward(&self, job: Box<ForwardJob>) -> Vec<u8> {
-        let forwarded = self.forwarder.forward(&job.target, job.qtype).await;
-        let job = *job;
-        // AA speaks for the query name (RFC 1035 §4.1.1): set when an owned CNAME led here.
-        let authoritative = !job.chain.is_empty();
-        let mut answers = job.chain;
-        answers.extend(forwarded.answers);
+        let forwarded = self.forwarder.forward(&job.ask).await;
         let mut out = Vec::with_capacity(512);
-        self.encode(&job.request, job.transport, forwarded.rcode, authoritative, &answers, &forwarded.authorities, &mut out);
+        self.encode_forwarded(&job.request, job.transport, &job.chain, &forwarded, &mut out);
         let path = if forwarded.stale { QueryPath::Stale } else { QueryPath::Forwarded };
-        let served = Served { qtype: Some(job.qtype), rcode: forwarded.rcode, path };
+        let served = Served { qtype: Some(job.ask.qtype), rcode: forwarded.rcode, path };
         self.observe(served, job.request.src(), job.request.queries.as_bytes(), job.started);
         out
+    }
+
+    /// Encodes an upstream's answer, after the owned CNAMEs of `chain` that led to it. AA
+    /// speaks for the query name (RFC 1035 §4.1.1): set when an owned CNAME led here. AD only
+    /// as RFC 6840 §5.8 allows: the upstream is trusted for it, and the client set DO or AD.
+    /// Without DO, the authenticating records go (RFC 4035 §3.2.1).
+    fn encode_forwarded(&self, request: &Request, transport: Transport, chain: &[Record], forwarded: &Forwarded, out: &mut Vec<u8>) {
+        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        let qtype = request.queries.queries().first().map_or(RecordType::A, |q| q.query_type());
+        let keep = |r: &&Record| dnssec_ok || for_plain_client(r, qtype);
+        let flags = Flags {
+            authoritative: !chain.is_empty(),
+            authentic: forwarded.authentic && (dnssec_ok || request.metadata.authentic_data),
+        };
+        let answers = chain.iter().chain(forwarded.answers.iter().filter(keep));
+        let authorities = forwarded.authorities.iter().filter(keep);
+        self.encode(request, transport, forwarded.rcode, flags, answers, authorities, out);
     }
 
     /// Answers a CH-class query: the server's version and identity (RFC 4892), nothing else.
@@ -424,7 +471,7 @@ impl Handler {
         answers: &[Record],
         authorities: &[Record],
     ) -> Outcome {
-        self.encode(request, transport, rcode, authoritative, answers, authorities, out);
+        self.encode(request, transport, rcode, Flags { authoritative, authentic: false }, answers, authorities, out);
         let qtype = request.queries.queries().first().map(|q| q.query_type());
         let path = if rcode == ResponseCode::Refused { QueryPath::Refused } else { QueryPath::Local };
         Outcome::Reply(Served { qtype, rcode, path })
@@ -432,19 +479,20 @@ impl Handler {
 
     /// Encodes a response into `out`, truncating it properly for UDP when it does not fit.
     #[allow(clippy::too_many_arguments)] // the parts of a response, named at each call
-    fn encode(
+    fn encode<'r>(
         &self,
         request: &Request,
         transport: Transport,
         rcode: ResponseCode,
-        authoritative: bool,
-        answers: &[Record],
-        authorities: &[Record],
+        flags: Flags,
+        answers: impl IntoIterator<Item = &'r Record, IntoIter: Send> + Send + 'r,
+        authorities: impl IntoIterator<Item = &'r Record, IntoIter: Send> + Send + 'r,
         out: &mut Vec<u8>,
     ) {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = rcode;
-        metadata.authoritative = authoritative;
+        metadata.authoritative = flags.authoritative;
+        metadata.authentic_data = flags.authentic;
         metadata.recursion_available = true;
         let edns = self.response_edns(request);
         let limit = match (transport, &request.edns) {
@@ -497,9 +545,17 @@ impl Handler {
     }
 
     /// The OPT a response to `request` carries: none without EDNS; ours, with the DO bit
-    /// copied from the query (RFC 3225 §3).
+    /// copied from the query (RFC 3225 §3), and our NSID if the query asked for it (RFC 5001).
     fn response_edns(&self, request: &Request) -> Option<&Edns> {
-        request.edns.as_ref().map(|e| if e.flags().dnssec_ok { &self.edns_do } else { &self.edns })
+        let edns = request.edns.as_ref()?;
+        let dnssec_ok = edns.flags().dnssec_ok;
+        let nsid = edns.options().get(EdnsCode::NSID).is_some();
+        Some(match (&self.edns_nsid, nsid, dnssec_ok) {
+            (Some((_, with_do)), true, true) => with_do,
+            (Some((plain, _)), true, false) => plain,
+            (_, _, true) => &self.edns_do,
+            (_, _, false) => &self.edns,
+        })
     }
 
     /// Writes an empty TC=1 answer to `request` (with our OPT if it had EDNS) into `out`.
@@ -513,6 +569,15 @@ impl Handler {
             header_only(&metadata, ResponseCode::ServFail, out);
         }
     }
+}
+
+/// The header bits a response sets beyond the query's.
+#[derive(Clone, Copy)]
+struct Flags {
+    /// AA: the answer is ours.
+    authoritative: bool,
+    /// AD: a trusted upstream validated it.
+    authentic: bool,
 }
 
 /// Whether `request`'s question section can be echoed byte for byte into a response: exactly
@@ -757,8 +822,8 @@ mod tests {
         let (_, full) = both(&handler, &packet("out.example.com.", RecordType::A, None, true), Transport::Udp);
         assert!(full.is_none(), "not cached yet: forwarded");
         let answers = vec![Record::from_rdata(target.clone(), 300, RData::A(A::new(192, 0, 2, 7)))];
-        let forwarded = Forwarded { rcode: ResponseCode::NoError, answers, authorities: Vec::new(), stale: false };
-        handler.forwarder.cache_for_test(&target, RecordType::A, &forwarded, Instant::now() - std::time::Duration::from_secs(10));
+        let forwarded = Forwarded { rcode: ResponseCode::NoError, answers, authorities: Vec::new(), stale: false, authentic: false };
+        handler.forwarder.cache_for_test(&target, RecordType::A, true, &forwarded, Instant::now() - std::time::Duration::from_secs(10));
         let mut out = Vec::new();
         let src = CLIENT.parse().expect("addr");
         let Outcome::Reply(served) = handler.handle(&packet("out.example.com.", RecordType::A, None, true), src, Transport::Udp, &mut out) else {
@@ -871,9 +936,9 @@ mod tests {
             Record::from_rdata(name.clone(), 300, RData::A(A::new(192, 0, 2, 1))),
             Record::from_rdata(name.clone(), 300, RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))),
         ];
-        let forwarded = Forwarded { rcode: ResponseCode::NoError, answers, authorities: Vec::new(), stale: false };
+        let forwarded = Forwarded { rcode: ResponseCode::NoError, answers, authorities: Vec::new(), stale: false, authentic: false };
         let stored = Instant::now() - std::time::Duration::from_secs(100);
-        handler.forwarder.cache_for_test(&name, RecordType::A, &forwarded, stored);
+        handler.forwarder.cache_for_test(&name, RecordType::A, true, &forwarded, stored);
         let (fast, _) = both(&handler, &packet("WWW.example.NET.", RecordType::A, Some(1232), true), Transport::Udp);
         let fast = fast.expect("cached");
         assert!(!fast.metadata.authoritative && fast.metadata.recursion_available);

@@ -7,10 +7,12 @@
 //! upstream becomes a task on the runtime, holding one of the `forward.max_in_flight` slots;
 //! it sends its answer without blocking (a full socket buffer drops it, as UDP may).
 //!
-//! TCP: one accept loop per address, at most `tcp_max_connections` connections in all and
-//! `tcp_max_connections_per_client` from one address (extra ones are closed at once), and a
-//! connection that is idle, or slow to send a query it started, for `tcp_idle_timeout_secs`
-//! is closed.
+//! TCP: one accept loop per address. A client outside `server.allow` is closed at accept;
+//! at most `tcp_max_connections` connections in all and `tcp_max_connections_per_client`
+//! from one address (extra ones are closed at once); a connection that is idle, or slow to
+//! send a query it started, for `tcp_idle_timeout_secs` is closed; and one connection has at
+//! most `tcp_forwards_per_connection` forwards in flight (it reads no further query until one
+//! is answered), so a pipelining client cannot take every `forward.max_in_flight` slot.
 //!
 //! Before any of that, a UDP query passes the per-client rate limit ([`super::ratelimit`]):
 //! dropped, or answered TC=1, when its network is over budget.
@@ -274,6 +276,10 @@ async fn serve_tcp(
                 }
             },
         };
+        if !handler.load().allows(src.ip()) {
+            tracing::debug!(%src, "TCP connection closed: client outside server.allow");
+            continue;
+        }
         let Some(client_slot) = per_client.take(src.ip()) else {
             tracing::debug!(%src, "TCP connection closed: tcp_max_connections_per_client reached");
             continue;
@@ -318,6 +324,7 @@ pub async fn serve_stream<R, W>(
     W: AsyncWrite + Unpin + Send,
 {
     let (responses, pending) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE_DEPTH);
+    let forwards = Arc::new(Semaphore::new(handler.load().tcp_forwards_per_connection()));
     let read_queries = async move {
         let mut query = Vec::with_capacity(512);
         loop {
@@ -345,9 +352,12 @@ pub async fn serve_stream<R, W>(
                     }
                 }
                 Outcome::Forward(job) => {
+                    // Wait for one of this connection's forwards to end before taking another.
+                    let Ok(forward) = forwards.clone().acquire_owned().await else { return };
                     let responses = responses.clone();
                     tracker.spawn(async move {
                         let _ = responses.send(handler.forward(job).await).await;
+                        drop(forward);
                     });
                 }
                 Outcome::Drop => handler.observe_drop(),

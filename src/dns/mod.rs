@@ -5,7 +5,9 @@
 //! - [`handler`]: one query → one response; owned names are answered synchronously from the
 //!   snapshot, everything else becomes a forward job.
 //! - [`fast`]: plain queries with pre-encoded answers, answered by copying bytes.
-//! - [`forwarder`]: per-domain upstream routes, each a hickory-resolver with its own cache.
+//! - [`forwarder`]: per-domain upstream routes, coalescing, failure caching, DNSSEC passthrough.
+//! - [`upstream`]: one upstream server's sockets: a query's bytes out, its response back.
+//! - [`health`]: whether an upstream server is worth asking, from failures across names.
 //! - [`cache`]: the forwarder's cache of final answers, pre-encoded for the fast path.
 //! - [`acl`]: the client allow list.
 //! - [`ratelimit`]: per-client-network token buckets over UDP (drop, or TC=1 every Nth).
@@ -19,5 +21,7 @@ pub mod cache;
 pub mod fast;
 pub mod forwarder;
 pub mod handler;
+pub mod health;
 pub mod listener;
 pub mod ratelimit;
+pub mod upstream;

@@ -41,7 +41,7 @@ use tokio::time::Instant;
 
 use crate::{
     config::Route53Config,
-    dns::forwarder::Forwarder,
+    dns::forwarder::{Ask, Forwarder},
     snapshot::{Alias, Provenance, Record, SourceKind, Weight, absolute_names},
     sources::aws::{FetchError, TokenBucket, sdk_config, sdk_message},
 };
@@ -570,7 +570,7 @@ impl Route53Source {
         let mut records = Vec::new();
         let mut resolved = HashMap::new();
         for alias in aliases {
-            let answer = forwarder.forward(&alias.target, alias.rtype).await;
+            let answer = forwarder.forward(&Ask::new(alias.target.clone(), alias.rtype)).await;
             let key = (alias.name.clone(), alias.rtype, alias.target.clone());
             let found: Vec<Record> = if answer.rcode == hickory_proto::op::ResponseCode::ServFail {
                 let kept = self.external.lock().ok().and_then(|last| last.get(&key).cloned()).unwrap_or_default();
