@@ -162,3 +162,50 @@ async fn no_hosts_file_and_no_search_domains() {
     seen.sort();
     assert_eq!(seen, expected, "names go upstream exactly as asked");
 }
+
+/// Issue 15 item 5: 200 clients asking one uncached name at once send one upstream query, and
+/// every one of them gets the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_asking_one_name_send_one_upstream_query() {
+    let upstream = StubUpstream::start("127.0.0.54", STUB_IP).await;
+    let hub = TestServer::standard(upstream.addr, "", "[admin]\nlisten = \"127.0.0.1:0\"\n").await;
+    let addr = hub.addr;
+    let clients: Vec<_> = (0..200)
+        .map(|_| tokio::spawn(async move { udp_query(addr, &query("delay.fwd.test.", RecordType::A)).await }))
+        .collect();
+    for client in clients {
+        let answer = client.await.expect("client");
+        assert_eq!(addresses(&answer), ["192.0.2.1"], "{answer}");
+    }
+    assert_eq!(upstream.queries_for("delay.fwd.test."), 1, "one upstream query for 200 clients");
+    let text = crate::harden::metrics(hub.server.admin_addr().expect("admin")).await;
+    let coalesced = crate::harden::sample(&text, "hubdns_forward_coalesced_total");
+    let series = "hubdns_queries_total{qtype=\"A\",rcode=\"NOERROR\",path=\"cache\"} ";
+    let cached: f64 = text.lines().find_map(|l| l.strip_prefix(series)?.parse().ok()).unwrap_or(0.0);
+    assert_eq!(coalesced + cached, 199.0, "the others waited for it, or came after it was cached");
+    assert!(coalesced >= 1.0, "the 100 ms the upstream takes is ample for some to wait");
+}
+
+/// Issue 15 item 7: NSID (RFC 5001) answers `server.identity`, on owned and forwarded names;
+/// a query without the option gets none.
+#[tokio::test]
+async fn nsid_names_the_instance() {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
+    let upstream = StubUpstream::start("127.0.0.55", STUB_IP).await;
+    let hub = TestServer::standard(upstream.addr, "identity = \"hub-a\"", "").await;
+    for name in ["www.fwd.test.", "www.fwd.test.", "secretsmanager.us-east-1.amazonaws.com."] {
+        let mut message = query(name, RecordType::A);
+        let edns = message.edns.as_mut().expect("edns");
+        edns.options_mut().insert(EdnsOption::NSID(NSIDPayload::new(Vec::new()).expect("empty")));
+        let answer = udp_query(hub.addr, &message).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError, "{answer}");
+        let nsid = answer.edns.as_ref().and_then(|e| e.options().get(EdnsCode::NSID).cloned());
+        let Some(EdnsOption::NSID(payload)) = nsid else { panic!("{name}: no NSID in {answer:?}") };
+        assert_eq!(payload.as_ref(), b"hub-a");
+    }
+    let plain = hub.udp("www.fwd.test.", RecordType::A).await;
+    assert!(plain.edns.expect("edns").options().get(EdnsCode::NSID).is_none(), "only when asked");
+    // dig +nsid reads it too.
+    let out = crate::harness::dig(&["@127.0.0.1", "-p", &hub.addr.port().to_string(), "+nsid", "+norec", "secretsmanager.us-east-1.amazonaws.com", "A"]);
+    assert!(out.contains("NSID: 68 75 62 2d 61 (\"hub-a\")"), "{out}");
+}

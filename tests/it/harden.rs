@@ -20,13 +20,13 @@ use hubdns::config::Config;
 use crate::harness::{StubUpstream, TestServer, addresses, query, standard_config, tcp_exchange, tempdir, udp_exchange, udp_query};
 
 /// The exposition text of `/metrics`.
-async fn metrics(admin: SocketAddr) -> String {
+pub(crate) async fn metrics(admin: SocketAddr) -> String {
     tokio::task::spawn_blocking(move || hubdns::admin::probe(admin, "/metrics", Duration::from_secs(5)).expect("GET /metrics").1)
         .await
         .expect("join")
 }
 
-fn sample(text: &str, series: &str) -> f64 {
+pub(crate) fn sample(text: &str, series: &str) -> f64 {
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).unwrap_or_else(|| panic!("{series} not in\n{text}"))
 }
 
@@ -41,7 +41,7 @@ async fn timed(addr: SocketAddr, name: &str) -> (Message, Duration) {
 async fn stale_answers_while_the_upstream_is_gone_and_fresh_ones_when_it_is_back() {
     let upstream = StubUpstream::start("127.0.0.81", Ipv4Addr::new(192, 0, 2, 81)).await;
     let config = standard_config(upstream.addr, "", "[admin]\nlisten = \"127.0.0.1:0\"\n")
-        .replace("deadline_ms = 1000", "deadline_ms = 1000\nstale_answer_after_ms = 400");
+        .replace("deadline_ms = 1000", "deadline_ms = 1000\nstale_answer_after_ms = 400\nservfail_cache_secs = 1");
     let t = TestServer::start(&config).await;
     let admin = t.server.admin_addr().expect("admin");
 
@@ -55,13 +55,21 @@ async fn stale_answers_while_the_upstream_is_gone_and_fresh_ones_when_it_is_back
     assert_eq!(stale.metadata.response_code, ResponseCode::NoError);
     assert_eq!((addresses(&stale), stale.answers[0].ttl), (vec!["192.0.2.81".to_owned()], 30), "{stale}");
     assert!(took < Duration::from_millis(900), "stale after stale_answer_after_ms (400), took {took:?}");
+    // Issue 15 item 4: more clients asking meanwhile share the one refresh under way, then
+    // its remembered failure: the upstream is asked once.
+    let clients: Vec<_> = (0..20).map(|_| tokio::spawn(timed(t.addr, "short-a.fwd.test"))).collect();
+    for client in clients {
+        let (answer, _) = client.await.expect("client");
+        assert_eq!(answer.answers[0].ttl, 30, "stale: {answer}");
+    }
+    assert_eq!(upstream.queries_for("short-a.fwd.test."), 2, "the first answer and one refresh");
     // A name never seen has nothing stale: SERVFAIL, within the deadline.
     let (none, took) = timed(t.addr, "never-seen.fwd.test").await;
     assert_eq!(none.metadata.response_code, ResponseCode::ServFail);
     assert!(took < Duration::from_millis(1300), "SERVFAIL by deadline_ms (1000), took {took:?}");
     let text = metrics(admin).await;
-    assert_eq!(sample(&text, "hubdns_queries_total{qtype=\"A\",rcode=\"NOERROR\",path=\"stale\"}"), 1.0);
-    assert_eq!(sample(&text, "hubdns_stale_answers_total"), 1.0);
+    assert_eq!(sample(&text, "hubdns_queries_total{qtype=\"A\",rcode=\"NOERROR\",path=\"stale\"}"), 21.0);
+    assert_eq!(sample(&text, "hubdns_stale_answers_total"), 21.0);
 
     // Back: the next answer is fresh again.
     upstream.pause(false);

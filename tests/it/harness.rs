@@ -224,7 +224,8 @@ pub fn soa_owner(message: &Message) -> Option<String> {
 }
 
 /// How the stub answers names below `fwd.test.` (and everything else):
-/// - `slow.*`: never answers; `servfail.*`: SERVFAIL; `refused.*`: REFUSED;
+/// - `slow.*`: never answers; `delay.*`: answers after 100 ms; `servfail.*`: SERVFAIL;
+///   `refused.*`: REFUSED;
 /// - `nodata.fwd.test.`: NOERROR, no records, SOA;
 /// - `cname.fwd.test.`: CNAME to `www.fwd.test.` plus its A;
 /// - `short.fwd.test.`: A with TTL 1;
@@ -245,7 +246,7 @@ impl StubUpstream {
 
     /// Like [`StubUpstream::start`], also answering the names in `extra`.
     pub async fn start_with(ip: &str, answer_ip: Ipv4Addr, extra: &[&str]) -> Self {
-        let socket = UdpSocket::bind((ip, 0)).await.expect("bind stub upstream");
+        let socket = Arc::new(UdpSocket::bind((ip, 0)).await.expect("bind stub upstream"));
         let addr = socket.local_addr().expect("local addr");
         let seen = Arc::new(Mutex::new(HashMap::new()));
         let extra: Vec<String> = extra.iter().map(|s| s.to_lowercase()).collect();
@@ -263,8 +264,16 @@ impl StubUpstream {
                 if name.starts_with("slow.") || silent.load(std::sync::atomic::Ordering::Relaxed) {
                     continue;
                 }
-                let response = stub_answer(&request, &q, &name, answer_ip, &extra);
-                let _ = socket.send_to(&response.to_vec().expect("stub encodes"), src).await;
+                let response = stub_answer(&request, &q, &name, answer_ip, &extra).to_vec().expect("stub encodes");
+                if name.starts_with("delay.") {
+                    let socket = socket.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let _ = socket.send_to(&response, src).await;
+                    });
+                    continue;
+                }
+                let _ = socket.send_to(&response, src).await;
             }
         });
         Self { addr, seen, paused }

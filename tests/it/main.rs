@@ -6,6 +6,7 @@ mod cli;
 mod conformance;
 mod deploy;
 mod differential;
+mod dnssec;
 mod forwarding;
 mod harden;
 mod harness;

@@ -50,7 +50,7 @@ fn substitute(text: &str, to: impl Fn(&str) -> String) -> String {
 }
 
 /// A free UDP+TCP port on `ip`.
-fn free_port(ip: Ipv4Addr) -> u16 {
+pub(crate) fn free_port(ip: Ipv4Addr) -> u16 {
     loop {
         let udp = std::net::UdpSocket::bind((ip, 0)).expect("bind");
         let port = udp.local_addr().expect("addr").port();
