@@ -78,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
                 check_reply(input, &out, 1232);
             }
             Outcome::Forward(job) => {
-                let reply = fixture.runtime.block_on(handler.forward(job));
+                let reply = fixture.runtime.block_on(handler.clone().forward(job));
                 check_reply(input, &reply, 1232);
             }
             Outcome::Drop => {}

@@ -38,7 +38,7 @@ use std::{
     hash::BuildHasher,
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering::Relaxed},
     },
     time::{Duration, Instant},
@@ -49,14 +49,17 @@ use hickory_proto::{
     op::{Edns, Message, Query, ResponseCode},
     rr::{Name, RData, Record, RecordType},
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore, oneshot},
+    task::AbortHandle,
+};
 
 use crate::{
     config::{ForwardConfig, Upstream},
     dns::{
         cache::{AnswerCache, Entry, Key},
         health::{Failure, UpstreamStats},
-        upstream::Exchange,
+        upstream::{Callback, Exchange, ExchangeError, ask_tcp, truncated},
     },
     metrics::monotonic_ms,
     name_key::{name_key, self_and_ancestors},
@@ -82,6 +85,16 @@ const OPT_LEN: usize = 11;
 /// TTL of a stale answer (RFC 8767 §4 recommends 30 s).
 const STALE_TTL: u32 = 30;
 
+/// How often timed-out queries and due stale answers are looked for: the slack of every
+/// timeout.
+const SWEEP: Duration = Duration::from_millis(10);
+
+/// Longest upstream query: header, a name of 255, type, class, and an OPT without options.
+const MAX_QUERY: usize = HEADER_LEN + 255 + 4 + OPT_LEN;
+
+/// What is told the answer to a forwarded question, once.
+pub type Done = Box<dyn FnOnce(&Arc<Forwarded>) + Send>;
+
 /// All routes, the cache, and the bound on forwarded work.
 pub struct Forwarder {
     default: Route,
@@ -90,7 +103,10 @@ pub struct Forwarder {
     max_in_flight: usize,
     deadline: Duration,
     cache: AnswerCache,
-    flights: Arc<Flights>,
+    /// Questions under way upstream, by cache key.
+    flights: Mutex<HashMap<Key, Flight, foldhash::fast::RandomState>>,
+    /// The task of [`Forwarder::sweep`], started with the first flight.
+    sweeper: OnceLock<AbortHandle>,
     /// Zero: serve-stale off.
     stale_window: Duration,
     stale_after: Duration,
@@ -125,13 +141,23 @@ pub struct Route {
     /// Whether the AD bit of these servers' answers is believed (they validate, and the path
     /// to them is trusted).
     pub trust_ad: bool,
-    servers: Vec<Server>,
+    servers: Vec<Arc<Server>>,
 }
 
-/// One upstream server: its sockets and its counters.
+/// One upstream server: its sockets, how long and how often to ask it, and its counters.
 struct Server {
     exchange: Exchange,
+    timeout: Duration,
+    attempts: usize,
     stats: Arc<UpstreamStats>,
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        if let Some(sweeper) = self.sweeper.get() {
+            sweeper.abort();
+        }
+    }
 }
 
 /// A question to ask upstream.
@@ -222,7 +248,8 @@ impl Forwarder {
                 config.cache_max_bytes,
                 Duration::from_secs(config.serve_stale_secs),
             ),
-            flights: Arc::default(),
+            flights: Mutex::default(),
+            sweeper: OnceLock::new(),
             stale_window: Duration::from_secs(config.serve_stale_secs),
             stale_after: Duration::from_millis(config.stale_answer_after_ms),
             prefetch: config.prefetch,
@@ -268,78 +295,249 @@ impl Forwarder {
         Some(stale.and_then(|entry| self.stale_answer(&entry, &ask.name)).unwrap_or_else(Forwarded::servfail))
     }
 
-    /// Asks the matching upstreams for `ask`, answering within the deadline, and keeps the
-    /// answer for the fast path. With an expired answer at hand, falls back on it when the
-    /// upstreams fail or are slower than `stale_answer_after_ms`.
-    pub async fn forward(self: &Arc<Self>, ask: &Ask) -> Arc<Forwarded> {
+    /// Asks upstream for `ask` and tells `done` the answer: at once when the name failed a
+    /// moment ago or is local ([`localhost`]), else when an upstream answers, every server
+    /// has failed, or the deadline passes. With an expired answer at hand, `done` gets it
+    /// when the upstreams fail or take longer than `stale_answer_after_ms`, and the upstream
+    /// query goes on to refresh the cache. Sends from the calling thread, which must be inside
+    /// the runtime; `done` runs on whichever thread settles the question.
+    pub fn start(self: &Arc<Self>, ask: Ask, done: Done) {
         let now = Instant::now();
-        if let Some(failed) = self.recent_failure(ask, now) {
-            return Arc::new(failed);
+        if let Some(failed) = self.recent_failure(&ask, now) {
+            return done(&Arc::new(failed));
+        }
+        if let Some(loopback) = localhost(&ask) {
+            return done(&Arc::new(loopback));
         }
         let key = ask.key();
         let stale = match self.stale_window.is_zero() {
             true => None,
             false => self.cache.get_stale(&key, now),
         };
-        let Some(stale) = stale else {
-            return self.fly(ask, key).await;
-        };
-        // The upstream query runs on its own, so it goes on refreshing the cache after the
-        // client has had the stale answer.
-        if let Some(fresh) = self.in_background(ask, key) {
-            match tokio::time::timeout(self.stale_after, fresh).await {
-                Ok(Ok(fresh)) if fresh.rcode != ResponseCode::ServFail => return fresh,
-                _ => {}
+        let mut permit = None;
+        {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(flight) = flights.get_mut(&key) {
+                self.counters.coalesced.fetch_add(1, Relaxed);
+                flight.waiters.push(done);
+                return;
             }
+            if let Some(stale) = &stale {
+                // The refresh behind a stale answer outlives the client's wait: it needs a
+                // slot of its own, and without one the client has the stale answer now.
+                permit = self.try_permit();
+                if permit.is_none() {
+                    drop(flights);
+                    return done(&Arc::new(self.stale_answer(stale, &ask.name).unwrap_or_else(Forwarded::servfail)));
+                }
+            }
+            let stale = stale.map(|entry| (entry, now + self.stale_after));
+            flights.insert(key.clone(), Flight { waiters: vec![done], stale });
         }
-        Arc::new(self.stale_answer(&stale, &ask.name).unwrap_or_else(Forwarded::servfail))
+        self.launch(ask, key, permit, now);
+    }
+
+    /// [`Forwarder::start`], awaited.
+    pub async fn forward(self: &Arc<Self>, ask: &Ask) -> Arc<Forwarded> {
+        let (tx, rx) = oneshot::channel();
+        self.start(ask.clone(), Box::new(move |answer| {
+            let _ = tx.send(answer.clone());
+        }));
+        rx.await.unwrap_or_else(|_| Arc::new(Forwarded::servfail()))
     }
 
     /// Refreshes the entry's question in the background, if the cache says it is time,
-    /// prefetch is on, and a forwarding slot is free.
+    /// prefetch is on, no query for it is under way, and a forwarding slot is free.
     pub fn prefetch_if_due(self: &Arc<Self>, entry: &Entry, now: Instant) {
         if !self.prefetch || !entry.wants_prefetch(now) {
             return;
         }
         let ask = Ask { name: entry.name.clone(), qtype: entry.qtype, checking_disabled: entry.checking_disabled };
         let key = ask.key();
-        if self.in_background(&ask, key).is_some() {
-            self.counters.prefetches.fetch_add(1, Relaxed);
+        let permit = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            if flights.contains_key(&key) {
+                return;
+            }
+            let Some(permit) = self.try_permit() else { return };
+            flights.insert(key.clone(), Flight { waiters: Vec::new(), stale: None });
+            permit
+        };
+        self.counters.prefetches.fetch_add(1, Relaxed);
+        self.launch(ask, key, Some(permit), now);
+    }
+
+    /// Sends the first query of a new flight.
+    fn launch(self: &Arc<Self>, ask: Ask, key: Key, permit: Option<OwnedSemaphorePermit>, now: Instant) {
+        self.start_sweeper();
+        let route = self.route(key_name(&key));
+        let query = match upstream_query(&ask) {
+            Ok(query) => query,
+            Err(error) => {
+                tracing::debug!(name = %ask.name, qtype = %ask.qtype, %error, "cannot encode the upstream query");
+                return self.land(&key, &ask, Forwarded::servfail());
+            }
+        };
+        let (servers, all_down) = route.in_order(monotonic_ms());
+        if all_down {
+            self.counters.all_down.fetch_add(1, Relaxed);
+        }
+        let attempt = Box::new(Attempt {
+            name_hash: foldhash::fast::FixedState::default().hash_one(&key),
+            ask,
+            key,
+            query,
+            servers,
+            trust_ad: route.trust_ad,
+            route: route.domain.clone(),
+            next: 0,
+            tries: 0,
+            tcp: false,
+            deadline: now + self.deadline,
+            _permit: permit,
+        });
+        self.send(attempt);
+    }
+
+    /// Sends the attempt's query to its current server, or ends the flight with SERVFAIL when
+    /// no server is left or the deadline has passed.
+    fn send(self: &Arc<Self>, attempt: Box<Attempt>) {
+        let now = Instant::now();
+        let Some(server) = attempt.servers.get(attempt.next).cloned() else {
+            return self.land(&attempt.key, &attempt.ask, Forwarded::servfail());
+        };
+        if now >= attempt.deadline {
+            tracing::debug!(name = %attempt.ask.name, qtype = %attempt.ask.qtype, "forward deadline passed");
+            return self.land(&attempt.key, &attempt.ask, Forwarded::servfail());
+        }
+        server.stats.queries.fetch_add(1, Relaxed);
+        let expires = (now + server.timeout).min(attempt.deadline);
+        // The query is copied for this send (its ID is this send's own); the attempt keeps it
+        // for the next.
+        let mut query = [0u8; MAX_QUERY];
+        let len = attempt.query.0.len().min(MAX_QUERY);
+        query[..len].copy_from_slice(&attempt.query.0[..len]);
+        let question_len = attempt.query.1;
+        let this = self.clone();
+        let callback: Callback = Box::new(move |reply| this.on_reply(attempt, reply));
+        if let Err((error, callback)) = server.exchange.send(&mut query[..len], question_len, expires, callback) {
+            callback(Err(error));
         }
     }
 
-    /// The answer to `ask`: from an identical query under way, or from asking upstream now.
-    async fn fly(self: &Arc<Self>, ask: &Ask, key: Key) -> Arc<Forwarded> {
-        match self.flights.join(key) {
-            Flight::Follower(answer) => {
-                self.counters.coalesced.fetch_add(1, Relaxed);
-                answer.await.unwrap_or_else(|_| Arc::new(Forwarded::servfail()))
-            }
-            Flight::Leader(lead) => {
-                let answer = Arc::new(self.ask(ask).await);
-                self.keep(ask, lead.key(), &answer);
-                lead.finish(&answer);
-                answer
-            }
-        }
-    }
-
-    /// Asks upstream for `ask` on a task of its own, holding a slot of `max_in_flight`, or
-    /// joins the identical query already under way. `None` when no slot is free.
-    fn in_background(self: &Arc<Self>, ask: &Ask, key: Key) -> Option<oneshot::Receiver<Arc<Forwarded>>> {
-        match self.flights.join(key) {
-            Flight::Follower(answer) => Some(answer),
-            Flight::Leader(mut lead) => {
-                let permit = self.try_permit()?;
-                let answer = lead.follow();
-                let (this, ask) = (self.clone(), ask.clone());
+    /// What a server's reply (or its absence) means for the attempt: an answer lands; anything
+    /// else counts against the server, and the attempt goes on to the next try or server.
+    fn on_reply(self: &Arc<Self>, mut attempt: Box<Attempt>, reply: Result<&[u8], ExchangeError>) {
+        let server = attempt.servers[attempt.next].clone();
+        let stats = &server.stats;
+        let failure = match reply {
+            Ok(bytes) if truncated(bytes) && !attempt.tcp => {
+                // RFC 7766 §5: a truncated answer is asked again over TCP.
+                attempt.tcp = true;
+                let (this, wait) = (self.clone(), attempt.deadline.saturating_duration_since(Instant::now()));
+                let query = attempt.query.0.clone();
                 tokio::spawn(async move {
-                    let fresh = Arc::new(this.ask(&ask).await);
-                    this.keep(&ask, lead.key(), &fresh);
-                    lead.finish(&fresh);
-                    drop(permit);
+                    let reply = ask_tcp(server.exchange.addr(), query, attempt.query.1, wait).await;
+                    this.on_reply(attempt, reply.as_deref().map_err(|e| ExchangeError::Io(std::io::Error::other(e.to_string()))));
                 });
-                Some(answer)
+                return;
+            }
+            Ok(bytes) => match read_reply(bytes, attempt.trust_ad) {
+                Ok(Ok(answer)) => {
+                    stats.answered(monotonic_ms());
+                    return self.land(&attempt.key, &attempt.ask, answer);
+                }
+                Ok(Err(rcode)) => {
+                    tracing::debug!(name = %attempt.ask.name, qtype = %attempt.ask.qtype, upstream = %stats.addr, %rcode, "upstream could not answer; trying the next");
+                    Failure::Answer
+                }
+                Err(error) => {
+                    tracing::debug!(upstream = %stats.addr, %error, "malformed upstream reply; trying the next");
+                    Failure::Transport
+                }
+            },
+            Err(ExchangeError::Timeout) if attempt.tries + 1 < server.attempts && Instant::now() < attempt.deadline => {
+                // A lost datagram: the same server again, with a new ID.
+                attempt.tries += 1;
+                return self.send(attempt);
+            }
+            Err(error) => {
+                tracing::debug!(name = %attempt.ask.name, qtype = %attempt.ask.qtype, upstream = %stats.addr, %error, "no usable reply; trying the next upstream");
+                error.failure()
+            }
+        };
+        if let Some(backoff) = stats.failed(attempt.name_hash, failure, monotonic_ms()) {
+            tracing::warn!(upstream = %stats.addr, route = %attempt.route, backoff_ms = backoff.as_millis() as u64, "upstream marked down: it failed for many different names");
+        }
+        attempt.next += 1;
+        attempt.tries = 0;
+        attempt.tcp = false;
+        self.send(attempt);
+    }
+
+    /// Ends a flight: keeps the verdict, and hands it to everyone waiting — or, when it is
+    /// SERVFAIL and an expired answer is at hand, that answer (RFC 8767).
+    fn land(&self, key: &Key, ask: &Ask, answer: Forwarded) {
+        self.keep(ask, key, &answer);
+        let flight = self.flights.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        let Some(flight) = flight else { return };
+        if flight.waiters.is_empty() {
+            return;
+        }
+        let answer = match (&flight.stale, answer.rcode) {
+            (Some((entry, _)), ResponseCode::ServFail) => self.stale_answer(entry, &ask.name).unwrap_or(answer),
+            _ => answer,
+        };
+        let answer = Arc::new(answer);
+        for done in flight.waiters {
+            done(&answer);
+        }
+    }
+
+    /// Starts the task that times queries out and gives stale answers when they are due,
+    /// once, on first use; it ends when the forwarder is dropped.
+    fn start_sweeper(self: &Arc<Self>) {
+        if self.sweeper.get().is_some() {
+            return;
+        }
+        let forwarder = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(forwarder) = forwarder.upgrade() else { return };
+                forwarder.sweep(Instant::now());
+            }
+        });
+        if let Err(task) = self.sweeper.set(task.abort_handle()) {
+            // Another thread started one first.
+            task.abort();
+        }
+    }
+
+    /// Times out the queries whose time is up, and answers stale those who waited
+    /// `stale_answer_after_ms` for a name with an expired answer.
+    fn sweep(&self, now: Instant) {
+        for route in self.routes() {
+            for server in &route.servers {
+                server.exchange.sweep(now);
+            }
+        }
+        let due: Vec<(Arc<Entry>, Vec<Done>)> = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            flights
+                .values_mut()
+                .filter_map(|flight| match &flight.stale {
+                    Some((entry, at)) if *at <= now && !flight.waiters.is_empty() => Some((entry.clone(), std::mem::take(&mut flight.waiters))),
+                    _ => None,
+                })
+                .collect()
+        };
+        for (entry, waiters) in due {
+            let answer = Arc::new(self.stale_answer(&entry, &entry.name).unwrap_or_else(Forwarded::servfail));
+            for done in waiters {
+                done(&answer);
             }
         }
     }
@@ -395,67 +593,6 @@ impl Forwarder {
     pub fn cache_for_test(&self, name: &Name, qtype: RecordType, checking_disabled: bool, forwarded: &Forwarded, now: Instant) {
         let ask = Ask { name: name.clone(), qtype, checking_disabled };
         self.cache.insert(&ask.key(), name, qtype, checking_disabled, forwarded, now);
-    }
-
-    /// Asks the route's servers in turn until one answers, all within the deadline.
-    async fn ask(&self, ask: &Ask) -> Forwarded {
-        if let Some(loopback) = localhost(ask) {
-            return loopback;
-        }
-        let route = self.route(&name_key(&ask.name));
-        let (mut query, question_len) = match upstream_query(ask) {
-            Ok(query) => query,
-            Err(error) => {
-                tracing::debug!(name = %ask.name, qtype = %ask.qtype, %error, "cannot encode the upstream query");
-                return Forwarded::servfail();
-            }
-        };
-        let deadline = tokio::time::Instant::now() + self.deadline;
-        let (servers, all_down) = route.in_order(monotonic_ms());
-        if all_down {
-            self.counters.all_down.fetch_add(1, Relaxed);
-        }
-        let name_hash = foldhash::fast::FixedState::default().hash_one(name_key(&ask.name));
-        for server in servers {
-            let stats = &server.stats;
-            stats.queries.fetch_add(1, Relaxed);
-            let reply = match tokio::time::timeout_at(deadline, server.exchange.ask(&mut query, question_len)).await {
-                Ok(reply) => reply,
-                Err(_) => {
-                    tracing::debug!(name = %ask.name, qtype = %ask.qtype, upstream = %stats.addr, "forward deadline passed");
-                    self.failed(stats, name_hash, Failure::Timeout, &route.domain);
-                    break;
-                }
-            };
-            let verdict = reply.map_err(|error| error.failure()).and_then(|bytes| {
-                read_reply(&bytes, route.trust_ad).map_err(|error| {
-                    tracing::debug!(upstream = %stats.addr, %error, "malformed upstream reply");
-                    Failure::Transport
-                })
-            });
-            match verdict {
-                Ok(Ok(answer)) => {
-                    stats.answered(monotonic_ms());
-                    return answer;
-                }
-                Ok(Err(rcode)) => {
-                    tracing::debug!(name = %ask.name, qtype = %ask.qtype, upstream = %stats.addr, %rcode, "upstream could not answer; trying the next");
-                    self.failed(stats, name_hash, Failure::Answer, &route.domain);
-                }
-                Err(failure) => {
-                    tracing::debug!(name = %ask.name, qtype = %ask.qtype, upstream = %stats.addr, ?failure, "no usable reply; trying the next upstream");
-                    self.failed(stats, name_hash, failure, &route.domain);
-                }
-            }
-        }
-        Forwarded::servfail()
-    }
-
-    /// Counts a failure of `stats`'s server and says so when it is marked down.
-    fn failed(&self, stats: &UpstreamStats, name: u64, failure: Failure, route: &Name) {
-        if let Some(backoff) = stats.failed(name, failure, monotonic_ms()) {
-            tracing::warn!(upstream = %stats.addr, %route, backoff_ms = backoff.as_millis() as u64, "upstream marked down: it failed for many different names");
-        }
     }
 }
 
@@ -525,70 +662,39 @@ fn kept_in_authority(record: &Record) -> bool {
     }
 }
 
-/// Queries under way upstream, by cache key, with whoever waits for their answer.
-#[derive(Default)]
-struct Flights {
-    waiting: Mutex<HashMap<Key, Vec<oneshot::Sender<Arc<Forwarded>>>, foldhash::fast::RandomState>>,
+/// A question under way upstream: who waits for its answer, and the expired answer to give
+/// them if the upstreams take longer than `stale_answer_after_ms`, and from when.
+struct Flight {
+    waiters: Vec<Done>,
+    stale: Option<(Arc<Entry>, Instant)>,
 }
 
-/// Whether a query leads (asks upstream) or follows (waits for the leader's answer).
-enum Flight {
-    Leader(Lead),
-    Follower(oneshot::Receiver<Arc<Forwarded>>),
-}
-
-/// The right to ask upstream for one key; answers everyone who joined when finished. Dropped
-/// unfinished (a cancelled task), it lets the followers go with SERVFAIL.
-struct Lead {
-    flights: Arc<Flights>,
+/// One flight's progress through its route's servers, moved from callback to callback.
+struct Attempt {
+    ask: Ask,
     key: Key,
+    /// The query as encoded (ID replaced on each send), and its question's length.
+    query: (Vec<u8>, usize),
+    /// The servers to try, in order.
+    servers: Vec<Arc<Server>>,
+    trust_ad: bool,
+    route: Name,
+    /// Index of the server being asked, and how many times it has been.
+    next: usize,
+    tries: usize,
+    /// Asked over TCP after a truncated answer.
+    tcp: bool,
+    deadline: Instant,
+    name_hash: u64,
+    /// The forwarding slot of a background refresh.
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
-impl Flights {
-    fn join(self: &Arc<Self>, key: Key) -> Flight {
-        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(followers) = waiting.get_mut(&key) {
-            let (tx, rx) = oneshot::channel();
-            followers.push(tx);
-            return Flight::Follower(rx);
-        }
-        waiting.insert(key.clone(), Vec::new());
-        Flight::Leader(Lead { flights: self.clone(), key })
-    }
-}
-
-impl Lead {
-    fn key(&self) -> &Key {
-        &self.key
-    }
-
-    /// Joins its own flight: for a leader on another task.
-    fn follow(&mut self) -> oneshot::Receiver<Arc<Forwarded>> {
-        let (tx, rx) = oneshot::channel();
-        let mut waiting = self.flights.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.entry(self.key.clone()).or_default().push(tx);
-        rx
-    }
-
-    /// Hands `answer` to every follower.
-    fn finish(self, answer: &Arc<Forwarded>) {
-        let followers = self.take();
-        for follower in followers {
-            let _ = follower.send(answer.clone());
-        }
-    }
-
-    fn take(&self) -> Vec<oneshot::Sender<Arc<Forwarded>>> {
-        let mut waiting = self.flights.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.remove(&self.key).unwrap_or_default()
-    }
-}
-
-impl Drop for Lead {
-    fn drop(&mut self) {
-        // After `finish` the entry is gone and this finds nothing.
-        self.take();
-    }
+/// The name of a cache key, for its route (the key holds the lowercase wire name after three
+/// bytes of type and CD).
+fn key_name(key: &Key) -> &[u8] {
+    let bytes: &[u8] = std::borrow::Borrow::borrow(key);
+    bytes.get(3..).unwrap_or_default()
 }
 
 impl Route {
@@ -615,7 +721,7 @@ impl Route {
         let timeout = Duration::from_millis(config.timeout_ms);
         let servers = addrs
             .iter()
-            .map(|&addr| Server { exchange: Exchange::new(addr, timeout, config.attempts), stats: UpstreamStats::new(addr) })
+            .map(|&addr| Arc::new(Server { exchange: Exchange::new(addr), timeout, attempts: config.attempts.max(1), stats: UpstreamStats::new(addr) }))
             .collect();
         Ok(Self { domain, upstreams: addrs, trust_ad, servers })
     }
@@ -623,11 +729,11 @@ impl Route {
     /// The servers to ask, in order: those not marked down, the ones that answered their
     /// last query first (in config order). When every server is down, all of them anyway,
     /// fewest failures first — being down never switches a route off — and `true`.
-    fn in_order(&self, now_ms: u64) -> (Vec<&Server>, bool) {
-        let mut order: Vec<&Server> = self.servers.iter().filter(|s| !s.stats.is_down(now_ms)).collect();
+    fn in_order(&self, now_ms: u64) -> (Vec<Arc<Server>>, bool) {
+        let mut order: Vec<Arc<Server>> = self.servers.iter().filter(|s| !s.stats.is_down(now_ms)).cloned().collect();
         let all_down = order.is_empty() && !self.servers.is_empty();
         if all_down {
-            order = self.servers.iter().collect();
+            order = self.servers.clone();
         }
         order.sort_by_key(|s| s.stats.consecutive_failures.load(Relaxed));
         (order, all_down)

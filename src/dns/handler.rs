@@ -413,15 +413,33 @@ impl Handler {
         Outcome::Forward(Box::new(ForwardJob { request, transport, chain, ask, started: Instant::now(), _permit: permit }))
     }
 
-    /// Completes a forward: asks upstream, encodes the response, and counts it.
-    pub async fn forward(&self, job: Box<ForwardJob>) -> Vec<u8> {
-        let forwarded = self.forwarder.forward(&job.ask).await;
-        let mut out = Vec::with_capacity(512);
-        self.encode_forwarded(&job.request, job.transport, &job.chain, &forwarded, &mut out);
-        let path = if forwarded.stale { QueryPath::Stale } else { QueryPath::Forwarded };
-        let served = Served { qtype: Some(job.ask.qtype), rcode: forwarded.rcode, path };
-        self.observe(served, job.request.src(), job.request.queries.as_bytes(), job.started);
-        out
+    /// Sends a forward job's question upstream; `reply` gets the encoded response when the
+    /// answer comes, on whichever thread settles it, and the reply is counted. Must run
+    /// inside the runtime; never blocks.
+    pub fn start_forward(self: Arc<Self>, job: Box<ForwardJob>, reply: impl FnOnce(Vec<u8>) + Send + 'static) {
+        let forwarder = self.forwarder.clone();
+        let ask = job.ask.clone();
+        forwarder.start(
+            ask,
+            Box::new(move |forwarded| {
+                let mut out = Vec::with_capacity(512);
+                self.encode_forwarded(&job.request, job.transport, &job.chain, forwarded, &mut out);
+                reply(out);
+                let path = if forwarded.stale { QueryPath::Stale } else { QueryPath::Forwarded };
+                let served = Served { qtype: Some(job.ask.qtype), rcode: forwarded.rcode, path };
+                self.observe(served, job.request.src(), job.request.queries.as_bytes(), job.started);
+            }),
+        );
+    }
+
+    /// [`Handler::start_forward`], awaited: the encoded response.
+    pub async fn forward(self: Arc<Self>, job: Box<ForwardJob>) -> Vec<u8> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.start_forward(job, move |bytes| {
+            let _ = tx.send(bytes);
+        });
+        // The forwarder tells every question its answer; should that ever fail, nothing is sent.
+        rx.await.unwrap_or_default()
     }
 
     /// Encodes an upstream's answer, after the owned CNAMEs of `chain` that led to it. AA

@@ -3,9 +3,10 @@
 //! UDP: several sockets per address bound with SO_REUSEPORT, so the kernel spreads packets
 //! over cores. Each socket has a thread of its own that blocks in `recvfrom` and answers owned
 //! and cached names inline: one system call in, one out, no readiness polling and no task per
-//! packet — the same cost per packet as the simplest echo server. Only a query that must go
-//! upstream becomes a task on the runtime, holding one of the `forward.max_in_flight` slots;
-//! it sends its answer without blocking (a full socket buffer drops it, as UDP may).
+//! packet — the same cost per packet as the simplest echo server. A query that must go
+//! upstream, holding one of the `forward.max_in_flight` slots, is sent upstream from that same
+//! thread; the runtime thread that receives the upstream's answer sends the client's without
+//! blocking (a full socket buffer drops it, as UDP may).
 //!
 //! TCP: one accept loop per address. A client outside `server.allow` is closed at accept;
 //! at most `tcp_max_connections` connections in all and `tcp_max_connections_per_client`
@@ -190,15 +191,15 @@ fn serve_udp(socket: &Arc<UdpSocket>, handler: &SharedHandler, shutdown: &Cancel
                 handler.observe(served, src, query.get(HEADER_LEN..).unwrap_or_default(), started);
             }
             Outcome::Forward(job) => {
-                let (socket, handler) = (socket.clone(), arc_swap::Guard::into_inner(handler));
-                tracker.spawn_on(
-                    async move {
-                        let bytes = handler.forward(job).await;
-                        // Never block the runtime: a full send buffer drops the answer.
-                        send_udp(&socket, &bytes, src, libc::MSG_DONTWAIT);
-                    },
-                    &runtime,
-                );
+                // The upstream query is sent from this thread; the answer is sent from the
+                // runtime thread that receives it. The token keeps shutdown waiting for it.
+                let _runtime = runtime.enter();
+                let (socket, handler, token) = (socket.clone(), arc_swap::Guard::into_inner(handler), tracker.token());
+                handler.start_forward(job, move |bytes| {
+                    // Never block the runtime: a full send buffer drops the answer.
+                    send_udp(&socket, &bytes, src, libc::MSG_DONTWAIT);
+                    drop(token);
+                });
             }
             Outcome::Drop => handler.observe_drop(),
         }
