@@ -301,6 +301,11 @@ pub struct ForwardConfig {
     /// DNSSEC and the path to them cannot be tampered with (RFC 6840 §5.8). Off by default.
     #[serde(default)]
     pub trust_ad: bool,
+    /// After each change of the served names, ask the upstreams whether owned names lie in
+    /// DNSSEC-signed public zones, which validating resolvers need a negative trust anchor for
+    /// (`crate::signed_parents`). Off where the upstreams cannot see public DNS anyway.
+    #[serde(default = "default_true")]
+    pub check_signed_parents: bool,
 }
 
 /// One per-domain forwarding rule.
@@ -1050,6 +1055,7 @@ impl Default for ForwardConfig {
             max_in_flight: default_max_in_flight(),
             servfail_cache_secs: default_servfail_cache_secs(),
             trust_ad: false,
+            check_signed_parents: true,
         }
     }
 }

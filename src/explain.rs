@@ -45,6 +45,10 @@ pub struct Explanation {
     pub outvoted: Vec<ProvenanceView>,
     /// Where the name goes upstream, when it is forwarded.
     pub forward: Option<ForwardView>,
+    /// What an operator should know beyond the answer: an owned name inside a DNSSEC-signed
+    /// public zone ([`crate::signed_parents`]).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// One record with where it came from.
@@ -168,6 +172,7 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
         records: Vec::new(),
         outvoted: Vec::new(),
         forward: None,
+        warnings: forwarder.signed_overlaps().iter().filter(|o| o.covers(&asked)).map(|o| o.advice()).collect(),
     };
     for hop in plan.hops() {
         let owner = hop.asked.unwrap_or(&asked);
@@ -195,6 +200,8 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
             if target.is_some() {
                 // The question's name is ours (AA=1); the chain's end is the upstream's.
                 out.answered_by = "hubdns".into();
+            } else if delegation.is_some() || !is_owned(snapshot, &key) {
+                out.warnings.clear();
             }
             return Ok(out);
         }
@@ -336,6 +343,9 @@ impl fmt::Display for Explanation {
         }
         for o in &self.outvoted {
             writeln!(f, "  outvoted: {} ({})", o.source, o.origin)?;
+        }
+        for warning in &self.warnings {
+            writeln!(f, "  warning: {warning}")?;
         }
         if let Some(forward) = &self.forward {
             writeln!(f, "  forward: {} via rule {}", forward.target, forward.rule)?;

@@ -16,6 +16,7 @@ use crate::{
     dns::forwarder::Forwarder,
     explain::{Explanation, explain},
     refresh::{build_snapshot, read_state},
+    signed_parents::SignedOverlap,
 };
 
 /// Where an explanation came from.
@@ -24,6 +25,28 @@ pub enum Origin {
     Running(SocketAddr),
     /// Built here from the config and state file; the reason the running one was not asked.
     Offline(String),
+}
+
+/// `hubdns check`'s DNSSEC lines: the owned apexes the running hubdns found inside signed
+/// public zones (it asks upstream after each refresh; `check` itself sends no DNS query), or
+/// why they could not be read.
+pub fn dnssec_lines(config: &Config) -> String {
+    let Some(addr) = config.admin.listen.map(loopback_if_unspecified) else {
+        return "dnssec        not checked: admin.listen is not set (a running hubdns checks after each refresh)\n".into();
+    };
+    let body = match admin::probe(addr, "/status.json", Duration::from_secs(3)) {
+        Ok((200, body)) => body,
+        Ok((status, _)) => return format!("dnssec        not checked: {addr}/status.json answered HTTP {status}\n"),
+        Err(error) => return format!("dnssec        not checked: no running hubdns at {addr} ({error})\n"),
+    };
+    let overlaps: Vec<SignedOverlap> = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|status| serde_json::from_value(status.get("dnssec_overlaps")?.clone()).ok())
+        .unwrap_or_default();
+    match overlaps.is_empty() {
+        true => format!("dnssec        no owned name is inside a signed public zone (as {addr} found)\n"),
+        false => overlaps.iter().map(|o| format!("warning       {}\n", o.advice())).collect(),
+    }
 }
 
 /// Explains `name`/`qtype` for the hubdns that `config` describes.

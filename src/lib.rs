@@ -31,6 +31,8 @@
 //! - [`status`]: the status board: what each source did last, and config reloads.
 //! - [`live`]: what the admin views read of a running server.
 //! - [`explain`]: why a name answers as it does (owned: which source; else: which upstream).
+//! - [`signed_parents`]: owned names inside publicly signed zones, which validating resolvers
+//!   need a negative trust anchor for.
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`, `/records`,
 //!   `/explain`, the status page) and its probe.
 //! - [`reload`]: re-reading the config on SIGHUP and when the file changes.
@@ -55,6 +57,7 @@ pub mod prepared;
 pub mod refresh;
 pub mod reload;
 pub mod server;
+pub mod signed_parents;
 pub mod snapshot;
 pub mod sources;
 pub mod status;

@@ -100,7 +100,7 @@ fn main() -> ExitCode {
     };
     if let Command::Check { .. } = args.command {
         let (text, ok) = hubdns::summary::summary(&config);
-        print!("{text}");
+        print!("{text}{}", hubdns::inspect::dnssec_lines(&config));
         return if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) };
     }
     if let Command::Explain { name, qtype, json, .. } = &args.command {

@@ -216,9 +216,29 @@ impl Refresher {
             tracing::info!(source = %removed.id, "source removed by reload");
         }
         self.config = config;
+        let new_forwarder = !Arc::ptr_eq(&self.forwarder, &forwarder);
         self.forwarder = forwarder;
         self.post_status();
         self.rebuild();
+        if new_forwarder {
+            self.look_for_signed_parents();
+        }
+    }
+
+    /// Asks upstream, on a task of its own (a slow upstream holds up nothing else), whether
+    /// owned apexes lie in publicly signed zones; warns of each one newly found.
+    fn look_for_signed_parents(&self) {
+        if !self.config.forward.check_signed_parents {
+            return;
+        }
+        let apexes = crate::signed_parents::apexes(&self.snapshot.load());
+        let forwarder = self.forwarder.clone();
+        tokio::spawn(async move {
+            let found = crate::signed_parents::find(&forwarder, apexes).await;
+            for overlap in forwarder.set_signed_overlaps(found) {
+                tracing::warn!(name = %overlap.name, signed_zone = %overlap.signed_zone, "{}", overlap.advice());
+            }
+        });
     }
 
     /// Copies every slot's status to the board.
@@ -359,6 +379,7 @@ impl Refresher {
             }
             log_diff(&record_lines(&live), &record_lines(&snapshot), snapshot.conflicts());
             self.snapshot.store(Arc::new(snapshot));
+            self.look_for_signed_parents();
             if let Some(path) = &self.config.refresh.state_file {
                 let sources = self.slots.iter().filter_map(|s| Some((s.id.clone(), s.last_good.clone()?))).collect();
                 if let Err(error) = write_state(path, sources) {

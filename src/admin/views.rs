@@ -7,6 +7,7 @@ use crate::{
     explain::{RecordView, UpstreamView},
     live::Live,
     metrics::QueryPath,
+    signed_parents::SignedOverlap,
     snapshot::Snapshot,
     status::{ConfigStatus, SourceStatus, unix_secs},
 };
@@ -52,6 +53,9 @@ pub struct Status {
     pub forward: ForwardStatus,
     /// Queries answered per path since start.
     pub queries: Vec<(&'static str, u64)>,
+    /// Owned apexes inside DNSSEC-signed public zones: validating resolvers behind hubdns
+    /// need a negative trust anchor for each ([`crate::signed_parents`]).
+    pub dnssec_overlaps: Vec<SignedOverlap>,
 }
 
 /// The table in numbers.
@@ -124,5 +128,6 @@ pub fn status(live: &Live) -> Status {
             in_flight: forwarder.in_flight(),
         },
         queries: QueryPath::ALL.iter().map(|p| (p.as_str(), totals.count(*p))).collect(),
+        dnssec_overlaps: forwarder.signed_overlaps().to_vec(),
     }
 }

@@ -171,9 +171,9 @@ impl AnswerCache {
 
     /// Keeps `forwarded`, the upstream's answer to the question `key` (`name`, `qtype`, CD),
     /// if it may be cached. A fresh answer ends a remembered failure.
-    pub fn insert(&self, key: &Key, name: &Name, qtype: RecordType, checking_disabled: bool, forwarded: &Forwarded, now: Instant) {
+    pub fn insert(&self, key: &Key, name: &Name, qtype: RecordType, checking_disabled: bool, forwarded: &Forwarded, now: Instant) -> Option<Arc<Entry>> {
         self.failures.remove(key);
-        let Some(ttl) = cacheable_ttl(forwarded, qtype) else { return };
+        let ttl = cacheable_ttl(forwarded, qtype)?;
         let prepare = |answers: &[hickory_proto::rr::Record], authorities: &[hickory_proto::rr::Record]| {
             let mut prepared = Prepared::build(name, qtype, forwarded.rcode, false, answers, authorities)?;
             prepared.authentic = forwarded.authentic;
@@ -192,7 +192,7 @@ impl AnswerCache {
             Ok(prepared) => prepared,
             Err(error) => {
                 tracing::debug!(%name, %qtype, %error, "upstream answer not cached");
-                return;
+                return None;
             }
         };
         let expires = now + Duration::from_secs(u64::from(ttl));
@@ -207,7 +207,9 @@ impl AnswerCache {
             stale_until: expires + self.stale_window,
             prefetching: AtomicBool::new(false),
         };
-        self.entries.insert(key.clone(), Arc::new(entry));
+        let entry = Arc::new(entry);
+        self.entries.insert(key.clone(), entry.clone());
+        Some(entry)
     }
 
     /// How many answers are cached.

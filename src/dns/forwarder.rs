@@ -63,6 +63,7 @@ use crate::{
     },
     metrics::monotonic_ms,
     name_key::{name_key, self_and_ancestors},
+    signed_parents::SignedOverlap,
     prepared::HEADER_LEN,
     snapshot::FastMap,
 };
@@ -93,7 +94,25 @@ const SWEEP: Duration = Duration::from_millis(10);
 const MAX_QUERY: usize = HEADER_LEN + 255 + 4 + OPT_LEN;
 
 /// What is told the answer to a forwarded question, once.
-pub type Done = Box<dyn FnOnce(&Arc<Forwarded>) + Send>;
+pub type Done = Box<dyn FnOnce(&Landed) + Send>;
+
+/// The answer to a forwarded question, and its cache entry when it was just cached (so a
+/// plain query's reply can be copied from it).
+pub struct Landed {
+    /// The answer.
+    pub answer: Arc<Forwarded>,
+    /// The entry it was cached as; `None` for stale answers, failures and uncacheable ones.
+    pub entry: Option<Arc<Entry>>,
+}
+
+impl Landed {
+    fn uncached(answer: Forwarded) -> Self {
+        Self { answer: Arc::new(answer), entry: None }
+    }
+}
+
+/// `localhost.`, answered without asking anyone (see [`localhost`]).
+static LOCALHOST: std::sync::LazyLock<Name> = std::sync::LazyLock::new(|| Name::from_labels([&b"localhost"[..]]).unwrap_or_else(|_| Name::root()));
 
 /// All routes, the cache, and the bound on forwarded work.
 pub struct Forwarder {
@@ -115,6 +134,8 @@ pub struct Forwarder {
     failure_ttl: Duration,
     /// Counters of the fallbacks above.
     pub counters: ForwardCounters,
+    /// Owned apexes whose public names lie in signed zones, as last found upstream.
+    signed: arc_swap::ArcSwap<Vec<SignedOverlap>>,
 }
 
 /// How often the forwarder fell back, saved work or worked ahead.
@@ -255,6 +276,7 @@ impl Forwarder {
             prefetch: config.prefetch,
             failure_ttl: Duration::from_secs(config.servfail_cache_secs),
             counters: ForwardCounters::default(),
+            signed: arc_swap::ArcSwap::default(),
         })
     }
 
@@ -283,16 +305,20 @@ impl Forwarder {
     /// The answer to `ask` when its name failed a moment ago (RFC 9520): the stale answer if
     /// there is one, else SERVFAIL — without asking upstream. `None` when it has not failed.
     pub fn recent_failure(&self, ask: &Ask, now: Instant) -> Option<Forwarded> {
-        let key = ask.key();
-        if !self.cache.failed(&key, now) {
+        self.failed_at(&ask.key(), &ask.name, now)
+    }
+
+    /// [`Forwarder::recent_failure`] of the question `key`, for the name `name`.
+    fn failed_at(&self, key: &Key, name: &Name, now: Instant) -> Option<Forwarded> {
+        if !self.cache.failed(key, now) {
             return None;
         }
         self.counters.failures_cached.fetch_add(1, Relaxed);
         let stale = match self.stale_window.is_zero() {
             true => None,
-            false => self.cache.get_stale(&key, now),
+            false => self.cache.get_stale(key, now),
         };
-        Some(stale.and_then(|entry| self.stale_answer(&entry, &ask.name)).unwrap_or_else(Forwarded::servfail))
+        Some(stale.and_then(|entry| self.stale_answer(&entry, name)).unwrap_or_else(Forwarded::servfail))
     }
 
     /// Asks upstream for `ask` and tells `done` the answer: at once when the name failed a
@@ -303,13 +329,13 @@ impl Forwarder {
     /// the runtime; `done` runs on whichever thread settles the question.
     pub fn start(self: &Arc<Self>, ask: Ask, done: Done) {
         let now = Instant::now();
-        if let Some(failed) = self.recent_failure(&ask, now) {
-            return done(&Arc::new(failed));
+        let key = ask.key();
+        if let Some(failed) = self.failed_at(&key, &ask.name, now) {
+            return done(&Landed::uncached(failed));
         }
         if let Some(loopback) = localhost(&ask) {
-            return done(&Arc::new(loopback));
+            return done(&Landed::uncached(loopback));
         }
-        let key = ask.key();
         let stale = match self.stale_window.is_zero() {
             true => None,
             false => self.cache.get_stale(&key, now),
@@ -328,7 +354,7 @@ impl Forwarder {
                 permit = self.try_permit();
                 if permit.is_none() {
                     drop(flights);
-                    return done(&Arc::new(self.stale_answer(stale, &ask.name).unwrap_or_else(Forwarded::servfail)));
+                    return done(&Landed::uncached(self.stale_answer(stale, &ask.name).unwrap_or_else(Forwarded::servfail)));
                 }
             }
             let stale = stale.map(|entry| (entry, now + self.stale_after));
@@ -340,8 +366,8 @@ impl Forwarder {
     /// [`Forwarder::start`], awaited.
     pub async fn forward(self: &Arc<Self>, ask: &Ask) -> Arc<Forwarded> {
         let (tx, rx) = oneshot::channel();
-        self.start(ask.clone(), Box::new(move |answer| {
-            let _ = tx.send(answer.clone());
+        self.start(ask.clone(), Box::new(move |landed| {
+            let _ = tx.send(landed.answer.clone());
         }));
         rx.await.unwrap_or_else(|_| Arc::new(Forwarded::servfail()))
     }
@@ -478,19 +504,18 @@ impl Forwarder {
     /// Ends a flight: keeps the verdict, and hands it to everyone waiting — or, when it is
     /// SERVFAIL and an expired answer is at hand, that answer (RFC 8767).
     fn land(&self, key: &Key, ask: &Ask, answer: Forwarded) {
-        self.keep(ask, key, &answer);
+        let entry = self.keep(ask, key, &answer);
         let flight = self.flights.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
         let Some(flight) = flight else { return };
         if flight.waiters.is_empty() {
             return;
         }
-        let answer = match (&flight.stale, answer.rcode) {
-            (Some((entry, _)), ResponseCode::ServFail) => self.stale_answer(entry, &ask.name).unwrap_or(answer),
-            _ => answer,
+        let landed = match (&flight.stale, answer.rcode) {
+            (Some((stale, _)), ResponseCode::ServFail) => Landed::uncached(self.stale_answer(stale, &ask.name).unwrap_or(answer)),
+            _ => Landed { answer: Arc::new(answer), entry },
         };
-        let answer = Arc::new(answer);
         for done in flight.waiters {
-            done(&answer);
+            done(&landed);
         }
     }
 
@@ -535,19 +560,22 @@ impl Forwarder {
                 .collect()
         };
         for (entry, waiters) in due {
-            let answer = Arc::new(self.stale_answer(&entry, &entry.name).unwrap_or_else(Forwarded::servfail));
+            let landed = Landed::uncached(self.stale_answer(&entry, &entry.name).unwrap_or_else(Forwarded::servfail));
             for done in waiters {
-                done(&answer);
+                done(&landed);
             }
         }
     }
 
-    /// Stores an upstream's verdict: an answer in the cache, a failure in the failure cache.
-    fn keep(&self, ask: &Ask, key: &Key, answer: &Forwarded) {
+    /// Stores an upstream's verdict: an answer in the cache (returning its entry), a failure in
+    /// the failure cache.
+    fn keep(&self, ask: &Ask, key: &Key, answer: &Forwarded) -> Option<Arc<Entry>> {
         let now = Instant::now();
         match answer.rcode {
-            ResponseCode::ServFail if !self.failure_ttl.is_zero() => self.cache.fail(key, now + self.failure_ttl),
-            ResponseCode::ServFail => {}
+            ResponseCode::ServFail => {
+                self.cache.fail(key, now + self.failure_ttl);
+                None
+            }
             _ => self.cache.insert(key, &ask.name, ask.qtype, ask.checking_disabled, answer, now),
         }
     }
@@ -566,6 +594,18 @@ impl Forwarder {
         let entry = self.cache.get(&ask.key(), now)?;
         let age = entry.age(now);
         decoded(&entry, &ask.name, |ttl| ttl.saturating_sub(age), false)
+    }
+
+    /// Owned apexes whose public names lie in DNSSEC-signed zones, as last found upstream
+    /// ([`crate::signed_parents`]).
+    pub fn signed_overlaps(&self) -> Arc<Vec<SignedOverlap>> {
+        self.signed.load_full()
+    }
+
+    /// Keeps the overlaps just found; returns those that are new, for the log.
+    pub fn set_signed_overlaps(&self, found: Vec<SignedOverlap>) -> Vec<SignedOverlap> {
+        let before = self.signed.swap(Arc::new(found.clone()));
+        found.into_iter().filter(|o| !before.contains(o)).collect()
     }
 
     /// Answers in the cache now.
@@ -601,8 +641,7 @@ impl Forwarder {
 /// with loopback themselves; TTL as Unbound's built-in `localhost.` zone).
 fn localhost(ask: &Ask) -> Option<Forwarded> {
     const TTL: u32 = 3600;
-    let localhost = Name::from_labels([&b"localhost"[..]]).ok()?;
-    if !localhost.zone_of(&ask.name) {
+    if !LOCALHOST.zone_of(&ask.name) {
         return None;
     }
     let data = match ask.qtype {

@@ -60,6 +60,7 @@ use crate::{
     dns::{
         acl::Acl,
         fast::{CLASSIC_UDP_PAYLOAD, PlainQuery},
+        cache::Entry,
         forwarder::{Ask, Forwarded, Forwarder, for_plain_client},
         ratelimit::{RateLimiter, Verdict},
     },
@@ -105,7 +106,7 @@ pub enum Outcome {
 
 /// A query that needs an upstream answer. Holds a slot of `forward.max_in_flight`.
 pub struct ForwardJob {
-    request: Request,
+    query: JobQuery,
     transport: Transport,
     /// CNAME records already followed through owned names.
     chain: Vec<Record>,
@@ -114,6 +115,41 @@ pub struct ForwardJob {
     /// When the job was made, for the latency it is counted with.
     started: Instant,
     _permit: OwnedSemaphorePermit,
+}
+
+/// The query a forward answers: parsed by the full path, or, from the fast path, the packet of
+/// a plain query — answered, when the upstream's answer is cached, by copying its prepared
+/// bytes as a cache hit is, without hickory parsing the query or encoding the response.
+enum JobQuery {
+    Parsed(Request),
+    Plain { packet: Box<[u8]>, src: SocketAddr },
+}
+
+impl JobQuery {
+    fn src(&self) -> SocketAddr {
+        match self {
+            Self::Parsed(request) => request.src(),
+            Self::Plain { src, .. } => *src,
+        }
+    }
+
+    /// The question section as sent, for the query log.
+    fn question(&self) -> &[u8] {
+        match self {
+            Self::Parsed(request) => request.queries.as_bytes(),
+            Self::Plain { packet, .. } => packet.get(HEADER_LEN..).unwrap_or_default(),
+        }
+    }
+}
+
+/// What the fast path made of a plain query.
+enum Fast {
+    /// Answered from prepared bytes.
+    Answered(Served),
+    /// A name to forward that the cache does not hold.
+    Miss,
+    /// Not its to answer: the full path's.
+    Declined,
 }
 
 /// Answers queries from the snapshot and the forwarder.
@@ -278,44 +314,74 @@ impl Handler {
 
     /// Decides what `packet` from `src` gets; a reply is written to `out`. Never blocks.
     pub fn handle(&self, packet: &[u8], src: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> Outcome {
-        if let Some(query) = PlainQuery::parse(packet)
-            && let Some(served) = self.answer_prepared(&query, src, transport, out)
-        {
-            return Outcome::Reply(served);
+        if let Some(query) = PlainQuery::parse(packet) {
+            match self.fast(&query, src, transport, out) {
+                Fast::Answered(served) => return Outcome::Reply(served),
+                Fast::Miss => {
+                    if let Some(job) = self.plain_forward(&query, packet, src, transport) {
+                        return Outcome::Forward(job);
+                    }
+                }
+                Fast::Declined => {}
+            }
         }
         self.handle_full(packet, src, transport, out)
     }
 
     /// The fast path: answers `query` from pre-encoded bytes if it can, else returns `None`.
+    #[cfg(test)]
     fn answer_prepared(&self, query: &PlainQuery<'_>, src: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> Option<Served> {
-        if !self.acl.allows(src.ip()) {
-            return None;
+        match self.fast(query, src, transport, out) {
+            Fast::Answered(served) => Some(served),
+            Fast::Miss | Fast::Declined => None,
         }
-        let path = self.try_prepared(query, transport, out)?;
-        // The prepared answers are NOERROR or NXDOMAIN: the header's low rcode bits say which.
-        let rcode = ResponseCode::from_low(out.get(3).map_or(0, |b| b & 0x0F));
-        Some(Served { qtype: Some(query.qtype), rcode, path })
     }
 
-    fn try_prepared(&self, query: &PlainQuery<'_>, transport: Transport, out: &mut Vec<u8>) -> Option<QueryPath> {
+    fn fast(&self, query: &PlainQuery<'_>, src: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> Fast {
+        if !self.acl.allows(src.ip()) {
+            return Fast::Declined;
+        }
+        match self.try_prepared(query, transport, out) {
+            Ok(path) => {
+                // The prepared answers are NOERROR or NXDOMAIN: the header's low rcode bits say which.
+                let rcode = ResponseCode::from_low(out.get(3).map_or(0, |b| b & 0x0F));
+                Fast::Answered(Served { qtype: Some(query.qtype), rcode, path })
+            }
+            Err(fast) => fast,
+        }
+    }
+
+    /// A forward job for a plain query the cache does not hold; `None` (the full path then
+    /// answers SERVFAIL) when every `max_in_flight` slot is taken.
+    fn plain_forward(&self, query: &PlainQuery<'_>, packet: &[u8], src: SocketAddr, transport: Transport) -> Option<Box<ForwardJob>> {
+        let name = Name::read(&mut BinDecoder::new(packet.get(HEADER_LEN..)?)).ok()?;
+        let permit = self.forwarder.try_permit()?;
+        let ask = Ask { name, qtype: query.qtype, checking_disabled: query.checking_disabled() };
+        let query = JobQuery::Plain { packet: packet.into(), src };
+        Some(Box::new(ForwardJob { query, transport, chain: Vec::new(), ask, started: Instant::now(), _permit: permit }))
+    }
+
+    fn try_prepared(&self, query: &PlainQuery<'_>, transport: Transport, out: &mut Vec<u8>) -> Result<QueryPath, Fast> {
         let limit = query.limit(transport == Transport::Tcp, self.edns.max_payload());
         let opt = if query.dnssec_ok { &self.opt_do } else { &self.opt };
         let snapshot = self.snapshot.load();
         let question = Question { key: query.key(), qtype: query.qtype, recursion_desired: query.recursion_desired() };
         let plan = answer::plan(&snapshot, question, Draw::Random);
         if let Some(prepared) = plan.prepared() {
-            return query.respond(prepared, 0, opt, limit, out).then_some(QueryPath::Local);
+            return query.respond(prepared, 0, opt, limit, out).then_some(QueryPath::Local).ok_or(Fast::Declined);
         }
-        let answer::Outcome::Forward { target: None, .. } = plan.outcome else { return None };
+        let answer::Outcome::Forward { target: None, .. } = plan.outcome else { return Err(Fast::Declined) };
         let now = Instant::now();
-        let entry = self.forwarder.cached(query.key(), query.qtype, query.checking_disabled(), now)?;
+        let Some(entry) = self.forwarder.cached(query.key(), query.qtype, query.checking_disabled(), now) else {
+            return Err(Fast::Miss);
+        };
         let answered = query.respond(entry.prepared(query.dnssec_ok), entry.age(now), opt, limit, out);
         if answered && let Some(runtime) = &self.runtime {
-            // The UDP threads are not the runtime's: a prefetch is spawned on it.
+            // The UDP threads are not the runtime's: a prefetch is sent from within it.
             let _runtime = runtime.enter();
             self.forwarder.prefetch_if_due(&entry, now);
         }
-        answered.then_some(QueryPath::Cache)
+        answered.then_some(QueryPath::Cache).ok_or(Fast::Declined)
     }
 
     /// The full path: every duty, every kind of answer.
@@ -410,7 +476,7 @@ impl Handler {
             tracing::debug!(%src, "forward refused: max_in_flight reached");
             return self.reply(out, &request, transport, ResponseCode::ServFail, false, &[], &[]);
         };
-        Outcome::Forward(Box::new(ForwardJob { request, transport, chain, ask, started: Instant::now(), _permit: permit }))
+        Outcome::Forward(Box::new(ForwardJob { query: JobQuery::Parsed(request), transport, chain, ask, started: Instant::now(), _permit: permit }))
     }
 
     /// Sends a forward job's question upstream; `reply` gets the encoded response when the
@@ -421,13 +487,32 @@ impl Handler {
         let ask = job.ask.clone();
         forwarder.start(
             ask,
-            Box::new(move |forwarded| {
+            Box::new(move |landed| {
+                let forwarded = &landed.answer;
                 let mut out = Vec::with_capacity(512);
-                self.encode_forwarded(&job.request, job.transport, &job.chain, forwarded, &mut out);
-                reply(out);
+                let copied = match (&job.query, &landed.entry) {
+                    (JobQuery::Plain { packet, .. }, Some(entry)) => self.copy_answer(packet, job.transport, entry, &mut out),
+                    _ => false,
+                };
+                if !copied {
+                    match &job.query {
+                        JobQuery::Parsed(request) => self.encode_forwarded(request, job.transport, &job.chain, forwarded, &mut out),
+                        JobQuery::Plain { packet, src } => {
+                            let protocol = if job.transport == Transport::Tcp { Protocol::Tcp } else { Protocol::Udp };
+                            match Request::from_bytes(packet.to_vec(), *src, protocol) {
+                                Ok(request) => self.encode_forwarded(&request, job.transport, &job.chain, forwarded, &mut out),
+                                // The fast path read it: hickory reads it too. Should it not, no reply.
+                                Err(error) => tracing::debug!(%error, "a plain query did not parse for its reply"),
+                            }
+                        }
+                    }
+                }
+                if !out.is_empty() {
+                    reply(out);
+                }
                 let path = if forwarded.stale { QueryPath::Stale } else { QueryPath::Forwarded };
                 let served = Served { qtype: Some(job.ask.qtype), rcode: forwarded.rcode, path };
-                self.observe(served, job.request.src(), job.request.queries.as_bytes(), job.started);
+                self.observe(served, job.query.src(), job.query.question(), job.started);
             }),
         );
     }
@@ -440,6 +525,15 @@ impl Handler {
         });
         // The forwarder tells every question its answer; should that ever fail, nothing is sent.
         rx.await.unwrap_or_default()
+    }
+
+    /// The reply to the plain query `packet` by copying the answer just cached, as a cache hit
+    /// is answered; `false` if it does not fit (the full encoder then truncates properly).
+    fn copy_answer(&self, packet: &[u8], transport: Transport, entry: &Entry, out: &mut Vec<u8>) -> bool {
+        let Some(query) = PlainQuery::parse(packet) else { return false };
+        let limit = query.limit(transport == Transport::Tcp, self.edns.max_payload());
+        let opt = if query.dnssec_ok { &self.opt_do } else { &self.opt };
+        query.respond(entry.prepared(query.dnssec_ok), 0, opt, limit, out)
     }
 
     /// Encodes an upstream's answer, after the owned CNAMEs of `chain` that led to it. AA

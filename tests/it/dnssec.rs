@@ -118,7 +118,8 @@ struct World {
 }
 
 impl World {
-    async fn start(unbound_ip: Ipv4Addr) -> Self {
+    /// The world; `owned` is extra hubdns config (records it owns).
+    async fn start(unbound_ip: Ipv4Addr, owned: &str) -> Self {
         let dir = tempdir();
         let signed = signed_zone(&dir);
         let (bind, bind_addr) = start_bind(&[("sec.test", signed)], None);
@@ -132,7 +133,7 @@ impl World {
         let (unbound, unbound_addr, unbound_dir) = start_unbound(unbound_ip, &dir.join("dsset-sec.test."), &stubs);
         let hub = TestServer::start(&format!(
             "[server]\nlisten = [\"127.0.0.1:0\"]\nidentity = \"hub-a\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [forward]\nupstreams = [\"{unbound_addr}\"]\ntrust_ad = true\ntimeout_ms = 1500\nattempts = 1\ndeadline_ms = 3000\nserve_stale_secs = 0\nservfail_cache_secs = 60\n"
+             [forward]\nupstreams = [\"{unbound_addr}\"]\ntrust_ad = true\ntimeout_ms = 1500\nattempts = 1\ndeadline_ms = 3000\nserve_stale_secs = 0\nservfail_cache_secs = 60\n{owned}"
         ))
         .await;
         Self { _bind: bind, _unbound: unbound, unbound_dir, dir, hub }
@@ -162,7 +163,7 @@ fn types(records: &[hickory_proto::rr::Record]) -> Vec<RecordType> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dnssec_passes_through_to_do_clients_and_validating_resolvers() {
-    let world = World::start(Ipv4Addr::new(127, 0, 0, 61)).await;
+    let world = World::start(Ipv4Addr::new(127, 0, 0, 61), "").await;
 
     // DO: the RRSIG comes along, and AD (the upstream validated; its route is trusted).
     let signed = world.ask("www.sec.test.", RecordType::A, true, false, false).await;
@@ -220,7 +221,7 @@ async fn dnssec_passes_through_to_do_clients_and_validating_resolvers() {
 /// negative answer keep their CNAME.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_zone_upstream_fails_alone_and_chains_keep_their_cnames() {
-    let world = World::start(Ipv4Addr::new(127, 0, 0, 63)).await;
+    let world = World::start(Ipv4Addr::new(127, 0, 0, 63), "").await;
     let admin = world.hub.server.admin_addr().expect("admin");
     let broken = ["a.broken.test.", "b.broken.test.", "c.broken.test.", "d.broken.test.", "e.broken.test."];
     for _ in 0..3 {
@@ -255,6 +256,54 @@ async fn a_broken_zone_upstream_fails_alone_and_chains_keep_their_cnames() {
     }
     let text = metrics(admin).await;
     assert_eq!(sample(&text, &upstream), 11.0, "5 broken, 4 good, 2 chains: the repeats were cached");
+    world.hub.server.stop().await;
+}
+
+/// Item 8: an owned name inside a publicly signed zone is found upstream and reported (status,
+/// explain); a validating resolver behind hubdns finds it bogus, and resolves it once it has
+/// the negative trust anchor the Unbound snippet shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owned_names_inside_a_signed_zone_are_found_and_need_a_negative_trust_anchor() {
+    let owned = "[[records]]\nname = \"internal-api.sec.test\"\ntype = \"A\"\nvalues = [\"10.1.2.3\"]\n\
+                 [[records]]\nname = \"private.corp.test\"\ntype = \"A\"\nvalues = [\"10.1.2.4\"]\n";
+    let world = World::start(Ipv4Addr::new(127, 0, 0, 64), owned).await;
+    let admin = world.hub.server.admin_addr().expect("admin");
+    let get = |path: &'static str| async move {
+        tokio::task::spawn_blocking(move || hubdns::admin::probe(admin, path, Duration::from_secs(5)).expect("admin answers").1)
+            .await
+            .expect("join")
+    };
+    // Found after the first build, on a task of its own: wait for it.
+    let started = Instant::now();
+    let overlaps = loop {
+        let status: serde_json::Value = serde_json::from_str(&get("/status.json").await).expect("json");
+        let overlaps = status["dnssec_overlaps"].as_array().cloned().unwrap_or_default();
+        if !overlaps.is_empty() || started.elapsed() > Duration::from_secs(10) {
+            break overlaps;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        overlaps,
+        [serde_json::json!({"name": "internal-api.sec.test.", "signed_zone": "sec.test."})],
+        "only the name inside the signed zone (corp.test is unsigned upstream)"
+    );
+    let explained: serde_json::Value = serde_json::from_str(&get("/explain?name=internal-api.sec.test&type=A").await).expect("json");
+    let warning = explained["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("negative trust anchor for internal-api.sec.test."), "{explained}");
+    let plain: serde_json::Value = serde_json::from_str(&get("/explain?name=private.corp.test&type=A").await).expect("json");
+    assert_eq!(plain["warnings"], serde_json::json!([]), "{plain}");
+
+    // A validating resolver behind hubdns: bogus without the anchor, answered with it.
+    let forward = format!("forward-zone:\n  name: \".\"\n  forward-addr: {}@{}\n", world.hub.addr.ip(), world.hub.addr.port());
+    let anchors = world.dir.join("dsset-sec.test.");
+    let (_strict, strict, _) = start_unbound(Ipv4Addr::new(127, 0, 0, 65), &anchors, &forward);
+    let bogus = udp_query(strict, &query("internal-api.sec.test.", RecordType::A)).await;
+    assert_eq!(bogus.metadata.response_code, ResponseCode::ServFail, "{bogus}");
+    let nta = format!("server:\n  domain-insecure: \"internal-api.sec.test\"\n{forward}");
+    let (_eased, eased, _) = start_unbound(Ipv4Addr::new(127, 0, 0, 66), &anchors, &nta);
+    let answered = udp_query(eased, &query("internal-api.sec.test.", RecordType::A)).await;
+    assert_eq!(addresses(&answered), ["10.1.2.3"], "{answered}");
     world.hub.server.stop().await;
 }
 

@@ -128,7 +128,7 @@ impl TestServer {
 pub fn standard_config(upstream: SocketAddr, server: &str, extra: &str) -> String {
     format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 2\n{server}\n\n\
-         [forward]\nupstreams = [\"{upstream}\"]\ntimeout_ms = 300\nattempts = 1\ndeadline_ms = 1000\n\n\
+         [forward]\nupstreams = [\"{upstream}\"]\ntimeout_ms = 300\nattempts = 1\ndeadline_ms = 1000\ncheck_signed_parents = false\n\n\
          {OWNED}\n{extra}\n"
     )
 }

@@ -1,0 +1,170 @@
+//! Owned names inside publicly signed zones: found, so operators can give validating resolvers
+//! a negative trust anchor before those resolvers start failing them.
+//!
+//! hubdns signs nothing it owns. When the public DNS has the same name inside a zone signed
+//! with DNSSEC — an endpoint service's verified private DNS name `internal-api.service.com`,
+//! where `service.com` is signed, say — a validating resolver behind hubdns follows the public
+//! chain of trust to that zone, finds hubdns's answer unsigned where a signed one (or a proof
+//! that the name does not exist) must be, and treats it as bogus: SERVFAIL (RFC 4035 §5.5).
+//! The remedy is the resolver's: a negative trust anchor for the name (RFC 7646), which
+//! `deploy/forwarders/` gives for each resolver.
+//!
+//! Found after each change of the served table: each top-most owned apex (a loaded zone, or an
+//! owned name outside one) is asked upstream for its SOA with DO and CD set — CD so a validating
+//! upstream answers with whatever it holds. An answer carrying RRSIGs (data, NODATA or
+//! NXDOMAIN alike) puts the public name inside a signed zone, or below a secure delegation; an
+//! answer without any means the public name is unsigned or delegated insecurely, and
+//! validators accept hubdns's answers. The findings go to the log (once each), `/status.json`,
+//! `explain`, and `hubdns check` (which asks the running server).
+
+use std::sync::Arc;
+
+use hickory_proto::{
+    op::ResponseCode,
+    rr::{Name, RecordType},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    dns::forwarder::{Ask, Forwarded, Forwarder},
+    snapshot::Snapshot,
+};
+
+/// An owned apex whose public name is inside a signed zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedOverlap {
+    /// The owned apex, absolute (`internal-api.service.com.`).
+    pub name: String,
+    /// The signed zone the public name lies in, as the upstream's answer names it.
+    pub signed_zone: String,
+}
+
+impl SignedOverlap {
+    /// What an operator should read about it.
+    pub fn advice(&self) -> String {
+        format!(
+            "{} is inside the DNSSEC-signed public zone {}: validating resolvers that forward to hubdns will find its answers bogus (SERVFAIL) unless they have a negative trust anchor for {} (see deploy/forwarders)",
+            self.name, self.signed_zone, self.name
+        )
+    }
+
+    /// Whether `name` is this apex or below it.
+    pub fn covers(&self, name: &Name) -> bool {
+        Name::from_ascii(&self.name).is_ok_and(|apex| apex.zone_of(name))
+    }
+}
+
+/// The owned apexes to ask about: loaded zones' apexes and owned names outside any, without
+/// those below another (a wildcard stands for its parent), sorted.
+pub fn apexes(snapshot: &Snapshot) -> Vec<Name> {
+    let mut apexes: Vec<Name> = snapshot
+        .nodes()
+        // A wildcard outside a loaded zone owns the names below its parent.
+        .filter(|node| node.is_apex() || node.name().is_wildcard())
+        .map(|node| {
+            let name = node.name();
+            if name.is_wildcard() { name.base_name() } else { name.clone() }
+        })
+        .collect();
+    apexes.sort_by_key(Name::num_labels);
+    let mut top: Vec<Name> = Vec::new();
+    for apex in apexes {
+        if !apex.is_root() && !top.iter().any(|t| t.zone_of(&apex)) {
+            top.push(apex);
+        }
+    }
+    top.sort();
+    top
+}
+
+/// What the upstream's answer to `SOA apex` (DO and CD set) says: an overlap when it carries
+/// RRSIGs; `None` when it has none, or is no answer at all (SERVFAIL: nothing learned).
+pub fn verdict(apex: &Name, answer: &Forwarded) -> Option<SignedOverlap> {
+    if !matches!(answer.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+        return None;
+    }
+    let records = answer.answers.iter().chain(&answer.authorities);
+    if !records.clone().any(|r| r.record_type() == RecordType::RRSIG) {
+        return None;
+    }
+    // The zone: the SOA's owner, in the answer (the apex is a zone of its own) or the
+    // authority section (the apex lies in its parent's zone).
+    let zone = records.into_iter().find(|r| r.record_type() == RecordType::SOA).map_or_else(|| apex.clone(), |soa| soa.name.clone());
+    Some(SignedOverlap { name: apex.to_ascii(), signed_zone: zone.to_ascii() })
+}
+
+/// Asks upstream about every apex at once (each within the forwarder's deadline) and returns
+/// the overlaps found, sorted.
+pub async fn find(forwarder: &Arc<Forwarder>, apexes: Vec<Name>) -> Vec<SignedOverlap> {
+    let mut asking = tokio::task::JoinSet::new();
+    for apex in apexes {
+        let forwarder = forwarder.clone();
+        asking.spawn(async move {
+            let ask = Ask { name: apex.clone(), qtype: RecordType::SOA, checking_disabled: true };
+            let answer = forwarder.forward(&ask).await;
+            verdict(&apex, &answer)
+        });
+    }
+    let mut found: Vec<SignedOverlap> = asking.join_all().await.into_iter().flatten().collect();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_proto::rr::{
+        RData, Record,
+        rdata::{A, NULL, SOA},
+    };
+
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).expect("name")
+    }
+
+    fn rrsig(owner: &str) -> Record {
+        Record::from_rdata(name(owner), 60, RData::Unknown { code: RecordType::RRSIG, rdata: NULL::with(vec![0, 6]) })
+    }
+
+    fn soa(zone: &str) -> Record {
+        Record::from_rdata(name(zone), 60, RData::SOA(SOA::new(name("ns.x."), name("h.x."), 1, 2, 3, 4, 5)))
+    }
+
+    fn answer(rcode: ResponseCode, answers: Vec<Record>, authorities: Vec<Record>) -> Forwarded {
+        Forwarded { rcode, answers, authorities, stale: false, authentic: false }
+    }
+
+    #[test]
+    fn signatures_in_the_public_answer_make_an_overlap() {
+        let apex = name("internal-api.service.com.");
+        let nx = answer(ResponseCode::NXDomain, vec![], vec![soa("service.com."), rrsig("service.com.")]);
+        assert_eq!(
+            verdict(&apex, &nx),
+            Some(SignedOverlap { name: "internal-api.service.com.".into(), signed_zone: "service.com.".into() })
+        );
+        let own_zone = answer(ResponseCode::NoError, vec![soa("internal-api.service.com."), rrsig("internal-api.service.com.")], vec![]);
+        assert_eq!(verdict(&apex, &own_zone).map(|o| o.signed_zone), Some("internal-api.service.com.".into()));
+        let unsigned = answer(ResponseCode::NXDomain, vec![], vec![soa("service.com.")]);
+        assert_eq!(verdict(&apex, &unsigned), None, "no signatures: validators accept unsigned answers");
+        assert_eq!(verdict(&apex, &answer(ResponseCode::ServFail, vec![], vec![])), None, "nothing learned");
+        let a = Record::from_rdata(apex.clone(), 60, RData::A(A(Ipv4Addr::new(192, 0, 2, 1))));
+        assert_eq!(verdict(&apex, &answer(ResponseCode::NoError, vec![a], vec![])), None);
+    }
+
+    #[test]
+    fn only_top_most_apexes_are_asked() {
+        let config = crate::config::Config::parse(
+            "[[records]]\nname = \"a.example.com\"\ntype = \"A\"\nvalues = [\"10.0.0.1\"]\n\
+             [[records]]\nname = \"b.a.example.com\"\ntype = \"A\"\nvalues = [\"10.0.0.2\"]\n\
+             [[records]]\nname = \"*.wild.example.net\"\ntype = \"A\"\nvalues = [\"10.0.0.3\"]\n",
+            "t.toml",
+        )
+        .expect("valid");
+        let (snapshot, _) = crate::refresh::build_snapshot(&config, &[]);
+        let found: Vec<String> = apexes(&snapshot).iter().map(Name::to_ascii).collect();
+        assert_eq!(found, ["a.example.com.", "wild.example.net."]);
+    }
+}
