@@ -87,8 +87,9 @@ const OPT_LEN: usize = 11;
 const STALE_TTL: u32 = 30;
 
 /// How often timed-out queries and due stale answers are looked for: the slack of every
-/// timeout.
+/// timeout; and how often while no query is under way.
 const SWEEP: Duration = Duration::from_millis(10);
+const IDLE_SWEEP: Duration = Duration::from_millis(100);
 
 /// Longest upstream query: header, a name of 255, type, class, and an OPT without options.
 const MAX_QUERY: usize = HEADER_LEN + 255 + 4 + OPT_LEN;
@@ -527,12 +528,14 @@ impl Forwarder {
         }
         let forwarder = Arc::downgrade(self);
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut idle = false;
             loop {
-                tick.tick().await;
+                // Nothing under way, nothing can time out: look less often. A flight that
+                // starts meanwhile times out at most IDLE_SWEEP late.
+                tokio::time::sleep(if idle { IDLE_SWEEP } else { SWEEP }).await;
                 let Some(forwarder) = forwarder.upgrade() else { return };
                 forwarder.sweep(Instant::now());
+                idle = forwarder.flights.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
             }
         });
         if let Err(task) = self.sweeper.set(task.abort_handle()) {

@@ -357,7 +357,11 @@ pub async fn serve_stream<R, W>(
                     let Ok(forward) = forwards.clone().acquire_owned().await else { return };
                     let responses = responses.clone();
                     tracker.spawn(async move {
-                        let _ = responses.send(handler.forward(job).await).await;
+                        let response = handler.forward(job).await;
+                        // Empty only if the forwarder was torn down mid-question: send nothing.
+                        if !response.is_empty() {
+                            let _ = responses.send(response).await;
+                        }
                         drop(forward);
                     });
                 }
