@@ -44,13 +44,13 @@ bogus IN A 192.0.2.66
 *.good IN A 192.0.2.20
 ";
 
-/// Runs a DNSSEC tool from bind9-dnsutils in `dir`.
+/// Runs a DNSSEC tool from bind9-utils in `dir`.
 fn dnssec_tool(dir: &Path, program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .current_dir(dir)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} ({e}): apt-get install bind9-dnsutils (scripts/test does)"));
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}): apt-get install bind9-utils (scripts/test does)"));
     assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
