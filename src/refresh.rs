@@ -131,7 +131,14 @@ pub struct Refresher {
     slots: Vec<Slot>,
     ready: watch::Sender<bool>,
     board: Arc<StatusBoard>,
+    /// Checks of signed parent zones started; a check stops retrying once a newer one began.
+    signed_checks: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How often, and how long apart, a check of signed parent zones asks again about apexes the
+/// upstreams gave no answer about.
+const SIGNED_CHECK_TRIES: usize = 10;
+const SIGNED_CHECK_RETRY: Duration = Duration::from_secs(60);
 
 impl Refresher {
     /// Sets up every source of `config`, restores their last good answers from the state file,
@@ -157,7 +164,7 @@ impl Refresher {
             slots.push(slot);
         }
         let (ready, ready_rx) = watch::channel(false);
-        let mut refresher = Self { config: config.clone(), forwarder, snapshot, slots, ready, board };
+        let mut refresher = Self { config: config.clone(), forwarder, snapshot, slots, ready, board, signed_checks: Arc::default() };
         refresher.post_status();
         refresher.rebuild();
         (refresher, ready_rx)
@@ -226,17 +233,31 @@ impl Refresher {
     }
 
     /// Asks upstream, on a task of its own (a slow upstream holds up nothing else), whether
-    /// owned apexes lie in publicly signed zones; warns of each one newly found.
+    /// owned apexes lie in publicly signed zones; warns of each one newly found. Apexes the
+    /// upstreams gave no answer about are asked again a minute later (up to ten times), until
+    /// the next change of the table starts a check of its own.
     fn look_for_signed_parents(&self) {
         if !self.config.forward.check_signed_parents {
             return;
         }
         let apexes = crate::signed_parents::apexes(&self.snapshot.load());
         let forwarder = self.forwarder.clone();
+        let generation = self.signed_checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let checks = self.signed_checks.clone();
         tokio::spawn(async move {
-            let found = crate::signed_parents::find(&forwarder, apexes).await;
-            for overlap in forwarder.set_signed_overlaps(found) {
-                tracing::warn!(name = %overlap.name, signed_zone = %overlap.signed_zone, "{}", overlap.advice());
+            for _ in 0..SIGNED_CHECK_TRIES {
+                let (found, unknown) = crate::signed_parents::find(&forwarder, apexes.clone()).await;
+                if checks.load(std::sync::atomic::Ordering::Relaxed) != generation {
+                    return;
+                }
+                for overlap in forwarder.set_signed_overlaps(found, &unknown) {
+                    tracing::warn!(name = %overlap.name, signed_zone = %overlap.signed_zone, "{}", overlap.advice());
+                }
+                if unknown.is_empty() {
+                    return;
+                }
+                tracing::debug!(apexes = unknown.len(), "no answer about some owned apexes' public zones; asking again in a minute");
+                tokio::time::sleep(SIGNED_CHECK_RETRY).await;
             }
         });
     }

@@ -9,7 +9,8 @@
 //! The remedy is the resolver's: a negative trust anchor for the name (RFC 7646), which
 //! `deploy/forwarders/` gives for each resolver.
 //!
-//! Found after each change of the served table: each top-most owned apex (a loaded zone, or an
+//! Found after each change of the served table (and again a minute later while an upstream
+//! gave no answer about some apex): each top-most owned apex (a loaded zone, or an
 //! owned name outside one) is asked upstream for its SOA with DO and CD set — CD so a validating
 //! upstream answers with whatever it holds. An answer carrying RRSIGs (data, NODATA or
 //! NXDOMAIN alike) puts the public name inside a signed zone, or below a secure delegation; an
@@ -77,37 +78,66 @@ pub fn apexes(snapshot: &Snapshot) -> Vec<Name> {
     top
 }
 
-/// What the upstream's answer to `SOA apex` (DO and CD set) says: an overlap when it carries
-/// RRSIGs; `None` when it has none, or is no answer at all (SERVFAIL: nothing learned).
-pub fn verdict(apex: &Name, answer: &Forwarded) -> Option<SignedOverlap> {
+/// What the public DNS says of one owned apex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Inside a signed zone.
+    Signed(SignedOverlap),
+    /// Unsigned, or delegated insecurely: validators accept hubdns's answers.
+    Unsigned,
+    /// No answer (SERVFAIL, timeout): nothing learned; what was known stays.
+    Unknown,
+}
+
+/// What the upstream's answer to `SOA apex` (DO and CD set) says: signed when it carries
+/// RRSIGs, unsigned when an answer carries none, unknown when it is no answer at all.
+pub fn verdict(apex: &Name, answer: &Forwarded) -> Verdict {
     if !matches!(answer.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
-        return None;
+        return Verdict::Unknown;
     }
     let records = answer.answers.iter().chain(&answer.authorities);
     if !records.clone().any(|r| r.record_type() == RecordType::RRSIG) {
-        return None;
+        return Verdict::Unsigned;
     }
     // The zone: the SOA's owner, in the answer (the apex is a zone of its own) or the
     // authority section (the apex lies in its parent's zone).
     let zone = records.into_iter().find(|r| r.record_type() == RecordType::SOA).map_or_else(|| apex.clone(), |soa| soa.name.clone());
-    Some(SignedOverlap { name: apex.to_ascii(), signed_zone: zone.to_ascii() })
+    Verdict::Signed(SignedOverlap { name: apex.to_ascii(), signed_zone: zone.to_ascii() })
 }
 
-/// Asks upstream about every apex at once (each within the forwarder's deadline) and returns
-/// the overlaps found, sorted.
-pub async fn find(forwarder: &Arc<Forwarder>, apexes: Vec<Name>) -> Vec<SignedOverlap> {
+/// Asks upstream about every apex at once (each within the forwarder's deadline). Returns the
+/// overlaps found and the apexes nothing was learned about, each sorted.
+pub async fn find(forwarder: &Arc<Forwarder>, apexes: Vec<Name>) -> (Vec<SignedOverlap>, Vec<String>) {
     let mut asking = tokio::task::JoinSet::new();
     for apex in apexes {
         let forwarder = forwarder.clone();
         asking.spawn(async move {
             let ask = Ask { name: apex.clone(), qtype: RecordType::SOA, checking_disabled: true };
             let answer = forwarder.forward(&ask).await;
-            verdict(&apex, &answer)
+            (apex.to_ascii(), verdict(&apex, &answer))
         });
     }
-    let mut found: Vec<SignedOverlap> = asking.join_all().await.into_iter().flatten().collect();
+    let (mut found, mut unknown) = (Vec::new(), Vec::new());
+    for (apex, verdict) in asking.join_all().await {
+        match verdict {
+            Verdict::Signed(overlap) => found.push(overlap),
+            Verdict::Unsigned => {}
+            Verdict::Unknown => unknown.push(apex),
+        }
+    }
     found.sort_by(|a, b| a.name.cmp(&b.name));
-    found
+    unknown.sort();
+    (found, unknown)
+}
+
+/// The overlaps to show now: those just `found`, and the previous ones of apexes nothing
+/// could be learned about this time (an upstream failing at check time forgets nothing).
+pub fn merge(previous: &[SignedOverlap], found: Vec<SignedOverlap>, unknown: &[String]) -> Vec<SignedOverlap> {
+    let mut merged = found;
+    merged.extend(previous.iter().filter(|o| unknown.contains(&o.name)).cloned());
+    merged.sort_by(|a, b| a.name.cmp(&b.name));
+    merged.dedup();
+    merged
 }
 
 #[cfg(test)]
@@ -140,18 +170,21 @@ mod tests {
     #[test]
     fn signatures_in_the_public_answer_make_an_overlap() {
         let apex = name("internal-api.service.com.");
+        let signed = SignedOverlap { name: "internal-api.service.com.".into(), signed_zone: "service.com.".into() };
         let nx = answer(ResponseCode::NXDomain, vec![], vec![soa("service.com."), rrsig("service.com.")]);
-        assert_eq!(
-            verdict(&apex, &nx),
-            Some(SignedOverlap { name: "internal-api.service.com.".into(), signed_zone: "service.com.".into() })
-        );
+        assert_eq!(verdict(&apex, &nx), Verdict::Signed(signed.clone()));
         let own_zone = answer(ResponseCode::NoError, vec![soa("internal-api.service.com."), rrsig("internal-api.service.com.")], vec![]);
-        assert_eq!(verdict(&apex, &own_zone).map(|o| o.signed_zone), Some("internal-api.service.com.".into()));
+        let Verdict::Signed(own) = verdict(&apex, &own_zone) else { panic!("signed") };
+        assert_eq!(own.signed_zone, "internal-api.service.com.");
         let unsigned = answer(ResponseCode::NXDomain, vec![], vec![soa("service.com.")]);
-        assert_eq!(verdict(&apex, &unsigned), None, "no signatures: validators accept unsigned answers");
-        assert_eq!(verdict(&apex, &answer(ResponseCode::ServFail, vec![], vec![])), None, "nothing learned");
+        assert_eq!(verdict(&apex, &unsigned), Verdict::Unsigned, "no signatures: validators accept unsigned answers");
+        assert_eq!(verdict(&apex, &answer(ResponseCode::ServFail, vec![], vec![])), Verdict::Unknown, "nothing learned");
         let a = Record::from_rdata(apex.clone(), 60, RData::A(A(Ipv4Addr::new(192, 0, 2, 1))));
-        assert_eq!(verdict(&apex, &answer(ResponseCode::NoError, vec![a], vec![])), None);
+        assert_eq!(verdict(&apex, &answer(ResponseCode::NoError, vec![a], vec![])), Verdict::Unsigned);
+        // An upstream failing at the next check forgets nothing; an answer without signatures does.
+        let previous = [signed.clone()];
+        assert_eq!(merge(&previous, vec![], &["internal-api.service.com.".to_owned()]), previous);
+        assert_eq!(merge(&previous, vec![], &[]), []);
     }
 
     #[test]

@@ -60,18 +60,20 @@ pub fn summary(config: &Config) -> (String, bool) {
     let ups: Vec<String> = f.upstreams.iter().map(ToString::to_string).collect();
     let _ = writeln!(
         out,
-        "forward       . -> {}   (cache {} per route, {} ms x {} attempts, deadline {} ms, max {} in flight)",
+        "forward       . -> {}{}   (cache {} answers, {} ms x {} attempts per upstream, deadline {} ms, max {} questions upstream at once, failures remembered {} s)",
         ups.join(", "),
+        if f.trust_ad { "  [trust AD]" } else { "" },
         f.cache_size,
         f.timeout_ms,
         f.attempts,
         f.deadline_ms,
-        f.max_in_flight
+        f.max_in_flight,
+        f.servfail_cache_secs
     );
     for rule in &f.rules {
         let r = rule.get_ref();
         let ups: Vec<String> = r.upstreams.iter().map(ToString::to_string).collect();
-        let _ = writeln!(out, "  {} -> {}", r.domain, ups.join(", "));
+        let _ = writeln!(out, "  {} -> {}{}", r.domain, ups.join(", "), if r.trust_ad { "  [trust AD]" } else { "" });
     }
 
     let (snapshot, dropped) = refresh::build_snapshot(config, &[]);

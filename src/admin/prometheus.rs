@@ -79,6 +79,8 @@ pub fn render(live: &Live) -> String {
     out.sample("hubdns_forward_all_upstreams_down_total", &[], counters.all_down.load(Relaxed) as f64);
     out.family("hubdns_forward_coalesced_total", "counter", "Queries answered by an identical upstream query already under way.");
     out.sample("hubdns_forward_coalesced_total", &[], counters.coalesced.load(Relaxed) as f64);
+    out.family("hubdns_forward_saturated_total", "counter", "Forwards answered SERVFAIL (or stale) at once: forward.max_in_flight questions were under way.");
+    out.sample("hubdns_forward_saturated_total", &[], counters.saturated.load(Relaxed) as f64);
     out.family("hubdns_forward_failures_cached_total", "counter", "Queries answered from the per-name failure cache (RFC 9520) without asking upstream.");
     out.sample("hubdns_forward_failures_cached_total", &[], counters.failures_cached.load(Relaxed) as f64);
     let marked = forwarder.routes().flat_map(|r| r.stats()).map(|s| s.marked_down.load(Relaxed)).sum::<u64>();
@@ -105,7 +107,7 @@ pub fn render(live: &Live) -> String {
         (
             "hubdns_upstream_up",
             "gauge",
-            "0 while the upstream is marked down (3 failures in a row; retried after a backoff), else 1.",
+            "0 while the upstream is marked down (failures for many different names and no answer; asked again after a backoff), else 1.",
             &|s| Some(f64::from(u8::from(!s.is_down(now_ms)))),
         ),
     ];

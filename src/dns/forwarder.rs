@@ -94,6 +94,9 @@ const IDLE_SWEEP: Duration = Duration::from_millis(100);
 /// Longest upstream query: header, a name of 255, type, class, and an OPT without options.
 const MAX_QUERY: usize = HEADER_LEN + 255 + 4 + OPT_LEN;
 
+/// Most clients one upstream question keeps waiting; past it they get SERVFAIL at once.
+const MAX_WAITERS: usize = 4096;
+
 /// What is told the answer to a forwarded question, once.
 pub type Done = Box<dyn FnOnce(&Landed) + Send>;
 
@@ -152,6 +155,9 @@ pub struct ForwardCounters {
     pub coalesced: AtomicU64,
     /// Queries answered from the failure cache without asking upstream.
     pub failures_cached: AtomicU64,
+    /// Queries answered SERVFAIL (or stale) at once because `max_in_flight` questions were
+    /// under way, or too many clients already waited for theirs.
+    pub saturated: AtomicU64,
 }
 
 /// One upstream group.
@@ -286,8 +292,8 @@ impl Forwarder {
         self.cache.get(&Key::new(key, qtype, checking_disabled), now)
     }
 
-    /// A slot for one more forwarded query, or `None` when `max_in_flight` are under way.
-    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+    /// A slot for one more upstream question, or `None` when `max_in_flight` are under way.
+    fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.in_flight.clone().try_acquire_owned().ok()
     }
 
@@ -341,26 +347,31 @@ impl Forwarder {
             true => None,
             false => self.cache.get_stale(&key, now),
         };
-        let mut permit = None;
-        {
+        let permit = {
             let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(flight) = flights.get_mut(&key) {
-                self.counters.coalesced.fetch_add(1, Relaxed);
-                flight.waiters.push(done);
-                return;
-            }
-            if let Some(stale) = &stale {
-                // The refresh behind a stale answer outlives the client's wait: it needs a
-                // slot of its own, and without one the client has the stale answer now.
-                permit = self.try_permit();
-                if permit.is_none() {
-                    drop(flights);
-                    return done(&Landed::uncached(self.stale_answer(stale, &ask.name).unwrap_or_else(Forwarded::servfail)));
+                // Waiting costs no slot: only questions sent upstream hold one, so one name
+                // asked again and again cannot take every slot.
+                if flight.waiters.len() < MAX_WAITERS {
+                    self.counters.coalesced.fetch_add(1, Relaxed);
+                    flight.waiters.push(done);
+                    return;
                 }
+                drop(flights);
+                self.counters.saturated.fetch_add(1, Relaxed);
+                return done(&Landed::uncached(Forwarded::servfail()));
             }
+            let Some(permit) = self.try_permit() else {
+                drop(flights);
+                // Every slot is taken: the stale answer if there is one, else SERVFAIL at once.
+                self.counters.saturated.fetch_add(1, Relaxed);
+                let answer = stale.and_then(|stale| self.stale_answer(&stale, &ask.name)).unwrap_or_else(Forwarded::servfail);
+                return done(&Landed::uncached(answer));
+            };
             let stale = stale.map(|entry| (entry, now + self.stale_after));
             flights.insert(key.clone(), Flight { waiters: vec![done], stale });
-        }
+            permit
+        };
         self.launch(ask, key, permit, now);
     }
 
@@ -391,11 +402,11 @@ impl Forwarder {
             permit
         };
         self.counters.prefetches.fetch_add(1, Relaxed);
-        self.launch(ask, key, Some(permit), now);
+        self.launch(ask, key, permit, now);
     }
 
     /// Sends the first query of a new flight.
-    fn launch(self: &Arc<Self>, ask: Ask, key: Key, permit: Option<OwnedSemaphorePermit>, now: Instant) {
+    fn launch(self: &Arc<Self>, ask: Ask, key: Key, permit: OwnedSemaphorePermit, now: Instant) {
         self.start_sweeper();
         let route = self.route(key_name(&key));
         let query = match upstream_query(&ask) {
@@ -605,10 +616,13 @@ impl Forwarder {
         self.signed.load_full()
     }
 
-    /// Keeps the overlaps just found; returns those that are new, for the log.
-    pub fn set_signed_overlaps(&self, found: Vec<SignedOverlap>) -> Vec<SignedOverlap> {
-        let before = self.signed.swap(Arc::new(found.clone()));
-        found.into_iter().filter(|o| !before.contains(o)).collect()
+    /// Keeps the overlaps just found, and the previous ones of the apexes nothing was learned
+    /// about (`unknown`); returns those that are new, for the log.
+    pub fn set_signed_overlaps(&self, found: Vec<SignedOverlap>, unknown: &[String]) -> Vec<SignedOverlap> {
+        let before = self.signed.load_full();
+        let merged = crate::signed_parents::merge(&before, found, unknown);
+        self.signed.store(Arc::new(merged.clone()));
+        merged.into_iter().filter(|o| !before.contains(o)).collect()
     }
 
     /// Answers in the cache now.
@@ -728,8 +742,8 @@ struct Attempt {
     tcp: bool,
     deadline: Instant,
     name_hash: u64,
-    /// The forwarding slot of a background refresh.
-    _permit: Option<OwnedSemaphorePermit>,
+    /// Its slot of `max_in_flight`.
+    _permit: OwnedSemaphorePermit,
 }
 
 /// The name of a cache key, for its route (the key holds the lowercase wire name after three
@@ -768,17 +782,15 @@ impl Route {
         Ok(Self { domain, upstreams: addrs, trust_ad, servers })
     }
 
-    /// The servers to ask, in order: those not marked down, the ones that answered their
-    /// last query first (in config order). When every server is down, all of them anyway,
-    /// fewest failures first — being down never switches a route off — and `true`.
+    /// The servers to ask, in config order: those not marked down. When every server is down,
+    /// all of them anyway — being down never switches a route off — and `true`. One name's
+    /// failure changes nothing here: only being marked down does ([`super::health`]).
     fn in_order(&self, now_ms: u64) -> (Vec<Arc<Server>>, bool) {
-        let mut order: Vec<Arc<Server>> = self.servers.iter().filter(|s| !s.stats.is_down(now_ms)).cloned().collect();
-        let all_down = order.is_empty() && !self.servers.is_empty();
-        if all_down {
-            order = self.servers.clone();
+        let up: Vec<Arc<Server>> = self.servers.iter().filter(|s| !s.stats.is_down(now_ms)).cloned().collect();
+        match up.is_empty() && !self.servers.is_empty() {
+            true => (self.servers.clone(), true),
+            false => (up, false),
         }
-        order.sort_by_key(|s| s.stats.consecutive_failures.load(Relaxed));
-        (order, all_down)
     }
 
     /// Each upstream server's counters.

@@ -53,7 +53,6 @@ use hickory_proto::{
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
 use hickory_server::{net::xfer::Protocol, server::Request, zone_handler::MessageResponseBuilder};
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::{
     config::Config,
@@ -104,7 +103,7 @@ pub enum Outcome {
     Drop,
 }
 
-/// A query that needs an upstream answer. Holds a slot of `forward.max_in_flight`.
+/// A query that needs an upstream answer.
 pub struct ForwardJob {
     query: JobQuery,
     transport: Transport,
@@ -114,7 +113,6 @@ pub struct ForwardJob {
     ask: Ask,
     /// When the job was made, for the latency it is counted with.
     started: Instant,
-    _permit: OwnedSemaphorePermit,
 }
 
 /// The query a forward answers: parsed by the full path, or, from the fast path, the packet of
@@ -355,10 +353,9 @@ impl Handler {
     /// answers SERVFAIL) when every `max_in_flight` slot is taken.
     fn plain_forward(&self, query: &PlainQuery<'_>, packet: &[u8], src: SocketAddr, transport: Transport) -> Option<Box<ForwardJob>> {
         let name = Name::read(&mut BinDecoder::new(packet.get(HEADER_LEN..)?)).ok()?;
-        let permit = self.forwarder.try_permit()?;
         let ask = Ask { name, qtype: query.qtype, checking_disabled: query.checking_disabled() };
         let query = JobQuery::Plain { packet: packet.into(), src };
-        Some(Box::new(ForwardJob { query, transport, chain: Vec::new(), ask, started: Instant::now(), _permit: permit }))
+        Some(Box::new(ForwardJob { query, transport, chain: Vec::new(), ask, started: Instant::now() }))
     }
 
     fn try_prepared(&self, query: &PlainQuery<'_>, transport: Transport, out: &mut Vec<u8>) -> Result<QueryPath, Fast> {
@@ -461,22 +458,16 @@ impl Handler {
         let chain = plan.answers(qname).into_owned();
         let ask = Ask { name: target.unwrap_or(qname).clone(), qtype, checking_disabled: request.metadata.checking_disabled };
         let now = Instant::now();
-        // A name that failed a moment ago is answered from that (RFC 9520); an owned CNAME's
-        // outside target may have its answer in the cache already.
-        let settled = match chain.is_empty() {
-            true => self.forwarder.recent_failure(&ask, now).map(|f| (f, QueryPath::Cache)),
-            false => self.forwarder.recent_failure(&ask, now).or_else(|| self.forwarder.cached_answer(&ask, now)).map(|f| (f, QueryPath::Cache)),
-        };
-        if let Some((settled, path)) = settled {
-            let path = if settled.stale { QueryPath::Stale } else { path };
+        // The cached answer, if there is one (an owned CNAME's outside target, a query the fast
+        // path could not copy for: too big for the client, NSID, ANY); else a name that failed
+        // a moment ago is answered from that (RFC 9520). A live answer beats a failed refresh.
+        let settled = self.forwarder.cached_answer(&ask, now).or_else(|| self.forwarder.recent_failure(&ask, now));
+        if let Some(settled) = settled {
+            let path = if settled.stale { QueryPath::Stale } else { QueryPath::Cache };
             self.encode_forwarded(&request, transport, &chain, &settled, out);
             return Outcome::Reply(Served { qtype: Some(qtype), rcode: settled.rcode, path });
         }
-        let Some(permit) = self.forwarder.try_permit() else {
-            tracing::debug!(%src, "forward refused: max_in_flight reached");
-            return self.reply(out, &request, transport, ResponseCode::ServFail, false, &[], &[]);
-        };
-        Outcome::Forward(Box::new(ForwardJob { query: JobQuery::Parsed(request), transport, chain, ask, started: Instant::now(), _permit: permit }))
+        Outcome::Forward(Box::new(ForwardJob { query: JobQuery::Parsed(request), transport, chain, ask, started: Instant::now() }))
     }
 
     /// Sends a forward job's question upstream; `reply` gets the encoded response when the
@@ -501,8 +492,15 @@ impl Handler {
                             let protocol = if job.transport == Transport::Tcp { Protocol::Tcp } else { Protocol::Udp };
                             match Request::from_bytes(packet.to_vec(), *src, protocol) {
                                 Ok(request) => self.encode_forwarded(&request, job.transport, &job.chain, forwarded, &mut out),
-                                // The fast path read it: hickory reads it too. Should it not, no reply.
-                                Err(error) => tracing::debug!(%error, "a plain query did not parse for its reply"),
+                                // The fast path reads only the framing; hickory refuses some
+                                // option contents (a malformed client subnet, say), as the full
+                                // path would have: FORMERR, header only.
+                                Err(error) => {
+                                    tracing::debug!(%error, "a plain query did not parse for its reply");
+                                    if let Ok(header) = Header::read(&mut BinDecoder::new(packet)) {
+                                        header_only(&header.metadata, ResponseCode::FormErr, &mut out);
+                                    }
+                                }
                             }
                         }
                     }
@@ -544,9 +542,11 @@ impl Handler {
         let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         let qtype = request.queries.queries().first().map_or(RecordType::A, |q| q.query_type());
         let keep = |r: &&Record| dnssec_ok || for_plain_client(r, qtype);
+        // AD vouches for every RRset of the answer (RFC 4035 §3.2.3): never with an owned,
+        // unsigned CNAME in front.
         let flags = Flags {
             authoritative: !chain.is_empty(),
-            authentic: forwarded.authentic && (dnssec_ok || request.metadata.authentic_data),
+            authentic: forwarded.authentic && chain.is_empty() && (dnssec_ok || request.metadata.authentic_data),
         };
         let answers = chain.iter().chain(forwarded.answers.iter().filter(keep));
         let authorities = forwarded.authorities.iter().filter(keep);
@@ -661,7 +661,8 @@ impl Handler {
     fn response_edns(&self, request: &Request) -> Option<&Edns> {
         let edns = request.edns.as_ref()?;
         let dnssec_ok = edns.flags().dnssec_ok;
-        let nsid = edns.options().get(EdnsCode::NSID).is_some();
+        // Only clients that may use the server learn its identity.
+        let nsid = edns.options().get(EdnsCode::NSID).is_some() && self.acl.allows(request.src().ip());
         Some(match (&self.edns_nsid, nsid, dnssec_ok) {
             (Some((_, with_do)), true, true) => with_do,
             (Some((plain, _)), true, false) => plain,

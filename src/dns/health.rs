@@ -6,18 +6,20 @@
 //! while it answers everything else at once. So one name failing again and again says nothing
 //! about the server, and [`UpstreamStats::failed`] counts each failing name once:
 //!
-//! - the server is marked down when, since its last answer and within the last 30 s, queries
-//!   for [`TRANSPORT_NAMES`] distinct names got no usable reply (a timeout, a refused
+//! - the server is marked down when, since its last answer and within the last 5 minutes,
+//!   queries for [`TRANSPORT_NAMES`] distinct names got no usable reply (a timeout, a refused
 //!   connection, a malformed or mismatched reply), or queries for [`ANSWER_NAMES`] distinct
-//!   names got SERVFAIL or REFUSED (an upstream that fails everything);
+//!   names got SERVFAIL or REFUSED (an upstream that fails everything). The window outlasts
+//!   the longest backoff, so a dead server's failed probes keep it down;
 //! - any answer (NOERROR or NXDOMAIN) makes it healthy at once;
 //! - a server marked down is left alone for a backoff (1 s, doubling each time it is marked
 //!   down again without answering in between, at most 60 s), then asked again.
 //!
-//! Being down only changes the order: the forwarder skips a down server while another server of
-//! its route is up, and asks the down ones anyway when none is — so no failure, however many,
-//! switches forwarding off (the deadline and the per-name failure cache keep clients from
-//! waiting on it twice).
+//! Being down is the only thing that changes which server is asked: the forwarder asks a
+//! route's servers in config order, skips a down server while another server of the route is
+//! up, and asks the down ones anyway when none is — so no failure, however many, switches
+//! forwarding off (the deadline and the per-name failure cache keep clients from waiting on it
+//! twice), and one name's failure never sends the traffic elsewhere.
 //!
 //! RFC 9520 §3 asks for the same split: a failure belongs to the name (cached per name by the
 //! forwarder), and only failures across names may say the server is unusable.
@@ -37,8 +39,8 @@ pub const TRANSPORT_NAMES: usize = 3;
 /// Distinct names answered SERVFAIL or REFUSED (or without a usable reply) that mark it down.
 pub const ANSWER_NAMES: usize = 10;
 
-/// How far back failures count.
-const WINDOW_MS: u64 = 30_000;
+/// How far back failures count: longer than the longest backoff.
+const WINDOW_MS: u64 = 300_000;
 
 /// Failures remembered: enough for [`ANSWER_NAMES`] distinct names among some repeats.
 const RING: usize = 32;

@@ -209,3 +209,21 @@ async fn nsid_names_the_instance() {
     let out = crate::harness::dig(&["@127.0.0.1", "-p", &hub.addr.port().to_string(), "+nsid", "+norec", "secretsmanager.us-east-1.amazonaws.com", "A"]);
     assert!(out.contains("NSID: 68 75 62 2d 61 (\"hub-a\")"), "{out}");
 }
+
+/// Issue 15 (found by a breaking session): one name failing at the first upstream does not
+/// send every other name to the second; only being marked down does.
+#[tokio::test]
+async fn one_failing_name_does_not_move_the_traffic_to_the_next_upstream() {
+    let first = StubUpstream::start("127.0.0.56", Ipv4Addr::new(192, 0, 2, 56)).await;
+    let second = StubUpstream::start("127.0.0.57", Ipv4Addr::new(192, 0, 2, 57)).await;
+    let config = crate::harness::standard_config(first.addr, "", "")
+        .replace(&format!("upstreams = [\"{}\"]", first.addr), &format!("upstreams = [\"{}\", \"{}\"]", first.addr, second.addr));
+    let hub = TestServer::start(&config).await;
+    let broken = hub.udp("servfail.one.fwd.test.", RecordType::A).await;
+    assert_eq!(broken.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!((first.queries_for("servfail.one.fwd.test."), second.queries_for("servfail.one.fwd.test.")), (1, 1), "both tried");
+    for n in 0..5 {
+        let answer = hub.udp(&format!("after{n}.fwd.test."), RecordType::A).await;
+        assert_eq!(addresses(&answer), ["192.0.2.56"], "the first upstream answers again");
+    }
+}

@@ -102,17 +102,19 @@ async fn failing_upstreams_are_marked_down_by_evidence_across_names_and_never_sw
     );
     let t = TestServer::start(&config).await;
     let admin = t.server.admin_addr().expect("admin");
-    // The dead server is asked first, times out, and the good one answers; from then on the
-    // good one is asked first.
+    // The dead server comes first in the config: it is asked, times out, and the good one
+    // answers — until timeouts for three different names mark it down; then it is skipped.
     for i in 0..4 {
         let answer = t.udp(&format!("n{i}.fwd.test"), RecordType::A).await;
         assert_eq!(addresses(&answer), ["192.0.2.82"]);
     }
     let text = metrics(admin).await;
     let queries = |text: &str, rule: &str, addr: SocketAddr| sample(text, &format!("hubdns_upstream_queries_total{{rule=\"{rule}\",upstream=\"{addr}\"}}"));
-    assert_eq!(sample(&text, &format!("hubdns_upstream_timeouts_total{{rule=\".\",upstream=\"{dead}\"}}")), 1.0);
-    assert_eq!(queries(&text, ".", dead), 1.0, "the failing upstream is asked last");
+    assert_eq!(sample(&text, &format!("hubdns_upstream_timeouts_total{{rule=\".\",upstream=\"{dead}\"}}")), 3.0);
+    assert_eq!(queries(&text, ".", dead), 3.0, "skipped once marked down");
     assert_eq!(queries(&text, ".", good.addr), 4.0);
+    assert_eq!(sample(&text, &format!("hubdns_upstream_up{{rule=\".\",upstream=\"{dead}\"}}")), 0.0);
+    assert_eq!(sample(&text, &format!("hubdns_upstream_up{{rule=\".\",upstream=\"{}\"}}", good.addr)), 1.0);
 
     // A route whose only upstream is dead: each name is asked (SERVFAIL at the deadline), its
     // repeats come from the failure cache, and three distinct names mark the server down.
@@ -123,7 +125,7 @@ async fn failing_upstreams_are_marked_down_by_evidence_across_names_and_never_sw
     assert_eq!(queries(&text, "gone.test.", dead), 3.0, "x once, y once, w once");
     assert_eq!(sample(&text, "hubdns_forward_failures_cached_total"), 2.0, "the repeats of x");
     assert_eq!(sample(&text, &format!("hubdns_upstream_up{{rule=\"gone.test.\",upstream=\"{dead}\"}}")), 0.0);
-    assert_eq!(sample(&text, "hubdns_upstream_marked_down_total"), 1.0);
+    assert_eq!(sample(&text, "hubdns_upstream_marked_down_total"), 2.0, "once in each route");
     // Down, and the route has no other server: it is asked anyway.
     assert_eq!(t.udp("v.gone.test", RecordType::A).await.metadata.response_code, ResponseCode::ServFail);
     let text = metrics(admin).await;

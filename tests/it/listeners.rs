@@ -91,6 +91,8 @@ async fn forwards_in_flight_are_bounded_and_owned_names_still_answer() {
         })
     };
     let held = [slow(1), slow(2)];
+    // Clients repeating a question under way wait for it without taking a slot.
+    let repeats: Vec<_> = (0..20).map(|_| slow(1)).collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let over = hub.udp("slow.n3.fwd.test.", RecordType::A).await;
@@ -103,7 +105,12 @@ async fn forwards_in_flight_are_bounded_and_owned_names_still_answer() {
         let bytes = task.await.expect("task").expect("held queries answered (SERVFAIL at the deadline)");
         assert_eq!(Message::from_vec(&bytes).expect("parses").metadata.response_code, ResponseCode::ServFail);
     }
+    for task in repeats {
+        let bytes = task.await.expect("task").expect("repeats answered with the question they waited for");
+        assert_eq!(Message::from_vec(&bytes).expect("parses").metadata.response_code, ResponseCode::ServFail);
+    }
     assert_eq!(upstream.queries_for("slow.n3.fwd.test."), 0, "the refused query never went upstream");
+    assert_eq!(upstream.queries_for("slow.n1.fwd.test."), 1, "one upstream question for 21 clients");
 }
 
 #[tokio::test]
@@ -164,4 +171,32 @@ async fn pipelined_tcp_queries_are_answered_as_each_is_ready() {
         ids.push(answer.metadata.id);
     }
     assert_eq!(ids, [fast.metadata.id, slow.metadata.id], "answered out of order, as RFC 7766 allows");
+}
+
+/// Issue 15 item 6: one TCP connection pipelining forwards holds at most
+/// `tcp_forwards_per_connection` of them (plus the one waiting for a place), so it cannot take
+/// every `max_in_flight` slot: a query on another connection still goes upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tcp_connection_cannot_take_every_forward_slot() {
+    let upstream = upstream().await;
+    let config = crate::harness::standard_config(upstream.addr, "tcp_forwards_per_connection = 2", "[admin]\nlisten = \"127.0.0.1:0\"\n")
+        .replace("deadline_ms = 1000", "deadline_ms = 3000\nmax_in_flight = 5");
+    let hub = TestServer::start(&config).await;
+    let admin = hub.server.admin_addr().expect("admin");
+    let mut greedy = TcpStream::connect(hub.addr).await.expect("connect");
+    let mut pipelined = Vec::new();
+    for n in 0..20 {
+        let bytes = query(&format!("slow.g{n}.fwd.test."), RecordType::A).to_vec().expect("encodes");
+        pipelined.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        pipelined.extend_from_slice(&bytes);
+    }
+    tokio::io::AsyncWriteExt::write_all(&mut greedy, &pipelined).await.expect("write");
+    // Give the connection time to read all 20 if nothing held it back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = crate::harden::metrics(admin).await;
+    assert_eq!(crate::harden::sample(&text, "hubdns_forward_in_flight"), 2.0, "two forwarding; the third waits for a place");
+    let other = hub.udp("www.fwd.test.", RecordType::A).await;
+    assert_eq!(addresses(&other), ["192.0.2.1"], "another client still gets a forward slot");
+    let asked = (0..20).filter(|n| upstream.queries_for(&format!("slow.g{n}.fwd.test.")) > 0).count();
+    assert_eq!(asked, 2, "only two of the connection's forwards went upstream so far");
 }
