@@ -45,6 +45,9 @@ use crate::{
     prepared::Prepared,
 };
 
+/// Longest a failure is remembered (RFC 9520 §3.2: at most five minutes).
+const MAX_FAILURE: Duration = Duration::from_secs(300);
+
 /// Longest any answer is kept, whatever its TTL says.
 const MAX_TTL: u32 = 86_400;
 
@@ -72,8 +75,8 @@ impl Borrow<[u8]> for Key {
 /// Upstream answers, ready to copy, and recent failures.
 pub struct AnswerCache {
     entries: Cache<Key, Arc<Entry>, EntryBytes>,
-    /// Questions no upstream could answer, until when.
-    failures: Cache<Key, Instant>,
+    /// Questions no upstream could answer: until when, and for how long that was.
+    failures: Cache<Key, (Instant, Duration)>,
     /// How long an expired answer is kept for serve-stale.
     stale_window: Duration,
 }
@@ -159,14 +162,20 @@ impl AnswerCache {
         self.entries.get(key).filter(|entry| entry.expires <= now && now < entry.stale_until)
     }
 
-    /// Remembers that no upstream could answer `key`, until `until`.
-    pub fn fail(&self, key: &Key, until: Instant) {
-        self.failures.insert(key.clone(), until);
+    /// Remembers at `now` that no upstream could answer `key`: for `base`, or, when it failed
+    /// again within a period of its last remembering ending, for twice as long as then, up to
+    /// [`MAX_FAILURE`] (RFC 9520 §3.2: back off for names that keep failing).
+    pub fn fail(&self, key: &Key, now: Instant, base: Duration) {
+        let period = match self.failures.get(key) {
+            Some((until, period)) if now < until + period => (period * 2).clamp(base, MAX_FAILURE),
+            _ => base,
+        };
+        self.failures.insert(key.clone(), (now + period, period));
     }
 
     /// Whether `key` failed and `now` is before the end of its remembering.
     pub fn failed(&self, key: &Key, now: Instant) -> bool {
-        self.failures.get(key).is_some_and(|until| now < until)
+        self.failures.get(key).is_some_and(|(until, _)| now < until)
     }
 
     /// Keeps `forwarded`, the upstream's answer to the question `key` (`name`, `qtype`, CD),
@@ -346,11 +355,19 @@ mod tests {
         let www = name("www.example.");
         let k = key(&www, RecordType::A);
         cache.insert(&k, &www, RecordType::A, false, &forwarded(ResponseCode::NoError, vec![a(60)], vec![]), start);
-        cache.fail(&k, start + Duration::from_secs(65));
+        let five = Duration::from_secs(5);
+        cache.fail(&k, start + Duration::from_secs(60), five);
         assert!(cache.failed(&k, start + Duration::from_secs(61)));
         assert!(cache.get_stale(&k, start + Duration::from_secs(61)).is_some(), "the stale answer is still there");
-        assert!(!cache.failed(&k, start + Duration::from_secs(65)), "remembered until then");
-        cache.fail(&k, start + Duration::from_secs(100));
+        assert!(!cache.failed(&k, start + Duration::from_secs(65)), "remembered for 5 s");
+        // Failing again right after: 10 s, then 20 s; after a quiet spell, 5 s again.
+        cache.fail(&k, start + Duration::from_secs(66), five);
+        assert!(cache.failed(&k, start + Duration::from_secs(75)) && !cache.failed(&k, start + Duration::from_secs(76)));
+        cache.fail(&k, start + Duration::from_secs(77), five);
+        assert!(cache.failed(&k, start + Duration::from_secs(96)) && !cache.failed(&k, start + Duration::from_secs(97)));
+        cache.fail(&k, start + Duration::from_secs(500), five);
+        assert!(!cache.failed(&k, start + Duration::from_secs(505)), "back to 5 s");
+        cache.fail(&k, start + Duration::from_secs(100), five);
         cache.insert(&k, &www, RecordType::A, false, &forwarded(ResponseCode::NoError, vec![a(60)], vec![]), start);
         assert!(!cache.failed(&k, start), "an answer ends the failure");
     }

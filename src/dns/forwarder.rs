@@ -16,8 +16,9 @@
 //!   for by type ([`for_plain_client`]). AD is passed on only from a route with `trust_ad`,
 //!   and only to a client that set DO or AD (RFC 6840 §5.8).
 //! - **Failures belong to their name** (RFC 9520): when no server answers a name, the failure
-//!   is cached for that name for `forward.servfail_cache_secs` and repeats are answered from
-//!   there (stale if serve-stale has an answer, else SERVFAIL). A server's health comes from
+//!   is cached for that name for `forward.servfail_cache_secs`, doubling (up to 5 minutes)
+//!   while it keeps failing, and repeats are answered from there (stale if serve-stale has an
+//!   answer, else SERVFAIL). A server's health comes from
 //!   failures across names ([`super::health`]); a server marked down is skipped only while
 //!   another server of the route is up.
 //! - **One question, one upstream query.** Queries for the same (name, type, CD) while one is
@@ -587,7 +588,7 @@ impl Forwarder {
         let now = Instant::now();
         match answer.rcode {
             ResponseCode::ServFail => {
-                self.cache.fail(key, now + self.failure_ttl);
+                self.cache.fail(key, now, self.failure_ttl);
                 None
             }
             _ => self.cache.insert(key, &ask.name, ask.qtype, ask.checking_disabled, answer, now),

@@ -6,8 +6,11 @@
 //! random ID; one task per lane reads every datagram that arrives and hands it to the query
 //! waiting with that ID, once its question matches ours (RFC 5452 §4: ID, source and question
 //! must all match; the connected socket makes the kernel drop datagrams from anyone but the
-//! server). Long-lived sockets, as dnsdist keeps per backend, cost one `send` and one `recv`
-//! per query instead of a socket's whole life.
+//! server). Sockets that live for many queries, as dnsdist keeps per backend, cost one `send`
+//! and one `recv` per query instead of a socket's whole life; every [`ROTATE_EVERY`] queries
+//! the whole set is replaced by new sockets on new random ports (RFC 5452 §9.2: source ports
+//! an attacker cannot predict), the old ones kept until their last query is answered or times
+//! out.
 //!
 //! Nothing waits in a task: [`Exchange::send`] is a non-blocking send plus an entry in the
 //! lane's table, so the thread that read the client's query sends the upstream one itself, and
@@ -43,6 +46,9 @@ use crate::{dns::health::Failure, prepared::HEADER_LEN};
 /// UDP sockets per upstream server.
 pub const LANES: usize = 8;
 
+/// Queries sent on one set of lanes before it is replaced by sockets on new ports.
+pub const ROTATE_EVERY: u64 = 2048;
+
 /// Largest response read: a UDP datagram can be no larger.
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -53,6 +59,10 @@ pub type Callback = Box<dyn FnOnce(Result<&[u8], ExchangeError>) + Send>;
 pub struct Exchange {
     addr: SocketAddr,
     lanes: ArcSwapOption<Lanes>,
+    /// Queries sent, for the rotation.
+    sent: std::sync::atomic::AtomicU64,
+    /// Lanes replaced while queries still waited on them.
+    retired: Mutex<Vec<Arc<Lanes>>>,
 }
 
 /// The open sockets and the tasks reading them; dropping it stops the tasks.
@@ -111,7 +121,7 @@ impl ExchangeError {
 impl Exchange {
     /// The sockets for `addr`, opened when first needed.
     pub fn new(addr: SocketAddr) -> Self {
-        Self { addr, lanes: ArcSwapOption::empty() }
+        Self { addr, lanes: ArcSwapOption::empty(), sent: std::sync::atomic::AtomicU64::new(0), retired: Mutex::new(Vec::new()) }
     }
 
     /// The server's address.
@@ -147,7 +157,12 @@ impl Exchange {
         query[..2].copy_from_slice(&id.to_be_bytes());
         // A plain non-blocking send; the reactor is not asked about writing (see `Lane`).
         match lane.socket.get_ref().send(query) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % ROTATE_EVERY == ROTATE_EVERY - 1 {
+                    self.rotate(&lanes);
+                }
+                Ok(())
+            }
             Err(error) => {
                 let waiter = lane.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 match waiter {
@@ -159,9 +174,33 @@ impl Exchange {
         }
     }
 
-    /// Tells every query whose time is up that it timed out.
+    /// Replaces `current` by lanes on new ports; `current` is kept until its queries are done.
+    /// Should new sockets fail to open, the current ones serve on.
+    fn rotate(&self, current: &Arc<Lanes>) {
+        let fresh = match self.open_lanes() {
+            Ok(fresh) => fresh,
+            Err(error) => return tracing::debug!(upstream = %self.addr, %error, "cannot open new upstream sockets; keeping the old"),
+        };
+        let previous = self.lanes.compare_and_swap(current, Some(fresh));
+        if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, current)) {
+            self.retired.lock().unwrap_or_else(|e| e.into_inner()).push(current.clone());
+        }
+    }
+
+    /// Tells every query whose time is up that it timed out, and closes retired lanes that no
+    /// query waits on any more.
     pub fn sweep(&self, now: Instant) {
-        let Some(lanes) = self.lanes.load_full() else { return };
+        let retired: Vec<Arc<Lanes>> = {
+            let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+            retired.retain(|lanes| lanes.lanes.iter().any(|lane| !lane.waiting.lock().unwrap_or_else(|e| e.into_inner()).is_empty()));
+            retired.clone()
+        };
+        for lanes in self.lanes.load_full().iter().chain(&retired) {
+            Self::sweep_lanes(lanes, now);
+        }
+    }
+
+    fn sweep_lanes(lanes: &Lanes, now: Instant) {
         for lane in &lanes.lanes {
             let expired: Vec<Waiter> = {
                 let mut waiting = lane.waiting.lock().unwrap_or_else(|e| e.into_inner());
@@ -182,14 +221,7 @@ impl Exchange {
         if let Some(lanes) = self.lanes.load_full() {
             return Ok(lanes);
         }
-        let mut lanes = Vec::with_capacity(LANES);
-        let mut readers = Vec::with_capacity(LANES);
-        for _ in 0..LANES {
-            let lane = Arc::new(Lane { socket: connected_socket(self.addr)?, waiting: Mutex::new(HashMap::new()) });
-            readers.push(tokio::spawn(lane.clone().read()).abort_handle());
-            lanes.push(lane);
-        }
-        let lanes = Arc::new(Lanes { lanes, readers });
+        let lanes = self.open_lanes()?;
         // Two first queries at once may both open lanes: the first stored wins, the other's
         // readers stop when it is dropped.
         let previous = self.lanes.compare_and_swap(&None::<Arc<Lanes>>, Some(lanes.clone()));
@@ -197,6 +229,18 @@ impl Exchange {
             Some(theirs) => theirs.clone(),
             None => lanes,
         })
+    }
+
+    /// A new set of lanes, each a socket on a new random port with its reader started.
+    fn open_lanes(&self) -> Result<Arc<Lanes>, ExchangeError> {
+        let mut lanes = Vec::with_capacity(LANES);
+        let mut readers = Vec::with_capacity(LANES);
+        for _ in 0..LANES {
+            let lane = Arc::new(Lane { socket: connected_socket(self.addr)?, waiting: Mutex::new(HashMap::new()) });
+            readers.push(tokio::spawn(lane.clone().read()).abort_handle());
+            lanes.push(lane);
+        }
+        Ok(Arc::new(Lanes { lanes, readers }))
     }
 }
 
@@ -387,6 +431,36 @@ mod tests {
         assert_eq!(silent.expect_err("unanswered"), "no response in time");
         let id = answering.join().expect("server");
         assert_eq!(u16::from_be_bytes([answer[0], answer[1]]), id);
+    }
+
+    /// RFC 5452 §9.2: the source ports change as queries go by, and no answer is lost when they
+    /// do.
+    #[tokio::test]
+    async fn source_ports_rotate_without_losing_answers() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = server.local_addr().expect("addr");
+        let total = 2 * ROTATE_EVERY as usize + 10;
+        let echo = std::thread::spawn(move || {
+            let mut ports = std::collections::BTreeSet::new();
+            let mut buf = [0u8; 512];
+            for _ in 0..total {
+                let (len, from) = server.recv_from(&mut buf).expect("query");
+                ports.insert(from.port());
+                buf[2] |= 0x80;
+                server.send_to(&buf[..len], from).expect("answer");
+            }
+            ports
+        });
+        let exchange = Exchange::new(addr);
+        for _ in 0..total {
+            let mut query = response(0, QUESTION);
+            query[2] = 0x01;
+            ask(&exchange, &mut query, Instant::now() + Duration::from_secs(5)).await.expect("every query answered");
+        }
+        let ports = echo.join().expect("server");
+        assert!(ports.len() > 2 * LANES, "{} ports: the lanes were replaced at least twice", ports.len());
+        exchange.sweep(Instant::now());
+        assert!(exchange.retired.lock().expect("lock").is_empty(), "retired lanes with nothing waiting are closed");
     }
 
     #[tokio::test]
