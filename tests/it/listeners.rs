@@ -180,7 +180,9 @@ async fn pipelined_tcp_queries_are_answered_as_each_is_ready() {
 async fn one_tcp_connection_cannot_take_every_forward_slot() {
     let upstream = upstream().await;
     let config = crate::harness::standard_config(upstream.addr, "tcp_forwards_per_connection = 2", "[admin]\nlisten = \"127.0.0.1:0\"\n")
-        .replace("deadline_ms = 1000", "deadline_ms = 3000\nmax_in_flight = 5");
+        .replace("deadline_ms = 1000", "deadline_ms = 3000\nmax_in_flight = 5")
+        // The slow forwards stay in flight for the whole test.
+        .replace("timeout_ms = 300", "timeout_ms = 3000");
     let hub = TestServer::start(&config).await;
     let admin = hub.server.admin_addr().expect("admin");
     let mut greedy = TcpStream::connect(hub.addr).await.expect("connect");
