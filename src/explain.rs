@@ -17,7 +17,7 @@ use crate::{
     answer::{self, Draw, Hop, MAX_CNAME_HOPS, Outcome, Question, Refusal},
     dns::forwarder::Forwarder,
     dns::health::UpstreamStats,
-    metrics::{monotonic_ms, rcode_name},
+    metrics::rcode_name,
     name_key::name_key,
     snapshot::{Node, Provenance, RecordSet, Snapshot},
 };
@@ -114,7 +114,7 @@ impl UpstreamView {
     pub fn of(stats: &UpstreamStats) -> Self {
         Self {
             addr: stats.addr.to_string(),
-            healthy: !stats.is_down(monotonic_ms()),
+            healthy: !stats.is_marked(),
             queries: stats.queries.load(Relaxed),
             errors: stats.errors.load(Relaxed) + stats.timeouts.load(Relaxed),
             timeouts: stats.timeouts.load(Relaxed),

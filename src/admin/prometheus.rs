@@ -14,7 +14,7 @@ use std::{
 use crate::{
     live::Live,
     dns::health::UpstreamStats,
-    metrics::{LATENCY_BOUNDS, Limited, QueryPath, monotonic_ms},
+    metrics::{LATENCY_BOUNDS, Limited, QueryPath},
     status::{SourceStatus, unix_secs},
 };
 
@@ -92,9 +92,8 @@ pub fn render(live: &Live) -> String {
     out.sample("hubdns_cache_misses_total", &[], misses as f64);
     out.family("hubdns_cache_hit_ratio", "gauge", "Cache hits over all forwarded names since start (0 before the first).");
     out.sample("hubdns_cache_hit_ratio", &[], if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 });
-    out.family("hubdns_forward_in_flight", "gauge", "Forwarded queries waiting for an upstream (bounded by forward.max_in_flight).");
+    out.family("hubdns_forward_in_flight", "gauge", "Questions under way upstream (bounded by forward.max_in_flight); clients waiting on them not counted.");
     out.sample("hubdns_forward_in_flight", &[], forwarder.in_flight() as f64);
-    let now_ms = monotonic_ms();
     let upstream_families: [Family<UpstreamStats>; 4] = [
         ("hubdns_upstream_queries_total", "counter", "Queries sent to each upstream server.", &|s| Some(s.queries.load(Relaxed) as f64)),
         (
@@ -108,7 +107,7 @@ pub fn render(live: &Live) -> String {
             "hubdns_upstream_up",
             "gauge",
             "0 while the upstream is marked down (failures for many different names and no answer; asked again after a backoff), else 1.",
-            &|s| Some(f64::from(u8::from(!s.is_down(now_ms)))),
+            &|s| Some(f64::from(u8::from(!s.is_marked()))),
         ),
     ];
     for (name, kind, help, value) in upstream_families {

@@ -48,6 +48,9 @@ use crate::{
 /// Longest a failure is remembered (RFC 9520 §3.2: at most five minutes).
 const MAX_FAILURE: Duration = Duration::from_secs(300);
 
+/// How many times the base period a name that keeps failing is remembered at most.
+const FAILURE_BACKOFF: u32 = 4;
+
 /// Longest any answer is kept, whatever its TTL says.
 const MAX_TTL: u32 = 86_400;
 
@@ -163,11 +166,13 @@ impl AnswerCache {
     }
 
     /// Remembers at `now` that no upstream could answer `key`: for `base`, or, when it failed
-    /// again within a period of its last remembering ending, for twice as long as then, up to
-    /// [`MAX_FAILURE`] (RFC 9520 §3.2: back off for names that keep failing).
+    /// again within a period of its last remembering ending, for twice as long as then — at
+    /// most [`FAILURE_BACKOFF`] times `base`, and 5 minutes (RFC 9520 §3.2: back off for names
+    /// that keep failing; kept short, because a name also fails while a whole upstream is
+    /// down, and must answer soon after it is back).
     pub fn fail(&self, key: &Key, now: Instant, base: Duration) {
         let period = match self.failures.get(key) {
-            Some((until, period)) if now < until + period => (period * 2).clamp(base, MAX_FAILURE),
+            Some((until, period)) if now < until + period => (period * 2).clamp(base, (base * FAILURE_BACKOFF).min(MAX_FAILURE)),
             _ => base,
         };
         self.failures.insert(key.clone(), (now + period, period));
@@ -365,6 +370,8 @@ mod tests {
         assert!(cache.failed(&k, start + Duration::from_secs(75)) && !cache.failed(&k, start + Duration::from_secs(76)));
         cache.fail(&k, start + Duration::from_secs(77), five);
         assert!(cache.failed(&k, start + Duration::from_secs(96)) && !cache.failed(&k, start + Duration::from_secs(97)));
+        cache.fail(&k, start + Duration::from_secs(98), five);
+        assert!(!cache.failed(&k, start + Duration::from_secs(118)), "at most four times the base");
         cache.fail(&k, start + Duration::from_secs(500), five);
         assert!(!cache.failed(&k, start + Duration::from_secs(505)), "back to 5 s");
         cache.fail(&k, start + Duration::from_secs(100), five);

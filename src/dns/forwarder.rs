@@ -16,8 +16,8 @@
 //!   for by type ([`for_plain_client`]). AD is passed on only from a route with `trust_ad`,
 //!   and only to a client that set DO or AD (RFC 6840 §5.8).
 //! - **Failures belong to their name** (RFC 9520): when no server answers a name, the failure
-//!   is cached for that name for `forward.servfail_cache_secs`, doubling (up to 5 minutes)
-//!   while it keeps failing, and repeats are answered from there (stale if serve-stale has an
+//!   is cached for that name for `forward.servfail_cache_secs`, doubling (up to four times
+//!   that) while it keeps failing, and repeats are answered from there (stale if serve-stale has an
 //!   answer, else SERVFAIL). A server's health comes from
 //!   failures across names ([`super::health`]); a server marked down is skipped only while
 //!   another server of the route is up.
@@ -783,11 +783,12 @@ impl Route {
         Ok(Self { domain, upstreams: addrs, trust_ad, servers })
     }
 
-    /// The servers to ask, in config order: those not marked down. When every server is down,
+    /// The servers to ask, in config order: those not marked down (and one marked down whose
+    /// backoff has passed, if this flight is the one to probe it). When every server is down,
     /// all of them anyway — being down never switches a route off — and `true`. One name's
     /// failure changes nothing here: only being marked down does ([`super::health`]).
     fn in_order(&self, now_ms: u64) -> (Vec<Arc<Server>>, bool) {
-        let up: Vec<Arc<Server>> = self.servers.iter().filter(|s| !s.stats.is_down(now_ms)).cloned().collect();
+        let up: Vec<Arc<Server>> = self.servers.iter().filter(|s| s.stats.usable(now_ms)).cloned().collect();
         match up.is_empty() && !self.servers.is_empty() {
             true => (self.servers.clone(), true),
             false => (up, false),

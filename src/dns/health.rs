@@ -13,7 +13,8 @@
 //!   the longest backoff, so a dead server's failed probes keep it down;
 //! - any answer (NOERROR or NXDOMAIN) makes it healthy at once;
 //! - a server marked down is left alone for a backoff (1 s, doubling each time it is marked
-//!   down again without answering in between, at most 60 s), then asked again.
+//!   down again without answering in between, at most 60 s); then one query probes it (the
+//!   others go on skipping it), and the probe's failure marks it down again at once.
 //!
 //! Being down is the only thing that changes which server is asked: the forwarder asks a
 //! route's servers in config order, skips a down server while another server of the route is
@@ -44,6 +45,9 @@ const WINDOW_MS: u64 = 300_000;
 
 /// Failures remembered: enough for [`ANSWER_NAMES`] distinct names among some repeats.
 const RING: usize = 32;
+
+/// How long one probe may take before another query may probe: longer than any deadline.
+const PROBE_MS: u64 = 10_000;
 
 /// How long a server first stays down; doubled each time it is marked down again, up to the
 /// maximum.
@@ -76,8 +80,12 @@ pub struct UpstreamStats {
     pub consecutive_failures: AtomicU64,
     /// Times it has been marked down.
     pub marked_down: AtomicU64,
-    /// Not preferred until this [`crate::metrics::monotonic_ms`] time; 0 when not marked down.
+    /// Not asked until this [`crate::metrics::monotonic_ms`] time; 0 when not marked down.
     down_until_ms: AtomicU64,
+    /// Marked down and not answered since (its backoff may have passed).
+    marked: std::sync::atomic::AtomicBool,
+    /// After the backoff, no other probe until this time (one query probes at a time).
+    probe_until_ms: AtomicU64,
     /// When it last answered.
     last_answer_ms: AtomicU64,
     /// Recent failures, by name.
@@ -104,6 +112,8 @@ impl UpstreamStats {
             consecutive_failures: AtomicU64::new(0),
             marked_down: AtomicU64::new(0),
             down_until_ms: AtomicU64::new(0),
+            marked: std::sync::atomic::AtomicBool::new(false),
+            probe_until_ms: AtomicU64::new(0),
             last_answer_ms: AtomicU64::new(0),
             window: Mutex::new(Window::default()),
         })
@@ -114,12 +124,32 @@ impl UpstreamStats {
         self.down_until_ms.load(Relaxed) > now_ms
     }
 
+    /// Whether it is marked down and has not answered since: what `/metrics` shows.
+    pub fn is_marked(&self) -> bool {
+        self.marked.load(Relaxed)
+    }
+
+    /// Whether a query may be sent to it now: it is not marked down; or its backoff has
+    /// passed and no other query is probing it — then this query is the probe.
+    pub fn usable(&self, now_ms: u64) -> bool {
+        if !self.marked.load(Relaxed) {
+            return true;
+        }
+        if self.is_down(now_ms) {
+            return false;
+        }
+        let probing = self.probe_until_ms.load(Relaxed);
+        now_ms >= probing && self.probe_until_ms.compare_exchange(probing, now_ms + PROBE_MS, Relaxed, Relaxed).is_ok()
+    }
+
     /// It answered (NOERROR or NXDOMAIN): healthy again. Two relaxed stores while healthy.
     pub fn answered(&self, now_ms: u64) {
         self.last_answer_ms.store(now_ms, Relaxed);
-        if self.consecutive_failures.load(Relaxed) != 0 || self.down_until_ms.load(Relaxed) != 0 {
+        if self.consecutive_failures.load(Relaxed) != 0 || self.marked.load(Relaxed) {
             self.consecutive_failures.store(0, Relaxed);
             self.down_until_ms.store(0, Relaxed);
+            self.probe_until_ms.store(0, Relaxed);
+            self.marked.store(false, Relaxed);
             // A poisoned lock only means a panic elsewhere; the window is plain data.
             let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
             window.downs = 0;
@@ -147,9 +177,13 @@ impl UpstreamStats {
         let recent = || window.entries.iter().filter(|&&(_, at, _)| at >= since);
         let transport = distinct(recent().filter(|e| e.2).map(|e| e.0));
         let any = distinct(recent().map(|e| e.0));
-        if self.is_down(now_ms) || (transport < TRANSPORT_NAMES && any < ANSWER_NAMES) {
+        // Marked down already: a failed probe marks it down again, whatever the count.
+        let probe_failed = self.marked.load(Relaxed) && !self.is_down(now_ms);
+        if self.is_down(now_ms) || (!probe_failed && transport < TRANSPORT_NAMES && any < ANSWER_NAMES) {
             return None;
         }
+        self.marked.store(true, Relaxed);
+        self.probe_until_ms.store(0, Relaxed);
         window.downs = window.downs.saturating_add(1);
         let backoff = (FIRST_BACKOFF_MS << (window.downs - 1).min(6)).min(MAX_BACKOFF_MS);
         self.down_until_ms.store(now_ms + backoff, Relaxed);
@@ -195,12 +229,17 @@ mod tests {
         assert_eq!(s.failed(2, Failure::Transport, 1_100), None);
         assert_eq!(s.failed(3, Failure::Timeout, 1_200), Some(Duration::from_secs(1)));
         assert!(s.is_down(2_100) && !s.is_down(2_200));
-        // Asked again after the backoff, it fails again: down for twice as long.
+        assert!(!s.usable(2_100), "skipped during the backoff");
+        assert!(s.usable(2_250), "then one query probes it");
+        assert!(!s.usable(2_260), "and the others go on skipping it");
+        assert!(s.is_marked());
+        // The probe fails: down for twice as long, at once.
         assert_eq!(s.failed(4, Failure::Timeout, 2_300), Some(Duration::from_secs(2)));
+        assert!(!s.usable(4_200) && s.usable(4_300));
         // One answer: healthy, and the next trouble starts from a clean slate.
-        s.answered(2_400);
-        assert!(!s.is_down(2_400));
-        assert_eq!(s.failed(5, Failure::Timeout, 2_500), None);
+        s.answered(4_400);
+        assert!(!s.is_down(4_400) && !s.is_marked() && s.usable(4_400));
+        assert_eq!(s.failed(5, Failure::Timeout, 4_500), None);
     }
 
     #[test]

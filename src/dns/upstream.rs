@@ -49,6 +49,9 @@ pub const LANES: usize = 8;
 /// Queries sent on one set of lanes before it is replaced by sockets on new ports.
 pub const ROTATE_EVERY: u64 = 2048;
 
+/// How long replaced lanes stay open at least, though nothing waits on them.
+const RETIRED_GRACE: Duration = Duration::from_secs(1);
+
 /// Largest response read: a UDP datagram can be no larger.
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -61,8 +64,8 @@ pub struct Exchange {
     lanes: ArcSwapOption<Lanes>,
     /// Queries sent, for the rotation.
     sent: std::sync::atomic::AtomicU64,
-    /// Lanes replaced while queries still waited on them.
-    retired: Mutex<Vec<Arc<Lanes>>>,
+    /// Lanes replaced while queries still waited on them, and when they were replaced.
+    retired: Mutex<Vec<(Arc<Lanes>, Instant)>>,
 }
 
 /// The open sockets and the tasks reading them; dropping it stops the tasks.
@@ -88,10 +91,28 @@ struct Lane {
 }
 
 /// A query sent: the question its response must repeat, until when it waits, and its callback.
+/// A waiter dropped untold (its socket closed under it) tells its callback so: every query
+/// hears back exactly once.
 struct Waiter {
     question: Box<[u8]>,
     expires: Instant,
-    callback: Callback,
+    callback: Option<Callback>,
+}
+
+impl Waiter {
+    fn tell(mut self, result: Result<&[u8], ExchangeError>) {
+        if let Some(callback) = self.callback.take() {
+            callback(result);
+        }
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if let Some(callback) = self.callback.take() {
+            callback(Err(ExchangeError::Io(io::Error::other("upstream socket closed"))));
+        }
+    }
 }
 
 /// Why an exchange brought no response.
@@ -151,7 +172,7 @@ impl Exchange {
             let mut waiting = lane.waiting.lock().unwrap_or_else(|e| e.into_inner());
             // 65,536 IDs and at most max_in_flight queries: a free one turns up at once.
             let id = std::iter::repeat_with(rand::random::<u16>).find(|id| !waiting.contains_key(id)).unwrap_or_default();
-            waiting.insert(id, Waiter { question, expires, callback });
+            waiting.insert(id, Waiter { question, expires, callback: Some(callback) });
             id
         };
         query[..2].copy_from_slice(&id.to_be_bytes());
@@ -165,8 +186,8 @@ impl Exchange {
             }
             Err(error) => {
                 let waiter = lane.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                match waiter {
-                    Some(waiter) => Err((refused_or_io(error), waiter.callback)),
+                match waiter.and_then(|mut w| w.callback.take()) {
+                    Some(callback) => Err((refused_or_io(error), callback)),
                     // The reader failed it already (a refused connection): it has been told.
                     None => Ok(()),
                 }
@@ -183,17 +204,20 @@ impl Exchange {
         };
         let previous = self.lanes.compare_and_swap(current, Some(fresh));
         if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, current)) {
-            self.retired.lock().unwrap_or_else(|e| e.into_inner()).push(current.clone());
+            self.retired.lock().unwrap_or_else(|e| e.into_inner()).push((current.clone(), Instant::now()));
         }
     }
 
     /// Tells every query whose time is up that it timed out, and closes retired lanes that no
-    /// query waits on any more.
+    /// query waits on any more — not before [`RETIRED_GRACE`], so a send that picked them just
+    /// before they were replaced has registered its query by then.
     pub fn sweep(&self, now: Instant) {
         let retired: Vec<Arc<Lanes>> = {
             let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
-            retired.retain(|lanes| lanes.lanes.iter().any(|lane| !lane.waiting.lock().unwrap_or_else(|e| e.into_inner()).is_empty()));
-            retired.clone()
+            retired.retain(|(lanes, since)| {
+                now < *since + RETIRED_GRACE || lanes.lanes.iter().any(|lane| !lane.waiting.lock().unwrap_or_else(|e| e.into_inner()).is_empty())
+            });
+            retired.iter().map(|(lanes, _)| lanes.clone()).collect()
         };
         for lanes in self.lanes.load_full().iter().chain(&retired) {
             Self::sweep_lanes(lanes, now);
@@ -211,7 +235,7 @@ impl Exchange {
                 ids.iter().filter_map(|id| waiting.remove(id)).collect()
             };
             for waiter in expired {
-                (waiter.callback)(Err(ExchangeError::Timeout));
+                waiter.tell(Err(ExchangeError::Timeout));
             }
         }
     }
@@ -263,7 +287,7 @@ impl Lane {
                     // ICMP port unreachable: nothing listens there. Fail everyone waiting.
                     let waiting: Vec<Waiter> = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, w)| w).collect();
                     for waiter in waiting {
-                        (waiter.callback)(Err(ExchangeError::Refused));
+                        waiter.tell(Err(ExchangeError::Refused));
                     }
                 }
                 Err(error) => {
@@ -286,7 +310,7 @@ impl Lane {
             }
         };
         if let Some(waiter) = waiter {
-            (waiter.callback)(Ok(packet));
+            waiter.tell(Ok(packet));
         }
     }
 }
@@ -459,7 +483,7 @@ mod tests {
         }
         let ports = echo.join().expect("server");
         assert!(ports.len() > 2 * LANES, "{} ports: the lanes were replaced at least twice", ports.len());
-        exchange.sweep(Instant::now());
+        exchange.sweep(Instant::now() + RETIRED_GRACE);
         assert!(exchange.retired.lock().expect("lock").is_empty(), "retired lanes with nothing waiting are closed");
     }
 

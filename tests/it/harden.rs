@@ -115,6 +115,19 @@ async fn failing_upstreams_are_marked_down_by_evidence_across_names_and_never_sw
     assert_eq!(queries(&text, ".", good.addr), 4.0);
     assert_eq!(sample(&text, &format!("hubdns_upstream_up{{rule=\".\",upstream=\"{dead}\"}}")), 0.0);
     assert_eq!(sample(&text, &format!("hubdns_upstream_up{{rule=\".\",upstream=\"{}\"}}", good.addr)), 1.0);
+    // Its backoff (1 s) over, one query probes it; the others at that moment skip it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let after: Vec<_> = (0..5)
+        .map(|i| {
+            let addr = t.addr;
+            tokio::spawn(async move { udp_query(addr, &query(&format!("p{i}.fwd.test"), RecordType::A)).await })
+        })
+        .collect();
+    for answer in after {
+        assert_eq!(addresses(&answer.await.expect("client")), ["192.0.2.82"]);
+    }
+    let text = metrics(admin).await;
+    assert_eq!(queries(&text, ".", dead), 4.0, "one probe, not five");
 
     // A route whose only upstream is dead: each name is asked (SERVFAIL at the deadline), its
     // repeats come from the failure cache, and three distinct names mark the server down.
@@ -125,7 +138,7 @@ async fn failing_upstreams_are_marked_down_by_evidence_across_names_and_never_sw
     assert_eq!(queries(&text, "gone.test.", dead), 3.0, "x once, y once, w once");
     assert_eq!(sample(&text, "hubdns_forward_failures_cached_total"), 2.0, "the repeats of x");
     assert_eq!(sample(&text, &format!("hubdns_upstream_up{{rule=\"gone.test.\",upstream=\"{dead}\"}}")), 0.0);
-    assert_eq!(sample(&text, "hubdns_upstream_marked_down_total"), 2.0, "once in each route");
+    assert_eq!(sample(&text, "hubdns_upstream_marked_down_total"), 3.0, "twice in the default route (the failed probe), once in gone.test");
     // Down, and the route has no other server: it is asked anyway.
     assert_eq!(t.udp("v.gone.test", RecordType::A).await.metadata.response_code, ResponseCode::ServFail);
     let text = metrics(admin).await;
