@@ -205,6 +205,8 @@ async fn nsid_names_the_instance() {
     }
     let plain = hub.udp("www.fwd.test.", RecordType::A).await;
     assert!(plain.edns.expect("edns").options().get(EdnsCode::NSID).is_none(), "only when asked");
+    // NSID queries take the full path, which answers from the cache too.
+    assert_eq!(upstream.queries_for("www.fwd.test."), 1, "asked upstream once");
     // dig +nsid reads it too.
     let out = crate::harness::dig(&["@127.0.0.1", "-p", &hub.addr.port().to_string(), "+nsid", "+norec", "secretsmanager.us-east-1.amazonaws.com", "A"]);
     assert!(out.contains("NSID: 68 75 62 2d 61 (\"hub-a\")"), "{out}");
