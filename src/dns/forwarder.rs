@@ -310,13 +310,21 @@ impl Forwarder {
         std::iter::once(&self.default).chain(self.rules.values())
     }
 
-    /// The answer to `ask` when its name failed a moment ago (RFC 9520): the stale answer if
-    /// there is one, else SERVFAIL — without asking upstream. `None` when it has not failed.
-    pub fn recent_failure(&self, ask: &Ask, now: Instant) -> Option<Forwarded> {
-        self.failed_at(&ask.key(), &ask.name, now)
+    /// What `ask` gets without asking upstream, if anything: the live cached answer, TTLs
+    /// counted down; else, when its name failed a moment ago (RFC 9520), the stale answer if
+    /// there is one, or SERVFAIL. A live answer beats a remembered failure (a failed prefetch
+    /// must not hide it).
+    pub fn answer_now(&self, ask: &Ask, now: Instant) -> Option<Forwarded> {
+        let key = ask.key();
+        if let Some(entry) = self.cache.get(&key, now) {
+            let age = entry.age(now);
+            return decoded(&entry, &ask.name, |ttl| ttl.saturating_sub(age), false);
+        }
+        self.failed_at(&key, &ask.name, now)
     }
 
-    /// [`Forwarder::recent_failure`] of the question `key`, for the name `name`.
+    /// The answer to the question `key` for `name` when it failed a moment ago: the stale
+    /// answer if there is one, else SERVFAIL. `None` when it has not failed.
     fn failed_at(&self, key: &Key, name: &Name, now: Instant) -> Option<Forwarded> {
         if !self.cache.failed(key, now) {
             return None;
@@ -603,14 +611,6 @@ impl Forwarder {
         Some(answer)
     }
 
-    /// The live cached answer for `ask` as records, TTLs counted down: for an owned CNAME
-    /// whose target is outside, answered without asking upstream again.
-    pub fn cached_answer(&self, ask: &Ask, now: Instant) -> Option<Forwarded> {
-        let entry = self.cache.get(&ask.key(), now)?;
-        let age = entry.age(now);
-        decoded(&entry, &ask.name, |ttl| ttl.saturating_sub(age), false)
-    }
-
     /// Owned apexes whose public names lie in DNSSEC-signed zones, as last found upstream
     /// ([`crate::signed_parents`]).
     pub fn signed_overlaps(&self) -> Arc<Vec<SignedOverlap>> {
@@ -639,11 +639,6 @@ impl Forwarder {
     /// Forwarded queries under way now.
     pub fn in_flight(&self) -> usize {
         self.max_in_flight - self.in_flight.available_permits()
-    }
-
-    /// The longest a forwarded query may take.
-    pub fn deadline(&self) -> Duration {
-        self.deadline
     }
 
     /// Stores an answer as if `forward` had just received it at `now` (for tests).

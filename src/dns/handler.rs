@@ -458,11 +458,9 @@ impl Handler {
         let chain = plan.answers(qname).into_owned();
         let ask = Ask { name: target.unwrap_or(qname).clone(), qtype, checking_disabled: request.metadata.checking_disabled };
         let now = Instant::now();
-        // The cached answer, if there is one (an owned CNAME's outside target, a query the fast
-        // path could not copy for: too big for the client, NSID, ANY); else a name that failed
-        // a moment ago is answered from that (RFC 9520). A live answer beats a failed refresh.
-        let settled = self.forwarder.cached_answer(&ask, now).or_else(|| self.forwarder.recent_failure(&ask, now));
-        if let Some(settled) = settled {
+        // From the cache or the failure cache, if it can be: an owned CNAME's outside target,
+        // or a query the fast path could not copy for (too big for the client, NSID, ANY).
+        if let Some(settled) = self.forwarder.answer_now(&ask, now) {
             let path = if settled.stale { QueryPath::Stale } else { QueryPath::Cache };
             self.encode_forwarded(&request, transport, &chain, &settled, out);
             return Outcome::Reply(Served { qtype: Some(qtype), rcode: settled.rcode, path });
