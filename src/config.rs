@@ -462,6 +462,11 @@ pub struct RefreshConfig {
     /// while AWS is unreachable. Unset: nothing is written.
     #[serde(default)]
     pub state_file: Option<PathBuf>,
+    /// Seconds `/readyz` waits for a source's first answer: a source that has not answered
+    /// by then (its region's API down) no longer keeps a new instance out of service, since
+    /// every other name is served.
+    #[serde(default = "default_ready_timeout_secs")]
+    pub ready_timeout_secs: u64,
 }
 
 /// An alias: a name answering with the A/AAAA records of another owned name, or fixed addresses.
@@ -995,6 +1000,7 @@ impl Default for RefreshConfig {
             interval_secs: default_interval_secs(),
             max_backoff_secs: default_max_backoff_secs(),
             state_file: None,
+            ready_timeout_secs: default_ready_timeout_secs(),
         }
     }
 }
@@ -1070,6 +1076,10 @@ fn default_api_timeout_secs() -> u64 {
 
 fn default_interval_secs() -> u64 {
     30
+}
+
+fn default_ready_timeout_secs() -> u64 {
+    60
 }
 
 fn default_max_backoff_secs() -> u64 {

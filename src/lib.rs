@@ -24,7 +24,8 @@
 //! - [`name_key`]: lowercase wire-format name keys for allocation-free ancestor walks.
 //! - [`prepared`]: answers encoded once and copied into responses (the fast path's data).
 //! - [`sources`]: one module per source of owned names, each a pure conversion.
-//! - [`refresh`]: the refresh loop, the state file, readiness.
+//! - [`refresh`]: the refresh loop: a task per source, the assembler, readiness.
+//! - [`state_file`]: every source's last good answer, kept across restarts.
 //! - [`dns`]: listeners, the query handler, the forwarder, the allow list.
 //! - [`server`]: start and stop: everything above wired together.
 //! - [`metrics`]: per-query counters and the latency histogram, sharded per thread.
@@ -60,6 +61,7 @@ pub mod server;
 pub mod signed_parents;
 pub mod snapshot;
 pub mod sources;
+pub mod state_file;
 pub mod status;
 pub mod summary;
 

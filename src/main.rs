@@ -209,7 +209,12 @@ fn run(config: &mut Config, file: Option<ConfigFile>, logging: &Logging) -> anyh
                 tracing::info!("SIGHUP: the demo has no config file to reload");
                 continue;
             };
-            if let Some(applied) = file.reload(&server, why).await {
+            // A stop asked for during a reload is not kept waiting for it.
+            let applied = tokio::select! {
+                applied = file.reload(&server, why) => applied,
+                _ = term.recv() => break,
+            };
+            if let Some(applied) = applied {
                 logging.apply(&applied.log);
                 watch = applied.server.watch_config;
             }

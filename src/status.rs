@@ -1,6 +1,6 @@
 //! The status board: what each source did last, and how the config was last loaded.
 //!
-//! The refresh loop and the reload path write it; the admin views (`/metrics`, `/status.json`,
+//! The sources' tasks, the refresh loop and the reload path write it; the admin views (`/metrics`, `/status.json`,
 //! the status page) read it. Writes happen a few times a minute and reads once per scrape,
 //! so a mutex is plenty; nothing on the query path touches it.
 
@@ -71,6 +71,9 @@ pub struct ConfigStatus {
 pub struct Board {
     /// Every AWS source, in config order.
     pub sources: Vec<SourceStatus>,
+    /// Sources that have not answered yet (neither fresh nor from the state file), for
+    /// `/readyz`.
+    pub unanswered: Vec<String>,
     /// The running config.
     pub config: ConfigStatus,
 }
@@ -86,6 +89,14 @@ impl StatusBoard {
     /// show (every write is a plain field assignment), so a poisoned lock is taken anyway.
     pub fn lock(&self) -> MutexGuard<'_, Board> {
         self.board.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Changes the status of source `id`; nothing when the source is gone (a reload removed
+    /// it while its task was finishing).
+    pub fn update_source(&self, id: &str, change: impl FnOnce(&mut SourceStatus)) {
+        if let Some(source) = self.lock().sources.iter_mut().find(|s| s.id == id) {
+            change(source);
+        }
     }
 }
 

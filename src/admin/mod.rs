@@ -2,7 +2,8 @@
 //!
 //! - `/healthz` says the process answers; `/readyz` says it is ready for DNS traffic: every
 //!   listener is bound (the admin listener starts after them) and every source has answered,
-//!   fresh or from the state file. Orchestrators probe these — Kubernetes directly, Docker's
+//!   fresh or from the state file, or kept failing for `refresh.ready_timeout_secs`; the body
+//!   names the sources still without an answer. Orchestrators probe these — Kubernetes directly, Docker's
 //!   HEALTHCHECK through `hubdns health`, which needs no curl in a minimal image.
 //! - `/metrics`: Prometheus text ([`prometheus`]).
 //! - `/records`: every owned record with its provenance; `/explain?name=…&type=…`: why a name
@@ -79,10 +80,15 @@ async fn explain(State(live): State<Arc<Live>>, Query(params): Query<ExplainPara
     }
 }
 
-async fn readyz(State(live): State<Arc<Live>>) -> (StatusCode, &'static str) {
-    match *live.ready.borrow() {
-        true => (StatusCode::OK, "ready\n"),
-        false => (StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for every source's first answer\n"),
+/// 200 once ready; the body names the sources whose first answer is still missing (which,
+/// once ready, are those that kept failing past `refresh.ready_timeout_secs`).
+async fn readyz(State(live): State<Arc<Live>>) -> (StatusCode, String) {
+    let ready = *live.ready.borrow();
+    let waiting = live.board.lock().unanswered.join(" ");
+    match (ready, waiting.is_empty()) {
+        (true, true) => (StatusCode::OK, "ready\n".into()),
+        (true, false) => (StatusCode::OK, format!("ready; still no first answer from: {waiting}\n")),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: waiting for the first answer of: {waiting}\n")),
     }
 }
 

@@ -124,7 +124,7 @@ pub fn render(live: &Live) -> String {
 
     // Sources.
     let board = live.board.lock();
-    let source_families: [Family<SourceStatus>; 7] = [
+    let source_families: [Family<SourceStatus>; 8] = [
         ("hubdns_source_refresh_runs_total", "counter", "Fetches attempted per AWS source.", &|s| Some(s.runs as f64)),
         (
             "hubdns_source_refresh_failures_total",
@@ -156,6 +156,12 @@ pub fn render(live: &Live) -> String {
             "gauge",
             "Records in the source's last good answer (fresh or from the state file).",
             &|s| Some(s.records as f64),
+        ),
+        (
+            "hubdns_source_skipped",
+            "gauge",
+            "Items the source's last fetch left out (an endpoint not available, a deleted zone; reasons on the status page).",
+            &|s| Some(s.skipped.len() as f64),
         ),
     ];
     for (name, kind, help, value) in source_families {

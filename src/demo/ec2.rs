@@ -1,6 +1,7 @@
 //! The stand-in's EC2 side: answers the form-encoded EC2 Query requests of the endpoint source
-//! from the recorded responses, paging DescribeVpcEndpoints and filtering
-//! DescribeNetworkInterfaces by id as EC2 does.
+//! from the recorded responses, paging DescribeVpcEndpoints, filtering
+//! DescribeNetworkInterfaces by id and DescribeVpcEndpointServices by name as EC2 does (a
+//! name EC2 does not know fails the call with `InvalidServiceName`).
 
 use std::collections::HashSet;
 
@@ -50,7 +51,23 @@ pub(super) fn respond(action: &str, body: &str, responses: &Responses) -> (&'sta
             };
             ("200 OK", body)
         }
-        "DescribeVpcEndpointServices" => ("200 OK", responses.describe_vpc_endpoint_services.clone()),
+        "DescribeVpcEndpointServices" => {
+            // ServiceName.N=…: only those services; one the recording lacks fails the whole
+            // call with InvalidServiceName, as EC2 does for a deleted service.
+            let wanted: Vec<&str> = params().filter(|(k, _)| k.starts_with("ServiceName.")).map(|(_, v)| v).collect();
+            let xml = &responses.describe_vpc_endpoint_services;
+            if let Some(missing) = wanted.iter().find(|name| !xml.contains(&format!("<serviceName>{name}</serviceName>"))) {
+                let message = format!("The Vpc Endpoint Service '{missing}' does not exist");
+                return ("400 Bad Request", error_xml("InvalidServiceName", &message));
+            }
+            if wanted.is_empty() {
+                return ("200 OK", xml.clone());
+            }
+            let keep = |item: &str| {
+                wanted.iter().any(|name| item == format!("<item>{name}</item>") || item.contains(&format!("<serviceName>{name}</serviceName>")))
+            };
+            ("200 OK", keep_items(xml, keep))
+        }
         other => ("400 Bad Request", error_xml("InvalidAction", &format!("The action {other} is not valid for this web service."))),
     }
 }

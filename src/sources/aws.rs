@@ -1,8 +1,20 @@
-//! What the AWS sources share: SDK configuration, errors, and a client-side rate limit.
+//! What the AWS sources share: SDK configuration, errors and how far they reach, and a
+//! client-side rate limit.
+//!
+//! An API error either fails the whole fetch (the source keeps its last good answer and
+//! retries with backoff) or stands for one item, which is left out while the rest is
+//! published ([`item_error`]). Only errors that say the item itself is gone or invalid are
+//! per item; throttling, server errors, timeouts, expired credentials and missing
+//! permissions fail the fetch, because they would otherwise empty the source one item at a
+//! time.
 
-use std::{sync::Mutex, time::Duration};
+use std::{sync::Mutex, time::{Duration, SystemTime}};
 
 use aws_config::SdkConfig;
+use aws_sdk_ec2::{
+    error::{ProvideErrorMetadata, SdkError},
+    primitives::{DateTime, DateTimeFormat},
+};
 
 use crate::config::AwsAccess;
 use tokio::time::Instant;
@@ -25,6 +37,43 @@ pub fn source_id(kind: &str, region: &str, role_arn: Option<&str>) -> String {
         Some(role) => format!("{kind}/{region}/{role}"),
         None => format!("{kind}/{region}"),
     }
+}
+
+/// Error codes that name the item asked about as gone or invalid, so that item is left out
+/// and the rest of the fetch stands:
+/// - Route 53 GetHostedZone and ListResourceRecordSets: `NoSuchHostedZone` (the zone was
+///   deleted), `InvalidInput` (a malformed zone id) — Route 53 API reference, "Errors";
+/// - Route 53 ListHostedZonesByVPC: `InvalidInput` (a VPC that no longer exists);
+/// - EC2 DescribeVpcEndpointServices: `InvalidServiceName` (the service was deleted; EC2 API
+///   reference, "Error codes").
+const ITEM_CODES: [&str; 3] = ["NoSuchHostedZone", "InvalidInput", "InvalidServiceName"];
+
+/// When `error` names the item asked about as gone or invalid: its code and message.
+/// Everything else (throttling, 5xx, timeouts, credentials, permissions) is `None`: the
+/// whole fetch fails.
+pub fn item_error<E, R>(error: &SdkError<E, R>) -> Option<String>
+where
+    E: ProvideErrorMetadata,
+{
+    let SdkError::ServiceError(service) = error else { return None };
+    let code = service.err().code()?;
+    ITEM_CODES.contains(&code).then(|| format!("{code}: {}", service.err().message().unwrap_or("")))
+}
+
+/// Whether a call about several items failed in a way one of them may have caused (a client
+/// error that is neither throttling nor about credentials or permissions): worth asking
+/// about each item alone.
+pub fn worth_narrowing<E, R>(error: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    item_error(error).is_some()
+        || matches!(error, SdkError::ServiceError(s) if s.err().code().is_some_and(|c| c.starts_with("Invalid") && !c.contains("Token") && !c.contains("Access")))
+}
+
+/// Now, as RFC 3339 text.
+pub fn now_rfc3339() -> String {
+    DateTime::from(SystemTime::now()).fmt(DateTimeFormat::DateTime).unwrap_or_default()
 }
 
 /// An SDK error with its chain of causes, for logs.

@@ -1,6 +1,6 @@
 //! Source `route53`: private hosted zones, served as whole zones to everyone hubdns serves.
 //!
-//! [`Route53Source::fetch`] finds the zones — every private zone associated with the given
+//! [`Route53Source::zones`] finds the zones — every private zone associated with the given
 //! VPCs (ListHostedZonesByVPC) and the zones listed by id — and reads each one's record sets
 //! with ListResourceRecordSets, paging by hand (the SDK has no paginator for it) and refusing a
 //! next-record token that repeats. A zone whose record-set count (GetHostedZone) has not
@@ -33,6 +33,7 @@ use std::{
 
 use aws_sdk_route53::{
     Client,
+    error::{ProvideErrorMetadata, SdkError},
     types::{ResourceRecordSet, ResourceRecordSetFailover, RrType, VpcRegion},
 };
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -43,7 +44,10 @@ use crate::{
     config::Route53Config,
     dns::forwarder::{Ask, Forwarder},
     snapshot::{Alias, Provenance, Record, SourceKind, Weight, absolute_names},
-    sources::aws::{FetchError, TokenBucket, sdk_config, sdk_message},
+    sources::{
+        BoxFuture, Env, Source, SourceOutput,
+        aws::{FetchError, TokenBucket, item_error, now_rfc3339, sdk_config, sdk_message},
+    },
 };
 
 /// Route 53's API budget per account: a burst of 50 calls, then 10 per second.
@@ -72,8 +76,6 @@ pub struct Zone {
 pub struct ZoneContext {
     /// The hub's region: latency records for it win.
     pub region: String,
-    /// When the zones were read, RFC 3339.
-    pub fetched_at: String,
     /// TTL of flattened aliases (Route 53 aliases have none of their own).
     pub alias_ttl: u32,
 }
@@ -245,8 +247,8 @@ fn convert_set<'a>(
     let name = name.clone();
     let rtype = record_type(set.r#type());
     let origin = match set.set_identifier() {
-        Some(id) => format!("route53 zone={} set={id} fetched={}", zone.id, ctx.fetched_at),
-        None => format!("route53 zone={} fetched={}", zone.id, ctx.fetched_at),
+        Some(id) => format!("route53 zone={} set={id}", zone.id),
+        None => format!("route53 zone={}", zone.id),
     };
     let provenance = Provenance { source: SourceKind::Route53, origin: Arc::from(origin) };
 
@@ -455,21 +457,19 @@ impl Route53Source {
         }
     }
 
-    /// The hub's region.
-    pub fn region(&self) -> &str {
-        &self.config.region
-    }
-
-
     fn error(&self, call: &'static str) -> impl Fn(String) -> FetchError + '_ {
         move |message| FetchError { call, region: self.config.region.clone(), message }
     }
 
-    /// Reads every zone this source covers; unchanged zones come from the last read.
-    pub async fn fetch(&self) -> Result<Vec<Zone>, FetchError> {
+    /// Reads every zone this source covers; unchanged zones come from the last read. A zone
+    /// or VPC that Route 53 says is gone or invalid is left out with its reason (second
+    /// place) and every other zone is read as usual.
+    pub async fn zones(&self) -> Result<(Vec<Zone>, Vec<String>), FetchError> {
+        let mut skipped = Vec::new();
         let mut wanted: BTreeMap<String, usize> = BTreeMap::new(); // id → rank
-        for (rank, vpc) in self.config.vpc_ids.iter().enumerate() {
+        'vpcs: for (rank, vpc) in self.config.vpc_ids.iter().enumerate() {
             let mut token: Option<String> = None;
+            let mut found = Vec::new();
             loop {
                 self.limiter.acquire().await;
                 let page = self
@@ -479,15 +479,25 @@ impl Route53Source {
                     .vpc_region(VpcRegion::from(self.config.region.as_str()))
                     .set_next_token(token.clone())
                     .send()
-                    .await
-                    .map_err(|e| self.error("ListHostedZonesByVPC")(sdk_message(&e)))?;
-                for zone in page.hosted_zone_summaries() {
-                    wanted.entry(zone_id(zone.hosted_zone_id())).or_insert(rank);
-                }
+                    .await;
+                let page = match page {
+                    Ok(page) => page,
+                    Err(error) => match item_error(&error) {
+                        Some(reason) => {
+                            skipped.push(format!("VPC {vpc}: {reason}"));
+                            continue 'vpcs;
+                        }
+                        None => return Err(self.error("ListHostedZonesByVPC")(sdk_message(&error))),
+                    },
+                };
+                found.extend(page.hosted_zone_summaries().iter().map(|zone| zone_id(zone.hosted_zone_id())));
                 match page.next_token() {
                     Some(next) if Some(next) != token.as_deref() => token = Some(next.to_owned()),
                     _ => break,
                 }
+            }
+            for id in found {
+                wanted.entry(id).or_insert(rank);
             }
         }
         for id in &self.config.zone_ids {
@@ -495,31 +505,49 @@ impl Route53Source {
         }
 
         let mut zones = Vec::with_capacity(wanted.len());
-        for (id, rank) in wanted {
-            self.limiter.acquire().await;
-            let hosted = self
-                .client
-                .get_hosted_zone()
-                .id(&id)
-                .send()
-                .await
-                .map_err(|e| self.error("GetHostedZone")(sdk_message(&e)))?;
-            let Some(hosted) = hosted.hosted_zone() else { continue };
-            let count = hosted.resource_record_set_count();
-            let reread = Duration::from_secs(self.config.reread_secs);
-            let cached = self.cached(&id, count, reread);
-            let zone = match cached {
-                Some(zone) => Zone { rank, ..zone },
-                None => {
-                    let record_sets = self.record_sets(&id).await?;
-                    let zone = Zone { id: id.clone(), name: hosted.name().to_owned(), rank, record_sets };
-                    self.remember(&id, count, &zone);
-                    zone
-                }
-            };
-            zones.push(zone);
+        for (id, rank) in &wanted {
+            match self.zone(id, *rank).await {
+                Ok(zone) => zones.push(zone),
+                Err(Blamed::Item(reason)) => skipped.push(format!("zone {id}: {reason}")),
+                Err(Blamed::Fetch(error)) => return Err(error),
+            }
         }
-        Ok(zones)
+        // Zones no longer covered leave the cache with the fetch that stopped asking for them.
+        if let Ok(mut cache) = self.zones.lock() {
+            cache.retain(|id, _| wanted.contains_key(id));
+        }
+        Ok((zones, skipped))
+    }
+
+    /// One zone: from the cache when its record-set count is unchanged and it was read less
+    /// than `reread_secs` ago, else read whole.
+    async fn zone(&self, id: &str, rank: usize) -> Result<Zone, Blamed> {
+        self.limiter.acquire().await;
+        let hosted = self.client.get_hosted_zone().id(id).send().await.map_err(|e| self.blame("GetHostedZone", &e))?;
+        let Some(hosted) = hosted.hosted_zone() else {
+            return Err(Blamed::Item("GetHostedZone returned no zone".into()));
+        };
+        let count = hosted.resource_record_set_count();
+        let reread = Duration::from_secs(self.config.reread_secs);
+        if let Some(zone) = self.cached(id, count, reread) {
+            return Ok(Zone { rank, ..zone });
+        }
+        let record_sets = self.record_sets(id).await?;
+        let zone = Zone { id: id.to_owned(), name: hosted.name().to_owned(), rank, record_sets };
+        self.remember(id, count, &zone);
+        Ok(zone)
+    }
+
+    /// Whether an error about one zone leaves out that zone or fails the fetch.
+    fn blame<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug + 'static>(
+        &self,
+        call: &'static str,
+        error: &SdkError<E, R>,
+    ) -> Blamed {
+        match item_error(error) {
+            Some(reason) => Blamed::Item(reason),
+            None => Blamed::Fetch(self.error(call)(sdk_message(error))),
+        }
     }
 
     fn cached(&self, id: &str, count: Option<i64>, reread: Duration) -> Option<Zone> {
@@ -535,7 +563,7 @@ impl Route53Source {
     }
 
     /// Every record set of zone `id`, paging by hand.
-    async fn record_sets(&self, id: &str) -> Result<Vec<ResourceRecordSet>, FetchError> {
+    async fn record_sets(&self, id: &str) -> Result<Vec<ResourceRecordSet>, Blamed> {
         let mut sets = Vec::new();
         let mut start: Option<(String, RrType, Option<String>)> = None;
         loop {
@@ -544,7 +572,7 @@ impl Route53Source {
             if let Some((name, rtype, identifier)) = &start {
                 call = call.start_record_name(name).start_record_type(rtype.clone()).set_start_record_identifier(identifier.clone());
             }
-            let page = call.send().await.map_err(|e| self.error("ListResourceRecordSets")(sdk_message(&e)))?;
+            let page = call.send().await.map_err(|e| self.blame("ListResourceRecordSets", &e))?;
             sets.extend(page.resource_record_sets().iter().cloned());
             if !page.is_truncated() {
                 return Ok(sets);
@@ -555,7 +583,8 @@ impl Route53Source {
                 page.next_record_identifier().map(str::to_owned),
             );
             if start.as_ref() == Some(&next) {
-                return Err(self.error("ListResourceRecordSets")(format!("zone {id}: the next-record token repeats ({})", next.0)));
+                let repeats = format!("zone {id}: the next-record token repeats ({})", next.0);
+                return Err(Blamed::Fetch(self.error("ListResourceRecordSets")(repeats)));
             }
             start = Some(next);
         }
@@ -609,6 +638,36 @@ impl Route53Source {
     }
 }
 
+/// Why one zone could not be read.
+enum Blamed {
+    /// Route 53 says the zone is gone or its id invalid: leave it out.
+    Item(String),
+    /// Anything else: the fetch fails, and the source keeps its last good answer.
+    Fetch(FetchError),
+}
+
+impl Source for Route53Source {
+    fn fetch<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<SourceOutput, FetchError>> {
+        Box::pin(async move {
+            let (zones, mut skipped) = self.zones().await?;
+            let ctx = ZoneContext { region: self.config.region.clone(), alias_ttl: env.ttl };
+            let mut converted = records_from_zones(&zones, &ctx);
+            skipped.append(&mut converted.skipped);
+            let max_ttl = u32::try_from(env.interval.as_secs()).unwrap_or(u32::MAX);
+            converted.records.extend(self.resolve_external(&env.forwarder, &converted.external, max_ttl).await);
+            Ok(SourceOutput {
+                records: converted.records,
+                aliases: converted.aliases,
+                zones: converted.zones,
+                lost_zones: converted.lost_zones,
+                skipped,
+                fetched_at: now_rfc3339(),
+                ..SourceOutput::default()
+            })
+        })
+    }
+}
+
 /// `/hostedzone/Z123` → `Z123`.
 fn zone_id(id: &str) -> String {
     id.trim_start_matches("/hostedzone/").to_owned()
@@ -640,7 +699,7 @@ mod tests {
     }
 
     fn ctx() -> ZoneContext {
-        ZoneContext { region: "us-east-1".into(), fetched_at: "2026-11-21T12:00:00Z".into(), alias_ttl: 60 }
+        ZoneContext { region: "us-east-1".into(), alias_ttl: 60 }
     }
 
     fn zone(id: &str, name: &str, record_sets: Vec<ResourceRecordSet>) -> Zone {

@@ -1,11 +1,13 @@
 //! Source `vpc_endpoints`: the DNS names of PrivateLink interface endpoints, learned from EC2.
 //!
-//! [`VpcEndpointSource::fetch`] makes the AWS calls for one region (and one account, through an
-//! optional assumed role): DescribeVpcEndpoints (paginated, optionally filtered by VPC and
-//! tag), DescribeNetworkInterfaces for their ENIs (in batches), and DescribeVpcEndpointServices
-//! for the private DNS names of services with private DNS enabled (cached per service). The
-//! answer is an [`Inventory`] of SDK values; [`records_from`] turns it into records, a pure
-//! function tested on hand-built values shaped like real AWS responses.
+//! [`VpcEndpointSource::inventory`] makes the AWS calls for one region (and one account,
+//! through an optional assumed role): DescribeVpcEndpoints (paginated, optionally filtered by
+//! VPC and tag), then, for the endpoints that will be published, DescribeNetworkInterfaces for
+//! their ENIs (in batches) and DescribeVpcEndpointServices for the private DNS names of
+//! services with private DNS enabled (asked every fetch: a provider may rename them; a service
+//! that no longer exists is left out alone). The answer is an [`Inventory`] of SDK values;
+//! [`records_from`] turns it into records, a pure function tested on hand-built values shaped
+//! like real AWS responses.
 //!
 //! What becomes a record (DESIGN "Answer semantics"), for Interface endpoints in state
 //! `available` (compared case-insensitively: the SDK parses AWS's lowercase states as
@@ -27,7 +29,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
 
 use aws_sdk_ec2::{
@@ -43,7 +45,10 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::VpcEndpointsConfig,
     snapshot::{Provenance, Record, SourceKind, ownable},
-    sources::aws::{FetchError, sdk_config, sdk_message},
+    sources::{
+        BoxFuture, Env, Source, SourceOutput,
+        aws::{FetchError, item_error, now_rfc3339, sdk_config, sdk_message, worth_narrowing},
+    },
 };
 
 /// The tag whose value lists extra names for an endpoint.
@@ -71,8 +76,6 @@ pub struct Inventory {
 pub struct FetchContext {
     /// The region asked.
     pub region: String,
-    /// When, as RFC 3339 text.
-    pub fetched_at: String,
     /// TTL for the records.
     pub ttl: u32,
     /// Where `hubdns:alias` tags may publish names (`alias_tag_domains`).
@@ -246,8 +249,8 @@ fn convert_endpoint(
             Scope::Zone(zone) => e.zone == zone,
         }) {
             let origin: Arc<str> = Arc::from(format!(
-                "vpc_endpoints {id} eni={} az={} vpc={vpc} account={account} region={} service={service} fetched={}",
-                eni.id, eni.zone, ctx.region, ctx.fetched_at
+                "vpc_endpoints {id} eni={} az={} vpc={vpc} account={account} region={} service={service}",
+                eni.id, eni.zone, ctx.region
             ));
             for address in &eni.addresses {
                 out.records.push(Record {
@@ -310,34 +313,22 @@ fn vpce_zone(name: &str) -> Option<String> {
 pub struct VpcEndpointSource {
     config: VpcEndpointsConfig,
     client: Client,
-    /// Private DNS names per service: they change only when a provider changes its service.
-    services: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl VpcEndpointSource {
     /// A source for `config`, with credentials from the standard chain (or the role).
     pub async fn new(config: VpcEndpointsConfig) -> Self {
         let shared = sdk_config(&config.access()).await;
-        Self { client: Client::new(&shared), config, services: Mutex::new(HashMap::new()) }
+        Self { client: Client::new(&shared), config }
     }
 
-    /// The region this source asks.
-    pub fn region(&self) -> &str {
-        &self.config.region
+    fn error(&self, call: &'static str) -> impl Fn(String) -> FetchError + '_ {
+        move |message| FetchError { call, region: self.config.region.clone(), message }
     }
 
-    /// The domains `hubdns:alias` tags may publish names under.
-    pub fn alias_tag_domains(&self) -> Vec<Name> {
-        self.config.alias_tag_domains.iter().map(|d| d.name().clone()).collect()
-    }
-
-
-    /// Asks EC2 for everything this source covers.
-    pub async fn fetch(&self) -> Result<Inventory, FetchError> {
-        let error = |call: &'static str| {
-            let region = self.config.region.clone();
-            move |e: String| FetchError { call, region, message: e }
-        };
+    /// Asks EC2 for everything this source covers. What cannot be asked about one service
+    /// (deleted since its endpoint was made) is returned in the second place, as reasons.
+    pub async fn inventory(&self) -> Result<(Inventory, Vec<String>), FetchError> {
         let mut filters = Vec::new();
         if !self.config.vpc_ids.is_empty() {
             filters.push(Filter::builder().name("vpc-id").set_values(Some(self.config.vpc_ids.clone())).build());
@@ -354,16 +345,15 @@ impl VpcEndpointSource {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| error("DescribeVpcEndpoints")(sdk_message(&e)))?;
+            .map_err(|e| self.error("DescribeVpcEndpoints")(sdk_message(&e)))?;
+        // Only what will be published is looked up further: a rejected endpoint's service may
+        // be gone, and asking about it would fail the call for every other service.
+        let published: Vec<&VpcEndpoint> =
+            endpoints.iter().filter(|e| e.state().is_some_and(|s| s.as_str().eq_ignore_ascii_case("available"))).collect();
 
-        // Only ENIs of endpoints that will be published, looked up by filter: asking by id fails
-        // the whole call when one ENI was deleted between the two calls (an endpoint being
-        // deleted), where a filter simply leaves it out.
-        let eni_ids: Vec<String> = endpoints
-            .iter()
-            .filter(|e| e.state().is_some_and(|s| s.as_str().eq_ignore_ascii_case("available")))
-            .flat_map(|e| e.network_interface_ids().iter().cloned())
-            .collect();
+        // ENIs looked up by filter: asking by id fails the whole call when one ENI was deleted
+        // between the two calls (an endpoint being deleted), where a filter leaves it out.
+        let eni_ids: Vec<String> = published.iter().flat_map(|e| e.network_interface_ids().iter().cloned()).collect();
         let mut interfaces = HashMap::new();
         for batch in eni_ids.chunks(ENI_BATCH) {
             let found: Vec<NetworkInterface> = self
@@ -375,7 +365,7 @@ impl VpcEndpointSource {
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .map_err(|e| error("DescribeNetworkInterfaces")(sdk_message(&e)))?;
+                .map_err(|e| self.error("DescribeNetworkInterfaces")(sdk_message(&e)))?;
             for eni in found {
                 if let Some(id) = eni.network_interface_id() {
                     interfaces.insert(id.to_owned(), eni);
@@ -383,52 +373,83 @@ impl VpcEndpointSource {
             }
         }
 
-        let private_dns_names = self.private_dns_names(&endpoints).await.map_err(error("DescribeVpcEndpointServices"))?;
-        Ok(Inventory { endpoints, interfaces, private_dns_names })
-    }
-
-    /// Private DNS names of the services that endpoints with private DNS use; new services
-    /// are asked for, known ones come from the cache.
-    async fn private_dns_names(&self, endpoints: &[VpcEndpoint]) -> Result<HashMap<String, Vec<String>>, String> {
-        let wanted: Vec<String> = endpoints
+        let mut services: Vec<String> = published
             .iter()
             .filter(|e| e.private_dns_enabled() == Some(true))
             .filter_map(|e| e.service_name().map(str::to_owned))
             .collect();
-        let missing: Vec<String> = {
-            let cache = self.services.lock().map_err(|_| "service cache poisoned".to_owned())?;
-            let mut m: Vec<String> = wanted.iter().filter(|s| !cache.contains_key(*s)).cloned().collect();
-            m.sort();
-            m.dedup();
-            m
-        };
-        for batch in missing.chunks(SERVICE_BATCH) {
-            let response = self
-                .client
-                .describe_vpc_endpoint_services()
-                .set_service_names(Some(batch.to_vec()))
-                .send()
-                .await
-                .map_err(|e| sdk_message(&e))?;
-            let mut cache = self.services.lock().map_err(|_| "service cache poisoned".to_owned())?;
-            for service in batch {
-                cache.entry(service.clone()).or_default();
-            }
-            for detail in response.service_details() {
-                let Some(service) = detail.service_name() else { continue };
-                let mut names: Vec<String> = detail.private_dns_name().map(str::to_owned).into_iter().collect();
-                names.extend(detail.private_dns_names().iter().filter_map(|p| p.private_dns_name().map(str::to_owned)));
-                names.sort();
-                names.dedup();
-                cache.insert(service.to_owned(), names);
-            }
+        services.sort();
+        services.dedup();
+        let mut private_dns_names = HashMap::new();
+        let mut skipped = Vec::new();
+        for batch in services.chunks(SERVICE_BATCH) {
+            self.private_dns_names(batch, &mut private_dns_names, &mut skipped).await?;
         }
-        let cache = self.services.lock().map_err(|_| "service cache poisoned".to_owned())?;
-        Ok(wanted.into_iter().filter_map(|s| cache.get(&s).map(|n| (s, n.clone()))).collect())
+        Ok((Inventory { endpoints, interfaces, private_dns_names }, skipped))
+    }
+
+    /// Asks DescribeVpcEndpointServices for the private DNS names of `services`, every fetch:
+    /// a provider may rename its service's private DNS name at any time. When the call fails
+    /// in a way one service may have caused, each is asked alone, and a service that fails
+    /// alone is left out with its reason (its endpoints keep their `vpce-` names).
+    async fn private_dns_names(
+        &self,
+        services: &[String],
+        names: &mut HashMap<String, Vec<String>>,
+        skipped: &mut Vec<String>,
+    ) -> Result<(), FetchError> {
+        let ask = |batch: Vec<String>| self.client.describe_vpc_endpoint_services().set_service_names(Some(batch)).send();
+        let response = match ask(services.to_vec()).await {
+            Ok(response) => response,
+            Err(error) if services.len() > 1 && worth_narrowing(&error) => {
+                for service in services {
+                    Box::pin(self.private_dns_names(std::slice::from_ref(service), names, skipped)).await?;
+                }
+                return Ok(());
+            }
+            Err(error) => match item_error(&error) {
+                Some(reason) if services.len() == 1 => {
+                    skipped.push(format!("service {}: private DNS names unknown: {reason}", services[0]));
+                    return Ok(());
+                }
+                _ => return Err(self.error("DescribeVpcEndpointServices")(sdk_message(&error))),
+            },
+        };
+        for detail in response.service_details() {
+            let Some(service) = detail.service_name() else { continue };
+            let mut found: Vec<String> = detail.private_dns_name().map(str::to_owned).into_iter().collect();
+            found.extend(detail.private_dns_names().iter().filter_map(|p| p.private_dns_name().map(str::to_owned)));
+            found.sort();
+            found.dedup();
+            names.insert(service.to_owned(), found);
+        }
+        Ok(())
     }
 }
 
-/// The SDK error with its whole cause chain (throttling codes, HTTP status, timeouts).
+impl Source for VpcEndpointSource {
+    fn fetch<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<SourceOutput, FetchError>> {
+        Box::pin(async move {
+            let (inventory, mut skipped) = self.inventory().await?;
+            let ctx = FetchContext {
+                region: self.config.region.clone(),
+                ttl: env.ttl,
+                alias_tag_domains: self.config.alias_tag_domains.iter().map(|d| d.name().clone()).collect(),
+            };
+            let converted = records_from(&inventory, &ctx);
+            skipped.extend(converted.skipped);
+            Ok(SourceOutput {
+                records: converted.records,
+                handles: converted.handles,
+                endpoints: converted.endpoints,
+                skipped,
+                fetched_at: now_rfc3339(),
+                ..SourceOutput::default()
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use aws_sdk_ec2::types::{
@@ -444,7 +465,6 @@ mod tests {
     fn ctx() -> FetchContext {
         FetchContext {
             region: "us-east-1".into(),
-            fetched_at: "2026-11-21T15:00:00Z".into(),
             ttl: 60,
             alias_tag_domains: vec![Name::from_ascii("corp.example.").expect("name")],
         }
@@ -537,7 +557,7 @@ mod tests {
         let r = &converted.records[0];
         assert_eq!(r.ttl, 60);
         assert_eq!(r.provenance.source, SourceKind::EndpointDns);
-        for part in [SM_ID, "eni=eni-0aaa1111bbbb2222c", "az=us-east-1a", "vpc=vpc-0a1b2c3d4e5f60718", "account=111122223333", "region=us-east-1", "service=com.amazonaws.us-east-1.secretsmanager", "fetched=2026-11-21T15:00:00Z"] {
+        for part in [SM_ID, "eni=eni-0aaa1111bbbb2222c", "az=us-east-1a", "vpc=vpc-0a1b2c3d4e5f60718", "account=111122223333", "region=us-east-1", "service=com.amazonaws.us-east-1.secretsmanager"] {
             assert!(r.provenance.origin.contains(part), "{part} missing from {}", r.provenance.origin);
         }
         assert_eq!(converted.handles.get(SM_ID).map(ToString::to_string), Some(format!("{SM_REGIONAL}.")));

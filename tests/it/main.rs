@@ -18,3 +18,4 @@ mod page;
 mod peers;
 mod protocol;
 mod route53;
+mod sources;

@@ -279,10 +279,10 @@ async fn unchanged_zones_are_not_reread_and_a_repeating_token_is_refused() {
     let source = Route53Source::new(settings.clone()).await;
     let reads = || replay.requests_for("ListResourceRecordSets");
 
-    let first = source.fetch().await.expect("first fetch");
+    let (first, _) = source.zones().await.expect("first fetch");
     assert_eq!((first.len(), first[0].record_sets.len()), (1, 14), "the demo zone, whole");
     assert_eq!(reads(), 1);
-    let second = source.fetch().await.expect("second fetch");
+    let (second, _) = source.zones().await.expect("second fetch");
     assert_eq!((reads(), replay.requests_for("GetHostedZone")), (1, 2), "same record count: not re-read");
     assert_eq!(second[0].record_sets.len(), 14, "served from the last read");
 
@@ -292,13 +292,13 @@ async fn unchanged_zones_are_not_reread_and_a_repeating_token_is_refused() {
         *xml = xml.replace("<ResourceRecordSetCount>14<", "<ResourceRecordSetCount>15<");
     }
     replay.set_responses(changed);
-    source.fetch().await.expect("third fetch");
+    source.zones().await.expect("third fetch");
     assert_eq!(reads(), 2, "count changed: re-read");
 
     // reread_secs = 0: every fetch reads every zone, whatever its count says.
     let always = Route53Source::new(hubdns::config::Route53Config { reread_secs: 0, ..settings.clone() }).await;
-    always.fetch().await.expect("fetch");
-    always.fetch().await.expect("fetch");
+    always.zones().await.expect("fetch");
+    always.zones().await.expect("fetch");
     assert_eq!(reads(), 4);
 
     // A page that names itself as the next one: refused after two calls, not followed forever.
@@ -315,7 +315,7 @@ async fn unchanged_zones_are_not_reread_and_a_repeating_token_is_refused() {
     }
     replay.set_responses(looping);
     let fresh = Route53Source::new(settings).await;
-    let error = tokio::time::timeout(std::time::Duration::from_secs(10), fresh.fetch())
+    let error = tokio::time::timeout(std::time::Duration::from_secs(10), fresh.zones())
         .await
         .expect("the fetch ends instead of following the token forever")
         .expect_err("a repeating token is an error");

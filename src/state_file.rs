@@ -1,0 +1,93 @@
+//! The state file: every source's last good answer, written after each change (temporary file
+//! + fsync + rename) and read back at start, so a restart serves endpoint names at once even
+//! when AWS is unreachable. A corrupt or foreign file is reported and ignored, never fatal.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sources::{SourceOutput, aws::now_rfc3339};
+
+/// Identifies the state file's layout; a file with another value is ignored.
+const STATE_FORMAT: &str = "hubdns-state/1";
+
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    format: String,
+    written_at: String,
+    sources: BTreeMap<String, Arc<SourceOutput>>,
+}
+
+/// Reads the state file; anything wrong with it is logged and yields nothing.
+pub fn read(path: &Path) -> BTreeMap<String, Arc<SourceOutput>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "state file unreadable; ignored");
+            return BTreeMap::new();
+        }
+    };
+    match serde_json::from_str::<StateFile>(&text) {
+        Ok(state) if state.format == STATE_FORMAT => state.sources,
+        Ok(state) => {
+            tracing::warn!(path = %path.display(), format = %state.format, expected = STATE_FORMAT, "state file of another format; ignored");
+            BTreeMap::new()
+        }
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "state file corrupt; ignored");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Writes the state file atomically: a temporary file beside it, fsync, rename, fsync the dir.
+pub fn write(path: &Path, sources: BTreeMap<String, Arc<SourceOutput>>) -> std::io::Result<()> {
+    let state = StateFile { format: STATE_FORMAT.into(), written_at: now_rfc3339(), sources };
+    let json = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
+    let tmp: PathBuf = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&json)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_file_round_trips_and_bad_files_are_ignored() {
+        let dir = std::env::temp_dir().join(format!("hubdns-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        write(&path, [("vpc_endpoints/us-east-1".to_owned(), Arc::new(crate::sources::sample_output()))].into()).unwrap();
+        let back = read(&path);
+        assert_eq!(back["vpc_endpoints/us-east-1"].records, crate::sources::sample_output().records);
+        assert_eq!(back["vpc_endpoints/us-east-1"].handles, crate::sources::sample_output().handles);
+
+        std::fs::write(&path, b"{\"format\": \"hubdns-state/1\", \"sources\": {").unwrap();
+        assert!(read(&path).is_empty(), "corrupt: ignored");
+        std::fs::write(&path, br#"{"format":"hubdns-state/99","written_at":"","sources":{}}"#).unwrap();
+        assert!(read(&path).is_empty(), "other format: ignored");
+        assert!(read(&dir.join("missing.json")).is_empty());
+        assert!(write(&dir.join("no/such/dir/state.json"), BTreeMap::new()).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+}
