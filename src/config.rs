@@ -49,6 +49,9 @@ pub struct Config {
     /// How often sources are asked again, and where the last good answers are kept.
     #[serde(default)]
     pub refresh: RefreshConfig,
+    /// Change events from an SQS queue, so AWS changes are served within seconds.
+    #[serde(default)]
+    pub events: Option<EventsConfig>,
     /// The admin HTTP listener (health, readiness); off unless `admin.listen` is set.
     #[serde(default)]
     pub admin: AdminConfig,
@@ -401,7 +404,34 @@ macro_rules! aws_access {
         }
     )*};
 }
-aws_access!(VpcEndpointsConfig, Route53Config);
+aws_access!(VpcEndpointsConfig, Route53Config, EventsConfig);
+
+/// Change events: an SQS queue that an EventBridge rule fills with "AWS API Call via
+/// CloudTrail" events for endpoint and private-zone changes. Each hubdns instance needs a
+/// queue of its own (an SQS message reaches one consumer).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// The queue, like `https://sqs.us-east-1.amazonaws.com/111122223333/hubdns-events-a`.
+    pub queue_url: String,
+    /// The queue's region.
+    pub region: String,
+    /// A role to assume to read the queue (a queue in another account).
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// Another SQS API address: an interface endpoint, or a local emulator in tests.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Attempts per API call; 1 turns retries off.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Seconds one API attempt may take beyond the 20 s long poll.
+    #[serde(default = "default_api_timeout_secs")]
+    pub api_timeout_secs: u64,
+    /// Fixed local credentials; set only by code (see `VpcEndpointsConfig`).
+    #[serde(skip)]
+    pub static_credentials: bool,
+}
 
 fn default_reread_secs() -> u64 {
     300
@@ -452,9 +482,10 @@ pub struct VpcEndpointsConfig {
 #[serde(deny_unknown_fields)]
 pub struct RefreshConfig {
     /// Seconds between successful refreshes of a source (±10 % jitter, so a fleet of hubdns
-    /// instances does not call AWS in step).
-    #[serde(default = "default_interval_secs")]
-    pub interval_secs: u64,
+    /// instances does not call AWS in step). Default 30, or 300 with `[events]`, where the
+    /// poll only reconciles what events missed. Read it through [`Config::interval_secs`].
+    #[serde(default)]
+    pub interval_secs: Option<u64>,
     /// Longest wait between retries of a failing source (backoff doubles up to this).
     #[serde(default = "default_max_backoff_secs")]
     pub max_backoff_secs: u64,
@@ -557,6 +588,12 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Seconds between refreshes of each source: `refresh.interval_secs`, by default 30, or
+    /// 300 when `[events]` brings changes and the poll only reconciles.
+    pub fn interval_secs(&self) -> u64 {
+        self.refresh.interval_secs.unwrap_or(if self.events.is_some() { 300 } else { 30 })
+    }
+
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -696,7 +733,7 @@ impl Config {
             ));
         }
 
-        if self.refresh.interval_secs == 0 || self.refresh.max_backoff_secs < self.refresh.interval_secs {
+        if self.interval_secs() == 0 || self.refresh.max_backoff_secs < self.interval_secs() {
             return Err(top(
                 "refresh.interval_secs / max_backoff_secs",
                 "interval must be at least 1 and max_backoff_secs at least the interval".into(),
@@ -715,6 +752,14 @@ impl Config {
                 if let Err(reason) = ownable(domain.name()) {
                     return Err(self.invalid(source, format!("{key}.alias_tag_domains"), format!("{domain}: {reason}")));
                 }
+            }
+        }
+
+        if let Some(events) = &self.events {
+            let entry = Spanned::new(0..0, ());
+            self.check_aws_access(&entry, "events", &events.access())?;
+            if !(events.queue_url.starts_with("https://") || events.queue_url.starts_with("http://")) {
+                return Err(top("events.queue_url", "a queue URL, like https://sqs.us-east-1.amazonaws.com/111122223333/hubdns-events".into()));
             }
         }
 
@@ -997,7 +1042,7 @@ impl TryFrom<String> for StaticType {
 impl Default for RefreshConfig {
     fn default() -> Self {
         Self {
-            interval_secs: default_interval_secs(),
+            interval_secs: None,
             max_backoff_secs: default_max_backoff_secs(),
             state_file: None,
             ready_timeout_secs: default_ready_timeout_secs(),
@@ -1074,9 +1119,6 @@ fn default_api_timeout_secs() -> u64 {
     20
 }
 
-fn default_interval_secs() -> u64 {
-    30
-}
 
 fn default_ready_timeout_secs() -> u64 {
     60
@@ -1324,7 +1366,7 @@ vpc_ids = ["vpc-0a1b2c3d4e5f60718"]
 tags = { hubdns = "publish" }
 "#;
         let c = parse(text).unwrap();
-        assert_eq!(c.refresh.interval_secs, 15);
+        assert_eq!(c.interval_secs(), 15);
         assert_eq!(c.refresh.max_backoff_secs, 300);
         let v = c.sources.vpc_endpoints[1].get_ref();
         assert_eq!(v.max_attempts, 3);

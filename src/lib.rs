@@ -26,6 +26,7 @@
 //! - [`sources`]: one module per source of owned names, each a pure conversion.
 //! - [`refresh`]: the refresh loop: a task per source, the assembler, readiness.
 //! - [`state_file`]: every source's last good answer, kept across restarts.
+//! - [`events`]: change events from an SQS queue, so AWS changes are served in seconds.
 //! - [`dns`]: listeners, the query handler, the forwarder, the allow list.
 //! - [`server`]: start and stop: everything above wired together.
 //! - [`metrics`]: per-query counters and the latency histogram, sharded per thread.
@@ -47,6 +48,7 @@ pub mod answer;
 pub mod config;
 pub mod demo;
 pub mod dns;
+pub mod events;
 pub mod explain;
 pub mod inspect;
 pub mod live;

@@ -34,14 +34,15 @@ use std::{
 
 use hickory_proto::rr::Name;
 use tokio::{
-    sync::{Notify, mpsc, oneshot, watch},
+    sync::{mpsc, oneshot, watch},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::Config,
+    config::{Config, EventsConfig},
     dns::forwarder::Forwarder,
+    events::Change,
     snapshot::{Alias, Dropped, Provenance, SharedSnapshot, Snapshot, SoaSettings, SourceKind},
     sources::{
         self, Env, Planned, SourceOutput,
@@ -78,8 +79,8 @@ struct Task {
     /// When it started: readiness stops waiting for it `ready_timeout_secs` later.
     started: Instant,
     cancel: CancellationToken,
-    /// Asks the task to fetch now.
-    poke: Arc<Notify>,
+    /// Change events, for the source to judge.
+    changes: mpsc::UnboundedSender<Arc<Change>>,
 }
 
 /// Runs the sources' tasks and rebuilds the snapshot as they answer.
@@ -96,6 +97,11 @@ pub struct Refresher {
     publish: mpsc::UnboundedSender<Published>,
     published: Option<mpsc::UnboundedReceiver<Published>>,
     generations: u64,
+    /// Change events from the queue's consumer, handed to every task.
+    change_tx: mpsc::UnboundedSender<Arc<Change>>,
+    change_rx: Option<mpsc::UnboundedReceiver<Arc<Change>>>,
+    /// The events queue's consumer, with the settings it was started with.
+    consumer: Option<(EventsConfig, CancellationToken)>,
     ready: watch::Sender<bool>,
     board: Arc<StatusBoard>,
     /// Checks of signed parent zones started; a check stops retrying once a newer one began.
@@ -107,6 +113,7 @@ enum Wake {
     Stop,
     Update(Update),
     Published(Published),
+    Change(Arc<Change>),
     Timer,
 }
 
@@ -131,6 +138,7 @@ impl Refresher {
         let (ready, ready_rx) = watch::channel(false);
         let (publish, published) = mpsc::unbounded_channel();
         let (env, _) = watch::channel(env_of(config, &forwarder));
+        let (change_tx, change_rx) = mpsc::unbounded_channel();
         let refresher = Self {
             config: config.clone(),
             forwarder,
@@ -141,6 +149,9 @@ impl Refresher {
             publish,
             published: Some(published),
             generations: 0,
+            change_tx,
+            change_rx: Some(change_rx),
+            consumer: None,
             ready,
             board,
             signed_checks: Arc::default(),
@@ -163,8 +174,9 @@ impl Refresher {
     /// Starts every source's task, then gathers their answers until `shutdown` is cancelled,
     /// applying reloads as they come. Cancelling `shutdown` ends every task at once.
     pub async fn run(mut self, shutdown: CancellationToken, mut updates: mpsc::Receiver<Update>) {
-        let Some(mut published) = self.published.take() else { return };
+        let (Some(mut published), Some(mut changes)) = (self.published.take(), self.change_rx.take()) else { return };
         self.replace_tasks(sources::planned(&self.config.clone()), &shutdown);
+        self.replace_consumer(&shutdown);
         self.update_readiness();
         loop {
             let deadline = self.readiness_deadline();
@@ -173,6 +185,7 @@ impl Refresher {
                 () = shutdown.cancelled() => Wake::Stop,
                 update = updates.recv() => update.map_or(Wake::Stop, Wake::Update),
                 Some(p) = published.recv() => Wake::Published(p),
+                Some(change) = changes.recv() => Wake::Change(change),
                 () = sleep_until(deadline) => Wake::Timer,
             };
             let changed = match wake {
@@ -188,6 +201,12 @@ impl Refresher {
                         changed |= self.take(next);
                     }
                     changed
+                }
+                Wake::Change(change) => {
+                    for task in &self.tasks {
+                        let _ = task.changes.send(change.clone());
+                    }
+                    false
                 }
                 Wake::Timer => false,
             };
@@ -214,6 +233,7 @@ impl Refresher {
         self.forwarder = update.forwarder;
         self.env.send_replace(env_of(&self.config, &self.forwarder));
         self.replace_tasks(sources::planned(&self.config.clone()), shutdown);
+        self.replace_consumer(shutdown);
         self.rebuild(shutdown).await;
         if new_forwarder {
             self.look_for_signed_parents();
@@ -250,13 +270,14 @@ impl Refresher {
                 ..SourceStatus::default()
             });
             self.generations += 1;
+            let (changes, changes_rx) = mpsc::unbounded_channel();
             let task = Task {
                 id: plan.id.clone(),
                 settings: plan.settings,
                 generation: self.generations,
                 started: Instant::now(),
                 cancel: shutdown.child_token(),
-                poke: Arc::new(Notify::new()),
+                changes,
             };
             let runner = Runner {
                 id: plan.id,
@@ -264,7 +285,7 @@ impl Refresher {
                 env: self.env.subscribe(),
                 board: self.board.clone(),
                 publish: self.publish.clone(),
-                poke: task.poke.clone(),
+                changes: changes_rx,
                 cancel: task.cancel.clone(),
                 last,
             };
@@ -277,6 +298,23 @@ impl Refresher {
             self.outputs.remove(&removed.id);
         }
         self.board.lock().sources = board;
+    }
+
+    /// Starts, restarts or stops the events queue's consumer as `[events]` now says.
+    fn replace_consumer(&mut self, shutdown: &CancellationToken) {
+        if self.consumer.as_ref().map(|(c, _)| c) == self.config.events.as_ref() {
+            return;
+        }
+        if let Some((_, cancel)) = self.consumer.take() {
+            cancel.cancel();
+            self.board.lock().events = None;
+        }
+        if let Some(config) = self.config.events.clone() {
+            let cancel = shutdown.child_token();
+            tracing::info!(queue = %config.queue_url, "reading change events");
+            tokio::spawn(crate::events::consume(config.clone(), self.change_tx.clone(), self.board.clone(), cancel.clone()));
+            self.consumer = Some((config, cancel));
+        }
     }
 
     /// The answers of `planned`'s sources that are known, in config order.
@@ -384,7 +422,7 @@ impl Refresher {
 fn env_of(config: &Config, forwarder: &Arc<Forwarder>) -> Env {
     Env {
         ttl: config.answers.ttl,
-        interval: Duration::from_secs(config.refresh.interval_secs),
+        interval: Duration::from_secs(config.interval_secs()),
         max_backoff: Duration::from_secs(config.refresh.max_backoff_secs),
         forwarder: forwarder.clone(),
     }

@@ -76,6 +76,8 @@ pub struct Board {
     pub unanswered: Vec<String>,
     /// The running config.
     pub config: ConfigStatus,
+    /// The events queue's consumer, when `[events]` is set.
+    pub events: Option<crate::events::EventsStatus>,
 }
 
 /// The shared board.
@@ -105,7 +107,7 @@ pub fn unix_secs(time: SystemTime) -> f64 {
     time.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn unix_seconds<S: serde::Serializer>(time: &Option<SystemTime>, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn unix_seconds<S: serde::Serializer>(time: &Option<SystemTime>, serializer: S) -> Result<S::Ok, S::Error> {
     match time {
         Some(time) => serializer.serialize_f64(unix_secs(*time)),
         None => serializer.serialize_none(),

@@ -87,7 +87,7 @@ pub fn summary(config: &Config) -> (String, bool) {
             v.role_arn.as_ref().map(|r| format!(", role {r}")).unwrap_or_default(),
             if v.vpc_ids.is_empty() { String::new() } else { format!(", vpcs {}", v.vpc_ids.join(" ")) },
             if v.tags.is_empty() { String::new() } else { format!(", tags {:?}", v.tags) },
-            config.refresh.interval_secs
+            config.interval_secs()
         );
     }
     for source in &config.sources.route53 {
@@ -99,7 +99,7 @@ pub fn summary(config: &Config) -> (String, bool) {
             r.role_arn.as_ref().map(|role| format!(", role {role}")).unwrap_or_default(),
             if r.vpc_ids.is_empty() { String::new() } else { format!(", zones of vpcs {}", r.vpc_ids.join(" ")) },
             if r.zone_ids.is_empty() { String::new() } else { format!(", zones {}", r.zone_ids.join(" ")) },
-            config.refresh.interval_secs,
+            config.interval_secs(),
             r.reread_secs
         );
     }

@@ -172,6 +172,16 @@ pub fn render(live: &Live) -> String {
             }
         }
     }
+    if let Some(events) = &board.events {
+        out.family("hubdns_events_total", "counter", "Messages read from the events queue: changes applied, other events ignored, non-events.");
+        for (result, n) in [("applied", events.applied), ("ignored", events.ignored), ("malformed", events.malformed)] {
+            out.sample("hubdns_events_total", &[("result", result)], n as f64);
+        }
+        out.family("hubdns_events_receive_failures_total", "counter", "Failed reads of the events queue (sources keep polling meanwhile).");
+        out.sample("hubdns_events_receive_failures_total", &[], events.failures as f64);
+        out.family("hubdns_events_last_receive_timestamp_seconds", "gauge", "When the events queue last answered, in seconds since 1970.");
+        out.sample("hubdns_events_last_receive_timestamp_seconds", &[], events.last_receive.map_or(0.0, unix_secs));
+    }
     out.family("hubdns_config_reloads_total", "counter", "Config reloads (SIGHUP or file change), applied or refused.");
     out.sample("hubdns_config_reloads_total", &[("result", "applied")], board.config.reloads as f64);
     out.sample("hubdns_config_reloads_total", &[("result", "refused")], board.config.reloads_refused as f64);

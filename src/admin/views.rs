@@ -49,6 +49,10 @@ pub struct Status {
     pub snapshot: SnapshotStatus,
     /// Every AWS source, endpoints included.
     pub sources: Vec<SourceStatus>,
+    /// Sources that have not answered yet (fresh or from the state file).
+    pub unanswered: Vec<String>,
+    /// The events queue's consumer, when `[events]` is set.
+    pub events: Option<crate::events::EventsStatus>,
     /// Forwarding rules and upstreams.
     pub forward: ForwardStatus,
     /// Queries answered per path since start.
@@ -116,6 +120,8 @@ pub fn status(live: &Live) -> Status {
             by_source: snapshot.records_by_kind().iter().map(|(k, n)| (k.to_string(), *n)).collect(),
         },
         sources: board.sources.clone(),
+        unanswered: board.unanswered.clone(),
+        events: board.events.clone(),
         forward: ForwardStatus {
             rules: forwarder
                 .routes()

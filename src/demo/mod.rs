@@ -174,6 +174,20 @@ impl AwsReplay {
     }
 }
 
+/// An EventBridge "AWS API Call via CloudTrail" event as JSON text, as it arrives on an SQS
+/// queue: the event envelope (EventBridge user guide, "Events from AWS services") around a
+/// CloudTrail record (CloudTrail user guide, "CloudTrail record contents"). `request` and
+/// `response` are JSON text for `requestParameters` and `responseElements`; `error`, when
+/// set, is the call's `errorCode`. The call was made in account 111122223333 on resources of
+/// account 222233334444 (`recipientAccountId`).
+pub fn cloudtrail_event(source: &str, name: &str, region: &str, request: &str, response: &str, error: Option<&str>) -> String {
+    let error = error.map(|e| format!(",\"errorCode\":\"{e}\",\"errorMessage\":\"You are not authorized to perform this operation.\"")).unwrap_or_default();
+    let service = source.split('.').next().unwrap_or("");
+    format!(
+        r#"{{"version":"0","id":"6a7e8feb-b491-4cf7-a9f1-bf3703467718","detail-type":"AWS API Call via CloudTrail","source":"aws.{service}","account":"222233334444","time":"2026-12-05T07:00:00Z","region":"{region}","resources":[],"detail":{{"eventVersion":"1.09","userIdentity":{{"type":"AssumedRole","principalId":"AROAEXAMPLE:ops","arn":"arn:aws:sts::111122223333:assumed-role/ops/alice","accountId":"111122223333"}},"eventTime":"2026-12-05T07:00:00Z","eventSource":"{source}","eventName":"{name}","awsRegion":"{region}","sourceIPAddress":"203.0.113.10","userAgent":"aws-cli/2.15.0","requestParameters":{request},"responseElements":{response},"requestID":"1f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9","eventID":"9b8a7c6d-5e4f-4321-8fed-cba987654321","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"222233334444","eventCategory":"Management"{error}}}}}"#
+    )
+}
+
 /// Points every AWS source of `config` at a stand-in serving the demo's recordings, with
 /// fixed local credentials (nothing leaves the machine).
 pub async fn attach(config: &mut Config) -> io::Result<AwsReplay> {

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::Config,
     dns::forwarder::Forwarder,
+    events::Change,
     snapshot::{Alias, Record},
     sources::{
         aws::{FetchError, source_id},
@@ -50,6 +51,21 @@ pub trait Source: Send + Sync + 'static {
     /// left out with their reason in [`SourceOutput::skipped`] and the rest is returned; an
     /// error means nothing could be learned this time, and the last good answer stays.
     fn fetch<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<SourceOutput, FetchError>>;
+
+    /// Whether a change AWS reported (an event) may change this source's answer; the source
+    /// may note what it names (a zone to read again whatever its record count, endpoints to
+    /// watch until they settle). A source it concerns fetches again at once.
+    fn concerns(&self, change: &Change) -> bool {
+        let _ = change;
+        false
+    }
+
+    /// Whether everything the changes named has reached a lasting state (an endpoint created
+    /// `pending` becomes `available` with no further event): until then the source is asked
+    /// again with growing intervals, up to 15 minutes after the change.
+    fn settled(&self) -> bool {
+        true
+    }
 }
 
 /// What a fetch may use besides its own settings; the refresh loop replaces it on reload.

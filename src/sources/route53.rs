@@ -46,8 +46,9 @@ use crate::{
     snapshot::{Alias, Provenance, Record, SourceKind, Weight, absolute_names},
     sources::{
         BoxFuture, Env, Source, SourceOutput,
-        aws::{FetchError, TokenBucket, item_error, now_rfc3339, sdk_config, sdk_message},
+        aws::{FetchError, TokenBucket, item_error, now_rfc3339, role_account, same_account, sdk_config, sdk_message},
     },
+    events::{Change, Service},
 };
 
 /// Route 53's API budget per account: a burst of 50 calls, then 10 per second.
@@ -439,6 +440,8 @@ pub struct Route53Source {
     client: Client,
     limiter: TokenBucket,
     zones: Mutex<HashMap<String, CachedZone>>,
+    /// Zones named by change events: read again at the next fetch, whatever their count.
+    reread: Mutex<HashSet<String>>,
     /// The last resolution of each outside alias (name, type, target), kept through upstream
     /// failures.
     external: Mutex<HashMap<(Name, RecordType, Name), Vec<Record>>>,
@@ -453,6 +456,7 @@ impl Route53Source {
             config,
             limiter: TokenBucket::new(API_BURST, API_PER_SECOND),
             zones: Mutex::new(HashMap::new()),
+            reread: Mutex::new(HashSet::new()),
             external: Mutex::new(HashMap::new()),
         }
     }
@@ -529,10 +533,14 @@ impl Route53Source {
         };
         let count = hosted.resource_record_set_count();
         let reread = Duration::from_secs(self.config.reread_secs);
-        if let Some(zone) = self.cached(id, count, reread) {
+        let changed = self.reread.lock().is_ok_and(|r| r.contains(id));
+        if !changed && let Some(zone) = self.cached(id, count, reread) {
             return Ok(Zone { rank, ..zone });
         }
         let record_sets = self.record_sets(id).await?;
+        if let Ok(mut reread) = self.reread.lock() {
+            reread.remove(id);
+        }
         let zone = Zone { id: id.to_owned(), name: hosted.name().to_owned(), rank, record_sets };
         self.remember(id, count, &zone);
         Ok(zone)
@@ -647,6 +655,20 @@ enum Blamed {
 }
 
 impl Source for Route53Source {
+    /// Route 53 is global: every zone change concerns every Route 53 source of the account.
+    /// The zones it names are read again whatever their record count (an edited value keeps
+    /// the count).
+    fn concerns(&self, change: &Change) -> bool {
+        let account = self.config.role_arn.as_deref().and_then(role_account);
+        if change.service != Service::Route53 || !same_account(account, change.account.as_deref()) {
+            return false;
+        }
+        if let Ok(mut reread) = self.reread.lock() {
+            reread.extend(change.zone_ids.iter().cloned());
+        }
+        true
+    }
+
     fn fetch<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<SourceOutput, FetchError>> {
         Box::pin(async move {
             let (zones, mut skipped) = self.zones().await?;

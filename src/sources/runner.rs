@@ -8,6 +8,11 @@
 //!
 //! What a fetch skipped is logged at warn when it first appears and at info when it goes
 //! away, never again while it stays: a pending endpoint is one line, not one per interval.
+//!
+//! A change event that concerns the source (`Source::concerns`) makes it fetch after a short
+//! pause that gathers the burst of events one change makes; then, until the source says
+//! everything named has settled (an endpoint created `pending` turns `available` with no
+//! event of its own), it is asked again after 1, 2, 4 … 60 s, for at most 15 minutes.
 
 use std::{
     collections::BTreeSet,
@@ -16,15 +21,25 @@ use std::{
 };
 
 use tokio::{
-    sync::{Notify, mpsc, watch},
+    sync::{mpsc, watch},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    events::Change,
     sources::{BoxFuture, Env, Source, SourceOutput},
     status::StatusBoard,
 };
+
+/// How long events are gathered before the fetch they ask for.
+const EVENT_DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// How long after a change the source is asked again until it settles.
+const SETTLE_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// The longest pause between those asks.
+const SETTLE_MAX_STEP: Duration = Duration::from_secs(60);
 
 /// A source's new answer, for the refresh loop.
 pub struct Published {
@@ -52,8 +67,8 @@ pub struct Runner {
     pub board: Arc<StatusBoard>,
     /// Where new answers go.
     pub publish: mpsc::UnboundedSender<Published>,
-    /// Asks for a fetch now instead of at the next due time (an event about this source).
-    pub poke: Arc<Notify>,
+    /// Change events, every one: the source says which concern it.
+    pub changes: mpsc::UnboundedReceiver<Arc<Change>>,
     /// Ends the task.
     pub cancel: CancellationToken,
     /// What the source said last (from the state file, or kept over a reload), to tell
@@ -76,6 +91,8 @@ impl Runner {
         let mut failures = 0u32;
         let mut fresh = false;
         let mut reported: BTreeSet<String> = BTreeSet::new();
+        // Since when, and how many times, the source has been asked again after a change.
+        let mut settling: Option<(Instant, u32)> = None;
         loop {
             let env = self.env.borrow().clone();
             let started = Instant::now();
@@ -85,7 +102,8 @@ impl Runner {
             });
             let result = source.fetch(&env).await;
             let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let wait = match result {
+            let fetched = result.is_ok();
+            let mut wait = match result {
                 Ok(output) => {
                     failures = 0;
                     self.report_skipped(&mut reported, &output.skipped);
@@ -143,9 +161,40 @@ impl Runner {
                     wait
                 }
             };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.poke.notified() => {}
+            if let Some((since, asked)) = settling {
+                if source.settled() || since.elapsed() >= SETTLE_FOR {
+                    settling = None;
+                } else if fetched {
+                    wait = wait.min(Duration::from_secs(1 << asked.min(6)).min(SETTLE_MAX_STEP));
+                    settling = Some((since, asked + 1));
+                }
+            }
+            if self.wait_for_due_or_change(wait, source.as_ref()).await {
+                settling = Some((Instant::now(), 0));
+            }
+        }
+    }
+
+    /// Waits `wait`, or until a change event concerns the source (true: then after gathering
+    /// the burst of events that change made).
+    async fn wait_for_due_or_change(&mut self, wait: Duration, source: &dyn Source) -> bool {
+        let due = Instant::now() + wait;
+        loop {
+            let change = tokio::select! {
+                () = tokio::time::sleep_until(due) => return false,
+                change = self.changes.recv() => change,
+            };
+            let Some(change) = change else {
+                tokio::time::sleep_until(due).await;
+                return false;
+            };
+            if source.concerns(&change) {
+                tracing::info!(source = %self.id, action = %change.action, "change event: refreshing now");
+                tokio::time::sleep(EVENT_DEBOUNCE).await;
+                while let Ok(more) = self.changes.try_recv() {
+                    source.concerns(&more);
+                }
+                return true;
             }
         }
     }

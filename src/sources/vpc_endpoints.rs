@@ -27,9 +27,9 @@
 //! endpoints have no addresses and are ignored.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use aws_sdk_ec2::{
@@ -47,8 +47,9 @@ use crate::{
     snapshot::{Provenance, Record, SourceKind, ownable},
     sources::{
         BoxFuture, Env, Source, SourceOutput,
-        aws::{FetchError, item_error, now_rfc3339, sdk_config, sdk_message, worth_narrowing},
+        aws::{FetchError, item_error, now_rfc3339, role_account, same_account, sdk_config, sdk_message, worth_narrowing},
     },
+    events::{Change, Service},
 };
 
 /// The tag whose value lists extra names for an endpoint.
@@ -313,13 +314,26 @@ fn vpce_zone(name: &str) -> Option<String> {
 pub struct VpcEndpointSource {
     config: VpcEndpointsConfig,
     client: Client,
+    /// Endpoints named by change events, watched until seen in a lasting state.
+    watched: Mutex<HashSet<String>>,
 }
 
 impl VpcEndpointSource {
     /// A source for `config`, with credentials from the standard chain (or the role).
     pub async fn new(config: VpcEndpointsConfig) -> Self {
         let shared = sdk_config(&config.access()).await;
-        Self { client: Client::new(&shared), config }
+        Self { client: Client::new(&shared), config, watched: Mutex::new(HashSet::new()) }
+    }
+
+    /// Stops watching endpoints that reached a lasting state (or are not there at all).
+    fn settle(&self, endpoints: &[VpcEndpoint]) {
+        let mut watched = self.watched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        watched.retain(|id| {
+            let state = endpoints.iter().find(|e| e.vpc_endpoint_id() == Some(id)).and_then(|e| e.state()).map(|s| s.as_str().to_ascii_lowercase());
+            // EC2 API reference, VpcEndpoint.State: pending, pendingAcceptance and deleting
+            // move on without another API call (so without another event).
+            matches!(state.as_deref(), Some("pending" | "pendingacceptance" | "deleting"))
+        });
     }
 
     fn error(&self, call: &'static str) -> impl Fn(String) -> FetchError + '_ {
@@ -346,6 +360,7 @@ impl VpcEndpointSource {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(|e| self.error("DescribeVpcEndpoints")(sdk_message(&e)))?;
+        self.settle(&endpoints);
         // Only what will be published is looked up further: a rejected endpoint's service may
         // be gone, and asking about it would fail the call for every other service.
         let published: Vec<&VpcEndpoint> =
@@ -428,6 +443,19 @@ impl VpcEndpointSource {
 }
 
 impl Source for VpcEndpointSource {
+    fn concerns(&self, change: &Change) -> bool {
+        let account = self.config.role_arn.as_deref().and_then(role_account);
+        if change.service != Service::Ec2 || change.region != self.config.region || !same_account(account, change.account.as_deref()) {
+            return false;
+        }
+        self.watched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(change.endpoint_ids.iter().cloned());
+        true
+    }
+
+    fn settled(&self) -> bool {
+        self.watched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty()
+    }
+
     fn fetch<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<SourceOutput, FetchError>> {
         Box::pin(async move {
             let (inventory, mut skipped) = self.inventory().await?;

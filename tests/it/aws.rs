@@ -89,6 +89,20 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// An SQS client for moto.
+    pub(crate) fn sqs(&self) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "test"))
+            .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         self.stop();
@@ -159,6 +173,9 @@ pub(crate) fn local_config(text: &str) -> Config {
     }
     for source in &mut config.sources.route53 {
         source.get_mut().static_credentials = true;
+    }
+    if let Some(events) = &mut config.events {
+        events.static_credentials = true;
     }
     config
 }

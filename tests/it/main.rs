@@ -7,6 +7,7 @@ mod conformance;
 mod deploy;
 mod differential;
 mod dnssec;
+mod events;
 mod forwarding;
 mod harden;
 mod harness;
