@@ -47,7 +47,7 @@ pub enum Service {
 }
 
 /// EC2 calls that change interface endpoints (and their `hubdns:alias` tags).
-const EC2_CALLS: [&str; 7] = [
+pub const EC2_CALLS: [&str; 7] = [
     "CreateVpcEndpoint",
     "ModifyVpcEndpoint",
     "DeleteVpcEndpoints",
@@ -58,7 +58,7 @@ const EC2_CALLS: [&str; 7] = [
 ];
 
 /// Route 53 calls that change private zones.
-const ROUTE53_CALLS: [&str; 5] =
+pub const ROUTE53_CALLS: [&str; 5] =
     ["ChangeResourceRecordSets", "CreateHostedZone", "DeleteHostedZone", "AssociateVPCWithHostedZone", "DisassociateVPCFromHostedZone"];
 
 /// One AWS API call that changed something hubdns may serve.
