@@ -351,6 +351,20 @@ pub struct Route53Config {
     /// A role to assume for another account's zones.
     #[serde(default)]
     pub role_arn: Option<String>,
+    /// Read these accounts too: a list of account ids, or `"organization"` for every ACTIVE
+    /// account of the AWS Organization (listed again every refresh). Each is read through
+    /// the role `role_name` in it, as a source of its own. Not with `role_arn`.
+    #[serde(default)]
+    pub accounts: Option<Accounts>,
+    /// The role assumed in each of `accounts`: `arn:<partition>:iam::<account>:role/<role_name>`.
+    #[serde(default)]
+    pub role_name: Option<String>,
+    /// With `accounts = "organization"`: a role (in the management or a delegated
+    /// administrator account) allowed `organizations:ListAccounts`; default: this source's
+    /// own credentials.
+    #[serde(default)]
+    pub organization_role_arn: Option<String>,
+
     /// Another Route 53 API address (a local emulator in tests).
     #[serde(default)]
     pub endpoint_url: Option<String>,
@@ -406,6 +420,19 @@ macro_rules! aws_access {
 }
 aws_access!(VpcEndpointsConfig, Route53Config, EventsConfig);
 
+/// The account settings of the source configs.
+macro_rules! account_settings {
+    ($($config:ty),*) => {$(
+        impl $config {
+            /// `accounts`, `role_name`, `organization_role_arn` and `role_arn`, for validation.
+            pub fn account_settings(&self) -> (Option<&Accounts>, Option<&str>, Option<&str>, Option<&str>) {
+                (self.accounts.as_ref(), self.role_name.as_deref(), self.organization_role_arn.as_deref(), self.role_arn.as_deref())
+            }
+        }
+    )*};
+}
+account_settings!(VpcEndpointsConfig, Route53Config);
+
 /// Change events: an SQS queue that an EventBridge rule fills with "AWS API Call via
 /// CloudTrail" events for endpoint and private-zone changes. Each hubdns instance needs a
 /// queue of its own (an SQS message reaches one consumer).
@@ -447,6 +474,20 @@ pub struct VpcEndpointsConfig {
     /// credentials through the standard chain (environment, profile, instance role).
     #[serde(default)]
     pub role_arn: Option<String>,
+    /// Read these accounts too: a list of account ids, or `"organization"` for every ACTIVE
+    /// account of the AWS Organization (listed again every refresh). Each is read through
+    /// the role `role_name` in it, as a source of its own. Not with `role_arn`.
+    #[serde(default)]
+    pub accounts: Option<Accounts>,
+    /// The role assumed in each of `accounts`: `arn:<partition>:iam::<account>:role/<role_name>`.
+    #[serde(default)]
+    pub role_name: Option<String>,
+    /// With `accounts = "organization"`: a role (in the management or a delegated
+    /// administrator account) allowed `organizations:ListAccounts`; default: this source's
+    /// own credentials.
+    #[serde(default)]
+    pub organization_role_arn: Option<String>,
+
     /// Only endpoints in these VPCs; default: every endpoint the credentials can see.
     #[serde(default)]
     pub vpc_ids: Vec<String>,
@@ -538,6 +579,31 @@ pub struct RecordConfig {
 #[derive(Clone, PartialEq, Eq, Hash, Deserialize)]
 #[serde(try_from = "String")]
 pub struct DomainName(Name);
+
+/// Which accounts a source reads besides (or instead of) its own credentials' account.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Accounts {
+    /// These account ids.
+    List(Vec<String>),
+    /// `"organization"`: every ACTIVE account of the organization.
+    Organization(OrganizationWord),
+}
+
+/// The word `organization`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OrganizationWord;
+
+impl TryFrom<String> for OrganizationWord {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.as_str() {
+            "organization" => Ok(Self),
+            other => Err(format!("`{other}`: accounts is a list of account ids or \"organization\"")),
+        }
+    }
+}
 
 /// Where forwarded queries go.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -649,6 +715,46 @@ impl Config {
         Ok(())
     }
 
+    /// `accounts`, `role_name` and `organization_role_arn` of a source entry.
+    fn check_accounts<T>(
+        &self,
+        entry: &Spanned<T>,
+        key: &str,
+        (accounts, role_name, org_role, role_arn): (Option<&Accounts>, Option<&str>, Option<&str>, Option<&str>),
+    ) -> Result<(), ConfigError> {
+        let Some(accounts) = accounts else {
+            if role_name.is_some() || org_role.is_some() {
+                return Err(self.invalid(entry, format!("{key}.role_name"), "role_name and organization_role_arn go with accounts"));
+            }
+            return Ok(());
+        };
+        if role_arn.is_some() {
+            return Err(self.invalid(entry, format!("{key}.role_arn"), "role_arn names one account; with accounts, give role_name instead"));
+        }
+        if role_name.is_none_or(|r| r.is_empty() || r.contains([':', '*'])) {
+            return Err(self.invalid(entry, format!("{key}.role_name"), "accounts needs role_name: the role's name in each account, like hubdns-read"));
+        }
+        match accounts {
+            Accounts::List(ids) => {
+                if ids.is_empty() {
+                    return Err(self.invalid(entry, format!("{key}.accounts"), "name at least one account, or \"organization\""));
+                }
+                if let Some(bad) = ids.iter().find(|id| id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit())) {
+                    return Err(self.invalid(entry, format!("{key}.accounts"), format!("`{bad}` is not a 12-digit account id")));
+                }
+                if org_role.is_some() {
+                    return Err(self.invalid(entry, format!("{key}.organization_role_arn"), "only with accounts = \"organization\""));
+                }
+            }
+            Accounts::Organization(_) => {
+                if org_role.is_some_and(|r| !r.starts_with("arn:")) {
+                    return Err(self.invalid(entry, format!("{key}.organization_role_arn"), "a role ARN starts with `arn:`"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn invalid<T>(&self, entry: &Spanned<T>, key: String, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             origin: self.origin.clone(),
@@ -744,6 +850,7 @@ impl Config {
             let key = format!("sources.vpc_endpoints[{i}]");
             let v = source.get_ref();
             self.check_aws_access(source, &key, &v.access())?;
+            self.check_accounts(source, &key, v.account_settings())?;
             if !seen_sources.insert((v.region.clone(), v.role_arn.clone())) {
                 return Err(self.invalid(source, key, "this region and role are already a source"));
             }
@@ -767,6 +874,7 @@ impl Config {
             let key = format!("sources.route53[{i}]");
             let v = source.get_ref();
             self.check_aws_access(source, &key, &v.access())?;
+            self.check_accounts(source, &key, v.account_settings())?;
             if v.vpc_ids.is_empty() && v.zone_ids.is_empty() {
                 return Err(self.invalid(source, key, "name the zones: vpc_ids (their associated private zones), zone_ids, or both"));
             }
@@ -1382,6 +1490,14 @@ tags = { hubdns = "publish" }
         let dup = "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\n[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\n";
         assert!(parse(dup).unwrap_err().to_string().contains("already a source"));
         assert!(parse("[refresh]\ninterval_secs = 0\n").is_err());
+        let accounts = |extra: &str| parse(&format!("[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\n{extra}")).map_err(|e| e.to_string());
+        assert!(accounts("accounts = \"organization\"\nrole_name = \"hubdns-read\"\n").is_ok());
+        assert!(accounts("accounts = [\"222233334444\"]\n").unwrap_err().contains("role_name"));
+        assert!(accounts("accounts = [\"2222\"]\nrole_name = \"r\"\n").unwrap_err().contains("12-digit"));
+        assert!(accounts("accounts = \"everyone\"\nrole_name = \"r\"\n").is_err());
+        assert!(accounts("accounts = [\"222233334444\"]\nrole_name = \"r\"\nrole_arn = \"arn:aws:iam::1:role/x\"\n").unwrap_err().contains("role_name instead"));
+        assert!(accounts("role_name = \"r\"\n").unwrap_err().contains("go with accounts"));
+        assert!(accounts("accounts = [\"222233334444\"]\nrole_name = \"r\"\norganization_role_arn = \"arn:aws:iam::1:role/o\"\n").is_err());
     }
 
     #[test]

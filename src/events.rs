@@ -181,7 +181,7 @@ pub async fn consume(config: EventsConfig, changes: mpsc::UnboundedSender<Arc<Ch
         let mut access = config.access();
         // An attempt lasts the long poll plus the configured API timeout.
         access.api_timeout_secs += u64::from(WAIT_SECS.unsigned_abs());
-        let client = Client::new(&sdk_config(&access).await);
+        let client: Client = crate::with_endpoint!(aws_sdk_sqs, &sdk_config(&access).await, config.endpoint_url.as_deref());
         let mut failures = 0u32;
         loop {
             match receive(&client, &config.queue_url, &changes, &board).await {

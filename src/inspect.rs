@@ -16,7 +16,7 @@ use crate::{
     dns::forwarder::Forwarder,
     explain::{Explanation, explain},
     refresh::build_snapshot,
-    sources::planned,
+    sources::{orgs_in_state, planned},
     state_file,
     signed_parents::SignedOverlap,
 };
@@ -76,7 +76,8 @@ pub fn explain_for(config: &Config, name: &str, qtype: RecordType) -> anyhow::Re
     };
     let restored = config.refresh.state_file.as_deref().map(state_file::read).unwrap_or_default();
     // In config order, as the server builds it: of zones with one name, the earlier source's wins.
-    let outputs: Vec<_> = planned(config).iter().filter_map(|p| restored.get(&p.id).cloned()).collect();
+    let orgs = orgs_in_state(config, &restored.keys().collect::<Vec<_>>());
+    let outputs: Vec<_> = planned(config, &orgs).iter().filter_map(|p| restored.get(&p.id).cloned()).collect();
     let (snapshot, _) = build_snapshot(config, &outputs);
     let forwarder = Forwarder::new(&config.forward).context("cannot set up forwarding as configured")?;
     let explanation = explain(&snapshot, &forwarder, name, qtype).map_err(anyhow::Error::msg)?;

@@ -45,7 +45,7 @@ use crate::{
     events::Change,
     snapshot::{Alias, Dropped, Provenance, SharedSnapshot, Snapshot, SoaSettings, SourceKind},
     sources::{
-        self, Env, Planned, SourceOutput,
+        self, Env, OrgAccounts, OrgListing, Planned, SourceOutput, organization,
         runner::{Published, Runner},
     },
     state_file,
@@ -83,6 +83,14 @@ struct Task {
     changes: mpsc::UnboundedSender<Arc<Change>>,
 }
 
+/// One organization's listing task.
+struct Lister {
+    how: OrgListing,
+    started: Instant,
+    listed: bool,
+    cancel: CancellationToken,
+}
+
 /// Runs the sources' tasks and rebuilds the snapshot as they answer.
 pub struct Refresher {
     config: Config,
@@ -102,6 +110,13 @@ pub struct Refresher {
     change_rx: Option<mpsc::UnboundedReceiver<Arc<Change>>>,
     /// The events queue's consumer, with the settings it was started with.
     consumer: Option<(EventsConfig, CancellationToken)>,
+    /// The accounts of each organization listed so far (or known from the state file).
+    orgs: OrgAccounts,
+    /// The organizations' listers: how each lists, when it started, and whether it has
+    /// listed yet (readiness waits for a first listing as for a source's first answer).
+    listers: Vec<Lister>,
+    listed_tx: mpsc::UnboundedSender<organization::Listed>,
+    listed_rx: Option<mpsc::UnboundedReceiver<organization::Listed>>,
     ready: watch::Sender<bool>,
     board: Arc<StatusBoard>,
     /// Checks of signed parent zones started; a check stops retrying once a newer one began.
@@ -114,6 +129,7 @@ enum Wake {
     Update(Update),
     Published(Published),
     Change(Arc<Change>),
+    Listed(organization::Listed),
     Timer,
 }
 
@@ -128,8 +144,9 @@ impl Refresher {
         board: Arc<StatusBoard>,
     ) -> (Self, watch::Receiver<bool>) {
         let mut restored = config.refresh.state_file.as_deref().map(state_file::read).unwrap_or_default();
+        let orgs = sources::orgs_in_state(config, &restored.keys().collect::<Vec<_>>());
         let mut outputs = HashMap::new();
-        for planned in sources::planned(config) {
+        for planned in sources::planned(config, &orgs) {
             if let Some(output) = restored.remove(&planned.id) {
                 tracing::info!(source = %planned.id, records = output.records.len(), fetched_at = %output.fetched_at, "restored from the state file");
                 outputs.insert(planned.id, output);
@@ -139,6 +156,7 @@ impl Refresher {
         let (publish, published) = mpsc::unbounded_channel();
         let (env, _) = watch::channel(env_of(config, &forwarder));
         let (change_tx, change_rx) = mpsc::unbounded_channel();
+        let (listed_tx, listed_rx) = mpsc::unbounded_channel();
         let refresher = Self {
             config: config.clone(),
             forwarder,
@@ -152,11 +170,15 @@ impl Refresher {
             change_tx,
             change_rx: Some(change_rx),
             consumer: None,
+            orgs,
+            listers: Vec::new(),
+            listed_tx,
+            listed_rx: Some(listed_rx),
             ready,
             board,
             signed_checks: Arc::default(),
         };
-        let planned = sources::planned(config);
+        let planned = sources::planned(config, &refresher.orgs);
         let (snapshot, dropped) = build_snapshot(config, &refresher.ordered_outputs(&planned));
         let ready = planned.iter().all(|p| refresher.outputs.contains_key(&p.id));
         report_dropped(&dropped, ready);
@@ -174,9 +196,13 @@ impl Refresher {
     /// Starts every source's task, then gathers their answers until `shutdown` is cancelled,
     /// applying reloads as they come. Cancelling `shutdown` ends every task at once.
     pub async fn run(mut self, shutdown: CancellationToken, mut updates: mpsc::Receiver<Update>) {
-        let (Some(mut published), Some(mut changes)) = (self.published.take(), self.change_rx.take()) else { return };
-        self.replace_tasks(sources::planned(&self.config.clone()), &shutdown);
+        let (Some(mut published), Some(mut changes), Some(mut listed)) = (self.published.take(), self.change_rx.take(), self.listed_rx.take())
+        else {
+            return;
+        };
+        self.replace_tasks(sources::planned(&self.config, &self.orgs), &shutdown);
         self.replace_consumer(&shutdown);
+        self.replace_listers(&shutdown);
         self.update_readiness();
         loop {
             let deadline = self.readiness_deadline();
@@ -186,6 +212,7 @@ impl Refresher {
                 update = updates.recv() => update.map_or(Wake::Stop, Wake::Update),
                 Some(p) = published.recv() => Wake::Published(p),
                 Some(change) = changes.recv() => Wake::Change(change),
+                Some(accounts) = listed.recv() => Wake::Listed(accounts),
                 () = sleep_until(deadline) => Wake::Timer,
             };
             let changed = match wake {
@@ -208,6 +235,7 @@ impl Refresher {
                     }
                     false
                 }
+                Wake::Listed((key, accounts)) => self.take_listing(key, accounts, &shutdown),
                 Wake::Timer => false,
             };
             if changed && !self.rebuild(&shutdown).await {
@@ -232,8 +260,9 @@ impl Refresher {
         self.config = update.config;
         self.forwarder = update.forwarder;
         self.env.send_replace(env_of(&self.config, &self.forwarder));
-        self.replace_tasks(sources::planned(&self.config.clone()), shutdown);
+        self.replace_tasks(sources::planned(&self.config, &self.orgs), shutdown);
         self.replace_consumer(shutdown);
+        self.replace_listers(shutdown);
         self.rebuild(shutdown).await;
         if new_forwarder {
             self.look_for_signed_parents();
@@ -298,6 +327,43 @@ impl Refresher {
             self.outputs.remove(&removed.id);
         }
         self.board.lock().sources = board;
+    }
+
+    /// Takes an organization's listing: when its accounts changed, starts the tasks of new
+    /// accounts and drops those of accounts gone (true: the table needs a rebuild).
+    fn take_listing(&mut self, key: String, accounts: Vec<String>, shutdown: &CancellationToken) -> bool {
+        let Some(lister) = self.listers.iter_mut().find(|l| l.how.key == key) else { return false };
+        lister.listed = true;
+        let known = self.orgs.get(&key);
+        if known == Some(&accounts) {
+            return false;
+        }
+        let before: BTreeSet<&String> = known.into_iter().flatten().collect();
+        let after: BTreeSet<&String> = accounts.iter().collect();
+        let added: Vec<&&String> = after.difference(&before).collect();
+        let gone: Vec<&&String> = before.difference(&after).collect();
+        tracing::info!(organization = %key, accounts = accounts.len(), ?added, ?gone, "organization's accounts changed");
+        self.orgs.insert(key, accounts);
+        self.replace_tasks(sources::planned(&self.config, &self.orgs), shutdown);
+        true
+    }
+
+    /// Starts and stops the organizations' listers as the config now asks; a reload lists
+    /// every organization again.
+    fn replace_listers(&mut self, shutdown: &CancellationToken) {
+        for lister in self.listers.drain(..) {
+            lister.cancel.cancel();
+        }
+        let wanted = sources::org_listings(&self.config);
+        self.orgs.retain(|key, _| wanted.iter().any(|w| &w.key == key));
+        let interval = Duration::from_secs(self.config.interval_secs());
+        let max_backoff = Duration::from_secs(self.config.refresh.max_backoff_secs);
+        for how in wanted {
+            let cancel = shutdown.child_token();
+            tokio::spawn(organization::keep_listing(how.clone(), interval, max_backoff, self.listed_tx.clone(), cancel.clone()));
+            let listed = self.orgs.contains_key(&how.key);
+            self.listers.push(Lister { how, started: Instant::now(), listed, cancel });
+        }
     }
 
     /// Starts, restarts or stops the events queue's consumer as `[events]` now says.
@@ -367,14 +433,14 @@ impl Refresher {
     fn update_readiness(&self) {
         let timeout = Duration::from_secs(self.config.refresh.ready_timeout_secs);
         let now = Instant::now();
-        let waiting: Vec<&Task> = self.tasks.iter().filter(|t| !self.outputs.contains_key(&t.id)).collect();
+        let waiting = self.waiting();
         let was = *self.ready.borrow();
-        let ready = was || waiting.iter().all(|t| t.started + timeout <= now);
+        let ready = was || waiting.iter().all(|(_, started)| *started + timeout <= now);
         if ready && !was && !waiting.is_empty() {
-            let ids: Vec<&str> = waiting.iter().map(|t| t.id.as_str()).collect();
+            let ids: Vec<&str> = waiting.iter().map(|(id, _)| id.as_str()).collect();
             tracing::warn!(sources = ?ids, timeout_secs = timeout.as_secs(), "ready without these sources' first answer: they keep failing");
         }
-        self.board.lock().unanswered = waiting.iter().map(|t| t.id.clone()).collect();
+        self.board.lock().unanswered = waiting.into_iter().map(|(id, _)| id).collect();
         self.ready.send_if_modified(|was| std::mem::replace(was, ready) != ready);
     }
 
@@ -384,7 +450,15 @@ impl Refresher {
             return None;
         }
         let timeout = Duration::from_secs(self.config.refresh.ready_timeout_secs);
-        self.tasks.iter().filter(|t| !self.outputs.contains_key(&t.id)).map(|t| t.started + timeout).min()
+        self.waiting().into_iter().map(|(_, started)| started + timeout).min()
+    }
+
+    /// What readiness waits for, with when each started: sources without an answer, and
+    /// organizations not listed yet (their accounts' sources are still to come).
+    fn waiting(&self) -> Vec<(String, Instant)> {
+        let sources = self.tasks.iter().filter(|t| !self.outputs.contains_key(&t.id)).map(|t| (t.id.clone(), t.started));
+        let orgs = self.listers.iter().filter(|l| !l.listed).map(|l| (format!("organization ({})", l.how.key), l.started));
+        sources.chain(orgs).collect()
     }
 
     /// Asks upstream, on a task of its own (a slow upstream holds up nothing else), whether

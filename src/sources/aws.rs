@@ -95,10 +95,15 @@ pub fn sdk_message<E: std::error::Error + 'static>(error: &E) -> String {
     aws_sdk_ec2::error::DisplayErrorContext(error).to_string()
 }
 
-/// SDK settings for one source: region, retries, timeouts, an optional endpoint URL, and
-/// credentials from the standard chain — or fixed local ones for a stand-in, or a role.
+/// SDK settings for one source: region, retries, timeouts, and credentials from the standard
+/// chain — or fixed local ones for a stand-in, or a role. The source's `endpoint_url` is not
+/// among them: it goes on the source's own client only ([`with_endpoint`]).
 pub async fn sdk_config(access: &AwsAccess<'_>) -> SdkConfig {
-    let AwsAccess { region, role_arn, endpoint_url, max_attempts, api_timeout_secs, static_credentials } = *access;
+    // endpoint_url is the source's own API's address, set on its client alone (see
+    // `client_config`): the shared settings also reach STS for roles, which must keep its own
+    // address. Without it, the SDK's standard settings apply (AWS_ENDPOINT_URL,
+    // AWS_ENDPOINT_URL_<SERVICE>, the config file's `services` sections).
+    let AwsAccess { region, role_arn, max_attempts, api_timeout_secs, static_credentials, .. } = *access;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_owned()))
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
@@ -108,9 +113,6 @@ pub async fn sdk_config(access: &AwsAccess<'_>) -> SdkConfig {
                 .operation_attempt_timeout(Duration::from_secs(api_timeout_secs))
                 .build(),
         );
-    if let Some(url) = endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
     if static_credentials {
         loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
             "hubdns-local",
@@ -132,6 +134,19 @@ pub async fn sdk_config(access: &AwsAccess<'_>) -> SdkConfig {
         }
         None => shared,
     }
+}
+
+/// Sets `endpoint_url`, when given, on one service's client settings: `with_endpoint!(
+/// aws_sdk_ec2, &shared, url)`.
+#[macro_export]
+macro_rules! with_endpoint {
+    ($sdk:ident, $shared:expr, $url:expr) => {{
+        let mut builder = $sdk::config::Builder::from($shared);
+        if let Some(url) = $url {
+            builder = builder.endpoint_url(url);
+        }
+        $sdk::Client::from_conf(builder.build())
+    }};
 }
 
 /// A token bucket: up to `burst` calls at once, then `per_second`.

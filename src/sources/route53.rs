@@ -452,7 +452,7 @@ impl Route53Source {
     pub async fn new(config: Route53Config) -> Self {
         let shared = sdk_config(&config.access()).await;
         Self {
-            client: Client::new(&shared),
+            client: crate::with_endpoint!(aws_sdk_route53, &shared, config.endpoint_url.as_deref()),
             config,
             limiter: TokenBucket::new(API_BURST, API_PER_SECOND),
             zones: Mutex::new(HashMap::new()),

@@ -322,7 +322,7 @@ impl VpcEndpointSource {
     /// A source for `config`, with credentials from the standard chain (or the role).
     pub async fn new(config: VpcEndpointsConfig) -> Self {
         let shared = sdk_config(&config.access()).await;
-        Self { client: Client::new(&shared), config, watched: Mutex::new(HashSet::new()) }
+        Self { client: crate::with_endpoint!(aws_sdk_ec2, &shared, config.endpoint_url.as_deref()), config, watched: Mutex::new(HashSet::new()) }
     }
 
     /// Stops watching endpoints that reached a lasting state (or are not there at all).

@@ -448,8 +448,13 @@ async fn moto_role_assumption_and_vpc_and_tag_filters() {
              tags = {{ \"hubdns:alias\" = \"queue.corp.example\" }}\n"
         ),
     );
-    let hub = start(&local_config(&text)).await;
-    let answer = wait_for(hub.addr, "queue.corp.example.", RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
+    // A child process: the role is assumed through STS, which the SDK's standard setting
+    // AWS_ENDPOINT_URL points at moto (a source's endpoint_url is for its own API only).
+    let env: Vec<(&str, &str)> = LOCAL_AWS_ENV.iter().copied().chain([("AWS_ENDPOINT_URL", moto.url.as_str())]).collect();
+    let (_child, port, _logs) = serve(&text, &env);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let answer = wait_for(addr, "queue.corp.example.", RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
     assert_eq!(addresses(&answer), hub_ips, "found through the assumed role");
-    assert!(hub.udp("topic.corp.example.", RecordType::A).await.answers.is_empty(), "other VPC filtered out");
+    let other = crate::harness::udp_query(addr, &crate::harness::query("topic.corp.example.", RecordType::A)).await;
+    assert!(other.answers.is_empty(), "other VPC filtered out");
 }

@@ -14,6 +14,7 @@ mod harness;
 mod listeners;
 mod load;
 mod operate;
+mod organizations;
 mod owned;
 mod page;
 mod peers;
