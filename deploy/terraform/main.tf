@@ -1,7 +1,8 @@
 # hubdns in the hub VPC: instances with fixed private IPs in several Availability Zones, the
 # IAM role with hubdns's read-only policy (deploy/iam-policy.json, the one file both this
 # module and the README name), a security group open on 53/udp+tcp to the given networks,
-# and optionally a DHCP option set for spoke VPCs. The same as cloudformation/hubdns.yaml.
+# and optionally a DHCP option set for spoke VPCs; change events are in events.tf. The same as
+# cloudformation/hubdns.yaml.
 
 data "aws_region" "current" {}
 data "aws_partition" "current" {}
@@ -96,11 +97,6 @@ resource "aws_launch_template" "hubdns" {
       encrypted   = true
     }
   }
-  user_data = base64encode(templatefile("${path.module}/user_data.sh.tftpl", {
-    artifact_s3_prefix = var.artifact_s3_prefix
-    region             = data.aws_region.current.name
-    vpc_id             = var.vpc_id
-  }))
   tags = var.tags
 }
 
@@ -113,7 +109,14 @@ resource "aws_instance" "hubdns" {
   subnet_id              = each.value.subnet_id
   private_ip             = each.value.private_ip
   vpc_security_group_ids = [aws_security_group.hubdns.id]
-  tags                   = merge(var.tags, { Name = "${var.name}-${each.key}" })
+  # Per instance: its config names its own events queue (events.tf).
+  user_data_base64 = base64encode(templatefile("${path.module}/user_data.sh.tftpl", {
+    artifact_s3_prefix = var.artifact_s3_prefix
+    region             = data.aws_region.current.name
+    vpc_id             = var.vpc_id
+    queue_url          = aws_sqs_queue.events[each.key].url
+  }))
+  tags = merge(var.tags, { Name = "${var.name}-${each.key}" })
 }
 
 resource "aws_vpc_dhcp_options" "spokes" {

@@ -59,3 +59,41 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "create_trail" {
+  description = "Change events exist only where a CloudTrail trail records management events. true: create a multi-region trail of write management events with its own S3 bucket. Keep false when a trail (or an organization trail) already records them."
+  type        = bool
+  default     = false
+}
+
+variable "organization_id" {
+  description = "The organization (o-...) whose accounts may send events to this region's default event bus (modules/events-forwarder in member accounts). Empty: none."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^(o-[a-z0-9]{10,32})?$", var.organization_id))
+    error_message = "Give an organization id (o-...) or \"\"."
+  }
+}
+
+variable "event_source_accounts" {
+  description = "Accounts (12 digits) that may send events to this region's default event bus, besides or instead of organization_id. This account's other regions need no entry."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for a in var.event_source_accounts : can(regex("^[0-9]{12}$", a))])
+    error_message = "Accounts are 12-digit ids."
+  }
+}
+
+variable "member_role_name" {
+  description = "The read role in member accounts (modules/member-role, usually hubdns-read): the instances may assume it in any account, and call organizations:ListAccounts for accounts = \"organization\". Empty: this account only."
+  type        = string
+  default     = ""
+}
+
+variable "organization_role_arn" {
+  description = "With member_role_name: a role in the management or delegated-administrator account allowed organizations:ListAccounts (organization_role_arn in the config). Empty: the instances list the accounts themselves."
+  type        = string
+  default     = ""
+}

@@ -4,9 +4,14 @@
 //! - the Dockerfile's cargo build command is run here exactly as written, and the image's
 //!   health check is the probe of the config's admin listener;
 //! - the Kubernetes manifests agree with each other and their config passes `hubdns check`;
-//! - the CloudFormation templates pass cfn-lint, their IAM policy is deploy/iam-policy.json,
-//!   and the config their user data writes passes `hubdns check`;
-//! - the Terraform module documents its variables and writes CloudFormation's user data;
+//! - the CloudFormation templates pass cfn-lint, their IAM policies (the hub's and the member
+//!   accounts' read role) are deploy/iam-policy.json, and the config their user data writes,
+//!   with its `[events]` queue, passes `hubdns check`;
+//! - every EventBridge rule of the kit, CloudFormation and Terraform, matches exactly the calls
+//!   hubdns acts on (`hubdns::events::EC2_CALLS`, `ROUTE53_CALLS`), and each instance reads a
+//!   queue of its own that the hub's rule fills (an SQS message reaches one consumer);
+//! - the Terraform modules document their variables, the main one writes CloudFormation's user
+//!   data, and the member role uses deploy/iam-policy.json;
 //! - the Grafana dashboard queries only metrics hubdns exports, in PromQL that Prometheus's
 //!   own parser accepts, and the export passes `promtool check metrics`.
 //!
@@ -241,9 +246,57 @@ fn policy_actions() -> BTreeSet<String> {
         .collect()
 }
 
+/// A CloudFormation template as CloudFormation reads it, in JSON: short-form tags spelled out
+/// (`!Ref X` → `{"Ref": "X"}`, `!GetAtt Q.Arn` → `{"Fn::GetAtt": "Q.Arn"}`, `!Sub …` →
+/// `{"Fn::Sub": …}`).
+fn cloudformation(file: &str) -> Value {
+    use serde_yaml_ng::Value as Yaml;
+    fn json(value: Yaml) -> Value {
+        match value {
+            Yaml::Null => Value::Null,
+            Yaml::Bool(b) => Value::Bool(b),
+            Yaml::Number(n) => serde_json::to_value(n).expect("number"),
+            Yaml::String(s) => Value::String(s),
+            Yaml::Sequence(items) => items.into_iter().map(json).collect(),
+            Yaml::Mapping(map) => map
+                .into_iter()
+                .map(|(k, v)| (k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}")), json(v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+            Yaml::Tagged(tagged) => {
+                let tag = tagged.tag.to_string();
+                let name = tag.trim_start_matches('!');
+                let key = if matches!(name, "Ref" | "Condition") { name.to_owned() } else { format!("Fn::{name}") };
+                serde_json::json!({ key: json(tagged.value) })
+            }
+        }
+    }
+    json(serde_yaml_ng::from_str(&read(file)).unwrap_or_else(|e| panic!("{file}: {e}")))
+}
+
+/// The resources of `template` of CloudFormation type `kind`, by logical id.
+fn resources<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    let all = template["Resources"].as_object().expect("Resources");
+    all.iter().filter(|(_, r)| r["Type"] == kind).map(|(id, r)| (id.as_str(), r)).collect()
+}
+
+/// The IAM actions an inline policy of a CloudFormation role grants.
+fn role_policy_actions(role: &Value, policy: &str) -> BTreeSet<String> {
+    let policies = role["Properties"]["Policies"].as_array().expect("Policies");
+    let document = &policies.iter().find(|p| p["PolicyName"] == policy).unwrap_or_else(|| panic!("no policy {policy}"))["PolicyDocument"];
+    let statements = document["Statement"].as_array().expect("statements");
+    let action = |s: &Value| match &s["Action"] {
+        Value::String(a) => vec![a.clone()],
+        other => other.as_array().expect("actions").iter().map(|a| a.as_str().expect("action").to_owned()).collect(),
+    };
+    statements.iter().flat_map(action).collect()
+}
+
 #[test]
 fn the_cloudformation_templates_lint_and_carry_the_policy_and_a_valid_config() {
     cfn_lint("deploy/cloudformation/hubdns.yaml");
+    cfn_lint("deploy/cloudformation/hubdns-events-forwarder.yaml");
+    cfn_lint("deploy/cloudformation/hubdns-member-role.yaml");
     cfn_lint("deploy/forwarders/route53-resolver-rules.yaml");
     let template = read("deploy/cloudformation/hubdns.yaml");
 
@@ -255,9 +308,25 @@ fn the_cloudformation_templates_lint_and_carry_the_policy_and_a_valid_config() {
         .map(str::to_owned)
         .collect();
     assert_eq!(granted, policy_actions());
+    let hub = cloudformation("deploy/cloudformation/hubdns.yaml");
+    let (_, hub_role) = resources(&hub, "AWS::IAM::Role")[0];
+    assert_eq!(role_policy_actions(hub_role, "hubdns-read"), policy_actions());
+
+    // The member accounts' read role: the same actions, trusting the hub's role, named as the
+    // hub's config and IAM expect by default.
+    let member = cloudformation("deploy/cloudformation/hubdns-member-role.yaml");
+    let roles = resources(&member, "AWS::IAM::Role");
+    assert_eq!(roles.len(), 1, "one role");
+    let role = roles[0].1;
+    assert_eq!(role_policy_actions(role, "hubdns-read"), policy_actions(), "the member role's actions are deploy/iam-policy.json's");
+    assert_eq!(role["Properties"]["RoleName"], serde_json::json!({ "Ref": "RoleName" }));
+    assert_eq!(member["Parameters"]["RoleName"]["Default"], "hubdns-read");
+    let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(trust["Principal"]["AWS"], serde_json::json!({ "Ref": "HubRoleArn" }), "trusts the hub's role");
 
     // The config the user data writes, with CloudFormation's substitutions made.
     let config = user_data_config(&cloudformation_user_data(), "eu-west-1");
+    assert!(config.contains("\n[events]\nqueue_url = \"https://sqs.eu-west-1.amazonaws.com/"), "{config}");
     let summary = assert_config_checks(&config, "CloudFormation user data");
     assert!(summary.contains("route53 region eu-west-1, zones of vpcs vpc-0a1b2c3d4e5f60718"), "{summary}");
     for ip in ["Default: 10.0.1.53", "Default: 10.0.2.53"] {
@@ -265,18 +334,34 @@ fn the_cloudformation_templates_lint_and_carry_the_policy_and_a_valid_config() {
     }
 }
 
-/// The user data script of the CloudFormation template, dedented, with its substitutions
-/// renamed to the Terraform template's.
+/// Each instance of the CloudFormation template: its user data script (`Fn::Sub` with the
+/// instance's `QueueUrl`) and the queue that names, by logical id.
+fn cloudformation_instances() -> Vec<(String, String, String)> {
+    let template = cloudformation("deploy/cloudformation/hubdns.yaml");
+    let instances = resources(&template, "AWS::EC2::Instance");
+    instances
+        .iter()
+        .map(|(id, instance)| {
+            let sub = instance["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"].as_array().unwrap_or_else(|| panic!("{id}: user data"));
+            let script = sub[0].as_str().expect("script").to_owned();
+            let queue = sub[1]["QueueUrl"]["Fn::GetAtt"].as_str().and_then(|q| q.strip_suffix(".QueueUrl")).expect("QueueUrl");
+            (id.to_string(), script, queue.to_owned())
+        })
+        .collect()
+}
+
+/// The user data script of the CloudFormation template's instances (the same for each but its
+/// queue), with its substitutions renamed to the Terraform template's.
 fn cloudformation_user_data() -> String {
-    let template = read("deploy/cloudformation/hubdns.yaml");
-    let start = template.find("!Sub |\n").expect("user data") + "!Sub |\n".len();
-    let body = &template[start..];
-    let indent = body.len() - body.trim_start().len();
-    body.lines()
-        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
-        .map(|l| l.get(indent..).unwrap_or("").to_owned() + "\n")
-        .collect::<String>()
+    let instances = cloudformation_instances();
+    assert!(instances.len() >= 2, "two instances");
+    let script = &instances[0].1;
+    for (id, other, _) in &instances {
+        assert_eq!(other, script, "{id} installs hubdns as {} does", instances[0].0);
+    }
+    script
         .trim_end()
+        .replace("${QueueUrl}", "${queue_url}")
         .replace("${ArtifactS3Prefix}", "${artifact_s3_prefix}")
         .replace("${AWS::Region}", "${region}")
         .replace("${VpcId}", "${vpc_id}")
@@ -286,25 +371,175 @@ fn cloudformation_user_data() -> String {
 fn user_data_config(script: &str, region: &str) -> String {
     let start = script.find("<<'CONFIG'\n").expect("config heredoc") + "<<'CONFIG'\n".len();
     let end = start + script[start..].find("\nCONFIG\n").expect("heredoc end");
-    script[start..end].replace("${region}", region).replace("${vpc_id}", "vpc-0a1b2c3d4e5f60718")
+    script[start..end]
+        .replace("${queue_url}", "https://sqs.${region}.amazonaws.com/111122223333/hubdns-events-a")
+        .replace("${region}", region)
+        .replace("${vpc_id}", "vpc-0a1b2c3d4e5f60718")
+}
+
+/// The calls an event pattern must name: those hubdns acts on, EC2's then Route 53's.
+fn event_calls() -> Vec<String> {
+    hubdns::events::EC2_CALLS.iter().chain(hubdns::events::ROUTE53_CALLS.iter()).map(|c| c.to_string()).collect()
+}
+
+/// Every `key = [ "a", "b", … ]` list in HCL `text`, as its strings (comments left out).
+fn hcl_lists(text: &str, key: &str) -> Vec<Vec<String>> {
+    let mut lists = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(key) {
+        rest = &rest[at + key.len()..];
+        let Some(list) = rest.trim_start().strip_prefix('=').and_then(|r| r.trim_start().strip_prefix('[')) else { continue };
+        let body = &list[..list.find(']').expect("list end")];
+        let code: String = body.lines().map(|l| l.split('#').next().unwrap_or_default()).collect();
+        lists.push(code.split('"').skip(1).step_by(2).map(str::to_owned).collect());
+    }
+    lists
+}
+
+/// Files under `dir` (relative to the repository) whose name ends with `suffix`, recursively, sorted.
+fn files_under(dir: &str, suffix: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(repo().join(&dir)).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+            let entry = entry.expect("entry");
+            let path = format!("{dir}/{}", entry.file_name().to_string_lossy());
+            if entry.file_type().expect("type").is_dir() {
+                dirs.push(path);
+            } else if path.ends_with(suffix) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn the_event_patterns_name_exactly_the_calls_hubdns_acts_on() {
+    let calls = event_calls();
+    // CloudFormation: every rule of every template, parsed.
+    let mut rules = Vec::new();
+    for file in files_under("deploy/cloudformation", ".yaml") {
+        let template = cloudformation(&file);
+        for (id, rule) in resources(&template, "AWS::Events::Rule") {
+            let pattern = &rule["Properties"]["EventPattern"];
+            assert_eq!(pattern["source"], serde_json::json!(["aws.ec2", "aws.route53"]), "{file} {id}");
+            assert_eq!(pattern["detail-type"], serde_json::json!(["AWS API Call via CloudTrail"]), "{file} {id}");
+            assert_eq!(pattern["detail"]["eventSource"], serde_json::json!(["ec2.amazonaws.com", "route53.amazonaws.com"]), "{file} {id}");
+            assert_eq!(pattern["detail"]["eventName"], serde_json::json!(calls), "{file} {id}: the calls of hubdns::events");
+            rules.push(format!("{file} {id}"));
+        }
+    }
+    assert_eq!(
+        rules,
+        ["deploy/cloudformation/hubdns-events-forwarder.yaml ForwardRule", "deploy/cloudformation/hubdns.yaml EventsRule"],
+        "the hub's rule and the forwarder's"
+    );
+
+    // Terraform: one pattern file, which both rules read, equal to the CloudFormation ones.
+    let pattern: serde_json::Value = serde_json::from_str(&read("deploy/terraform/event-pattern.json")).expect("pattern is JSON");
+    assert_eq!(pattern["detail"]["eventName"], serde_json::json!(calls), "event-pattern.json: the calls of hubdns::events");
+    assert_eq!(pattern["source"], serde_json::json!(["aws.ec2", "aws.route53"]));
+    assert_eq!(pattern["detail-type"], serde_json::json!(["AWS API Call via CloudTrail"]));
+    assert_eq!(pattern["detail"]["eventSource"], serde_json::json!(["ec2.amazonaws.com", "route53.amazonaws.com"]));
+    let mut with_patterns = Vec::new();
+    for file in files_under("deploy/terraform", ".tf") {
+        let text = read(&file);
+        assert!(hcl_lists(&text, "eventName").is_empty(), "{file}: the pattern belongs in event-pattern.json");
+        if text.contains("event_pattern") {
+            assert!(text.contains("event-pattern.json\")"), "{file}: reads event-pattern.json");
+            with_patterns.push(file);
+        }
+    }
+    assert_eq!(with_patterns, ["deploy/terraform/events.tf", "deploy/terraform/modules/events-forwarder/main.tf"]);
+}
+
+#[test]
+fn each_instance_reads_an_events_queue_of_its_own() {
+    // CloudFormation: one queue per instance, each a target of the hub's rule, sending allowed
+    // to that rule only, readable by the instances' role.
+    let template = cloudformation("deploy/cloudformation/hubdns.yaml");
+    let queues: BTreeSet<&str> = resources(&template, "AWS::SQS::Queue").into_iter().map(|(id, _)| id).collect();
+    for (id, queue) in resources(&template, "AWS::SQS::Queue") {
+        assert_eq!(queue["Properties"]["SqsManagedSseEnabled"], true, "{id}: SSE");
+    }
+    let consumed: BTreeSet<String> = cloudformation_instances().into_iter().map(|(_, _, queue)| queue).collect();
+    assert_eq!(consumed.iter().map(String::as_str).collect::<BTreeSet<_>>(), queues, "each instance its own queue");
+    assert_eq!(consumed.len(), cloudformation_instances().len(), "no two instances share a queue");
+    let (rule, events_rule) = resources(&template, "AWS::Events::Rule")[0];
+    let targets: BTreeSet<&str> = events_rule["Properties"]["Targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter_map(|t| t["Arn"]["Fn::GetAtt"].as_str()?.strip_suffix(".Arn"))
+        .collect();
+    assert_eq!(targets, queues, "the rule fills every queue");
+    let mut guarded = BTreeSet::new();
+    for (id, policy) in resources(&template, "AWS::SQS::QueuePolicy") {
+        let statement = &policy["Properties"]["PolicyDocument"]["Statement"][0];
+        assert_eq!(statement["Principal"]["Service"], "events.amazonaws.com", "{id}");
+        assert_eq!(statement["Action"], "sqs:SendMessage", "{id}");
+        assert_eq!(statement["Condition"]["ArnEquals"]["aws:SourceArn"], serde_json::json!({ "Fn::GetAtt": format!("{rule}.Arn") }), "{id}");
+        let queue = statement["Resource"]["Fn::GetAtt"].as_str().and_then(|r| r.strip_suffix(".Arn")).expect("queue");
+        assert_eq!(policy["Properties"]["Queues"], serde_json::json!([{ "Ref": queue }]), "{id}");
+        guarded.insert(queue.to_owned());
+    }
+    assert_eq!(guarded, consumed, "every queue has its policy");
+    let (_, role) = resources(&template, "AWS::IAM::Role")[0];
+    let granted = role_policy_actions(role, "hubdns-events");
+    for action in ["sqs:ReceiveMessage", "sqs:DeleteMessage"] {
+        assert!(granted.contains(action), "the role lacks {action}");
+    }
+
+    // Terraform: the same, per entry of var.instances.
+    let words = |file: &str| read(file).split_whitespace().collect::<Vec<_>>().join(" ");
+    let events = words("deploy/terraform/events.tf");
+    for expected in [
+        r#"resource "aws_sqs_queue" "events" { for_each = var.instances"#,
+        "sqs_managed_sse_enabled = true",
+        r#"resource "aws_cloudwatch_event_target" "events" { for_each = aws_sqs_queue.events rule = aws_cloudwatch_event_rule.changes.name"#,
+        r#"resource "aws_sqs_queue_policy" "events" { for_each = aws_sqs_queue.events"#,
+        r#"Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.changes.arn } }"#,
+        r#"Action = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"] Resource = [for q in aws_sqs_queue.events : q.arn]"#,
+    ] {
+        assert!(events.contains(expected), "events.tf lacks {expected}");
+    }
+    let main = words("deploy/terraform/main.tf");
+    assert!(main.contains(r#"resource "aws_instance" "hubdns" { for_each = var.instances"#), "{main}");
+    assert!(main.contains("queue_url = aws_sqs_queue.events[each.key].url"), "each instance's user data names its own queue");
 }
 
 #[test]
 fn the_terraform_module_documents_its_variables_and_matches_cloudformation() {
     let dir = repo().join("deploy/terraform");
-    let text: String = ["versions.tf", "variables.tf", "main.tf", "outputs.tf"].iter().map(|f| read(&format!("deploy/terraform/{f}"))).collect();
-    // Every variable and output block says what it is (and variables their type).
-    for (kind, needs) in [("variable", &["description", "type"][..]), ("output", &["description"][..])] {
-        let blocks: Vec<&str> = text.split(&format!("\n{kind} \"")).skip(1).collect();
-        assert!(!blocks.is_empty(), "no {kind} blocks");
-        for block in blocks {
-            let name = block.split('"').next().unwrap_or_default();
-            let body = block.split("\n}\n").next().unwrap_or_default();
-            for key in needs {
-                assert!(body.contains(&format!("\n  {key} ")), "{kind} {name} has no {key}");
+    let module = |dir: &str| -> String {
+        let files = ["versions.tf", "variables.tf", "main.tf", "events.tf", "outputs.tf"];
+        files.iter().filter(|f| repo().join(dir).join(f).exists()).map(|f| "\n".to_owned() + &read(&format!("{dir}/{f}"))).collect()
+    };
+    let text = module("deploy/terraform");
+    // Every variable and output block of every module says what it is (and variables their type).
+    let modules = ["deploy/terraform", "deploy/terraform/modules/events-forwarder", "deploy/terraform/modules/member-role"];
+    for dir in modules {
+        let text = module(dir);
+        assert!(text.contains("required_version"), "{dir} has versions.tf");
+        for (kind, needs) in [("variable", &["description", "type"][..]), ("output", &["description"][..])] {
+            let blocks: Vec<&str> = text.split(&format!("\n{kind} \"")).skip(1).collect();
+            assert!(!blocks.is_empty(), "{dir}: no {kind} blocks");
+            for block in blocks {
+                let name = block.split('"').next().unwrap_or_default();
+                let body = block.split("\n}\n").next().unwrap_or_default();
+                for key in needs {
+                    assert!(body.contains(&format!("\n  {key} ")), "{dir}: {kind} {name} has no {key}");
+                }
             }
         }
     }
+    // The member accounts' role carries the one policy file too.
+    let member = module("deploy/terraform/modules/member-role");
+    let policy = "deploy/terraform/modules/member-role/../../../iam-policy.json";
+    assert!(member.contains("file(\"${path.module}/../../../iam-policy.json\")") && repo().join(policy).exists(), "{member}");
+    assert!(member.contains("default     = \"hubdns-read\""), "the role is named hubdns-read by default, as the README says");
     // One policy file for every deploy path.
     assert!(text.contains("file(\"${path.module}/../iam-policy.json\")"), "the role uses deploy/iam-policy.json");
     assert!(text.contains("length(var.instances) >= 2"), "two or more instances");
@@ -313,6 +548,7 @@ fn the_terraform_module_documents_its_variables_and_matches_cloudformation() {
     let script = std::fs::read_to_string(dir.join("user_data.sh.tftpl")).expect("user data template");
     assert_eq!(script.trim_end(), cloudformation_user_data(), "Terraform and CloudFormation install hubdns alike");
     let config = user_data_config(&script, "ap-southeast-2");
+    assert!(config.contains("\n[events]\nqueue_url = \"https://sqs.ap-southeast-2.amazonaws.com/"), "{config}");
     let summary = assert_config_checks(&config, "Terraform user data");
     assert!(summary.contains("vpc_endpoints region ap-southeast-2"), "{summary}");
 }
