@@ -539,6 +539,11 @@ pub struct RefreshConfig {
     /// every other name is served.
     #[serde(default = "default_ready_timeout_secs")]
     pub ready_timeout_secs: u64,
+    /// The part (0.01 to 1) of each account's AWS API request budget hubdns may use — EC2
+    /// Describe calls per region, Route 53 calls — shared by every source reading that
+    /// account; the rest is left to the account's other tooling.
+    #[serde(default = "default_api_share")]
+    pub api_share: f64,
 }
 
 /// An alias: a name answering with the A/AAAA records of another owned name, or fixed addresses.
@@ -845,6 +850,9 @@ impl Config {
                 "interval must be at least 1 and max_backoff_secs at least the interval".into(),
             ));
         }
+        if !(0.01..=1.0).contains(&self.refresh.api_share) {
+            return Err(top("refresh.api_share", format!("{} is outside 0.01..=1 (a part of AWS's request budget)", self.refresh.api_share)));
+        }
         let mut seen_sources = HashSet::new();
         for (i, source) in self.sources.vpc_endpoints.iter().enumerate() {
             let key = format!("sources.vpc_endpoints[{i}]");
@@ -854,6 +862,7 @@ impl Config {
             if !seen_sources.insert((v.region.clone(), v.role_arn.clone())) {
                 return Err(self.invalid(source, key, "this region and role are already a source"));
             }
+            check_vpc_ids(&v.vpc_ids).map_err(|m| self.invalid(source, format!("{key}.vpc_ids"), m))?;
             // Allowing tags under the root or a public suffix would let them take over any name.
             for domain in &v.alias_tag_domains {
                 if let Err(reason) = ownable(domain.name()) {
@@ -878,6 +887,13 @@ impl Config {
             if v.vpc_ids.is_empty() && v.zone_ids.is_empty() {
                 return Err(self.invalid(source, key, "name the zones: vpc_ids (their associated private zones), zone_ids, or both"));
             }
+            if let Some(bad) = v.zone_ids.iter().find(|id| {
+                let id = id.trim_start_matches("/hostedzone/");
+                id.is_empty() || !id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            }) {
+                return Err(self.invalid(source, format!("{key}.zone_ids"), format!("`{bad}` is not a hosted zone id like Z0123456789ABCDEFGHIJ")));
+            }
+            check_vpc_ids(&v.vpc_ids).map_err(|m| self.invalid(source, format!("{key}.vpc_ids"), m))?;
         }
 
         let mut rule_domains = HashSet::new();
@@ -1154,6 +1170,7 @@ impl Default for RefreshConfig {
             max_backoff_secs: default_max_backoff_secs(),
             state_file: None,
             ready_timeout_secs: default_ready_timeout_secs(),
+            api_share: default_api_share(),
         }
     }
 }
@@ -1227,6 +1244,18 @@ fn default_api_timeout_secs() -> u64 {
     20
 }
 
+
+/// VPC ids look like `vpc-0a1b2c3d4e5f60718`: a mistyped one would fail every fetch.
+fn check_vpc_ids(ids: &[String]) -> Result<(), String> {
+    match ids.iter().find(|id| !id.strip_prefix("vpc-").is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))) {
+        Some(bad) => Err(format!("`{bad}` is not a VPC id like vpc-0a1b2c3d4e5f60718")),
+        None => Ok(()),
+    }
+}
+
+fn default_api_share() -> f64 {
+    0.5
+}
 
 fn default_ready_timeout_secs() -> u64 {
     60
@@ -1497,6 +1526,12 @@ tags = { hubdns = "publish" }
         assert!(accounts("accounts = \"everyone\"\nrole_name = \"r\"\n").is_err());
         assert!(accounts("accounts = [\"222233334444\"]\nrole_name = \"r\"\nrole_arn = \"arn:aws:iam::1:role/x\"\n").unwrap_err().contains("role_name instead"));
         assert!(accounts("role_name = \"r\"\n").unwrap_err().contains("go with accounts"));
+        assert!(accounts("vpc_ids = [\"vpc 1\"]\n").unwrap_err().contains("VPC id"));
+        let zones = |ids: &str| parse(&format!("[[sources.route53]]\nregion = \"us-east-1\"\nzone_ids = [{ids}]\n")).map_err(|e| e.to_string());
+        assert!(zones("\"Z0C0RP5EXAMPLE1DEMO0\", \"/hostedzone/Z2\"").is_ok());
+        for bad in ["\"\"", "\"/hostedzone/\"", "\"z lower\""] {
+            assert!(zones(bad).unwrap_err().contains("hosted zone id"), "{bad}");
+        }
         assert!(accounts("accounts = [\"222233334444\"]\nrole_name = \"r\"\norganization_role_arn = \"arn:aws:iam::1:role/o\"\n").is_err());
     }
 

@@ -143,7 +143,7 @@ impl Refresher {
         forwarder: Arc<Forwarder>,
         board: Arc<StatusBoard>,
     ) -> (Self, watch::Receiver<bool>) {
-        let mut restored = config.refresh.state_file.as_deref().map(state_file::read).unwrap_or_default();
+        let (mut restored, replaceable) = config.refresh.state_file.as_deref().map_or((Default::default(), false), state_file::read_checked);
         let orgs = sources::orgs_in_state(config, &restored.keys().collect::<Vec<_>>());
         let mut outputs = HashMap::new();
         for planned in sources::planned(config, &orgs) {
@@ -185,8 +185,10 @@ impl Refresher {
         refresher.snapshot.store(Arc::new(snapshot));
         // Every source restored from the state file: ready before AWS answers.
         refresher.ready.send_replace(ready);
-        // Written at once, so a state file that cannot be written is reported at start.
-        if let Some(path) = &config.refresh.state_file {
+        // Written at once, so a state file that cannot be written is reported at start — but
+        // never over one that could not be read (another version's, say): that waits for
+        // fresh answers.
+        if let Some(path) = config.refresh.state_file.as_ref().filter(|_| replaceable) {
             save_state(path, refresher.outputs.iter().map(|(id, o)| (id.clone(), o.clone())).collect());
         }
         refresher.look_for_signed_parents();
@@ -259,7 +261,13 @@ impl Refresher {
         let new_forwarder = !Arc::ptr_eq(&self.forwarder, &update.forwarder);
         self.config = update.config;
         self.forwarder = update.forwarder;
-        self.env.send_replace(env_of(&self.config, &self.forwarder));
+        // Sources fetch again at once when what they are made with changed (a TTL, say).
+        let env = env_of(&self.config, &self.forwarder);
+        self.env.send_if_modified(|old| {
+            let changed = !old.same_as(&env);
+            *old = env;
+            changed
+        });
         self.replace_tasks(sources::planned(&self.config, &self.orgs), shutdown);
         self.replace_consumer(shutdown);
         self.replace_listers(shutdown);
@@ -284,9 +292,19 @@ impl Refresher {
                 self.tasks.push(task);
                 continue;
             }
-            if let Some(i) = old.iter().position(|t| t.id == plan.id) {
-                old.swap_remove(i).cancel.cancel();
-                tracing::info!(source = %plan.id, "source changed by reload; asking it now");
+            // The same id with new settings, or the same settings under a new id (another
+            // source of its kind and region came or went): the old task gives way, and its
+            // answer and start time carry over until the new task answers.
+            let previous = old.iter().position(|t| t.id == plan.id).or_else(|| old.iter().position(|t| t.settings == plan.settings));
+            let mut started = Instant::now();
+            if let Some(i) = previous {
+                let replaced = old.swap_remove(i);
+                replaced.cancel.cancel();
+                started = replaced.started;
+                if let Some(output) = self.outputs.remove(&replaced.id) {
+                    self.outputs.insert(plan.id.clone(), output);
+                }
+                tracing::info!(source = %plan.id, was = %replaced.id, "source changed by reload; asking it now");
             }
             let last = self.outputs.get(&plan.id).cloned();
             board.push(SourceStatus {
@@ -304,7 +322,7 @@ impl Refresher {
                 id: plan.id.clone(),
                 settings: plan.settings,
                 generation: self.generations,
-                started: Instant::now(),
+                started,
                 cancel: shutdown.child_token(),
                 changes,
             };

@@ -25,23 +25,30 @@ struct StateFile {
 
 /// Reads the state file; anything wrong with it is logged and yields nothing.
 pub fn read(path: &Path) -> BTreeMap<String, Arc<SourceOutput>> {
+    read_checked(path).0
+}
+
+/// [`read`], and whether the file may be written over before any source answers: yes when it
+/// is missing or was read, no when it is another version's, unreadable or corrupt (it may be
+/// the only copy of the last good answers; fresh answers replace it).
+pub fn read_checked(path: &Path) -> (BTreeMap<String, Arc<SourceOutput>>, bool) {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return (BTreeMap::new(), true),
         Err(error) => {
             tracing::warn!(path = %path.display(), %error, "state file unreadable; ignored");
-            return BTreeMap::new();
+            return (BTreeMap::new(), false);
         }
     };
     match serde_json::from_str::<StateFile>(&text) {
-        Ok(state) if state.format == STATE_FORMAT => state.sources,
+        Ok(state) if state.format == STATE_FORMAT => (state.sources, true),
         Ok(state) => {
-            tracing::warn!(path = %path.display(), format = %state.format, expected = STATE_FORMAT, "state file of another format; ignored");
-            BTreeMap::new()
+            tracing::warn!(path = %path.display(), format = %state.format, expected = STATE_FORMAT, "state file of another format; ignored, and kept until a source answers");
+            (BTreeMap::new(), false)
         }
         Err(error) => {
-            tracing::warn!(path = %path.display(), %error, "state file corrupt; ignored");
-            BTreeMap::new()
+            tracing::warn!(path = %path.display(), %error, "state file corrupt; ignored, and kept until a source answers");
+            (BTreeMap::new(), false)
         }
     }
 }
@@ -81,11 +88,12 @@ mod tests {
         assert_eq!(back["vpc_endpoints/us-east-1"].records, crate::sources::sample_output().records);
         assert_eq!(back["vpc_endpoints/us-east-1"].handles, crate::sources::sample_output().handles);
 
+        assert!(read_checked(&path).1, "a state file read may be replaced");
         std::fs::write(&path, b"{\"format\": \"hubdns-state/1\", \"sources\": {").unwrap();
-        assert!(read(&path).is_empty(), "corrupt: ignored");
+        assert_eq!(read_checked(&path), (BTreeMap::new(), false), "corrupt: ignored, and not to be written over before an answer");
         std::fs::write(&path, br#"{"format":"hubdns-state/99","written_at":"","sources":{}}"#).unwrap();
-        assert!(read(&path).is_empty(), "other format: ignored");
-        assert!(read(&dir.join("missing.json")).is_empty());
+        assert_eq!(read_checked(&path), (BTreeMap::new(), false), "other format: ignored, and kept");
+        assert_eq!(read_checked(&dir.join("missing.json")), (BTreeMap::new(), true));
         assert!(write(&dir.join("no/such/dir/state.json"), BTreeMap::new()).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

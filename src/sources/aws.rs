@@ -3,10 +3,10 @@
 //!
 //! An API error either fails the whole fetch (the source keeps its last good answer and
 //! retries with backoff) or stands for one item, which is left out while the rest is
-//! published ([`item_error`]). Only errors that say the item itself is gone or invalid are
-//! per item; throttling, server errors, timeouts, expired credentials and missing
-//! permissions fail the fetch, because they would otherwise empty the source one item at a
-//! time.
+//! published ([`item_error`]). Only the codes by which a call says the item it was asked
+//! about is gone or invalid are per item; throttling, server errors, timeouts, expired
+//! credentials and missing permissions fail the fetch, because they would otherwise empty the
+//! source one item at a time.
 
 use std::{sync::Mutex, time::{Duration, SystemTime}};
 
@@ -39,35 +39,29 @@ pub fn source_id(kind: &str, region: &str, role_arn: Option<&str>) -> String {
     }
 }
 
-/// Error codes that name the item asked about as gone or invalid, so that item is left out
-/// and the rest of the fetch stands:
-/// - Route 53 GetHostedZone and ListResourceRecordSets: `NoSuchHostedZone` (the zone was
-///   deleted), `InvalidInput` (a malformed zone id) — Route 53 API reference, "Errors";
-/// - Route 53 ListHostedZonesByVPC: `InvalidInput` (a VPC that no longer exists);
-/// - EC2 DescribeVpcEndpointServices: `InvalidServiceName` (the service was deleted; EC2 API
-///   reference, "Error codes").
-const ITEM_CODES: [&str; 3] = ["NoSuchHostedZone", "InvalidInput", "InvalidServiceName"];
-
-/// When `error` names the item asked about as gone or invalid: its code and message.
-/// Everything else (throttling, 5xx, timeouts, credentials, permissions) is `None`: the
-/// whole fetch fails.
-pub fn item_error<E, R>(error: &SdkError<E, R>) -> Option<String>
+/// When `error` is one of `codes` — the codes by which the call names the item it was asked
+/// about as gone or invalid — that code and its message: the item is left out and the rest
+/// of the fetch stands. Each call site lists its own codes, with the API reference's word for
+/// them. Everything else (throttling, 5xx, timeouts, credentials, permissions, any other
+/// code) is `None`: the whole fetch fails and the last good answer stays, since those would
+/// otherwise empty a source one item at a time.
+pub fn item_error<E, R>(error: &SdkError<E, R>, codes: &[&str]) -> Option<String>
 where
     E: ProvideErrorMetadata,
 {
     let SdkError::ServiceError(service) = error else { return None };
     let code = service.err().code()?;
-    ITEM_CODES.contains(&code).then(|| format!("{code}: {}", service.err().message().unwrap_or("")))
+    codes.contains(&code).then(|| format!("{code}: {}", service.err().message().unwrap_or("")))
 }
 
-/// Whether a call about several items failed in a way one of them may have caused (a client
-/// error that is neither throttling nor about credentials or permissions): worth asking
+/// Whether a call about several items failed in a way one of them may have caused (one of
+/// `codes`, or another `Invalid…` client error that is not about credentials): worth asking
 /// about each item alone.
-pub fn worth_narrowing<E, R>(error: &SdkError<E, R>) -> bool
+pub fn worth_narrowing<E, R>(error: &SdkError<E, R>, codes: &[&str]) -> bool
 where
     E: ProvideErrorMetadata,
 {
-    item_error(error).is_some()
+    item_error(error, codes).is_some()
         || matches!(error, SdkError::ServiceError(s) if s.err().code().is_some_and(|c| c.starts_with("Invalid") && !c.contains("Token") && !c.contains("Access")))
 }
 
@@ -149,6 +143,52 @@ macro_rules! with_endpoint {
     }};
 }
 
+/// An API whose request tokens AWS keeps in one bucket per account (and, for EC2, region).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiFamily {
+    /// EC2's non-mutating (Describe*) actions: a bucket of 100 tokens refilled at 20 a
+    /// second, per account and region (EC2 API reference, "Request throttling").
+    Ec2Describe,
+    /// Route 53's API, one bucket per account (it is global): modelled as a burst of 50
+    /// refilled at 10 a second, so the default half share is the documented five requests a
+    /// second per account (Route 53 developer guide, "Quotas on API requests").
+    Route53,
+}
+
+impl ApiFamily {
+    /// AWS's bucket: (burst, refill per second).
+    fn aws_bucket(self) -> (f64, f64) {
+        match self {
+            Self::Ec2Describe => (100.0, 20.0),
+            Self::Route53 => (50.0, 10.0),
+        }
+    }
+}
+
+/// Buckets in use, by family, account ("" for a source's own credentials), region (none for
+/// Route 53, which is global) and share (in thousandths). Sources of one account share one:
+/// together they take at most `share` of AWS's bucket, leaving the rest to the account's other
+/// tooling. Held weakly, so a bucket goes with its last source.
+type BudgetKey = (ApiFamily, String, Option<String>, u32);
+static BUDGETS: std::sync::LazyLock<Mutex<std::collections::HashMap<BudgetKey, std::sync::Weak<TokenBucket>>>> =
+    std::sync::LazyLock::new(Mutex::default);
+
+/// The bucket calls of `family` into `account` (and `region`) take from, sized to `share`
+/// of AWS's.
+pub fn budget(family: ApiFamily, account: Option<&str>, region: Option<&str>, share: f64) -> std::sync::Arc<TokenBucket> {
+    let share = share.clamp(0.01, 1.0);
+    let key = (family, account.unwrap_or_default().to_owned(), region.map(str::to_owned), (share * 1000.0).round() as u32);
+    let mut budgets = BUDGETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    budgets.retain(|_, bucket| bucket.strong_count() > 0);
+    if let Some(bucket) = budgets.get(&key).and_then(std::sync::Weak::upgrade) {
+        return bucket;
+    }
+    let (burst, rate) = family.aws_bucket();
+    let bucket = std::sync::Arc::new(TokenBucket::with_rate((burst * share).max(1.0), (rate * share).max(0.1)));
+    budgets.insert(key, std::sync::Arc::downgrade(&bucket));
+    bucket
+}
+
 /// A token bucket: up to `burst` calls at once, then `per_second`.
 pub struct TokenBucket {
     burst: f64,
@@ -159,8 +199,12 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(burst: u32, per_second: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self { burst, per_second: f64::from(per_second.max(1)), state: Mutex::new((burst, Instant::now())) }
+        Self::with_rate(f64::from(burst.max(1)), f64::from(per_second.max(1)))
+    }
+
+    /// A full bucket of `burst` tokens refilled at `per_second` (fractions allowed).
+    pub fn with_rate(burst: f64, per_second: f64) -> Self {
+        Self { burst, per_second, state: Mutex::new((burst, Instant::now())) }
     }
 
     /// Waits until a call may be made, and takes its token.
@@ -188,6 +232,18 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_of_one_account_share_a_budget_sized_to_their_share() {
+        let a = budget(ApiFamily::Ec2Describe, Some("222233334444"), Some("us-east-1"), 0.5);
+        let b = budget(ApiFamily::Ec2Describe, Some("222233334444"), Some("us-east-1"), 0.5);
+        assert!(std::sync::Arc::ptr_eq(&a, &b), "one account and region: one bucket");
+        assert_eq!((a.burst, a.per_second), (50.0, 10.0), "half of EC2's 100 and 20/s");
+        let other = budget(ApiFamily::Ec2Describe, Some("222233334444"), Some("eu-west-1"), 0.5);
+        assert!(!std::sync::Arc::ptr_eq(&a, &other), "EC2 buckets are per region");
+        let zones = budget(ApiFamily::Route53, Some("222233334444"), None, 0.5);
+        assert_eq!((zones.burst, zones.per_second), (25.0, 5.0));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_bucket_allows_a_burst_then_the_rate() {

@@ -83,6 +83,13 @@ pub struct Env {
     pub forwarder: Arc<Forwarder>,
 }
 
+impl Env {
+    /// Whether a fetch made with `other` would come out the same.
+    pub fn same_as(&self, other: &Self) -> bool {
+        self.ttl == other.ttl && self.interval == other.interval && self.max_backoff == other.max_backoff && Arc::ptr_eq(&self.forwarder, &other.forwarder)
+    }
+}
+
 /// One source's last good answer: what the table is built from, and what the state file keeps.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceOutput {
@@ -126,9 +133,11 @@ impl SourceOutput {
 /// A source as the config names it: enough to set it up on its own task, and to tell on a
 /// reload whether it changed.
 pub struct Planned {
-    /// Kind, region and role, with `#2`, `#3`… for a later source with the same three, so no
-    /// two share a place in the state file.
+    /// Kind, region and role; when two sources share those, each adds `#` and what it reads
+    /// (its VPCs, zones or tags), so an id never moves to another source when one is removed.
     pub id: String,
+    /// What it reads, for telling apart sources of one kind, region and role.
+    scope: String,
     /// `vpc_endpoints` or `route53`.
     pub kind: &'static str,
     /// The region it asks.
@@ -206,18 +215,21 @@ fn accounts_of(
 /// an entry with `accounts` becomes one source per account, reading it through its role;
 /// `orgs` holds the organizations listed so far.
 pub fn planned(config: &Config, orgs: &OrgAccounts) -> Vec<Planned> {
+    let share = config.refresh.api_share;
     let mut all = Vec::new();
     for source in &config.sources.vpc_endpoints {
         let entry = source.get_ref();
         let roles = accounts_of(entry.account_settings(), &entry.region, orgs).map_or_else(|| vec![entry.role_arn.clone()], |r| r.into_iter().map(Some).collect());
         for role_arn in roles {
             let c = VpcEndpointsConfig { role_arn, accounts: None, role_name: None, organization_role_arn: None, ..entry.clone() };
-            let (region, settings) = (c.region.clone(), format!("{c:?}"));
+            let (region, settings) = (c.region.clone(), format!("{c:?} share={share}"));
             let id = source_id("vpc_endpoints", &c.region, c.role_arn.as_deref());
+            let tags = c.tags.iter().map(|(k, v)| format!("{k}={v}"));
+            let scope = c.vpc_ids.iter().cloned().chain(tags).collect::<Vec<_>>().join("+");
             let build = Box::new(move || -> BoxFuture<'static, Box<dyn Source>> {
-                Box::pin(async move { Box::new(VpcEndpointSource::new(c).await) as Box<dyn Source> })
+                Box::pin(async move { Box::new(VpcEndpointSource::new(c, share).await) as Box<dyn Source> })
             });
-            all.push(Planned { id, kind: "vpc_endpoints", region, settings, build });
+            all.push(Planned { id, scope, kind: "vpc_endpoints", region, settings, build });
         }
     }
     for source in &config.sources.route53 {
@@ -225,16 +237,25 @@ pub fn planned(config: &Config, orgs: &OrgAccounts) -> Vec<Planned> {
         let roles = accounts_of(entry.account_settings(), &entry.region, orgs).map_or_else(|| vec![entry.role_arn.clone()], |r| r.into_iter().map(Some).collect());
         for role_arn in roles {
             let c = Route53Config { role_arn, accounts: None, role_name: None, organization_role_arn: None, ..entry.clone() };
-            let (region, settings) = (c.region.clone(), format!("{c:?}"));
+            let (region, settings) = (c.region.clone(), format!("{c:?} share={share}"));
             let id = source_id("route53", &c.region, c.role_arn.as_deref());
+            let scope = c.vpc_ids.iter().chain(&c.zone_ids).cloned().collect::<Vec<_>>().join("+");
             let build = Box::new(move || -> BoxFuture<'static, Box<dyn Source>> {
-                Box::pin(async move { Box::new(Route53Source::new(c).await) as Box<dyn Source> })
+                Box::pin(async move { Box::new(Route53Source::new(c, share).await) as Box<dyn Source> })
             });
-            all.push(Planned { id, kind: "route53", region, settings, build });
+            all.push(Planned { id, scope, kind: "route53", region, settings, build });
         }
+    }
+    let mut bases: HashMap<String, usize> = HashMap::new();
+    for planned in &all {
+        *bases.entry(planned.id.clone()).or_default() += 1;
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
     for planned in &mut all {
+        if bases[&planned.id] > 1 {
+            planned.id = format!("{}#{}", planned.id, planned.scope);
+        }
+        // Two sources reading the very same scope: told apart by order, as nothing else can.
         let count = seen.entry(planned.id.clone()).or_default();
         *count += 1;
         if *count > 1 {
@@ -297,8 +318,11 @@ mod tests {
                     [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\n";
         let planned = planned(&Config::parse(text, "t.toml").unwrap(), &OrgAccounts::new());
         let ids: Vec<&str> = planned.iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(ids, ["vpc_endpoints/us-east-1", "route53/us-east-1", "route53/us-east-1#2"]);
+        assert_eq!(ids, ["vpc_endpoints/us-east-1", "route53/us-east-1#vpc-1", "route53/us-east-1#vpc-2"]);
         assert_ne!(planned[1].settings, planned[2].settings, "settings tell the two apart");
+        // The first one removed: the second keeps its id (and so its answer), never the first's.
+        let alone = "[[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-2\"]\n";
+        assert_eq!(super::planned(&Config::parse(alone, "t.toml").unwrap(), &OrgAccounts::new())[0].id, "route53/us-east-1");
     }
 
     /// Issue 16: `accounts` makes one source per account, each through its role; an account

@@ -4,10 +4,11 @@
 //! VPCs (ListHostedZonesByVPC) and the zones listed by id — and reads each one's record sets
 //! with ListResourceRecordSets, paging by hand (the SDK has no paginator for it) and refusing a
 //! next-record token that repeats. A zone whose record-set count (GetHostedZone) has not
-//! changed is re-read only every `reread_secs`: Route 53 has no serial or change feed, so a
-//! change that keeps the count (an edited value) is seen within that bound. Every call waits
-//! on a token bucket (burst 50, 10 per second) so hubdns stays inside Route 53's API budget
-//! for the account, which other tools share.
+//! changed is re-read only every `reread_secs`, or when a change event names it: Route 53
+//! has no serial, so without events a change that keeps the count (an edited value) is seen
+//! within that bound. Every call waits on the account's Route 53 budget
+//! ([`crate::sources::aws::budget`]: by default half of AWS's bucket), shared by every source
+//! reading that account, so hubdns leaves room for the account's other tools.
 //!
 //! [`records_from_zones`] is the pure conversion, tested on hand-built SDK values:
 //! - names are unescaped (Route 53 writes `*` as `\052` and other octets as `\ooo`);
@@ -46,14 +47,23 @@ use crate::{
     snapshot::{Alias, Provenance, Record, SourceKind, Weight, absolute_names},
     sources::{
         BoxFuture, Env, Source, SourceOutput,
-        aws::{FetchError, TokenBucket, item_error, now_rfc3339, role_account, same_account, sdk_config, sdk_message},
+        aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, role_account, same_account, sdk_config, sdk_message},
     },
     events::{Change, Service},
 };
 
-/// Route 53's API budget per account: a burst of 50 calls, then 10 per second.
-const API_BURST: u32 = 50;
-const API_PER_SECOND: u32 = 10;
+
+/// GetHostedZone's errors that speak for the zone asked about (Route 53 API reference,
+/// GetHostedZone, "Errors"): it was deleted (`NoSuchHostedZone`), or its id in `zone_ids` is
+/// malformed (`InvalidInput`). The zone is left out; the other zones are read.
+const ZONE_GONE_OR_MALFORMED: &[&str] = &["NoSuchHostedZone", "InvalidInput"];
+
+/// ListResourceRecordSets's: the zone was deleted between GetHostedZone and this call. Its
+/// `InvalidInput` is about the page request hubdns built, so it fails the fetch instead.
+const ZONE_GONE: &[&str] = &["NoSuchHostedZone"];
+
+/// ListHostedZonesByVPC's first page: `InvalidInput` for a VPC id it does not take.
+const VPC_GONE: &[&str] = &["InvalidInput"];
 
 /// The suffix of interface endpoint DNS names, whose addresses the endpoint source knows.
 const VPCE_SUFFIX: &str = ".vpce.amazonaws.com";
@@ -438,7 +448,8 @@ struct CachedZone {
 pub struct Route53Source {
     config: Route53Config,
     client: Client,
-    limiter: TokenBucket,
+    /// The account's Route 53 budget, shared with its other Route 53 sources.
+    limiter: Arc<TokenBucket>,
     zones: Mutex<HashMap<String, CachedZone>>,
     /// Zones named by change events: read again at the next fetch, whatever their count.
     reread: Mutex<HashSet<String>>,
@@ -449,12 +460,13 @@ pub struct Route53Source {
 
 impl Route53Source {
     /// A source for `config`, with credentials from the standard chain (or the role).
-    pub async fn new(config: Route53Config) -> Self {
+    /// `api_share` is the part of the account's Route 53 request budget hubdns may use.
+    pub async fn new(config: Route53Config, api_share: f64) -> Self {
         let shared = sdk_config(&config.access()).await;
         Self {
             client: crate::with_endpoint!(aws_sdk_route53, &shared, config.endpoint_url.as_deref()),
+            limiter: budget(ApiFamily::Route53, config.role_arn.as_deref().and_then(role_account), None, api_share),
             config,
-            limiter: TokenBucket::new(API_BURST, API_PER_SECOND),
             zones: Mutex::new(HashMap::new()),
             reread: Mutex::new(HashSet::new()),
             external: Mutex::new(HashMap::new()),
@@ -486,7 +498,8 @@ impl Route53Source {
                     .await;
                 let page = match page {
                     Ok(page) => page,
-                    Err(error) => match item_error(&error) {
+                    // Only the first page speaks for the VPC; a later page's error is ours.
+                    Err(error) => match item_error(&error, if token.is_none() { VPC_GONE } else { &[] }) {
                         Some(reason) => {
                             skipped.push(format!("VPC {vpc}: {reason}"));
                             continue 'vpcs;
@@ -527,7 +540,7 @@ impl Route53Source {
     /// than `reread_secs` ago, else read whole.
     async fn zone(&self, id: &str, rank: usize) -> Result<Zone, Blamed> {
         self.limiter.acquire().await;
-        let hosted = self.client.get_hosted_zone().id(id).send().await.map_err(|e| self.blame("GetHostedZone", &e))?;
+        let hosted = self.client.get_hosted_zone().id(id).send().await.map_err(|e| self.blame("GetHostedZone", &e, ZONE_GONE_OR_MALFORMED))?;
         let Some(hosted) = hosted.hosted_zone() else {
             return Err(Blamed::Item("GetHostedZone returned no zone".into()));
         };
@@ -551,8 +564,9 @@ impl Route53Source {
         &self,
         call: &'static str,
         error: &SdkError<E, R>,
+        codes: &[&str],
     ) -> Blamed {
-        match item_error(error) {
+        match item_error(error, codes) {
             Some(reason) => Blamed::Item(reason),
             None => Blamed::Fetch(self.error(call)(sdk_message(error))),
         }
@@ -580,7 +594,7 @@ impl Route53Source {
             if let Some((name, rtype, identifier)) = &start {
                 call = call.start_record_name(name).start_record_type(rtype.clone()).set_start_record_identifier(identifier.clone());
             }
-            let page = call.send().await.map_err(|e| self.blame("ListResourceRecordSets", &e))?;
+            let page = call.send().await.map_err(|e| self.blame("ListResourceRecordSets", &e, ZONE_GONE))?;
             sets.extend(page.resource_record_sets().iter().cloned());
             if !page.is_truncated() {
                 return Ok(sets);
@@ -598,26 +612,32 @@ impl Route53Source {
         }
     }
 
-    /// Resolves aliases to outside names through `forwarder`; each answer's TTL is capped at
+    /// Resolves aliases to outside names through `forwarder`, all at once (the forwarder
+    /// asks each target once however many aliases share it); each answer's TTL is capped at
     /// `max_ttl` (the refresh interval), so it is never served staler than one refresh. When
     /// the upstream fails (SERVFAIL, a timeout) the alias keeps its last good resolution: one
     /// bad moment upstream must not turn a name in the zone into an NXDOMAIN that clients
-    /// cache. A definite answer (the target is gone) replaces it.
-    pub async fn resolve_external(&self, forwarder: &Arc<Forwarder>, aliases: &[ExternalAlias], max_ttl: u32) -> Vec<Record> {
-        let mut records = Vec::new();
-        let mut resolved = HashMap::new();
-        for alias in aliases {
-            let answer = forwarder.forward(&Ask::new(alias.target.clone(), alias.rtype)).await;
+    /// cache. A definite answer (the target is gone) replaces it. Aliases left with nothing
+    /// are returned as reasons, for the source's `skipped` (logged once, counted).
+    pub async fn resolve_external(&self, forwarder: &Arc<Forwarder>, aliases: &[ExternalAlias], max_ttl: u32) -> (Vec<Record>, Vec<String>) {
+        let mut lookups = tokio::task::JoinSet::new();
+        for (i, alias) in aliases.iter().enumerate() {
+            let (forwarder, ask) = (forwarder.clone(), Ask::new(alias.target.clone(), alias.rtype));
+            lookups.spawn(async move { (i, forwarder.forward(&ask).await) });
+        }
+        let mut answers = vec![None; aliases.len()];
+        while let Some(done) = lookups.join_next().await {
+            if let Ok((i, answer)) = done {
+                answers[i] = Some(answer);
+            }
+        }
+        let last = self.external.lock().map(|last| last.clone()).unwrap_or_default();
+        let (mut records, mut skipped, mut resolved) = (Vec::new(), Vec::new(), HashMap::new());
+        for (alias, answer) in aliases.iter().zip(answers) {
             let key = (alias.name.clone(), alias.rtype, alias.target.clone());
-            let found: Vec<Record> = if answer.rcode == hickory_proto::op::ResponseCode::ServFail {
-                let kept = self.external.lock().ok().and_then(|last| last.get(&key).cloned()).unwrap_or_default();
-                tracing::warn!(
-                    name = %alias.name, target = %alias.target, rtype = %alias.rtype, kept = kept.len(),
-                    origin = %alias.provenance.origin, "alias target did not resolve (upstream failed); keeping its last good answer"
-                );
-                kept
-            } else {
-                answer
+            let failed = answer.as_ref().is_none_or(|a| a.rcode == hickory_proto::op::ResponseCode::ServFail);
+            let found: Vec<Record> = match &answer {
+                Some(answer) if !failed => answer
                     .answers
                     .iter()
                     .filter(|r| r.record_type() == alias.rtype)
@@ -628,13 +648,15 @@ impl Route53Source {
                         provenance: alias.provenance.clone(),
                         weight: alias.weight.clone(),
                     })
-                    .collect()
+                    .collect(),
+                _ => last.get(&key).cloned().unwrap_or_default(),
             };
             if found.is_empty() {
-                tracing::warn!(
-                    name = %alias.name, target = %alias.target, rtype = %alias.rtype, rcode = %answer.rcode,
-                    origin = %alias.provenance.origin, "alias target did not resolve; left out"
-                );
+                let why = match &answer {
+                    Some(answer) if !failed => format!("answered {:?} with no {}", answer.rcode, alias.rtype),
+                    _ => "the upstreams did not answer".to_owned(),
+                };
+                skipped.push(format!("{} {}: alias to {} left out: {why}", alias.name, alias.rtype, alias.target));
             }
             records.extend(found.iter().cloned());
             resolved.insert(key, found);
@@ -642,7 +664,7 @@ impl Route53Source {
         if let Ok(mut last) = self.external.lock() {
             *last = resolved;
         }
-        records
+        (records, skipped)
     }
 }
 
@@ -676,7 +698,9 @@ impl Source for Route53Source {
             let mut converted = records_from_zones(&zones, &ctx);
             skipped.append(&mut converted.skipped);
             let max_ttl = u32::try_from(env.interval.as_secs()).unwrap_or(u32::MAX);
-            converted.records.extend(self.resolve_external(&env.forwarder, &converted.external, max_ttl).await);
+            let (external, unresolved) = self.resolve_external(&env.forwarder, &converted.external, max_ttl).await;
+            converted.records.extend(external);
+            skipped.extend(unresolved);
             Ok(SourceOutput {
                 records: converted.records,
                 aliases: converted.aliases,

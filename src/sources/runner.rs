@@ -182,6 +182,8 @@ impl Runner {
         loop {
             let change = tokio::select! {
                 () = tokio::time::sleep_until(due) => return false,
+                // New settings (a reload changed the TTL or the interval): fetch with them now.
+                Ok(()) = self.env.changed() => return false,
                 change = self.changes.recv() => change,
             };
             let Some(change) = change else {

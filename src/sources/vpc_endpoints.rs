@@ -47,7 +47,7 @@ use crate::{
     snapshot::{Provenance, Record, SourceKind, ownable},
     sources::{
         BoxFuture, Env, Source, SourceOutput,
-        aws::{FetchError, item_error, now_rfc3339, role_account, same_account, sdk_config, sdk_message, worth_narrowing},
+        aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, role_account, same_account, sdk_config, sdk_message, worth_narrowing},
     },
     events::{Change, Service},
 };
@@ -57,6 +57,12 @@ pub const ALIAS_TAG: &str = "hubdns:alias";
 
 /// ENI ids per DescribeNetworkInterfaces call: the most values one EC2 filter takes.
 const ENI_BATCH: usize = 200;
+
+/// DescribeVpcEndpointServices's error for a service that no longer exists ("The Vpc
+/// Endpoint Service '…' does not exist"; EC2 API reference, "Error codes"). It fails the
+/// whole call, so a batch that fails is asked again service by service (as Cloud Custodian
+/// does, cloud-custodian#10741).
+const SERVICE_GONE: &[&str] = &["InvalidServiceName"];
 
 /// Service names per DescribeVpcEndpointServices call.
 const SERVICE_BATCH: usize = 50;
@@ -316,13 +322,18 @@ pub struct VpcEndpointSource {
     client: Client,
     /// Endpoints named by change events, watched until seen in a lasting state.
     watched: Mutex<HashSet<String>>,
+    /// The account's EC2 Describe budget in this region, shared with its other sources.
+    limiter: Arc<TokenBucket>,
 }
 
 impl VpcEndpointSource {
     /// A source for `config`, with credentials from the standard chain (or the role).
-    pub async fn new(config: VpcEndpointsConfig) -> Self {
+    /// `api_share` is the part of the account's EC2 Describe request budget hubdns may use.
+    pub async fn new(config: VpcEndpointsConfig, api_share: f64) -> Self {
         let shared = sdk_config(&config.access()).await;
-        Self { client: crate::with_endpoint!(aws_sdk_ec2, &shared, config.endpoint_url.as_deref()), config, watched: Mutex::new(HashSet::new()) }
+        let account = config.role_arn.as_deref().and_then(role_account);
+        let limiter = budget(ApiFamily::Ec2Describe, account, Some(&config.region), api_share);
+        Self { client: crate::with_endpoint!(aws_sdk_ec2, &shared, config.endpoint_url.as_deref()), config, watched: Mutex::new(HashSet::new()), limiter }
     }
 
     /// Stops watching endpoints that reached a lasting state (or are not there at all).
@@ -350,16 +361,15 @@ impl VpcEndpointSource {
         for (key, value) in &self.config.tags {
             filters.push(Filter::builder().name(format!("tag:{key}")).values(value).build());
         }
-        let endpoints: Vec<VpcEndpoint> = self
-            .client
-            .describe_vpc_endpoints()
-            .set_filters((!filters.is_empty()).then_some(filters))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(|e| self.error("DescribeVpcEndpoints")(sdk_message(&e)))?;
+        let mut pages = self.client.describe_vpc_endpoints().set_filters((!filters.is_empty()).then_some(filters)).into_paginator().send();
+        let mut endpoints: Vec<VpcEndpoint> = Vec::new();
+        loop {
+            self.limiter.acquire().await;
+            match pages.next().await {
+                Some(page) => endpoints.extend(page.map_err(|e| self.error("DescribeVpcEndpoints")(sdk_message(&e)))?.vpc_endpoints().iter().cloned()),
+                None => break,
+            }
+        }
         self.settle(&endpoints);
         // Only what will be published is looked up further: a rejected endpoint's service may
         // be gone, and asking about it would fail the call for every other service.
@@ -371,16 +381,16 @@ impl VpcEndpointSource {
         let eni_ids: Vec<String> = published.iter().flat_map(|e| e.network_interface_ids().iter().cloned()).collect();
         let mut interfaces = HashMap::new();
         for batch in eni_ids.chunks(ENI_BATCH) {
-            let found: Vec<NetworkInterface> = self
-                .client
-                .describe_network_interfaces()
-                .filters(Filter::builder().name("network-interface-id").set_values(Some(batch.to_vec())).build())
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(|e| self.error("DescribeNetworkInterfaces")(sdk_message(&e)))?;
+            let filter = Filter::builder().name("network-interface-id").set_values(Some(batch.to_vec())).build();
+            let mut pages = self.client.describe_network_interfaces().filters(filter).into_paginator().send();
+            let mut found: Vec<NetworkInterface> = Vec::new();
+            loop {
+                self.limiter.acquire().await;
+                match pages.next().await {
+                    Some(page) => found.extend(page.map_err(|e| self.error("DescribeNetworkInterfaces")(sdk_message(&e)))?.network_interfaces().iter().cloned()),
+                    None => break,
+                }
+            }
             for eni in found {
                 if let Some(id) = eni.network_interface_id() {
                     interfaces.insert(id.to_owned(), eni);
@@ -413,16 +423,17 @@ impl VpcEndpointSource {
         names: &mut HashMap<String, Vec<String>>,
         skipped: &mut Vec<String>,
     ) -> Result<(), FetchError> {
-        let ask = |batch: Vec<String>| self.client.describe_vpc_endpoint_services().set_service_names(Some(batch)).send();
-        let response = match ask(services.to_vec()).await {
+        self.limiter.acquire().await;
+        let asked = self.client.describe_vpc_endpoint_services().set_service_names(Some(services.to_vec())).send().await;
+        let response = match asked {
             Ok(response) => response,
-            Err(error) if services.len() > 1 && worth_narrowing(&error) => {
+            Err(error) if services.len() > 1 && worth_narrowing(&error, SERVICE_GONE) => {
                 for service in services {
                     Box::pin(self.private_dns_names(std::slice::from_ref(service), names, skipped)).await?;
                 }
                 return Ok(());
             }
-            Err(error) => match item_error(&error) {
+            Err(error) => match item_error(&error, SERVICE_GONE) {
                 Some(reason) if services.len() == 1 => {
                     skipped.push(format!("service {}: private DNS names unknown: {reason}", services[0]));
                     return Ok(());

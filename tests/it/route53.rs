@@ -276,7 +276,7 @@ async fn unchanged_zones_are_not_reread_and_a_repeating_token_is_refused() {
     let upstream = "127.0.0.1:9".parse().expect("constant");
     let config = local_config(&stand_in_config(upstream, &replay.url(), &tempdir().join("state.json")));
     let settings = config.sources.route53[0].get_ref().clone();
-    let source = Route53Source::new(settings.clone()).await;
+    let source = Route53Source::new(settings.clone(), 0.5).await;
     let reads = || replay.requests_for("ListResourceRecordSets");
 
     let (first, _) = source.zones().await.expect("first fetch");
@@ -296,7 +296,7 @@ async fn unchanged_zones_are_not_reread_and_a_repeating_token_is_refused() {
     assert_eq!(reads(), 2, "count changed: re-read");
 
     // reread_secs = 0: every fetch reads every zone, whatever its count says.
-    let always = Route53Source::new(hubdns::config::Route53Config { reread_secs: 0, ..settings.clone() }).await;
+    let always = Route53Source::new(hubdns::config::Route53Config { reread_secs: 0, ..settings.clone() }, 0.5).await;
     always.zones().await.expect("fetch");
     always.zones().await.expect("fetch");
     assert_eq!(reads(), 4);
@@ -314,7 +314,7 @@ async fn unchanged_zones_are_not_reread_and_a_repeating_token_is_refused() {
         *pages = vec![page.clone(), page];
     }
     replay.set_responses(looping);
-    let fresh = Route53Source::new(settings).await;
+    let fresh = Route53Source::new(settings, 0.5).await;
     let error = tokio::time::timeout(std::time::Duration::from_secs(10), fresh.zones())
         .await
         .expect("the fetch ends instead of following the token forever")

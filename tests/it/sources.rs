@@ -273,3 +273,102 @@ async fn a_renamed_private_dns_name_is_served_under_the_new_name() {
     assert_eq!(upstream.queries_for("internal-api.service.com."), 1, "forwarded");
     hub.server.stop().await;
 }
+
+/// A copy of the demo's zone under another id and name (`other.example.`), in `responses`.
+fn add_other_zone(responses: &mut Responses, id: &str) {
+    let demo = "Z0C0RP5EXAMPLE1DEMO0";
+    let copy = |xml: &String| xml.replace(demo, id).replace("corp.example.", "other.example.");
+    let zone = copy(&responses.route53.hosted_zones[demo]);
+    let sets: Vec<String> = responses.route53.record_sets[demo].iter().map(copy).collect();
+    responses.route53.hosted_zones.insert(id.into(), zone);
+    responses.route53.record_sets.insert(id.into(), sets);
+}
+
+/// A `[[sources.route53]]` entry reading `zones` at `url`, every zone read every fetch.
+fn zones_source(url: &str, zones: &str) -> String {
+    format!("[[sources.route53]]\nregion = \"us-east-1\"\nzone_ids = [{zones}]\nendpoint_url = \"{url}\"\napi_timeout_secs = 60\nmax_attempts = 1\nreread_secs = 0\n\n")
+}
+
+/// Two Route 53 sources of one region; the first is removed by a reload while the second's
+/// API hangs. The second keeps its own zone, never the first's (ids do not move between
+/// sources), and the first's zone goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_one_of_two_alike_sources_leaves_the_other_its_own_answer() {
+    let upstream = StubUpstream::start("127.0.0.98", Ipv4Addr::new(192, 0, 2, 98)).await;
+    let mut both = Responses::demo();
+    add_other_zone(&mut both, "Z0OTHER5EXAMPLE2DEMO");
+    let (first, second) = (AwsReplay::start(both.clone()).await.expect("stand-in"), AwsReplay::start(both).await.expect("stand-in"));
+    let sources = |with_first: bool| {
+        let first = if with_first { zones_source(&first.url(), "\"Z0C0RP5EXAMPLE1DEMO0\"") } else { String::new() };
+        format!("{first}{}", zones_source(&second.url(), "\"Z0OTHER5EXAMPLE2DEMO\""))
+    };
+    let hub = start(&local_config(&config_text(upstream.addr, "127.0.0.1:0", "", &sources(true)))).await;
+    wait_for(hub.addr, "dc1.corp.example.", RecordType::A, ANSWER_WAIT, |m| addresses(m) == ["10.20.3.5"]).await;
+    wait_for(hub.addr, "dc1.other.example.", RecordType::A, ANSWER_WAIT, |m| addresses(m) == ["10.20.3.5"]).await;
+
+    second.fail_with(Some(Failure::Hang));
+    hub.server.reload(local_config(&config_text(upstream.addr, "127.0.0.1:0", "", &sources(false)))).await.expect("reload");
+    let gone = hub.udp("dc1.corp.example.", RecordType::A).await;
+    assert_eq!(gone.metadata.response_code, ResponseCode::NXDomain, "the removed source's zone is gone: {gone}");
+    assert_eq!(addresses(&hub.udp("dc1.other.example.", RecordType::A).await), ["10.20.3.5"], "the other keeps its own zone");
+    hub.server.stop().await;
+}
+
+/// Issue 16 (found by the break-it pass): an error on a later page of a zone is about the
+/// request hubdns built, not the zone: the fetch fails and the zone stays as it was. An alias
+/// whose outside target does not resolve is left out with its reason, once, and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_page_keeps_the_zone_and_an_unresolved_alias_is_counted() {
+    let upstream = StubUpstream::start("127.0.0.99", Ipv4Addr::new(192, 0, 2, 99)).await;
+    let mut responses = Responses::demo();
+    let elb = "<ResourceRecordSet><Name>lb.corp.example.</Name><Type>A</Type><AliasTarget><HostedZoneId>Z35SXDOTRQ7X7K</HostedZoneId>\
+               <DNSName>internal-gone-123.us-east-1.elb.amazonaws.com.</DNSName><EvaluateTargetHealth>false</EvaluateTargetHealth></AliasTarget></ResourceRecordSet>";
+    for pages in responses.route53.record_sets.values_mut() {
+        pages[0] = pages[0].replacen("</ResourceRecordSets>", &format!("{elb}</ResourceRecordSets>"), 1);
+    }
+    let replay = AwsReplay::start(responses.clone()).await.expect("stand-in");
+    let sources = zones_source(&replay.url(), "\"Z0C0RP5EXAMPLE1DEMO0\"").replace("api_timeout_secs = 60", "api_timeout_secs = 5");
+    let hub = start(&local_config(&config_text(upstream.addr, "127.0.0.1:0", "", &sources))).await;
+    let admin = hub.server.admin_addr().expect("admin");
+    wait_for(hub.addr, "dc1.corp.example.", RecordType::A, ANSWER_WAIT, |m| addresses(m) == ["10.20.3.5"]).await;
+    let (_, status) = get(admin, "/status.json").await;
+    assert!(status.contains("lb.corp.example. A: alias to internal-gone-123.us-east-1.elb.amazonaws.com. left out: answered NXDomain"), "{status}");
+
+    // The first page now says another follows, and the stand-in has none: InvalidInput.
+    let mut truncated = responses;
+    for pages in truncated.route53.record_sets.values_mut() {
+        pages[0] = pages[0].replace(
+            "<IsTruncated>false</IsTruncated>",
+            "<IsTruncated>true</IsTruncated><NextRecordName>zz.corp.example.</NextRecordName><NextRecordType>A</NextRecordType>",
+        );
+    }
+    replay.set_responses(truncated);
+    let failed_before = replay.requests_for("ListResourceRecordSets");
+    let waited = Instant::now();
+    while replay.requests_for("ListResourceRecordSets") < failed_before + 4 {
+        assert!(waited.elapsed() < ANSWER_WAIT, "the source stopped asking");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(addresses(&hub.udp("dc1.corp.example.", RecordType::A).await), ["10.20.3.5"], "the zone is kept");
+    let (_, status) = get(admin, "/status.json").await;
+    assert!(status.contains("InvalidInput") && !status.contains("zone Z0C0RP5EXAMPLE1DEMO0: InvalidInput"), "a fetch error, not a skipped zone: {status}");
+    hub.server.stop().await;
+}
+
+/// Issue 16 (break-it pass): a reload that changes what sources make (the TTL) is applied at
+/// once, not after the current interval (300 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_ttl_reaches_source_records_at_once() {
+    let upstream = StubUpstream::start("127.0.0.100", Ipv4Addr::new(192, 0, 2, 100)).await;
+    let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in");
+    let text = |ttl: u32| {
+        config_text(upstream.addr, "127.0.0.1:0", "", &endpoints_source("us-east-1", &replay.url(), 5))
+            .replace("interval_secs = 1\nmax_backoff_secs = 2", "interval_secs = 300\nmax_backoff_secs = 300")
+            + &format!("[answers]\nttl = {ttl}\n")
+    };
+    let hub = start(&local_config(&text(60))).await;
+    wait_for(hub.addr, SECRETS, RecordType::A, ANSWER_WAIT, |m| m.answers.first().is_some_and(|r| r.ttl == 60)).await;
+    hub.server.reload(local_config(&text(7))).await.expect("reload");
+    wait_for(hub.addr, SECRETS, RecordType::A, ANSWER_WAIT, |m| m.answers.first().is_some_and(|r| r.ttl == 7)).await;
+    hub.server.stop().await;
+}
