@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::EventsConfig,
     sources::aws::{sdk_config, sdk_message},
-    status::StatusBoard,
+    status::{EventsStatus, StatusBoard},
 };
 
 /// The long poll: SQS's longest wait for a message (ReceiveMessage `WaitTimeSeconds`).
@@ -153,26 +153,6 @@ fn collect_ids(value: &Value, key: Option<&str>, change: &mut Change) {
 /// `vpce-` and 8 to 17 hex digits: an endpoint, not an endpoint service (`vpce-svc-…`).
 fn is_endpoint_id(s: &str) -> bool {
     s.strip_prefix("vpce-").is_some_and(|hex| (8..=17).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-/// What the consumer has done, for the status page and `/metrics`.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct EventsStatus {
-    /// The queue.
-    pub queue_url: String,
-    /// Messages that were changes, handed to the sources.
-    pub applied: u64,
-    /// Messages about something else (another call, a failed call).
-    pub ignored: u64,
-    /// Messages that were not events at all (deleted all the same).
-    pub malformed: u64,
-    /// Failed receives since start.
-    pub failures: u64,
-    /// The last failure's message, until a receive succeeds.
-    pub last_error: Option<String>,
-    /// When the queue last answered.
-    #[serde(serialize_with = "crate::status::unix_seconds")]
-    pub last_receive: Option<std::time::SystemTime>,
 }
 
 /// Long-polls the queue of `config` until `cancel`, handing each change to `changes`.

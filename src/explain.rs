@@ -366,7 +366,7 @@ mod tests {
     use super::*;
     use crate::{
         config::{Config, ForwardConfig, Upstream},
-        refresh::build_snapshot,
+        assemble::build_snapshot,
     };
 
     /// The shared fixture, and one forwarding rule.

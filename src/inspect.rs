@@ -15,7 +15,7 @@ use crate::{
     config::Config,
     dns::forwarder::Forwarder,
     explain::{Explanation, explain},
-    refresh::build_snapshot,
+    assemble::build_snapshot,
     sources::{orgs_in_state, planned},
     state_file,
     signed_parents::SignedOverlap,

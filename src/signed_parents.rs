@@ -196,7 +196,7 @@ mod tests {
             "t.toml",
         )
         .expect("valid");
-        let (snapshot, _) = crate::refresh::build_snapshot(&config, &[]);
+        let (snapshot, _) = crate::assemble::build_snapshot(&config, &[]);
         let found: Vec<String> = apexes(&snapshot).iter().map(Name::to_ascii).collect();
         assert_eq!(found, ["a.example.com.", "wild.example.net."]);
     }

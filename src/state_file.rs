@@ -83,10 +83,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hubdns-state-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state.json");
-        write(&path, [("vpc_endpoints/us-east-1".to_owned(), Arc::new(crate::sources::sample_output()))].into()).unwrap();
+        write(&path, [("vpc_endpoints/us-east-1".to_owned(), Arc::new(crate::sources::output::sample_output()))].into()).unwrap();
         let back = read(&path);
-        assert_eq!(back["vpc_endpoints/us-east-1"].records, crate::sources::sample_output().records);
-        assert_eq!(back["vpc_endpoints/us-east-1"].handles, crate::sources::sample_output().handles);
+        assert_eq!(back["vpc_endpoints/us-east-1"].records, crate::sources::output::sample_output().records);
+        assert_eq!(back["vpc_endpoints/us-east-1"].handles, crate::sources::output::sample_output().handles);
 
         assert!(read_checked(&path).1, "a state file read may be replaced");
         std::fs::write(&path, b"{\"format\": \"hubdns-state/1\", \"sources\": {").unwrap();

@@ -11,7 +11,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::sources::vpc_endpoints::EndpointSummary;
+use crate::sources::output::EndpointSummary;
 
 /// One AWS source as the refresh loop last saw it.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -48,6 +48,26 @@ pub struct SourceStatus {
     pub endpoints: Vec<EndpointSummary>,
 }
 
+/// What the consumer has done, for the status page and `/metrics`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EventsStatus {
+    /// The queue.
+    pub queue_url: String,
+    /// Messages that were changes, handed to the sources.
+    pub applied: u64,
+    /// Messages about something else (another call, a failed call).
+    pub ignored: u64,
+    /// Messages that were not events at all (deleted all the same).
+    pub malformed: u64,
+    /// Failed receives since start.
+    pub failures: u64,
+    /// The last failure's message, until a receive succeeds.
+    pub last_error: Option<String>,
+    /// When the queue last answered.
+    #[serde(serialize_with = "unix_seconds")]
+    pub last_receive: Option<std::time::SystemTime>,
+}
+
 /// How the running config was loaded.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ConfigStatus {
@@ -77,7 +97,7 @@ pub struct Board {
     /// The running config.
     pub config: ConfigStatus,
     /// The events queue's consumer, when `[events]` is set.
-    pub events: Option<crate::events::EventsStatus>,
+    pub events: Option<EventsStatus>,
 }
 
 /// The shared board.

@@ -6,7 +6,6 @@ use std::fmt::Write;
 use crate::{
     answer,
     config::Config,
-    refresh,
     snapshot::{Dropped, TARGET_NOT_OWNED},
 };
 
@@ -76,7 +75,7 @@ pub fn summary(config: &Config) -> (String, bool) {
         let _ = writeln!(out, "  {} -> {}{}", r.domain, ups.join(", "), if r.trust_ad { "  [trust AD]" } else { "" });
     }
 
-    let (snapshot, dropped) = refresh::build_snapshot(config, &[]);
+    let (snapshot, dropped) = crate::assemble::build_snapshot(config, &[]);
     let _ = writeln!(out, "sources       config ({} names, {} records)", snapshot.name_count(), snapshot.record_count());
     for source in &config.sources.vpc_endpoints {
         let v = source.get_ref();

@@ -19,7 +19,7 @@ use hubdns::{
         listener::serve_stream,
     },
     metrics::Metrics,
-    refresh::build_snapshot,
+    assemble::build_snapshot,
 };
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

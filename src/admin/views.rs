@@ -52,7 +52,7 @@ pub struct Status {
     /// Sources that have not answered yet (fresh or from the state file).
     pub unanswered: Vec<String>,
     /// The events queue's consumer, when `[events]` is set.
-    pub events: Option<crate::events::EventsStatus>,
+    pub events: Option<crate::status::EventsStatus>,
     /// Forwarding rules and upstreams.
     pub forward: ForwardStatus,
     /// Queries answered per path since start.

@@ -761,7 +761,7 @@ mod tests {
     use crate::{
         config::{Config, ForwardConfig, Upstream},
         dns::forwarder::Forwarded,
-        refresh::build_snapshot,
+        assemble::build_snapshot,
     };
 
     const RECORDS: &str = include_str!("../../tests/fixtures/owned.toml");

@@ -38,11 +38,11 @@ use aws_sdk_route53::{
     types::{ResourceRecordSet, ResourceRecordSetFailover, RrType, VpcRegion},
 };
 use hickory_proto::rr::{Name, RData, RecordType};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::{
     config::Route53Config,
+    sources::output::ZoneSummary,
     dns::forwarder::{Ask, Forwarder},
     snapshot::{Alias, Provenance, Record, SourceKind, Weight, absolute_names},
     sources::{
@@ -104,15 +104,6 @@ pub struct ExternalAlias {
     pub provenance: Provenance,
     /// Its place among weighted alternatives, if it is one.
     pub weight: Option<Weight>,
-}
-
-/// A zone whose records a source serves: its id and apex.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ZoneSummary {
-    /// The zone id.
-    pub id: String,
-    /// The apex.
-    pub name: Name,
 }
 
 /// What [`records_from_zones`] made of the zones.

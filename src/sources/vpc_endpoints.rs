@@ -40,10 +40,10 @@ use hickory_proto::rr::{
     Name, RData,
     rdata::{A, AAAA},
 };
-use serde::{Deserialize, Serialize};
 
 use crate::{
     config::VpcEndpointsConfig,
+    sources::output::{EndpointSummary, InterfaceSummary},
     snapshot::{Provenance, Record, SourceKind, ownable},
     sources::{
         BoxFuture, Env, Source, SourceOutput,
@@ -101,32 +101,6 @@ pub struct Converted {
     pub skipped: Vec<String>,
     /// Each published endpoint in brief, for the status page.
     pub endpoints: Vec<EndpointSummary>,
-}
-
-/// One published endpoint in brief: its names and its addresses per AZ.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct EndpointSummary {
-    /// `vpce-…`.
-    pub id: String,
-    /// The service (or resource configuration) it connects to.
-    pub service: String,
-    /// Its VPC.
-    pub vpc: String,
-    /// Every name it is published under (regional, zonal, private, tag aliases).
-    pub names: Vec<String>,
-    /// Its network interfaces.
-    pub interfaces: Vec<InterfaceSummary>,
-}
-
-/// One endpoint network interface.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct InterfaceSummary {
-    /// `eni-…`.
-    pub id: String,
-    /// Its availability zone.
-    pub az: String,
-    /// The addresses published for it.
-    pub addresses: Vec<IpAddr>,
 }
 
 /// Which ENIs a name answers with.

@@ -1,0 +1,163 @@
+//! Building the table: the config's records and aliases plus every source's last good answer
+//! → one [`Snapshot`]. Pure (no I/O, no AWS): the refresh loop runs it on a blocking thread,
+//! `hubdns check` and `hubdns explain` run it offline, and the fuzzer runs it without the
+//! `aws` feature. Config aliases that name an endpoint by id or service are pointed at its
+//! regional name; of private zones with one name in two sources, the earlier source's wins
+//! whole.
+
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use hickory_proto::rr::Name;
+
+use crate::{
+    config::Config,
+    snapshot::{Alias, Dropped, Provenance, Snapshot, SoaSettings, SourceKind},
+    sources::{self, SourceOutput},
+};
+
+/// Builds a table from the config and the given source answers. Config aliases that name an
+/// endpoint by id or service are pointed at that endpoint's regional DNS name. What had to be
+/// left out is returned for the caller to report.
+pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapshot, Vec<Dropped>) {
+    let (mut records, aliases) = sources::aliases::from_config(config);
+    let aliases: Vec<Alias> = aliases
+        .into_iter()
+        .map(|mut alias| {
+            let handle = alias.target.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+            if let Some(target) = outputs.iter().find_map(|o| o.handles.get(&handle)) {
+                alias.target = target.clone();
+            }
+            alias
+        })
+        .collect();
+    let mut aliases = aliases;
+    let mut zone_conflicts = Vec::new();
+    for (i, output) in outputs.iter().enumerate() {
+        let lost = zones_lost(outputs, i, &mut zone_conflicts);
+        if lost.is_empty() {
+            records.extend(output.records.iter().cloned());
+            aliases.extend(output.aliases.iter().cloned());
+            continue;
+        }
+        // A record belongs to the most specific of its source's zones that holds it.
+        let in_lost_zone = |name: &Name| {
+            output.zones.iter().filter(|z| z.name.zone_of(name)).max_by_key(|z| z.name.num_labels()).is_some_and(|z| lost.contains(&z.id))
+        };
+        records.extend(output.records.iter().filter(|r| !in_lost_zone(&r.name)).cloned());
+        aliases.extend(output.aliases.iter().filter(|a| !in_lost_zone(&a.name)).cloned());
+    }
+    let (mut snapshot, mut dropped) = Snapshot::build(records, aliases, &soa_settings(config), serial_now());
+    snapshot.note_conflicts(zone_conflicts.len());
+    dropped.splice(0..0, zone_conflicts);
+    tracing::debug!(
+        names = snapshot.name_count(),
+        records = snapshot.record_count(),
+        conflicts = snapshot.conflicts(),
+        serial = snapshot.serial(),
+        "snapshot built"
+    );
+    (snapshot, dropped)
+}
+
+/// The ids of the zones of `outputs[i]` that an earlier source also serves under the same
+/// name: of private zones with one name in several sources, the earlier source's wins whole
+/// (issue 14: one view, never a mix). Each loss is added to `conflicts`, and so is each zone
+/// the source itself left out for one of the same name.
+fn zones_lost(outputs: &[Arc<SourceOutput>], i: usize, conflicts: &mut Vec<Dropped>) -> Vec<String> {
+    let provenance = |id: &str| Provenance { source: SourceKind::Route53, origin: Arc::from(format!("route53 zone={id}")) };
+    // Zones the source itself left out for one of the same name, counted as conflicts too.
+    for (winner, zone) in &outputs[i].lost_zones {
+        conflicts.push(Dropped::Conflict { name: zone.name.clone(), kept: provenance(winner), dropped: provenance(&zone.id) });
+    }
+    let mut lost = Vec::new();
+    for zone in &outputs[i].zones {
+        let winner = outputs[..i].iter().flat_map(|o| &o.zones).find(|earlier| earlier.name == zone.name);
+        if let Some(winner) = winner {
+            conflicts.push(Dropped::Conflict { name: zone.name.clone(), kept: provenance(&winner.id), dropped: provenance(&zone.id) });
+            lost.push(zone.id.clone());
+        }
+    }
+    lost
+}
+
+/// The SOA settings from the `[answers]` section.
+pub fn soa_settings(config: &Config) -> SoaSettings {
+    SoaSettings {
+        mname: config.answers.soa_mname.name().clone(),
+        rname: config.answers.soa_rname.name().clone(),
+        negative_ttl: config.answers.negative_ttl,
+    }
+}
+
+/// A serial that grows with every build: seconds since 1970, as many zones use.
+fn serial_now() -> u32 {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    // Wraps in 2106; SOA serials compare modulo 2^32 anyway (RFC 1982).
+    secs as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_proto::rr::{RData, rdata::A};
+
+    use super::*;
+    use crate::{snapshot::Record, sources::output::ZoneSummary};
+
+    /// A Route 53 source's answer: zone `id` named `apex`, with one A record at `host`.
+    fn zone_output(id: &str, apex: &str, host: &str, ip: [u8; 4]) -> SourceOutput {
+        let name = |s: &str| Name::from_ascii(s).unwrap();
+        SourceOutput {
+            records: vec![Record {
+                name: name(host),
+                ttl: 60,
+                data: RData::A(A(Ipv4Addr::from(ip))),
+                provenance: Provenance { source: SourceKind::Route53, origin: Arc::from(format!("route53 zone={id}")) },
+                weight: None,
+            }],
+            zones: vec![ZoneSummary { id: id.into(), name: name(apex) }],
+            fetched_at: "2026-11-21T15:00:00Z".into(),
+            ..SourceOutput::default()
+        }
+    }
+
+    /// Issue 14 item 7: a zone name served by two sources (two accounts, say) is the earlier
+    /// source's, whole; the other zone is a reported conflict, never merged in.
+    #[test]
+    fn of_two_sources_zones_with_one_name_the_earlier_wins_whole() {
+        let first = zone_output("Z1", "corp.example.", "a.corp.example.", [10, 0, 0, 1]);
+        let second = zone_output("Z2", "corp.example.", "b.corp.example.", [10, 0, 0, 2]);
+        let other = zone_output("Z3", "other.example.", "c.other.example.", [10, 0, 0, 3]);
+        let second = SourceOutput { records: [second.records, other.records].concat(), zones: [second.zones, other.zones].concat(), ..second };
+        let config = Config::parse("", "t.toml").unwrap();
+        let (snapshot, dropped) = build_snapshot(&config, &[Arc::new(first), Arc::new(second)]);
+        let answers = |n: &str| {
+            let key = crate::name_key::name_key(&Name::from_ascii(n).unwrap());
+            let question = crate::answer::Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true };
+            crate::answer::plan(&snapshot, question, crate::answer::Draw::First).hops().count()
+        };
+        assert_eq!((answers("a.corp.example."), answers("b.corp.example."), answers("c.other.example.")), (1, 0, 1));
+        assert_eq!(snapshot.conflicts(), 1);
+        assert!(matches!(&dropped[0], Dropped::Conflict { kept, dropped, .. } if kept.origin.contains("Z1") && dropped.origin.contains("Z2")), "{dropped:?}");
+    }
+
+    #[test]
+    fn config_aliases_may_name_an_endpoint_by_id_or_service() {
+        let config = Config::parse(
+            "[[aliases]]\nname = \"api.example.\"\ntarget = \"VPCE-1\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let out = crate::sources::output::sample_output();
+        let (snapshot, dropped) = build_snapshot(&config, &[Arc::new(out)]);
+        assert!(dropped.is_empty(), "{dropped:?}");
+        let key = crate::name_key::name_key(&Name::from_ascii("api.example.").unwrap());
+        let question = crate::answer::Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true };
+        let plan = crate::answer::plan(&snapshot, question, crate::answer::Draw::First);
+        assert!(matches!(plan.outcome, crate::answer::Outcome::Answer), "{plan:?}");
+    }
+}

@@ -1,0 +1,107 @@
+//! What a source hands the refresh loop: its whole answer ([`SourceOutput`]), with the
+//! endpoints and zones behind it in brief. Plain data — no AWS types — so the table can be
+//! built from it anywhere (`assemble`), the state file can keep it, and the status page can
+//! show it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use hickory_proto::rr::Name;
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot::{Alias, Record};
+
+/// One source's last good answer: what the table is built from, and what the state file keeps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceOutput {
+    /// The records.
+    pub records: Vec<Record>,
+    /// Aliases (Route 53 alias records), flattened when the table is built.
+    #[serde(default)]
+    pub aliases: Vec<Alias>,
+    /// Endpoint ids and service names → regional DNS name, for config aliases.
+    #[serde(default)]
+    pub handles: BTreeMap<String, Name>,
+    /// The endpoints behind the records, in brief (vpc_endpoints sources).
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSummary>,
+    /// The private zones whose records these are (route53 sources).
+    #[serde(default)]
+    pub zones: Vec<ZoneSummary>,
+    /// Zones this source left out for another of the same name: (the winner's id, the zone).
+    #[serde(default)]
+    pub lost_zones: Vec<(String, ZoneSummary)>,
+    /// What the fetch left out, and why (for the status page and the log; not for the table).
+    #[serde(default)]
+    pub skipped: Vec<String>,
+    /// When the source answered (RFC 3339).
+    pub fetched_at: String,
+}
+
+impl SourceOutput {
+    /// Whether the two answers would build the same table: everything but when they were
+    /// fetched and what was skipped. A fetch that says this of the last one is not published.
+    pub fn same_content(&self, other: &Self) -> bool {
+        self.records == other.records
+            && self.aliases == other.aliases
+            && self.handles == other.handles
+            && self.endpoints == other.endpoints
+            && self.zones == other.zones
+            && self.lost_zones == other.lost_zones
+    }
+}
+
+/// One published endpoint in brief: its names and its addresses per AZ.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSummary {
+    /// `vpce-…`.
+    pub id: String,
+    /// The service (or resource configuration) it connects to.
+    pub service: String,
+    /// Its VPC.
+    pub vpc: String,
+    /// Every name it is published under (regional, zonal, private, tag aliases).
+    pub names: Vec<String>,
+    /// Its network interfaces.
+    pub interfaces: Vec<InterfaceSummary>,
+}
+
+/// One endpoint network interface.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceSummary {
+    /// `eni-…`.
+    pub id: String,
+    /// Its availability zone.
+    pub az: String,
+    /// The addresses published for it.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// A zone whose records a source serves: its id and apex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneSummary {
+    /// The zone id.
+    pub id: String,
+    /// The apex.
+    pub name: Name,
+}
+
+
+/// One endpoint record's answer, for tests of what is built from answers.
+#[cfg(test)]
+pub(crate) fn sample_output() -> SourceOutput {
+    let name = Name::from_ascii("vpce-1.svc.us-east-1.vpce.amazonaws.com.").unwrap();
+    SourceOutput {
+        records: vec![crate::snapshot::Record {
+            name: name.clone(),
+            ttl: 60,
+            data: hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A(std::net::Ipv4Addr::new(10, 0, 0, 1))),
+            provenance: crate::snapshot::Provenance { source: crate::snapshot::SourceKind::EndpointDns, origin: std::sync::Arc::from("vpc_endpoints vpce-1") },
+            weight: None,
+        }],
+        handles: [("vpce-1".to_owned(), name)].into(),
+        fetched_at: "2026-11-21T15:00:00Z".into(),
+        ..SourceOutput::default()
+    }
+}
+

@@ -1,0 +1,277 @@
+//! The [`Source`] trait every kind of AWS source implements, and [`planned`]: the one place
+//! that says which config sections make which sources (one per account with `accounts`), with
+//! the ids they are known by.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
+};
+
+use crate::{
+    config::{Accounts, Config, Route53Config, VpcEndpointsConfig},
+    dns::forwarder::Forwarder,
+    events::Change,
+    sources::{
+        SourceOutput, aws,
+        aws::{FetchError, source_id},
+        organization,
+        route53::Route53Source,
+        vpc_endpoints::VpcEndpointSource,
+    },
+};
+
+/// A future a source returns, boxed so that `Source` can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What every kind of AWS source does: ask for its whole set.
+pub trait Source: Send + Sync + 'static {
+    /// Asks AWS for everything the source covers and converts it. Items that cannot be
+    /// published (an endpoint pending acceptance, a zone deleted since it was configured) are
+    /// left out with their reason in [`SourceOutput::skipped`] and the rest is returned; an
+    /// error means nothing could be learned this time, and the last good answer stays.
+    fn fetch<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<SourceOutput, FetchError>>;
+
+    /// Whether a change AWS reported (an event) may change this source's answer; the source
+    /// may note what it names (a zone to read again whatever its record count, endpoints to
+    /// watch until they settle). A source it concerns fetches again at once.
+    fn concerns(&self, change: &Change) -> bool {
+        let _ = change;
+        false
+    }
+
+    /// Whether everything the changes named has reached a lasting state (an endpoint created
+    /// `pending` becomes `available` with no further event): until then the source is asked
+    /// again with growing intervals, up to 15 minutes after the change.
+    fn settled(&self) -> bool {
+        true
+    }
+}
+
+/// What a fetch may use besides its own settings; the refresh loop replaces it on reload.
+#[derive(Clone)]
+pub struct Env {
+    /// TTL of the records sources make (`answers.ttl`).
+    pub ttl: u32,
+    /// Seconds between refreshes (`refresh.interval_secs`).
+    pub interval: Duration,
+    /// Longest wait between retries of a failing source (`refresh.max_backoff_secs`).
+    pub max_backoff: Duration,
+    /// For Route 53 aliases to outside names, resolved at refresh time.
+    pub forwarder: Arc<Forwarder>,
+}
+
+impl Env {
+    /// Whether a fetch made with `other` would come out the same.
+    pub fn same_as(&self, other: &Self) -> bool {
+        self.ttl == other.ttl && self.interval == other.interval && self.max_backoff == other.max_backoff && Arc::ptr_eq(&self.forwarder, &other.forwarder)
+    }
+}
+
+/// A source as the config names it: enough to set it up on its own task, and to tell on a
+/// reload whether it changed.
+pub struct Planned {
+    /// Kind, region and role; when two sources share those, each adds `#` and what it reads
+    /// (its VPCs, zones or tags), so an id never moves to another source when one is removed.
+    pub id: String,
+    /// What it reads, for telling apart sources of one kind, region and role.
+    scope: String,
+    /// `vpc_endpoints` or `route53`.
+    pub kind: &'static str,
+    /// The region it asks.
+    pub region: String,
+    /// Its settings as text: two sources with the same text are the same source.
+    pub settings: String,
+    /// Sets the source up (SDK clients, credentials); run on the source's own task, so a slow
+    /// credential provider holds up nothing else.
+    pub build: Box<dyn FnOnce() -> BoxFuture<'static, Box<dyn Source>> + Send>,
+}
+
+/// The ACTIVE accounts of each organization listed so far, by [`OrgListing::key`].
+pub type OrgAccounts = BTreeMap<String, Vec<String>>;
+
+/// How one organization is listed (sources naming the same `organization_role_arn`, or none,
+/// share one listing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgListing {
+    /// `organization_role_arn`, or `own credentials`.
+    pub key: String,
+    /// The region of the first source that asked for it.
+    pub region: String,
+    /// The role to list through.
+    pub role_arn: Option<String>,
+    /// Attempts per API call.
+    pub max_attempts: u32,
+    /// Seconds per API attempt.
+    pub api_timeout_secs: u64,
+    /// Fixed local credentials (demo and tests).
+    pub static_credentials: bool,
+}
+
+/// The key an organization's listing is kept under.
+fn org_key(organization_role_arn: Option<&str>) -> String {
+    organization_role_arn.unwrap_or("own credentials").to_owned()
+}
+
+/// The organizations `config`'s sources ask to be listed, one per key.
+pub fn org_listings(config: &Config) -> Vec<OrgListing> {
+    let endpoints = config.sources.vpc_endpoints.iter().map(|s| {
+        let c = s.get_ref();
+        (c.account_settings(), &c.region, c.max_attempts, c.api_timeout_secs, c.static_credentials)
+    });
+    let zones = config.sources.route53.iter().map(|s| {
+        let c = s.get_ref();
+        (c.account_settings(), &c.region, c.max_attempts, c.api_timeout_secs, c.static_credentials)
+    });
+    let mut listings: Vec<OrgListing> = Vec::new();
+    for ((accounts, _, org_role, _), region, max_attempts, api_timeout_secs, static_credentials) in endpoints.chain(zones) {
+        let key = org_key(org_role);
+        if matches!(accounts, Some(Accounts::Organization(_))) && !listings.iter().any(|l| l.key == key) {
+            let role_arn = org_role.map(str::to_owned);
+            listings.push(OrgListing { key, region: region.clone(), role_arn, max_attempts, api_timeout_secs, static_credentials });
+        }
+    }
+    listings
+}
+
+/// The accounts a source entry reads, each through its role: `None` for an entry without
+/// `accounts` (its own credentials, or its `role_arn`).
+fn accounts_of(
+    (accounts, role_name, org_role, _): (Option<&Accounts>, Option<&str>, Option<&str>, Option<&str>),
+    region: &str,
+    orgs: &OrgAccounts,
+) -> Option<Vec<String>> {
+    let ids = match accounts? {
+        Accounts::List(ids) => ids.clone(),
+        Accounts::Organization(_) => orgs.get(&org_key(org_role)).cloned().unwrap_or_default(),
+    };
+    let role_name = role_name.unwrap_or_default();
+    Some(ids.iter().map(|account| organization::role_arn(region, account, role_name)).collect())
+}
+
+/// The AWS sources `config` names, in config order (earlier sources win zones of one name):
+/// an entry with `accounts` becomes one source per account, reading it through its role;
+/// `orgs` holds the organizations listed so far.
+pub fn planned(config: &Config, orgs: &OrgAccounts) -> Vec<Planned> {
+    let share = config.refresh.api_share;
+    let mut all = Vec::new();
+    for source in &config.sources.vpc_endpoints {
+        let entry = source.get_ref();
+        let roles = accounts_of(entry.account_settings(), &entry.region, orgs).map_or_else(|| vec![entry.role_arn.clone()], |r| r.into_iter().map(Some).collect());
+        for role_arn in roles {
+            let c = VpcEndpointsConfig { role_arn, accounts: None, role_name: None, organization_role_arn: None, ..entry.clone() };
+            let (region, settings) = (c.region.clone(), format!("{c:?} share={share}"));
+            let id = source_id("vpc_endpoints", &c.region, c.role_arn.as_deref());
+            let tags = c.tags.iter().map(|(k, v)| format!("{k}={v}"));
+            let scope = c.vpc_ids.iter().cloned().chain(tags).collect::<Vec<_>>().join("+");
+            let build = Box::new(move || -> BoxFuture<'static, Box<dyn Source>> {
+                Box::pin(async move { Box::new(VpcEndpointSource::new(c, share).await) as Box<dyn Source> })
+            });
+            all.push(Planned { id, scope, kind: "vpc_endpoints", region, settings, build });
+        }
+    }
+    for source in &config.sources.route53 {
+        let entry = source.get_ref();
+        let roles = accounts_of(entry.account_settings(), &entry.region, orgs).map_or_else(|| vec![entry.role_arn.clone()], |r| r.into_iter().map(Some).collect());
+        for role_arn in roles {
+            let c = Route53Config { role_arn, accounts: None, role_name: None, organization_role_arn: None, ..entry.clone() };
+            let (region, settings) = (c.region.clone(), format!("{c:?} share={share}"));
+            let id = source_id("route53", &c.region, c.role_arn.as_deref());
+            let scope = c.vpc_ids.iter().chain(&c.zone_ids).cloned().collect::<Vec<_>>().join("+");
+            let build = Box::new(move || -> BoxFuture<'static, Box<dyn Source>> {
+                Box::pin(async move { Box::new(Route53Source::new(c, share).await) as Box<dyn Source> })
+            });
+            all.push(Planned { id, scope, kind: "route53", region, settings, build });
+        }
+    }
+    let mut bases: HashMap<String, usize> = HashMap::new();
+    for planned in &all {
+        *bases.entry(planned.id.clone()).or_default() += 1;
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for planned in &mut all {
+        if bases[&planned.id] > 1 {
+            planned.id = format!("{}#{}", planned.id, planned.scope);
+        }
+        // Two sources reading the very same scope: told apart by order, as nothing else can.
+        let count = seen.entry(planned.id.clone()).or_default();
+        *count += 1;
+        if *count > 1 {
+            planned.id = format!("{}#{count}", planned.id);
+        }
+    }
+    all
+}
+
+/// The organizations' accounts a state file's source ids show, so a restart reads (and serves
+/// from the state file) the accounts it knew before the first listing.
+pub fn orgs_in_state(config: &Config, ids: &[&String]) -> OrgAccounts {
+    let mut orgs = OrgAccounts::new();
+    let endpoints = config.sources.vpc_endpoints.iter().map(|s| ("vpc_endpoints", &s.get_ref().region, s.get_ref().account_settings()));
+    let zones = config.sources.route53.iter().map(|s| ("route53", &s.get_ref().region, s.get_ref().account_settings()));
+    for (kind, region, (accounts, role_name, org_role, _)) in endpoints.chain(zones) {
+        let (Some(Accounts::Organization(_)), Some(role_name)) = (accounts, role_name) else { continue };
+        // `kind/region/arn:…:iam::<account>:role/<role_name>`, maybe with `#2`.
+        let prefix = format!("{kind}/{region}/");
+        let suffix = format!(":role/{role_name}");
+        let found = ids.iter().filter_map(|id| {
+            let arn = id.strip_prefix(&prefix)?.split('#').next()?;
+            arn.ends_with(&suffix).then(|| aws::role_account(arn).map(str::to_owned)).flatten()
+        });
+        let list = orgs.entry(org_key(org_role)).or_default();
+        list.extend(found);
+        list.sort();
+        list.dedup();
+    }
+    orgs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14 item 7: two Route 53 sources of one region and role keep separate state.
+    #[test]
+    fn sources_alike_get_ids_of_their_own() {
+        let text = "[[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-1\"]\n\
+                    [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-2\"]\n\
+                    [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\n";
+        let planned = planned(&Config::parse(text, "t.toml").unwrap(), &OrgAccounts::new());
+        let ids: Vec<&str> = planned.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["vpc_endpoints/us-east-1", "route53/us-east-1#vpc-1", "route53/us-east-1#vpc-2"]);
+        assert_ne!(planned[1].settings, planned[2].settings, "settings tell the two apart");
+        // The first one removed: the second keeps its id (and so its answer), never the first's.
+        let alone = "[[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-2\"]\n";
+        assert_eq!(super::planned(&Config::parse(alone, "t.toml").unwrap(), &OrgAccounts::new())[0].id, "route53/us-east-1");
+    }
+
+    /// Issue 16: `accounts` makes one source per account, each through its role; an account
+    /// joining changes no other account's settings (their tasks keep running).
+    #[test]
+    fn accounts_become_one_source_each_through_their_role() {
+        let text = "[[sources.vpc_endpoints]]\nregion = \"eu-west-1\"\naccounts = [\"222233334444\", \"333344445555\"]\nrole_name = \"hubdns-read\"\n\
+                    [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-1\"]\naccounts = \"organization\"\nrole_name = \"hubdns-read\"\n\
+                    organization_role_arn = \"arn:aws:iam::999999999999:role/org-read\"\n";
+        let config = Config::parse(text, "t.toml").unwrap();
+        let listings = org_listings(&config);
+        assert_eq!(listings.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(), ["arn:aws:iam::999999999999:role/org-read"]);
+        let before = planned(&config, &OrgAccounts::new());
+        let ids: Vec<&str> = before.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["vpc_endpoints/eu-west-1/arn:aws:iam::222233334444:role/hubdns-read", "vpc_endpoints/eu-west-1/arn:aws:iam::333344445555:role/hubdns-read"],
+            "the organization is not listed yet: none of its accounts"
+        );
+        let orgs = OrgAccounts::from([(listings[0].key.clone(), vec!["444455556666".to_owned()])]);
+        let after = planned(&config, &orgs);
+        assert_eq!(after.len(), 3);
+        assert_eq!(after[2].id, "route53/us-east-1/arn:aws:iam::444455556666:role/hubdns-read");
+        assert_eq!(before[0].settings, after[0].settings, "an account joining changes no other source");
+        assert!(!after[2].settings.contains("organization_role_arn: Some"), "{}", after[2].settings);
+        // A restart knows the organization's accounts from the state file's ids.
+        let ids: Vec<String> = after.iter().map(|p| p.id.clone()).collect();
+        assert_eq!(orgs_in_state(&config, &ids.iter().collect::<Vec<_>>()), orgs);
+    }
+}
