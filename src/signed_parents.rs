@@ -55,33 +55,61 @@ impl SignedOverlap {
     }
 }
 
+/// An owned apex, and whether it is a loaded zone's (it holds an SOA) or an owned name
+/// outside any loaded zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Apex {
+    /// The apex.
+    pub name: Name,
+    /// A loaded zone's apex.
+    pub loaded: bool,
+}
+
 /// The owned apexes to ask about: loaded zones' apexes and owned names outside any, without
 /// those below another (a wildcard stands for its parent), sorted.
-pub fn apexes(snapshot: &Snapshot) -> Vec<Name> {
-    let mut apexes: Vec<Name> = snapshot
+pub fn apexes(snapshot: &Snapshot) -> Vec<Apex> {
+    let mut apexes: Vec<Apex> = snapshot
         .nodes()
         // A wildcard outside a loaded zone owns the names below its parent.
         .filter(|node| node.is_apex() || node.name().is_wildcard())
         .map(|node| {
             let name = node.name();
-            if name.is_wildcard() { name.base_name() } else { name.clone() }
+            let loaded = node.rrsets().iter().any(|set| set.rtype == RecordType::SOA);
+            Apex { name: if name.is_wildcard() { name.base_name() } else { name.clone() }, loaded }
         })
         .collect();
-    apexes.sort_by_key(Name::num_labels);
+    apexes.sort_by_key(|apex| apex.name.num_labels());
     // Shortest first, so an apex's ancestors are already decided when it comes; each one
     // looks its own ancestors up (a few labels) rather than scanning every apex kept, which
     // took minutes with 100,000 owned names (bench/scale).
-    let mut top: std::collections::HashSet<Name> = std::collections::HashSet::new();
+    let mut seen: std::collections::HashSet<Name> = std::collections::HashSet::new();
+    let mut top = Vec::new();
     for apex in apexes {
-        let covered = (1..=apex.num_labels()).any(|labels| top.contains(&apex.trim_to(usize::from(labels)).to_lowercase()));
-        if !apex.is_root() && !covered {
-            top.insert(apex.to_lowercase());
+        let name = &apex.name;
+        let covered = (1..=name.num_labels()).any(|labels| seen.contains(&name.trim_to(usize::from(labels))));
+        if !name.is_root() && !covered {
+            seen.insert(name.clone());
+            top.push(apex);
         }
     }
-    let mut top: Vec<Name> = top.into_iter().collect();
-    top.sort();
+    top.sort_by(|a, b| a.name.cmp(&b.name));
     top
 }
+
+/// The names to ask upstream, each with the owned apexes its answer speaks for (see [`find`]).
+pub fn asks(apexes: Vec<Apex>) -> std::collections::BTreeMap<Name, Vec<Name>> {
+    let mut asks: std::collections::BTreeMap<Name, Vec<Name>> = std::collections::BTreeMap::new();
+    for apex in apexes {
+        let ask = if apex.loaded || apex.name.num_labels() <= 1 { apex.name.clone() } else { apex.name.base_name() };
+        asks.entry(ask).or_default().push(apex.name);
+    }
+    asks
+}
+
+/// How many apexes are asked about at once: a check after each table change must not crowd
+/// out clients' queries at the upstream (the VPC resolver takes 1,024 packets a second per
+/// network interface).
+const ASKING_AT_ONCE: usize = 8;
 
 /// What the public DNS says of one owned apex.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,24 +138,32 @@ pub fn verdict(apex: &Name, answer: &Forwarded) -> Verdict {
     Verdict::Signed(SignedOverlap { name: apex.to_ascii(), signed_zone: zone.to_ascii() })
 }
 
-/// Asks upstream about every apex at once (each within the forwarder's deadline). Returns the
+/// Asks upstream about the apexes, a few at a time (each within the forwarder's deadline). Returns the
 /// overlaps found and the apexes nothing was learned about, each sorted.
-pub async fn find(forwarder: &Arc<Forwarder>, apexes: Vec<Name>) -> (Vec<SignedOverlap>, Vec<String>) {
+pub async fn find(forwarder: &Arc<Forwarder>, apexes: Vec<Apex>) -> (Vec<SignedOverlap>, Vec<String>) {
+    // A loaded zone's apex is asked about itself (it may shadow a public zone of its name).
+    // Owned names outside loaded zones — thousands of endpoint names, a config's records —
+    // are asked about through their parent, once per parent: the public zone that holds the
+    // parent holds them too (unless one is a public zone of its own, which private names
+    // are not expected to be), and the upstream is spared a query per name.
+    let slots = Arc::new(tokio::sync::Semaphore::new(ASKING_AT_ONCE));
     let mut asking = tokio::task::JoinSet::new();
-    for apex in apexes {
-        let forwarder = forwarder.clone();
+    for (ask, owned) in asks(apexes) {
+        let (forwarder, slots) = (forwarder.clone(), slots.clone());
         asking.spawn(async move {
-            let ask = Ask { name: apex.clone(), qtype: RecordType::SOA, checking_disabled: true };
-            let answer = forwarder.forward(&ask).await;
-            (apex.to_ascii(), verdict(&apex, &answer))
+            let _slot = slots.acquire_owned().await;
+            let answer = forwarder.forward(&Ask { name: ask.clone(), qtype: RecordType::SOA, checking_disabled: true }).await;
+            (owned, verdict(&ask, &answer))
         });
     }
     let (mut found, mut unknown) = (Vec::new(), Vec::new());
-    for (apex, verdict) in asking.join_all().await {
-        match verdict {
-            Verdict::Signed(overlap) => found.push(overlap),
-            Verdict::Unsigned => {}
-            Verdict::Unknown => unknown.push(apex),
+    for (owned, verdict) in asking.join_all().await {
+        for apex in owned {
+            match &verdict {
+                Verdict::Signed(overlap) => found.push(SignedOverlap { name: apex.to_ascii(), ..overlap.clone() }),
+                Verdict::Unsigned => {}
+                Verdict::Unknown => unknown.push(apex.to_ascii()),
+            }
         }
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
@@ -202,7 +238,21 @@ mod tests {
         )
         .expect("valid");
         let (snapshot, _) = crate::assemble::build_snapshot(&config, &[]);
-        let found: Vec<String> = apexes(&snapshot).iter().map(Name::to_ascii).collect();
+        let found: Vec<String> = apexes(&snapshot).iter().map(|a| a.name.to_ascii()).collect();
         assert_eq!(found, ["a.example.com.", "wild.example.net."]);
+    }
+
+    /// 100,000 owned names under one parent make one question upstream, not 100,000; a
+    /// loaded zone's apex is asked about itself.
+    #[test]
+    fn names_outside_zones_are_asked_about_once_per_parent() {
+        let name = |s: &str| Name::from_ascii(s).expect("name");
+        let mut owned: Vec<Apex> = (0..1000).map(|i| Apex { name: name(&format!("r{i}.static.example.")), loaded: false }).collect();
+        owned.push(Apex { name: name("corp.example."), loaded: true });
+        owned.push(Apex { name: name("corp."), loaded: false });
+        let asks = asks(owned);
+        let keys: Vec<String> = asks.keys().map(Name::to_ascii).collect();
+        assert_eq!(keys, ["corp.", "corp.example.", "static.example."], "a top-level name is asked about itself");
+        assert_eq!(asks[&name("static.example.")].len(), 1000);
     }
 }
