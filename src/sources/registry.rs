@@ -11,17 +11,18 @@ use std::{
 };
 
 use crate::{
-    config::{Accounts, Config, Route53Config, VpcEndpointsConfig},
+    config::{Accounts, AwsAccess, Config},
     dns::forwarder::Forwarder,
     events::Change,
     sources::{
         SourceOutput, aws,
         aws::{FetchError, source_id},
         organization,
-        route53::Route53Source,
-        vpc_endpoints::VpcEndpointSource,
     },
 };
+
+/// Sets a source up (SDK clients, credentials); run first thing on its own task.
+pub type Build = Box<dyn FnOnce() -> BoxFuture<'static, Box<dyn Source>> + Send>;
 
 /// A future a source returns, boxed so that `Source` can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -86,7 +87,30 @@ pub struct Planned {
     pub settings: String,
     /// Sets the source up (SDK clients, credentials); run on the source's own task, so a slow
     /// credential provider holds up nothing else.
-    pub build: Box<dyn FnOnce() -> BoxFuture<'static, Box<dyn Source>> + Send>,
+    pub build: Build,
+}
+
+/// What the registry needs of one config entry of a source kind. Each kind's file implements
+/// it beside `Source`; [`entries`] lists the entries of every kind.
+pub trait Entry {
+    /// `vpc_endpoints`, `route53`.
+    fn kind(&self) -> &'static str;
+    /// Its AWS access settings (region, role, timeouts).
+    fn access(&self) -> AwsAccess<'_>;
+    /// `accounts`, `role_name`, `organization_role_arn` and `role_arn`.
+    fn account_settings(&self) -> (Option<&Accounts>, Option<&str>, Option<&str>, Option<&str>);
+    /// What it reads (VPCs, zones, tags), telling apart entries of one kind, region and role.
+    fn scope(&self) -> String;
+    /// The source reading one account: this entry with `role_arn` and no `accounts`; its
+    /// settings as text, and how to build it with `api_share` of the account's API budget.
+    fn through(&self, role_arn: Option<String>, api_share: f64) -> (String, Build);
+}
+
+/// Every source entry of `config`, in config order. Registering a kind is a line here.
+fn entries(config: &Config) -> Vec<&dyn Entry> {
+    let endpoints = config.sources.vpc_endpoints.iter().map(|s| s.get_ref() as &dyn Entry);
+    let zones = config.sources.route53.iter().map(|s| s.get_ref() as &dyn Entry);
+    endpoints.chain(zones).collect()
 }
 
 /// The ACTIVE accounts of each organization listed so far, by [`OrgListing::key`].
@@ -117,20 +141,19 @@ fn org_key(organization_role_arn: Option<&str>) -> String {
 
 /// The organizations `config`'s sources ask to be listed, one per key.
 pub fn org_listings(config: &Config) -> Vec<OrgListing> {
-    let endpoints = config.sources.vpc_endpoints.iter().map(|s| {
-        let c = s.get_ref();
-        (c.account_settings(), &c.region, c.max_attempts, c.api_timeout_secs, c.static_credentials)
-    });
-    let zones = config.sources.route53.iter().map(|s| {
-        let c = s.get_ref();
-        (c.account_settings(), &c.region, c.max_attempts, c.api_timeout_secs, c.static_credentials)
-    });
     let mut listings: Vec<OrgListing> = Vec::new();
-    for ((accounts, _, org_role, _), region, max_attempts, api_timeout_secs, static_credentials) in endpoints.chain(zones) {
+    for entry in entries(config) {
+        let ((accounts, _, org_role, _), access) = (entry.account_settings(), entry.access());
         let key = org_key(org_role);
         if matches!(accounts, Some(Accounts::Organization(_))) && !listings.iter().any(|l| l.key == key) {
-            let role_arn = org_role.map(str::to_owned);
-            listings.push(OrgListing { key, region: region.clone(), role_arn, max_attempts, api_timeout_secs, static_credentials });
+            listings.push(OrgListing {
+                key,
+                region: access.region.to_owned(),
+                role_arn: org_role.map(str::to_owned),
+                max_attempts: access.max_attempts,
+                api_timeout_secs: access.api_timeout_secs,
+                static_credentials: access.static_credentials,
+            });
         }
     }
     listings
@@ -157,33 +180,16 @@ fn accounts_of(
 pub fn planned(config: &Config, orgs: &OrgAccounts) -> Vec<Planned> {
     let share = config.refresh.api_share;
     let mut all = Vec::new();
-    for source in &config.sources.vpc_endpoints {
-        let entry = source.get_ref();
-        let roles = accounts_of(entry.account_settings(), &entry.region, orgs).map_or_else(|| vec![entry.role_arn.clone()], |r| r.into_iter().map(Some).collect());
+    for entry in entries(config) {
+        let region = entry.access().region.to_owned();
+        let roles = match accounts_of(entry.account_settings(), &region, orgs) {
+            Some(roles) => roles.into_iter().map(Some).collect(),
+            None => vec![entry.access().role_arn.map(str::to_owned)],
+        };
         for role_arn in roles {
-            let c = VpcEndpointsConfig { role_arn, accounts: None, role_name: None, organization_role_arn: None, ..entry.clone() };
-            let (region, settings) = (c.region.clone(), format!("{c:?} share={share}"));
-            let id = source_id("vpc_endpoints", &c.region, c.role_arn.as_deref());
-            let tags = c.tags.iter().map(|(k, v)| format!("{k}={v}"));
-            let scope = c.vpc_ids.iter().cloned().chain(tags).collect::<Vec<_>>().join("+");
-            let build = Box::new(move || -> BoxFuture<'static, Box<dyn Source>> {
-                Box::pin(async move { Box::new(VpcEndpointSource::new(c, share).await) as Box<dyn Source> })
-            });
-            all.push(Planned { id, scope, kind: "vpc_endpoints", region, settings, build });
-        }
-    }
-    for source in &config.sources.route53 {
-        let entry = source.get_ref();
-        let roles = accounts_of(entry.account_settings(), &entry.region, orgs).map_or_else(|| vec![entry.role_arn.clone()], |r| r.into_iter().map(Some).collect());
-        for role_arn in roles {
-            let c = Route53Config { role_arn, accounts: None, role_name: None, organization_role_arn: None, ..entry.clone() };
-            let (region, settings) = (c.region.clone(), format!("{c:?} share={share}"));
-            let id = source_id("route53", &c.region, c.role_arn.as_deref());
-            let scope = c.vpc_ids.iter().chain(&c.zone_ids).cloned().collect::<Vec<_>>().join("+");
-            let build = Box::new(move || -> BoxFuture<'static, Box<dyn Source>> {
-                Box::pin(async move { Box::new(Route53Source::new(c, share).await) as Box<dyn Source> })
-            });
-            all.push(Planned { id, scope, kind: "route53", region, settings, build });
+            let id = source_id(entry.kind(), &region, role_arn.as_deref());
+            let (settings, build) = entry.through(role_arn, share);
+            all.push(Planned { id, scope: entry.scope(), kind: entry.kind(), region: region.clone(), settings, build });
         }
     }
     let mut bases: HashMap<String, usize> = HashMap::new();
@@ -209,12 +215,11 @@ pub fn planned(config: &Config, orgs: &OrgAccounts) -> Vec<Planned> {
 /// from the state file) the accounts it knew before the first listing.
 pub fn orgs_in_state(config: &Config, ids: &[&String]) -> OrgAccounts {
     let mut orgs = OrgAccounts::new();
-    let endpoints = config.sources.vpc_endpoints.iter().map(|s| ("vpc_endpoints", &s.get_ref().region, s.get_ref().account_settings()));
-    let zones = config.sources.route53.iter().map(|s| ("route53", &s.get_ref().region, s.get_ref().account_settings()));
-    for (kind, region, (accounts, role_name, org_role, _)) in endpoints.chain(zones) {
+    for entry in entries(config) {
+        let (accounts, role_name, org_role, _) = entry.account_settings();
         let (Some(Accounts::Organization(_)), Some(role_name)) = (accounts, role_name) else { continue };
-        // `kind/region/arn:…:iam::<account>:role/<role_name>`, maybe with `#2`.
-        let prefix = format!("{kind}/{region}/");
+        // `kind/region/arn:…:iam::<account>:role/<role_name>`, maybe with `#…`.
+        let prefix = format!("{}/{}/", entry.kind(), entry.access().region);
         let suffix = format!(":role/{role_name}");
         let found = ids.iter().filter_map(|id| {
             let arn = id.strip_prefix(&prefix)?.split('#').next()?;

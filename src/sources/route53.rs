@@ -41,12 +41,12 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::time::Instant;
 
 use crate::{
-    config::Route53Config,
+    config::{Accounts, AwsAccess, Route53Config},
     sources::output::ZoneSummary,
     dns::forwarder::{Ask, Forwarder},
     snapshot::{Alias, Provenance, Record, SourceKind, Weight, absolute_names},
     sources::{
-        BoxFuture, Env, Source, SourceOutput,
+        BoxFuture, Build, Entry, Env, Source, SourceOutput,
         aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, role_account, same_account, sdk_config, sdk_message},
     },
     events::{Change, Service},
@@ -665,6 +665,30 @@ enum Blamed {
     Item(String),
     /// Anything else: the fetch fails, and the source keeps its last good answer.
     Fetch(FetchError),
+}
+
+impl Entry for Route53Config {
+    fn kind(&self) -> &'static str {
+        "route53"
+    }
+
+    fn access(&self) -> AwsAccess<'_> {
+        Route53Config::access(self)
+    }
+
+    fn account_settings(&self) -> (Option<&Accounts>, Option<&str>, Option<&str>, Option<&str>) {
+        Route53Config::account_settings(self)
+    }
+
+    fn scope(&self) -> String {
+        self.vpc_ids.iter().chain(&self.zone_ids).cloned().collect::<Vec<_>>().join("+")
+    }
+
+    fn through(&self, role_arn: Option<String>, api_share: f64) -> (String, Build) {
+        let config = Self { role_arn, accounts: None, role_name: None, organization_role_arn: None, ..self.clone() };
+        let settings = format!("{config:?} share={api_share}");
+        (settings, Box::new(move || Box::pin(async move { Box::new(Route53Source::new(config, api_share).await) as Box<dyn Source> })))
+    }
 }
 
 impl Source for Route53Source {

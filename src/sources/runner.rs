@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     events::Change,
-    sources::{BoxFuture, Env, Source, SourceOutput},
+    sources::{Build, Env, Source, SourceOutput},
     status::StatusBoard,
 };
 
@@ -52,8 +52,6 @@ pub struct Published {
     pub output: Arc<SourceOutput>,
 }
 
-/// Sets a source up; run first thing on its task.
-pub type Build = Box<dyn FnOnce() -> BoxFuture<'static, Box<dyn Source>> + Send>;
 
 /// One source's task.
 pub struct Runner {

@@ -42,11 +42,11 @@ use hickory_proto::rr::{
 };
 
 use crate::{
-    config::VpcEndpointsConfig,
+    config::{Accounts, AwsAccess, VpcEndpointsConfig},
     sources::output::{EndpointSummary, InterfaceSummary},
     snapshot::{Provenance, Record, SourceKind, ownable},
     sources::{
-        BoxFuture, Env, Source, SourceOutput,
+        BoxFuture, Build, Entry, Env, Source, SourceOutput,
         aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, role_account, same_account, sdk_config, sdk_message, worth_narrowing},
     },
     events::{Change, Service},
@@ -337,11 +337,13 @@ impl VpcEndpointSource {
         }
         let mut pages = self.client.describe_vpc_endpoints().set_filters((!filters.is_empty()).then_some(filters)).into_paginator().send();
         let mut endpoints: Vec<VpcEndpoint> = Vec::new();
-        loop {
-            self.limiter.acquire().await;
-            match pages.next().await {
-                Some(page) => endpoints.extend(page.map_err(|e| self.error("DescribeVpcEndpoints")(sdk_message(&e)))?.vpc_endpoints().iter().cloned()),
-                None => break,
+        // A token for each request: the first page's, then one per page a next token asks for.
+        self.limiter.acquire().await;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("DescribeVpcEndpoints")(sdk_message(&e)))?;
+            endpoints.extend(page.vpc_endpoints().iter().cloned());
+            if page.next_token().is_some_and(|t| !t.is_empty()) {
+                self.limiter.acquire().await;
             }
         }
         self.settle(&endpoints);
@@ -358,11 +360,12 @@ impl VpcEndpointSource {
             let filter = Filter::builder().name("network-interface-id").set_values(Some(batch.to_vec())).build();
             let mut pages = self.client.describe_network_interfaces().filters(filter).into_paginator().send();
             let mut found: Vec<NetworkInterface> = Vec::new();
-            loop {
-                self.limiter.acquire().await;
-                match pages.next().await {
-                    Some(page) => found.extend(page.map_err(|e| self.error("DescribeNetworkInterfaces")(sdk_message(&e)))?.network_interfaces().iter().cloned()),
-                    None => break,
+            self.limiter.acquire().await;
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.error("DescribeNetworkInterfaces")(sdk_message(&e)))?;
+                found.extend(page.network_interfaces().iter().cloned());
+                if page.next_token().is_some_and(|t| !t.is_empty()) {
+                    self.limiter.acquire().await;
                 }
             }
             for eni in found {
@@ -424,6 +427,31 @@ impl VpcEndpointSource {
             names.insert(service.to_owned(), found);
         }
         Ok(())
+    }
+}
+
+impl Entry for VpcEndpointsConfig {
+    fn kind(&self) -> &'static str {
+        "vpc_endpoints"
+    }
+
+    fn access(&self) -> AwsAccess<'_> {
+        VpcEndpointsConfig::access(self)
+    }
+
+    fn account_settings(&self) -> (Option<&Accounts>, Option<&str>, Option<&str>, Option<&str>) {
+        VpcEndpointsConfig::account_settings(self)
+    }
+
+    fn scope(&self) -> String {
+        let tags = self.tags.iter().map(|(k, v)| format!("{k}={v}"));
+        self.vpc_ids.iter().cloned().chain(tags).collect::<Vec<_>>().join("+")
+    }
+
+    fn through(&self, role_arn: Option<String>, api_share: f64) -> (String, Build) {
+        let config = Self { role_arn, accounts: None, role_name: None, organization_role_arn: None, ..self.clone() };
+        let settings = format!("{config:?} share={api_share}");
+        (settings, Box::new(move || Box::pin(async move { Box::new(VpcEndpointSource::new(config, api_share).await) as Box<dyn Source> })))
     }
 }
 
