@@ -4,6 +4,10 @@
 //! (ListHostedZonesByVPC, GetHostedZone, ListResourceRecordSets) with recorded, real-shaped
 //! XML responses (`config/demo-aws/`).
 //!
+//! It also answers STS AssumeRole with credentials that name the role's account, and fills
+//! `{{account}}` and `{{region}}` in a recording with the account and region a request was
+//! signed for, so one recording stands for many accounts and regions (`bench/scale`).
+//!
 //! `hubdns demo` points its sources at it, so the demo runs the production path end to end —
 //! SDK, HTTP, XML parsing, conversion, refresh loop — without AWS. Tests use it too: to serve
 //! responses shaped like real AWS (DnsEntries, DnsOptions, a repeating Route 53 page token)
@@ -122,6 +126,8 @@ struct Request {
     /// The request target: path and query.
     target: String,
     body: String,
+    /// The account and region the request was signed for (see [`Request::signer`]).
+    signer: (String, String),
 }
 
 impl AwsReplay {
@@ -237,6 +243,7 @@ async fn read_request(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) ->
     let mut length = 0usize;
     let mut line = String::new();
     let mut target = None;
+    let mut signer = (DEFAULT_ACCOUNT.to_owned(), "us-east-1".to_owned());
     loop {
         line.clear();
         if reader.read_line(&mut line).await? == 0 {
@@ -254,10 +261,12 @@ async fn read_request(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) ->
             target = Some(header.split(' ').nth(1).unwrap_or("/").to_owned());
             continue;
         }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().map_err(|_| io::Error::other("bad content-length"))?;
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().map_err(|_| io::Error::other("bad content-length"))?;
+            } else if name.eq_ignore_ascii_case("authorization") {
+                signer = Request::signer(value.trim());
+            }
         }
     }
     if length > MAX_REQUEST {
@@ -266,10 +275,23 @@ async fn read_request(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) ->
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body).await?;
     let body = String::from_utf8_lossy(&body).into_owned();
-    Ok(Some(Request { target: target.unwrap_or_default(), body }))
+    Ok(Some(Request { target: target.unwrap_or_default(), body, signer }))
 }
 
 impl Request {
+    /// The account and region a SigV4 `Authorization` header was signed for: the region from
+    /// the credential scope (`Credential=AKID/date/region/service/aws4_request`), the account
+    /// from an access key the stand-in's AssumeRole handed out ([`sts_assume_role`]), else
+    /// [`DEFAULT_ACCOUNT`].
+    fn signer(authorization: &str) -> (String, String) {
+        let scope = authorization.split("Credential=").nth(1).unwrap_or("").split(',').next().unwrap_or("");
+        let mut parts = scope.split('/');
+        let key = parts.next().unwrap_or("");
+        let region = parts.nth(1).filter(|r| !r.is_empty()).unwrap_or("us-east-1");
+        let account = key.strip_prefix(ASSUMED_KEY_PREFIX).filter(|a| a.len() == 12).unwrap_or(DEFAULT_ACCOUNT);
+        (account.to_owned(), region.to_owned())
+    }
+
     fn is_route53(&self) -> bool {
         route53::is_route53(&self.target)
     }
@@ -295,8 +317,40 @@ fn respond(request: &Request, failure: Option<Failure>, state: &ReplayState) -> 
     let Ok(responses) = state.responses.lock() else {
         return ("500 Internal Server Error", "stand-in state poisoned".to_owned());
     };
-    match route53 {
-        true => route53::respond(&request.target, &responses.route53),
-        false => ec2::respond(request.action(), &request.body, &responses),
-    }
+    let (status, xml) = match (route53, request.action()) {
+        (true, _) => route53::respond(&request.target, &responses.route53),
+        (false, "AssumeRole") => sts_assume_role(&request.body),
+        (false, action) => ec2::respond(action, &request.body, &responses),
+    };
+    // Recordings may vary by who asks: `{{account}}` and `{{region}}` become the signer's.
+    let (account, region) = &request.signer;
+    (status, xml.replace("{{account}}", account).replace("{{region}}", region))
+}
+
+/// The account a request is from when its credentials are not the stand-in's assumed ones.
+const DEFAULT_ACCOUNT: &str = "111122223333";
+
+/// Access keys the stand-in's AssumeRole hands out: this prefix, then the role's account.
+const ASSUMED_KEY_PREFIX: &str = "ASIAHUBDNSDEMO";
+
+/// STS AssumeRole (Query protocol), shaped like the STS API reference's example: temporary
+/// credentials for an hour whose access key names the role's account, so later requests
+/// signed with them are answered for that account.
+fn sts_assume_role(body: &str) -> (&'static str, String) {
+    let role = body.split('&').find_map(|p| p.strip_prefix("RoleArn=")).map(|r| r.replace("%3A", ":").replace("%2F", "/")).unwrap_or_default();
+    let Some(account) = role.split(':').nth(4).filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit())) else {
+        return ("400 Bad Request", format!("<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>{role} is not a role ARN</Message></Error><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>"));
+    };
+    let expires = aws_sdk_ec2::primitives::DateTime::from(std::time::SystemTime::now() + std::time::Duration::from_secs(3600))
+        .fmt(aws_sdk_ec2::primitives::DateTimeFormat::DateTime)
+        .unwrap_or_default();
+    let xml = format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
+         <AssumedRoleUser><Arn>arn:aws:sts::{account}:assumed-role/hubdns-read/hubdns</Arn><AssumedRoleId>AROA3XFRBF535PLBIFPI4:hubdns</AssumedRoleId></AssumedRoleUser>\
+         <Credentials><AccessKeyId>{ASSUMED_KEY_PREFIX}{account}</AccessKeyId><SecretAccessKey>demo-secret</SecretAccessKey>\
+         <SessionToken>demo-session-token</SessionToken><Expiration>{expires}</Expiration></Credentials>\
+         <PackedPolicySize>6</PackedPolicySize></AssumeRoleResult>\
+         <ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata></AssumeRoleResponse>"
+    );
+    ("200 OK", xml)
 }
