@@ -183,6 +183,7 @@ impl Refresher {
         let ready = planned.iter().all(|p| refresher.outputs.contains_key(&p.id));
         report_dropped(&dropped, ready);
         refresher.snapshot.store(Arc::new(snapshot));
+        crate::memory::release_freed();
         // Every source restored from the state file: ready before AWS answers.
         refresher.ready.send_replace(ready);
         // Written at once, so a state file that cannot be written is reported at start — but
