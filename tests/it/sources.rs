@@ -156,10 +156,11 @@ async fn sighup_then_sigterm_during_a_hang_stop_the_process_at_once() {
         if let Some(status) = child.0.try_wait().expect("wait") {
             break status;
         }
-        assert!(asked.elapsed() < Duration::from_secs(5), "still running after SIGTERM while a source hangs");
+        assert!(asked.elapsed() < Duration::from_secs(2), "still running 2 s after SIGTERM while a source hangs");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status}");
+    eprintln!("SIGTERM to exit: {:?}", asked.elapsed()); // a figure for the notes, not a check
 }
 
 /// Issue 16 finding 5: with no state file and a region that never answers, an instance still
