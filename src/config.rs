@@ -659,10 +659,19 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Seconds between refreshes of each source: `refresh.interval_secs`, by default 30, or
-    /// 300 when `[events]` brings changes and the poll only reconciles.
+    /// Seconds between refreshes of each source while events flow: `refresh.interval_secs`,
+    /// by default 300 with `[events]` (the poll only reconciles) and 30 without.
     pub fn interval_secs(&self) -> u64 {
-        self.refresh.interval_secs.unwrap_or(if self.events.is_some() { 300 } else { 30 })
+        self.interval_secs_when(true)
+    }
+
+    /// Seconds between refreshes: `refresh.interval_secs` when set; else 300 while `[events]`
+    /// brings changes (`events_flowing`: the queue answered last time it was read) and 30
+    /// otherwise — a dead queue must not leave sources five minutes stale. A default never
+    /// exceeds `max_backoff_secs`.
+    pub fn interval_secs_when(&self, events_flowing: bool) -> u64 {
+        let default = if self.events.is_some() && events_flowing { 300 } else { 30 };
+        self.refresh.interval_secs.unwrap_or_else(|| default.min(self.refresh.max_backoff_secs))
     }
 
     /// Reads, parses and validates the file at `path`.
@@ -844,7 +853,7 @@ impl Config {
             ));
         }
 
-        if self.interval_secs() == 0 || self.refresh.max_backoff_secs < self.interval_secs() {
+        if self.refresh.max_backoff_secs == 0 || self.refresh.interval_secs.is_some_and(|i| i == 0 || self.refresh.max_backoff_secs < i) {
             return Err(top(
                 "refresh.interval_secs / max_backoff_secs",
                 "interval must be at least 1 and max_backoff_secs at least the interval".into(),
@@ -859,7 +868,9 @@ impl Config {
             let v = source.get_ref();
             self.check_aws_access(source, &key, &v.access())?;
             self.check_accounts(source, &key, v.account_settings())?;
-            if !seen_sources.insert((v.region.clone(), v.role_arn.clone())) {
+            // Entries with `accounts` may share a region (the hub's own account, and others);
+            // what they read per account is told apart by the sources' ids.
+            if v.accounts.is_none() && !seen_sources.insert((v.region.clone(), v.role_arn.clone())) {
                 return Err(self.invalid(source, key, "this region and role are already a source"));
             }
             check_vpc_ids(&v.vpc_ids).map_err(|m| self.invalid(source, format!("{key}.vpc_ids"), m))?;
@@ -1527,6 +1538,17 @@ tags = { hubdns = "publish" }
         assert!(accounts("accounts = [\"222233334444\"]\nrole_name = \"r\"\nrole_arn = \"arn:aws:iam::1:role/x\"\n").unwrap_err().contains("role_name instead"));
         assert!(accounts("role_name = \"r\"\n").unwrap_err().contains("go with accounts"));
         assert!(accounts("vpc_ids = [\"vpc 1\"]\n").unwrap_err().contains("VPC id"));
+        // The hub's own account and other accounts, in one region.
+        let both = "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\n[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\n\
+                    accounts = [\"222233334444\"]\nrole_name = \"hubdns-read\"\n";
+        assert!(parse(both).is_ok(), "{:?}", parse(both).err().map(|e| e.to_string()));
+        // With [events], the poll defaults to 300 s while the queue answers, 30 s while it
+        // fails, and never beyond max_backoff_secs.
+        let events = "[events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/q\"\nregion = \"us-east-1\"\n";
+        let c = parse(events).unwrap();
+        assert_eq!((c.interval_secs_when(true), c.interval_secs_when(false)), (300, 30));
+        let c = parse(&format!("{events}[refresh]\nmax_backoff_secs = 120\n")).unwrap();
+        assert_eq!(c.interval_secs(), 120, "a default stays within max_backoff_secs");
         let zones = |ids: &str| parse(&format!("[[sources.route53]]\nregion = \"us-east-1\"\nzone_ids = [{ids}]\n")).map_err(|e| e.to_string());
         assert!(zones("\"Z0C0RP5EXAMPLE1DEMO0\", \"/hostedzone/Z2\"").is_ok());
         for bad in ["\"\"", "\"/hostedzone/\"", "\"z lower\""] {

@@ -156,7 +156,15 @@ fn is_endpoint_id(s: &str) -> bool {
 }
 
 /// Long-polls the queue of `config` until `cancel`, handing each change to `changes`.
-pub async fn consume(config: EventsConfig, changes: mpsc::UnboundedSender<Arc<Change>>, board: Arc<StatusBoard>, cancel: CancellationToken) {
+/// `flowing` says whether the queue answered the last time it was read: while it does not,
+/// sources poll at the interval they would have without events.
+pub async fn consume(
+    config: EventsConfig,
+    changes: mpsc::UnboundedSender<Arc<Change>>,
+    board: Arc<StatusBoard>,
+    flowing: tokio::sync::watch::Sender<bool>,
+    cancel: CancellationToken,
+) {
     let run = async {
         let mut access = config.access();
         // An attempt lasts the long poll plus the configured API timeout.
@@ -165,10 +173,14 @@ pub async fn consume(config: EventsConfig, changes: mpsc::UnboundedSender<Arc<Ch
         let mut failures = 0u32;
         loop {
             match receive(&client, &config.queue_url, &changes, &board).await {
-                Ok(()) => failures = 0,
+                Ok(()) => {
+                    failures = 0;
+                    flowing.send_if_modified(|f| !std::mem::replace(f, true));
+                }
                 Err(error) => {
                     failures += 1;
-                    let wait = Duration::from_secs(1 << failures.min(6).saturating_sub(1)).min(MAX_BACKOFF);
+                    flowing.send_if_modified(|f| std::mem::replace(f, false));
+                    let wait = Duration::from_secs(1 << failures.saturating_sub(1).min(6)).min(MAX_BACKOFF);
                     tracing::warn!(queue = %config.queue_url, %error, retry_in_secs = wait.as_secs(), "cannot read the events queue; sources keep polling");
                     update(&board, |s| {
                         s.failures += 1;

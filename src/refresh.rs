@@ -110,6 +110,8 @@ pub struct Refresher {
     change_rx: Option<mpsc::UnboundedReceiver<Arc<Change>>>,
     /// The events queue's consumer, with the settings it was started with.
     consumer: Option<(EventsConfig, CancellationToken)>,
+    /// Whether the events queue answered its last read (the poll interval depends on it).
+    events_flowing: watch::Sender<bool>,
     /// The accounts of each organization listed so far (or known from the state file).
     orgs: OrgAccounts,
     /// The organizations' listers: how each lists, when it started, and whether it has
@@ -130,6 +132,8 @@ enum Wake {
     Published(Published),
     Change(Arc<Change>),
     Listed(organization::Listed),
+    /// The events queue started or stopped answering.
+    EventsFlowing,
     Timer,
 }
 
@@ -154,7 +158,7 @@ impl Refresher {
         }
         let (ready, ready_rx) = watch::channel(false);
         let (publish, published) = mpsc::unbounded_channel();
-        let (env, _) = watch::channel(env_of(config, &forwarder));
+        let (env, _) = watch::channel(env_of(config, &forwarder, false));
         let (change_tx, change_rx) = mpsc::unbounded_channel();
         let (listed_tx, listed_rx) = mpsc::unbounded_channel();
         let refresher = Self {
@@ -170,6 +174,7 @@ impl Refresher {
             change_tx,
             change_rx: Some(change_rx),
             consumer: None,
+            events_flowing: watch::channel(false).0,
             orgs,
             listers: Vec::new(),
             listed_tx,
@@ -180,7 +185,8 @@ impl Refresher {
         };
         let planned = sources::planned(config, &refresher.orgs);
         let (snapshot, dropped) = build_snapshot(config, &refresher.ordered_outputs(&planned));
-        let ready = planned.iter().all(|p| refresher.outputs.contains_key(&p.id));
+        let listed = sources::org_listings(config).iter().all(|l| refresher.orgs.contains_key(&l.key));
+        let ready = listed && planned.iter().all(|p| refresher.outputs.contains_key(&p.id));
         report_dropped(&dropped, ready);
         refresher.snapshot.store(Arc::new(snapshot));
         crate::memory::release_freed();
@@ -203,6 +209,7 @@ impl Refresher {
         else {
             return;
         };
+        let mut flowing = self.events_flowing.subscribe();
         self.replace_tasks(sources::planned(&self.config, &self.orgs), &shutdown);
         self.replace_consumer(&shutdown);
         self.replace_listers(&shutdown);
@@ -216,6 +223,7 @@ impl Refresher {
                 Some(p) = published.recv() => Wake::Published(p),
                 Some(change) = changes.recv() => Wake::Change(change),
                 Some(accounts) = listed.recv() => Wake::Listed(accounts),
+                Ok(()) = flowing.changed() => Wake::EventsFlowing,
                 () = sleep_until(deadline) => Wake::Timer,
             };
             let changed = match wake {
@@ -239,6 +247,10 @@ impl Refresher {
                     false
                 }
                 Wake::Listed((key, accounts)) => self.take_listing(key, accounts, &shutdown),
+                Wake::EventsFlowing => {
+                    self.update_env();
+                    false
+                }
                 Wake::Timer => false,
             };
             if changed && !self.rebuild(&shutdown).await {
@@ -262,16 +274,10 @@ impl Refresher {
         let new_forwarder = !Arc::ptr_eq(&self.forwarder, &update.forwarder);
         self.config = update.config;
         self.forwarder = update.forwarder;
-        // Sources fetch again at once when what they are made with changed (a TTL, say).
-        let env = env_of(&self.config, &self.forwarder);
-        self.env.send_if_modified(|old| {
-            let changed = !old.same_as(&env);
-            *old = env;
-            changed
-        });
+        self.update_env();
+        self.replace_listers(shutdown);
         self.replace_tasks(sources::planned(&self.config, &self.orgs), shutdown);
         self.replace_consumer(shutdown);
-        self.replace_listers(shutdown);
         self.rebuild(shutdown).await;
         if new_forwarder {
             self.look_for_signed_parents();
@@ -348,6 +354,17 @@ impl Refresher {
         self.board.lock().sources = board;
     }
 
+    /// Hands the sources what they are made with now; they fetch again at once when it
+    /// changed (a reloaded TTL, the poll interval as the events queue comes and goes).
+    fn update_env(&self) {
+        let env = env_of(&self.config, &self.forwarder, *self.events_flowing.borrow());
+        self.env.send_if_modified(|old| {
+            let changed = !old.same_as(&env);
+            *old = env;
+            changed
+        });
+    }
+
     /// Takes an organization's listing: when its accounts changed, starts the tasks of new
     /// accounts and drops those of accounts gone (true: the table needs a rebuild).
     fn take_listing(&mut self, key: String, accounts: Vec<String>, shutdown: &CancellationToken) -> bool {
@@ -374,7 +391,18 @@ impl Refresher {
             lister.cancel.cancel();
         }
         let wanted = sources::org_listings(&self.config);
-        self.orgs.retain(|key, _| wanted.iter().any(|w| &w.key == key));
+        // An organization now listed another way (a new organization_role_arn) keeps the
+        // accounts known until its first listing, so a reload drops none of their names.
+        let gone: Vec<String> = self.orgs.keys().filter(|key| !wanted.iter().any(|w| &&w.key == key)).cloned().collect();
+        let known: Vec<String> = gone.iter().flat_map(|key| self.orgs.remove(key).unwrap_or_default()).collect();
+        for how in &wanted {
+            if !self.orgs.contains_key(&how.key) && !known.is_empty() {
+                let mut accounts = known.clone();
+                accounts.sort();
+                accounts.dedup();
+                self.orgs.insert(how.key.clone(), accounts);
+            }
+        }
         let interval = Duration::from_secs(self.config.interval_secs());
         let max_backoff = Duration::from_secs(self.config.refresh.max_backoff_secs);
         for how in wanted {
@@ -393,11 +421,14 @@ impl Refresher {
         if let Some((_, cancel)) = self.consumer.take() {
             cancel.cancel();
             self.board.lock().events = None;
+            self.events_flowing.send_replace(false);
         }
         if let Some(config) = self.config.events.clone() {
             let cancel = shutdown.child_token();
             tracing::info!(queue = %config.queue_url, "reading change events");
-            tokio::spawn(crate::events::consume(config.clone(), self.change_tx.clone(), self.board.clone(), cancel.clone()));
+            self.events_flowing.send_replace(false);
+            let flowing = self.events_flowing.clone();
+            tokio::spawn(crate::events::consume(config.clone(), self.change_tx.clone(), self.board.clone(), flowing, cancel.clone()));
             self.consumer = Some((config, cancel));
         }
     }
@@ -512,10 +543,10 @@ impl Refresher {
 }
 
 /// What the sources' tasks share, from `config`.
-fn env_of(config: &Config, forwarder: &Arc<Forwarder>) -> Env {
+fn env_of(config: &Config, forwarder: &Arc<Forwarder>, events_flowing: bool) -> Env {
     Env {
         ttl: config.answers.ttl,
-        interval: Duration::from_secs(config.interval_secs()),
+        interval: Duration::from_secs(config.interval_secs_when(events_flowing)),
         max_backoff: Duration::from_secs(config.refresh.max_backoff_secs),
         forwarder: forwarder.clone(),
     }

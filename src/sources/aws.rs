@@ -149,9 +149,9 @@ pub enum ApiFamily {
     /// EC2's non-mutating (Describe*) actions: a bucket of 100 tokens refilled at 20 a
     /// second, per account and region (EC2 API reference, "Request throttling").
     Ec2Describe,
-    /// Route 53's API, one bucket per account (it is global): modelled as a burst of 50
-    /// refilled at 10 a second, so the default half share is the documented five requests a
-    /// second per account (Route 53 developer guide, "Quotas on API requests").
+    /// Route 53's API, one bucket per account (it is global): five requests a second per
+    /// account (Route 53 developer guide, "Quotas", API requests), so a burst of 5 refilled
+    /// at 5 a second.
     Route53,
 }
 
@@ -160,7 +160,7 @@ impl ApiFamily {
     fn aws_bucket(self) -> (f64, f64) {
         match self {
             Self::Ec2Describe => (100.0, 20.0),
-            Self::Route53 => (50.0, 10.0),
+            Self::Route53 => (5.0, 5.0),
         }
     }
 }
@@ -242,7 +242,7 @@ mod tests {
         let other = budget(ApiFamily::Ec2Describe, Some("222233334444"), Some("eu-west-1"), 0.5);
         assert!(!std::sync::Arc::ptr_eq(&a, &other), "EC2 buckets are per region");
         let zones = budget(ApiFamily::Route53, Some("222233334444"), None, 0.5);
-        assert_eq!((zones.burst, zones.per_second), (25.0, 5.0));
+        assert_eq!((zones.burst, zones.per_second), (2.5, 2.5), "half of Route 53's five a second");
     }
 
     #[tokio::test(start_paused = true)]

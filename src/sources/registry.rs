@@ -166,10 +166,12 @@ fn accounts_of(
     region: &str,
     orgs: &OrgAccounts,
 ) -> Option<Vec<String>> {
-    let ids = match accounts? {
+    let mut ids = match accounts? {
         Accounts::List(ids) => ids.clone(),
         Accounts::Organization(_) => orgs.get(&org_key(org_role)).cloned().unwrap_or_default(),
     };
+    ids.sort();
+    ids.dedup();
     let role_name = role_name.unwrap_or_default();
     Some(ids.iter().map(|account| organization::role_arn(region, account, role_name)).collect())
 }
@@ -225,6 +227,11 @@ pub fn orgs_in_state(config: &Config, ids: &[&String]) -> OrgAccounts {
             let arn = id.strip_prefix(&prefix)?.split('#').next()?;
             arn.ends_with(&suffix).then(|| aws::role_account(arn).map(str::to_owned)).flatten()
         });
+        let found: Vec<String> = found.collect();
+        // Nothing known of this organization: it stays unlisted (readiness waits for it).
+        if found.is_empty() {
+            continue;
+        }
         let list = orgs.entry(org_key(org_role)).or_default();
         list.extend(found);
         list.sort();

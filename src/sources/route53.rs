@@ -520,9 +520,13 @@ impl Route53Source {
                 Err(Blamed::Fetch(error)) => return Err(error),
             }
         }
-        // Zones no longer covered leave the cache with the fetch that stopped asking for them.
+        // Zones no longer covered leave the cache with the fetch that stopped asking for them,
+        // and events about zones this source does not read are forgotten.
         if let Ok(mut cache) = self.zones.lock() {
             cache.retain(|id, _| wanted.contains_key(id));
+        }
+        if let Ok(mut reread) = self.reread.lock() {
+            reread.retain(|id| wanted.contains_key(id));
         }
         Ok((zones, skipped))
     }

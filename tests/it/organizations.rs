@@ -14,7 +14,7 @@ use hickory_proto::{op::ResponseCode, rr::RecordType};
 
 use crate::{
     aws::{LOCAL_AWS_ENV, Moto, endpoint, hub_vpc},
-    harness::{ANSWER_WAIT, StubUpstream, addresses, query, serve, udp_query, wait_for},
+    harness::{ANSWER_WAIT, StubUpstream, addresses, query, serve, serve_file, udp_query, wait_for},
 };
 
 /// Settings for moto as account 123456789012 (moto's default): the management account.
@@ -70,11 +70,26 @@ async fn every_active_account_of_the_organization_is_read_and_followed() {
         upstream.addr
     );
     let env: Vec<(&str, &str)> = LOCAL_AWS_ENV.iter().copied().chain([("AWS_ENDPOINT_URL", moto.url.as_str())]).collect();
-    let (_child, port, logs) = serve(&config, &env);
+    let path = crate::harness::tempdir().join("hubdns.toml");
+    std::fs::write(&path, &config).expect("write config");
+    let (child, port, logs) = serve_file(&path, &env);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     for (name, ips) in &expected {
         let answer = wait_for(addr, name, RecordType::A, Duration::from_secs(15), |m| !m.answers.is_empty()).await;
         assert_eq!(&addresses(&answer), ips, "{name}: read in its own account; log:\n{}", logs.lock().expect("logs").join("\n"));
+    }
+
+    // The organization is listed another way now (a role in the management account): the
+    // reload keeps every account's names while the new listing is made.
+    let reloaded = config.replace("role_name = \"hubdns-read\"\n", "role_name = \"hubdns-read\"\norganization_role_arn = \"arn:aws:iam::123456789012:role/org-read\"\n");
+    std::fs::write(&path, reloaded).expect("write config");
+    let pid = child.0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    for _ in 0..30 {
+        for (name, ips) in &expected {
+            assert_eq!(&addresses(&udp_query(addr, &query(name, RecordType::A)).await), ips, "{name} through the reload");
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
     }
 
     // A new account joins: read at the next listing.
@@ -89,4 +104,29 @@ async fn every_active_account_of_the_organization_is_read_and_followed() {
     assert_eq!(gone.metadata.response_code, ResponseCode::NXDomain, "forwarded now");
     let kept = udp_query(addr, &query("svc0.corp.example.", RecordType::A)).await;
     assert_eq!(addresses(&kept), expected[0].1, "the other accounts stay");
+}
+
+/// With only organization sources and Organizations unreachable, an instance is not ready
+/// (it would serve none of the accounts' names) until the listing answers or
+/// `ready_timeout_secs` passes; `/readyz` says what it waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_first_listing_of_the_organization() {
+    let upstream = StubUpstream::start("127.0.0.101", Ipv4Addr::new(192, 0, 2, 101)).await;
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
+         [forward]\nupstreams = [\"{}\"]\ncheck_signed_parents = false\n[refresh]\ninterval_secs = 1\nmax_backoff_secs = 1\n\
+         [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\naccounts = \"organization\"\nrole_name = \"hubdns-read\"\nmax_attempts = 1\napi_timeout_secs = 2\n",
+        upstream.addr
+    );
+    // Nothing listens on 127.0.0.1:9: every Organizations call fails at once, on loopback.
+    let env: Vec<(&str, &str)> = LOCAL_AWS_ENV.iter().copied().chain([("AWS_ENDPOINT_URL", "http://127.0.0.1:9")]).collect();
+    let (_child, _port, _logs) = serve(&config, &env);
+    let admin: SocketAddr = ([127, 0, 0, 1], admin_port).into();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = tokio::task::spawn_blocking(move || hubdns::admin::probe(admin, "/readyz", Duration::from_secs(5)).expect("readyz"))
+        .await
+        .expect("join");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("organization (own credentials)"), "{body}");
 }
