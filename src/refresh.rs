@@ -49,7 +49,7 @@ use crate::{
         runner::{Published, Runner},
     },
     state_file,
-    status::{SourceStatus, StatusBoard},
+    status::{OrganizationStatus, SourceStatus, StatusBoard},
 };
 
 /// How many added / removed records a swap names at info level (the rest at debug).
@@ -405,9 +405,22 @@ impl Refresher {
         }
         let interval = Duration::from_secs(self.config.interval_secs());
         let max_backoff = Duration::from_secs(self.config.refresh.max_backoff_secs);
+        {
+            let mut board = self.board.lock();
+            let previous = std::mem::take(&mut board.organizations);
+            board.organizations = wanted
+                .iter()
+                .map(|how| {
+                    let known = previous.iter().find(|o| o.key == how.key).cloned();
+                    let accounts = self.orgs.get(&how.key).map_or(0, Vec::len);
+                    OrganizationStatus { key: how.key.clone(), accounts, ..known.unwrap_or_default() }
+                })
+                .collect();
+        }
         for how in wanted {
             let cancel = shutdown.child_token();
-            tokio::spawn(organization::keep_listing(how.clone(), interval, max_backoff, self.listed_tx.clone(), cancel.clone()));
+            let board = self.board.clone();
+            tokio::spawn(organization::keep_listing(how.clone(), interval, max_backoff, self.listed_tx.clone(), board, cancel.clone()));
             let listed = self.orgs.contains_key(&how.key);
             self.listers.push(Lister { how, started: Instant::now(), listed, cancel });
         }

@@ -98,6 +98,24 @@ pub struct Board {
     pub config: ConfigStatus,
     /// The events queue's consumer, when `[events]` is set.
     pub events: Option<EventsStatus>,
+    /// The organizations listed for `accounts = "organization"`.
+    pub organizations: Vec<OrganizationStatus>,
+}
+
+/// One organization's listing (ListAccounts), as its lister last saw it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OrganizationStatus {
+    /// How it is listed: `organization_role_arn`, or `own credentials`.
+    pub key: String,
+    /// ACTIVE accounts in its last listing (or known from the state file).
+    pub accounts: usize,
+    /// Listings that failed since start (the accounts known are still read).
+    pub failures: u64,
+    /// The last failure's message, until a listing succeeds.
+    pub last_error: Option<String>,
+    /// When it was last listed.
+    #[serde(serialize_with = "unix_seconds")]
+    pub last_listed: Option<SystemTime>,
 }
 
 /// The shared board.
@@ -111,6 +129,13 @@ impl StatusBoard {
     /// show (every write is a plain field assignment), so a poisoned lock is taken anyway.
     pub fn lock(&self) -> MutexGuard<'_, Board> {
         self.board.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Changes the status of the organization listed under `key`; nothing when it is gone.
+    pub fn update_organization(&self, key: &str, change: impl FnOnce(&mut OrganizationStatus)) {
+        if let Some(org) = self.lock().organizations.iter_mut().find(|o| o.key == key) {
+            change(org);
+        }
     }
 
     /// Changes the status of source `id`; nothing when the source is gone (a reload removed

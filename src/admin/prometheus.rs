@@ -182,6 +182,16 @@ pub fn render(live: &Live) -> String {
         out.family("hubdns_events_last_receive_timestamp_seconds", "gauge", "When the events queue last answered, in seconds since 1970.");
         out.sample("hubdns_events_last_receive_timestamp_seconds", &[], events.last_receive.map_or(0.0, unix_secs));
     }
+    if !board.organizations.is_empty() {
+        out.family("hubdns_organization_accounts", "gauge", "ACTIVE accounts in the organization's last listing (each read as a source of its own).");
+        for org in &board.organizations {
+            out.sample("hubdns_organization_accounts", &[("organization", &org.key)], org.accounts as f64);
+        }
+        out.family("hubdns_organization_listing_failures_total", "counter", "Failed listings of the organization's accounts (the accounts known are still read).");
+        for org in &board.organizations {
+            out.sample("hubdns_organization_listing_failures_total", &[("organization", &org.key)], org.failures as f64);
+        }
+    }
     out.family("hubdns_config_reloads_total", "counter", "Config reloads (SIGHUP or file change), applied or refused.");
     out.sample("hubdns_config_reloads_total", &[("result", "applied")], board.config.reloads as f64);
     out.sample("hubdns_config_reloads_total", &[("result", "refused")], board.config.reloads_refused as f64);

@@ -53,6 +53,8 @@ pub struct Status {
     pub unanswered: Vec<String>,
     /// The events queue's consumer, when `[events]` is set.
     pub events: Option<crate::status::EventsStatus>,
+    /// The organizations listed for `accounts = "organization"`.
+    pub organizations: Vec<crate::status::OrganizationStatus>,
     /// Forwarding rules and upstreams.
     pub forward: ForwardStatus,
     /// Queries answered per path since start.
@@ -122,6 +124,7 @@ pub fn status(live: &Live) -> Status {
         sources: board.sources.clone(),
         unanswered: board.unanswered.clone(),
         events: board.events.clone(),
+        organizations: board.organizations.clone(),
         forward: ForwardStatus {
             rules: forwarder
                 .routes()

@@ -10,7 +10,7 @@
 //! Each account is read through `arn:<partition>:iam::<account>:role/<role_name>`
 //! ([`role_arn`]); what one account's role or API does stays in that account's task.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use aws_sdk_organizations::{
     Client,
@@ -26,6 +26,7 @@ use crate::{
         aws::{FetchError, sdk_config, sdk_message},
         runner::jitter,
     },
+    status::StatusBoard,
 };
 
 /// A listing of one organization: its key ([`OrgListing::key`]) and the ACTIVE account ids,
@@ -80,6 +81,7 @@ pub async fn keep_listing(
     interval: Duration,
     max_backoff: Duration,
     listed: mpsc::UnboundedSender<Listed>,
+    board: Arc<StatusBoard>,
     cancel: CancellationToken,
 ) {
     let key = how.key.clone();
@@ -100,6 +102,11 @@ pub async fn keep_listing(
             let wait = match list(&client, &how.region).await {
                 Ok(accounts) => {
                     failures = 0;
+                    board.update_organization(&key, |o| {
+                        o.accounts = accounts.len();
+                        o.last_listed = Some(std::time::SystemTime::now());
+                        o.last_error = None;
+                    });
                     if listed.send((key.clone(), accounts)).is_err() {
                         return;
                     }
@@ -109,6 +116,10 @@ pub async fn keep_listing(
                     failures += 1;
                     let wait = jitter(interval.saturating_mul(1 << failures.min(16).saturating_sub(1)).min(max_backoff));
                     tracing::warn!(organization = %key, %error, retry_in_secs = wait.as_secs_f32(), "cannot list the organization's accounts; the accounts known are still read");
+                    board.update_organization(&key, |o| {
+                        o.failures += 1;
+                        o.last_error = Some(error.to_string());
+                    });
                     wait
                 }
             };

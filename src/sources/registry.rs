@@ -49,6 +49,10 @@ pub trait Source: Send + Sync + 'static {
     fn settled(&self) -> bool {
         true
     }
+
+    /// The 15 minutes after a change are over: forget what it named (an endpoint left
+    /// pendingAcceptance for days), so a later change starts a window of its own.
+    fn stop_settling(&self) {}
 }
 
 /// What a fetch may use besides its own settings; the refresh loop replaces it on reload.

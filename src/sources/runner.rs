@@ -161,6 +161,7 @@ impl Runner {
             };
             if let Some((since, asked)) = settling {
                 if source.settled() || since.elapsed() >= SETTLE_FOR {
+                    source.stop_settling();
                     settling = None;
                 } else if fetched {
                     wait = wait.min(Duration::from_secs(1 << asked.min(6)).min(SETTLE_MAX_STEP));

@@ -469,6 +469,10 @@ impl Source for VpcEndpointSource {
         self.watched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty()
     }
 
+    fn stop_settling(&self) {
+        self.watched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+    }
+
     fn fetch<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<SourceOutput, FetchError>> {
         Box::pin(async move {
             let (inventory, mut skipped) = self.inventory().await?;

@@ -129,4 +129,11 @@ async fn readiness_waits_for_the_first_listing_of_the_organization() {
         .expect("join");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("organization (own credentials)"), "{body}");
+    let (_, metrics) = tokio::task::spawn_blocking(move || hubdns::admin::probe(admin, "/metrics", Duration::from_secs(5)).expect("metrics"))
+        .await
+        .expect("join");
+    let failures = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hubdns_organization_listing_failures_total{organization=\"own credentials\"} ")?.parse::<f64>().ok());
+    assert!(failures.is_some_and(|n| n >= 1.0), "the failing listing is counted: {metrics}");
 }
