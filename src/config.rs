@@ -400,6 +400,19 @@ pub struct AwsAccess<'a> {
     pub static_credentials: bool,
 }
 
+impl<'a> AwsAccess<'a> {
+    /// The account these settings read, when a role names it; `None` for the instance's own
+    /// credentials.
+    pub fn account(&self) -> Option<&'a str> {
+        self.role_arn.and_then(role_account)
+    }
+}
+
+/// The account of a role ARN (`arn:aws:iam::111122223333:role/hubdns-read` → `111122223333`).
+pub fn role_account(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4).filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The access settings of each AWS source's config.
 macro_rules! aws_access {
     ($($config:ty),*) => {$(

@@ -457,7 +457,7 @@ impl Refresher {
         let outputs: Vec<Arc<SourceOutput>> = self.tasks.iter().filter_map(|t| self.outputs.get(&t.id).cloned()).collect();
         let config = self.config.clone();
         let live = self.snapshot.load_full();
-        let ready = *self.ready.borrow() || self.tasks.iter().all(|t| self.outputs.contains_key(&t.id));
+        let ready = *self.ready.borrow() || self.waiting().is_empty();
         let state = config.refresh.state_file.clone().map(|path| {
             let sources = self.tasks.iter().filter_map(|t| Some((t.id.clone(), self.outputs.get(&t.id)?.clone()))).collect();
             (path, sources)

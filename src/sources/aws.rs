@@ -65,11 +65,6 @@ where
         || matches!(error, SdkError::ServiceError(s) if s.err().code().is_some_and(|c| c.starts_with("Invalid") && !c.contains("Token") && !c.contains("Access")))
 }
 
-/// The account of a role ARN (`arn:aws:iam::111122223333:role/hubdns-read` → `111122223333`).
-pub fn role_account(arn: &str) -> Option<&str> {
-    arn.split(':').nth(4).filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// Whether a change in account `theirs` may concern a source reading account `mine`: yes
 /// unless both are known and differ (an unneeded fetch costs a call; a missed one, a stale name).
 pub fn same_account(mine: Option<&str>, theirs: Option<&str>) -> bool {

@@ -15,7 +15,7 @@ use crate::{
     dns::forwarder::Forwarder,
     events::Change,
     sources::{
-        SourceOutput, aws,
+        SourceOutput,
         aws::{FetchError, source_id},
         organization,
     },
@@ -229,7 +229,7 @@ pub fn orgs_in_state(config: &Config, ids: &[&String]) -> OrgAccounts {
         let suffix = format!(":role/{role_name}");
         let found = ids.iter().filter_map(|id| {
             let arn = id.strip_prefix(&prefix)?.split('#').next()?;
-            arn.ends_with(&suffix).then(|| aws::role_account(arn).map(str::to_owned)).flatten()
+            arn.ends_with(&suffix).then(|| crate::config::role_account(arn).map(str::to_owned)).flatten()
         });
         let found: Vec<String> = found.collect();
         // Nothing known of this organization: it stays unlisted (readiness waits for it).

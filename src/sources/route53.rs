@@ -47,7 +47,7 @@ use crate::{
     snapshot::{Alias, Provenance, Record, SourceKind, Weight, absolute_names},
     sources::{
         BoxFuture, Build, Entry, Env, Source, SourceOutput,
-        aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, role_account, same_account, sdk_config, sdk_message},
+        aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, same_account, sdk_config, sdk_message},
     },
     events::{Change, Service},
 };
@@ -456,7 +456,7 @@ impl Route53Source {
         let shared = sdk_config(&config.access()).await;
         Self {
             client: crate::with_endpoint!(aws_sdk_route53, &shared, config.endpoint_url.as_deref()),
-            limiter: budget(ApiFamily::Route53, config.role_arn.as_deref().and_then(role_account), None, api_share),
+            limiter: budget(ApiFamily::Route53, config.access().account(), None, api_share),
             config,
             zones: Mutex::new(HashMap::new()),
             reread: Mutex::new(HashSet::new()),
@@ -700,7 +700,7 @@ impl Source for Route53Source {
     /// The zones it names are read again whatever their record count (an edited value keeps
     /// the count).
     fn concerns(&self, change: &Change) -> bool {
-        let account = self.config.role_arn.as_deref().and_then(role_account);
+        let account = self.config.access().account();
         if change.service != Service::Route53 || !same_account(account, change.account.as_deref()) {
             return false;
         }

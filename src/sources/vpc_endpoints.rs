@@ -47,7 +47,7 @@ use crate::{
     snapshot::{Provenance, Record, SourceKind, ownable},
     sources::{
         BoxFuture, Build, Entry, Env, Source, SourceOutput,
-        aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, role_account, same_account, sdk_config, sdk_message, worth_narrowing},
+        aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, same_account, sdk_config, sdk_message, worth_narrowing},
     },
     events::{Change, Service},
 };
@@ -305,7 +305,7 @@ impl VpcEndpointSource {
     /// `api_share` is the part of the account's EC2 Describe request budget hubdns may use.
     pub async fn new(config: VpcEndpointsConfig, api_share: f64) -> Self {
         let shared = sdk_config(&config.access()).await;
-        let account = config.role_arn.as_deref().and_then(role_account);
+        let account = config.access().account();
         let limiter = budget(ApiFamily::Ec2Describe, account, Some(&config.region), api_share);
         Self { client: crate::with_endpoint!(aws_sdk_ec2, &shared, config.endpoint_url.as_deref()), config, watched: Mutex::new(HashSet::new()), limiter }
     }
@@ -457,7 +457,7 @@ impl Entry for VpcEndpointsConfig {
 
 impl Source for VpcEndpointSource {
     fn concerns(&self, change: &Change) -> bool {
-        let account = self.config.role_arn.as_deref().and_then(role_account);
+        let account = self.config.access().account();
         if change.service != Service::Ec2 || change.region != self.config.region || !same_account(account, change.account.as_deref()) {
             return false;
         }
