@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 use hubdns::demo::{AwsReplay, Responses};
 
+/// No resource or service-network endpoints in the scale recordings.
+const EMPTY_ASSOCIATIONS: &str = "<DescribeVpcEndpointAssociationsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><vpcEndpointAssociationSet/></DescribeVpcEndpointAssociationsResponse>";
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| ".".into()));
@@ -20,7 +23,9 @@ async fn main() -> std::io::Result<()> {
         describe_vpc_endpoints: pages,
         describe_network_interfaces: std::fs::read_to_string(dir.join("DescribeNetworkInterfaces.xml"))?,
         describe_vpc_endpoint_services: std::fs::read_to_string(dir.join("DescribeVpcEndpointServices.xml"))?,
+        describe_vpc_endpoint_associations: EMPTY_ASSOCIATIONS.into(),
         route53: Default::default(),
+        lattice: Default::default(),
     };
     let replay = AwsReplay::start(responses).await?;
     println!("{}", replay.url());

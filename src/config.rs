@@ -513,10 +513,22 @@ pub struct VpcEndpointsConfig {
     /// client. A tag may add names; it never takes over names outside these domains.
     #[serde(default)]
     pub alias_tag_domains: Vec<DomainName>,
+    /// The domains under which a resource or service-network endpoint's custom domain names
+    /// (VPC Lattice) are served although their owner has not verified them. Default none:
+    /// only verified names are served, because a resource configuration's or service's owner,
+    /// maybe another account, chooses its custom domain name freely, and AWS answers an
+    /// unverified one in the endpoint's own VPC only, where hubdns would answer it for every
+    /// client. The endpoint's private DNS preference still applies.
+    #[serde(default)]
+    pub unverified_domains: Vec<DomainName>,
     /// Another EC2 API address: an EC2 interface endpoint in a VPC without internet access,
     /// or a local emulator in tests.
     #[serde(default)]
     pub endpoint_url: Option<String>,
+    /// Another VPC Lattice API address (for resource configurations' and services' custom
+    /// domain names); default: the SDK's standard settings.
+    #[serde(default)]
+    pub lattice_endpoint_url: Option<String>,
     /// Attempts per API call (the SDK's standard retry with backoff); 1 turns retries off.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
@@ -887,10 +899,15 @@ impl Config {
                 return Err(self.invalid(source, key, "this region and role are already a source"));
             }
             check_vpc_ids(&v.vpc_ids).map_err(|m| self.invalid(source, format!("{key}.vpc_ids"), m))?;
-            // Allowing tags under the root or a public suffix would let them take over any name.
-            for domain in &v.alias_tag_domains {
-                if let Err(reason) = ownable(domain.name()) {
-                    return Err(self.invalid(source, format!("{key}.alias_tag_domains"), format!("{domain}: {reason}")));
+            if v.lattice_endpoint_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+                return Err(self.invalid(source, format!("{key}.lattice_endpoint_url"), "must start with https:// (or http:// for a local emulator)"));
+            }
+            // Allowing tags (or unverified custom domains) under the root or a public suffix would let them take over any name.
+            for (field, domains) in [("alias_tag_domains", &v.alias_tag_domains), ("unverified_domains", &v.unverified_domains)] {
+                for domain in domains {
+                    if let Err(reason) = ownable(domain.name()) {
+                        return Err(self.invalid(source, format!("{key}.{field}"), format!("{domain}: {reason}")));
+                    }
                 }
             }
         }
@@ -1497,6 +1514,8 @@ mod tests {
         let domains = |d: &str| format!("[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nalias_tag_domains = [\"{d}\"]\n");
         for bad in [".", "com", "co.uk"] {
             assert!(parse(&domains(bad)).unwrap_err().to_string().contains("alias_tag_domains"), "{bad}");
+            let unverified = format!("[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nunverified_domains = [\"{bad}\"]\n");
+            assert!(parse(&unverified).unwrap_err().to_string().contains("unverified_domains"), "{bad}");
         }
         assert!(parse(&domains("corp.example")).is_ok());
         // The PSL's private section (AWS's own names) may be owned.

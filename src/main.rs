@@ -184,7 +184,7 @@ fn run(config: &mut Config, file: Option<ConfigFile>, logging: &Logging) -> anyh
         let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
         // The demo's endpoints come from recorded EC2 responses served on loopback.
         let _replay = match file {
-            None => Some(hubdns::demo::attach(config).await.context("cannot start the demo's EC2 stand-in")?),
+            None => Some(hubdns::demo::attach(config).await.context("cannot start the demo's AWS stand-in")?),
             Some(_) => None,
         };
         let server = hubdns::server::start(config).await.context("cannot start")?;
@@ -242,6 +242,8 @@ fn print_demo_help(addr: SocketAddr, admin: Option<SocketAddr>) {
          \n  dig {at} vpce-0f1e2d3c4b5a69788-8m2kq4xz-us-east-1a.secretsmanager.us-east-1.vpce.amazonaws.com   # zonal: 1 IP\
          \n  dig {at} internal-api.service.com                          # alias of an endpoint id, flattened to A\
          \n  dig {at} kms.corp.example                                  # hubdns:alias tag on the KMS endpoint\
+         \n  dig {at} proxy.egress.example                              # resource endpoint, verified custom domain: 2 ENI IPs\
+         \n  dig {at} orders.svc.example                                # service-network endpoint's service\
          \n  dig {at} my-bucket.s3.us-east-1.amazonaws.com              # wildcard\
          \n  dig {at} internal-api.corp.example                         # Route 53 alias to an endpoint\
          \n  dig {at} api.corp.example                                  # Route 53 weighted 90/10, drawn per query\

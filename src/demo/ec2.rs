@@ -1,7 +1,8 @@
 //! The stand-in's EC2 side: answers the form-encoded EC2 Query requests of the endpoint source
 //! from the recorded responses, paging DescribeVpcEndpoints, filtering
-//! DescribeNetworkInterfaces by id and DescribeVpcEndpointServices by name as EC2 does (a
-//! name EC2 does not know fails the call with `InvalidServiceName`).
+//! DescribeNetworkInterfaces by id, DescribeVpcEndpointServices by name (a name EC2 does not
+//! know fails the call with `InvalidServiceName`) and DescribeVpcEndpointAssociations by
+//! endpoint id, as EC2 does.
 
 use std::collections::HashSet;
 
@@ -67,6 +68,17 @@ pub(super) fn respond(action: &str, body: &str, responses: &Responses) -> (&'sta
                 wanted.iter().any(|name| item == format!("<item>{name}</item>") || item.contains(&format!("<serviceName>{name}</serviceName>")))
             };
             ("200 OK", keep_items(xml, keep))
+        }
+        "DescribeVpcEndpointAssociations" => {
+            // Filter.N.Name=vpc-endpoint-id with Filter.N.Value.M=vpce-…: those endpoints' only.
+            let wanted: HashSet<&str> =
+                params().filter(|(k, _)| k.starts_with("Filter.") && k.contains(".Value.")).map(|(_, v)| v).collect();
+            let xml = &responses.describe_vpc_endpoint_associations;
+            let body = match wanted.is_empty() {
+                true => xml.clone(),
+                false => keep_items(xml, |item| wanted.iter().any(|id| item.contains(&format!("<vpcEndpointId>{id}</vpcEndpointId>")))),
+            };
+            ("200 OK", body)
         }
         other => ("400 Bad Request", error_xml("InvalidAction", &format!("The action {other} is not valid for this web service."))),
     }

@@ -15,6 +15,7 @@
 //! demand. This file holds the HTTP server; `ec2` and `route53` hold each API's answers.
 
 mod ec2;
+mod lattice;
 mod route53;
 
 use std::{
@@ -31,7 +32,9 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use crate::config::Config;
+use toml::Spanned;
+
+use crate::config::{Config, ForwardRule, Upstream};
 
 /// Largest request the stand-in reads (EC2 Query requests are small form posts).
 const MAX_REQUEST: usize = 1 << 20;
@@ -48,9 +51,47 @@ pub struct Responses {
     pub describe_network_interfaces: String,
     /// DescribeVpcEndpointServices.
     pub describe_vpc_endpoint_services: String,
+    /// DescribeVpcEndpointAssociations for every endpoint; a request with a `vpc-endpoint-id`
+    /// filter gets only those endpoints' associations, as EC2 answers.
+    pub describe_vpc_endpoint_associations: String,
     /// The Route 53 side.
     pub route53: Route53Responses,
+    /// The VPC Lattice side.
+    pub lattice: LatticeResponses,
 }
+
+/// Recorded VPC Lattice responses (REST JSON).
+#[derive(Debug, Clone, Default)]
+pub struct LatticeResponses {
+    /// GetResourceConfiguration by resource configuration id (`rcfg-…`); another id gets HTTP
+    /// 404 `ResourceNotFoundException`.
+    pub resource_configurations: BTreeMap<String, String>,
+    /// ListServiceNetworkServiceAssociations by service network id (`sn-…`).
+    pub service_network_services: BTreeMap<String, String>,
+}
+
+impl LatticeResponses {
+    /// The demo's: the egress proxy's resource configuration (custom domain name
+    /// `proxy.egress.example`, verified) and the service network with the `orders` service
+    /// (custom domain name `orders.svc.example`).
+    pub fn demo() -> Self {
+        Self {
+            resource_configurations: BTreeMap::from([(
+                "rcfg-0e1d2c3b4a5f60789".to_owned(),
+                include_str!("../../config/demo-aws/lattice/GetResourceConfiguration.json").into(),
+            )]),
+            service_network_services: BTreeMap::from([(
+                "sn-0a1b2c3d4e5f60718".to_owned(),
+                include_str!("../../config/demo-aws/lattice/ListServiceNetworkServiceAssociations.json").into(),
+            )]),
+        }
+    }
+}
+
+/// The demo's stand-in for public DNS of the names VPC Lattice gives service-network
+/// endpoints (`….vpc-lattice-svcs.us-east-1.on.aws`): AWS publishes them publicly with the
+/// endpoint's private addresses, which EC2 does not say per name.
+pub const DEMO_LATTICE_DNS: &str = include_str!("../../config/demo-aws/lattice/public-dns.toml");
 
 /// Recorded Route 53 responses.
 #[derive(Debug, Clone, Default)]
@@ -81,15 +122,18 @@ impl Route53Responses {
 
 impl Responses {
     /// The demo's recordings: a hub VPC in us-east-1 with Secrets Manager, a provider's
-    /// service, S3 (dual-stack, wildcards), KMS (with a `hubdns:alias` tag), one endpoint
-    /// pending acceptance and one Gateway endpoint; and the private zone `corp.example.`
-    /// with an alias to the provider's endpoint, weighted, failover and wildcard records.
+    /// service, S3 (dual-stack, wildcards), KMS (with a `hubdns:alias` tag), a resource
+    /// endpoint to an egress proxy and a service-network endpoint, one endpoint pending
+    /// acceptance and one Gateway endpoint; and the private zone `corp.example.` with an
+    /// alias to the provider's endpoint, weighted, failover and wildcard records.
     pub fn demo() -> Self {
         Self {
             describe_vpc_endpoints: vec![include_str!("../../config/demo-aws/DescribeVpcEndpoints.xml").into()],
             describe_network_interfaces: include_str!("../../config/demo-aws/DescribeNetworkInterfaces.xml").into(),
             describe_vpc_endpoint_services: include_str!("../../config/demo-aws/DescribeVpcEndpointServices.xml").into(),
+            describe_vpc_endpoint_associations: include_str!("../../config/demo-aws/DescribeVpcEndpointAssociations.xml").into(),
             route53: Route53Responses::demo(),
+            lattice: LatticeResponses::demo(),
         }
     }
 }
@@ -117,6 +161,8 @@ pub struct AwsReplay {
 struct ReplayState {
     responses: Mutex<Responses>,
     failure: Mutex<Option<Failure>>,
+    /// A failure for VPC Lattice requests alone.
+    lattice_failure: Mutex<Option<Failure>>,
     /// Requests by API action.
     requests: Mutex<HashMap<String, usize>>,
 }
@@ -138,6 +184,7 @@ impl AwsReplay {
         let state = Arc::new(ReplayState {
             responses: Mutex::new(responses),
             failure: Mutex::new(None),
+            lattice_failure: Mutex::new(None),
             requests: Mutex::new(HashMap::new()),
         });
         let shared = state.clone();
@@ -157,6 +204,13 @@ impl AwsReplay {
     /// Answer every request with `failure` from now on (`None`: data again).
     pub fn fail_with(&self, failure: Option<Failure>) {
         if let Ok(mut slot) = self.state.failure.lock() {
+            *slot = failure;
+        }
+    }
+
+    /// Answer VPC Lattice requests alone with `failure` from now on (`None`: data again).
+    pub fn fail_lattice_with(&self, failure: Option<Failure>) {
+        if let Ok(mut slot) = self.state.lattice_failure.lock() {
             *slot = failure;
         }
     }
@@ -196,11 +250,12 @@ pub fn cloudtrail_event(source: &str, name: &str, region: &str, request: &str, r
 
 /// Points every AWS source of `config` at a stand-in serving the demo's recordings, with
 /// fixed local credentials (nothing leaves the machine).
-pub async fn attach(config: &mut Config) -> io::Result<AwsReplay> {
+pub async fn attach(config: &mut Config) -> io::Result<Attached> {
     let replay = AwsReplay::start(Responses::demo()).await?;
     for source in &mut config.sources.vpc_endpoints {
         let source = source.get_mut();
         source.endpoint_url = Some(replay.url());
+        source.lattice_endpoint_url = Some(replay.url());
         source.static_credentials = true;
     }
     for source in &mut config.sources.route53 {
@@ -208,7 +263,31 @@ pub async fn attach(config: &mut Config) -> io::Result<AwsReplay> {
         source.endpoint_url = Some(replay.url());
         source.static_credentials = true;
     }
-    Ok(replay)
+    // Public DNS for the service-network endpoint's names: a second server on loopback,
+    // which the demo forwards those domains to.
+    let dns_config = Config::parse(DEMO_LATTICE_DNS, "config/demo-aws/lattice/public-dns.toml").map_err(io::Error::other)?;
+    let dns = crate::server::start(&dns_config).await.map_err(io::Error::other)?;
+    for domain in ["vpc-lattice-svcs.us-east-1.on.aws", "vpc-lattice-rsc.us-east-1.on.aws"] {
+        let domain = domain.parse().map_err(io::Error::other)?;
+        let rule = ForwardRule { domain, upstreams: vec![Upstream::Addr(dns.addr())], trust_ad: false };
+        config.forward.rules.push(Spanned::new(0..0, rule));
+    }
+    Ok(Attached { replay, _dns: dns })
+}
+
+/// The demo's stand-ins, running: the AWS APIs (what it dereferences to), and public DNS for
+/// Lattice's names.
+pub struct Attached {
+    replay: AwsReplay,
+    _dns: crate::server::Server,
+}
+
+impl std::ops::Deref for Attached {
+    type Target = AwsReplay;
+
+    fn deref(&self) -> &AwsReplay {
+        &self.replay
+    }
 }
 
 /// One keep-alive HTTP/1.1 connection from the SDK.
@@ -220,7 +299,10 @@ async fn serve(stream: TcpStream, state: Arc<ReplayState>) {
         if let Ok(mut counts) = state.requests.lock() {
             *counts.entry(request.action().to_owned()).or_default() += 1;
         }
-        let failure = state.failure.lock().ok().and_then(|f| *f);
+        let mut failure = state.failure.lock().ok().and_then(|f| *f);
+        if request.is_lattice() {
+            failure = failure.or(state.lattice_failure.lock().ok().and_then(|f| *f));
+        }
         if failure == Some(Failure::Hang) {
             // Hold the connection open without a word until the client gives up on it.
             let mut sink = [0u8; 1];
@@ -228,10 +310,15 @@ async fn serve(stream: TcpStream, state: Arc<ReplayState>) {
             return;
         }
         let (status, xml) = respond(&request, failure, &state);
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\nServer: hubdns-demo-ec2\r\n\r\n",
-            xml.len()
-        );
+        // VPC Lattice speaks REST JSON and names an error in a header; EC2 and Route 53, XML.
+        let kind = match request.is_lattice() {
+            true => {
+                let error = lattice_error_type(status, &xml).map(|e| format!("x-amzn-ErrorType: {e}\r\n")).unwrap_or_default();
+                format!("application/json\r\n{error}")
+            }
+            false => "text/xml;charset=UTF-8\r\n".to_owned(),
+        };
+        let head = format!("HTTP/1.1 {status}\r\nContent-Type: {kind}Content-Length: {}\r\nServer: hubdns-demo-aws\r\n\r\n", xml.len());
         if writer.write_all(head.as_bytes()).await.is_err() || writer.write_all(xml.as_bytes()).await.is_err() {
             return;
         }
@@ -296,8 +383,15 @@ impl Request {
         route53::is_route53(&self.target)
     }
 
+    fn is_lattice(&self) -> bool {
+        lattice::is_lattice(&self.target)
+    }
+
     /// The API action it calls.
     fn action(&self) -> &str {
+        if self.is_lattice() {
+            return lattice::action(&self.target);
+        }
         match self.is_route53() {
             true => route53::action(&self.target),
             false => ec2::action(&self.body),
@@ -308,6 +402,21 @@ impl Request {
 /// The status line and XML for `request`, or for `failure`.
 fn respond(request: &Request, failure: Option<Failure>, state: &ReplayState) -> (&'static str, String) {
     let route53 = request.is_route53();
+    if request.is_lattice() {
+        let (status, json, error) = match failure {
+            Some(failure) => lattice::failure(failure),
+            None => match state.responses.lock() {
+                Ok(responses) => lattice::respond(&request.target, &responses.lattice),
+                Err(_) => ("500 Internal Server Error", "{}".to_owned(), Some("InternalServerException")),
+            },
+        };
+        // The error type travels in the body's `__type` as well; `serve` copies it to the header.
+        let json = match error {
+            Some(error) => json.replacen('{', &format!("{{\"__type\":\"{error}\","), 1),
+            None => json,
+        };
+        return (status, json);
+    }
     if let Some(failure) = failure {
         return match route53 {
             true => route53::failure(failure),
@@ -325,6 +434,16 @@ fn respond(request: &Request, failure: Option<Failure>, state: &ReplayState) -> 
     // Recordings may vary by who asks: `{{account}}` and `{{region}}` become the signer's.
     let (account, region) = &request.signer;
     (status, xml.replace("{{account}}", account).replace("{{region}}", region))
+}
+
+/// The error type of a VPC Lattice error answer (from its `__type`), for the
+/// `x-amzn-ErrorType` header.
+fn lattice_error_type(status: &str, json: &str) -> Option<String> {
+    if status.starts_with('2') {
+        return None;
+    }
+    let start = json.find("\"__type\":\"")? + "\"__type\":\"".len();
+    json[start..].split('"').next().map(str::to_owned)
 }
 
 /// The account a request is from when its credentials are not the stand-in's assumed ones.

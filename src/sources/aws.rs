@@ -148,6 +148,10 @@ pub enum ApiFamily {
     /// account (Route 53 developer guide, "Quotas", API requests), so a burst of 5 refilled
     /// at 5 a second.
     Route53,
+    /// VPC Lattice's read calls, per account and region. AWS publishes no request rate for
+    /// them (VPC Lattice user guide, "Quotas" lists none), so a bucket of 10 refilled at 10 a
+    /// second is assumed; a throttled lookup keeps its item's last answer.
+    Lattice,
 }
 
 impl ApiFamily {
@@ -156,6 +160,7 @@ impl ApiFamily {
         match self {
             Self::Ec2Describe => (100.0, 20.0),
             Self::Route53 => (5.0, 5.0),
+            Self::Lattice => (10.0, 10.0),
         }
     }
 }

@@ -26,7 +26,13 @@ mod registry;
 #[cfg(feature = "aws")]
 pub mod route53;
 #[cfg(feature = "aws")]
+pub mod lattice;
+#[cfg(feature = "aws")]
+pub mod endpoint_associations;
+#[cfg(feature = "aws")]
 pub mod runner;
+#[cfg(feature = "aws")]
+pub mod upstream;
 #[cfg(feature = "aws")]
 pub mod vpc_endpoints;
 

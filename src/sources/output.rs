@@ -64,6 +64,30 @@ pub struct EndpointSummary {
     pub names: Vec<String>,
     /// Its network interfaces.
     pub interfaces: Vec<InterfaceSummary>,
+    /// Its type as EC2 spells it: `Interface`, `Resource`, `ServiceNetwork`.
+    #[serde(default)]
+    pub kind: String,
+    /// The custom domain names of its associations (resource and service-network endpoints),
+    /// served or not, and why.
+    #[serde(default)]
+    pub domains: Vec<DomainSummary>,
+}
+
+/// One custom domain name an endpoint association could be served under.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DomainSummary {
+    /// The name.
+    pub name: String,
+    /// Where it comes from: the association's private DNS entry, the resource configuration's
+    /// custom domain name or DNS resource, the service's custom domain name.
+    pub from: String,
+    /// Whether its owner verified it: `VERIFIED`, `PENDING`, `VERIFICATION_TIMED_OUT`, or why
+    /// that is not known.
+    pub verification: String,
+    /// Whether hubdns serves it.
+    pub served: bool,
+    /// Why (not).
+    pub why: String,
 }
 
 /// One endpoint network interface.

@@ -21,7 +21,7 @@
 //! - an alias to an interface endpoint (a `vpce-…` name) or to a name in a loaded
 //!   zone becomes a typed [`Alias`], flattened to that name's addresses when the table is built;
 //!   an alias to anything else (ELB, CloudFront, S3 website) is resolved through the forwarder
-//!   at refresh time ([`Route53Source::resolve_external`]), its TTL capped at the refresh
+//!   at refresh time ([`Resolutions::resolve`]), its TTL capped at the refresh
 //!   interval, its last good answer kept while the upstream fails. An alias whose target
 //!   does not exist is logged and left out;
 //! - of private zones with the same name, one wins whole (see [`records_from_zones`]).
@@ -43,11 +43,11 @@ use tokio::time::Instant;
 use crate::{
     config::{Accounts, AwsAccess, Route53Config},
     sources::output::ZoneSummary,
-    dns::forwarder::{Ask, Forwarder},
     snapshot::{Alias, Provenance, Record, SourceKind, Weight, absolute_names},
     sources::{
         BoxFuture, Build, Entry, Env, Source, SourceOutput,
         aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, same_account, sdk_config, sdk_message},
+        upstream::{ExternalAlias, Resolutions},
     },
     events::{Change, Service},
 };
@@ -89,21 +89,6 @@ pub struct ZoneContext {
     pub region: String,
     /// TTL of flattened aliases (Route 53 aliases have none of their own).
     pub alias_ttl: u32,
-}
-
-/// An alias whose target is outside every loaded zone and not an endpoint: resolved upstream.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExternalAlias {
-    /// The alias name.
-    pub name: Name,
-    /// A or AAAA.
-    pub rtype: RecordType,
-    /// Where it points.
-    pub target: Name,
-    /// Its zone and set.
-    pub provenance: Provenance,
-    /// Its place among weighted alternatives, if it is one.
-    pub weight: Option<Weight>,
 }
 
 /// What [`records_from_zones`] made of the zones.
@@ -444,9 +429,8 @@ pub struct Route53Source {
     zones: Mutex<HashMap<String, CachedZone>>,
     /// Zones named by change events: read again at the next fetch, whatever their count.
     reread: Mutex<HashSet<String>>,
-    /// The last resolution of each outside alias (name, type, target), kept through upstream
-    /// failures.
-    external: Mutex<HashMap<(Name, RecordType, Name), Vec<Record>>>,
+    /// The last resolution of each outside alias, kept through upstream failures.
+    external: Resolutions,
 }
 
 impl Route53Source {
@@ -460,7 +444,7 @@ impl Route53Source {
             config,
             zones: Mutex::new(HashMap::new()),
             reread: Mutex::new(HashSet::new()),
-            external: Mutex::new(HashMap::new()),
+            external: Resolutions::default(),
         }
     }
 
@@ -606,61 +590,6 @@ impl Route53Source {
             start = Some(next);
         }
     }
-
-    /// Resolves aliases to outside names through `forwarder`, all at once (the forwarder
-    /// asks each target once however many aliases share it); each answer's TTL is capped at
-    /// `max_ttl` (the refresh interval), so it is never served staler than one refresh. When
-    /// the upstream fails (SERVFAIL, a timeout) the alias keeps its last good resolution: one
-    /// bad moment upstream must not turn a name in the zone into an NXDOMAIN that clients
-    /// cache. A definite answer (the target is gone) replaces it. Aliases left with nothing
-    /// are returned as reasons, for the source's `skipped` (logged once, counted).
-    pub async fn resolve_external(&self, forwarder: &Arc<Forwarder>, aliases: &[ExternalAlias], max_ttl: u32) -> (Vec<Record>, Vec<String>) {
-        let mut lookups = tokio::task::JoinSet::new();
-        for (i, alias) in aliases.iter().enumerate() {
-            let (forwarder, ask) = (forwarder.clone(), Ask::new(alias.target.clone(), alias.rtype));
-            lookups.spawn(async move { (i, forwarder.forward(&ask).await) });
-        }
-        let mut answers = vec![None; aliases.len()];
-        while let Some(done) = lookups.join_next().await {
-            if let Ok((i, answer)) = done {
-                answers[i] = Some(answer);
-            }
-        }
-        let last = self.external.lock().map(|last| last.clone()).unwrap_or_default();
-        let (mut records, mut skipped, mut resolved) = (Vec::new(), Vec::new(), HashMap::new());
-        for (alias, answer) in aliases.iter().zip(answers) {
-            let key = (alias.name.clone(), alias.rtype, alias.target.clone());
-            let failed = answer.as_ref().is_none_or(|a| a.rcode == hickory_proto::op::ResponseCode::ServFail);
-            let found: Vec<Record> = match &answer {
-                Some(answer) if !failed => answer
-                    .answers
-                    .iter()
-                    .filter(|r| r.record_type() == alias.rtype)
-                    .map(|r| Record {
-                        name: alias.name.clone(),
-                        ttl: r.ttl.min(max_ttl),
-                        data: r.data.clone(),
-                        provenance: alias.provenance.clone(),
-                        weight: alias.weight.clone(),
-                    })
-                    .collect(),
-                _ => last.get(&key).cloned().unwrap_or_default(),
-            };
-            if found.is_empty() {
-                let why = match &answer {
-                    Some(answer) if !failed => format!("answered {:?} with no {}", answer.rcode, alias.rtype),
-                    _ => "the upstreams did not answer".to_owned(),
-                };
-                skipped.push(format!("{} {}: alias to {} left out: {why}", alias.name, alias.rtype, alias.target));
-            }
-            records.extend(found.iter().cloned());
-            resolved.insert(key, found);
-        }
-        if let Ok(mut last) = self.external.lock() {
-            *last = resolved;
-        }
-        (records, skipped)
-    }
 }
 
 /// Why one zone could not be read.
@@ -717,7 +646,7 @@ impl Source for Route53Source {
             let mut converted = records_from_zones(&zones, &ctx);
             skipped.append(&mut converted.skipped);
             let max_ttl = u32::try_from(env.interval.as_secs()).unwrap_or(u32::MAX);
-            let (external, unresolved) = self.resolve_external(&env.forwarder, &converted.external, max_ttl).await;
+            let (external, unresolved) = self.external.resolve(&env.forwarder, &converted.external, max_ttl).await;
             converted.records.extend(external);
             skipped.extend(unresolved);
             Ok(SourceOutput {

@@ -34,10 +34,10 @@ use std::{
 
 use aws_sdk_ec2::{
     Client,
-    types::{Filter, NetworkInterface, VpcEndpoint},
+    types::{Filter, NetworkInterface, VpcEndpoint, VpcEndpointAssociation},
 };
 use hickory_proto::rr::{
-    Name, RData,
+    Name, RData, RecordType,
     rdata::{A, AAAA},
 };
 
@@ -48,6 +48,9 @@ use crate::{
     sources::{
         BoxFuture, Build, Entry, Env, Source, SourceOutput,
         aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, same_account, sdk_config, sdk_message, worth_narrowing},
+        endpoint_associations::{Answer, LatticeFacts, names_from},
+        lattice::Lattice,
+        upstream::{ExternalAlias, Resolutions},
     },
     events::{Change, Service},
 };
@@ -67,6 +70,10 @@ const SERVICE_GONE: &[&str] = &["InvalidServiceName"];
 /// Service names per DescribeVpcEndpointServices call.
 const SERVICE_BATCH: usize = 50;
 
+/// Associations per DescribeVpcEndpointAssociations page: the most it returns (EC2 API
+/// reference, DescribeVpcEndpointAssociations: `MaxResults`, 1 to 100).
+const ASSOCIATION_PAGE: i32 = 100;
+
 /// Everything the EC2 APIs said about one region, as the SDK returned it.
 #[derive(Debug, Default, Clone)]
 pub struct Inventory {
@@ -76,6 +83,11 @@ pub struct Inventory {
     pub interfaces: HashMap<String, NetworkInterface>,
     /// From DescribeVpcEndpointServices: service name → its private DNS names.
     pub private_dns_names: HashMap<String, Vec<String>>,
+    /// From DescribeVpcEndpointAssociations: endpoint id → its associations (resource and
+    /// service-network endpoints).
+    pub associations: HashMap<String, Vec<VpcEndpointAssociation>>,
+    /// What VPC Lattice said of the resource configurations and service networks behind them.
+    pub lattice: LatticeFacts,
 }
 
 /// Facts about the fetch that the records' provenance carries.
@@ -87,6 +99,8 @@ pub struct FetchContext {
     pub ttl: u32,
     /// Where `hubdns:alias` tags may publish names (`alias_tag_domains`).
     pub alias_tag_domains: Vec<Name>,
+    /// Where unverified custom domain names may be served (`unverified_domains`).
+    pub unverified_domains: Vec<Name>,
 }
 
 /// What [`records_from`] made of an inventory.
@@ -101,15 +115,19 @@ pub struct Converted {
     pub skipped: Vec<String>,
     /// Each published endpoint in brief, for the status page.
     pub endpoints: Vec<EndpointSummary>,
+    /// Names answered with what the upstreams say of another (service-network endpoints).
+    pub external: Vec<ExternalAlias>,
 }
 
-/// Which ENIs a name answers with.
+/// Which addresses a name answers with.
 #[derive(Debug, Clone, PartialEq)]
 enum Scope {
     /// Every ENI of the endpoint.
     All,
     /// Only the ENI in this availability zone.
     Zone(String),
+    /// What the upstreams answer for this name (a service-network endpoint's association).
+    Upstream(Name),
 }
 
 /// One ENI's addresses, as far as the endpoint's DNS record type publishes them.
@@ -138,8 +156,10 @@ fn convert_endpoint(
 ) -> Result<(), String> {
     let id = endpoint.vpc_endpoint_id().ok_or("no endpoint id")?;
     let kind = endpoint.vpc_endpoint_type().map_or("", |t| t.as_str());
-    let resource = kind.eq_ignore_ascii_case("resource");
-    if !(kind.eq_ignore_ascii_case("interface") || resource) {
+    // Resource and service-network endpoints are named by their associations (`endpoint_associations`).
+    let associated = ["resource", "servicenetwork"].iter().any(|k| kind.eq_ignore_ascii_case(k));
+    let service_network = kind.eq_ignore_ascii_case("servicenetwork");
+    if !(kind.eq_ignore_ascii_case("interface") || associated) {
         return Err(format!("type {kind} has no addresses to publish"));
     }
     let state = endpoint.state().map_or("", |s| s.as_str());
@@ -171,12 +191,15 @@ fn convert_endpoint(
         }
         enis.push(EniAddresses { id: eni_id, zone: eni.availability_zone().unwrap_or(""), addresses });
     }
-    if enis.iter().all(|e| e.addresses.is_empty()) {
+    // A service-network endpoint's names are answered from upstream, not from its ENIs.
+    if !service_network && enis.iter().all(|e| e.addresses.is_empty()) {
         return Err("no ENI addresses known".into());
     }
 
-    // Names and the ENIs each answers with, first claim wins.
+    // Names and the addresses each answers with, first claim wins; what an association's
+    // name is, for its provenance.
     let mut names: Vec<(Name, Scope, SourceKind)> = Vec::new();
+    let mut origins: HashMap<Name, String> = HashMap::new();
     let mut add = |text: &str, scope: Scope, source: SourceKind, names: &mut Vec<(Name, Scope, SourceKind)>| {
         match Name::from_ascii(text.trim().trim_end_matches('.')) {
             Ok(mut name) => {
@@ -196,7 +219,26 @@ fn convert_endpoint(
         }
     };
     let mut regional = None;
-    if !resource {
+    let (mut domains, mut association_skipped) = (Vec::new(), Vec::new());
+    if associated {
+        let associations: Vec<&VpcEndpointAssociation> = inventory.associations.get(id).into_iter().flatten().collect();
+        let planned = names_from(endpoint, &associations, &inventory.lattice, &ctx.unverified_domains);
+        association_skipped = planned.skipped;
+        domains = planned.domains;
+        for named in planned.names {
+            let scope = match named.answer {
+                Answer::Enis => Scope::All,
+                Answer::Upstream(target) => Scope::Upstream(target),
+            };
+            if regional.is_none() {
+                regional = Some(named.name.to_string());
+            }
+            origins.insert(named.name.clone(), named.origin);
+            if !names.iter().any(|(n, _, _)| *n == named.name) {
+                names.push((named.name, scope, SourceKind::EndpointDns));
+            }
+        }
+    } else {
         for entry in endpoint.dns_entries() {
             let Some(text) = entry.dns_name() else { continue };
             let scope = vpce_zone(text).map_or(Scope::All, Scope::Zone);
@@ -212,25 +254,57 @@ fn convert_endpoint(
             }
         }
     }
+    // Tag names answer as the endpoint's ENIs; a service-network endpoint's, as its one
+    // association (with several, which one a tag means is unknown).
+    let tag_scope = match service_network {
+        false => Some(Scope::All),
+        true => {
+            let mut targets: Vec<&Scope> = names.iter().map(|(_, scope, _)| scope).filter(|s| matches!(s, Scope::Upstream(_))).collect();
+            targets.dedup();
+            match targets[..] {
+                [only] => Some(only.clone()),
+                _ => None,
+            }
+        }
+    };
     for tag in endpoint.tags().iter().filter(|t| t.key() == Some(ALIAS_TAG)) {
+        let Some(scope) = &tag_scope else {
+            association_skipped.push(format!("{id}: {ALIAS_TAG} tag skipped: a service-network endpoint's tag names need exactly one association"));
+            break;
+        };
         for alias in tag.value().unwrap_or("").split(',').filter(|a| !a.trim().is_empty()) {
-            add(alias, Scope::All, SourceKind::EndpointTag, &mut names);
+            add(alias, scope.clone(), SourceKind::EndpointTag, &mut names);
         }
     }
+    out.skipped.append(&mut association_skipped);
     if names.is_empty() {
-        return Err(if resource { format!("resource endpoint without a {ALIAS_TAG} tag") } else { "no DNS names".into() });
+        return Err(if associated { format!("no association with a DNS name, and no {ALIAS_TAG} tag") } else { "no DNS names".into() });
     }
 
     let vpc = endpoint.vpc_id().unwrap_or("");
     let account = endpoint.owner_id().unwrap_or("");
-    let service = endpoint.service_name().or(endpoint.resource_configuration_arn()).unwrap_or("");
+    let service = endpoint.service_name().or(endpoint.resource_configuration_arn()).or(endpoint.service_network_arn()).unwrap_or("");
     for (name, scope, source) in &names {
+        let what = origins.get(name).map(|o| format!(" type={kind} {o}")).unwrap_or_default();
+        if let Scope::Upstream(target) = scope {
+            let provenance = Provenance {
+                source: *source,
+                origin: Arc::from(format!("vpc_endpoints {id}{what} vpc={vpc} account={account} region={} answered_as={target}", ctx.region)),
+            };
+            for (rtype, wanted) in [(RecordType::A, want_v4), (RecordType::AAAA, want_v6)] {
+                if wanted {
+                    out.external.push(ExternalAlias { name: name.clone(), rtype, target: target.clone(), provenance: provenance.clone(), weight: None });
+                }
+            }
+            continue;
+        }
         for eni in enis.iter().filter(|e| match scope {
             Scope::All => true,
             Scope::Zone(zone) => e.zone == zone,
+            Scope::Upstream(_) => false,
         }) {
             let origin: Arc<str> = Arc::from(format!(
-                "vpc_endpoints {id} eni={} az={} vpc={vpc} account={account} region={} service={service}",
+                "vpc_endpoints {id}{what} eni={} az={} vpc={vpc} account={account} region={} service={service}",
                 eni.id, eni.zone, ctx.region
             ));
             for address in &eni.addresses {
@@ -257,6 +331,8 @@ fn convert_endpoint(
             .iter()
             .map(|e| InterfaceSummary { id: e.id.to_owned(), az: e.zone.to_owned(), addresses: e.addresses.clone() })
             .collect(),
+        kind: kind.to_owned(),
+        domains,
     });
 
     // Config aliases may name the endpoint by id or by service instead of a DNS name.
@@ -298,6 +374,10 @@ pub struct VpcEndpointSource {
     watched: Mutex<HashSet<String>>,
     /// The account's EC2 Describe budget in this region, shared with its other sources.
     limiter: Arc<TokenBucket>,
+    /// VPC Lattice, for custom domain names.
+    lattice: Lattice,
+    /// Service-network endpoint names, as the upstreams last answered them.
+    upstream: Resolutions,
 }
 
 impl VpcEndpointSource {
@@ -307,7 +387,15 @@ impl VpcEndpointSource {
         let shared = sdk_config(&config.access()).await;
         let account = config.access().account();
         let limiter = budget(ApiFamily::Ec2Describe, account, Some(&config.region), api_share);
-        Self { client: crate::with_endpoint!(aws_sdk_ec2, &shared, config.endpoint_url.as_deref()), config, watched: Mutex::new(HashSet::new()), limiter }
+        let lattice = Lattice::new(&shared, config.lattice_endpoint_url.as_deref(), account, &config.region, api_share);
+        Self {
+            client: crate::with_endpoint!(aws_sdk_ec2, &shared, config.endpoint_url.as_deref()),
+            config,
+            watched: Mutex::new(HashSet::new()),
+            limiter,
+            lattice,
+            upstream: Resolutions::default(),
+        }
     }
 
     /// Stops watching endpoints that reached a lasting state (or are not there at all).
@@ -387,7 +475,72 @@ impl VpcEndpointSource {
         for batch in services.chunks(SERVICE_BATCH) {
             self.private_dns_names(batch, &mut private_dns_names, &mut skipped).await?;
         }
-        Ok((Inventory { endpoints, interfaces, private_dns_names }, skipped))
+
+        let associated: Vec<String> = published
+            .iter()
+            .filter(|e| e.vpc_endpoint_type().is_some_and(|t| ["resource", "servicenetwork"].iter().any(|k| t.as_str().eq_ignore_ascii_case(k))))
+            .filter_map(|e| e.vpc_endpoint_id().map(str::to_owned))
+            .collect();
+        let associations = self.associations(&associated).await?;
+        let lattice = self.lattice_facts(&associations, &mut skipped).await;
+        Ok((Inventory { endpoints, interfaces, private_dns_names, associations, lattice }, skipped))
+    }
+
+    /// DescribeVpcEndpointAssociations for `endpoints` (resource and service-network ones), by
+    /// endpoint id. Asked by filter, as ENIs are: an endpoint deleted meanwhile is left out
+    /// rather than failing the call for the others. The call has no paginator in the SDK, so
+    /// its `NextToken` is followed here.
+    async fn associations(&self, endpoints: &[String]) -> Result<HashMap<String, Vec<VpcEndpointAssociation>>, FetchError> {
+        let mut found: HashMap<String, Vec<VpcEndpointAssociation>> = HashMap::new();
+        for batch in endpoints.chunks(ENI_BATCH) {
+            let filter = Filter::builder().name("vpc-endpoint-id").set_values(Some(batch.to_vec())).build();
+            let mut token: Option<String> = None;
+            loop {
+                self.limiter.acquire().await;
+                let page = self
+                    .client
+                    .describe_vpc_endpoint_associations()
+                    .filters(filter.clone())
+                    .max_results(ASSOCIATION_PAGE)
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| self.error("DescribeVpcEndpointAssociations")(sdk_message(&e)))?;
+                for association in page.vpc_endpoint_associations() {
+                    if let Some(endpoint) = association.vpc_endpoint_id() {
+                        found.entry(endpoint.to_owned()).or_default().push(association.clone());
+                    }
+                }
+                match page.next_token().filter(|t| !t.is_empty()) {
+                    Some(next) if token.as_deref() != Some(next) => token = Some(next.to_owned()),
+                    Some(_) => return Err(self.error("DescribeVpcEndpointAssociations")("the next token repeats".into())),
+                    None => break,
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// What VPC Lattice says of the resource configurations and service networks behind
+    /// `associations`. Never fails the fetch: what Lattice will not say is noted in `skipped`
+    /// and answered as unknown (see `lattice`).
+    async fn lattice_facts(&self, associations: &HashMap<String, Vec<VpcEndpointAssociation>>, skipped: &mut Vec<String>) -> LatticeFacts {
+        let all = || associations.values().flatten();
+        let mut configs: Vec<String> =
+            all().filter_map(|a| a.associated_resource_arn()).filter(|arn| arn.contains(":resourceconfiguration/")).map(str::to_owned).collect();
+        let mut networks: Vec<String> = all()
+            .filter(|a| !a.associated_resource_arn().is_some_and(|arn| arn.contains(":resourceconfiguration/")))
+            .filter_map(|a| a.service_network_arn().map(str::to_owned))
+            .collect();
+        for list in [&mut configs, &mut networks] {
+            list.sort();
+            list.dedup();
+        }
+        let ((resource_configs, mut config_notes), (service_networks, mut network_notes)) =
+            tokio::join!(self.lattice.resource_configs(&configs), self.lattice.service_networks(&networks));
+        skipped.append(&mut config_notes);
+        skipped.append(&mut network_notes);
+        LatticeFacts { resource_configs, service_networks }
     }
 
     /// Asks DescribeVpcEndpointServices for the private DNS names of `services`, every fetch:
@@ -480,9 +633,14 @@ impl Source for VpcEndpointSource {
                 region: self.config.region.clone(),
                 ttl: env.ttl,
                 alias_tag_domains: self.config.alias_tag_domains.iter().map(|d| d.name().clone()).collect(),
+                unverified_domains: self.config.unverified_domains.iter().map(|d| d.name().clone()).collect(),
             };
-            let converted = records_from(&inventory, &ctx);
+            let mut converted = records_from(&inventory, &ctx);
             skipped.extend(converted.skipped);
+            let max_ttl = u32::try_from(env.interval.as_secs()).unwrap_or(u32::MAX);
+            let (resolved, unresolved) = self.upstream.resolve(&env.forwarder, &converted.external, max_ttl).await;
+            converted.records.extend(resolved);
+            skipped.extend(unresolved);
             Ok(SourceOutput {
                 records: converted.records,
                 handles: converted.handles,
@@ -512,6 +670,7 @@ mod tests {
             region: "us-east-1".into(),
             ttl: 60,
             alias_tag_domains: vec![Name::from_ascii("corp.example.").expect("name")],
+            unverified_domains: Vec::new(),
         }
     }
 
@@ -563,7 +722,7 @@ mod tests {
         .into_iter()
         .map(|e| (e.network_interface_id().unwrap().to_owned(), e))
         .collect();
-        Inventory { endpoints, interfaces, private_dns_names: HashMap::new() }
+        Inventory { endpoints, interfaces, ..Inventory::default() }
     }
 
     /// name → sorted "TYPE address" strings, per source kind.

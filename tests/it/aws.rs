@@ -359,6 +359,7 @@ fn many_endpoints(count: usize) -> Responses {
         describe_network_interfaces: format!("<DescribeNetworkInterfacesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><networkInterfaceSet>{enis}</networkInterfaceSet></DescribeNetworkInterfacesResponse>"),
         describe_vpc_endpoint_services: "<DescribeVpcEndpointServicesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><serviceDetailSet/></DescribeVpcEndpointServicesResponse>".into(),
         route53: Default::default(),
+        ..Responses::demo()
     }
 }
 

@@ -40,7 +40,7 @@ fn silent_upstream(ip: &str) -> (std::net::UdpSocket, SocketAddr) {
 
 /// The demo's config and data (recorded AWS answers on loopback), on free ports, with `extra`
 /// TOML appended.
-pub async fn demo_server(extra: &str) -> (TestServer, hubdns::demo::AwsReplay, SocketAddr) {
+pub async fn demo_server(extra: &str) -> (TestServer, hubdns::demo::Attached, SocketAddr) {
     let text = format!("{}\n{extra}\n", hubdns::DEMO_CONFIG);
     let mut config = Config::parse(&text, "demo.toml").expect("demo config");
     config.server.listen = vec!["127.0.0.1:0".parse().expect("addr")];

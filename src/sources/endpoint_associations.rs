@@ -1,0 +1,477 @@
+//! The names of resource (`Resource`) and service-network (`ServiceNetwork`) endpoints, from
+//! their associations: a pure conversion of EC2's DescribeVpcEndpointAssociations (and what
+//! VPC Lattice says of the resource configurations and services behind them) into names, each
+//! with where its addresses come from. `vpc_endpoints` makes the records.
+//!
+//! What AWS gives these endpoints (EC2 API reference, DescribeVpcEndpoints and
+//! DescribeVpcEndpointAssociations; AWS PrivateLink guide, "Access VPC resources" and "Access
+//! service networks", DNS hostnames):
+//! - DescribeVpcEndpoints lists no DNS entries for them; each association (one per resource
+//!   configuration, and for a service-network endpoint one per service too) has a `DnsEntry`:
+//!   `vpce-….rcfg-….<hash>.vpc-lattice-rsc.<region>.on.aws` (resource endpoint),
+//!   `vpce-…-snra-….rcfg-….vpc-lattice-rsc…` and `vpce-…-snsa-….vpc-lattice-svcs…`
+//!   (service-network endpoint), and, where Lattice made private DNS for a custom domain in the
+//!   endpoint's VPC, a `PrivateDnsEntry` with that name.
+//! - A resource endpoint's names resolve to its network interfaces' addresses ("Access VPC
+//!   resources": traffic to the resource is resolved to the private IP addresses of the
+//!   resource endpoint's network interfaces). A service-network endpoint gives each resource
+//!   configuration its own address per AZ and the services a /28 per AZ, and EC2 says nowhere
+//!   which address is whose; its names are public and answer those private addresses, so they
+//!   are answered with what the upstreams say of the association's own name
+//!   ([`Answer::Upstream`], `sources::upstream`).
+//!
+//! Custom domain names (VPC Lattice user guide, "Custom domain names for resource
+//! configurations", resource consumers; EC2 `DnsOptions.PrivateDnsPreference`): served only
+//! with private DNS on, when the endpoint's preference admits the name
+//! (`VERIFIED_DOMAINS_ONLY`, the default: verified ones; `ALL_DOMAINS`: all;
+//! `VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS`: verified or listed; `SPECIFIED_DOMAINS_ONLY`:
+//! listed; a listed `*.example.com` covers the names below `example.com`, `*` every name), and
+//! only when verified by its owner or under the source's `unverified_domains`: AWS answers an
+//! unverified name in one VPC, hubdns would answer it for every client. A private DNS entry
+//! under `VERIFIED_DOMAINS_ONLY` counts as verified — AWS made it only because it was.
+
+use std::collections::HashMap;
+
+use aws_sdk_ec2::types::{VpcEndpoint, VpcEndpointAssociation};
+use hickory_proto::rr::Name;
+
+use crate::{
+    snapshot::ownable,
+    sources::{
+        lattice::{Known, ResourceConfig, ServiceDomain},
+        output::DomainSummary,
+    },
+};
+
+/// What VPC Lattice said of the resource configurations (by ARN) and service networks (by
+/// ARN) behind the associations.
+#[derive(Debug, Default, Clone)]
+pub struct LatticeFacts {
+    /// GetResourceConfiguration, by resource configuration ARN.
+    pub resource_configs: HashMap<String, Known<ResourceConfig>>,
+    /// ListServiceNetworkServiceAssociations, by service network ARN.
+    pub service_networks: HashMap<String, Known<Vec<ServiceDomain>>>,
+}
+
+/// Where a name's addresses come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The endpoint's network interfaces (resource endpoints).
+    Enis,
+    /// What the upstreams answer for this name (a service-network association's own name).
+    Upstream(Name),
+}
+
+/// One name to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Named {
+    /// The name.
+    pub name: Name,
+    /// Where its addresses come from.
+    pub answer: Answer,
+    /// What it is, for its provenance: association, resource or service, custom domain and
+    /// its verification.
+    pub origin: String,
+}
+
+/// What [`names_from`] made of one endpoint's associations.
+#[derive(Debug, Default)]
+pub struct Planned {
+    /// Names to publish, first claim wins.
+    pub names: Vec<Named>,
+    /// Every custom domain name considered, served or not.
+    pub domains: Vec<DomainSummary>,
+    /// Associations and names left out, and why.
+    pub skipped: Vec<String>,
+}
+
+/// A candidate custom domain name of one association.
+struct Candidate {
+    name: String,
+    from: &'static str,
+    /// Its key in the provenance (`custom_domain=…`).
+    key: &'static str,
+    /// `Ok(status)` when its owner's verification is known (`VERIFIED`, …); `Err(why)` when not.
+    verification: Result<String, String>,
+}
+
+/// The names of one available `Resource` or `ServiceNetwork` endpoint, from its
+/// `associations`, what Lattice said (`facts`), and the domains unverified names may be
+/// served under. Pure.
+pub fn names_from(endpoint: &VpcEndpoint, associations: &[&VpcEndpointAssociation], facts: &LatticeFacts, unverified_domains: &[Name]) -> Planned {
+    let mut out = Planned::default();
+    let id = endpoint.vpc_endpoint_id().unwrap_or("(no id)");
+    let service_network = endpoint.vpc_endpoint_type().is_some_and(|t| t.as_str().eq_ignore_ascii_case("servicenetwork"));
+    let private_dns = endpoint.private_dns_enabled() == Some(true);
+    let options = endpoint.dns_options();
+    // EC2 API reference, DnsOptions: VERIFIED_DOMAINS_ONLY unless the consumer chose otherwise.
+    let preference = options.and_then(|o| o.private_dns_preference()).filter(|p| !p.is_empty()).unwrap_or("VERIFIED_DOMAINS_ONLY").to_ascii_uppercase();
+    let specified: Vec<String> = options.map(|o| o.private_dns_specified_domains().to_vec()).unwrap_or_default();
+
+    for association in associations {
+        let assoc = association.id().unwrap_or("(no id)");
+        let resource = association.associated_resource_arn().unwrap_or("");
+        if let Some(code) = association.failure_code().filter(|c| !c.is_empty()) {
+            let reason = association.failure_reason().unwrap_or("");
+            out.skipped.push(format!("{id}: association {assoc} ({resource}) failed: {code}: {reason}"));
+            continue;
+        }
+        if let Some(access) = association.associated_resource_accessibility().filter(|a| !a.eq_ignore_ascii_case("accessible")) {
+            out.skipped.push(format!("{id}: association {assoc} ({resource}) skipped: resource {access}"));
+            continue;
+        }
+        let Some(own) = association.dns_entry().and_then(|e| e.dns_name()).and_then(|n| parse(n).ok()) else {
+            out.skipped.push(format!("{id}: association {assoc} ({resource}) has no DNS name"));
+            continue;
+        };
+        let answer = if service_network { Answer::Upstream(own.clone()) } else { Answer::Enis };
+        let network = association.service_network_arn().map(|n| format!(" service_network={n}")).unwrap_or_default();
+        let origin = format!("association={assoc} resource={resource}{network}");
+        push(&mut out, &own, Named { name: own.clone(), answer: answer.clone(), origin: origin.clone() }, id);
+
+        for candidate in candidates(association, facts, &own, &preference) {
+            let verified = candidate.verification.as_deref().is_ok_and(|v| v.eq_ignore_ascii_case("verified"));
+            let verification = candidate.verification.clone().unwrap_or_else(|why| format!("unknown ({why})"));
+            let refused = match parse(&candidate.name) {
+                Err(error) => Some(format!("not a domain name: {error}")),
+                Ok(name) => match ownable(&name) {
+                    Err(reason) => Some(reason.to_string()),
+                    Ok(()) if !private_dns => Some("private DNS is off for this endpoint".to_owned()),
+                    Ok(()) if !admitted(&preference, &specified, &name, verified) => {
+                        Some(format!("the endpoint's private DNS preference {preference} does not admit it"))
+                    }
+                    Ok(()) if !verified && !unverified_domains.iter().any(|d| d.zone_of(&name)) => {
+                        Some("not verified by its owner, and not under unverified_domains".to_owned())
+                    }
+                    Ok(()) => {
+                        let status = candidate.verification.as_deref().unwrap_or("unknown");
+                        let origin = format!("{origin} {}={} verification={status}", candidate.key, candidate.name);
+                        push(&mut out, &own, Named { name, answer: answer.clone(), origin }, id);
+                        None
+                    }
+                },
+            };
+            out.domains.push(DomainSummary {
+                name: candidate.name.clone(),
+                from: candidate.from.to_owned(),
+                verification,
+                served: refused.is_none(),
+                why: refused.clone().unwrap_or_else(|| if verified { "verified".to_owned() } else { "under unverified_domains".to_owned() }),
+            });
+            if let Some(reason) = refused {
+                out.skipped.push(format!("{id}: {} `{}` of {assoc} not served: {reason}", candidate.from, candidate.name));
+            }
+        }
+    }
+    out
+}
+
+/// Adds `named` unless its name is taken (first claim wins) or no one may own it.
+fn push(out: &mut Planned, own: &Name, named: Named, id: &str) {
+    if let Err(reason) = ownable(&named.name) {
+        out.skipped.push(format!("{id}: name `{}` skipped: {reason}", named.name));
+    } else if !out.names.iter().any(|n| n.name == named.name) {
+        out.names.push(named);
+    } else if named.name != *own {
+        out.skipped.push(format!("{id}: name `{}` already published for another association", named.name));
+    }
+}
+
+/// The custom domain names one association could be served under, without repeats: its
+/// private DNS entry, its resource configuration's custom domain name and DNS resource, its
+/// service's custom domain name.
+fn candidates(association: &VpcEndpointAssociation, facts: &LatticeFacts, own: &Name, preference: &str) -> Vec<Candidate> {
+    let resource = association.associated_resource_arn().unwrap_or("");
+    let config: Option<Known<&ResourceConfig>> = resource.contains(":resourceconfiguration/").then(|| match facts.resource_configs.get(resource) {
+        Some(Ok(config)) => Ok(config),
+        Some(Err(why)) => Err(why.clone()),
+        None => Err("not asked".to_owned()),
+    });
+    let config_status = |name: &str| -> Result<String, String> {
+        match &config {
+            Some(Ok(c)) if c.custom_domain.as_deref().is_some_and(|d| same_name(d, name)) => {
+                c.verification.clone().ok_or_else(|| "no verification status".to_owned())
+            }
+            Some(Ok(_)) => Err("not the resource configuration's custom domain name".to_owned()),
+            Some(Err(why)) => Err(why.clone()),
+            None => Err("no resource configuration".to_owned()),
+        }
+    };
+    let mut found: Vec<Candidate> = Vec::new();
+    let mut add = |name: &str, (from, key): (&'static str, &'static str), verification: Result<String, String>| {
+        let name = name.trim().trim_end_matches('.');
+        if !name.is_empty() && !found.iter().any(|c| same_name(&c.name, name)) && !same_name(&own.to_string(), name) {
+            found.push(Candidate { name: name.to_owned(), from, key, verification });
+        }
+    };
+
+    if let Some(private) = association.private_dns_entry().and_then(|e| e.dns_name()) {
+        // Under VERIFIED_DOMAINS_ONLY, Lattice makes private DNS for verified names only.
+        let status = config_status(private).or_else(|why| if preference == "VERIFIED_DOMAINS_ONLY" { Ok("VERIFIED".to_owned()) } else { Err(why) });
+        add(private, ("private DNS entry", "private_dns_entry"), status);
+    }
+    if let Some(Ok(c)) = &config {
+        if let Some(custom) = &c.custom_domain {
+            add(custom, ("resource configuration custom domain", "custom_domain"), config_status(custom));
+        }
+        if let Some(target) = &c.dns_resource_domain {
+            add(target, ("DNS resource domain", "dns_resource"), config_status(target).or(Err("a DNS resource's own name is never verified".to_owned())));
+        }
+    }
+    if let Some(network) = association.service_network_arn().filter(|_| !resource.contains(":resourceconfiguration/")) {
+        let label = own.iter().next().map(|l| String::from_utf8_lossy(l).to_ascii_lowercase()).unwrap_or_default();
+        if let Some(Ok(services)) = facts.service_networks.get(network) {
+            let service = services
+                .iter()
+                .find(|s| (!resource.is_empty() && s.service_arn == resource) || label.ends_with(&s.association_id.to_ascii_lowercase()));
+            if let Some(custom) = service.and_then(|s| s.custom_domain.as_deref()) {
+                add(custom, ("service custom domain", "service_custom_domain"), Err("VPC Lattice does not verify a service's custom domain name".to_owned()));
+            }
+        }
+    }
+    found
+}
+
+/// Whether the endpoint's private DNS preference admits `name` (EC2 API reference,
+/// DnsOptions.PrivateDnsPreference); an unknown preference admits verified names only.
+fn admitted(preference: &str, specified: &[String], name: &Name, verified: bool) -> bool {
+    let listed = || specified.iter().any(|s| specified_covers(s, name));
+    match preference {
+        "ALL_DOMAINS" => true,
+        "VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS" => verified || listed(),
+        "SPECIFIED_DOMAINS_ONLY" => listed(),
+        _ => verified,
+    }
+}
+
+/// Whether one of `PrivateDnsSpecifiedDomains` covers `name`: `*` every name (AWS lists it
+/// when the consumer named none), `*.example.com` the names below `example.com`, any other
+/// entry that name alone.
+fn specified_covers(entry: &str, name: &Name) -> bool {
+    let entry = entry.trim().trim_end_matches('.');
+    if entry == "*" {
+        return true;
+    }
+    match entry.strip_prefix("*.") {
+        Some(parent) => parse(parent).is_ok_and(|p| p.zone_of(name) && p != *name),
+        None => parse(entry).is_ok_and(|e| e == *name),
+    }
+}
+
+fn same_name(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'))
+}
+
+/// An absolute, lowercase name.
+fn parse(text: &str) -> Result<Name, String> {
+    let mut name = Name::from_ascii(text.trim().trim_end_matches('.')).map_err(|e| e.to_string())?;
+    name.set_fqdn(true);
+    Ok(name.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ec2::types::{DnsEntry, DnsOptions, State, VpcEndpointType};
+
+    use super::*;
+
+    const RCFG: &str = "arn:aws:vpc-lattice:us-east-1:444455556666:resourceconfiguration/rcfg-0e1d2c3b4a5f60789";
+    const RSC_NAME: &str = "vpce-0e5c7a9b1d3f50011.rcfg-0e1d2c3b4a5f60789.4232ccc.vpc-lattice-rsc.us-east-1.on.aws";
+    const SN: &str = "arn:aws:service-network:us-east-1:444455556666:servicenetwork/sn-0a1b2c3d4e5f60718";
+
+    fn entry(name: &str) -> DnsEntry {
+        DnsEntry::builder().dns_name(name).hosted_zone_id("Z03265862FOUNWMZOKUF4").build()
+    }
+
+    /// A resource endpoint as DescribeVpcEndpoints returns it: no DNS entries, `IPV4` in upper
+    /// case, the private DNS options echoed.
+    fn resource_endpoint(preference: Option<&str>, specified: &[&str]) -> VpcEndpoint {
+        resource_endpoint_builder(preference, specified).build()
+    }
+
+    fn resource_endpoint_builder(preference: Option<&str>, specified: &[&str]) -> aws_sdk_ec2::types::builders::VpcEndpointBuilder {
+        let mut options = DnsOptions::builder();
+        if let Some(p) = preference {
+            options = options.private_dns_preference(p);
+        }
+        VpcEndpoint::builder()
+            .vpc_endpoint_id("vpce-0e5c7a9b1d3f50011")
+            .vpc_endpoint_type(VpcEndpointType::from("Resource"))
+            .state(State::from("Available"))
+            .resource_configuration_arn(RCFG)
+            .private_dns_enabled(true)
+            .dns_options(options.set_private_dns_specified_domains(Some(specified.iter().map(|s| (*s).to_owned()).collect())).build())
+    }
+
+    /// Its association, shaped like the AWS CLI's describe-vpc-endpoint-associations example.
+    fn resource_association(private: Option<&str>) -> VpcEndpointAssociation {
+        resource_association_builder(private).build()
+    }
+
+    fn resource_association_builder(private: Option<&str>) -> aws_sdk_ec2::types::builders::VpcEndpointAssociationBuilder {
+        let mut a = VpcEndpointAssociation::builder()
+            .id("vpce-rsc-asc-0a810ca6ac8866bf9")
+            .vpc_endpoint_id("vpce-0e5c7a9b1d3f50011")
+            .associated_resource_accessibility("Accessible")
+            .dns_entry(entry(RSC_NAME))
+            .associated_resource_arn(RCFG);
+        if let Some(p) = private {
+            a = a.private_dns_entry(entry(p));
+        }
+        a
+    }
+
+    fn facts(custom: Option<&str>, verification: Option<&str>) -> LatticeFacts {
+        let config = ResourceConfig {
+            arn: RCFG.into(),
+            custom_domain: custom.map(str::to_owned),
+            verification: verification.map(str::to_owned),
+            dns_resource_domain: Some("proxy.internal.provider.example".into()),
+        };
+        LatticeFacts { resource_configs: HashMap::from([(RCFG.to_owned(), Ok(config))]), ..LatticeFacts::default() }
+    }
+
+    fn served(planned: &Planned) -> Vec<String> {
+        planned.names.iter().map(|n| n.name.to_string()).collect()
+    }
+
+    fn name(text: &str) -> Name {
+        parse(text).expect("name")
+    }
+
+    #[test]
+    fn a_resource_endpoint_answers_its_own_name_and_its_verified_custom_domain_from_its_enis() {
+        let endpoint = resource_endpoint(None, &["*"]);
+        let association = resource_association(Some("proxy.egress.example"));
+        let planned = names_from(&endpoint, &[&association], &facts(Some("proxy.egress.example"), Some("VERIFIED")), &[]);
+        assert_eq!(served(&planned), [format!("{RSC_NAME}."), "proxy.egress.example.".to_owned()]);
+        assert!(planned.names.iter().all(|n| n.answer == Answer::Enis));
+        let custom = &planned.names[1];
+        for part in ["association=vpce-rsc-asc-0a810ca6ac8866bf9", "verification=VERIFIED", RCFG] {
+            assert!(custom.origin.contains(part), "{part} in {}", custom.origin);
+        }
+        // The DNS resource's own name is never verified: not served without unverified_domains.
+        let target = planned.domains.iter().find(|d| d.name == "proxy.internal.provider.example").expect("listed");
+        assert!(!target.served, "{target:?}");
+        assert_eq!(planned.domains.iter().filter(|d| d.served).count(), 1);
+    }
+
+    #[test]
+    fn unverified_custom_domains_need_the_preference_and_unverified_domains() {
+        let association = resource_association(None);
+        let pending = facts(Some("db.partner.example"), Some("PENDING"));
+        let allowed = [name("partner.example")];
+        let served_with = |preference: Option<&str>, specified: &[&str], allowed: &[Name]| {
+            served(&names_from(&resource_endpoint(preference, specified), &[&association], &pending, allowed))
+                .contains(&"db.partner.example.".to_owned())
+        };
+        assert!(!served_with(None, &["*"], &allowed), "default VERIFIED_DOMAINS_ONLY");
+        assert!(!served_with(Some("ALL_DOMAINS"), &["*"], &[]), "AWS would, in one VPC; hubdns needs unverified_domains");
+        assert!(served_with(Some("ALL_DOMAINS"), &["*"], &allowed));
+        assert!(served_with(Some("SPECIFIED_DOMAINS_ONLY"), &["*.partner.example"], &allowed));
+        assert!(!served_with(Some("SPECIFIED_DOMAINS_ONLY"), &["partner.example"], &allowed), "an exact entry names itself only");
+        assert!(!served_with(Some("VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS"), &["other.example"], &allowed));
+        assert!(served_with(Some("VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS"), &["db.partner.example"], &allowed));
+        assert!(!served_with(Some("SOMETHING_NEW"), &["*"], &allowed), "an unknown preference admits verified names only");
+
+        let verified = facts(Some("db.partner.example"), Some("VERIFIED"));
+        let endpoint = resource_endpoint(Some("SPECIFIED_DOMAINS_ONLY"), &["other.example"]);
+        assert!(served(&names_from(&endpoint, &[&association], &verified, &[])).len() == 1, "verified, but not specified");
+
+        let off = resource_endpoint_builder(Some("ALL_DOMAINS"), &["*"]).private_dns_enabled(false).build();
+        let planned = names_from(&off, &[&association], &verified, &allowed);
+        assert_eq!(served(&planned), [format!("{RSC_NAME}.")], "private DNS off: the endpoint's own name only");
+        assert!(planned.domains.iter().all(|d| !d.served && d.why.contains("private DNS is off")));
+    }
+
+    #[test]
+    fn a_private_dns_entry_under_verified_domains_only_is_verified_even_when_lattice_is_silent() {
+        let association = resource_association(Some("proxy.egress.example"));
+        let unknown = LatticeFacts {
+            resource_configs: HashMap::from([(RCFG.to_owned(), Err("GetResourceConfiguration: AccessDeniedException: not shared".to_owned()))]),
+            ..LatticeFacts::default()
+        };
+        let planned = names_from(&resource_endpoint(None, &["*"]), &[&association], &unknown, &[]);
+        assert!(served(&planned).contains(&"proxy.egress.example.".to_owned()));
+        let planned = names_from(&resource_endpoint(Some("ALL_DOMAINS"), &["*"]), &[&association], &unknown, &[]);
+        assert!(!served(&planned).contains(&"proxy.egress.example.".to_owned()), "under ALL_DOMAINS it may be unverified");
+        assert!(planned.domains[0].verification.contains("AccessDeniedException"), "{:?}", planned.domains);
+    }
+
+    #[test]
+    fn failed_and_inaccessible_associations_are_skipped_with_their_reason() {
+        let failed = resource_association_builder(None).failure_code("ResourceConfigurationNotFound").failure_reason("The resource configuration was deleted").build();
+        let pending = resource_association_builder(None).id("vpce-rsc-asc-2").associated_resource_accessibility("Inaccessible").build();
+        let planned = names_from(&resource_endpoint(None, &["*"]), &[&failed, &pending], &LatticeFacts::default(), &[]);
+        assert!(planned.names.is_empty());
+        assert!(planned.skipped[0].contains("ResourceConfigurationNotFound") && planned.skipped[0].contains("deleted"), "{:?}", planned.skipped);
+        assert!(planned.skipped[1].contains("Inaccessible"), "{:?}", planned.skipped);
+    }
+
+    /// A service-network endpoint with one resource configuration and one service: their own
+    /// names are answered from upstream (EC2 does not say which address is whose), and the
+    /// service's custom domain name — never verified — only under unverified_domains.
+    #[test]
+    fn a_service_network_endpoint_answers_from_its_association_names() {
+        let endpoint = VpcEndpoint::builder()
+            .vpc_endpoint_id("vpce-0f3e5d7c9b1a20022")
+            .vpc_endpoint_type(VpcEndpointType::from("ServiceNetwork"))
+            .state(State::from("Available"))
+            .service_network_arn(SN)
+            .private_dns_enabled(true)
+            .dns_options(DnsOptions::builder().private_dns_preference("VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS").private_dns_specified_domains("*.svc.example").build())
+            .build();
+        let snra = "vpce-0f3e5d7c9b1a20022-snra-08ab290695bf1e2f5.rcfg-0e1d2c3b4a5f60789.4232ccc.vpc-lattice-rsc.us-east-1.on.aws";
+        let snsa = "vpce-0f3e5d7c9b1a20022-snsa-07b06c66e01bdd93f.7d67968.vpc-lattice-svcs.us-east-1.on.aws";
+        let resource = VpcEndpointAssociation::builder()
+            .id("vpce-rsc-asc-03f2f67b4d6a5e7d5")
+            .service_network_arn(SN)
+            .service_network_name("shared-services")
+            .associated_resource_accessibility("Accessible")
+            .dns_entry(entry(snra))
+            .associated_resource_arn(RCFG)
+            .build();
+        let service = VpcEndpointAssociation::builder()
+            .id("vpce-svc-asc-0b1c2d3e4f5a60789")
+            .service_network_arn(SN)
+            .associated_resource_accessibility("Accessible")
+            .dns_entry(entry(snsa))
+            .build();
+        let mut facts = facts(None, None);
+        facts.service_networks.insert(
+            SN.to_owned(),
+            Ok(vec![ServiceDomain {
+                association_id: "snsa-07b06c66e01bdd93f".into(),
+                service_arn: "arn:aws:vpc-lattice:us-east-1:444455556666:service/svc-0285b53b2e1a2b3c4".into(),
+                service_name: "orders".into(),
+                custom_domain: Some("orders.svc.example".into()),
+            }]),
+        );
+        let planned = names_from(&endpoint, &[&resource, &service], &facts, &[name("svc.example")]);
+        assert_eq!(served(&planned), [format!("{snra}."), format!("{snsa}."), "orders.svc.example.".to_owned()]);
+        assert_eq!(planned.names[2].answer, Answer::Upstream(name(snsa)), "the service's name answers as its association's");
+        assert_eq!(planned.names[0].answer, Answer::Upstream(name(snra)));
+        assert!(planned.names[0].origin.contains("service_network="));
+
+        let planned = names_from(&endpoint, &[&resource, &service], &facts, &[]);
+        assert_eq!(served(&planned).len(), 2, "not verified, not allowed");
+        assert!(planned.domains.iter().any(|d| d.name == "orders.svc.example" && !d.served));
+    }
+
+    #[test]
+    fn specified_domains_match_like_the_private_dns_docs() {
+        assert!(specified_covers("*", &name("any.example")));
+        assert!(specified_covers("*.example.com", &name("a.b.example.com")));
+        assert!(!specified_covers("*.example.com", &name("example.com")));
+        assert!(specified_covers("my.example.com", &name("MY.example.com.")));
+        assert!(!specified_covers("my.example.com", &name("x.my.example.com")));
+    }
+
+    #[test]
+    fn no_custom_domain_may_take_over_a_public_suffix() {
+        let association = resource_association(Some("co.uk"));
+        let planned = names_from(&resource_endpoint(Some("ALL_DOMAINS"), &["*"]), &[&association], &facts(Some("co.uk"), Some("VERIFIED")), &[]);
+        assert_eq!(served(&planned), [format!("{RSC_NAME}.")]);
+        assert!(planned.domains.iter().all(|d| !d.served));
+    }
+}

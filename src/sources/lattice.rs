@@ -1,0 +1,314 @@
+//! VPC Lattice, asked for what EC2 does not say about resource and service-network endpoints:
+//! a resource configuration's custom domain name and whether its owner verified it
+//! (GetResourceConfiguration), and the custom domain names of the services in a service
+//! network (ListServiceNetworkServiceAssociations).
+//!
+//! Why these calls (VPC Lattice user guide, "Share VPC Lattice entities", entity consumers): a
+//! consumer may describe a resource configuration shared with it, and every service
+//! association of a service network shared with it, but not a service reached only through
+//! the network — so GetService would fail where the network's association list answers, and it
+//! carries each service's `customDomainName` too.
+//!
+//! What Lattice says of each item is cached, asked again with every fetch of the source, and
+//! kept through failures that are not about the item (throttling, 5xx, timeouts): Lattice
+//! failing never fails the EC2 source, whose endpoints' own names need none of it. An item
+//! Lattice says is gone or not shared with us (`ResourceNotFoundException`,
+//! `AccessDeniedException`, `ValidationException`; VPC Lattice API reference,
+//! GetResourceConfiguration, "Errors") is dropped from the cache and known as unknown, which
+//! serves only what needs no verification status (see `endpoint_associations`). The calls run
+//! at once, each under the SDK's attempt timeout, so one hung item costs one timeout.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use aws_config::SdkConfig;
+use aws_sdk_vpclattice::{
+    Client,
+    operation::get_resource_configuration::GetResourceConfigurationOutput,
+    types::{ResourceConfigurationDefinition, ServiceNetworkServiceAssociationSummary},
+};
+
+use crate::sources::aws::{ApiFamily, TokenBucket, budget, item_error, sdk_message};
+
+/// Errors by which VPC Lattice says the item asked about is gone, malformed, or not shared
+/// with the caller: that item is unknown, the others stand.
+const ITEM_GONE: &[&str] = &["ResourceNotFoundException", "AccessDeniedException", "ValidationException"];
+
+/// What GetResourceConfiguration said of one resource configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceConfig {
+    /// Its ARN.
+    pub arn: String,
+    /// `customDomainName`: the name consumers' private DNS may answer.
+    pub custom_domain: Option<String>,
+    /// `domainVerificationStatus` as AWS spells it (`VERIFIED`, `PENDING`,
+    /// `VERIFICATION_TIMED_OUT`), when a custom domain name is set.
+    pub verification: Option<String>,
+    /// `resourceConfigurationDefinition.dnsResource.domainName`: the name the provider's
+    /// resource gateway resolves (for DNS resources).
+    pub dns_resource_domain: Option<String>,
+}
+
+impl ResourceConfig {
+    /// Whether its owner proved the custom domain name theirs (`VERIFIED`).
+    pub fn verified(&self) -> bool {
+        self.verification.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("verified"))
+    }
+}
+
+/// One service of a service network, from ListServiceNetworkServiceAssociations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceDomain {
+    /// The association id (`snsa-…`), which the endpoint's name for the service carries.
+    pub association_id: String,
+    /// The service's ARN.
+    pub service_arn: String,
+    /// The service's name.
+    pub service_name: String,
+    /// Its custom domain name, if it has one.
+    pub custom_domain: Option<String>,
+}
+
+/// GetResourceConfiguration's answer in plain data. Pure.
+pub fn resource_config_from(output: &GetResourceConfigurationOutput) -> ResourceConfig {
+    let dns_resource_domain = match output.resource_configuration_definition() {
+        Some(ResourceConfigurationDefinition::DnsResource(dns)) => dns.domain_name().map(str::to_owned),
+        _ => None,
+    };
+    ResourceConfig {
+        arn: output.arn().unwrap_or_default().to_owned(),
+        custom_domain: output.custom_domain_name().filter(|d| !d.is_empty()).map(str::to_owned),
+        verification: output.domain_verification_status().map(|s| s.as_str().to_owned()),
+        dns_resource_domain,
+    }
+}
+
+/// A service network's service associations in plain data. Pure.
+pub fn service_domains_from(items: &[ServiceNetworkServiceAssociationSummary]) -> Vec<ServiceDomain> {
+    items
+        .iter()
+        .filter_map(|item| {
+            Some(ServiceDomain {
+                association_id: item.id()?.to_owned(),
+                service_arn: item.service_arn().unwrap_or_default().to_owned(),
+                service_name: item.service_name().unwrap_or_default().to_owned(),
+                custom_domain: item.custom_domain_name().filter(|d| !d.is_empty()).map(str::to_owned),
+            })
+        })
+        .collect()
+}
+
+/// What is known of one item: Lattice's answer, or why there is none.
+pub type Known<T> = Result<T, String>;
+
+/// The VPC Lattice client of one endpoint source, with what it last learned per item.
+pub struct Lattice {
+    client: Client,
+    /// The account's VPC Lattice budget in this region.
+    limiter: Arc<TokenBucket>,
+    configs: Mutex<HashMap<String, ResourceConfig>>,
+    networks: Mutex<HashMap<String, Vec<ServiceDomain>>>,
+}
+
+/// How one lookup ended.
+enum Asked<T> {
+    Found(T),
+    /// The item is gone or not ours to read.
+    Gone(String),
+    /// Lattice did not answer about it (throttled, failing, slow).
+    Failed(String),
+}
+
+impl Lattice {
+    /// A client with `shared` settings, at `url` when given (a stand-in), drawing on the
+    /// account's Lattice budget in `region`.
+    pub fn new(shared: &SdkConfig, url: Option<&str>, account: Option<&str>, region: &str, share: f64) -> Self {
+        Self {
+            client: crate::with_endpoint!(aws_sdk_vpclattice, shared, url),
+            limiter: budget(ApiFamily::Lattice, account, Some(region), share),
+            configs: Mutex::new(HashMap::new()),
+            networks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// What Lattice says of each resource configuration in `arns`, asked all at once, and
+    /// notes on what it would not say this time.
+    pub async fn resource_configs(&self, arns: &[String]) -> (HashMap<String, Known<ResourceConfig>>, Vec<String>) {
+        let mut lookups = tokio::task::JoinSet::new();
+        for arn in arns {
+            let (client, limiter, arn) = (self.client.clone(), self.limiter.clone(), arn.clone());
+            lookups.spawn(async move {
+                limiter.acquire().await;
+                let asked = match client.get_resource_configuration().resource_configuration_identifier(&arn).send().await {
+                    Ok(output) => Asked::Found(resource_config_from(&output)),
+                    Err(error) => match item_error(&error, ITEM_GONE) {
+                        Some(reason) => Asked::Gone(reason),
+                        None => Asked::Failed(sdk_message(&error)),
+                    },
+                };
+                (arn, asked)
+            });
+        }
+        let answers = collect(lookups).await;
+        let mut cache = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        settle(&mut cache, arns, answers, "resource configuration", "GetResourceConfiguration")
+    }
+
+    /// The services of each service network in `arns` (ARNs), asked all at once, and notes on
+    /// what Lattice would not say this time.
+    pub async fn service_networks(&self, arns: &[String]) -> (HashMap<String, Known<Vec<ServiceDomain>>>, Vec<String>) {
+        let mut lookups = tokio::task::JoinSet::new();
+        for arn in arns {
+            let (client, limiter, arn) = (self.client.clone(), self.limiter.clone(), arn.clone());
+            lookups.spawn(async move {
+                let mut pages = client.list_service_network_service_associations().service_network_identifier(&arn).into_paginator().send();
+                let mut items = Vec::new();
+                limiter.acquire().await;
+                let asked = loop {
+                    match pages.next().await {
+                        None => break Asked::Found(service_domains_from(&items)),
+                        Some(Ok(page)) => {
+                            items.extend(page.items().iter().cloned());
+                            if page.next_token().is_some_and(|t| !t.is_empty()) {
+                                limiter.acquire().await;
+                            }
+                        }
+                        Some(Err(error)) => match item_error(&error, ITEM_GONE) {
+                            Some(reason) => break Asked::Gone(reason),
+                            None => break Asked::Failed(sdk_message(&error)),
+                        },
+                    }
+                };
+                (arn, asked)
+            });
+        }
+        let answers = collect(lookups).await;
+        let mut cache = self.networks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        settle(&mut cache, arns, answers, "service network", "ListServiceNetworkServiceAssociations")
+    }
+}
+
+async fn collect<T: 'static>(mut lookups: tokio::task::JoinSet<(String, Asked<T>)>) -> HashMap<String, Asked<T>> {
+    let mut answers = HashMap::new();
+    while let Some(done) = lookups.join_next().await {
+        if let Ok((arn, asked)) = done {
+            answers.insert(arn, asked);
+        }
+    }
+    answers
+}
+
+/// Folds this round's answers into `cache` (only the items asked about stay) and says what is
+/// known of each item: a failed lookup keeps the last answer, a gone item is forgotten.
+fn settle<T: Clone>(
+    cache: &mut HashMap<String, T>,
+    arns: &[String],
+    mut answers: HashMap<String, Asked<T>>,
+    what: &str,
+    call: &str,
+) -> (HashMap<String, Known<T>>, Vec<String>) {
+    let (mut known, mut notes) = (HashMap::new(), Vec::new());
+    for arn in arns {
+        let result = match answers.remove(arn) {
+            Some(Asked::Found(value)) => {
+                cache.insert(arn.clone(), value.clone());
+                Ok(value)
+            }
+            Some(Asked::Gone(reason)) => {
+                cache.remove(arn);
+                Err(format!("{call}: {reason}"))
+            }
+            Some(Asked::Failed(reason)) => match cache.get(arn) {
+                Some(last) => {
+                    notes.push(format!("{what} {arn}: {call} failed, its last answer kept: {reason}"));
+                    Ok(last.clone())
+                }
+                None => Err(format!("{call} failed: {reason}")),
+            },
+            None => match cache.get(arn) {
+                Some(last) => Ok(last.clone()),
+                None => Err(format!("{call}: the lookup ended early")),
+            },
+        };
+        known.insert(arn.clone(), result);
+    }
+    cache.retain(|arn, _| arns.contains(arn));
+    (known, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_vpclattice::types::{DnsEntry, DnsResource, IpResource, ResourceConfigurationType, VerificationStatus};
+
+    use super::*;
+
+    /// GetResourceConfiguration for a DNS resource with a verified custom domain name, shaped
+    /// like the API reference's response (camelCase members, upper-case enum values).
+    #[test]
+    fn resource_configuration_in_plain_data() {
+        let output = GetResourceConfigurationOutput::builder()
+            .arn("arn:aws:vpc-lattice:us-east-1:444455556666:resourceconfiguration/rcfg-0e1d2c3b4a5f60789")
+            .id("rcfg-0e1d2c3b4a5f60789")
+            .name("egress-proxy")
+            .r#type(ResourceConfigurationType::Single)
+            .custom_domain_name("proxy.egress.example")
+            .domain_verification_status(VerificationStatus::Verified)
+            .resource_configuration_definition(ResourceConfigurationDefinition::DnsResource(
+                DnsResource::builder().domain_name("proxy.internal.provider.example").build(),
+            ))
+            .build();
+        let config = resource_config_from(&output);
+        assert_eq!(config.custom_domain.as_deref(), Some("proxy.egress.example"));
+        assert_eq!(config.dns_resource_domain.as_deref(), Some("proxy.internal.provider.example"));
+        assert!(config.verified());
+
+        let pending = resource_config_from(
+            &GetResourceConfigurationOutput::builder()
+                .arn("arn:aws:vpc-lattice:us-east-1:444455556666:resourceconfiguration/rcfg-1")
+                .custom_domain_name("db.partner.example")
+                .domain_verification_status(VerificationStatus::from("VERIFICATION_TIMED_OUT"))
+                .resource_configuration_definition(ResourceConfigurationDefinition::IpResource(IpResource::builder().ip_address("10.0.14.85").build()))
+                .build(),
+        );
+        assert!(!pending.verified());
+        assert_eq!(pending.dns_resource_domain, None);
+        assert_eq!(pending.verification.as_deref(), Some("VERIFICATION_TIMED_OUT"));
+    }
+
+    #[test]
+    fn service_associations_in_plain_data() {
+        let item = |id: &str, domain: Option<&str>| {
+            ServiceNetworkServiceAssociationSummary::builder()
+                .id(id)
+                .service_arn(format!("arn:aws:vpc-lattice:us-east-1:444455556666:service/svc-{id}"))
+                .service_name("orders")
+                .dns_entry(DnsEntry::builder().domain_name("orders-0123.7d67968.vpc-lattice-svcs.us-east-1.on.aws").build())
+                .set_custom_domain_name(domain.map(str::to_owned))
+                .build()
+        };
+        let domains = service_domains_from(&[item("snsa-0a", Some("orders.svc.example")), item("snsa-0b", None)]);
+        assert_eq!(domains.len(), 2);
+        assert_eq!(domains[0].custom_domain.as_deref(), Some("orders.svc.example"));
+        assert_eq!(domains[1].custom_domain, None);
+    }
+
+    #[test]
+    fn failures_keep_the_last_answer_and_gone_items_are_forgotten() {
+        let arns = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let mut cache: HashMap<String, u32> = HashMap::new();
+        let answers = HashMap::from([("a".into(), Asked::Found(1)), ("b".into(), Asked::Found(2)), ("c".into(), Asked::Failed("slow".into()))]);
+        let (known, notes) = settle(&mut cache, &arns, answers, "thing", "Get");
+        assert_eq!((known["a"].clone(), known["b"].clone()), (Ok(1), Ok(2)));
+        assert!(known["c"].is_err(), "nothing known yet");
+        assert!(notes.is_empty());
+
+        let answers = HashMap::from([("a".into(), Asked::Failed("throttled".into())), ("b".into(), Asked::Gone("ResourceNotFoundException".into()))]);
+        let (known, notes) = settle(&mut cache, &arns[..2], answers, "thing", "Get");
+        assert_eq!(known["a"], Ok(1), "kept through a failure");
+        assert!(known["b"].as_ref().is_err_and(|e| e.contains("ResourceNotFoundException")));
+        assert_eq!(notes.len(), 1);
+        assert_eq!(cache.keys().collect::<Vec<_>>(), ["a"], "gone and unasked items leave the cache");
+    }
+}

@@ -1,0 +1,94 @@
+//! Names answered with what the upstreams say of another name, looked up when a source
+//! refreshes: Route 53 aliases to outside targets (a load balancer, CloudFront), and the names
+//! of service-network endpoints, whose addresses AWS publishes only in DNS (AWS PrivateLink
+//! guide, "Access service networks through a VPC endpoint", DNS resolution: the endpoint's
+//! names are public and answer its private addresses). One place keeps the rule for both:
+//! TTL capped at the refresh interval, the last good answer kept through upstream failures.
+
+use std::{collections::HashMap, sync::{Arc, Mutex}};
+
+use hickory_proto::rr::{Name, RecordType};
+
+use crate::{
+    dns::forwarder::{Ask, Forwarder},
+    snapshot::{Provenance, Record, Weight},
+};
+
+/// A name answered with the upstreams' records of another (`target`; may be the name itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalAlias {
+    /// The alias name.
+    pub name: Name,
+    /// A or AAAA.
+    pub rtype: RecordType,
+    /// Where it points.
+    pub target: Name,
+    /// Its zone and set.
+    pub provenance: Provenance,
+    /// Its place among weighted alternatives, if it is one.
+    pub weight: Option<Weight>,
+}
+
+/// The last resolution of each name a source resolves upstream (name, type, target), kept
+/// through upstream failures.
+#[derive(Debug, Default)]
+pub struct Resolutions {
+    last: Mutex<HashMap<(Name, RecordType, Name), Vec<Record>>>,
+}
+
+impl Resolutions {
+    /// Resolves aliases to outside names through `forwarder`, all at once (the forwarder
+    /// asks each target once however many aliases share it); each answer's TTL is capped at
+    /// `max_ttl` (the refresh interval), so it is never served staler than one refresh. When
+    /// the upstream fails (SERVFAIL, a timeout) the alias keeps its last good resolution: one
+    /// bad moment upstream must not turn a name in the zone into an NXDOMAIN that clients
+    /// cache. A definite answer (the target is gone) replaces it. Aliases left with nothing
+    /// are returned as reasons, for the source's `skipped` (logged once, counted).
+    pub async fn resolve(&self, forwarder: &Arc<Forwarder>, aliases: &[ExternalAlias], max_ttl: u32) -> (Vec<Record>, Vec<String>) {
+        let mut lookups = tokio::task::JoinSet::new();
+        for (i, alias) in aliases.iter().enumerate() {
+            let (forwarder, ask) = (forwarder.clone(), Ask::new(alias.target.clone(), alias.rtype));
+            lookups.spawn(async move { (i, forwarder.forward(&ask).await) });
+        }
+        let mut answers = vec![None; aliases.len()];
+        while let Some(done) = lookups.join_next().await {
+            if let Ok((i, answer)) = done {
+                answers[i] = Some(answer);
+            }
+        }
+        let last = self.last.lock().map(|last| last.clone()).unwrap_or_default();
+        let (mut records, mut skipped, mut resolved) = (Vec::new(), Vec::new(), HashMap::new());
+        for (alias, answer) in aliases.iter().zip(answers) {
+            let key = (alias.name.clone(), alias.rtype, alias.target.clone());
+            let failed = answer.as_ref().is_none_or(|a| a.rcode == hickory_proto::op::ResponseCode::ServFail);
+            let found: Vec<Record> = match &answer {
+                Some(answer) if !failed => answer
+                    .answers
+                    .iter()
+                    .filter(|r| r.record_type() == alias.rtype)
+                    .map(|r| Record {
+                        name: alias.name.clone(),
+                        ttl: r.ttl.min(max_ttl),
+                        data: r.data.clone(),
+                        provenance: alias.provenance.clone(),
+                        weight: alias.weight.clone(),
+                    })
+                    .collect(),
+                _ => last.get(&key).cloned().unwrap_or_default(),
+            };
+            if found.is_empty() {
+                let why = match &answer {
+                    Some(answer) if !failed => format!("answered {:?} with no {}", answer.rcode, alias.rtype),
+                    _ => "the upstreams did not answer".to_owned(),
+                };
+                skipped.push(format!("{} {}: alias to {} left out: {why}", alias.name, alias.rtype, alias.target));
+            }
+            records.extend(found.iter().cloned());
+            resolved.insert(key, found);
+        }
+        if let Ok(mut last) = self.last.lock() {
+            *last = resolved;
+        }
+        (records, skipped)
+    }
+}
