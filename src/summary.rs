@@ -88,6 +88,16 @@ pub fn summary(config: &Config) -> (String, bool) {
             if v.tags.is_empty() { String::new() } else { format!(", tags {:?}", v.tags) },
             config.interval_secs()
         );
+        let domains = |list: &[crate::config::DomainName]| match list {
+            [] => "none".to_owned(),
+            some => some.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+        };
+        let _ = writeln!(
+            out,
+            "                interface, resource and service-network endpoints; custom domain names: verified ones, and unverified under {}; hubdns:alias tags under {}",
+            domains(&v.unverified_domains),
+            domains(&v.alias_tag_domains)
+        );
     }
     for source in &config.sources.route53 {
         let r = source.get_ref();

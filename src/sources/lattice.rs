@@ -218,6 +218,7 @@ fn settle<T: Clone>(
             }
             Some(Asked::Gone(reason)) => {
                 cache.remove(arn);
+                notes.push(format!("{what} {arn}: {call}: {reason}"));
                 Err(format!("{call}: {reason}"))
             }
             Some(Asked::Failed(reason)) => match cache.get(arn) {
@@ -225,7 +226,10 @@ fn settle<T: Clone>(
                     notes.push(format!("{what} {arn}: {call} failed, its last answer kept: {reason}"));
                     Ok(last.clone())
                 }
-                None => Err(format!("{call} failed: {reason}")),
+                None => {
+                    notes.push(format!("{what} {arn}: {call} failed, nothing known of it yet: {reason}"));
+                    Err(format!("{call} failed: {reason}"))
+                }
             },
             None => match cache.get(arn) {
                 Some(last) => Ok(last.clone()),
@@ -302,13 +306,13 @@ mod tests {
         let (known, notes) = settle(&mut cache, &arns, answers, "thing", "Get");
         assert_eq!((known["a"].clone(), known["b"].clone()), (Ok(1), Ok(2)));
         assert!(known["c"].is_err(), "nothing known yet");
-        assert!(notes.is_empty());
+        assert_eq!(notes.len(), 1, "and said so: {notes:?}");
 
         let answers = HashMap::from([("a".into(), Asked::Failed("throttled".into())), ("b".into(), Asked::Gone("ResourceNotFoundException".into()))]);
         let (known, notes) = settle(&mut cache, &arns[..2], answers, "thing", "Get");
         assert_eq!(known["a"], Ok(1), "kept through a failure");
         assert!(known["b"].as_ref().is_err_and(|e| e.contains("ResourceNotFoundException")));
-        assert_eq!(notes.len(), 1);
+        assert_eq!(notes.len(), 2, "{notes:?}");
         assert_eq!(cache.keys().collect::<Vec<_>>(), ["a"], "gone and unasked items leave the cache");
     }
 }

@@ -1,11 +1,14 @@
-//! Source `vpc_endpoints`: the DNS names of PrivateLink interface endpoints, learned from EC2.
+//! Source `vpc_endpoints`: the DNS names of VPC endpoints — interface, resource and
+//! service-network — learned from EC2 (and VPC Lattice, for custom domain names).
 //!
 //! [`VpcEndpointSource::inventory`] makes the AWS calls for one region (and one account,
 //! through an optional assumed role): DescribeVpcEndpoints (paginated, optionally filtered by
 //! VPC and tag), then, for the endpoints that will be published, DescribeNetworkInterfaces for
-//! their ENIs (in batches) and DescribeVpcEndpointServices for the private DNS names of
+//! their ENIs (in batches), DescribeVpcEndpointServices for the private DNS names of
 //! services with private DNS enabled (asked every fetch: a provider may rename them; a service
-//! that no longer exists is left out alone). The answer is an [`Inventory`] of SDK values;
+//! that no longer exists is left out alone), DescribeVpcEndpointAssociations for resource and
+//! service-network endpoints, and VPC Lattice for their custom domain names (`lattice`, which
+//! never fails the fetch). The answer is an [`Inventory`] of SDK values;
 //! [`records_from`] turns it into records, a pure function tested on hand-built values shaped
 //! like real AWS responses.
 //!
@@ -23,8 +26,10 @@
 //!   names, never take over someone else's);
 //! - no source may publish the root or an ICANN public suffix ([`ownable`]).
 //!
-//! Resource endpoints (VPC Lattice) are published under their tag names only. Gateway
-//! endpoints have no addresses and are ignored.
+//! Resource and service-network endpoints are named by their associations
+//! (`endpoint_associations`, where the rules and their references are); a service-network
+//! endpoint's names are answered with what the upstreams say of each association's own name,
+//! resolved at fetch time (`upstream`). Gateway endpoints have no addresses and are ignored.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},

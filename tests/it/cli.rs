@@ -26,6 +26,7 @@ fn check_summarises_the_shipped_configs() {
     let stdout = String::from_utf8_lossy(&demo.stdout);
     assert!(stdout.contains("internal-api.service.com. -> vpce-0123456789abcdef0"), "{stdout}");
     assert!(stdout.contains("vpc_endpoints region us-east-1"), "{stdout}");
+    assert!(stdout.contains("custom domain names: verified ones, and unverified under svc.example."), "{stdout}");
     assert!(stdout.contains("route53 region us-east-1, zones of vpcs vpc-0a1b2c3d4e5f60718"), "{stdout}");
     assert!(stdout.contains("pending       alias internal-api.service.com."), "alias to an endpoint id waits for AWS:\n{stdout}");
     assert!(!stdout.contains("warning"), "{stdout}");

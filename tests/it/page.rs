@@ -166,6 +166,10 @@ async fn status_page_renders_the_demo_and_its_explain_search_works_in_chromium()
             "us-east-1a: 10.10.1.25",
             "us-east-1b: 10.10.2.41",
             "vpce-0123456789abcdef0",
+            // Issue 17: a resource endpoint's verified custom domain, and one it does not serve.
+            "proxy.egress.example — private DNS entry, VERIFIED",
+            "squid.internal.egress-provider.example — DNS resource domain",
+            "not served",
         ] {
             assert!(endpoints.contains(expected), "endpoints table lacks {expected}:\n{endpoints}");
         }

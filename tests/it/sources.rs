@@ -30,7 +30,7 @@ const PROVIDER_ENDPOINT: &str = "vpce-0123456789abcdef0";
 const PROVIDER_SERVICE: &str = "com.amazonaws.vpce.us-east-1.vpce-svc-0a9b8c7d6e5f43210";
 
 /// GETs `path` from an admin listener, off the runtime's threads.
-async fn get(admin: SocketAddr, path: &'static str) -> (u16, String) {
+pub(crate) async fn get(admin: SocketAddr, path: &'static str) -> (u16, String) {
     tokio::task::spawn_blocking(move || hubdns::admin::probe(admin, path, Duration::from_secs(5)).expect("admin answers"))
         .await
         .expect("join")
@@ -38,7 +38,7 @@ async fn get(admin: SocketAddr, path: &'static str) -> (u16, String) {
 
 /// hubdns config text: forwarding to `upstream`, refreshing every second, an admin listener,
 /// and `sources` (TOML) appended.
-fn config_text(upstream: SocketAddr, admin: &str, refresh_extra: &str, sources: &str) -> String {
+pub(crate) fn config_text(upstream: SocketAddr, admin: &str, refresh_extra: &str, sources: &str) -> String {
     format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 1\n\n\
          [admin]\nlisten = \"{admin}\"\n\n\
@@ -48,14 +48,14 @@ fn config_text(upstream: SocketAddr, admin: &str, refresh_extra: &str, sources: 
 }
 
 /// A `[[sources.vpc_endpoints]]` entry for `region` at `url`; `api_timeout_secs` bounds a hung call.
-fn endpoints_source(region: &str, url: &str, api_timeout_secs: u64) -> String {
+pub(crate) fn endpoints_source(region: &str, url: &str, api_timeout_secs: u64) -> String {
     format!(
         "[[sources.vpc_endpoints]]\nregion = \"{region}\"\nendpoint_url = \"{url}\"\napi_timeout_secs = {api_timeout_secs}\nmax_attempts = 1\n\n"
     )
 }
 
 /// `xml` with the first `from` after `<vpcEndpointId>{id}<` replaced by `to`: one endpoint's field.
-fn edit_endpoint(xml: &str, id: &str, from: &str, to: &str) -> String {
+pub(crate) fn edit_endpoint(xml: &str, id: &str, from: &str, to: &str) -> String {
     let at = xml.find(&format!("<vpcEndpointId>{id}<")).expect("endpoint in the recording");
     let offset = xml[at..].find(from).expect("field in the endpoint") + at;
     format!("{}{to}{}", &xml[..offset], &xml[offset + from.len()..])
