@@ -16,11 +16,14 @@
 //! `AccessDeniedException`, `ValidationException`; VPC Lattice API reference,
 //! GetResourceConfiguration, "Errors") is dropped from the cache and known as unknown, which
 //! serves only what needs no verification status (see `endpoint_associations`). The calls run
-//! at once, each under the SDK's attempt timeout, so one hung item costs one timeout.
+//! at once, and a fetch waits for them no longer than one API attempt's timeout (at most 5 s):
+//! what has not answered by then keeps its last answer, so a hung Lattice delays the
+//! endpoints' other names by that much at most.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use aws_config::SdkConfig;
@@ -110,7 +113,13 @@ pub struct Lattice {
     limiter: Arc<TokenBucket>,
     configs: Mutex<HashMap<String, ResourceConfig>>,
     networks: Mutex<HashMap<String, Vec<ServiceDomain>>>,
+    /// How long a fetch waits for Lattice's answers: what has not come by then keeps its last
+    /// answer, so a slow Lattice delays the endpoints' other names by this much at most.
+    deadline: Duration,
 }
+
+/// The longest a fetch waits for VPC Lattice, whatever the API attempt timeout and retries.
+const DEADLINE: Duration = Duration::from_secs(5);
 
 /// How one lookup ended.
 enum Asked<T> {
@@ -124,12 +133,15 @@ enum Asked<T> {
 impl Lattice {
     /// A client with `shared` settings, at `url` when given (a stand-in), drawing on the
     /// account's Lattice budget in `region`.
-    pub fn new(shared: &SdkConfig, url: Option<&str>, account: Option<&str>, region: &str, share: f64) -> Self {
+    /// `attempt_timeout` is one API attempt's timeout: a fetch waits no longer than that (nor
+    /// than [`DEADLINE`]) for Lattice.
+    pub fn new(shared: &SdkConfig, url: Option<&str>, account: Option<&str>, region: &str, share: f64, attempt_timeout: Duration) -> Self {
         Self {
             client: crate::with_endpoint!(aws_sdk_vpclattice, shared, url),
             limiter: budget(ApiFamily::Lattice, account, Some(region), share),
             configs: Mutex::new(HashMap::new()),
             networks: Mutex::new(HashMap::new()),
+            deadline: attempt_timeout.min(DEADLINE),
         }
     }
 
@@ -151,7 +163,7 @@ impl Lattice {
                 (arn, asked)
             });
         }
-        let answers = collect(lookups).await;
+        let answers = collect(lookups, self.deadline).await;
         let mut cache = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         settle(&mut cache, arns, answers, "resource configuration", "GetResourceConfiguration")
     }
@@ -184,19 +196,24 @@ impl Lattice {
                 (arn, asked)
             });
         }
-        let answers = collect(lookups).await;
+        let answers = collect(lookups, self.deadline).await;
         let mut cache = self.networks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         settle(&mut cache, arns, answers, "service network", "ListServiceNetworkServiceAssociations")
     }
 }
 
-async fn collect<T: 'static>(mut lookups: tokio::task::JoinSet<(String, Asked<T>)>) -> HashMap<String, Asked<T>> {
+/// The lookups' answers, as far as they came within `deadline`; the rest are dropped (and
+/// aborted) and keep their last answer.
+async fn collect<T: 'static>(mut lookups: tokio::task::JoinSet<(String, Asked<T>)>, deadline: Duration) -> HashMap<String, Asked<T>> {
     let mut answers = HashMap::new();
-    while let Some(done) = lookups.join_next().await {
-        if let Ok((arn, asked)) = done {
-            answers.insert(arn, asked);
+    let _ = tokio::time::timeout(deadline, async {
+        while let Some(done) = lookups.join_next().await {
+            if let Ok((arn, asked)) = done {
+                answers.insert(arn, asked);
+            }
         }
-    }
+    })
+    .await;
     answers
 }
 
@@ -232,8 +249,14 @@ fn settle<T: Clone>(
                 }
             },
             None => match cache.get(arn) {
-                Some(last) => Ok(last.clone()),
-                None => Err(format!("{call}: the lookup ended early")),
+                Some(last) => {
+                    notes.push(format!("{what} {arn}: {call} did not answer in time, its last answer kept"));
+                    Ok(last.clone())
+                }
+                None => {
+                    notes.push(format!("{what} {arn}: {call} did not answer in time, nothing known of it yet"));
+                    Err(format!("{call} did not answer in time"))
+                }
             },
         };
         known.insert(arn.clone(), result);
@@ -296,6 +319,23 @@ mod tests {
         assert_eq!(domains.len(), 2);
         assert_eq!(domains[0].custom_domain.as_deref(), Some("orders.svc.example"));
         assert_eq!(domains[1].custom_domain, None);
+    }
+
+    /// A hung lookup is given up at the deadline; the ones that answered stand.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_lookup_is_given_up_at_the_deadline() {
+        let mut lookups = tokio::task::JoinSet::new();
+        lookups.spawn(async { ("fast".to_owned(), Asked::Found(1)) });
+        lookups.spawn(async {
+            std::future::pending::<()>().await;
+            ("hung".to_owned(), Asked::Found(2))
+        });
+        let answers = collect(lookups, DEADLINE).await;
+        assert_eq!(answers.keys().collect::<Vec<_>>(), ["fast"]);
+        let mut cache = HashMap::from([("hung".to_owned(), 7)]);
+        let (known, notes) = settle(&mut cache, &["fast".to_owned(), "hung".to_owned()], answers, "thing", "Get");
+        assert_eq!((known["fast"].clone(), known["hung"].clone()), (Ok(1), Ok(7)), "the hung item keeps its last answer");
+        assert!(notes[0].contains("did not answer in time"), "{notes:?}");
     }
 
     #[test]

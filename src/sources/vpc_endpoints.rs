@@ -392,7 +392,8 @@ impl VpcEndpointSource {
         let shared = sdk_config(&config.access()).await;
         let account = config.access().account();
         let limiter = budget(ApiFamily::Ec2Describe, account, Some(&config.region), api_share);
-        let lattice = Lattice::new(&shared, config.lattice_endpoint_url.as_deref(), account, &config.region, api_share);
+        let attempt = std::time::Duration::from_secs(config.api_timeout_secs);
+        let lattice = Lattice::new(&shared, config.lattice_endpoint_url.as_deref(), account, &config.region, api_share, attempt);
         Self {
             client: crate::with_endpoint!(aws_sdk_ec2, &shared, config.endpoint_url.as_deref()),
             config,

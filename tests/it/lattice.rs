@@ -8,8 +8,9 @@
 //!   service's custom domain (`orders.svc.example`) only under `unverified_domains`, with
 //!   what the upstream says of the association's name;
 //! - a failed association is left out with its reason;
-//! - VPC Lattice failing never stops EC2's changes, and each item keeps its last answer; on a
-//!   cold start without Lattice, what needs no verification status is still served;
+//! - VPC Lattice failing (throttled, hung) never stops EC2's changes, and each item keeps its
+//!   last answer; on a cold start without Lattice, what needs no verification status is still
+//!   served;
 //! - an unverified custom domain is not served under `ALL_DOMAINS` without `unverified_domains`.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -34,7 +35,7 @@ const SNSA_IP: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 212);
 /// A vpc_endpoints source reading EC2 and VPC Lattice from `replay`, with `extra` settings.
 fn source(replay: &AwsReplay, extra: &str) -> String {
     format!(
-        "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nlattice_endpoint_url = \"{url}\"\nmax_attempts = 1\napi_timeout_secs = 5\n{extra}\n",
+        "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nlattice_endpoint_url = \"{url}\"\nmax_attempts = 1\napi_timeout_secs = 2\n{extra}\n",
         url = replay.url()
     )
 }
@@ -122,6 +123,17 @@ async fn lattice_failing_keeps_each_items_last_answer_and_never_stops_ec2() {
     let status = parse_status(&body);
     assert!(status["sources"][0]["last_error"].is_null(), "the EC2 source is healthy: {}", status["sources"][0]);
     assert!(status["sources"][0]["skipped"].to_string().contains("last answer kept"));
+
+    // Lattice takes the requests and never answers: a fetch waits one attempt's timeout for
+    // it (2 s here), no more, and EC2's next change is served.
+    replay.fail_lattice_with(Some(Failure::Hang));
+    let mut moved = Responses::demo();
+    moved.describe_network_interfaces = moved.describe_network_interfaces.replace("10.10.1.25", "10.10.1.27");
+    replay.set_responses(moved);
+    wait_for(hub.addr, secrets, RecordType::A, ANSWER_WAIT, |m| addresses(m).contains(&"10.10.1.27".to_owned())).await;
+    assert_eq!(addresses(&hub.udp(PROXY, RecordType::A).await), PROXY_IPS, "kept through the hang");
+    assert_eq!(addresses(&hub.udp(ORDERS, RecordType::A).await), ["10.10.1.212"], "kept through the hang");
+    replay.fail_lattice_with(Some(Failure::Throttle));
     hub.server.stop().await;
 
     // A cold start while Lattice fails: the private DNS entry under VERIFIED_DOMAINS_ONLY is
