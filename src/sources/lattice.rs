@@ -228,17 +228,17 @@ fn settle<T: Clone>(
 ) -> (HashMap<String, Known<T>>, Vec<String>) {
     let (mut known, mut notes) = (HashMap::new(), Vec::new());
     for arn in arns {
-        let result = match answers.remove(arn) {
-            Some(Asked::Found(value)) => {
+        let result = match answers.remove(arn).unwrap_or_else(|| Asked::Failed("it did not answer in time".to_owned())) {
+            Asked::Found(value) => {
                 cache.insert(arn.clone(), value.clone());
                 Ok(value)
             }
-            Some(Asked::Gone(reason)) => {
+            Asked::Gone(reason) => {
                 cache.remove(arn);
                 notes.push(format!("{what} {arn}: {call}: {reason}"));
                 Err(format!("{call}: {reason}"))
             }
-            Some(Asked::Failed(reason)) => match cache.get(arn) {
+            Asked::Failed(reason) => match cache.get(arn) {
                 Some(last) => {
                     notes.push(format!("{what} {arn}: {call} failed, its last answer kept: {reason}"));
                     Ok(last.clone())
@@ -246,16 +246,6 @@ fn settle<T: Clone>(
                 None => {
                     notes.push(format!("{what} {arn}: {call} failed, nothing known of it yet: {reason}"));
                     Err(format!("{call} failed: {reason}"))
-                }
-            },
-            None => match cache.get(arn) {
-                Some(last) => {
-                    notes.push(format!("{what} {arn}: {call} did not answer in time, its last answer kept"));
-                    Ok(last.clone())
-                }
-                None => {
-                    notes.push(format!("{what} {arn}: {call} did not answer in time, nothing known of it yet"));
-                    Err(format!("{call} did not answer in time"))
                 }
             },
         };
