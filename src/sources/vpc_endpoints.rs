@@ -910,6 +910,53 @@ mod tests {
         assert_eq!(converted.handles.get("vpce-0rc").map(ToString::to_string).as_deref(), Some("db.corp.example."));
     }
 
+    /// A service-network endpoint's names are answered from upstream (records come later, from
+    /// the resolution); its tag names answer as its one association, and with two, which one a
+    /// tag means is unknown.
+    #[test]
+    fn service_network_endpoints_are_answered_from_upstream_and_tags_need_one_association() {
+        let snsa = "vpce-0f3e-snsa-07b0.7d67968.vpc-lattice-svcs.us-east-1.on.aws";
+        let association = |id: &str, name: &str| {
+            aws_sdk_ec2::types::VpcEndpointAssociation::builder()
+                .id(id)
+                .vpc_endpoint_id("vpce-0f3e")
+                .service_network_arn("arn:aws:vpc-lattice:us-east-1:444455556666:servicenetwork/sn-1")
+                .associated_resource_accessibility("Accessible")
+                .dns_entry(entry(name))
+                .build()
+        };
+        let endpoint = VpcEndpoint::builder()
+            .vpc_endpoint_id("vpce-0f3e")
+            .vpc_endpoint_type(VpcEndpointType::from("ServiceNetwork"))
+            .state(State::from("Available"))
+            .ip_address_type(IpAddressType::from("DUALSTACK"))
+            .tags(Tag::builder().key(ALIAS_TAG).value("orders.corp.example").build())
+            .build();
+        let mut inv = inventory(vec![endpoint]);
+        inv.associations.insert("vpce-0f3e".into(), vec![association("a1", snsa)]);
+        let converted = records_from(&inv, &ctx());
+        assert!(converted.records.is_empty(), "no ENI records: EC2 does not say which address is whose");
+        let asked: Vec<(String, RecordType, String)> =
+            converted.external.iter().map(|e| (e.name.to_string(), e.rtype, e.target.to_string())).collect();
+        let target = format!("{snsa}.");
+        assert_eq!(
+            asked,
+            [
+                (target.clone(), RecordType::A, target.clone()),
+                (target.clone(), RecordType::AAAA, target.clone()),
+                ("orders.corp.example.".into(), RecordType::A, target.clone()),
+                ("orders.corp.example.".into(), RecordType::AAAA, target.clone()),
+            ],
+            "dual-stack: A and AAAA, the tag name as the association"
+        );
+        assert_eq!(converted.endpoints[0].kind, "ServiceNetwork");
+
+        inv.associations.insert("vpce-0f3e".into(), vec![association("a1", snsa), association("a2", "vpce-0f3e-snsa-0999.7d67968.vpc-lattice-svcs.us-east-1.on.aws")]);
+        let converted = records_from(&inv, &ctx());
+        assert!(!converted.external.iter().any(|e| e.name.to_string() == "orders.corp.example."));
+        assert!(converted.skipped.iter().any(|s| s.contains("exactly one association")), "{:?}", converted.skipped);
+    }
+
     /// Issue 14 item 3: a tag names only what its domain allows, and no source owns the root or
     /// a public suffix (a tag of `.` used to switch resolution off for every client).
     #[test]
