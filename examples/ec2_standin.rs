@@ -23,7 +23,7 @@ async fn main() -> std::io::Result<()> {
         describe_vpc_endpoints: pages,
         describe_network_interfaces: std::fs::read_to_string(dir.join("DescribeNetworkInterfaces.xml"))?,
         describe_vpc_endpoint_services: std::fs::read_to_string(dir.join("DescribeVpcEndpointServices.xml"))?,
-        describe_vpc_endpoint_associations: EMPTY_ASSOCIATIONS.into(),
+        describe_vpc_endpoint_associations: vec![EMPTY_ASSOCIATIONS.into()],
         route53: Default::default(),
         lattice: Default::default(),
     };

@@ -73,7 +73,13 @@ pub(super) fn respond(action: &str, body: &str, responses: &Responses) -> (&'sta
             // Filter.N.Name=vpc-endpoint-id with Filter.N.Value.M=vpce-…: those endpoints' only.
             let wanted: HashSet<&str> =
                 params().filter(|(k, _)| k.starts_with("Filter.") && k.contains(".Value.")).map(|(_, v)| v).collect();
-            let xml = &responses.describe_vpc_endpoint_associations;
+            let page = params()
+                .find(|(k, _)| *k == "NextToken")
+                .and_then(|(_, v)| v.strip_prefix("page-")?.parse::<usize>().ok())
+                .unwrap_or(0);
+            let Some(xml) = responses.describe_vpc_endpoint_associations.get(page) else {
+                return ("400 Bad Request", error_xml("InvalidPaginationToken", "The token is not valid."));
+            };
             let body = match wanted.is_empty() {
                 true => xml.clone(),
                 false => keep_items(xml, |item| wanted.iter().any(|id| item.contains(&format!("<vpcEndpointId>{id}</vpcEndpointId>")))),

@@ -51,9 +51,10 @@ pub struct Responses {
     pub describe_network_interfaces: String,
     /// DescribeVpcEndpointServices.
     pub describe_vpc_endpoint_services: String,
-    /// DescribeVpcEndpointAssociations for every endpoint; a request with a `vpc-endpoint-id`
-    /// filter gets only those endpoints' associations, as EC2 answers.
-    pub describe_vpc_endpoint_associations: String,
+    /// DescribeVpcEndpointAssociations for every endpoint, page by page (chained by
+    /// `<nextToken>page-{i+1}</nextToken>` as DescribeVpcEndpoints); a request with a
+    /// `vpc-endpoint-id` filter gets only those endpoints' associations, as EC2 answers.
+    pub describe_vpc_endpoint_associations: Vec<String>,
     /// The Route 53 side.
     pub route53: Route53Responses,
     /// The VPC Lattice side.
@@ -131,7 +132,7 @@ impl Responses {
             describe_vpc_endpoints: vec![include_str!("../../config/demo-aws/DescribeVpcEndpoints.xml").into()],
             describe_network_interfaces: include_str!("../../config/demo-aws/DescribeNetworkInterfaces.xml").into(),
             describe_vpc_endpoint_services: include_str!("../../config/demo-aws/DescribeVpcEndpointServices.xml").into(),
-            describe_vpc_endpoint_associations: include_str!("../../config/demo-aws/DescribeVpcEndpointAssociations.xml").into(),
+            describe_vpc_endpoint_associations: vec![include_str!("../../config/demo-aws/DescribeVpcEndpointAssociations.xml").into()],
             route53: Route53Responses::demo(),
             lattice: LatticeResponses::demo(),
         }
@@ -161,8 +162,8 @@ pub struct AwsReplay {
 struct ReplayState {
     responses: Mutex<Responses>,
     failure: Mutex<Option<Failure>>,
-    /// A failure for VPC Lattice requests alone.
-    lattice_failure: Mutex<Option<Failure>>,
+    /// Failures for some API actions alone, by action.
+    action_failures: Mutex<HashMap<String, Failure>>,
     /// Requests by API action.
     requests: Mutex<HashMap<String, usize>>,
 }
@@ -184,7 +185,7 @@ impl AwsReplay {
         let state = Arc::new(ReplayState {
             responses: Mutex::new(responses),
             failure: Mutex::new(None),
-            lattice_failure: Mutex::new(None),
+            action_failures: Mutex::new(HashMap::new()),
             requests: Mutex::new(HashMap::new()),
         });
         let shared = state.clone();
@@ -210,8 +211,18 @@ impl AwsReplay {
 
     /// Answer VPC Lattice requests alone with `failure` from now on (`None`: data again).
     pub fn fail_lattice_with(&self, failure: Option<Failure>) {
-        if let Ok(mut slot) = self.state.lattice_failure.lock() {
-            *slot = failure;
+        for action in ["GetResourceConfiguration", "ListServiceNetworkServiceAssociations"] {
+            self.fail_action(action, failure);
+        }
+    }
+
+    /// Answer requests for API `action` alone with `failure` from now on (`None`: data again).
+    pub fn fail_action(&self, action: &str, failure: Option<Failure>) {
+        if let Ok(mut failures) = self.state.action_failures.lock() {
+            match failure {
+                Some(failure) => failures.insert(action.to_owned(), failure),
+                None => failures.remove(action),
+            };
         }
     }
 
@@ -299,10 +310,7 @@ async fn serve(stream: TcpStream, state: Arc<ReplayState>) {
         if let Ok(mut counts) = state.requests.lock() {
             *counts.entry(request.action().to_owned()).or_default() += 1;
         }
-        let mut failure = state.failure.lock().ok().and_then(|f| *f);
-        if request.is_lattice() {
-            failure = failure.or(state.lattice_failure.lock().ok().and_then(|f| *f));
-        }
+        let failure = state.failure.lock().ok().and_then(|f| *f).or_else(|| state.action_failures.lock().ok()?.get(request.action()).copied());
         if failure == Some(Failure::Hang) {
             // Hold the connection open without a word until the client gives up on it.
             let mut sink = [0u8; 1];

@@ -21,14 +21,23 @@
 //!   ([`Answer::Upstream`], `sources::upstream`).
 //!
 //! Custom domain names (VPC Lattice user guide, "Custom domain names for resource
-//! configurations", resource consumers; EC2 `DnsOptions.PrivateDnsPreference`): served only
-//! with private DNS on, when the endpoint's preference admits the name
-//! (`VERIFIED_DOMAINS_ONLY`, the default: verified ones; `ALL_DOMAINS`: all;
-//! `VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS`: verified or listed; `SPECIFIED_DOMAINS_ONLY`:
-//! listed; a listed `*.example.com` covers the names below `example.com`, `*` every name), and
-//! only when verified by its owner or under the source's `unverified_domains`: AWS answers an
-//! unverified name in one VPC, hubdns would answer it for every client. A private DNS entry
-//! under `VERIFIED_DOMAINS_ONLY` counts as verified — AWS made it only because it was.
+//! configurations", resource consumers; EC2 `DnsOptions.PrivateDnsPreference`):
+//! - an association's private DNS entry is the name VPC Lattice made private DNS for in the
+//!   endpoint's VPC, having applied private DNS on/off (the service network's resource
+//!   association overriding the endpoint), the endpoint's preference and its other rules: it
+//!   is served when its owner verified it, or when it is under the source's
+//!   `unverified_domains` — AWS answers an unverified name in one VPC, hubdns would answer
+//!   every client. The entry's being there under `VERIFIED_DOMAINS_ONLY`, or unlisted under
+//!   `VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS`, says it is verified, whatever Lattice says;
+//! - a resource configuration's custom domain name or DNS target with no private DNS entry
+//!   is not served: AWS made no private DNS for it;
+//! - a service's custom domain name (AWS makes no private DNS for services) is served with
+//!   private DNS on, when the preference admits it (`VERIFIED_DOMAINS_ONLY`, the default:
+//!   verified ones — which a service's never is; `ALL_DOMAINS`: all;
+//!   `VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS`: verified or listed; `SPECIFIED_DOMAINS_ONLY`:
+//!   listed; a listed `*.example.com` covers the names below `example.com`, `*` every name),
+//!   and under `unverified_domains`;
+//! - no wildcard custom domain name is served (AWS documents none).
 
 use std::collections::HashMap;
 
@@ -72,6 +81,9 @@ pub struct Named {
     /// What it is, for its provenance: association, resource or service, custom domain and
     /// its verification.
     pub origin: String,
+    /// A custom domain name (not one AWS generated for the endpoint): another endpoint may
+    /// claim it too, and only the first is served.
+    pub custom: bool,
 }
 
 /// What [`names_from`] made of one endpoint's associations.
@@ -93,6 +105,23 @@ struct Candidate {
     key: &'static str,
     /// `Ok(status)` when its owner's verification is known (`VERIFIED`, …); `Err(why)` when not.
     verification: Result<String, String>,
+    /// What AWS decided about it.
+    gate: Gate,
+}
+
+/// What AWS decided about a candidate name, before hubdns's own verification rule.
+#[derive(Clone, Copy, PartialEq)]
+enum Gate {
+    /// The association's private DNS entry: VPC Lattice made private DNS for it in the
+    /// endpoint's VPC, having applied private DNS on/off (the service network's resource
+    /// association overriding the endpoint), the preference and its other rules.
+    AwsAnswersIt,
+    /// A resource configuration's name without a private DNS entry: AWS made no private DNS
+    /// for it (private DNS off, not admitted, a group without a group domain, …).
+    AwsDoesNot,
+    /// A service's custom domain name: AWS makes no private DNS for services at all; served
+    /// on the consumer's settings (private DNS on, the preference) alone.
+    Consumer,
 }
 
 /// The names of one available `Resource` or `ServiceNetwork` endpoint, from its
@@ -120,24 +149,28 @@ pub fn names_from(endpoint: &VpcEndpoint, associations: &[&VpcEndpointAssociatio
             out.skipped.push(format!("{id}: association {assoc} ({resource}) skipped: resource {access}"));
             continue;
         }
-        let Some(own) = association.dns_entry().and_then(|e| e.dns_name()).and_then(|n| parse(n).ok()) else {
+        let Some(own) = association.dns_entry().and_then(|e| e.dns_name()).filter(|n| !n.trim().trim_end_matches('.').is_empty()).and_then(|n| parse(n).ok()) else {
             out.skipped.push(format!("{id}: association {assoc} ({resource}) has no DNS name"));
             continue;
         };
         let answer = if service_network { Answer::Upstream(own.clone()) } else { Answer::Enis };
         let network = association.service_network_arn().map(|n| format!(" service_network={n}")).unwrap_or_default();
         let origin = format!("association={assoc} resource={resource}{network}");
-        push(&mut out, &own, Named { name: own.clone(), answer: answer.clone(), origin: origin.clone() }, id);
+        push(&mut out, &own, Named { name: own.clone(), answer: answer.clone(), origin: origin.clone(), custom: false }, id);
 
-        for candidate in candidates(association, facts, &own, &preference) {
+        for candidate in candidates(association, facts, &own, &preference, &specified) {
             let verified = candidate.verification.as_deref().is_ok_and(|v| v.eq_ignore_ascii_case("verified"));
             let verification = candidate.verification.clone().unwrap_or_else(|why| format!("unknown ({why})"));
             let refused = match parse(&candidate.name) {
                 Err(error) => Some(format!("not a domain name: {error}")),
                 Ok(name) => match ownable(&name) {
                     Err(reason) => Some(reason.to_string()),
-                    Ok(()) if !private_dns => Some("private DNS is off for this endpoint".to_owned()),
-                    Ok(()) if !admitted(&preference, &specified, &name, verified) => {
+                    Ok(()) if name.is_wildcard() => Some("a wildcard custom domain name is not served (AWS documents none)".to_owned()),
+                    Ok(()) if candidate.gate == Gate::AwsDoesNot => {
+                        Some("VPC Lattice made no private DNS for it in the endpoint's VPC (the association has no private DNS entry)".to_owned())
+                    }
+                    Ok(()) if candidate.gate == Gate::Consumer && !private_dns => Some("private DNS is off for this endpoint".to_owned()),
+                    Ok(()) if candidate.gate == Gate::Consumer && !admitted(&preference, &specified, &name, verified) => {
                         Some(format!("the endpoint's private DNS preference {preference} does not admit it"))
                     }
                     Ok(()) if !verified && !unverified_domains.iter().any(|d| d.zone_of(&name)) => {
@@ -146,7 +179,7 @@ pub fn names_from(endpoint: &VpcEndpoint, associations: &[&VpcEndpointAssociatio
                     Ok(()) => {
                         let status = candidate.verification.as_deref().unwrap_or("unknown");
                         let origin = format!("{origin} {}={} verification={status}", candidate.key, candidate.name);
-                        push(&mut out, &own, Named { name, answer: answer.clone(), origin }, id);
+                        push(&mut out, &own, Named { name, answer: answer.clone(), origin, custom: true }, id);
                         None
                     }
                 },
@@ -180,7 +213,7 @@ fn push(out: &mut Planned, own: &Name, named: Named, id: &str) {
 /// The custom domain names one association could be served under, without repeats: its
 /// private DNS entry, its resource configuration's custom domain name and DNS resource, its
 /// service's custom domain name.
-fn candidates(association: &VpcEndpointAssociation, facts: &LatticeFacts, own: &Name, preference: &str) -> Vec<Candidate> {
+fn candidates(association: &VpcEndpointAssociation, facts: &LatticeFacts, own: &Name, preference: &str, specified: &[String]) -> Vec<Candidate> {
     let resource = association.associated_resource_arn().unwrap_or("");
     let config: Option<Known<&ResourceConfig>> = resource.contains(":resourceconfiguration/").then(|| match facts.resource_configs.get(resource) {
         Some(Ok(config)) => Ok(config),
@@ -198,24 +231,28 @@ fn candidates(association: &VpcEndpointAssociation, facts: &LatticeFacts, own: &
         }
     };
     let mut found: Vec<Candidate> = Vec::new();
-    let mut add = |name: &str, (from, key): (&'static str, &'static str), verification: Result<String, String>| {
+    let mut add = |name: &str, (from, key): (&'static str, &'static str), verification: Result<String, String>, gate: Gate| {
         let name = name.trim().trim_end_matches('.');
         if !name.is_empty() && !found.iter().any(|c| same_name(&c.name, name)) && !same_name(&own.to_string(), name) {
-            found.push(Candidate { name: name.to_owned(), from, key, verification });
+            found.push(Candidate { name: name.to_owned(), from, key, verification, gate });
         }
     };
 
-    if let Some(private) = association.private_dns_entry().and_then(|e| e.dns_name()) {
-        // Under VERIFIED_DOMAINS_ONLY, Lattice makes private DNS for verified names only.
-        let status = config_status(private).or_else(|why| if preference == "VERIFIED_DOMAINS_ONLY" { Ok("VERIFIED".to_owned()) } else { Err(why) });
-        add(private, ("private DNS entry", "private_dns_entry"), status);
+    if let Some(private) = association.private_dns_entry().and_then(|e| e.dns_name()).filter(|n| !n.trim().is_empty()) {
+        // Lattice makes private DNS for an unverified name only under ALL_DOMAINS or when the
+        // consumer listed it: otherwise the entry's being there says it is verified.
+        let listed = parse(private).is_ok_and(|n| specified.iter().any(|s| s.trim() != "*" && specified_covers(s, &n)));
+        let implied = preference == "VERIFIED_DOMAINS_ONLY" || (preference == "VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS" && !listed);
+        let status = config_status(private).or_else(|why| if implied { Ok("VERIFIED".to_owned()) } else { Err(why) });
+        add(private, ("private DNS entry", "private_dns_entry"), status, Gate::AwsAnswersIt);
     }
     if let Some(Ok(c)) = &config {
         if let Some(custom) = &c.custom_domain {
-            add(custom, ("resource configuration custom domain", "custom_domain"), config_status(custom));
+            add(custom, ("resource configuration custom domain", "custom_domain"), config_status(custom), Gate::AwsDoesNot);
         }
         if let Some(target) = &c.dns_resource_domain {
-            add(target, ("DNS resource domain", "dns_resource"), config_status(target).or(Err("a DNS resource's own name is never verified".to_owned())));
+            let status = config_status(target).or(Err("a DNS resource's own name is never verified".to_owned()));
+            add(target, ("DNS resource domain", "dns_resource"), status, Gate::AwsDoesNot);
         }
     }
     if let Some(network) = association.service_network_arn().filter(|_| !resource.contains(":resourceconfiguration/")) {
@@ -225,7 +262,7 @@ fn candidates(association: &VpcEndpointAssociation, facts: &LatticeFacts, own: &
                 .iter()
                 .find(|s| (!resource.is_empty() && s.service_arn == resource) || label.ends_with(&s.association_id.to_ascii_lowercase()));
             if let Some(custom) = service.and_then(|s| s.custom_domain.as_deref()) {
-                add(custom, ("service custom domain", "service_custom_domain"), Err("VPC Lattice does not verify a service's custom domain name".to_owned()));
+                add(custom, ("service custom domain", "service_custom_domain"), Err("VPC Lattice does not verify a service's custom domain name".to_owned()), Gate::Consumer);
             }
         }
     }
@@ -357,31 +394,47 @@ mod tests {
     }
 
     #[test]
-    fn unverified_custom_domains_need_the_preference_and_unverified_domains() {
-        let association = resource_association(None);
+    fn an_unverified_private_dns_entry_needs_unverified_domains() {
+        let association = resource_association(Some("db.partner.example"));
         let pending = facts(Some("db.partner.example"), Some("PENDING"));
         let allowed = [name("partner.example")];
-        let served_with = |preference: Option<&str>, specified: &[&str], allowed: &[Name]| {
-            served(&names_from(&resource_endpoint(preference, specified), &[&association], &pending, allowed))
-                .contains(&"db.partner.example.".to_owned())
-        };
-        assert!(!served_with(None, &["*"], &allowed), "default VERIFIED_DOMAINS_ONLY");
-        assert!(!served_with(Some("ALL_DOMAINS"), &["*"], &[]), "AWS would, in one VPC; hubdns needs unverified_domains");
-        assert!(served_with(Some("ALL_DOMAINS"), &["*"], &allowed));
-        assert!(served_with(Some("SPECIFIED_DOMAINS_ONLY"), &["*.partner.example"], &allowed));
-        assert!(!served_with(Some("SPECIFIED_DOMAINS_ONLY"), &["partner.example"], &allowed), "an exact entry names itself only");
-        assert!(!served_with(Some("VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS"), &["other.example"], &allowed));
-        assert!(served_with(Some("VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS"), &["db.partner.example"], &allowed));
-        assert!(!served_with(Some("SOMETHING_NEW"), &["*"], &allowed), "an unknown preference admits verified names only");
+        let endpoint = resource_endpoint(Some("ALL_DOMAINS"), &["*"]);
+        let served_with = |allowed: &[Name]| served(&names_from(&endpoint, &[&association], &pending, allowed)).contains(&"db.partner.example.".to_owned());
+        assert!(!served_with(&[]), "AWS answers it in one VPC; hubdns would answer every client");
+        assert!(served_with(&allowed));
+        // AWS made the entry, having applied private DNS and the preference: not asked again.
+        let off = resource_endpoint_builder(Some("SPECIFIED_DOMAINS_ONLY"), &["other.example"]).private_dns_enabled(false).build();
+        assert!(served(&names_from(&off, &[&association], &pending, &allowed)).contains(&"db.partner.example.".to_owned()));
+    }
 
+    #[test]
+    fn a_resource_configurations_name_without_a_private_dns_entry_is_not_served() {
         let verified = facts(Some("db.partner.example"), Some("VERIFIED"));
-        let endpoint = resource_endpoint(Some("SPECIFIED_DOMAINS_ONLY"), &["other.example"]);
-        assert!(served(&names_from(&endpoint, &[&association], &verified, &[])).len() == 1, "verified, but not specified");
+        let planned = names_from(&resource_endpoint(Some("ALL_DOMAINS"), &["*"]), &[&resource_association(None)], &verified, &[name("partner.example")]);
+        assert_eq!(served(&planned), [format!("{RSC_NAME}.")], "AWS made no private DNS for it");
+        let custom = planned.domains.iter().find(|d| d.name == "db.partner.example").expect("listed");
+        assert!(!custom.served && custom.why.contains("no private DNS entry"), "{custom:?}");
+        assert_eq!(custom.verification, "VERIFIED");
+    }
 
-        let off = resource_endpoint_builder(Some("ALL_DOMAINS"), &["*"]).private_dns_enabled(false).build();
-        let planned = names_from(&off, &[&association], &verified, &allowed);
-        assert_eq!(served(&planned), [format!("{RSC_NAME}.")], "private DNS off: the endpoint's own name only");
-        assert!(planned.domains.iter().all(|d| !d.served && d.why.contains("private DNS is off")));
+    #[test]
+    fn a_services_custom_domain_needs_private_dns_the_preference_and_unverified_domains() {
+        let association = service_association();
+        let facts = service_facts();
+        let allowed = [name("svc.example")];
+        let served_with = |private_dns: bool, preference: &str, specified: &[&str], allowed: &[Name]| {
+            let endpoint = service_network_endpoint(private_dns, preference, specified);
+            served(&names_from(&endpoint, &[&association], &facts, allowed)).contains(&"orders.svc.example.".to_owned())
+        };
+        assert!(served_with(true, "ALL_DOMAINS", &["*"], &allowed));
+        assert!(!served_with(true, "ALL_DOMAINS", &["*"], &[]), "never verified: needs unverified_domains");
+        assert!(!served_with(false, "ALL_DOMAINS", &["*"], &allowed), "private DNS off");
+        assert!(!served_with(true, "VERIFIED_DOMAINS_ONLY", &["*"], &allowed), "the default admits verified names only");
+        assert!(served_with(true, "SPECIFIED_DOMAINS_ONLY", &["*.svc.example"], &allowed));
+        assert!(!served_with(true, "SPECIFIED_DOMAINS_ONLY", &["svc.example"], &allowed), "an exact entry names itself only");
+        assert!(!served_with(true, "VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS", &["other.example"], &allowed));
+        assert!(served_with(true, "VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS", &["orders.svc.example"], &allowed));
+        assert!(!served_with(true, "SOMETHING_NEW", &["*"], &allowed), "an unknown preference admits verified names only");
     }
 
     #[test]
@@ -396,6 +449,11 @@ mod tests {
         let planned = names_from(&resource_endpoint(Some("ALL_DOMAINS"), &["*"]), &[&association], &unknown, &[]);
         assert!(!served(&planned).contains(&"proxy.egress.example.".to_owned()), "under ALL_DOMAINS it may be unverified");
         assert!(planned.domains[0].verification.contains("AccessDeniedException"), "{:?}", planned.domains);
+        // Verified or listed: not listed, so verified. Listed: it may be either.
+        let unlisted = resource_endpoint(Some("VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS"), &["other.example"]);
+        assert!(served(&names_from(&unlisted, &[&association], &unknown, &[])).contains(&"proxy.egress.example.".to_owned()));
+        let listed = resource_endpoint(Some("VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS"), &["*.egress.example"]);
+        assert!(!served(&names_from(&listed, &[&association], &unknown, &[])).contains(&"proxy.egress.example.".to_owned()));
     }
 
     #[test]
@@ -411,32 +469,32 @@ mod tests {
     /// A service-network endpoint with one resource configuration and one service: their own
     /// names are answered from upstream (EC2 does not say which address is whose), and the
     /// service's custom domain name — never verified — only under unverified_domains.
-    #[test]
-    fn a_service_network_endpoint_answers_from_its_association_names() {
-        let endpoint = VpcEndpoint::builder()
+    const SNSA_NAME: &str = "vpce-0f3e5d7c9b1a20022-snsa-07b06c66e01bdd93f.7d67968.vpc-lattice-svcs.us-east-1.on.aws";
+
+    fn service_network_endpoint(private_dns: bool, preference: &str, specified: &[&str]) -> VpcEndpoint {
+        let options = DnsOptions::builder().private_dns_preference(preference).set_private_dns_specified_domains(Some(specified.iter().map(|s| (*s).to_owned()).collect()));
+        VpcEndpoint::builder()
             .vpc_endpoint_id("vpce-0f3e5d7c9b1a20022")
             .vpc_endpoint_type(VpcEndpointType::from("ServiceNetwork"))
             .state(State::from("Available"))
             .service_network_arn(SN)
-            .private_dns_enabled(true)
-            .dns_options(DnsOptions::builder().private_dns_preference("VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS").private_dns_specified_domains("*.svc.example").build())
-            .build();
-        let snra = "vpce-0f3e5d7c9b1a20022-snra-08ab290695bf1e2f5.rcfg-0e1d2c3b4a5f60789.4232ccc.vpc-lattice-rsc.us-east-1.on.aws";
-        let snsa = "vpce-0f3e5d7c9b1a20022-snsa-07b06c66e01bdd93f.7d67968.vpc-lattice-svcs.us-east-1.on.aws";
-        let resource = VpcEndpointAssociation::builder()
-            .id("vpce-rsc-asc-03f2f67b4d6a5e7d5")
-            .service_network_arn(SN)
-            .service_network_name("shared-services")
-            .associated_resource_accessibility("Accessible")
-            .dns_entry(entry(snra))
-            .associated_resource_arn(RCFG)
-            .build();
-        let service = VpcEndpointAssociation::builder()
+            .private_dns_enabled(private_dns)
+            .dns_options(options.build())
+            .build()
+    }
+
+    /// The association of the service `orders`: no associated resource ARN, matched to the
+    /// network's service association by the `snsa-…` id in its name.
+    fn service_association() -> VpcEndpointAssociation {
+        VpcEndpointAssociation::builder()
             .id("vpce-svc-asc-0b1c2d3e4f5a60789")
             .service_network_arn(SN)
             .associated_resource_accessibility("Accessible")
-            .dns_entry(entry(snsa))
-            .build();
+            .dns_entry(entry(SNSA_NAME))
+            .build()
+    }
+
+    fn service_facts() -> LatticeFacts {
         let mut facts = facts(None, None);
         facts.service_networks.insert(
             SN.to_owned(),
@@ -447,6 +505,24 @@ mod tests {
                 custom_domain: Some("orders.svc.example".into()),
             }]),
         );
+        facts
+    }
+
+    #[test]
+    fn a_service_network_endpoint_answers_from_its_association_names() {
+        let endpoint = service_network_endpoint(true, "VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS", &["*.svc.example"]);
+        let snra = "vpce-0f3e5d7c9b1a20022-snra-08ab290695bf1e2f5.rcfg-0e1d2c3b4a5f60789.4232ccc.vpc-lattice-rsc.us-east-1.on.aws";
+        let snsa = SNSA_NAME;
+        let resource = VpcEndpointAssociation::builder()
+            .id("vpce-rsc-asc-03f2f67b4d6a5e7d5")
+            .service_network_arn(SN)
+            .service_network_name("shared-services")
+            .associated_resource_accessibility("Accessible")
+            .dns_entry(entry(snra))
+            .associated_resource_arn(RCFG)
+            .build();
+        let service = service_association();
+        let facts = service_facts();
         let planned = names_from(&endpoint, &[&resource, &service], &facts, &[name("svc.example")]);
         assert_eq!(served(&planned), [format!("{snra}."), format!("{snsa}."), "orders.svc.example.".to_owned()]);
         assert_eq!(planned.names[2].answer, Answer::Upstream(name(snsa)), "the service's name answers as its association's");
@@ -465,6 +541,14 @@ mod tests {
         assert!(!specified_covers("*.example.com", &name("example.com")));
         assert!(specified_covers("my.example.com", &name("MY.example.com.")));
         assert!(!specified_covers("my.example.com", &name("x.my.example.com")));
+    }
+
+    #[test]
+    fn no_wildcard_custom_domain_is_served() {
+        let association = resource_association(Some("*.egress.example"));
+        let planned = names_from(&resource_endpoint(None, &["*"]), &[&association], &facts(Some("*.egress.example"), Some("VERIFIED")), &[]);
+        assert_eq!(served(&planned), [format!("{RSC_NAME}.")]);
+        assert!(planned.domains[0].why.contains("wildcard"), "{:?}", planned.domains);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! VPC Lattice, asked for what EC2 does not say about resource and service-network endpoints:
-//! a resource configuration's custom domain name and whether its owner verified it
-//! (GetResourceConfiguration), and the custom domain names of the services in a service
-//! network (ListServiceNetworkServiceAssociations).
+//! a resource endpoint's resource configuration — its custom domain name and whether its
+//! owner verified it (GetResourceConfiguration) — and the custom domain names of the services
+//! in a service network (ListServiceNetworkServiceAssociations).
 //!
 //! Why these calls (VPC Lattice user guide, "Share VPC Lattice entities", entity consumers): a
 //! consumer may describe a resource configuration shared with it, and every service
@@ -10,7 +10,8 @@
 //! carries each service's `customDomainName` too.
 //!
 //! What Lattice says of each item is cached, asked again with every fetch of the source, and
-//! kept through failures that are not about the item (throttling, 5xx, timeouts): Lattice
+//! kept through failures that are not about the item (throttling, 5xx, timeouts) and, through
+//! the source's answer in the state file, restarts ([`Lattice::remember`], [`Lattice::restore`]): Lattice
 //! failing never fails the EC2 source, whose endpoints' own names need none of it. An item
 //! Lattice says is gone or not shared with us (`ResourceNotFoundException`,
 //! `AccessDeniedException`, `ValidationException`; VPC Lattice API reference,
@@ -33,46 +34,12 @@ use aws_sdk_vpclattice::{
     types::{ResourceConfigurationDefinition, ServiceNetworkServiceAssociationSummary},
 };
 
+pub use crate::sources::output::{LatticeMemory, ResourceConfig, ServiceDomain};
 use crate::sources::aws::{ApiFamily, TokenBucket, budget, item_error, sdk_message};
 
 /// Errors by which VPC Lattice says the item asked about is gone, malformed, or not shared
 /// with the caller: that item is unknown, the others stand.
 const ITEM_GONE: &[&str] = &["ResourceNotFoundException", "AccessDeniedException", "ValidationException"];
-
-/// What GetResourceConfiguration said of one resource configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceConfig {
-    /// Its ARN.
-    pub arn: String,
-    /// `customDomainName`: the name consumers' private DNS may answer.
-    pub custom_domain: Option<String>,
-    /// `domainVerificationStatus` as AWS spells it (`VERIFIED`, `PENDING`,
-    /// `VERIFICATION_TIMED_OUT`), when a custom domain name is set.
-    pub verification: Option<String>,
-    /// `resourceConfigurationDefinition.dnsResource.domainName`: the name the provider's
-    /// resource gateway resolves (for DNS resources).
-    pub dns_resource_domain: Option<String>,
-}
-
-impl ResourceConfig {
-    /// Whether its owner proved the custom domain name theirs (`VERIFIED`).
-    pub fn verified(&self) -> bool {
-        self.verification.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("verified"))
-    }
-}
-
-/// One service of a service network, from ListServiceNetworkServiceAssociations.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceDomain {
-    /// The association id (`snsa-…`), which the endpoint's name for the service carries.
-    pub association_id: String,
-    /// The service's ARN.
-    pub service_arn: String,
-    /// The service's name.
-    pub service_name: String,
-    /// Its custom domain name, if it has one.
-    pub custom_domain: Option<String>,
-}
 
 /// GetResourceConfiguration's answer in plain data. Pure.
 pub fn resource_config_from(output: &GetResourceConfigurationOutput) -> ResourceConfig {
@@ -143,6 +110,28 @@ impl Lattice {
             networks: Mutex::new(HashMap::new()),
             deadline: attempt_timeout.min(DEADLINE),
         }
+    }
+
+    /// What Lattice last said of every item, for the source's answer (and so the state file).
+    pub fn remember(&self) -> LatticeMemory {
+        let configs = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let networks = self.networks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut memory = LatticeMemory {
+            resource_configs: configs.values().cloned().collect(),
+            service_networks: networks.iter().map(|(arn, services)| (arn.clone(), services.clone())).collect(),
+        };
+        memory.resource_configs.sort_by(|a, b| a.arn.cmp(&b.arn));
+        memory.service_networks.sort_by(|a, b| a.0.cmp(&b.0));
+        memory
+    }
+
+    /// Starts from what Lattice said before (a restored answer): each item keeps it until
+    /// Lattice answers about it again.
+    pub fn restore(&self, memory: &LatticeMemory) {
+        let mut configs = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        configs.extend(memory.resource_configs.iter().map(|c| (c.arn.clone(), c.clone())));
+        let mut networks = self.networks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        networks.extend(memory.service_networks.iter().cloned());
     }
 
     /// What Lattice says of each resource configuration in `arns`, asked all at once, and

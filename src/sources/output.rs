@@ -34,8 +34,16 @@ pub struct SourceOutput {
     /// What the fetch left out, and why (for the status page and the log; not for the table).
     #[serde(default)]
     pub skipped: Vec<String>,
+    /// What VPC Lattice last said (vpc_endpoints sources), to start from after a restart; not
+    /// for the table, so not part of [`SourceOutput::same_content`].
+    #[serde(default, skip_serializing_if = "lattice_unknown")]
+    pub lattice: LatticeMemory,
     /// When the source answered (RFC 3339).
     pub fetched_at: String,
+}
+
+fn lattice_unknown(memory: &LatticeMemory) -> bool {
+    *memory == LatticeMemory::default()
 }
 
 impl SourceOutput {
@@ -99,6 +107,51 @@ pub struct InterfaceSummary {
     pub az: String,
     /// The addresses published for it.
     pub addresses: Vec<IpAddr>,
+}
+
+/// What GetResourceConfiguration said of one resource configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceConfig {
+    /// Its ARN.
+    pub arn: String,
+    /// `customDomainName`: the name consumers' private DNS may answer.
+    pub custom_domain: Option<String>,
+    /// `domainVerificationStatus` as AWS spells it (`VERIFIED`, `PENDING`,
+    /// `VERIFICATION_TIMED_OUT`), when a custom domain name is set.
+    pub verification: Option<String>,
+    /// `resourceConfigurationDefinition.dnsResource.domainName`: the name the provider's
+    /// resource gateway resolves (for DNS resources).
+    pub dns_resource_domain: Option<String>,
+}
+
+impl ResourceConfig {
+    /// Whether its owner proved the custom domain name theirs (`VERIFIED`).
+    pub fn verified(&self) -> bool {
+        self.verification.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("verified"))
+    }
+}
+
+/// One service of a service network, from ListServiceNetworkServiceAssociations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDomain {
+    /// The association id (`snsa-…`), which the endpoint's name for the service carries.
+    pub association_id: String,
+    /// The service's ARN.
+    pub service_arn: String,
+    /// The service's name.
+    pub service_name: String,
+    /// Its custom domain name, if it has one.
+    pub custom_domain: Option<String>,
+}
+
+/// What VPC Lattice last said of the items behind a source's endpoints. Kept in the answer
+/// (so in the state file) for one reason: a restart while Lattice fails starts from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatticeMemory {
+    /// Resource configurations.
+    pub resource_configs: Vec<ResourceConfig>,
+    /// Service networks (ARN) and their services.
+    pub service_networks: Vec<(String, Vec<ServiceDomain>)>,
 }
 
 /// A zone whose records a source serves: its id and apex.

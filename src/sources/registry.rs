@@ -53,6 +53,13 @@ pub trait Source: Send + Sync + 'static {
     /// The 15 minutes after a change are over: forget what it named (an endpoint left
     /// pendingAcceptance for days), so a later change starts a window of its own.
     fn stop_settling(&self) {}
+
+    /// The source's last answer (from the state file, or kept over a reload) before its first
+    /// fetch: what it learned from calls that may fail on their own (an upstream's answer,
+    /// VPC Lattice's) is kept from it until those calls answer again.
+    fn restore(&self, last: &SourceOutput) {
+        let _ = last;
+    }
 }
 
 /// What a fetch may use besides its own settings; the refresh loop replaces it on reload.

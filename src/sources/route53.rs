@@ -253,7 +253,7 @@ fn convert_set<'a>(
         } else if !matches!(rtype, RecordType::A | RecordType::AAAA) {
             out.skipped.push(format!("{name} {rtype}: an alias of this type must target a record in a loaded zone"));
         } else {
-            out.external.push(ExternalAlias { name, rtype, target, provenance, weight });
+            out.external.push(ExternalAlias { name, rtype, target, provenance, weight, optional: false });
         }
         return;
     }

@@ -86,6 +86,9 @@ impl Runner {
 
     async fn serve(mut self, build: Build) {
         let source = build().await;
+        if let Some(last) = &self.last {
+            source.restore(last);
+        }
         let mut failures = 0u32;
         let mut fresh = false;
         let mut reported: BTreeSet<String> = BTreeSet::new();

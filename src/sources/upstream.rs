@@ -27,6 +27,9 @@ pub struct ExternalAlias {
     pub provenance: Provenance,
     /// Its place among weighted alternatives, if it is one.
     pub weight: Option<Weight>,
+    /// An empty answer is no news (a dual-stack name the upstreams give no AAAA): not
+    /// reported as left out.
+    pub optional: bool,
 }
 
 /// The last resolution of each name a source resolves upstream (name, type, target), kept
@@ -34,9 +37,21 @@ pub struct ExternalAlias {
 #[derive(Debug, Default)]
 pub struct Resolutions {
     last: Mutex<HashMap<(Name, RecordType, Name), Vec<Record>>>,
+    /// Records of the source's last answer (the state file's, or kept over a reload), by name
+    /// and type: what a name keeps while the upstreams fail before they ever answered it.
+    restored: Mutex<HashMap<(Name, RecordType), Vec<Record>>>,
 }
 
 impl Resolutions {
+    /// Keeps `records` (a restored answer's) to fall back on until the upstreams answer.
+    pub fn restore(&self, records: &[Record]) {
+        let mut restored = self.restored.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        restored.clear();
+        for record in records {
+            restored.entry((record.name.clone(), record.data.record_type())).or_default().push(record.clone());
+        }
+    }
+
     /// Resolves aliases to outside names through `forwarder`, all at once (the forwarder
     /// asks each target once however many aliases share it); each answer's TTL is capped at
     /// `max_ttl` (the refresh interval), so it is never served staler than one refresh. When
@@ -57,6 +72,7 @@ impl Resolutions {
             }
         }
         let last = self.last.lock().map(|last| last.clone()).unwrap_or_default();
+        let restored = self.restored.lock().map(|r| r.clone()).unwrap_or_default();
         let (mut records, mut skipped, mut resolved) = (Vec::new(), Vec::new(), HashMap::new());
         for (alias, answer) in aliases.iter().zip(answers) {
             let key = (alias.name.clone(), alias.rtype, alias.target.clone());
@@ -74,9 +90,10 @@ impl Resolutions {
                         weight: alias.weight.clone(),
                     })
                     .collect(),
-                _ => last.get(&key).cloned().unwrap_or_default(),
+                _ => last.get(&key).or_else(|| restored.get(&(alias.name.clone(), alias.rtype))).cloned().unwrap_or_default(),
             };
-            if found.is_empty() {
+            let expected_empty = alias.optional && !failed;
+            if found.is_empty() && !expected_empty {
                 let why = match &answer {
                     Some(answer) if !failed => format!("answered {:?} with no {}", answer.rcode, alias.rtype),
                     _ => "the upstreams did not answer".to_owned(),

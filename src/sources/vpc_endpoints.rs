@@ -145,22 +145,33 @@ struct EniAddresses<'a> {
 /// Converts what EC2 said into records. Pure: no I/O, no clock.
 pub fn records_from(inventory: &Inventory, ctx: &FetchContext) -> Converted {
     let mut out = Converted::default();
-    for endpoint in &inventory.endpoints {
-        if let Err(reason) = convert_endpoint(endpoint, inventory, ctx, &mut out) {
+    // Names already published, by endpoint: a custom domain name another endpoint claimed
+    // first is left out, never mixed with its addresses. Interface endpoints go first.
+    let mut claimed: HashMap<Name, String> = HashMap::new();
+    let interface = |e: &&VpcEndpoint| e.vpc_endpoint_type().is_some_and(|t| t.as_str().eq_ignore_ascii_case("interface"));
+    let ordered = inventory.endpoints.iter().filter(interface).chain(inventory.endpoints.iter().filter(|e| !interface(e)));
+    for endpoint in ordered {
+        if let Err(reason) = convert_endpoint(endpoint, inventory, ctx, &mut claimed, &mut out) {
             out.skipped.push(format!("{}: {reason}", endpoint.vpc_endpoint_id().unwrap_or("(no id)")));
         }
     }
     out
 }
 
+/// EC2's name for an endpoint type, whatever the case it came in.
+fn canonical_kind(kind: &str) -> &str {
+    ["Interface", "Resource", "ServiceNetwork", "Gateway", "GatewayLoadBalancer"].into_iter().find(|k| k.eq_ignore_ascii_case(kind)).unwrap_or(kind)
+}
+
 fn convert_endpoint(
     endpoint: &VpcEndpoint,
     inventory: &Inventory,
     ctx: &FetchContext,
+    claimed: &mut HashMap<Name, String>,
     out: &mut Converted,
 ) -> Result<(), String> {
     let id = endpoint.vpc_endpoint_id().ok_or("no endpoint id")?;
-    let kind = endpoint.vpc_endpoint_type().map_or("", |t| t.as_str());
+    let kind = canonical_kind(endpoint.vpc_endpoint_type().map_or("", |t| t.as_str()));
     // Resource and service-network endpoints are named by their associations (`endpoint_associations`).
     let associated = ["resource", "servicenetwork"].iter().any(|k| kind.eq_ignore_ascii_case(k));
     let service_network = kind.eq_ignore_ascii_case("servicenetwork");
@@ -235,6 +246,15 @@ fn convert_endpoint(
                 Answer::Enis => Scope::All,
                 Answer::Upstream(target) => Scope::Upstream(target),
             };
+            if let Some(other) = claimed.get(&named.name).filter(|other| named.custom && other.as_str() != id) {
+                let why = format!("already served for {other}");
+                association_skipped.push(format!("{id}: custom domain name `{}` left out: {why}", named.name));
+                let text = named.name.to_string();
+                for domain in domains.iter_mut().filter(|d| text.trim_end_matches('.').eq_ignore_ascii_case(&d.name)) {
+                    (domain.served, domain.why) = (false, why.clone());
+                }
+                continue;
+            }
             if regional.is_none() {
                 regional = Some(named.name.to_string());
             }
@@ -282,6 +302,9 @@ fn convert_endpoint(
         }
     }
     out.skipped.append(&mut association_skipped);
+    for (name, _, _) in &names {
+        claimed.entry(name.clone()).or_insert_with(|| id.to_owned());
+    }
     if names.is_empty() {
         return Err(if associated { format!("no association with a DNS name, and no {ALIAS_TAG} tag") } else { "no DNS names".into() });
     }
@@ -290,15 +313,21 @@ fn convert_endpoint(
     let account = endpoint.owner_id().unwrap_or("");
     let service = endpoint.service_name().or(endpoint.resource_configuration_arn()).or(endpoint.service_network_arn()).unwrap_or("");
     for (name, scope, source) in &names {
-        let what = origins.get(name).map(|o| format!(" type={kind} {o}")).unwrap_or_default();
+        let what = match origins.get(name) {
+            Some(origin) => format!(" type={kind} {origin}"),
+            None if associated => format!(" type={kind}"),
+            None => String::new(),
+        };
         if let Scope::Upstream(target) = scope {
             let provenance = Provenance {
                 source: *source,
                 origin: Arc::from(format!("vpc_endpoints {id}{what} vpc={vpc} account={account} region={} answered_as={target}", ctx.region)),
             };
+            // Dual-stack: a name the upstreams give only A (or only AAAA) is no news.
             for (rtype, wanted) in [(RecordType::A, want_v4), (RecordType::AAAA, want_v6)] {
                 if wanted {
-                    out.external.push(ExternalAlias { name: name.clone(), rtype, target: target.clone(), provenance: provenance.clone(), weight: None });
+                    let optional = want_v4 && want_v6;
+                    out.external.push(ExternalAlias { name: name.clone(), rtype, target: target.clone(), provenance: provenance.clone(), weight: None, optional });
                 }
             }
             continue;
@@ -381,6 +410,8 @@ pub struct VpcEndpointSource {
     limiter: Arc<TokenBucket>,
     /// VPC Lattice, for custom domain names.
     lattice: Lattice,
+    /// The associations DescribeVpcEndpointAssociations last returned, by endpoint id.
+    last_associations: Mutex<HashMap<String, Vec<VpcEndpointAssociation>>>,
     /// Service-network endpoint names, as the upstreams last answered them.
     upstream: Resolutions,
 }
@@ -400,6 +431,7 @@ impl VpcEndpointSource {
             watched: Mutex::new(HashSet::new()),
             limiter,
             lattice,
+            last_associations: Mutex::new(HashMap::new()),
             upstream: Resolutions::default(),
         }
     }
@@ -487,9 +519,28 @@ impl VpcEndpointSource {
             .filter(|e| e.vpc_endpoint_type().is_some_and(|t| ["resource", "servicenetwork"].iter().any(|k| t.as_str().eq_ignore_ascii_case(k))))
             .filter_map(|e| e.vpc_endpoint_id().map(str::to_owned))
             .collect();
-        let associations = self.associations(&associated).await?;
+        let associations = self.associations_or_last(&associated, &mut skipped).await;
         let lattice = self.lattice_facts(&associations, &mut skipped).await;
         Ok((Inventory { endpoints, interfaces, private_dns_names, associations, lattice }, skipped))
+    }
+
+    /// The associations of `endpoints`; when DescribeVpcEndpointAssociations fails, the last
+    /// ones known, with the reason in `skipped`. It never fails the fetch: interface
+    /// endpoints need none of it (and an instance whose role lacks the newer permission must
+    /// keep serving them).
+    async fn associations_or_last(&self, endpoints: &[String], skipped: &mut Vec<String>) -> HashMap<String, Vec<VpcEndpointAssociation>> {
+        let mut last = self.last_associations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match self.associations(endpoints).await {
+            Ok(found) => {
+                *self.last_associations.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = found.clone();
+                found
+            }
+            Err(error) => {
+                last.retain(|id, _| endpoints.contains(id));
+                skipped.push(format!("{error}; resource and service-network endpoints keep their last associations ({} known)", last.len()));
+                last
+            }
+        }
     }
 
     /// DescribeVpcEndpointAssociations for `endpoints` (resource and service-network ones), by
@@ -532,8 +583,15 @@ impl VpcEndpointSource {
     /// and answered as unknown (see `lattice`).
     async fn lattice_facts(&self, associations: &HashMap<String, Vec<VpcEndpointAssociation>>, skipped: &mut Vec<String>) -> LatticeFacts {
         let all = || associations.values().flatten();
-        let mut configs: Vec<String> =
-            all().filter_map(|a| a.associated_resource_arn()).filter(|arn| arn.contains(":resourceconfiguration/")).map(str::to_owned).collect();
+        // A consumer may read a resource configuration shared with it (a resource endpoint's),
+        // not one it reaches only through a shared service network (VPC Lattice user guide,
+        // "Share VPC Lattice entities"): only the former is asked about.
+        let mut configs: Vec<String> = all()
+            .filter(|a| a.service_network_arn().is_none_or(str::is_empty))
+            .filter_map(|a| a.associated_resource_arn())
+            .filter(|arn| arn.contains(":resourceconfiguration/"))
+            .map(str::to_owned)
+            .collect();
         let mut networks: Vec<String> = all()
             .filter(|a| !a.associated_resource_arn().is_some_and(|arn| arn.contains(":resourceconfiguration/")))
             .filter_map(|a| a.service_network_arn().map(str::to_owned))
@@ -632,6 +690,11 @@ impl Source for VpcEndpointSource {
         self.watched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
 
+    fn restore(&self, last: &SourceOutput) {
+        self.upstream.restore(&last.records);
+        self.lattice.restore(&last.lattice);
+    }
+
     fn fetch<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<SourceOutput, FetchError>> {
         Box::pin(async move {
             let (inventory, mut skipped) = self.inventory().await?;
@@ -652,6 +715,7 @@ impl Source for VpcEndpointSource {
                 handles: converted.handles,
                 endpoints: converted.endpoints,
                 skipped,
+                lattice: self.lattice.remember(),
                 fetched_at: now_rfc3339(),
                 ..SourceOutput::default()
             })
@@ -867,7 +931,7 @@ mod tests {
             .build();
         let converted = records_from(&inventory(vec![gateway]), &ctx());
         assert!(converted.records.is_empty());
-        assert!(converted.skipped[0].contains("gateway"));
+        assert!(converted.skipped[0].contains("Gateway"));
     }
 
     #[test]
@@ -955,6 +1019,37 @@ mod tests {
         let converted = records_from(&inv, &ctx());
         assert!(!converted.external.iter().any(|e| e.name.to_string() == "orders.corp.example."));
         assert!(converted.skipped.iter().any(|s| s.contains("exactly one association")), "{:?}", converted.skipped);
+    }
+
+    /// A custom domain name another endpoint published first (here the Secrets Manager
+    /// endpoint's private DNS name) is left out, never mixed with its addresses.
+    #[test]
+    fn a_custom_domain_claimed_by_another_endpoint_is_left_out() {
+        let rcfg = "arn:aws:vpc-lattice:us-east-1:444455556666:resourceconfiguration/rcfg-1";
+        let resource = VpcEndpoint::builder()
+            .vpc_endpoint_id("vpce-0rc")
+            .vpc_endpoint_type(VpcEndpointType::from("resource"))
+            .state(State::from("available"))
+            .private_dns_enabled(true)
+            .network_interface_ids("eni-0s3b")
+            .build();
+        let association = aws_sdk_ec2::types::VpcEndpointAssociation::builder()
+            .id("vpce-rsc-asc-1")
+            .vpc_endpoint_id("vpce-0rc")
+            .associated_resource_arn(rcfg)
+            .dns_entry(entry("vpce-0rc.rcfg-1.4232ccc.vpc-lattice-rsc.us-east-1.on.aws"))
+            .private_dns_entry(entry("secretsmanager.us-east-1.amazonaws.com"))
+            .build();
+        // The resource endpoint is listed first; interface endpoints still claim first.
+        let mut inv = inventory(vec![resource, secrets_manager()]);
+        inv.associations.insert("vpce-0rc".into(), vec![association]);
+        let converted = records_from(&inv, &ctx());
+        let t = table(&converted);
+        assert_eq!(get(&t, "secretsmanager.us-east-1.amazonaws.com."), ["A 10.10.1.25", "A 10.10.2.41"], "the interface endpoint's alone");
+        assert!(converted.skipped.iter().any(|s| s.contains("already served for vpce-0f1e2d3c4b5a69788")), "{:?}", converted.skipped);
+        let summary = converted.endpoints.iter().find(|e| e.id == "vpce-0rc").expect("published");
+        assert_eq!(summary.kind, "Resource", "EC2's spelling, whatever the case it came in");
+        assert!(!summary.domains[0].served);
     }
 
     /// Issue 14 item 3: a tag names only what its domain allows, and no source owns the root or

@@ -47,6 +47,24 @@ async fn start_hub(upstream: SocketAddr, replay: &AwsReplay, extra: &str) -> (Te
     (hub, admin)
 }
 
+/// The demo's recordings on a stand-in, a stub upstream on `stub_ip` answering the service's
+/// association name, and hubdns serving them with `svc.example` allowed, once it answers
+/// the service's custom domain.
+async fn serving_demo(stub_ip: &str) -> (StubUpstream, AwsReplay, TestServer, SocketAddr) {
+    let upstream = StubUpstream::start_with(stub_ip, SNSA_IP, &[SNSA]).await;
+    let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in");
+    let (hub, admin) = start_hub(upstream.addr, &replay, "unverified_domains = [\"svc.example\"]").await;
+    wait_for(hub.addr, ORDERS, RecordType::A, ANSWER_WAIT, |m| !addresses(m).is_empty()).await;
+    (upstream, replay, hub, admin)
+}
+
+/// The demo's recordings with the Secrets Manager endpoint's first ENI moved to `ip`.
+fn secrets_moved_to(ip: &str) -> Responses {
+    let mut moved = Responses::demo();
+    moved.describe_network_interfaces = moved.describe_network_interfaces.replace("10.10.1.25", ip);
+    moved
+}
+
 fn parse_status(body: &str) -> serde_json::Value {
     serde_json::from_str(body).expect("status JSON")
 }
@@ -104,16 +122,11 @@ async fn resource_and_service_network_endpoints_answer_their_own_and_custom_name
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lattice_failing_keeps_each_items_last_answer_and_never_stops_ec2() {
-    let upstream = StubUpstream::start_with("127.0.0.111", SNSA_IP, &[SNSA]).await;
-    let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in");
-    let (hub, admin) = start_hub(upstream.addr, &replay, "unverified_domains = [\"svc.example\"]").await;
-    wait_for(hub.addr, ORDERS, RecordType::A, ANSWER_WAIT, |m| !addresses(m).is_empty()).await;
+    let (upstream, replay, hub, admin) = serving_demo("127.0.0.111").await;
 
     // Lattice throttles from now on; EC2 moves the Secrets Manager ENI to another address.
     replay.fail_lattice_with(Some(Failure::Throttle));
-    let mut moved = Responses::demo();
-    moved.describe_network_interfaces = moved.describe_network_interfaces.replace("10.10.1.25", "10.10.1.26");
-    replay.set_responses(moved);
+    replay.set_responses(secrets_moved_to("10.10.1.26"));
     let secrets = "secretsmanager.us-east-1.amazonaws.com.";
     wait_for(hub.addr, secrets, RecordType::A, ANSWER_WAIT, |m| addresses(m).contains(&"10.10.1.26".to_owned())).await;
     assert!(replay.requests_for("GetResourceConfiguration") >= 2, "Lattice was asked while throttling");
@@ -127,9 +140,7 @@ async fn lattice_failing_keeps_each_items_last_answer_and_never_stops_ec2() {
     // Lattice takes the requests and never answers: a fetch waits one attempt's timeout for
     // it (2 s here), no more, and EC2's next change is served.
     replay.fail_lattice_with(Some(Failure::Hang));
-    let mut moved = Responses::demo();
-    moved.describe_network_interfaces = moved.describe_network_interfaces.replace("10.10.1.25", "10.10.1.27");
-    replay.set_responses(moved);
+    replay.set_responses(secrets_moved_to("10.10.1.27"));
     wait_for(hub.addr, secrets, RecordType::A, ANSWER_WAIT, |m| addresses(m).contains(&"10.10.1.27".to_owned())).await;
     assert_eq!(addresses(&hub.udp(PROXY, RecordType::A).await), PROXY_IPS, "kept through the hang");
     assert_eq!(addresses(&hub.udp(ORDERS, RecordType::A).await), ["10.10.1.212"], "kept through the hang");
@@ -172,5 +183,76 @@ async fn an_unverified_custom_domain_needs_unverified_domains_even_under_all_dom
 
     let (hub, _admin) = start_hub(upstream.addr, &replay, "unverified_domains = [\"egress.example\"]").await;
     wait_for(hub.addr, PROXY, RecordType::A, ANSWER_WAIT, |m| addresses(m) == PROXY_IPS).await;
+    hub.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_association_call_failing_never_stops_interface_endpoints() {
+    let (upstream, replay, hub, admin) = serving_demo("127.0.0.113").await;
+
+    // The role lacks ec2:DescribeVpcEndpointAssociations (an upgrade without the new policy).
+    replay.fail_action("DescribeVpcEndpointAssociations", Some(Failure::ExpiredCredentials));
+    replay.set_responses(secrets_moved_to("10.10.1.26"));
+    let secrets = "secretsmanager.us-east-1.amazonaws.com.";
+    wait_for(hub.addr, secrets, RecordType::A, ANSWER_WAIT, |m| addresses(m).contains(&"10.10.1.26".to_owned())).await;
+    assert_eq!(addresses(&hub.udp(PROXY, RecordType::A).await), PROXY_IPS, "the last associations are kept");
+    assert_eq!(addresses(&hub.udp(ORDERS, RecordType::A).await), ["10.10.1.212"]);
+    let (_, body) = get(admin, "/status.json").await;
+    let status = parse_status(&body);
+    assert!(status["sources"][0]["last_error"].is_null(), "{}", status["sources"][0]);
+    assert!(status["sources"][0]["skipped"].to_string().contains("DescribeVpcEndpointAssociations"));
+    hub.server.stop().await;
+
+    // A cold start: the interface endpoints are served all the same.
+    let (hub, _admin) = start_hub(upstream.addr, &replay, "").await;
+    wait_for(hub.addr, secrets, RecordType::A, ANSWER_WAIT, |m| addresses(m).contains(&"10.10.1.26".to_owned())).await;
+    hub.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_what_lattice_and_the_upstream_said_last() {
+    let upstream = StubUpstream::start_with("127.0.0.114", SNSA_IP, &[SNSA]).await;
+    let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in");
+    let state = crate::harness::tempdir().join("state.json");
+    let extra = "unverified_domains = [\"svc.example\"]\n";
+    let text = config_text(upstream.addr, "127.0.0.1:0", &format!("state_file = \"{}\"", state.display()), &source(&replay, extra));
+    let hub = start(&local_config(&text)).await;
+    wait_for(hub.addr, ORDERS, RecordType::A, ANSWER_WAIT, |m| !addresses(m).is_empty()).await;
+    hub.server.stop().await;
+
+    // Restarted while VPC Lattice throttles and public DNS does not answer: what they said
+    // last (kept in the state file) stays through fetch after fetch.
+    upstream.pause(true);
+    replay.fail_lattice_with(Some(Failure::Throttle));
+    let asked = replay.requests_for("ListServiceNetworkServiceAssociations");
+    let hub = start(&local_config(&text)).await;
+    let waited = std::time::Instant::now();
+    while replay.requests_for("ListServiceNetworkServiceAssociations") < asked + 2 {
+        assert!(waited.elapsed() < ANSWER_WAIT * 2, "the source fetched twice");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(addresses(&hub.udp(ORDERS, RecordType::A).await), ["10.10.1.212"], "the service's domain, from what Lattice said before");
+    assert_eq!(addresses(&hub.udp(SNSA, RecordType::A).await), ["10.10.1.212"], "the upstream's last answer");
+    assert_eq!(addresses(&hub.udp(PROXY, RecordType::A).await), PROXY_IPS);
+    hub.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn associations_are_read_page_by_page() {
+    let upstream = StubUpstream::start_with("127.0.0.115", SNSA_IP, &[SNSA]).await;
+    let mut responses = Responses::demo();
+    let whole = responses.describe_vpc_endpoint_associations.remove(0);
+    let (head, rest) = whole.split_once("<item>").expect("an association");
+    let (first, others) = rest.split_once("        <item>").expect("two associations");
+    let tail = "    </vpcEndpointAssociationSet>\n</DescribeVpcEndpointAssociationsResponse>\n";
+    let first_page = format!("{head}<item>{first}{tail}").replace("</vpcEndpointAssociationSet>", "</vpcEndpointAssociationSet>\n    <nextToken>page-1</nextToken>");
+    let second_page = format!("{}<item>{others}", head);
+    responses.describe_vpc_endpoint_associations = vec![first_page, second_page];
+    let replay = AwsReplay::start(responses).await.expect("stand-in");
+    let (hub, _admin) = start_hub(upstream.addr, &replay, "unverified_domains = [\"svc.example\"]").await;
+    wait_for(hub.addr, PROXY, RecordType::A, ANSWER_WAIT, |m| addresses(m) == PROXY_IPS).await;
+    wait_for(hub.addr, ORDERS, RecordType::A, ANSWER_WAIT, |m| addresses(m) == ["10.10.1.212"]).await;
+    assert!(replay.requests_for("DescribeVpcEndpointAssociations") >= 2, "the second page was asked for");
     hub.server.stop().await;
 }
