@@ -908,6 +908,9 @@ impl Config {
                     if let Err(reason) = ownable(domain.name()) {
                         return Err(self.invalid(source, format!("{key}.{field}"), format!("{domain}: {reason}")));
                     }
+                    if domain.name().iter().any(|label| label == b"*") {
+                        return Err(self.invalid(source, format!("{key}.{field}"), format!("{domain}: a domain, not a wildcard (`example.com` covers every name below it)")));
+                    }
                 }
             }
         }
@@ -1517,6 +1520,8 @@ mod tests {
             let unverified = format!("[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nunverified_domains = [\"{bad}\"]\n");
             assert!(parse(&unverified).unwrap_err().to_string().contains("unverified_domains"), "{bad}");
         }
+        let wildcard = "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nunverified_domains = [\"*.svc.example\"]\n";
+        assert!(parse(wildcard).unwrap_err().to_string().contains("not a wildcard"));
         assert!(parse(&domains("corp.example")).is_ok());
         // The PSL's private section (AWS's own names) may be owned.
         assert!(parse("[[records]]\nname = \"s3.us-east-1.amazonaws.com\"\ntype = \"A\"\nvalues = [\"10.0.0.1\"]\n").is_ok());
