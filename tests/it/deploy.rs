@@ -300,11 +300,11 @@ fn the_cloudformation_templates_lint_and_carry_the_policy_and_a_valid_config() {
     cfn_lint("deploy/forwarders/route53-resolver-rules.yaml");
     let template = read("deploy/cloudformation/hubdns.yaml");
 
-    // Its inline policy grants exactly the shipped policy's EC2 and Route 53 actions.
+    // Its inline policy grants exactly the shipped policy's EC2, VPC Lattice and Route 53 actions.
     let granted: BTreeSet<String> = template
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- "))
-        .filter(|a| a.starts_with("ec2:") || a.starts_with("route53:"))
+        .filter(|a| a.starts_with("ec2:") || a.starts_with("route53:") || a.starts_with("vpc-lattice:"))
         .map(str::to_owned)
         .collect();
     assert_eq!(granted, policy_actions());

@@ -505,10 +505,12 @@ async fn owned_names_are_answered_while_forwarding_is_saturated() {
         let bytes = query(&format!("n{i}.stuck.test"), RecordType::A).to_vec().expect("encode");
         socket.send_to(&bytes, t.addr).await.expect("send");
     }
-    // Forwards beyond the 8 get SERVFAIL at once; owned names answer as always.
+    // Forwards beyond the 8 get SERVFAIL at once; owned names answer as always — never behind
+    // the forwards, which take the 3 s deadline (the bound is that, not a speed: the full
+    // suite on 2 cores made a 50 ms one fail by load alone).
     for _ in 0..50 {
         let (answer, took) = timed(t.addr, "txt.corp.example").await;
-        assert!(answer.metadata.authoritative && took < Duration::from_millis(50), "{took:?}");
+        assert!(answer.metadata.authoritative && took < Duration::from_millis(1000), "{took:?}");
     }
     let servfails = servfails.await.expect("reader");
     let saturated = sample(&metrics(admin).await, "hubdns_forward_saturated_total");
