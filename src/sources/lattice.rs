@@ -75,7 +75,11 @@ pub type Known<T> = Result<T, String>;
 
 /// The VPC Lattice client of one endpoint source, with what it last learned per item.
 pub struct Lattice {
-    client: Client,
+    /// Made at the first lookup: most sources have no resource or service-network endpoint,
+    /// and need no Lattice client at all.
+    client: std::sync::OnceLock<Client>,
+    shared: SdkConfig,
+    url: Option<String>,
     /// The account's VPC Lattice budget in this region.
     limiter: Arc<TokenBucket>,
     configs: Mutex<HashMap<String, ResourceConfig>>,
@@ -104,12 +108,18 @@ impl Lattice {
     /// than [`DEADLINE`]) for Lattice.
     pub fn new(shared: &SdkConfig, url: Option<&str>, account: Option<&str>, region: &str, share: f64, attempt_timeout: Duration) -> Self {
         Self {
-            client: crate::with_endpoint!(aws_sdk_vpclattice, shared, url),
+            client: std::sync::OnceLock::new(),
+            shared: shared.clone(),
+            url: url.map(str::to_owned),
             limiter: budget(ApiFamily::Lattice, account, Some(region), share),
             configs: Mutex::new(HashMap::new()),
             networks: Mutex::new(HashMap::new()),
             deadline: attempt_timeout.min(DEADLINE),
         }
+    }
+
+    fn client(&self) -> &Client {
+        self.client.get_or_init(|| crate::with_endpoint!(aws_sdk_vpclattice, &self.shared, self.url.as_deref()))
     }
 
     /// What Lattice last said of every item, for the source's answer (and so the state file).
@@ -139,7 +149,7 @@ impl Lattice {
     pub async fn resource_configs(&self, arns: &[String]) -> (HashMap<String, Known<ResourceConfig>>, Vec<String>) {
         let mut lookups = tokio::task::JoinSet::new();
         for arn in arns {
-            let (client, limiter, arn) = (self.client.clone(), self.limiter.clone(), arn.clone());
+            let (client, limiter, arn) = (self.client().clone(), self.limiter.clone(), arn.clone());
             lookups.spawn(async move {
                 limiter.acquire().await;
                 let asked = match client.get_resource_configuration().resource_configuration_identifier(&arn).send().await {
@@ -162,7 +172,7 @@ impl Lattice {
     pub async fn service_networks(&self, arns: &[String]) -> (HashMap<String, Known<Vec<ServiceDomain>>>, Vec<String>) {
         let mut lookups = tokio::task::JoinSet::new();
         for arn in arns {
-            let (client, limiter, arn) = (self.client.clone(), self.limiter.clone(), arn.clone());
+            let (client, limiter, arn) = (self.client().clone(), self.limiter.clone(), arn.clone());
             lookups.spawn(async move {
                 let mut pages = client.list_service_network_service_associations().service_network_identifier(&arn).into_paginator().send();
                 let mut items = Vec::new();
