@@ -6,6 +6,7 @@
 //! whole.
 
 use std::{
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -14,7 +15,7 @@ use hickory_proto::rr::Name;
 
 use crate::{
     config::Config,
-    snapshot::{Alias, Dropped, Provenance, Snapshot, SoaSettings, SourceKind},
+    snapshot::{Alias, Dropped, Provenance, Record, Snapshot, SoaSettings, SourceKind},
     sources::{self, SourceOutput},
 };
 
@@ -35,18 +36,21 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
         .collect();
     let mut aliases = aliases;
     let mut zone_conflicts = Vec::new();
+    let domains_lost = custom_domains_lost(outputs, &mut zone_conflicts);
     for (i, output) in outputs.iter().enumerate() {
         let lost = zones_lost(outputs, i, &mut zone_conflicts);
-        if lost.is_empty() {
+        if lost.is_empty() && domains_lost[i].is_empty() {
             records.extend(output.records.iter().cloned());
             aliases.extend(output.aliases.iter().cloned());
             continue;
         }
+        // A custom domain name an earlier source publishes is that source's alone.
+        let domain_lost = |r: &Record| r.provenance.source == SourceKind::EndpointDns && domains_lost[i].contains(&r.name);
         // A record belongs to the most specific of its source's zones that holds it.
         let in_lost_zone = |name: &Name| {
             output.zones.iter().filter(|z| z.name.zone_of(name)).max_by_key(|z| z.name.num_labels()).is_some_and(|z| lost.contains(&z.id))
         };
-        records.extend(output.records.iter().filter(|r| !in_lost_zone(&r.name)).cloned());
+        records.extend(output.records.iter().filter(|r| !in_lost_zone(&r.name) && !domain_lost(r)).cloned());
         aliases.extend(output.aliases.iter().filter(|a| !in_lost_zone(&a.name)).cloned());
     }
     let (mut snapshot, mut dropped) = Snapshot::build(records, aliases, &soa_settings(config), serial_now());
@@ -78,6 +82,49 @@ fn zones_lost(outputs: &[Arc<SourceOutput>], i: usize, conflicts: &mut Vec<Dropp
         if let Some(winner) = winner {
             conflicts.push(Dropped::Conflict { name: zone.name.clone(), kept: provenance(&winner.id), dropped: provenance(&zone.id) });
             lost.push(zone.id.clone());
+        }
+    }
+    lost
+}
+
+/// Per source, the custom domain names of its resource and service-network endpoints that an
+/// earlier source publishes too (as a custom domain, or any endpoint name): the earlier
+/// source keeps the name, never a mix of two endpoints' addresses (within one source its
+/// conversion already keeps the first). Each loss is added to `conflicts`.
+fn custom_domains_lost(outputs: &[Arc<SourceOutput>], conflicts: &mut Vec<Dropped>) -> Vec<HashSet<Name>> {
+    let served = |output: &SourceOutput| -> HashSet<Name> {
+        output
+            .endpoints
+            .iter()
+            .flat_map(|e| &e.domains)
+            .filter(|d| d.served)
+            .filter_map(|d| Name::from_ascii(d.name.trim_end_matches('.')).ok())
+            .map(|mut n| {
+                n.set_fqdn(true);
+                n.to_lowercase()
+            })
+            .collect()
+    };
+    let custom: Vec<HashSet<Name>> = outputs.iter().map(|o| served(o)).collect();
+    let mut lost = vec![HashSet::new(); outputs.len()];
+    if custom.iter().all(HashSet::is_empty) {
+        return lost;
+    }
+    let all: HashSet<&Name> = custom.iter().flatten().collect();
+    // The first source with an endpoint record at each such name owns it.
+    let mut owner: HashMap<&Name, (usize, &Provenance)> = HashMap::new();
+    for (i, output) in outputs.iter().enumerate() {
+        for record in output.records.iter().filter(|r| r.provenance.source == SourceKind::EndpointDns && all.contains(&r.name)) {
+            owner.entry(&record.name).or_insert((i, &record.provenance));
+        }
+    }
+    for (i, names) in custom.iter().enumerate() {
+        for name in names {
+            let Some(&(first, kept)) = owner.get(name).filter(|(first, _)| *first != i) else { continue };
+            let dropped = outputs[i].records.iter().find(|r| &r.name == name).map_or_else(|| kept.clone(), |r| r.provenance.clone());
+            tracing::debug!(%name, kept_by = first, "custom domain name kept by an earlier source");
+            conflicts.push(Dropped::Conflict { name: name.clone(), kept: kept.clone(), dropped });
+            lost[i].insert(name.clone());
         }
     }
     lost
@@ -123,6 +170,36 @@ mod tests {
             fetched_at: "2026-11-21T15:00:00Z".into(),
             ..SourceOutput::default()
         }
+    }
+
+    /// Issue 17: a custom domain name two sources' endpoints publish (two accounts' resource
+    /// endpoints to one service) is the earlier source's alone, a reported conflict, never a
+    /// mix of both endpoints' addresses.
+    #[test]
+    fn a_custom_domain_in_two_sources_is_the_earlier_ones() {
+        let output = |ip: [u8; 4], endpoint: &str| {
+            let name = Name::from_ascii("proxy.egress.example.").unwrap();
+            SourceOutput {
+                records: vec![Record {
+                    name: name.clone(),
+                    ttl: 60,
+                    data: RData::A(A(Ipv4Addr::from(ip))),
+                    provenance: Provenance { source: SourceKind::EndpointDns, origin: Arc::from(format!("vpc_endpoints {endpoint}")) },
+                    weight: None,
+                }],
+                endpoints: vec![crate::sources::output::EndpointSummary {
+                    id: endpoint.into(),
+                    domains: vec![crate::sources::output::DomainSummary { name: "proxy.egress.example".into(), served: true, ..Default::default() }],
+                    ..Default::default()
+                }],
+                fetched_at: "2026-12-05T10:00:00Z".into(),
+                ..SourceOutput::default()
+            }
+        };
+        let config = Config::parse("", "t.toml").unwrap();
+        let (snapshot, dropped) = build_snapshot(&config, &[Arc::new(output([10, 0, 0, 1], "vpce-1")), Arc::new(output([10, 0, 0, 2], "vpce-2"))]);
+        assert_eq!(snapshot.record_count(), 1, "one endpoint's address, not both");
+        assert!(dropped.iter().any(|d| matches!(d, Dropped::Conflict { dropped, .. } if dropped.origin.contains("vpce-2"))), "{dropped:?}");
     }
 
     /// Issue 14 item 7: a zone name served by two sources (two accounts, say) is the earlier

@@ -28,7 +28,8 @@
 //!   is served when its owner verified it, or when it is under the source's
 //!   `unverified_domains` — AWS answers an unverified name in one VPC, hubdns would answer
 //!   every client. The entry's being there under `VERIFIED_DOMAINS_ONLY`, or unlisted under
-//!   `VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS`, says it is verified, whatever Lattice says;
+//!   `VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS`, says it is verified, whatever Lattice said (EC2's
+//!   answer is the fresher: Lattice's may be from before a restart);
 //! - a resource configuration's custom domain name or DNS target with no private DNS entry
 //!   is not served: AWS made no private DNS for it;
 //! - a service's custom domain name (AWS makes no private DNS for services) is served with
@@ -243,7 +244,8 @@ fn candidates(association: &VpcEndpointAssociation, facts: &LatticeFacts, own: &
         // consumer listed it: otherwise the entry's being there says it is verified.
         let listed = parse(private).is_ok_and(|n| specified.iter().any(|s| s.trim() != "*" && specified_covers(s, &n)));
         let implied = preference == "VERIFIED_DOMAINS_ONLY" || (preference == "VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS" && !listed);
-        let status = config_status(private).or_else(|why| if implied { Ok("VERIFIED".to_owned()) } else { Err(why) });
+        // EC2's answer now outranks what Lattice said (maybe a while ago, from the state file).
+        let status = if implied { Ok("VERIFIED".to_owned()) } else { config_status(private) };
         add(private, ("private DNS entry", "private_dns_entry"), status, Gate::AwsAnswersIt);
     }
     if let Some(Ok(c)) = &config {

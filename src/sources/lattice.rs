@@ -17,9 +17,11 @@
 //! `AccessDeniedException`, `ValidationException`; VPC Lattice API reference,
 //! GetResourceConfiguration, "Errors") is dropped from the cache and known as unknown, which
 //! serves only what needs no verification status (see `endpoint_associations`). The calls run
-//! at once, and a fetch waits for them no longer than one API attempt's timeout (at most 5 s):
-//! what has not answered by then keeps its last answer, so a hung Lattice delays the
-//! endpoints' other names by that much at most.
+//! in turn as the account's Lattice budget allows — what nothing is known of first, then what
+//! was answered longest ago — all answering at once, and a fetch waits for them no longer than
+//! one API attempt's timeout (at most 5 s): what has not answered by then keeps its last
+//! answer, so a hung or busy Lattice delays the endpoints' other names by that much at most,
+//! and with more items than one fetch's budget, each is learned, then refreshed, in turn.
 
 use std::{
     collections::HashMap,
@@ -84,6 +86,8 @@ pub struct Lattice {
     limiter: Arc<TokenBucket>,
     configs: Mutex<HashMap<String, ResourceConfig>>,
     networks: Mutex<HashMap<String, Vec<ServiceDomain>>>,
+    /// When Lattice last answered about each item, in this process.
+    answered: Mutex<HashMap<String, tokio::time::Instant>>,
     /// How long a fetch waits for Lattice's answers: what has not come by then keeps its last
     /// answer, so a slow Lattice delays the endpoints' other names by this much at most.
     deadline: Duration,
@@ -114,6 +118,7 @@ impl Lattice {
             limiter: budget(ApiFamily::Lattice, account, Some(region), share),
             configs: Mutex::new(HashMap::new()),
             networks: Mutex::new(HashMap::new()),
+            answered: Mutex::new(HashMap::new()),
             deadline: attempt_timeout.min(DEADLINE),
         }
     }
@@ -144,40 +149,34 @@ impl Lattice {
         networks.extend(memory.service_networks.iter().cloned());
     }
 
-    /// What Lattice says of each resource configuration in `arns`, asked all at once, and
-    /// notes on what it would not say this time.
+    /// What Lattice says of each resource configuration in `arns`, and notes on what it would
+    /// not say this time.
     pub async fn resource_configs(&self, arns: &[String]) -> (HashMap<String, Known<ResourceConfig>>, Vec<String>) {
-        let mut lookups = tokio::task::JoinSet::new();
-        for arn in arns {
-            let (client, limiter, arn) = (self.client().clone(), self.limiter.clone(), arn.clone());
-            lookups.spawn(async move {
-                limiter.acquire().await;
-                let asked = match client.get_resource_configuration().resource_configuration_identifier(&arn).send().await {
+        let order = self.order(arns, |arn| self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(arn));
+        let answers = self
+            .ask(order, |client, _, arn| async move {
+                match client.get_resource_configuration().resource_configuration_identifier(&arn).send().await {
                     Ok(output) => Asked::Found(resource_config_from(&output)),
                     Err(error) => match item_error(&error, ITEM_GONE) {
                         Some(reason) => Asked::Gone(reason),
                         None => Asked::Failed(sdk_message(&error)),
                     },
-                };
-                (arn, asked)
-            });
-        }
-        let answers = collect(lookups, self.deadline).await;
+                }
+            })
+            .await;
         let mut cache = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        settle(&mut cache, arns, answers, "resource configuration", "GetResourceConfiguration")
+        self.settle(&mut cache, arns, answers, "resource configuration", "GetResourceConfiguration")
     }
 
-    /// The services of each service network in `arns` (ARNs), asked all at once, and notes on
-    /// what Lattice would not say this time.
+    /// The services of each service network in `arns` (ARNs), and notes on what Lattice would
+    /// not say this time.
     pub async fn service_networks(&self, arns: &[String]) -> (HashMap<String, Known<Vec<ServiceDomain>>>, Vec<String>) {
-        let mut lookups = tokio::task::JoinSet::new();
-        for arn in arns {
-            let (client, limiter, arn) = (self.client().clone(), self.limiter.clone(), arn.clone());
-            lookups.spawn(async move {
+        let order = self.order(arns, |arn| self.networks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(arn));
+        let answers = self
+            .ask(order, |client, limiter, arn| async move {
                 let mut pages = client.list_service_network_service_associations().service_network_identifier(&arn).into_paginator().send();
                 let mut items = Vec::new();
-                limiter.acquire().await;
-                let asked = loop {
+                loop {
                     match pages.next().await {
                         None => break Asked::Found(service_domains_from(&items)),
                         Some(Ok(page)) => {
@@ -191,21 +190,108 @@ impl Lattice {
                             None => break Asked::Failed(sdk_message(&error)),
                         },
                     }
-                };
-                (arn, asked)
-            });
-        }
-        let answers = collect(lookups, self.deadline).await;
+                }
+            })
+            .await;
         let mut cache = self.networks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        settle(&mut cache, arns, answers, "service network", "ListServiceNetworkServiceAssociations")
+        self.settle(&mut cache, arns, answers, "service network", "ListServiceNetworkServiceAssociations")
+    }
+
+    /// `arns` in the order to ask them: what nothing is known of first, then what Lattice
+    /// answered longest ago — so with more items than the budget allows in one fetch, every
+    /// item is learned, then refreshed, in turn.
+    fn order(&self, arns: &[String], cached: impl Fn(&str) -> bool) -> Vec<String> {
+        // One lock at a time: `settle` takes a cache's lock, then `answered`.
+        let known: Vec<bool> = arns.iter().map(|arn| cached(arn)).collect();
+        let answered = self.answered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut order: Vec<(bool, Option<tokio::time::Instant>, &String)> =
+            arns.iter().zip(known).map(|(arn, known)| (known, answered.get(arn).copied(), arn)).collect();
+        order.sort();
+        order.into_iter().map(|(_, _, arn)| arn.clone()).collect()
+    }
+
+    /// Asks about each item of `order` in turn, one token of the budget each, all answering at
+    /// once; what has not answered by the deadline (or was not asked by then) is left out.
+    async fn ask<T, F, Fut>(&self, order: Vec<String>, lookup: F) -> HashMap<String, Asked<T>>
+    where
+        T: Send + 'static,
+        F: Fn(Client, Arc<TokenBucket>, String) -> Fut,
+        Fut: std::future::Future<Output = Asked<T>> + Send + 'static,
+    {
+        let until = tokio::time::Instant::now() + self.deadline;
+        let (mut lookups, mut asked) = (tokio::task::JoinSet::new(), Vec::new());
+        let _ = tokio::time::timeout_at(until, async {
+            for arn in order {
+                self.limiter.acquire().await;
+                let answer = lookup(self.client().clone(), self.limiter.clone(), arn.clone());
+                asked.push(arn.clone());
+                lookups.spawn(async move { (arn, answer.await) });
+            }
+        })
+        .await;
+        let mut answers = collect(lookups, until).await;
+        // Asked and not answered in time: a failure (a hung Lattice shows); not asked at all
+        // (the budget ran out first): no news, the next fetch asks it first.
+        for arn in asked {
+            answers.entry(arn).or_insert_with(|| Asked::Failed(format!("no answer within {:?}", self.deadline)));
+        }
+        answers
+    }
+
+    /// Folds this round's answers into `cache` (only the items asked about stay) and says
+    /// what is known of each item: a failed lookup keeps the last answer, a gone item is
+    /// forgotten, an item not asked this time (the budget) keeps its last answer quietly.
+    fn settle<T: Clone>(
+        &self,
+        cache: &mut HashMap<String, T>,
+        arns: &[String],
+        mut answers: HashMap<String, Asked<T>>,
+        what: &str,
+        call: &str,
+    ) -> (HashMap<String, Known<T>>, Vec<String>) {
+        let mut answered = self.answered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (mut known, mut notes) = (HashMap::new(), Vec::new());
+        for arn in arns {
+            let result = match answers.remove(arn) {
+                Some(Asked::Found(value)) => {
+                    cache.insert(arn.clone(), value.clone());
+                    answered.insert(arn.clone(), tokio::time::Instant::now());
+                    Ok(value)
+                }
+                Some(Asked::Gone(reason)) => {
+                    cache.remove(arn);
+                    notes.push(format!("{what} {arn}: {call}: {reason}"));
+                    Err(format!("{call}: {reason}"))
+                }
+                Some(Asked::Failed(reason)) => match cache.get(arn) {
+                    Some(last) => {
+                        notes.push(format!("{what} {arn}: {call} failed, its last answer kept: {reason}"));
+                        Ok(last.clone())
+                    }
+                    None => {
+                        notes.push(format!("{what} {arn}: {call} failed, nothing known of it yet: {reason}"));
+                        Err(format!("{call} failed: {reason}"))
+                    }
+                },
+                None => match cache.get(arn) {
+                    Some(last) => Ok(last.clone()),
+                    None => {
+                        notes.push(format!("{what} {arn}: {call} not answered within {:?}, nothing known of it yet", self.deadline));
+                        Err(format!("{call} not answered yet"))
+                    }
+                },
+            };
+            known.insert(arn.clone(), result);
+        }
+        cache.retain(|arn, _| arns.contains(arn));
+        (known, notes)
     }
 }
 
-/// The lookups' answers, as far as they came within `deadline`; the rest are dropped (and
-/// aborted) and keep their last answer.
-async fn collect<T: 'static>(mut lookups: tokio::task::JoinSet<(String, Asked<T>)>, deadline: Duration) -> HashMap<String, Asked<T>> {
+/// The lookups' answers, as far as they came by `until`; the rest are dropped (and aborted).
+async fn collect<T: 'static>(mut lookups: tokio::task::JoinSet<(String, Asked<T>)>, until: tokio::time::Instant) -> HashMap<String, Asked<T>> {
     let mut answers = HashMap::new();
-    let _ = tokio::time::timeout(deadline, async {
+    let _ = tokio::time::timeout_at(until, async {
         while let Some(done) = lookups.join_next().await {
             if let Ok((arn, asked)) = done {
                 answers.insert(arn, asked);
@@ -214,44 +300,6 @@ async fn collect<T: 'static>(mut lookups: tokio::task::JoinSet<(String, Asked<T>
     })
     .await;
     answers
-}
-
-/// Folds this round's answers into `cache` (only the items asked about stay) and says what is
-/// known of each item: a failed lookup keeps the last answer, a gone item is forgotten.
-fn settle<T: Clone>(
-    cache: &mut HashMap<String, T>,
-    arns: &[String],
-    mut answers: HashMap<String, Asked<T>>,
-    what: &str,
-    call: &str,
-) -> (HashMap<String, Known<T>>, Vec<String>) {
-    let (mut known, mut notes) = (HashMap::new(), Vec::new());
-    for arn in arns {
-        let result = match answers.remove(arn).unwrap_or_else(|| Asked::Failed("it did not answer in time".to_owned())) {
-            Asked::Found(value) => {
-                cache.insert(arn.clone(), value.clone());
-                Ok(value)
-            }
-            Asked::Gone(reason) => {
-                cache.remove(arn);
-                notes.push(format!("{what} {arn}: {call}: {reason}"));
-                Err(format!("{call}: {reason}"))
-            }
-            Asked::Failed(reason) => match cache.get(arn) {
-                Some(last) => {
-                    notes.push(format!("{what} {arn}: {call} failed, its last answer kept: {reason}"));
-                    Ok(last.clone())
-                }
-                None => {
-                    notes.push(format!("{what} {arn}: {call} failed, nothing known of it yet: {reason}"));
-                    Err(format!("{call} failed: {reason}"))
-                }
-            },
-        };
-        known.insert(arn.clone(), result);
-    }
-    cache.retain(|arn, _| arns.contains(arn));
-    (known, notes)
 }
 
 #[cfg(test)]
@@ -310,6 +358,10 @@ mod tests {
         assert_eq!(domains[1].custom_domain, None);
     }
 
+    fn lattice() -> Lattice {
+        Lattice::new(&SdkConfig::builder().build(), None, None, "us-east-1", 1.0, DEADLINE)
+    }
+
     /// A hung lookup is given up at the deadline; the ones that answered stand.
     #[tokio::test(start_paused = true)]
     async fn a_hung_lookup_is_given_up_at_the_deadline() {
@@ -319,26 +371,43 @@ mod tests {
             std::future::pending::<()>().await;
             ("hung".to_owned(), Asked::Found(2))
         });
-        let answers = collect(lookups, DEADLINE).await;
+        let answers = collect(lookups, tokio::time::Instant::now() + DEADLINE).await;
         assert_eq!(answers.keys().collect::<Vec<_>>(), ["fast"]);
-        let mut cache = HashMap::from([("hung".to_owned(), 7)]);
-        let (known, notes) = settle(&mut cache, &["fast".to_owned(), "hung".to_owned()], answers, "thing", "Get");
-        assert_eq!((known["fast"].clone(), known["hung"].clone()), (Ok(1), Ok(7)), "the hung item keeps its last answer");
-        assert!(notes[0].contains("did not answer in time"), "{notes:?}");
+    }
+
+    /// With more items than the budget gives in one fetch, what nothing is known of is asked
+    /// first, then what was answered longest ago; an item not asked keeps its answer quietly.
+    #[tokio::test(start_paused = true)]
+    async fn unknown_items_are_asked_first_and_the_rest_in_turn() {
+        let lattice = lattice();
+        let arns: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
+        let mut cache = HashMap::from([("a".to_owned(), 1), ("b".to_owned(), 2)]);
+        lattice.answered.lock().unwrap().insert("b".into(), tokio::time::Instant::now());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        lattice.answered.lock().unwrap().insert("a".into(), tokio::time::Instant::now());
+        assert_eq!(lattice.order(&arns, |arn| cache.contains_key(arn)), ["c", "b", "a"]);
+
+        let answers = HashMap::from([("c".to_owned(), Asked::Found(3))]);
+        let (known, notes) = lattice.settle(&mut cache, &arns, answers, "thing", "Get");
+        assert_eq!((known["a"].clone(), known["b"].clone(), known["c"].clone()), (Ok(1), Ok(2), Ok(3)));
+        assert!(notes.is_empty(), "not asked this time is no news: {notes:?}");
+        let (known, notes) = lattice.settle(&mut HashMap::<String, u32>::new(), &["d".to_owned()], HashMap::new(), "thing", "Get");
+        assert!(known["d"].is_err() && notes[0].contains("nothing known"), "{notes:?}");
     }
 
     #[test]
     fn failures_keep_the_last_answer_and_gone_items_are_forgotten() {
+        let lattice = lattice();
         let arns = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
         let mut cache: HashMap<String, u32> = HashMap::new();
         let answers = HashMap::from([("a".into(), Asked::Found(1)), ("b".into(), Asked::Found(2)), ("c".into(), Asked::Failed("slow".into()))]);
-        let (known, notes) = settle(&mut cache, &arns, answers, "thing", "Get");
+        let (known, notes) = lattice.settle(&mut cache, &arns, answers, "thing", "Get");
         assert_eq!((known["a"].clone(), known["b"].clone()), (Ok(1), Ok(2)));
         assert!(known["c"].is_err(), "nothing known yet");
         assert_eq!(notes.len(), 1, "and said so: {notes:?}");
 
         let answers = HashMap::from([("a".into(), Asked::Failed("throttled".into())), ("b".into(), Asked::Gone("ResourceNotFoundException".into()))]);
-        let (known, notes) = settle(&mut cache, &arns[..2], answers, "thing", "Get");
+        let (known, notes) = lattice.settle(&mut cache, &arns[..2], answers, "thing", "Get");
         assert_eq!(known["a"], Ok(1), "kept through a failure");
         assert!(known["b"].as_ref().is_err_and(|e| e.contains("ResourceNotFoundException")));
         assert_eq!(notes.len(), 2, "{notes:?}");

@@ -38,6 +38,10 @@ pub struct SourceOutput {
     /// for the table, so not part of [`SourceOutput::same_content`].
     #[serde(default, skip_serializing_if = "lattice_unknown")]
     pub lattice: LatticeMemory,
+    /// The associations of its resource and service-network endpoints (vpc_endpoints
+    /// sources), to start from after a restart; not for the table either.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associations: Vec<AssociationFacts>,
     /// When the source answered (RFC 3339).
     pub fetched_at: String,
 }
@@ -142,6 +146,31 @@ pub struct ServiceDomain {
     pub service_name: String,
     /// Its custom domain name, if it has one.
     pub custom_domain: Option<String>,
+}
+
+/// One endpoint association as DescribeVpcEndpointAssociations gave it, in plain data: kept in
+/// the answer (so in the state file) so that a restart while the call fails keeps the names of
+/// resource and service-network endpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssociationFacts {
+    /// The endpoint's id.
+    pub endpoint_id: String,
+    /// The association's id.
+    pub id: String,
+    /// `DnsEntry.DnsName`.
+    pub dns_name: Option<String>,
+    /// `PrivateDnsEntry.DnsName`.
+    pub private_dns_name: Option<String>,
+    /// `AssociatedResourceArn`.
+    pub resource_arn: Option<String>,
+    /// `ServiceNetworkArn`.
+    pub service_network_arn: Option<String>,
+    /// `AssociatedResourceAccessibility`.
+    pub accessibility: Option<String>,
+    /// `FailureCode`.
+    pub failure_code: Option<String>,
+    /// `FailureReason`.
+    pub failure_reason: Option<String>,
 }
 
 /// What VPC Lattice last said of the items behind a source's endpoints. Kept in the answer

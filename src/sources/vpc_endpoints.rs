@@ -48,7 +48,7 @@ use hickory_proto::rr::{
 
 use crate::{
     config::{Accounts, AwsAccess, VpcEndpointsConfig},
-    sources::output::{EndpointSummary, InterfaceSummary},
+    sources::output::{AssociationFacts, EndpointSummary, InterfaceSummary},
     snapshot::{Provenance, Record, SourceKind, ownable},
     sources::{
         BoxFuture, Build, Entry, Env, Source, SourceOutput,
@@ -302,8 +302,12 @@ fn convert_endpoint(
         }
     }
     out.skipped.append(&mut association_skipped);
-    for (name, _, _) in &names {
-        claimed.entry(name.clone()).or_insert_with(|| id.to_owned());
+    // Tag names claim nothing: a tag may add names, never take one over (the table's
+    // precedence puts endpoint names above tags).
+    for (name, _, source) in &names {
+        if *source == SourceKind::EndpointDns {
+            claimed.entry(name.clone()).or_insert_with(|| id.to_owned());
+        }
     }
     if names.is_empty() {
         return Err(if associated { format!("no association with a DNS name, and no {ALIAS_TAG} tag") } else { "no DNS names".into() });
@@ -381,6 +385,38 @@ fn convert_endpoint(
         }
     }
     Ok(())
+}
+
+/// An association in plain data (for the state file). Pure.
+fn facts_of(endpoint: &str, a: &VpcEndpointAssociation) -> AssociationFacts {
+    let text = |v: Option<&str>| v.map(str::to_owned);
+    AssociationFacts {
+        endpoint_id: endpoint.to_owned(),
+        id: a.id().unwrap_or_default().to_owned(),
+        dns_name: text(a.dns_entry().and_then(|e| e.dns_name())),
+        private_dns_name: text(a.private_dns_entry().and_then(|e| e.dns_name())),
+        resource_arn: text(a.associated_resource_arn()),
+        service_network_arn: text(a.service_network_arn()),
+        accessibility: text(a.associated_resource_accessibility()),
+        failure_code: text(a.failure_code()),
+        failure_reason: text(a.failure_reason()),
+    }
+}
+
+/// The association `facts` describe, as the SDK would have returned it. Pure.
+fn association_from(facts: &AssociationFacts) -> VpcEndpointAssociation {
+    let entry = |name: &Option<String>| name.as_ref().map(|n| aws_sdk_ec2::types::DnsEntry::builder().dns_name(n).build());
+    VpcEndpointAssociation::builder()
+        .vpc_endpoint_id(&facts.endpoint_id)
+        .id(&facts.id)
+        .set_dns_entry(entry(&facts.dns_name))
+        .set_private_dns_entry(entry(&facts.private_dns_name))
+        .set_associated_resource_arn(facts.resource_arn.clone())
+        .set_service_network_arn(facts.service_network_arn.clone())
+        .set_associated_resource_accessibility(facts.accessibility.clone())
+        .set_failure_code(facts.failure_code.clone())
+        .set_failure_reason(facts.failure_reason.clone())
+        .build()
 }
 
 /// Whether `name` is an endpoint-specific `vpce-…` name (regional or zonal, wildcard or not).
@@ -522,6 +558,17 @@ impl VpcEndpointSource {
         let associations = self.associations_or_last(&associated, &mut skipped).await;
         let lattice = self.lattice_facts(&associations, &mut skipped).await;
         Ok((Inventory { endpoints, interfaces, private_dns_names, associations, lattice }, skipped))
+    }
+
+    /// The associations last known, in plain data, for the source's answer.
+    fn remembered_associations(&self) -> Vec<AssociationFacts> {
+        let associations = self.last_associations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut facts: Vec<AssociationFacts> = associations
+            .iter()
+            .flat_map(|(endpoint, list)| list.iter().map(move |a| facts_of(endpoint, a)))
+            .collect();
+        facts.sort_by(|a, b| (&a.endpoint_id, &a.id).cmp(&(&b.endpoint_id, &b.id)));
+        facts
     }
 
     /// The associations of `endpoints`; when DescribeVpcEndpointAssociations fails, the last
@@ -693,6 +740,10 @@ impl Source for VpcEndpointSource {
     fn restore(&self, last: &SourceOutput) {
         self.upstream.restore(&last.records);
         self.lattice.restore(&last.lattice);
+        let mut associations = self.last_associations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for facts in &last.associations {
+            associations.entry(facts.endpoint_id.clone()).or_default().push(association_from(facts));
+        }
     }
 
     fn fetch<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<SourceOutput, FetchError>> {
@@ -716,6 +767,7 @@ impl Source for VpcEndpointSource {
                 endpoints: converted.endpoints,
                 skipped,
                 lattice: self.lattice.remember(),
+                associations: self.remembered_associations(),
                 fetched_at: now_rfc3339(),
                 ..SourceOutput::default()
             })
@@ -1021,11 +1073,9 @@ mod tests {
         assert!(converted.skipped.iter().any(|s| s.contains("exactly one association")), "{:?}", converted.skipped);
     }
 
-    /// A custom domain name another endpoint published first (here the Secrets Manager
-    /// endpoint's private DNS name) is left out, never mixed with its addresses.
-    #[test]
-    fn a_custom_domain_claimed_by_another_endpoint_is_left_out() {
-        let rcfg = "arn:aws:vpc-lattice:us-east-1:444455556666:resourceconfiguration/rcfg-1";
+    /// A resource endpoint (lower-case type and state, as may come) on one ENI, and its
+    /// association with the private DNS entry `private`.
+    fn resource_endpoint_with(private: &str) -> (VpcEndpoint, aws_sdk_ec2::types::VpcEndpointAssociation) {
         let resource = VpcEndpoint::builder()
             .vpc_endpoint_id("vpce-0rc")
             .vpc_endpoint_type(VpcEndpointType::from("resource"))
@@ -1036,10 +1086,18 @@ mod tests {
         let association = aws_sdk_ec2::types::VpcEndpointAssociation::builder()
             .id("vpce-rsc-asc-1")
             .vpc_endpoint_id("vpce-0rc")
-            .associated_resource_arn(rcfg)
+            .associated_resource_arn("arn:aws:vpc-lattice:us-east-1:444455556666:resourceconfiguration/rcfg-1")
             .dns_entry(entry("vpce-0rc.rcfg-1.4232ccc.vpc-lattice-rsc.us-east-1.on.aws"))
-            .private_dns_entry(entry("secretsmanager.us-east-1.amazonaws.com"))
+            .private_dns_entry(entry(private))
             .build();
+        (resource, association)
+    }
+
+    /// A custom domain name another endpoint published first (here the Secrets Manager
+    /// endpoint's private DNS name) is left out, never mixed with its addresses.
+    #[test]
+    fn a_custom_domain_claimed_by_another_endpoint_is_left_out() {
+        let (resource, association) = resource_endpoint_with("secretsmanager.us-east-1.amazonaws.com");
         // The resource endpoint is listed first; interface endpoints still claim first.
         let mut inv = inventory(vec![resource, secrets_manager()]);
         inv.associations.insert("vpce-0rc".into(), vec![association]);
@@ -1050,6 +1108,36 @@ mod tests {
         let summary = converted.endpoints.iter().find(|e| e.id == "vpce-0rc").expect("published");
         assert_eq!(summary.kind, "Resource", "EC2's spelling, whatever the case it came in");
         assert!(!summary.domains[0].served);
+    }
+
+    /// A tag claims nothing: a verified custom domain another endpoint's tag names is still
+    /// published (the table puts endpoint names above tags).
+    #[test]
+    fn a_tag_never_takes_a_custom_domain_over() {
+        let (resource, association) = resource_endpoint_with("proxy.corp.example");
+        let tagged = sm().tags(Tag::builder().key(ALIAS_TAG).value("proxy.corp.example").build()).build();
+        let mut inv = inventory(vec![tagged, resource]);
+        inv.associations.insert("vpce-0rc".into(), vec![association]);
+        let t = table(&records_from(&inv, &ctx()));
+        assert_eq!(t.get(&("proxy.corp.example.".into(), SourceKind::EndpointDns)).map(Vec::as_slice), Some(&["A 10.10.2.91".to_owned()][..]));
+        assert!(t.contains_key(&("proxy.corp.example.".into(), SourceKind::EndpointTag)), "the tag's too, which the table ranks below");
+    }
+
+    /// An association survives its trip through the state file.
+    #[test]
+    fn associations_round_trip_through_plain_data() {
+        let association = aws_sdk_ec2::types::VpcEndpointAssociation::builder()
+            .id("vpce-rsc-asc-1")
+            .vpc_endpoint_id("vpce-0rc")
+            .dns_entry(entry("vpce-0rc.rcfg-1.4232ccc.vpc-lattice-rsc.us-east-1.on.aws"))
+            .private_dns_entry(entry("proxy.corp.example"))
+            .associated_resource_arn("arn:aws:vpc-lattice:us-east-1:4:resourceconfiguration/rcfg-1")
+            .associated_resource_accessibility("Accessible")
+            .build();
+        let facts = facts_of("vpce-0rc", &association);
+        let back = association_from(&facts);
+        assert_eq!(facts_of("vpce-0rc", &back), facts);
+        assert_eq!(back.private_dns_entry().and_then(|e| e.dns_name()), Some("proxy.corp.example"));
     }
 
     /// Issue 14 item 3: a tag names only what its domain allows, and no source owns the root or

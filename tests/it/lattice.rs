@@ -236,6 +236,20 @@ async fn a_restart_keeps_what_lattice_and_the_upstream_said_last() {
     assert_eq!(addresses(&hub.udp(SNSA, RecordType::A).await), ["10.10.1.212"], "the upstream's last answer");
     assert_eq!(addresses(&hub.udp(PROXY, RecordType::A).await), PROXY_IPS);
     hub.server.stop().await;
+
+    // Restarted again, DescribeVpcEndpointAssociations failing too: the associations the state
+    // file keeps name the endpoints.
+    replay.fail_action("DescribeVpcEndpointAssociations", Some(Failure::ServerError));
+    let asked = replay.requests_for("DescribeVpcEndpoints");
+    let hub = start(&local_config(&text)).await;
+    while replay.requests_for("DescribeVpcEndpoints") < asked + 2 {
+        assert!(waited.elapsed() < ANSWER_WAIT * 4, "the source fetched twice");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(addresses(&hub.udp(PROXY, RecordType::A).await), PROXY_IPS, "from the associations the state file kept");
+    assert_eq!(addresses(&hub.udp(ORDERS, RecordType::A).await), ["10.10.1.212"]);
+    hub.server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
