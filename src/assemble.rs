@@ -55,6 +55,11 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
     }
     let (mut snapshot, mut dropped) = Snapshot::build(records, aliases, &soa_settings(config), serial_now());
     snapshot.note_conflicts(zone_conflicts.len());
+    for conflict in &zone_conflicts {
+        if let Dropped::Conflict { name, dropped, .. } = conflict {
+            snapshot.note_outvoted(name, dropped.clone());
+        }
+    }
     dropped.splice(0..0, zone_conflicts);
     tracing::debug!(
         names = snapshot.name_count(),
@@ -87,10 +92,11 @@ fn zones_lost(outputs: &[Arc<SourceOutput>], i: usize, conflicts: &mut Vec<Dropp
     lost
 }
 
-/// Per source, the custom domain names of its resource and service-network endpoints that an
-/// earlier source publishes too (as a custom domain, or any endpoint name): the earlier
-/// source keeps the name, never a mix of two endpoints' addresses (within one source its
-/// conversion already keeps the first). Each loss is added to `conflicts`.
+/// Per source, the names it loses to an earlier source: a custom domain name of a resource or
+/// service-network endpoint is the first source's with an endpoint record there, and every
+/// other source's endpoint records at it are left out (as custom domains or as their own
+/// names) — never a mix of two endpoints' addresses (within one source its conversion already
+/// keeps the first). Each loss is added to `conflicts`.
 fn custom_domains_lost(outputs: &[Arc<SourceOutput>], conflicts: &mut Vec<Dropped>) -> Vec<HashSet<Name>> {
     let served = |output: &SourceOutput| -> HashSet<Name> {
         output
@@ -118,13 +124,14 @@ fn custom_domains_lost(outputs: &[Arc<SourceOutput>], conflicts: &mut Vec<Droppe
             owner.entry(&record.name).or_insert((i, &record.provenance));
         }
     }
-    for (i, names) in custom.iter().enumerate() {
-        for name in names {
-            let Some(&(first, kept)) = owner.get(name).filter(|(first, _)| *first != i) else { continue };
-            let dropped = outputs[i].records.iter().find(|r| &r.name == name).map_or_else(|| kept.clone(), |r| r.provenance.clone());
-            tracing::debug!(%name, kept_by = first, "custom domain name kept by an earlier source");
-            conflicts.push(Dropped::Conflict { name: name.clone(), kept: kept.clone(), dropped });
-            lost[i].insert(name.clone());
+    // Every other source with an endpoint record there loses it, custom domain or not.
+    for (i, output) in outputs.iter().enumerate() {
+        for record in output.records.iter().filter(|r| r.provenance.source == SourceKind::EndpointDns) {
+            let Some(&(first, kept)) = owner.get(&record.name).filter(|(first, _)| *first != i) else { continue };
+            if lost[i].insert(record.name.clone()) {
+                tracing::debug!(name = %record.name, kept_by = first, "custom domain name kept by an earlier source");
+                conflicts.push(Dropped::Conflict { name: record.name.clone(), kept: kept.clone(), dropped: record.provenance.clone() });
+            }
         }
     }
     lost
@@ -200,6 +207,14 @@ mod tests {
         let (snapshot, dropped) = build_snapshot(&config, &[Arc::new(output([10, 0, 0, 1], "vpce-1")), Arc::new(output([10, 0, 0, 2], "vpce-2"))]);
         assert_eq!(snapshot.record_count(), 1, "one endpoint's address, not both");
         assert!(dropped.iter().any(|d| matches!(d, Dropped::Conflict { dropped, .. } if dropped.origin.contains("vpce-2"))), "{dropped:?}");
+        let key = crate::name_key::name_key(&Name::from_ascii("proxy.egress.example.").unwrap());
+        assert!(snapshot.outvoted(&key).iter().any(|p| p.origin.contains("vpce-2")), "explain shows the loser");
+
+        // The later source's endpoint name (not a custom domain there) loses too.
+        let mut plain = output([10, 0, 0, 3], "vpce-3");
+        plain.endpoints.clear();
+        let (snapshot, _) = build_snapshot(&config, &[Arc::new(output([10, 0, 0, 1], "vpce-1")), Arc::new(plain)]);
+        assert_eq!(snapshot.record_count(), 1);
     }
 
     /// Issue 14 item 7: a zone name served by two sources (two accounts, say) is the earlier

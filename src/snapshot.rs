@@ -790,6 +790,12 @@ impl Snapshot {
     pub fn note_conflicts(&mut self, more: usize) {
         self.conflicts += more;
     }
+
+    /// Records that `loser` claimed `name` and lost before the table was built (a zone or a
+    /// custom domain name an earlier source serves), for `explain`.
+    pub fn note_outvoted(&mut self, name: &Name, loser: Provenance) {
+        self.outvoted.entry(crate::name_key::name_key(name)).or_default().push(loser);
+    }
 }
 
 impl Node {

@@ -27,9 +27,9 @@
 //!   association overriding the endpoint), the endpoint's preference and its other rules: it
 //!   is served when its owner verified it, or when it is under the source's
 //!   `unverified_domains` — AWS answers an unverified name in one VPC, hubdns would answer
-//!   every client. The entry's being there under `VERIFIED_DOMAINS_ONLY`, or unlisted under
-//!   `VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS`, says it is verified, whatever Lattice said (EC2's
-//!   answer is the fresher: Lattice's may be from before a restart);
+//!   every client. When Lattice says nothing of it, the entry's being there — in EC2's answer
+//!   of this fetch — under `VERIFIED_DOMAINS_ONLY`, or not covered by the specified domains
+//!   under `VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS`, says it is verified;
 //! - a resource configuration's custom domain name or DNS target with no private DNS entry
 //!   is not served: AWS made no private DNS for it;
 //! - a service's custom domain name (AWS makes no private DNS for services) is served with
@@ -61,6 +61,9 @@ pub struct LatticeFacts {
     pub resource_configs: HashMap<String, Known<ResourceConfig>>,
     /// ListServiceNetworkServiceAssociations, by service network ARN.
     pub service_networks: HashMap<String, Known<Vec<ServiceDomain>>>,
+    /// Whether the associations are EC2's answer of this fetch (not the last ones kept
+    /// through a failure): only then may a private DNS entry speak for its verification.
+    pub fresh_associations: bool,
 }
 
 /// Where a name's addresses come from.
@@ -159,7 +162,7 @@ pub fn names_from(endpoint: &VpcEndpoint, associations: &[&VpcEndpointAssociatio
         let origin = format!("association={assoc} resource={resource}{network}");
         push(&mut out, &own, Named { name: own.clone(), answer: answer.clone(), origin: origin.clone(), custom: false }, id);
 
-        for candidate in candidates(association, facts, &own, &preference, &specified) {
+        for candidate in candidates(association, facts, &own, &preference, &specified, facts.fresh_associations) {
             let verified = candidate.verification.as_deref().is_ok_and(|v| v.eq_ignore_ascii_case("verified"));
             let verification = candidate.verification.clone().unwrap_or_else(|why| format!("unknown ({why})"));
             let refused = match parse(&candidate.name) {
@@ -214,7 +217,7 @@ fn push(out: &mut Planned, own: &Name, named: Named, id: &str) {
 /// The custom domain names one association could be served under, without repeats: its
 /// private DNS entry, its resource configuration's custom domain name and DNS resource, its
 /// service's custom domain name.
-fn candidates(association: &VpcEndpointAssociation, facts: &LatticeFacts, own: &Name, preference: &str, specified: &[String]) -> Vec<Candidate> {
+fn candidates(association: &VpcEndpointAssociation, facts: &LatticeFacts, own: &Name, preference: &str, specified: &[String], fresh: bool) -> Vec<Candidate> {
     let resource = association.associated_resource_arn().unwrap_or("");
     let config: Option<Known<&ResourceConfig>> = resource.contains(":resourceconfiguration/").then(|| match facts.resource_configs.get(resource) {
         Some(Ok(config)) => Ok(config),
@@ -241,11 +244,12 @@ fn candidates(association: &VpcEndpointAssociation, facts: &LatticeFacts, own: &
 
     if let Some(private) = association.private_dns_entry().and_then(|e| e.dns_name()).filter(|n| !n.trim().is_empty()) {
         // Lattice makes private DNS for an unverified name only under ALL_DOMAINS or when the
-        // consumer listed it: otherwise the entry's being there says it is verified.
-        let listed = parse(private).is_ok_and(|n| specified.iter().any(|s| s.trim() != "*" && specified_covers(s, &n)));
-        let implied = preference == "VERIFIED_DOMAINS_ONLY" || (preference == "VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS" && !listed);
-        // EC2's answer now outranks what Lattice said (maybe a while ago, from the state file).
-        let status = if implied { Ok("VERIFIED".to_owned()) } else { config_status(private) };
+        // consumer listed it: otherwise the entry's being there says it is verified — when
+        // Lattice says nothing, and only of an entry EC2 gave this time (a kept one may be
+        // from before the preference changed).
+        let listed = parse(private).is_ok_and(|n| specified.iter().any(|s| specified_covers(s, &n)));
+        let implied = fresh && (preference == "VERIFIED_DOMAINS_ONLY" || (preference == "VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS" && !listed));
+        let status = config_status(private).or_else(|why| if implied { Ok("VERIFIED".to_owned()) } else { Err(why) });
         add(private, ("private DNS entry", "private_dns_entry"), status, Gate::AwsAnswersIt);
     }
     if let Some(Ok(c)) = &config {
@@ -367,7 +371,7 @@ mod tests {
             verification: verification.map(str::to_owned),
             dns_resource_domain: Some("proxy.internal.provider.example".into()),
         };
-        LatticeFacts { resource_configs: HashMap::from([(RCFG.to_owned(), Ok(config))]), ..LatticeFacts::default() }
+        LatticeFacts { resource_configs: HashMap::from([(RCFG.to_owned(), Ok(config))]), fresh_associations: true, ..LatticeFacts::default() }
     }
 
     fn served(planned: &Planned) -> Vec<String> {
@@ -444,6 +448,7 @@ mod tests {
         let association = resource_association(Some("proxy.egress.example"));
         let unknown = LatticeFacts {
             resource_configs: HashMap::from([(RCFG.to_owned(), Err("GetResourceConfiguration: AccessDeniedException: not shared".to_owned()))]),
+            fresh_associations: true,
             ..LatticeFacts::default()
         };
         let planned = names_from(&resource_endpoint(None, &["*"]), &[&association], &unknown, &[]);
@@ -456,6 +461,15 @@ mod tests {
         assert!(served(&names_from(&unlisted, &[&association], &unknown, &[])).contains(&"proxy.egress.example.".to_owned()));
         let listed = resource_endpoint(Some("VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS"), &["*.egress.example"]);
         assert!(!served(&names_from(&listed, &[&association], &unknown, &[])).contains(&"proxy.egress.example.".to_owned()));
+        let everything = resource_endpoint(Some("VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS"), &["*"]);
+        assert!(!served(&names_from(&everything, &[&association], &unknown, &[])).contains(&"proxy.egress.example.".to_owned()), "`*` lists every name");
+        // An entry kept from an earlier fetch (the call failing now) proves nothing: the
+        // preference may have changed since.
+        let kept = LatticeFacts { fresh_associations: false, ..unknown.clone() };
+        assert!(!served(&names_from(&resource_endpoint(None, &["*"]), &[&association], &kept, &[])).contains(&"proxy.egress.example.".to_owned()));
+        // What Lattice says outranks the inference: PENDING is not served, whatever the entry.
+        let pending = facts(Some("proxy.egress.example"), Some("PENDING"));
+        assert!(!served(&names_from(&resource_endpoint(None, &["*"]), &[&association], &pending, &[])).contains(&"proxy.egress.example.".to_owned()));
     }
 
     #[test]

@@ -17,8 +17,8 @@
 //! `AccessDeniedException`, `ValidationException`; VPC Lattice API reference,
 //! GetResourceConfiguration, "Errors") is dropped from the cache and known as unknown, which
 //! serves only what needs no verification status (see `endpoint_associations`). The calls run
-//! in turn as the account's Lattice budget allows — what nothing is known of first, then what
-//! was answered longest ago — all answering at once, and a fetch waits for them no longer than
+//! in turn as the account's Lattice budget allows — never asked first, then asked longest ago,
+//! answered or not — all answering at once, and a fetch waits for them no longer than
 //! one API attempt's timeout (at most 5 s): what has not answered by then keeps its last
 //! answer, so a hung or busy Lattice delays the endpoints' other names by that much at most,
 //! and with more items than one fetch's budget, each is learned, then refreshed, in turn.
@@ -84,13 +84,26 @@ pub struct Lattice {
     url: Option<String>,
     /// The account's VPC Lattice budget in this region.
     limiter: Arc<TokenBucket>,
-    configs: Mutex<HashMap<String, ResourceConfig>>,
-    networks: Mutex<HashMap<String, Vec<ServiceDomain>>>,
-    /// When Lattice last answered about each item, in this process.
-    answered: Mutex<HashMap<String, tokio::time::Instant>>,
+    configs: Mutex<Items<ResourceConfig>>,
+    networks: Mutex<Items<Vec<ServiceDomain>>>,
     /// How long a fetch waits for Lattice's answers: what has not come by then keeps its last
     /// answer, so a slow Lattice delays the endpoints' other names by this much at most.
     deadline: Duration,
+}
+
+/// What is known of the items of one kind, and when each was last asked about.
+struct Items<T> {
+    /// Lattice's last answer about each item.
+    cache: HashMap<String, T>,
+    /// When each item was last asked about (answered or not), in this process: the one asked
+    /// longest ago (or never) is asked first.
+    asked: HashMap<String, tokio::time::Instant>,
+}
+
+impl<T> Default for Items<T> {
+    fn default() -> Self {
+        Self { cache: HashMap::new(), asked: HashMap::new() }
+    }
 }
 
 /// The longest a fetch waits for VPC Lattice, whatever the API attempt timeout and retries.
@@ -101,8 +114,10 @@ enum Asked<T> {
     Found(T),
     /// The item is gone or not ours to read.
     Gone(String),
-    /// Lattice did not answer about it (throttled, failing, slow).
+    /// Lattice did not answer about it (throttled, failing).
     Failed(String),
+    /// Asked, and not answered by the deadline.
+    Late,
 }
 
 impl Lattice {
@@ -116,9 +131,8 @@ impl Lattice {
             shared: shared.clone(),
             url: url.map(str::to_owned),
             limiter: budget(ApiFamily::Lattice, account, Some(region), share),
-            configs: Mutex::new(HashMap::new()),
-            networks: Mutex::new(HashMap::new()),
-            answered: Mutex::new(HashMap::new()),
+            configs: Mutex::default(),
+            networks: Mutex::default(),
             deadline: attempt_timeout.min(DEADLINE),
         }
     }
@@ -132,8 +146,8 @@ impl Lattice {
         let configs = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let networks = self.networks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut memory = LatticeMemory {
-            resource_configs: configs.values().cloned().collect(),
-            service_networks: networks.iter().map(|(arn, services)| (arn.clone(), services.clone())).collect(),
+            resource_configs: configs.cache.values().cloned().collect(),
+            service_networks: networks.cache.iter().map(|(arn, services)| (arn.clone(), services.clone())).collect(),
         };
         memory.resource_configs.sort_by(|a, b| a.arn.cmp(&b.arn));
         memory.service_networks.sort_by(|a, b| a.0.cmp(&b.0));
@@ -144,17 +158,16 @@ impl Lattice {
     /// Lattice answers about it again.
     pub fn restore(&self, memory: &LatticeMemory) {
         let mut configs = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        configs.extend(memory.resource_configs.iter().map(|c| (c.arn.clone(), c.clone())));
+        configs.cache.extend(memory.resource_configs.iter().map(|c| (c.arn.clone(), c.clone())));
         let mut networks = self.networks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        networks.extend(memory.service_networks.iter().cloned());
+        networks.cache.extend(memory.service_networks.iter().cloned());
     }
 
     /// What Lattice says of each resource configuration in `arns`, and notes on what it would
     /// not say this time.
     pub async fn resource_configs(&self, arns: &[String]) -> (HashMap<String, Known<ResourceConfig>>, Vec<String>) {
-        let order = self.order(arns, |arn| self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(arn));
         let answers = self
-            .ask(order, |client, _, arn| async move {
+            .ask(&self.configs, arns, |client, _, arn| async move {
                 match client.get_resource_configuration().resource_configuration_identifier(&arn).send().await {
                     Ok(output) => Asked::Found(resource_config_from(&output)),
                     Err(error) => match item_error(&error, ITEM_GONE) {
@@ -164,16 +177,15 @@ impl Lattice {
                 }
             })
             .await;
-        let mut cache = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.settle(&mut cache, arns, answers, "resource configuration", "GetResourceConfiguration")
+        let mut items = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.settle(&mut items, arns, answers, "resource configuration", "GetResourceConfiguration")
     }
 
     /// The services of each service network in `arns` (ARNs), and notes on what Lattice would
     /// not say this time.
     pub async fn service_networks(&self, arns: &[String]) -> (HashMap<String, Known<Vec<ServiceDomain>>>, Vec<String>) {
-        let order = self.order(arns, |arn| self.networks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(arn));
         let answers = self
-            .ask(order, |client, limiter, arn| async move {
+            .ask(&self.networks, arns, |client, limiter, arn| async move {
                 let mut pages = client.list_service_network_service_associations().service_network_identifier(&arn).into_paginator().send();
                 let mut items = Vec::new();
                 loop {
@@ -193,77 +205,77 @@ impl Lattice {
                 }
             })
             .await;
-        let mut cache = self.networks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.settle(&mut cache, arns, answers, "service network", "ListServiceNetworkServiceAssociations")
+        let mut items = self.networks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.settle(&mut items, arns, answers, "service network", "ListServiceNetworkServiceAssociations")
     }
 
-    /// `arns` in the order to ask them: what nothing is known of first, then what Lattice
-    /// answered longest ago — so with more items than the budget allows in one fetch, every
-    /// item is learned, then refreshed, in turn.
-    fn order(&self, arns: &[String], cached: impl Fn(&str) -> bool) -> Vec<String> {
-        // One lock at a time: `settle` takes a cache's lock, then `answered`.
-        let known: Vec<bool> = arns.iter().map(|arn| cached(arn)).collect();
-        let answered = self.answered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut order: Vec<(bool, Option<tokio::time::Instant>, &String)> =
-            arns.iter().zip(known).map(|(arn, known)| (known, answered.get(arn).copied(), arn)).collect();
+    /// `arns` in the order to ask them: never asked first, then asked longest ago (answered
+    /// or not) — so with more items than the budget allows in one fetch, each is asked in
+    /// turn, and items that fail or are gone do not keep the others waiting.
+    fn order<T>(items: &Items<T>, arns: &[String]) -> Vec<String> {
+        let mut order: Vec<(Option<tokio::time::Instant>, &String)> = arns.iter().map(|arn| (items.asked.get(arn).copied(), arn)).collect();
         order.sort();
-        order.into_iter().map(|(_, _, arn)| arn.clone()).collect()
+        order.into_iter().map(|(_, arn)| arn.clone()).collect()
     }
 
-    /// Asks about each item of `order` in turn, one token of the budget each, all answering at
-    /// once; what has not answered by the deadline (or was not asked by then) is left out.
-    async fn ask<T, F, Fut>(&self, order: Vec<String>, lookup: F) -> HashMap<String, Asked<T>>
+    /// Asks about the items of `arns` in turn ([`Lattice::order`]), one token of the budget
+    /// each, all answering at once; what has not answered by the deadline is `Late`, and what
+    /// was not asked by then (the budget ran out first) is left out: no news.
+    async fn ask<T, U, F, Fut>(&self, items: &Mutex<Items<U>>, arns: &[String], lookup: F) -> HashMap<String, Asked<T>>
     where
         T: Send + 'static,
         F: Fn(Client, Arc<TokenBucket>, String) -> Fut,
         Fut: std::future::Future<Output = Asked<T>> + Send + 'static,
     {
+        let order = Self::order(&items.lock().unwrap_or_else(std::sync::PoisonError::into_inner), arns);
         let until = tokio::time::Instant::now() + self.deadline;
         let (mut lookups, mut asked) = (tokio::task::JoinSet::new(), Vec::new());
         let _ = tokio::time::timeout_at(until, async {
             for arn in order {
                 self.limiter.acquire().await;
                 let answer = lookup(self.client().clone(), self.limiter.clone(), arn.clone());
+                items.lock().unwrap_or_else(std::sync::PoisonError::into_inner).asked.insert(arn.clone(), tokio::time::Instant::now());
                 asked.push(arn.clone());
                 lookups.spawn(async move { (arn, answer.await) });
             }
         })
         .await;
         let mut answers = collect(lookups, until).await;
-        // Asked and not answered in time: a failure (a hung Lattice shows); not asked at all
-        // (the budget ran out first): no news, the next fetch asks it first.
         for arn in asked {
-            answers.entry(arn).or_insert_with(|| Asked::Failed(format!("no answer within {:?}", self.deadline)));
+            answers.entry(arn).or_insert(Asked::Late);
         }
         answers
     }
 
-    /// Folds this round's answers into `cache` (only the items asked about stay) and says
-    /// what is known of each item: a failed lookup keeps the last answer, a gone item is
-    /// forgotten, an item not asked this time (the budget) keeps its last answer quietly.
+    /// Folds this round's answers into `items` (only the items asked about stay) and says
+    /// what is known of each: a failed or late lookup keeps the last answer, a gone item is
+    /// forgotten, an item not asked this time keeps its answer quietly. A Lattice that
+    /// answered none of the lookups it was asked is said once.
     fn settle<T: Clone>(
         &self,
-        cache: &mut HashMap<String, T>,
+        items: &mut Items<T>,
         arns: &[String],
         mut answers: HashMap<String, Asked<T>>,
         what: &str,
         call: &str,
     ) -> (HashMap<String, Known<T>>, Vec<String>) {
-        let mut answered = self.answered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (mut known, mut notes) = (HashMap::new(), Vec::new());
+        let late = answers.values().filter(|a| matches!(a, Asked::Late)).count();
+        if late > 0 && late == answers.len() {
+            notes.push(format!("VPC Lattice answered none of {late} {call} lookups within {:?}", self.deadline));
+        }
         for arn in arns {
             let result = match answers.remove(arn) {
                 Some(Asked::Found(value)) => {
-                    cache.insert(arn.clone(), value.clone());
-                    answered.insert(arn.clone(), tokio::time::Instant::now());
+                    items.cache.insert(arn.clone(), value.clone());
                     Ok(value)
                 }
                 Some(Asked::Gone(reason)) => {
-                    cache.remove(arn);
+                    items.cache.remove(arn);
                     notes.push(format!("{what} {arn}: {call}: {reason}"));
                     Err(format!("{call}: {reason}"))
                 }
-                Some(Asked::Failed(reason)) => match cache.get(arn) {
+                Some(Asked::Failed(reason)) => match items.cache.get(arn) {
                     Some(last) => {
                         notes.push(format!("{what} {arn}: {call} failed, its last answer kept: {reason}"));
                         Ok(last.clone())
@@ -273,7 +285,7 @@ impl Lattice {
                         Err(format!("{call} failed: {reason}"))
                     }
                 },
-                None => match cache.get(arn) {
+                Some(Asked::Late) | None => match items.cache.get(arn) {
                     Some(last) => Ok(last.clone()),
                     None => {
                         notes.push(format!("{what} {arn}: {call} not answered within {:?}, nothing known of it yet", self.deadline));
@@ -283,7 +295,8 @@ impl Lattice {
             };
             known.insert(arn.clone(), result);
         }
-        cache.retain(|arn, _| arns.contains(arn));
+        items.cache.retain(|arn, _| arns.contains(arn));
+        items.asked.retain(|arn, _| arns.contains(arn));
         (known, notes)
     }
 }
@@ -375,42 +388,49 @@ mod tests {
         assert_eq!(answers.keys().collect::<Vec<_>>(), ["fast"]);
     }
 
-    /// With more items than the budget gives in one fetch, what nothing is known of is asked
-    /// first, then what was answered longest ago; an item not asked keeps its answer quietly.
+    /// With more items than the budget gives in one fetch, each is asked in turn: never asked
+    /// first, then asked longest ago, whether it answered or not; an item not asked keeps its
+    /// answer quietly.
     #[tokio::test(start_paused = true)]
-    async fn unknown_items_are_asked_first_and_the_rest_in_turn() {
+    async fn items_are_asked_in_turn_and_gone_ones_wait_theirs() {
         let lattice = lattice();
         let arns: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
-        let mut cache = HashMap::from([("a".to_owned(), 1), ("b".to_owned(), 2)]);
-        lattice.answered.lock().unwrap().insert("b".into(), tokio::time::Instant::now());
+        let mut items = Items { cache: HashMap::from([("a".to_owned(), 1), ("b".to_owned(), 2)]), asked: HashMap::new() };
+        items.asked.insert("b".into(), tokio::time::Instant::now());
         tokio::time::advance(Duration::from_secs(1)).await;
-        lattice.answered.lock().unwrap().insert("a".into(), tokio::time::Instant::now());
-        assert_eq!(lattice.order(&arns, |arn| cache.contains_key(arn)), ["c", "b", "a"]);
+        items.asked.insert("a".into(), tokio::time::Instant::now());
+        assert_eq!(Lattice::order(&items, &arns), ["c", "b", "a"]);
+        // "c" is gone: it is asked again only after the others had their turn.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        items.asked.insert("c".into(), tokio::time::Instant::now());
+        let answers = HashMap::from([("c".to_owned(), Asked::Gone("ResourceNotFoundException".into()))]);
+        let (known, notes) = lattice.settle(&mut items, &arns, answers, "thing", "Get");
+        assert_eq!((known["a"].clone(), known["b"].clone()), (Ok(1), Ok(2)));
+        assert_eq!(notes.len(), 1, "the gone item only: {notes:?}");
+        assert_eq!(Lattice::order(&items, &arns), ["b", "a", "c"]);
 
-        let answers = HashMap::from([("c".to_owned(), Asked::Found(3))]);
-        let (known, notes) = lattice.settle(&mut cache, &arns, answers, "thing", "Get");
-        assert_eq!((known["a"].clone(), known["b"].clone(), known["c"].clone()), (Ok(1), Ok(2), Ok(3)));
-        assert!(notes.is_empty(), "not asked this time is no news: {notes:?}");
-        let (known, notes) = lattice.settle(&mut HashMap::<String, u32>::new(), &["d".to_owned()], HashMap::new(), "thing", "Get");
-        assert!(known["d"].is_err() && notes[0].contains("nothing known"), "{notes:?}");
+        let late = HashMap::from([("b".to_owned(), Asked::Late)]);
+        let (known, notes) = lattice.settle(&mut items, &arns, late, "thing", "Get");
+        assert_eq!(known["b"], Ok(2), "late keeps the last answer");
+        assert!(notes.iter().any(|n| n.contains("answered none of 1")), "{notes:?}");
     }
 
     #[test]
     fn failures_keep_the_last_answer_and_gone_items_are_forgotten() {
         let lattice = lattice();
         let arns = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
-        let mut cache: HashMap<String, u32> = HashMap::new();
+        let mut items: Items<u32> = Items::default();
         let answers = HashMap::from([("a".into(), Asked::Found(1)), ("b".into(), Asked::Found(2)), ("c".into(), Asked::Failed("slow".into()))]);
-        let (known, notes) = lattice.settle(&mut cache, &arns, answers, "thing", "Get");
+        let (known, notes) = lattice.settle(&mut items, &arns, answers, "thing", "Get");
         assert_eq!((known["a"].clone(), known["b"].clone()), (Ok(1), Ok(2)));
         assert!(known["c"].is_err(), "nothing known yet");
         assert_eq!(notes.len(), 1, "and said so: {notes:?}");
 
         let answers = HashMap::from([("a".into(), Asked::Failed("throttled".into())), ("b".into(), Asked::Gone("ResourceNotFoundException".into()))]);
-        let (known, notes) = lattice.settle(&mut cache, &arns[..2], answers, "thing", "Get");
+        let (known, notes) = lattice.settle(&mut items, &arns[..2], answers, "thing", "Get");
         assert_eq!(known["a"], Ok(1), "kept through a failure");
         assert!(known["b"].as_ref().is_err_and(|e| e.contains("ResourceNotFoundException")));
         assert_eq!(notes.len(), 2, "{notes:?}");
-        assert_eq!(cache.keys().collect::<Vec<_>>(), ["a"], "gone and unasked items leave the cache");
+        assert_eq!(items.cache.keys().collect::<Vec<_>>(), ["a"], "gone and unasked items leave the cache");
     }
 }

@@ -555,8 +555,9 @@ impl VpcEndpointSource {
             .filter(|e| e.vpc_endpoint_type().is_some_and(|t| ["resource", "servicenetwork"].iter().any(|k| t.as_str().eq_ignore_ascii_case(k))))
             .filter_map(|e| e.vpc_endpoint_id().map(str::to_owned))
             .collect();
-        let associations = self.associations_or_last(&associated, &mut skipped).await;
-        let lattice = self.lattice_facts(&associations, &mut skipped).await;
+        let (associations, fresh) = self.associations_or_last(&associated, &mut skipped).await;
+        let mut lattice = self.lattice_facts(&associations, &mut skipped).await;
+        lattice.fresh_associations = fresh;
         Ok((Inventory { endpoints, interfaces, private_dns_names, associations, lattice }, skipped))
     }
 
@@ -575,17 +576,20 @@ impl VpcEndpointSource {
     /// ones known, with the reason in `skipped`. It never fails the fetch: interface
     /// endpoints need none of it (and an instance whose role lacks the newer permission must
     /// keep serving them).
-    async fn associations_or_last(&self, endpoints: &[String], skipped: &mut Vec<String>) -> HashMap<String, Vec<VpcEndpointAssociation>> {
-        let mut last = self.last_associations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        match self.associations(endpoints).await {
+    /// The second place says whether they are this fetch's (`false`: the last ones kept).
+    async fn associations_or_last(&self, endpoints: &[String], skipped: &mut Vec<String>) -> (HashMap<String, Vec<VpcEndpointAssociation>>, bool) {
+        let asked = self.associations(endpoints).await;
+        let mut last = self.last_associations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match asked {
             Ok(found) => {
-                *self.last_associations.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = found.clone();
-                found
+                last.clone_from(&found);
+                (found, true)
             }
             Err(error) => {
+                // Endpoints gone (or no longer available) take their associations with them.
                 last.retain(|id, _| endpoints.contains(id));
                 skipped.push(format!("{error}; resource and service-network endpoints keep their last associations ({} known)", last.len()));
-                last
+                (last.clone(), false)
             }
         }
     }
@@ -651,7 +655,7 @@ impl VpcEndpointSource {
             tokio::join!(self.lattice.resource_configs(&configs), self.lattice.service_networks(&networks));
         skipped.append(&mut config_notes);
         skipped.append(&mut network_notes);
-        LatticeFacts { resource_configs, service_networks }
+        LatticeFacts { resource_configs, service_networks, fresh_associations: true }
     }
 
     /// Asks DescribeVpcEndpointServices for the private DNS names of `services`, every fetch:
@@ -844,7 +848,8 @@ mod tests {
         .into_iter()
         .map(|e| (e.network_interface_id().unwrap().to_owned(), e))
         .collect();
-        Inventory { endpoints, interfaces, ..Inventory::default() }
+        let lattice = LatticeFacts { fresh_associations: true, ..LatticeFacts::default() };
+        Inventory { endpoints, interfaces, lattice, ..Inventory::default() }
     }
 
     /// name → sorted "TYPE address" strings, per source kind.
