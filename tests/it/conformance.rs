@@ -452,6 +452,8 @@ struct Fixture {
     /// What phase 1 and 2 change (`r53`: moto's zone id for the weight change).
     zone_id: Option<String>,
     config_text: String,
+    /// The AWS stand-in the fixture reads (`lattice`), kept running while its rows are asked.
+    _aws: Option<hubdns::demo::AwsReplay>,
 }
 
 fn config_head(stub: SocketAddr) -> String {
@@ -798,7 +800,7 @@ async fn setup_r53(moto: &Moto) -> Result<Fixture, String> {
     wait_ready(&hub).await;
     wait_runs(admin, 2).await;
     let vars = HashMap::from([("sm".to_owned(), sm_ips), ("sm_dns".to_owned(), vec![sm_dns]), ("ssm".to_owned(), ssm_ips)]);
-    Ok(Fixture { hub, admin, stub, vars, zone_id: Some(corp), config_text: text })
+    Ok(Fixture { hub, admin, stub, vars, zone_id: Some(corp), config_text: text, _aws: None })
 }
 
 const STATIC_RECORDS: &str = r#"
@@ -860,7 +862,26 @@ async fn setup_static() -> Result<Fixture, String> {
     let stub = StubUpstream::start("127.0.0.72", STUB_IP).await;
     let text = config_head(stub.addr) + STATIC_RECORDS;
     let (hub, admin) = start_hub(&text).await?;
-    Ok(Fixture { hub, admin, stub, vars: HashMap::new(), zone_id: None, config_text: text })
+    Ok(Fixture { hub, admin, stub, vars: HashMap::new(), zone_id: None, config_text: text, _aws: None })
+}
+
+/// `lattice`: the demo's resource and service-network endpoints (EC2 associations and VPC
+/// Lattice, recorded in config/demo-aws/) from the stand-in — moto has neither — with
+/// `unverified_domains = ["svc.example"]`; the stub upstream plays public DNS for the
+/// service's association name.
+async fn setup_lattice() -> Result<Fixture, String> {
+    let snsa = "vpce-0f3e5d7c9b1a20022-snsa-07b06c66e01bdd93f.7d67968.vpc-lattice-svcs.us-east-1.on.aws.";
+    let stub = StubUpstream::start_with("127.0.0.75", STUB_IP, &[snsa]).await;
+    let aws = hubdns::demo::AwsReplay::start(hubdns::demo::Responses::demo()).await.map_err(|e| e.to_string())?;
+    let text = config_head(stub.addr)
+        + &format!(
+            "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nlattice_endpoint_url = \"{url}\"\nmax_attempts = 1\napi_timeout_secs = 5\nunverified_domains = [\"svc.example\"]\n",
+            url = aws.url()
+        );
+    let (hub, admin) = start_hub(&text).await?;
+    let mut ready = hub.server.readiness();
+    tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|r| *r)).await.map_err(|_| "not ready in 30 s")?.map_err(|e| e.to_string())?;
+    Ok(Fixture { hub, admin, stub, vars: HashMap::new(), zone_id: None, config_text: text, _aws: Some(aws) })
 }
 
 /// `tags` (`alias_tag_domains` set) and `tags-default` (left out).
@@ -903,7 +924,7 @@ async fn setup_tags(moto: &Moto, allowed: bool) -> Result<Fixture, String> {
     let (hub, admin) = start_hub(&text).await?;
     wait_ready(&hub).await;
     wait_runs(admin, 2).await;
-    Ok(Fixture { hub, admin, stub, vars, zone_id: None, config_text: text })
+    Ok(Fixture { hub, admin, stub, vars, zone_id: None, config_text: text, _aws: None })
 }
 
 /// Applies `fixture`'s change before `phase`.
@@ -1189,7 +1210,7 @@ fn load_table() -> Vec<Row> {
 fn the_table_is_well_formed() {
     let rows = load_table();
     assert!(rows.len() >= 80, "{} rows", rows.len());
-    let fixtures = ["r53", "static", "tags", "tags-default", "check"];
+    let fixtures = ["r53", "static", "tags", "tags-default", "lattice", "check"];
     for row in &rows {
         assert!(fixtures.contains(&row.fixture.as_str()) || row.skip.is_some(), "row {}: unknown fixture {}", row.id, row.fixture);
         if row.skip.is_none() && row.fixture != "check" {
@@ -1239,6 +1260,7 @@ async fn conformance() {
             "static" => setup_static().await,
             "tags" => setup_tags(&moto, true).await,
             "tags-default" => setup_tags(&moto, false).await,
+            "lattice" => setup_lattice().await,
             other => Err(format!("unknown fixture {other}")),
         };
         eprintln!("conformance: fixture {name} set up in {:?}", setup_started.elapsed());
