@@ -23,6 +23,24 @@ pub struct Records {
     pub records: Vec<RecordView>,
 }
 
+/// `source` as the status page shows it: a custom domain name its endpoint would serve, but
+/// an earlier source keeps (the table lists this endpoint among the outvoted), is shown as
+/// not served.
+fn with_domains_kept_elsewhere(source: &crate::status::SourceStatus, snapshot: &Snapshot) -> crate::status::SourceStatus {
+    let mut source = source.clone();
+    for endpoint in &mut source.endpoints {
+        let mine = format!("vpc_endpoints {} ", endpoint.id);
+        for domain in endpoint.domains.iter_mut().filter(|d| d.served) {
+            let Ok(name) = hickory_proto::rr::Name::from_ascii(format!("{}.", domain.name.trim_end_matches('.'))) else { continue };
+            let key = crate::name_key::name_key(&name.to_lowercase());
+            if snapshot.outvoted(&key).iter().any(|p| p.origin.starts_with(&mine)) {
+                (domain.served, domain.why) = (false, "another source keeps it (explain shows which)".to_owned());
+            }
+        }
+    }
+    source
+}
+
 /// Every record of `snapshot`, sorted.
 pub fn records(snapshot: &Snapshot) -> Records {
     let mut records: Vec<RecordView> = snapshot
@@ -121,7 +139,7 @@ pub fn status(live: &Live) -> Status {
             refused: snapshot.refused(),
             by_source: snapshot.records_by_kind().iter().map(|(k, n)| (k.to_string(), *n)).collect(),
         },
-        sources: board.sources.clone(),
+        sources: board.sources.iter().map(|source| with_domains_kept_elsewhere(source, &snapshot)).collect(),
         unanswered: board.unanswered.clone(),
         events: board.events.clone(),
         organizations: board.organizations.clone(),

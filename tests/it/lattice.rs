@@ -270,3 +270,35 @@ async fn associations_are_read_page_by_page() {
     assert!(replay.requests_for("DescribeVpcEndpointAssociations") >= 2, "the second page was asked for");
     hub.server.stop().await;
 }
+
+/// Two accounts' resource endpoints with one custom domain name: the first source keeps it
+/// alone; the status page and explain say the other lost it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_domain_two_sources_publish_is_the_first_sources() {
+    let upstream = StubUpstream::start_with("127.0.0.116", SNSA_IP, &[SNSA]).await;
+    let first = AwsReplay::start(Responses::demo()).await.expect("stand-in");
+    let mut other = Responses::demo();
+    other.describe_network_interfaces = other.describe_network_interfaces.replace("10.10.1.60", "10.30.1.60").replace("10.10.2.61", "10.30.2.61");
+    let second = AwsReplay::start(other).await.expect("stand-in");
+    let sources = format!("{}{}", source(&first, ""), source(&second, "").replace("us-east-1", "us-west-2"));
+    let hub = start(&local_config(&config_text(upstream.addr, "127.0.0.1:0", "", &sources))).await;
+    let admin = hub.server.admin_addr().expect("admin");
+    let mut ready = hub.server.readiness();
+    tokio::time::timeout(ANSWER_WAIT * 2, ready.wait_for(|r| *r)).await.expect("ready in time").expect("ready");
+    wait_for(hub.addr, PROXY, RecordType::A, ANSWER_WAIT, |m| !addresses(m).is_empty()).await;
+    assert_eq!(addresses(&hub.udp(PROXY, RecordType::A).await), PROXY_IPS, "the first source's endpoint alone");
+
+    let (_, body) = get(admin, "/status.json").await;
+    let status = parse_status(&body);
+    let lost = status["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .find(|s| s["id"].as_str().is_some_and(|id| id.contains("us-west-2")))
+        .and_then(|s| s["endpoints"].as_array()?.iter().find(|e| e["id"] == "vpce-0e5c7a9b1d3f50011").cloned())
+        .expect("the second source's resource endpoint");
+    assert_eq!((lost["domains"][0]["served"].as_bool(), lost["domains"][0]["why"].as_str()), (Some(false), Some("another source keeps it (explain shows which)")));
+    let (_, explain) = get(admin, "/explain?name=proxy.egress.example").await;
+    assert!(explain.contains("region=us-west-2"), "the loser is listed as outvoted: {explain}");
+    hub.server.stop().await;
+}
