@@ -148,7 +148,7 @@ pub fn records_from(inventory: &Inventory, ctx: &FetchContext) -> Converted {
     // Names already published, by endpoint: a custom domain name another endpoint claimed
     // first is left out, never mixed with its addresses. Interface endpoints go first.
     let mut claimed: HashMap<Name, String> = HashMap::new();
-    let interface = |e: &&VpcEndpoint| e.vpc_endpoint_type().is_some_and(|t| t.as_str().eq_ignore_ascii_case("interface"));
+    let interface = |e: &&VpcEndpoint| kind_of(e) == "Interface";
     let ordered = inventory.endpoints.iter().filter(interface).chain(inventory.endpoints.iter().filter(|e| !interface(e)));
     for endpoint in ordered {
         if let Err(reason) = convert_endpoint(endpoint, inventory, ctx, &mut claimed, &mut out) {
@@ -158,9 +158,16 @@ pub fn records_from(inventory: &Inventory, ctx: &FetchContext) -> Converted {
     out
 }
 
-/// EC2's name for an endpoint type, whatever the case it came in.
-fn canonical_kind(kind: &str) -> &str {
+/// An endpoint's type as EC2 spells it (`Interface`, `Resource`, …), whatever the case it
+/// came in.
+fn kind_of(endpoint: &VpcEndpoint) -> &str {
+    let kind = endpoint.vpc_endpoint_type().map_or("", |t| t.as_str());
     ["Interface", "Resource", "ServiceNetwork", "Gateway", "GatewayLoadBalancer"].into_iter().find(|k| k.eq_ignore_ascii_case(kind)).unwrap_or(kind)
+}
+
+/// Whether an endpoint is named by its associations (`Resource`, `ServiceNetwork`).
+fn named_by_associations(endpoint: &VpcEndpoint) -> bool {
+    matches!(kind_of(endpoint), "Resource" | "ServiceNetwork")
 }
 
 fn convert_endpoint(
@@ -171,11 +178,11 @@ fn convert_endpoint(
     out: &mut Converted,
 ) -> Result<(), String> {
     let id = endpoint.vpc_endpoint_id().ok_or("no endpoint id")?;
-    let kind = canonical_kind(endpoint.vpc_endpoint_type().map_or("", |t| t.as_str()));
+    let kind = kind_of(endpoint);
     // Resource and service-network endpoints are named by their associations (`endpoint_associations`).
-    let associated = ["resource", "servicenetwork"].iter().any(|k| kind.eq_ignore_ascii_case(k));
-    let service_network = kind.eq_ignore_ascii_case("servicenetwork");
-    if !(kind.eq_ignore_ascii_case("interface") || associated) {
+    let associated = named_by_associations(endpoint);
+    let service_network = kind == "ServiceNetwork";
+    if !(kind == "Interface" || associated) {
         return Err(format!("type {kind} has no addresses to publish"));
     }
     let state = endpoint.state().map_or("", |s| s.as_str());
@@ -552,12 +559,11 @@ impl VpcEndpointSource {
 
         let associated: Vec<String> = published
             .iter()
-            .filter(|e| e.vpc_endpoint_type().is_some_and(|t| ["resource", "servicenetwork"].iter().any(|k| t.as_str().eq_ignore_ascii_case(k))))
+            .filter(|e| named_by_associations(e))
             .filter_map(|e| e.vpc_endpoint_id().map(str::to_owned))
             .collect();
         let (associations, fresh) = self.associations_or_last(&associated, &mut skipped).await;
-        let mut lattice = self.lattice_facts(&associations, &mut skipped).await;
-        lattice.fresh_associations = fresh;
+        let lattice = self.lattice_facts(&associations, fresh, &mut skipped).await;
         Ok((Inventory { endpoints, interfaces, private_dns_names, associations, lattice }, skipped))
     }
 
@@ -630,9 +636,10 @@ impl VpcEndpointSource {
     }
 
     /// What VPC Lattice says of the resource configurations and service networks behind
-    /// `associations`. Never fails the fetch: what Lattice will not say is noted in `skipped`
-    /// and answered as unknown (see `lattice`).
-    async fn lattice_facts(&self, associations: &HashMap<String, Vec<VpcEndpointAssociation>>, skipped: &mut Vec<String>) -> LatticeFacts {
+    /// `associations` (`fresh`: EC2's answer of this fetch, not the last ones kept). Never
+    /// fails the fetch: what Lattice will not say is noted in `skipped` and answered as
+    /// unknown (see `lattice`).
+    async fn lattice_facts(&self, associations: &HashMap<String, Vec<VpcEndpointAssociation>>, fresh: bool, skipped: &mut Vec<String>) -> LatticeFacts {
         let all = || associations.values().flatten();
         // A consumer may read a resource configuration shared with it (a resource endpoint's),
         // not one it reaches only through a shared service network (VPC Lattice user guide,
@@ -655,7 +662,7 @@ impl VpcEndpointSource {
             tokio::join!(self.lattice.resource_configs(&configs), self.lattice.service_networks(&networks));
         skipped.append(&mut config_notes);
         skipped.append(&mut network_notes);
-        LatticeFacts { resource_configs, service_networks, fresh_associations: true }
+        LatticeFacts { resource_configs, service_networks, fresh_associations: fresh }
     }
 
     /// Asks DescribeVpcEndpointServices for the private DNS names of `services`, every fetch:
