@@ -88,6 +88,7 @@ pub fn summary(config: &Config) -> (String, bool) {
             if v.tags.is_empty() { String::new() } else { format!(", tags {:?}", v.tags) },
             config.interval_secs()
         );
+        accounts_line(&mut out, v.accounts.as_ref(), v.role_name.as_deref(), v.organization_role_arn.as_deref());
         let domains = |list: &[crate::config::DomainName]| match list {
             [] => "none".to_owned(),
             some => some.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
@@ -111,6 +112,18 @@ pub fn summary(config: &Config) -> (String, bool) {
             config.interval_secs(),
             r.reread_secs
         );
+        accounts_line(&mut out, r.accounts.as_ref(), r.role_name.as_deref(), r.organization_role_arn.as_deref());
+    }
+    if let Some(events) = &config.events {
+        let _ = writeln!(
+            out,
+            "events        {} ({}{})   (a change is fetched at once; the poll runs every {}s while events flow, {}s while the queue fails)",
+            events.queue_url,
+            events.region,
+            events.role_arn.as_ref().map(|r| format!(", role {r}")).unwrap_or_default(),
+            config.interval_secs_when(true),
+            config.interval_secs_when(false)
+        );
     }
     if let Some(path) = &config.refresh.state_file {
         let _ = writeln!(out, "state file    {}", path.display());
@@ -132,4 +145,18 @@ pub fn summary(config: &Config) -> (String, bool) {
         let _ = writeln!(out, "error         {name}: {why}, so it can only answer SERVFAIL");
     }
     (out, broken.is_empty())
+}
+
+/// Which accounts a source entry reads besides its own credentials', and through which role.
+fn accounts_line(out: &mut String, accounts: Option<&crate::config::Accounts>, role_name: Option<&str>, organization_role: Option<&str>) {
+    let Some(accounts) = accounts else { return };
+    let role = role_name.unwrap_or("?");
+    let which = match accounts {
+        crate::config::Accounts::List(ids) => format!("accounts {}", ids.join(" ")),
+        crate::config::Accounts::Organization(_) => format!(
+            "every ACTIVE account of the organization (listed every refresh{})",
+            organization_role.map(|r| format!(" through {r}")).unwrap_or_default()
+        ),
+    };
+    let _ = writeln!(out, "                {which}, each through its role {role}, as a source of its own");
 }

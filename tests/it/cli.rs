@@ -32,6 +32,23 @@ fn check_summarises_the_shipped_configs() {
     assert!(!stdout.contains("warning"), "{stdout}");
 }
 
+/// `hubdns check` says which accounts each entry reads and where change events come from.
+#[test]
+fn check_summarises_accounts_and_events() {
+    let path = tempdir().join("accounts.toml");
+    let text = "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\naccounts = \"organization\"\nrole_name = \"hubdns-read\"\n\n\
+                [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-0a1b2c3d4e5f60718\"]\naccounts = [\"222233334444\"]\nrole_name = \"hubdns-read\"\n\n\
+                [events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/hubdns-events-a\"\nregion = \"us-east-1\"\n";
+    std::fs::write(&path, text).expect("write");
+    let out = Command::new(HUBDNS).args(["check", "--config"]).arg(&path).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("every ACTIVE account of the organization (listed every refresh), each through its role hubdns-read"), "{stdout}");
+    assert!(stdout.contains("accounts 222233334444, each through its role hubdns-read"), "{stdout}");
+    assert!(stdout.contains("events        https://sqs.us-east-1.amazonaws.com/111122223333/hubdns-events-a (us-east-1)"), "{stdout}");
+    assert!(stdout.contains("every 300s while events flow, 30s while the queue fails"), "{stdout}");
+}
+
 #[test]
 fn check_refuses_a_bad_config_with_file_line_and_key() {
     let dir = tempdir();
