@@ -49,7 +49,7 @@ use crate::{
     snapshot::ownable,
     sources::{
         lattice::{Known, ResourceConfig, ServiceDomain},
-        output::DomainSummary,
+        output::{DomainSummary, is_verified},
     },
 };
 
@@ -163,7 +163,7 @@ pub fn names_from(endpoint: &VpcEndpoint, associations: &[&VpcEndpointAssociatio
         push(&mut out, &own, Named { name: own.clone(), answer: answer.clone(), origin: origin.clone(), custom: false }, id);
 
         for candidate in candidates(association, facts, &own, &preference, &specified, facts.fresh_associations) {
-            let verified = candidate.verification.as_deref().is_ok_and(|v| v.eq_ignore_ascii_case("verified"));
+            let verified = candidate.verification.as_deref().is_ok_and(is_verified);
             let verification = candidate.verification.clone().unwrap_or_else(|why| format!("unknown ({why})"));
             let refused = match parse(&candidate.name) {
                 Err(error) => Some(format!("not a domain name: {error}")),

@@ -131,7 +131,7 @@ pub struct ResourceConfig {
 impl ResourceConfig {
     /// Whether its owner proved the custom domain name theirs (`VERIFIED`).
     pub fn verified(&self) -> bool {
-        self.verification.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("verified"))
+        self.verification.as_deref().is_some_and(is_verified)
     }
 }
 
@@ -146,6 +146,12 @@ pub struct ServiceDomain {
     pub service_name: String,
     /// Its custom domain name, if it has one.
     pub custom_domain: Option<String>,
+}
+
+/// Whether a domain verification status (VPC Lattice's `domainVerificationStatus`) says
+/// verified.
+pub fn is_verified(status: &str) -> bool {
+    status.eq_ignore_ascii_case("verified")
 }
 
 /// One endpoint association as DescribeVpcEndpointAssociations gave it, in plain data: kept in

@@ -39,6 +39,7 @@ pub struct Resolutions {
     last: Mutex<HashMap<(Name, RecordType, Name), Vec<Record>>>,
     /// Records of the source's last answer (the state file's, or kept over a reload), by name
     /// and type: what a name keeps while the upstreams fail before they ever answered it.
+    /// Taken by the first resolution.
     restored: Mutex<HashMap<(Name, RecordType), Vec<Record>>>,
 }
 
@@ -72,7 +73,9 @@ impl Resolutions {
             }
         }
         let last = self.last.lock().map(|last| last.clone()).unwrap_or_default();
-        let restored = self.restored.lock().map(|r| r.clone()).unwrap_or_default();
+        // A restored answer stands in once, for resolutions this process has not made yet:
+        // from then on `last` carries what it gave.
+        let restored = std::mem::take(&mut *self.restored.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let (mut records, mut skipped, mut resolved) = (Vec::new(), Vec::new(), HashMap::new());
         for (alias, answer) in aliases.iter().zip(answers) {
             let key = (alias.name.clone(), alias.rtype, alias.target.clone());
