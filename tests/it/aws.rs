@@ -246,8 +246,10 @@ async fn real_shaped_responses_through_the_sdk() {
            [[aliases]]\nname = \"secrets.corp.example\"\ntarget = \"com.amazonaws.us-east-1.secretsmanager\"\n";
     let hub = start(&local_config(&text)).await;
     let sm = wait_for(hub.addr, "secretsmanager.us-east-1.amazonaws.com.", RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
-    // Until the first fetch lands the name is not ours and goes upstream; from now on nothing may.
-    let forwarded_before = upstream.names_seen().len();
+    // Until the first fetch lands that name is not ours and goes upstream; none of the owned
+    // names asked below may. (Refreshes themselves resolve service-network endpoint names
+    // through the upstream, so the upstream's log grows; only the owned names count.)
+    let sm_forwarded = upstream.queries_for("secretsmanager.us-east-1.amazonaws.com.");
     assert_eq!(addresses(&sm), ["10.10.1.25", "10.10.2.41"]);
     let zonal = hub.udp("vpce-0f1e2d3c4b5a69788-8m2kq4xz-us-east-1b.secretsmanager.us-east-1.vpce.amazonaws.com.", RecordType::A).await;
     assert_eq!(addresses(&zonal), ["10.10.2.41"]);
@@ -260,7 +262,19 @@ async fn real_shaped_responses_through_the_sdk() {
     assert_eq!(addresses(&hub.udp("kms.corp.example.", RecordType::A).await), ["10.10.1.33"], "hubdns:alias tag");
     let kms_v6 = hub.udp("kms.us-east-1.amazonaws.com.", RecordType::AAAA).await;
     assert!(kms_v6.answers.is_empty() && kms_v6.metadata.authoritative, "IPv4-only endpoint: NODATA for AAAA");
-    assert_eq!(upstream.names_seen().len(), forwarded_before, "nothing owned was forwarded");
+    let owned = [
+        "vpce-0f1e2d3c4b5a69788-8m2kq4xz-us-east-1b.secretsmanager.us-east-1.vpce.amazonaws.com.",
+        "logs.my-bucket.s3.us-east-1.amazonaws.com.",
+        "b.vpce-0aa11bb22cc33dd44-q1w2e3r4-us-east-1a.s3.us-east-1.vpce.amazonaws.com.",
+        "internal-api.service.com.",
+        "secrets.corp.example.",
+        "kms.corp.example.",
+        "kms.us-east-1.amazonaws.com.",
+    ];
+    assert_eq!(addresses(&hub.udp("secretsmanager.us-east-1.amazonaws.com.", RecordType::A).await).len(), 2);
+    assert_eq!(upstream.queries_for("secretsmanager.us-east-1.amazonaws.com."), sm_forwarded, "owned now");
+    let leaked: Vec<&str> = owned.into_iter().filter(|n| upstream.queries_for(n) > 0).collect();
+    assert!(leaked.is_empty(), "owned names were forwarded: {leaked:?}");
 }
 
 /// Lines of `logs` that contain every one of `parts`.
