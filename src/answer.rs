@@ -20,7 +20,10 @@ use hickory_proto::{
     rr::{Name, Record, RecordType},
 };
 
+use std::net::IpAddr;
+
 use crate::{
+    az::{Choice, ClientZone, Order, Spread},
     prepared::Prepared,
     snapshot::{Node, RecordSet, Resolution, Snapshot},
 };
@@ -39,6 +42,22 @@ pub struct Question<'a> {
     pub qtype: RecordType,
     /// RD: whether the client wants hubdns to ask upstream for names it does not own.
     pub recursion_desired: bool,
+    /// Who asks, when it matters for the answer: `[az]` affinity orders addresses for the
+    /// client's Availability Zone. `None`: no client (as listed).
+    pub client: Option<IpAddr>,
+}
+
+/// What `[az]` affinity made of the answer: the client's AZ as known, and the choice.
+#[derive(Debug, Clone, Copy)]
+pub struct AzDecision<'a> {
+    /// The answering set's spread over AZs, with its name's affinity.
+    pub spread: &'a Spread,
+    /// The client's AZ.
+    pub client: ClientZone<'a>,
+    /// What was done.
+    pub choice: Choice,
+    /// The order of the records, when it is not as listed.
+    pub order: Option<Order<'a>>,
 }
 
 /// How one of several weighted alternatives is chosen.
@@ -119,11 +138,18 @@ pub struct Plan<'a> {
     len: usize,
     /// How it ends.
     pub outcome: Outcome<'a>,
+    /// What AZ affinity did with the last hop's addresses; `None` when none applies.
+    pub az: Option<AzDecision<'a>>,
 }
 
 impl<'a> Plan<'a> {
     fn new() -> Self {
-        Self { hops: [None; MAX_CNAME_HOPS + 1], len: 0, outcome: Outcome::Answer }
+        Self { hops: [None; MAX_CNAME_HOPS + 1], len: 0, outcome: Outcome::Answer, az: None }
+    }
+
+    /// The order the prepared records go in for this client, when not as listed.
+    pub fn order(&self) -> Option<Order<'a>> {
+        self.az.and_then(|az| az.order)
     }
 
     fn push(&mut self, hop: Hop<'a>) {
@@ -176,20 +202,26 @@ impl<'a> Plan<'a> {
     /// The answer section for a question named `qname`: every hop's records, a wildcard's
     /// owned by the name asked. Borrowed when no owner changes.
     pub fn answers(&self, qname: &Name) -> std::borrow::Cow<'a, [Record]> {
-        if let (1, Some(hop)) = (self.len, self.hops[0])
+        let order = self.order();
+        if let (1, Some(hop), None) = (self.len, self.hops[0], order)
             && !hop.wildcard
         {
             return std::borrow::Cow::Borrowed(hop.records);
         }
         let mut answers = Vec::with_capacity(self.hops().map(|hop| hop.records.len()).sum());
-        for hop in self.hops() {
-            answers.extend(hop.records.iter().map(|record| {
+        for (i, hop) in self.hops().enumerate() {
+            let owned = |record: &Record| {
                 let mut record = record.clone();
                 if hop.wildcard {
                     record.name = hop.asked.unwrap_or(qname).clone();
                 }
                 record
-            }));
+            };
+            // AZ affinity orders the last hop's addresses, the answering set.
+            match order.filter(|_| i + 1 == self.len) {
+                Some(order) => answers.extend(order.indexes().filter_map(|at| hop.records.get(at)).map(owned)),
+                None => answers.extend(hop.records.iter().map(owned)),
+            }
         }
         std::borrow::Cow::Owned(answers)
     }
@@ -260,6 +292,11 @@ pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'_>, draw: Draw) -> P
             return plan;
         };
         plan.push(Hop { node, asked, records: &set.records, set: Some(set), wildcard });
+        if let (Some(spread), Some(client)) = (set.affinity(), question.client) {
+            let client = snapshot.locator().locate(client);
+            let (choice, order) = spread.decide(&client);
+            plan.az = Some(AzDecision { spread, client, choice, order });
+        }
         let follow = set.rtype == RecordType::CNAME && !matches!(qtype, RecordType::CNAME | RecordType::ANY);
         let Some((target, target_key)) = set.cname_target().filter(|_| follow) else {
             plan.outcome = Outcome::Answer;
@@ -286,7 +323,7 @@ pub fn broken_chains(snapshot: &Snapshot) -> Vec<(Name, &'static str)> {
         .filter(|node| node.rrsets().iter().any(|set| set.rtype == RecordType::CNAME))
         .filter_map(|node| {
             let key = crate::name_key::name_key(node.name());
-            let question = Question { key: &key, qtype: RecordType::A, recursion_desired: true };
+            let question = Question { key: &key, qtype: RecordType::A, recursion_desired: true, client: None };
             match plan(snapshot, question, Draw::First).outcome {
                 Outcome::Loop => Some((node.name().clone(), "its CNAME chain loops back")),
                 Outcome::TooLong => Some((node.name().clone(), "its CNAME chain is longer than 11")),
@@ -321,7 +358,7 @@ mod tests {
     }
 
     fn owned(owner: &str, data: RData, source: SourceKind) -> Owned {
-        Owned { name: name(owner), ttl: 300, data, provenance: Provenance { source, origin: Arc::from(owner) }, weight: None }
+        Owned { name: name(owner), ttl: 300, data, provenance: Provenance { source, origin: Arc::from(owner) }, weight: None, az: None }
     }
 
     fn a(owner: &str, last: u8, source: SourceKind) -> Owned {
@@ -345,7 +382,7 @@ mod tests {
     /// The rcode and the answer section as `owner type data` lines, for a query with RD=1.
     fn ask(snapshot: &Snapshot, qname: &str, qtype: RecordType) -> (ResponseCode, Vec<String>) {
         let key = name_key(&name(qname));
-        let plan = plan(snapshot, Question { key: &key, qtype, recursion_desired: true }, Draw::First);
+        let plan = plan(snapshot, Question { key: &key, qtype, recursion_desired: true, client: None }, Draw::First);
         let lines = plan.answers(&name(qname)).iter().map(|r| format!("{} {} {}", r.name, r.record_type(), r.data)).collect();
         (plan.rcode(), lines)
     }
@@ -399,12 +436,12 @@ mod tests {
         );
         let key = name_key(&name("to-alias.corp.example."));
         for _ in 0..50 {
-            let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::Random);
+            let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true, client: None }, Draw::Random);
             let data: Vec<String> = plan.answers(&name("x.")).iter().map(|r| r.data.to_string()).collect();
             assert_eq!(data, ["10.0.0.1"], "weight 0 is never drawn while another is not 0");
         }
         let key = name_key(&name("to-t.corp.example."));
-        let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
+        let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true, client: None }, Draw::First);
         assert_eq!(plan.hops().next().expect("answer").records[0].ttl, 300, "the target's TTL");
     }
 
@@ -495,11 +532,11 @@ mod tests {
         );
         for below in ["host.lab.corp.example.", "x.w.lab.corp.example.", "lab.corp.example."] {
             let key = name_key(&name(below));
-            let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
+            let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true, client: None }, Draw::First);
             assert!(matches!(plan.outcome, Outcome::Forward { .. }), "{below}: {:?}", plan.outcome);
         }
         let key = name_key(&name("nope.corp.example."));
-        let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
+        let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true, client: None }, Draw::First);
         assert_eq!(plan.authority()[0].ttl, 300, "min(SOA TTL 300, MINIMUM 86400)");
         let (_, soa) = ask(&snapshot, "corp.example.", RecordType::SOA);
         assert_eq!(soa.len(), 1);
@@ -529,7 +566,7 @@ mod tests {
         );
         let key = name_key(&name("walias.corp.example."));
         for _ in 0..30 {
-            let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::Random);
+            let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true, client: None }, Draw::Random);
             let data: Vec<String> = plan.answers(&name("x.")).iter().map(|r| r.data.to_string()).collect();
             assert_eq!(data, ["10.0.0.10"], "weight 0 never drawn while another is not 0");
         }
@@ -597,11 +634,11 @@ mod tests {
         let records = (0..14).map(|i| owned(&format!("c{i}.example."), RData::CNAME(rdata::CNAME(name(&format!("c{}.example.", i + 1)))), SourceKind::Config)).collect();
         let (snapshot, _) = build(records, vec![]);
         let key = name_key(&name("c0.example."));
-        let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
+        let plan = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true, client: None }, Draw::First);
         assert!(matches!(plan.outcome, Outcome::TooLong), "{:?}", plan.outcome);
         assert_eq!((plan.rcode(), plan.hops().count()), (ResponseCode::ServFail, MAX_CNAME_HOPS + 1));
         let key = name_key(&name("c3.example."));
-        let whole = super::plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
+        let whole = super::plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true, client: None }, Draw::First);
         assert!(matches!(whole.outcome, Outcome::Forward { .. }), "11 CNAMEs: followed to the end, {:?}", whole.outcome);
     }
 
@@ -616,7 +653,7 @@ mod tests {
         );
         let ds = |qname: &str| {
             let key = name_key(&name(qname));
-            plan(&snapshot, Question { key: &key, qtype: RecordType::DS, recursion_desired: true }, Draw::First).outcome
+            plan(&snapshot, Question { key: &key, qtype: RecordType::DS, recursion_desired: true, client: None }, Draw::First).outcome
         };
         assert!(matches!(ds("sub.corp.example."), Outcome::NoData { soa, .. } if soa.name == name("corp.example.")));
         assert!(matches!(ds("corp.example."), Outcome::Forward { target: None, .. }), "a zone apex");
@@ -634,16 +671,16 @@ mod tests {
         let (snapshot, _) = build(vec![cname("x.example.", "nope.y.example."), a("y.example.", 1, SourceKind::Config), cname("out.example.", "elsewhere.test.")], vec![]);
         assert_eq!(ask(&snapshot, "x.example.", RecordType::A), (ResponseCode::NXDomain, vec!["x.example. CNAME nope.y.example.".into()]));
         let key = name_key(&name("out.example."));
-        let forward = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true }, Draw::First);
+        let forward = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: true, client: None }, Draw::First);
         assert!(matches!(forward.outcome, Outcome::Forward { target: Some(t), .. } if *t == name("elsewhere.test.")));
-        let norec = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: false }, Draw::First);
+        let norec = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: false, client: None }, Draw::First);
         assert!(matches!(norec.outcome, Outcome::Answer) && norec.authoritative());
         let key = name_key(&name("elsewhere.test."));
-        let refused = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: false }, Draw::First);
+        let refused = plan(&snapshot, Question { key: &key, qtype: RecordType::A, recursion_desired: false, client: None }, Draw::First);
         assert!(matches!(refused.outcome, Outcome::Refused(Refusal::NoRecursion)));
         for qtype in [RecordType::AXFR, RecordType::IXFR] {
             let key = name_key(&name("y.example."));
-            let transfer = plan(&snapshot, Question { key: &key, qtype, recursion_desired: true }, Draw::First);
+            let transfer = plan(&snapshot, Question { key: &key, qtype, recursion_desired: true, client: None }, Draw::First);
             assert!(matches!(transfer.outcome, Outcome::Refused(Refusal::ZoneTransfer)));
         }
     }
@@ -658,7 +695,7 @@ mod tests {
         );
         assert_eq!(ask(&snapshot, "m.example.", RecordType::ANY).1.len(), 1);
         let key = name_key(&name("not-owned.test."));
-        let any = plan(&snapshot, Question { key: &key, qtype: RecordType::ANY, recursion_desired: true }, Draw::First);
+        let any = plan(&snapshot, Question { key: &key, qtype: RecordType::ANY, recursion_desired: true, client: None }, Draw::First);
         assert!(matches!(any.outcome, Outcome::Forward { target: None, .. }));
     }
 

@@ -14,6 +14,7 @@ use std::{
 use hickory_proto::rr::Name;
 
 use crate::{
+    az::{AffinityRules, Locator, Placement, PlacementKind},
     config::Config,
     snapshot::{Alias, Dropped, Provenance, Record, Snapshot, SoaSettings, SourceKind},
     sources::{self, SourceOutput},
@@ -61,6 +62,7 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
         }
     }
     dropped.splice(0..0, zone_conflicts);
+    snapshot.apply_affinity(&affinity_rules(config), Locator::new(placements(config, outputs)));
     tracing::debug!(
         names = snapshot.name_count(),
         records = snapshot.record_count(),
@@ -69,6 +71,58 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
         "snapshot built"
     );
     (snapshot, dropped)
+}
+
+/// `[az]` affinity per name: `az.affinity`, and `[[az.names]]` over it.
+pub fn affinity_rules(config: &Config) -> AffinityRules {
+    let patterns = config
+        .az
+        .names
+        .iter()
+        .map(|entry| {
+            let name = entry.get_ref().name.name();
+            let below = name.is_wildcard();
+            (if below { name.base_name() } else { name.clone() }, below, entry.get_ref().affinity)
+        })
+        .collect();
+    AffinityRules { default: config.az.affinity, patterns }
+}
+
+/// Where clients are: the subnets the endpoint sources learned, `[[az.clients]]`,
+/// `[[az.forwarders]]`, and `az.default` for everyone else. Empty while affinity is off.
+pub fn placements(config: &Config, outputs: &[Arc<SourceOutput>]) -> Vec<Placement> {
+    let az = &config.az;
+    if !az.enabled() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if az.default != "off" {
+        let default: Arc<str> = Arc::from(az.default.as_str());
+        for net in ["0.0.0.0/0", "::/0"] {
+            let net = net.parse().expect("a literal network");
+            let origin = Arc::from(format!("az.default ({}:1)", config.origin));
+            out.push(Placement { net, az: Some(default.clone()), region: None, kind: PlacementKind::Default, origin });
+        }
+    }
+    for subnet in outputs.iter().flat_map(|o| &o.subnets) {
+        let az_id: Arc<str> = Arc::from(subnet.az_id.as_str());
+        let region: Arc<str> = Arc::from(subnet.region.as_str());
+        let origin: Arc<str> = Arc::from(format!("{} {} account={} region={}", subnet.id, subnet.vpc, subnet.account, subnet.region));
+        for net in &subnet.cidrs {
+            out.push(Placement { net: *net, az: Some(az_id.clone()), region: Some(region.clone()), kind: PlacementKind::Subnet, origin: origin.clone() });
+        }
+    }
+    for entry in &az.clients {
+        let client = entry.get_ref();
+        let origin = Arc::from(format!("az.clients ({}:{})", config.origin, config.line_of(entry)));
+        let region = client.region.as_deref().map(Arc::from);
+        out.push(Placement { net: client.cidr, az: Some(Arc::from(client.az_id.as_str())), region, kind: PlacementKind::Client, origin });
+    }
+    for entry in &az.forwarders {
+        let origin = Arc::from(format!("az.forwarders ({}:{})", config.origin, config.line_of(entry)));
+        out.push(Placement { net: entry.get_ref().cidr, az: None, region: None, kind: PlacementKind::Forwarder, origin });
+    }
+    out
 }
 
 /// The ids of the zones of `outputs[i]` that an earlier source also serves under the same
@@ -172,6 +226,7 @@ mod tests {
                 data: RData::A(A(Ipv4Addr::from(ip))),
                 provenance: Provenance { source: SourceKind::Route53, origin: Arc::from(format!("route53 zone={id}")) },
                 weight: None,
+                az: None,
             }],
             zones: vec![ZoneSummary { id: id.into(), name: name(apex) }],
             fetched_at: "2026-11-21T15:00:00Z".into(),
@@ -192,6 +247,7 @@ mod tests {
                     ttl: 60,
                     data: RData::A(A(Ipv4Addr::from(ip))),
                     provenance: Provenance { source: SourceKind::EndpointDns, origin: Arc::from(format!("vpc_endpoints {endpoint}")) },
+                    az: None,
                     weight: None,
                 }],
                 endpoints: vec![crate::sources::output::EndpointSummary {
@@ -229,7 +285,7 @@ mod tests {
         let (snapshot, dropped) = build_snapshot(&config, &[Arc::new(first), Arc::new(second)]);
         let answers = |n: &str| {
             let key = crate::name_key::name_key(&Name::from_ascii(n).unwrap());
-            let question = crate::answer::Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true };
+            let question = crate::answer::Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true, client: None };
             crate::answer::plan(&snapshot, question, crate::answer::Draw::First).hops().count()
         };
         assert_eq!((answers("a.corp.example."), answers("b.corp.example."), answers("c.other.example.")), (1, 0, 1));
@@ -248,7 +304,7 @@ mod tests {
         let (snapshot, dropped) = build_snapshot(&config, &[Arc::new(out)]);
         assert!(dropped.is_empty(), "{dropped:?}");
         let key = crate::name_key::name_key(&Name::from_ascii("api.example.").unwrap());
-        let question = crate::answer::Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true };
+        let question = crate::answer::Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true, client: None };
         let plan = crate::answer::plan(&snapshot, question, crate::answer::Draw::First);
         assert!(matches!(plan.outcome, crate::answer::Outcome::Answer), "{plan:?}");
     }

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
+    az::Affinity,
     name_key::name_key,
     snapshot::{absolute_names, ownable},
 };
@@ -61,6 +62,10 @@ pub struct Config {
     /// Per-client rate limits over UDP.
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// Availability Zone affinity: which AZ each client is in, and how owned answers'
+    /// addresses are ordered for it.
+    #[serde(default)]
+    pub az: AzConfig,
     /// The file this configuration came from, for provenance and messages (`<demo>` for the
     /// built-in demo).
     #[serde(skip)]
@@ -116,6 +121,100 @@ pub struct ServerConfig {
     /// stayed the same for half a second), as SIGHUP does.
     #[serde(default = "default_true")]
     pub watch_config: bool,
+}
+
+/// `[az]`: keep each client's traffic in its own Availability Zone (see `crate::az`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzConfig {
+    /// `off` (the default: answers as listed), `prefer` (the client's AZ's addresses first)
+    /// or `only` (those alone, all when its AZ has none).
+    #[serde(default)]
+    pub affinity: Affinity,
+    /// The AZ of clients nothing else places: `off` (unknown), or an AZ ID (`use1-az1`), such
+    /// as the hubdns instance's own.
+    #[serde(default = "default_az")]
+    pub default: String,
+    /// Learn clients' AZs from the subnets of the VPCs the endpoint sources read
+    /// (DescribeSubnets); on by default.
+    #[serde(default = "default_true")]
+    pub learn_subnets: bool,
+    /// Client networks and their AZ (on-premises sites, anything the subnets do not cover).
+    #[serde(default)]
+    pub clients: Vec<Spanned<AzClientConfig>>,
+    /// Resolvers asking for clients in many AZs (Route 53 Resolver outbound endpoints,
+    /// on-premises DNS servers): their caches share one answer, so their AZ counts as unknown.
+    #[serde(default)]
+    pub forwarders: Vec<Spanned<AzForwarderConfig>>,
+    /// Affinity per name: an exact name, or `*.domain` for the names below it.
+    #[serde(default)]
+    pub names: Vec<Spanned<AzNameConfig>>,
+}
+
+impl Default for AzConfig {
+    fn default() -> Self {
+        Self {
+            affinity: Affinity::Off,
+            default: default_az(),
+            learn_subnets: true,
+            clients: Vec::new(),
+            forwarders: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+}
+
+impl AzConfig {
+    /// Whether affinity applies to any name, so that clients' AZs matter.
+    pub fn enabled(&self) -> bool {
+        self.affinity != Affinity::Off || self.names.iter().any(|n| n.get_ref().affinity != Affinity::Off)
+    }
+}
+
+fn default_az() -> String {
+    "off".into()
+}
+
+/// An `[[az.clients]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzClientConfig {
+    /// The client network.
+    pub cidr: IpNet,
+    /// Its AZ ID (`use1-az1`): AZ names (`us-east-1a`) differ per account.
+    pub az_id: String,
+    /// The AZ's region, for Route 53 AZ-affinity records' Region, zone-group and partition
+    /// locations.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// An `[[az.forwarders]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzForwarderConfig {
+    /// The resolvers' network.
+    pub cidr: IpNet,
+}
+
+/// An `[[az.names]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzNameConfig {
+    /// A name, or `*.domain` for every name below `domain`.
+    pub name: DomainName,
+    /// Its affinity.
+    pub affinity: Affinity,
+}
+
+/// Whether `text` looks like an AZ ID (`use1-az1`, `usw2-lax1-az1`), not an AZ name
+/// (`us-east-1a`), which means a different AZ in each account.
+pub fn is_az_id(text: &str) -> bool {
+    let Some((prefix, number)) = text.rsplit_once("-az") else { return false };
+    !prefix.is_empty()
+        && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit())
 }
 
 /// Per-client rate limits over UDP (see `dns::ratelimit`).
@@ -794,6 +893,21 @@ impl Config {
         Ok(())
     }
 
+    /// `[az]`: AZ IDs, never AZ names.
+    fn validate_az(&self) -> Result<(), ConfigError> {
+        let az = &self.az;
+        let id_help = |text: &str| format!("`{text}` is not an AZ ID: write the ID (`use1-az1`), not the AZ name (`us-east-1a`), which names a different AZ in each account");
+        if az.default != "off" && !is_az_id(&az.default) {
+            return Err(ConfigError::Invalid { origin: self.origin.clone(), line: 1, key: "az.default".into(), message: format!("{}; or \"off\"", id_help(&az.default)) });
+        }
+        for entry in &az.clients {
+            if !is_az_id(&entry.get_ref().az_id) {
+                return Err(self.invalid(entry, "az.clients.az_id".into(), id_help(&entry.get_ref().az_id)));
+            }
+        }
+        Ok(())
+    }
+
     fn invalid<T>(&self, entry: &Spanned<T>, key: String, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             origin: self.origin.clone(),
@@ -821,6 +935,7 @@ impl Config {
                 format!("{} is out of range: allowed 512 to 4096", server.max_udp_payload),
             ));
         }
+        self.validate_az()?;
         let limits = &self.rate_limit;
         if limits.ipv4_prefix > 32 || limits.ipv6_prefix > 128 || limits.max_networks == 0 {
             return Err(top(

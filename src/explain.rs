@@ -8,7 +8,7 @@
 //! [`explain`] is a pure reading of a snapshot and a forwarder: the admin listener serves it
 //! at `/explain`, the status page's search box calls that, and `hubdns explain` prints it.
 
-use std::{fmt, sync::atomic::Ordering::Relaxed, time::Instant};
+use std::{fmt, net::IpAddr, sync::atomic::Ordering::Relaxed, time::Instant};
 
 use hickory_proto::rr::{Name, RecordType};
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,28 @@ pub struct Explanation {
     /// public zone ([`crate::signed_parents`]).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// `[az]` affinity, when the answer's addresses lie in several AZs and it applies to the
+    /// name; the records above are in the order that client gets them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub az: Option<AzView>,
+}
+
+/// What `[az]` affinity does with one answer for one client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AzView {
+    /// The name's affinity: `prefer` or `only`.
+    pub affinity: String,
+    /// Each address's AZ ID, as the source listed them (`?`: not known).
+    pub zones: Vec<String>,
+    /// The client asked for (`client=` on `/explain`, `--client` on `hubdns explain`).
+    pub client: Option<String>,
+    /// The client's AZ ID, when known.
+    pub client_az: Option<String>,
+    /// What placed the client: a subnet, an `[[az.clients]]` or `[[az.forwarders]]` entry,
+    /// `az.default`; `None` when nothing covers it.
+    pub placed_by: Option<String>,
+    /// What was done: `same_az`, `other_az` (its AZ has none), `unknown_az`.
+    pub choice: Option<String>,
 }
 
 /// One record with where it came from.
@@ -157,11 +179,13 @@ pub fn type_name(rtype: RecordType) -> String {
 /// Explains `name`/`qtype` against `snapshot` and `forwarder`: the answer engine's plan for
 /// it (as a client asking with RD=1 gets it), step by step. Fails only on a name that is not
 /// a domain name.
-pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: RecordType) -> Result<Explanation, String> {
+///
+/// With a `client`, the answer is the one that client gets under `[az]` affinity.
+pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: RecordType, client: Option<IpAddr>) -> Result<Explanation, String> {
     let mut asked = Name::from_utf8(name.trim()).map_err(|e| format!("`{name}` is not a domain name: {e}"))?;
     asked.set_fqdn(true);
     let key = name_key(&asked);
-    let plan = answer::plan(snapshot, Question { key: &key, qtype, recursion_desired: true }, Draw::First);
+    let plan = answer::plan(snapshot, Question { key: &key, qtype, recursion_desired: true, client }, Draw::First);
     let mut out = Explanation {
         name: asked.to_string(),
         qtype: type_name(qtype),
@@ -173,6 +197,7 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
         outvoted: Vec::new(),
         forward: None,
         warnings: forwarder.signed_overlaps().iter().filter(|o| o.covers(&asked)).map(|o| o.advice()).collect(),
+        az: None,
     };
     for hop in plan.hops() {
         let owner = hop.asked.unwrap_or(&asked);
@@ -181,6 +206,13 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
             Some(set) => out.records.extend(alternatives(hop.node, set).flat_map(|set| view_set(set, owner, hop.wildcard))),
             None => out.records.extend(hop.records.iter().map(|soa| RecordView::synthesized(soa, SOA_OF_OWNED_NAME))),
         }
+    }
+    out.az = az_view(&plan, client);
+    // The answering set's records in the order this client gets them (a spread set has no
+    // weighted alternatives: it is the last records listed).
+    if let (Some(order), Some(set)) = (plan.order(), plan.hops().last().and_then(|hop| hop.set)) {
+        let tail = out.records.split_off(out.records.len().saturating_sub(set.records.len()));
+        out.records.extend(order.indexes().filter_map(|i| tail.get(i).cloned()));
     }
     // The name the last step asked about: the end of the CNAME chain, if there is one.
     let last = plan.hops().last().and_then(target_of).unwrap_or(&asked);
@@ -328,6 +360,21 @@ fn forwarded(mut out: Explanation, forwarder: &Forwarder, target: &Name, qtype: 
     out
 }
 
+/// What affinity did in `plan`, or would do: with no client given, the name's affinity and
+/// its addresses' AZs alone.
+fn az_view(plan: &answer::Plan<'_>, client: Option<IpAddr>) -> Option<AzView> {
+    let spread = plan.az.map(|az| az.spread).or_else(|| plan.hops().last()?.set?.affinity())?;
+    let decision = plan.az;
+    Some(AzView {
+        affinity: spread.affinity.as_str().into(),
+        zones: spread.zones.iter().map(|z| z.as_deref().unwrap_or("?").to_owned()).collect(),
+        client: client.map(|c| c.to_string()),
+        client_az: decision.and_then(|d| d.client.az()).map(str::to_owned),
+        placed_by: decision.and_then(|d| d.client.placement()).map(|p| format!("{} {}", p.net, p.origin)),
+        choice: decision.map(|d| d.choice.as_str().to_owned()),
+    })
+}
+
 impl fmt::Display for Explanation {
     /// The operator's view, as `hubdns explain` prints it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -343,6 +390,17 @@ impl fmt::Display for Explanation {
         }
         for o in &self.outvoted {
             writeln!(f, "  outvoted: {} ({})", o.source, o.origin)?;
+        }
+        if let Some(az) = &self.az {
+            writeln!(f, "  az affinity: {} (addresses in {})", az.affinity, az.zones.join(", "))?;
+            match (&az.client, &az.choice) {
+                (Some(client), Some(choice)) => {
+                    let zone = az.client_az.as_deref().unwrap_or("not known");
+                    let by = az.placed_by.as_deref().unwrap_or("nothing covers it");
+                    writeln!(f, "    client {client}: AZ {zone} (from {by}); answer: {choice}")?;
+                }
+                _ => writeln!(f, "    give a client address (--client) to see its order")?,
+            }
         }
         for warning in &self.warnings {
             writeln!(f, "  warning: {warning}")?;
@@ -399,39 +457,39 @@ mod tests {
     #[tokio::test]
     async fn owned_wildcard_cname_nxdomain_and_forwarded() {
         let (snapshot, forwarder) = setup();
-        let e = explain(&snapshot, &forwarder, "svc.example.com", RecordType::A).expect("explained");
+        let e = explain(&snapshot, &forwarder, "svc.example.com", RecordType::A, None).expect("explained");
         assert_eq!((e.answered_by.as_str(), e.rcode.as_deref()), ("hubdns", Some("NOERROR")));
         let data: Vec<&str> = e.records.iter().map(|r| r.data.as_str()).collect();
         assert_eq!(data, ["10.0.0.1", "10.0.0.2"]);
         assert_eq!(e.records[0].source, "config");
         assert!(e.records[0].origin.contains("t.toml:"), "{}", e.records[0].origin);
 
-        let e = explain(&snapshot, &forwarder, "a.b.wild.example.", RecordType::AAAA).expect("explained");
+        let e = explain(&snapshot, &forwarder, "a.b.wild.example.", RecordType::AAAA, None).expect("explained");
         assert_eq!(e.matched.as_deref(), Some("*.wild.example."));
         assert_eq!(e.records[0].name, "a.b.wild.example.");
         assert!(e.reason.contains("wildcard"), "{}", e.reason);
 
-        let e = explain(&snapshot, &forwarder, "www.example.com", RecordType::A).expect("explained");
+        let e = explain(&snapshot, &forwarder, "www.example.com", RecordType::A, None).expect("explained");
         let types: Vec<&str> = e.records.iter().map(|r| r.rtype.as_str()).collect();
         assert_eq!(types, ["CNAME", "A", "A"], "the chain, then the answer");
 
-        let e = explain(&snapshot, &forwarder, "nope.svc.example.com", RecordType::A).expect("explained");
+        let e = explain(&snapshot, &forwarder, "nope.svc.example.com", RecordType::A, None).expect("explained");
         assert_eq!(e.rcode.as_deref(), Some("NXDOMAIN"));
 
-        let e = explain(&snapshot, &forwarder, "svc.example.com", RecordType::MX).expect("explained");
+        let e = explain(&snapshot, &forwarder, "svc.example.com", RecordType::MX, None).expect("explained");
         assert!(e.records.is_empty() && e.reason.contains("NODATA"), "{}", e.reason);
 
-        let e = explain(&snapshot, &forwarder, "host.corp.internal", RecordType::A).expect("explained");
+        let e = explain(&snapshot, &forwarder, "host.corp.internal", RecordType::A, None).expect("explained");
         let forward = e.forward.expect("forwarded");
         assert_eq!((e.answered_by.as_str(), forward.rule.as_str()), ("upstream", "corp.internal."));
         assert_eq!(forward.upstreams[0].addr, "127.0.0.1:9");
         assert!(forward.cached.is_none() && e.rcode.is_none());
 
-        let e = explain(&snapshot, &forwarder, "out.example.com", RecordType::A).expect("explained");
+        let e = explain(&snapshot, &forwarder, "out.example.com", RecordType::A, None).expect("explained");
         let forward = e.forward.expect("forwarded at the end of the chain");
         assert_eq!((forward.target.as_str(), forward.rule.as_str()), ("elsewhere.example.net.", "."));
         assert_eq!(e.records.len(), 1, "the owned CNAME is part of the answer");
 
-        assert!(explain(&snapshot, &forwarder, "bad..name", RecordType::A).is_err());
+        assert!(explain(&snapshot, &forwarder, "bad..name", RecordType::A, None).is_err());
     }
 }

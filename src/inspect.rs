@@ -52,12 +52,13 @@ pub fn dnssec_lines(config: &Config) -> String {
 }
 
 /// Explains `name`/`qtype` for the hubdns that `config` describes.
-pub fn explain_for(config: &Config, name: &str, qtype: RecordType) -> anyhow::Result<(Explanation, Origin)> {
+pub fn explain_for(config: &Config, name: &str, qtype: RecordType, client: Option<std::net::IpAddr>) -> anyhow::Result<(Explanation, Origin)> {
     let why_offline = match config.admin.listen {
         None => "admin.listen is not set".to_owned(),
         Some(addr) => {
             let addr = loopback_if_unspecified(addr);
-            let path = format!("/explain?name={}&type={qtype}", percent_encode(name));
+            let client_param = client.map(|c| format!("&client={}", percent_encode(&c.to_string()))).unwrap_or_default();
+            let path = format!("/explain?name={}&type={qtype}{client_param}", percent_encode(name));
             match admin::probe(addr, &path, Duration::from_secs(3)) {
                 Ok((200, body)) => {
                     let explanation = serde_json::from_str(&body).with_context(|| format!("unexpected answer from {addr}{path}"))?;
@@ -80,7 +81,7 @@ pub fn explain_for(config: &Config, name: &str, qtype: RecordType) -> anyhow::Re
     let outputs: Vec<_> = planned(config, &orgs).iter().filter_map(|p| restored.get(&p.id).cloned()).collect();
     let (snapshot, _) = build_snapshot(config, &outputs);
     let forwarder = Forwarder::new(&config.forward).context("cannot set up forwarding as configured")?;
-    let explanation = explain(&snapshot, &forwarder, name, qtype).map_err(anyhow::Error::msg)?;
+    let explanation = explain(&snapshot, &forwarder, name, qtype, client).map_err(anyhow::Error::msg)?;
     let state = match &config.refresh.state_file {
         Some(path) => format!("{} sources from the state file {}", restored.len(), path.display()),
         None => "no state file configured, so no AWS source's names".to_owned(),

@@ -49,6 +49,7 @@
 pub mod admin;
 pub mod answer;
 pub mod assemble;
+pub mod az;
 pub mod config;
 #[cfg(feature = "aws")]
 pub mod demo;

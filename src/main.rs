@@ -58,6 +58,9 @@ enum Command {
         /// Print the JSON that /explain returns.
         #[arg(long)]
         json: bool,
+        /// Answer as this client address would be answered ([az] affinity).
+        #[arg(long)]
+        client: Option<std::net::IpAddr>,
     },
     /// Ask a running hubdns whether it is ready (exit 0) or not (exit 1): for container
     /// health checks, where there is no curl.
@@ -103,9 +106,9 @@ fn main() -> ExitCode {
         print!("{text}{}", hubdns::inspect::dnssec_lines(&config));
         return if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) };
     }
-    if let Command::Explain { name, qtype, json, .. } = &args.command {
+    if let Command::Explain { name, qtype, json, client, .. } = &args.command {
         hubdns::logging::init(&LogConfig { level: "warn".into(), ..LogConfig::default() });
-        return explain(&config, name, qtype, *json);
+        return explain(&config, name, qtype, *json, *client);
     }
     let logging = hubdns::logging::init(&config.log);
     let file = match &args.command {
@@ -140,7 +143,7 @@ fn health(admin: SocketAddr, path: &str) -> ExitCode {
 }
 
 /// `hubdns explain`: prints the explanation, and where it came from.
-fn explain(config: &Config, name: &str, qtype: &str, json: bool) -> ExitCode {
+fn explain(config: &Config, name: &str, qtype: &str, json: bool, client: Option<std::net::IpAddr>) -> ExitCode {
     let Some(qtype) = hubdns::explain::parse_type(qtype) else {
         eprintln!("hubdns: `{qtype}` is not a record type");
         return ExitCode::FAILURE;
@@ -149,7 +152,7 @@ fn explain(config: &Config, name: &str, qtype: &str, json: bool) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
     let explained = runtime
         .context("cannot start the async runtime")
-        .and_then(|rt| rt.block_on(async { hubdns::inspect::explain_for(config, name, qtype) }));
+        .and_then(|rt| rt.block_on(async { hubdns::inspect::explain_for(config, name, qtype, client) }));
     match explained {
         Ok((explanation, origin)) => {
             if json {

@@ -16,6 +16,8 @@ use std::{
 
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
+use crate::az::Choice;
+
 /// How a query was answered: the `path` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueryPath {
@@ -105,6 +107,7 @@ struct Shard {
     latency_ns: [AtomicU64; N_PATHS],
     dropped: AtomicU64,
     limited: [AtomicU64; 3],
+    az: [AtomicU64; 3],
 }
 
 impl Default for Shard {
@@ -115,6 +118,7 @@ impl Default for Shard {
             latency_ns: std::array::from_fn(|_| AtomicU64::new(0)),
             dropped: AtomicU64::new(0),
             limited: std::array::from_fn(|_| AtomicU64::new(0)),
+            az: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -165,6 +169,8 @@ pub struct QueryTotals {
     pub dropped: u64,
     /// Rate-limit actions, in [`Limited::ALL`] order.
     pub limited: [u64; 3],
+    /// Answers AZ affinity applied to, by [`Choice::ALL`] order.
+    pub az: [u64; 3],
 }
 
 impl QueryTotals {
@@ -194,6 +200,12 @@ impl Metrics {
     /// Counts what the rate limit did to a query.
     pub fn record_limited(&self, action: Limited) {
         self.shards[shard_index()].limited[action as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts an owned answer whose addresses lie in several AZs, by what affinity did.
+    pub fn count_az(&self, choice: Choice) {
+        let i = Choice::ALL.iter().position(|&c| c == choice).unwrap_or(0);
+        self.shards[shard_index()].az[i].fetch_add(1, Relaxed);
     }
 
     /// Counts a packet dropped without an answer.
@@ -229,7 +241,8 @@ impl Metrics {
             })
             .collect();
         let limited = std::array::from_fn(|i| sum(&|s| &s.limited[i]));
-        QueryTotals { queries, latency, dropped: sum(&|s| &s.dropped), limited }
+        let az = std::array::from_fn(|i| sum(&|s| &s.az[i]));
+        QueryTotals { queries, latency, dropped: sum(&|s| &s.dropped), limited, az }
     }
 }
 

@@ -120,6 +120,28 @@ impl Prepared {
         self.ttls.iter().map(|&(_, ttl)| ttl).min().unwrap_or(0)
     }
 
+    /// The size of each record, when every one has the same (an address RRset of one owner:
+    /// the owner a pointer to the question, fixed-size data) and there is no authority
+    /// section; then the records can be written in another order ([`Prepared::write_in`]).
+    pub fn record_len(&self) -> Option<usize> {
+        let answers = usize::from(self.answers);
+        let len = self.bytes.len().checked_div(answers)?;
+        (self.authorities == 0 && len * answers == self.bytes.len()).then_some(len)
+    }
+
+    /// Appends the records at `indexes` (into the answer section, in that order) with their
+    /// TTLs as prepared — how AZ affinity answers one client (see [`crate::az::Order`]).
+    /// Returns `false`, writing nothing, when the records are not of one size.
+    pub fn write_in(&self, indexes: impl Iterator<Item = usize>, out: &mut Vec<u8>) -> bool {
+        let Some(len) = self.record_len() else { return false };
+        for at in indexes {
+            if let Some(record) = self.bytes.get(at * len..(at + 1) * len) {
+                out.extend_from_slice(record);
+            }
+        }
+        true
+    }
+
     /// Appends the records to `out`, every TTL lowered by `age` seconds.
     pub fn write(&self, age: u32, out: &mut Vec<u8>) {
         let base = out.len();
@@ -215,6 +237,26 @@ mod tests {
         let ttls: Vec<u32> = message.answers.iter().chain(&message.authorities).map(|r| r.ttl).collect();
         assert_eq!(ttls, vec![270, 0, 70]);
         assert_eq!(message.authorities[0].data, soa.data, "the SOA's names survive compression");
+    }
+
+    #[test]
+    fn address_records_can_be_written_in_another_order() {
+        let records = [a("x.example.", [10, 0, 0, 1], 60), a("x.example.", [10, 0, 0, 2], 60), a("x.example.", [10, 0, 0, 3], 60)];
+        let prepared = Prepared::build(&name("x.example."), RecordType::A, ResponseCode::NoError, true, &records, &[]).unwrap();
+        assert_eq!(prepared.record_len(), Some(16));
+        let mut out = Vec::new();
+        let mut encoder = BinEncoder::new(&mut out);
+        let counts = HeaderCounts { queries: 1, answers: 2, authorities: 0, additionals: 0 };
+        Header { metadata: Metadata::new(7, MessageType::Response, OpCode::Query), counts }.emit(&mut encoder).unwrap();
+        Query::query(name("X.example."), RecordType::A).emit(&mut encoder).unwrap();
+        assert!(prepared.write_in([2, 0].into_iter(), &mut out));
+        let message = Message::from_bytes(&out).unwrap();
+        let ips: Vec<RData> = message.answers.iter().map(|r| r.data.clone()).collect();
+        assert_eq!(ips, [RData::A(rdata::A(Ipv4Addr::new(10, 0, 0, 3))), RData::A(rdata::A(Ipv4Addr::new(10, 0, 0, 1)))]);
+        let soa = Record::from_rdata(name("x.example."), 5, RData::SOA(rdata::SOA::new(name("a."), name("b."), 1, 2, 3, 4, 5)));
+        let nodata = Prepared::build(&name("x.example."), RecordType::A, ResponseCode::NoError, true, &[], &[soa]).unwrap();
+        assert_eq!(nodata.record_len(), None, "a negative answer has no records to order");
+        assert!(!nodata.write_in([0].into_iter(), &mut out));
     }
 
     #[test]

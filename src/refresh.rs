@@ -45,7 +45,7 @@ use crate::{
     assemble::build_snapshot,
     snapshot::{Dropped, SharedSnapshot, Snapshot},
     sources::{
-        self, Env, OrgAccounts, OrgListing, Planned, SourceOutput, organization,
+        self, Env, OrgAccounts, OrgListing, Planned, SourceOutput, SubnetNeed, organization,
         runner::{Published, Runner},
     },
     state_file,
@@ -562,6 +562,11 @@ fn env_of(config: &Config, forwarder: &Arc<Forwarder>, events_flowing: bool) -> 
         interval: Duration::from_secs(config.interval_secs_when(events_flowing)),
         max_backoff: Duration::from_secs(config.refresh.max_backoff_secs),
         forwarder: forwarder.clone(),
+        subnets: match (config.az.enabled(), config.az.learn_subnets) {
+            (false, _) => SubnetNeed::None,
+            (true, false) => SubnetNeed::EniZones,
+            (true, true) => SubnetNeed::Learn,
+        },
     }
 }
 

@@ -34,6 +34,7 @@ use hickory_proto::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    az::{Affinity, AffinityRules, Locator, Spread},
     name_key::{is_wildcard, name_key, parent, self_and_ancestors},
     prepared::Prepared,
 };
@@ -84,6 +85,10 @@ pub struct Record {
     /// routing): its set and weight. Each query gets one set, chosen by weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<Weight>,
+    /// The Availability Zone ID (`use1-az1`) of the address in `data` — its ENI's — when a
+    /// source knows it; `[az]` affinity orders answers by it ([`crate::az`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub az: Option<Arc<str>>,
 }
 
 /// A record's place among weighted alternatives.
@@ -174,11 +179,21 @@ pub struct RecordSet {
     pub prepared: Option<Prepared>,
     /// Set among weighted alternatives of the same type; `None` for a plain RRset.
     pub weight: Option<Weight>,
+    /// The records' Availability Zones, for an A/AAAA set whose addresses lie in two AZs or
+    /// more, with the name's affinity ([`Snapshot::apply_affinity`]); boxed, as most sets
+    /// have none.
+    pub spread: Option<Box<Spread>>,
     /// For a CNAME: its target's lookup key, so chains are followed without allocating.
     target_key: Option<Box<[u8]>>,
 }
 
 impl RecordSet {
+    /// The AZ spread the answer engine applies: `None` when the addresses lie in one AZ or
+    /// the name's affinity is off.
+    pub fn affinity(&self) -> Option<&Spread> {
+        self.spread.as_deref().filter(|s| s.affinity != Affinity::Off)
+    }
+
     /// A CNAME's target name and its lookup key.
     pub fn cname_target(&self) -> Option<(&Name, &[u8])> {
         match (self.records.first().map(|r| &r.data), &self.target_key) {
@@ -250,6 +265,10 @@ pub struct Snapshot {
     outvoted: FastMap<Vec<Provenance>>,
     /// Records served, by the kind of source they came from (index: [`SourceKind`] order).
     by_kind: [usize; 4],
+    /// Which AZ each client asks from (`[az]`, and the subnets the sources learned).
+    locator: Locator,
+    /// The affinity of names (`[az]`), as applied.
+    affinity: AffinityRules,
 }
 
 /// Where a name stands in the table: the name matching of RFC 1034 §4.3.2 and RFC 4592, for
@@ -682,7 +701,16 @@ impl Snapshot {
                     data: r.data.clone(),
                     provenance: alias.provenance.clone(),
                     weight: alias.weight.clone().or_else(|| set.weight.clone()),
+                    az: None,
                 }));
+                // The addresses keep their AZs: an alias of an endpoint name is ordered as
+                // the endpoint name is.
+                if let Some(spread) = &set.spread {
+                    let first = out.len() - set.records.len();
+                    for (record, zone) in out[first..].iter_mut().zip(spread.zones.iter()) {
+                        record.az = zone.clone();
+                    }
+                }
             }
         }
         if out.is_empty() { Err(TARGET_WITHOUT_ADDRESSES) } else { Ok(out) }
@@ -791,6 +819,33 @@ impl Snapshot {
         self.conflicts += more;
     }
 
+    /// Gives every spread set its name's affinity (`[az]`; sets whose name's is off drop
+    /// their spread, and answer as listed) and installs where clients are.
+    pub fn apply_affinity(&mut self, rules: &AffinityRules, locator: Locator) {
+        for node in self.exact.values_mut().chain(self.wildcards.values_mut()) {
+            let affinity = rules.for_name(&node.name);
+            for set in &mut node.rrsets {
+                if affinity == Affinity::Off {
+                    set.spread = None;
+                } else if let Some(spread) = &mut set.spread {
+                    spread.affinity = affinity;
+                }
+            }
+        }
+        self.locator = locator;
+        self.affinity = rules.clone();
+    }
+
+    /// The affinity rules the table was built with.
+    pub fn affinity_rules(&self) -> &AffinityRules {
+        &self.affinity
+    }
+
+    /// Where clients are, by AZ.
+    pub fn locator(&self) -> &Locator {
+        &self.locator
+    }
+
     /// Records that `loser` claimed `name` and lost before the table was built (a zone or a
     /// custom domain name an earlier source serves), for `explain`.
     pub fn note_outvoted(&mut self, name: &Name, loser: Provenance) {
@@ -806,26 +861,35 @@ impl Node {
             u16::from(a.data.record_type()).cmp(&u16::from(b.data.record_type())).then_with(|| set(a).cmp(&set(b)))
         });
         let mut rrsets: Vec<RecordSet> = Vec::new();
+        // Each set's records' AZs, index for index, until the sets are complete.
+        let mut zones: Vec<Vec<Option<Arc<str>>>> = Vec::new();
         for record in records {
             let rtype = record.data.record_type();
             let wire = WireRecord::from_rdata(record.name, record.ttl, record.data);
-            match rrsets.last_mut() {
-                Some(set) if set.rtype == rtype && set.weight.as_ref().map(|w| &w.set) == record.weight.as_ref().map(|w| &w.set) => {
+            match (rrsets.last_mut(), zones.last_mut()) {
+                (Some(set), Some(set_zones))
+                    if set.rtype == rtype && set.weight.as_ref().map(|w| &w.set) == record.weight.as_ref().map(|w| &w.set) =>
+                {
                     set.records.push(wire);
                     set.provenance.push(record.provenance);
+                    set_zones.push(record.az);
                 }
-                _ => rrsets.push(RecordSet {
-                    rtype,
-                    records: vec![wire],
-                    provenance: vec![record.provenance],
-                    prepared: None,
-                    weight: record.weight,
-                    target_key: None,
-                }),
+                _ => {
+                    rrsets.push(RecordSet {
+                        rtype,
+                        records: vec![wire],
+                        provenance: vec![record.provenance],
+                        prepared: None,
+                        weight: record.weight,
+                        spread: None,
+                        target_key: None,
+                    });
+                    zones.push(vec![record.az]);
+                }
             }
         }
         let wildcard = name.is_wildcard();
-        for set in &mut rrsets {
+        for (set, zones) in rrsets.iter_mut().zip(zones) {
             // One TTL per RRset (RFC 2181 §5.2): the smallest, so no record outlives its source.
             let ttl = set.records.iter().map(|r| r.ttl).min().unwrap_or(0);
             set.records.iter_mut().for_each(|r| r.ttl = ttl);
@@ -836,6 +900,11 @@ impl Node {
             // compressed against labels a real query name does not have at that offset.
             if !wildcard || encodes_without_names(set.rtype) {
                 set.prepared = prepare(&name, set.rtype, ResponseCode::NoError, &set.records, &[]);
+            }
+            // Only address sets are reordered by AZ: their records encode to equal-sized
+            // chunks ([`Prepared::write_in`]).
+            if matches!(set.rtype, RecordType::A | RecordType::AAAA) {
+                set.spread = Spread::of(zones.into()).map(Box::new);
             }
         }
         // A wildcard's negative answers speak for the name it covers.
@@ -914,6 +983,7 @@ impl Node {
         let set_like = |a: &RecordSet, b: &RecordSet| {
             a.rtype == b.rtype
                 && a.weight == b.weight
+                && a.spread == b.spread
                 && a.records.len() == b.records.len()
                 && a.records.iter().zip(&b.records).all(|(x, y)| match x.record_type() {
                     RecordType::SOA => soa_like(x, y),
@@ -1052,7 +1122,7 @@ mod tests {
     }
 
     fn rec(owner: &str, data: RData, source: SourceKind) -> Record {
-        Record { name: name(owner), ttl: 60, data, provenance: prov(source, owner), weight: None }
+        Record { name: name(owner), ttl: 60, data, provenance: prov(source, owner), weight: None, az: None }
     }
 
     fn a(owner: &str, ip: [u8; 4]) -> Record {
@@ -1084,7 +1154,7 @@ mod tests {
     /// The answer engine's records for `qname`/`qtype` (the last hop's), or its outcome.
     fn found<'s>(snapshot: &'s Snapshot, key: &'s [u8], qtype: RecordType) -> (crate::answer::Plan<'s>, Option<crate::answer::Hop<'s>>) {
         use crate::answer::{Draw, Outcome, Question, plan};
-        let plan = plan(snapshot, Question { key, qtype, recursion_desired: true }, Draw::Random);
+        let plan = plan(snapshot, Question { key, qtype, recursion_desired: true, client: None }, Draw::Random);
         let hop = match plan.outcome {
             Outcome::Answer | Outcome::TooLong => plan.hops().last().copied(),
             _ => None,

@@ -65,6 +65,9 @@ struct ExplainParams {
     name: String,
     #[serde(rename = "type", default)]
     qtype: Option<String>,
+    /// The client to answer as (`[az]` affinity): an IP address.
+    #[serde(default)]
+    client: Option<String>,
 }
 
 async fn explain(State(live): State<Arc<Live>>, Query(params): Query<ExplainParams>) -> Response {
@@ -72,8 +75,14 @@ async fn explain(State(live): State<Arc<Live>>, Query(params): Query<ExplainPara
         None => Ok(RecordType::A),
         Some(text) => crate::explain::parse_type(text).ok_or_else(|| format!("`{text}` is not a record type")),
     };
+    let client = match params.client.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(text) => text.parse::<std::net::IpAddr>().map(Some).map_err(|_| format!("`{text}` is not an IP address")),
+    };
     let handler = live.handler.load();
-    let explained = qtype.and_then(|qtype| crate::explain::explain(&live.snapshot.load(), handler.forwarder(), &params.name, qtype));
+    let explained = qtype
+        .and_then(|qtype| Ok((qtype, client?)))
+        .and_then(|(qtype, client)| crate::explain::explain(&live.snapshot.load(), handler.forwarder(), &params.name, qtype, client));
     match explained {
         Ok(explanation) => Json(explanation).into_response(),
         Err(error) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": error }))).into_response(),

@@ -56,6 +56,14 @@ pub fn render(live: &Live) -> String {
     for (action, n) in Limited::ALL.iter().zip(totals.limited) {
         out.sample("hubdns_rate_limited_total", &[("action", action.as_str())], n as f64);
     }
+    out.family(
+        "hubdns_az_answers_total",
+        "counter",
+        "Owned answers with addresses in several Availability Zones, under [az] affinity: the client's AZ's first or alone (same_az), its AZ had none (other_az), or its AZ is not known or it is a forwarder (unknown_az).",
+    );
+    for (choice, n) in crate::az::Choice::ALL.iter().zip(totals.az) {
+        out.sample("hubdns_az_answers_total", &[("placement", choice.as_str())], n as f64);
+    }
     out.family("hubdns_tcp_connections", "gauge", "TCP connections open.");
     out.sample("hubdns_tcp_connections", &[], live.tcp_connections() as f64);
 

@@ -80,6 +80,33 @@ pub struct Status {
     /// Owned apexes inside DNSSEC-signed public zones: validating resolvers behind hubdns
     /// need a negative trust anchor for each ([`crate::signed_parents`]).
     pub dnssec_overlaps: Vec<SignedOverlap>,
+    /// `[az]`: where clients are, and what affinity did.
+    pub az: AzStatus,
+}
+
+/// `[az]` in brief.
+#[derive(Serialize)]
+pub struct AzStatus {
+    /// `az.affinity`.
+    pub affinity: &'static str,
+    /// Every client range with its AZ ID (`None`: a forwarder), most specific first.
+    pub placements: Vec<PlacementView>,
+    /// Owned answers with addresses in several AZs since start, by placement: `same_az`,
+    /// `other_az`, `unknown_az` (as `/metrics` counts them).
+    pub answers: Vec<(&'static str, u64)>,
+}
+
+/// One client range.
+#[derive(Serialize)]
+pub struct PlacementView {
+    /// The range.
+    pub cidr: String,
+    /// Its AZ ID; `None` for a forwarder.
+    pub az_id: Option<String>,
+    /// `subnet`, `client`, `forwarder`, `default`.
+    pub kind: &'static str,
+    /// Where it comes from.
+    pub origin: String,
 }
 
 /// The table in numbers.
@@ -156,5 +183,22 @@ pub fn status(live: &Live) -> Status {
         },
         queries: QueryPath::ALL.iter().map(|p| (p.as_str(), totals.count(*p))).collect(),
         dnssec_overlaps: forwarder.signed_overlaps().to_vec(),
+        az: AzStatus {
+            affinity: snapshot.affinity_rules().default.as_str(),
+            placements: {
+                let mut placements: Vec<&crate::az::Placement> = snapshot.locator().placements().iter().collect();
+                placements.sort_by_key(|p| std::cmp::Reverse(p.net.prefix_len()));
+                placements
+                    .into_iter()
+                    .map(|p| PlacementView {
+                        cidr: p.net.to_string(),
+                        az_id: p.az.as_deref().map(str::to_owned),
+                        kind: p.kind.as_str(),
+                        origin: p.origin.to_string(),
+                    })
+                    .collect()
+            },
+            answers: crate::az::Choice::ALL.iter().zip(totals.az).map(|(c, n)| (c.as_str(), n)).collect(),
+        },
     }
 }

@@ -2,7 +2,7 @@
 //! from the recorded responses, paging DescribeVpcEndpoints, filtering
 //! DescribeNetworkInterfaces by id, DescribeVpcEndpointServices by name (a name EC2 does not
 //! know fails the call with `InvalidServiceName`) and DescribeVpcEndpointAssociations by
-//! endpoint id, as EC2 does.
+//! endpoint id, and DescribeSubnets by VPC or subnet id, as EC2 does.
 
 use std::collections::HashSet;
 
@@ -68,6 +68,16 @@ pub(super) fn respond(action: &str, body: &str, responses: &Responses) -> (&'sta
                 wanted.iter().any(|name| item == format!("<item>{name}</item>") || item.contains(&format!("<serviceName>{name}</serviceName>")))
             };
             ("200 OK", keep_items(xml, keep))
+        }
+        "DescribeSubnets" => {
+            // Filter.N.Name=vpc-id or subnet-id with Filter.N.Value.M=…: the subnets named.
+            let wanted: HashSet<&str> =
+                params().filter(|(k, _)| k.starts_with("Filter.") && k.contains(".Value.")).map(|(_, v)| v).collect();
+            let xml = &responses.describe_subnets;
+            let named = |item: &str| {
+                wanted.iter().any(|v| item.contains(&format!("<vpcId>{v}</vpcId>")) || item.contains(&format!("<subnetId>{v}</subnetId>")))
+            };
+            ("200 OK", if wanted.is_empty() { xml.clone() } else { keep_items(xml, named) })
         }
         "DescribeVpcEndpointAssociations" => {
             // Filter.N.Name=vpc-endpoint-id with Filter.N.Value.M=vpce-…: those endpoints' only.

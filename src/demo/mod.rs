@@ -51,6 +51,8 @@ pub struct Responses {
     pub describe_network_interfaces: String,
     /// DescribeVpcEndpointServices.
     pub describe_vpc_endpoint_services: String,
+    /// DescribeSubnets: the hub VPC's subnets.
+    pub describe_subnets: String,
     /// DescribeVpcEndpointAssociations for every endpoint, page by page (chained by
     /// `<nextToken>page-{i+1}</nextToken>` as DescribeVpcEndpoints); a request with a
     /// `vpc-endpoint-id` filter gets only those endpoints' associations, as EC2 answers.
@@ -132,6 +134,7 @@ impl Responses {
             describe_vpc_endpoints: vec![include_str!("../../config/demo-aws/DescribeVpcEndpoints.xml").into()],
             describe_network_interfaces: include_str!("../../config/demo-aws/DescribeNetworkInterfaces.xml").into(),
             describe_vpc_endpoint_services: include_str!("../../config/demo-aws/DescribeVpcEndpointServices.xml").into(),
+            describe_subnets: include_str!("../../config/demo-aws/DescribeSubnets.xml").into(),
             describe_vpc_endpoint_associations: vec![include_str!("../../config/demo-aws/DescribeVpcEndpointAssociations.xml").into()],
             route53: Route53Responses::demo(),
             lattice: LatticeResponses::demo(),

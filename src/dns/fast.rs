@@ -21,6 +21,7 @@ use hickory_proto::{
 
 use crate::{
     name_key::WireKey,
+    az::Order,
     prepared::{HEADER_LEN, Prepared},
 };
 
@@ -103,9 +104,17 @@ impl<'a> PlainQuery<'a> {
     /// Writes the response to `out`: `prepared` with its TTLs lowered by `age`, and `opt` (our
     /// encoded OPT record, with the query's DO bit) if the query had EDNS. Returns `false`, leaving `out` unspecified, if
     /// the response would not fit in `limit` bytes; the full path then truncates it properly.
-    pub fn respond(&self, prepared: &Prepared, age: u32, opt: &[u8], limit: u16, out: &mut Vec<u8>) -> bool {
+    /// With an `order` (AZ affinity), the records go in that order, from a cached answer never.
+    pub fn respond(&self, prepared: &Prepared, order: Option<Order<'_>>, age: u32, opt: &[u8], limit: u16, out: &mut Vec<u8>) -> bool {
         let opt = if self.edns_payload.is_some() { opt } else { &[] };
-        let len = HEADER_LEN + self.question.len() + prepared.len() + opt.len();
+        let (answers, records_len) = match order {
+            None => (prepared.answers, prepared.len()),
+            Some(order) => {
+                let (Some(record_len), Ok(count)) = (prepared.record_len(), u16::try_from(order.count())) else { return false };
+                (count, record_len * usize::from(count))
+            }
+        };
+        let len = HEADER_LEN + self.question.len() + records_len + opt.len();
         if len > usize::from(limit) {
             return false;
         }
@@ -117,7 +126,7 @@ impl<'a> PlainQuery<'a> {
         metadata.recursion_available = true;
         let counts = HeaderCounts {
             queries: 1,
-            answers: prepared.answers,
+            answers,
             authorities: prepared.authorities,
             additionals: u16::from(!opt.is_empty()),
         };
@@ -128,7 +137,12 @@ impl<'a> PlainQuery<'a> {
             return false;
         }
         out.extend_from_slice(self.question);
-        prepared.write(age, out);
+        match order {
+            Some(order) => {
+                prepared.write_in(order.indexes(), out);
+            }
+            None => prepared.write(age, out),
+        }
         out.extend_from_slice(opt);
         true
     }

@@ -339,7 +339,7 @@ impl Handler {
         if !self.acl.allows(src.ip()) {
             return Fast::Declined;
         }
-        match self.try_prepared(query, transport, out) {
+        match self.try_prepared(query, src, transport, out) {
             Ok(path) => {
                 // The prepared answers are NOERROR or NXDOMAIN: the header's low rcode bits say which.
                 let rcode = ResponseCode::from_low(out.get(3).map_or(0, |b| b & 0x0F));
@@ -358,21 +358,25 @@ impl Handler {
         Some(Box::new(ForwardJob { query, transport, chain: Vec::new(), ask, started: Instant::now() }))
     }
 
-    fn try_prepared(&self, query: &PlainQuery<'_>, transport: Transport, out: &mut Vec<u8>) -> Result<QueryPath, Fast> {
+    fn try_prepared(&self, query: &PlainQuery<'_>, src: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> Result<QueryPath, Fast> {
         let limit = query.limit(transport == Transport::Tcp, self.edns.max_payload());
         let opt = if query.dnssec_ok { &self.opt_do } else { &self.opt };
         let snapshot = self.snapshot.load();
-        let question = Question { key: query.key(), qtype: query.qtype, recursion_desired: query.recursion_desired() };
+        let question = Question { key: query.key(), qtype: query.qtype, recursion_desired: query.recursion_desired(), client: Some(src.ip()) };
         let plan = answer::plan(&snapshot, question, Draw::Random);
         if let Some(prepared) = plan.prepared() {
-            return query.respond(prepared, 0, opt, limit, out).then_some(QueryPath::Local).ok_or(Fast::Declined);
+            let answered = query.respond(prepared, plan.order(), 0, opt, limit, out);
+            if answered && let Some(az) = &plan.az {
+                self.metrics.count_az(az.choice);
+            }
+            return answered.then_some(QueryPath::Local).ok_or(Fast::Declined);
         }
         let answer::Outcome::Forward { target: None, .. } = plan.outcome else { return Err(Fast::Declined) };
         let now = Instant::now();
         let Some(entry) = self.forwarder.cached(query.key(), query.qtype, query.checking_disabled(), now) else {
             return Err(Fast::Miss);
         };
-        let answered = query.respond(entry.prepared(query.dnssec_ok), entry.age(now), opt, limit, out);
+        let answered = query.respond(entry.prepared(query.dnssec_ok), None, entry.age(now), opt, limit, out);
         if answered && let Some(runtime) = &self.runtime {
             // The UDP threads are not the runtime's: a prefetch is sent from within it.
             let _runtime = runtime.enter();
@@ -448,10 +452,13 @@ impl Handler {
         // The question's own bytes are the key, lowercased; hickory's parse already checked them.
         let key = key_from_wire(request.queries.as_bytes()).unwrap_or_else(|| name_key(query.name()));
         let snapshot = self.snapshot.load();
-        let question = Question { key: &key, qtype, recursion_desired: request.metadata.recursion_desired };
+        let question = Question { key: &key, qtype, recursion_desired: request.metadata.recursion_desired, client: Some(src.ip()) };
         let plan = answer::plan(&snapshot, question, Draw::Random);
         let qname = query.original().name();
         let answer::Outcome::Forward { target, .. } = plan.outcome else {
+            if let Some(az) = &plan.az {
+                self.metrics.count_az(az.choice);
+            }
             let answers = plan.answers(qname);
             return self.reply(out, &request, transport, plan.rcode(), plan.authoritative(), &answers, plan.authority());
         };
@@ -529,7 +536,7 @@ impl Handler {
         let Some(query) = PlainQuery::parse(packet) else { return false };
         let limit = query.limit(transport == Transport::Tcp, self.edns.max_payload());
         let opt = if query.dnssec_ok { &self.opt_do } else { &self.opt };
-        query.respond(entry.prepared(query.dnssec_ok), 0, opt, limit, out)
+        query.respond(entry.prepared(query.dnssec_ok), None, 0, opt, limit, out)
     }
 
     /// Encodes an upstream's answer, after the owned CNAMEs of `chain` that led to it. AA
@@ -871,7 +878,7 @@ mod tests {
         for name in names {
             for qtype in types {
                 let (fast, full) = both(&handler, &packet(name, qtype, Some(4096), true), Transport::Tcp);
-                let explained = crate::explain::explain(&snapshot, handler.forwarder(), name, qtype).expect("explained");
+                let explained = crate::explain::explain(&snapshot, handler.forwarder(), name, qtype, None).expect("explained");
                 let Some(full) = full else {
                     assert!(explained.forward.is_some(), "{name} {qtype}: forwarded, so explain names the upstream");
                     assert!(fast.is_none(), "{name} {qtype}: fast path answered a forward");

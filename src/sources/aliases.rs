@@ -38,6 +38,7 @@ pub fn from_config(config: &Config) -> (Vec<Record>, Vec<Alias>) {
                 data,
                 provenance: provenance.clone(),
                 weight: None,
+                az: None,
             })),
             Err(error) => tracing::error!(origin = %provenance.origin, %error, "record skipped"),
         }
@@ -62,6 +63,7 @@ pub fn from_config(config: &Config) -> (Vec<Record>, Vec<Alias>) {
                 ttl,
                 data: address_rdata(*ip),
                 provenance: provenance.clone(),
+                az: None,
                 weight: None,
             })),
         }

@@ -42,8 +42,29 @@ pub struct SourceOutput {
     /// sources), to start from after a restart; not for the table either.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub associations: Vec<AssociationFacts>,
+    /// The subnets of the VPCs it reads, with their AZ IDs (vpc_endpoints sources, with
+    /// `[az]` on): where clients are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subnets: Vec<SubnetFacts>,
     /// When the source answered (RFC 3339).
     pub fetched_at: String,
+}
+
+/// One subnet, from DescribeSubnets: a client inside its ranges is in its AZ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetFacts {
+    /// `subnet-…`.
+    pub id: String,
+    /// Its VPC.
+    pub vpc: String,
+    /// The account that owns it.
+    pub account: String,
+    /// The region asked.
+    pub region: String,
+    /// Its AZ ID (`use1-az1`): the same AZ in every account, unlike the AZ name.
+    pub az_id: String,
+    /// Its IPv4 range and IPv6 ranges.
+    pub cidrs: Vec<ipnet::IpNet>,
 }
 
 fn lattice_unknown(memory: &LatticeMemory) -> bool {
@@ -60,6 +81,7 @@ impl SourceOutput {
             && self.endpoints == other.endpoints
             && self.zones == other.zones
             && self.lost_zones == other.lost_zones
+            && self.subnets == other.subnets
     }
 }
 
@@ -109,6 +131,9 @@ pub struct InterfaceSummary {
     pub id: String,
     /// Its availability zone.
     pub az: String,
+    /// Its AZ ID, when known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub az_id: String,
     /// The addresses published for it.
     pub addresses: Vec<IpAddr>,
 }
@@ -210,6 +235,7 @@ pub(crate) fn sample_output() -> SourceOutput {
             data: hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A(std::net::Ipv4Addr::new(10, 0, 0, 1))),
             provenance: crate::snapshot::Provenance { source: crate::snapshot::SourceKind::EndpointDns, origin: std::sync::Arc::from("vpc_endpoints vpce-1") },
             weight: None,
+            az: None,
         }],
         handles: [("vpce-1".to_owned(), name)].into(),
         fetched_at: "2026-11-21T15:00:00Z".into(),

@@ -73,12 +73,29 @@ pub struct Env {
     pub max_backoff: Duration,
     /// For Route 53 aliases to outside names, resolved at refresh time.
     pub forwarder: Arc<Forwarder>,
+    /// Which subnets endpoint sources read (DescribeSubnets) for `[az]`.
+    pub subnets: SubnetNeed,
+}
+
+/// Which subnets `[az]` needs the endpoint sources to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubnetNeed {
+    /// None: affinity is off.
+    None,
+    /// Those of ENIs that do not carry their AZ ID, so addresses have AZs.
+    EniZones,
+    /// Every subnet of the VPCs a source reads: where clients are, too.
+    Learn,
 }
 
 impl Env {
     /// Whether a fetch made with `other` would come out the same.
     pub fn same_as(&self, other: &Self) -> bool {
-        self.ttl == other.ttl && self.interval == other.interval && self.max_backoff == other.max_backoff && Arc::ptr_eq(&self.forwarder, &other.forwarder)
+        self.ttl == other.ttl
+            && self.interval == other.interval
+            && self.max_backoff == other.max_backoff
+            && self.subnets == other.subnets
+            && Arc::ptr_eq(&self.forwarder, &other.forwarder)
     }
 }
 

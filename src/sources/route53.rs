@@ -275,7 +275,7 @@ fn convert_set<'a>(
             }),
         };
         match data {
-            Ok(data) => out.records.push(Record { name: name.clone(), ttl, data, provenance: provenance.clone(), weight: weight.clone() }),
+            Ok(data) => out.records.push(Record { name: name.clone(), ttl, data, provenance: provenance.clone(), weight: weight.clone(), az: None }),
             Err(error) => out.skipped.push(format!("{name} {rtype} {:?}: {error}", value.value())),
         }
     }

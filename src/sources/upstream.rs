@@ -91,6 +91,7 @@ impl Resolutions {
                         data: r.data.clone(),
                         provenance: alias.provenance.clone(),
                         weight: alias.weight.clone(),
+                        az: None,
                     })
                     .collect(),
                 _ => last.get(&key).or_else(|| restored.get(&(alias.name.clone(), alias.rtype))).cloned().unwrap_or_default(),

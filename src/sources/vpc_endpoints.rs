@@ -39,7 +39,7 @@ use std::{
 
 use aws_sdk_ec2::{
     Client,
-    types::{Filter, NetworkInterface, VpcEndpoint, VpcEndpointAssociation},
+    types::{Filter, NetworkInterface, Subnet, VpcEndpoint, VpcEndpointAssociation},
 };
 use hickory_proto::rr::{
     Name, RData, RecordType,
@@ -48,10 +48,10 @@ use hickory_proto::rr::{
 
 use crate::{
     config::{Accounts, AwsAccess, VpcEndpointsConfig},
-    sources::output::{AssociationFacts, EndpointSummary, InterfaceSummary},
+    sources::output::{AssociationFacts, EndpointSummary, InterfaceSummary, SubnetFacts},
     snapshot::{Provenance, Record, SourceKind, ownable},
     sources::{
-        BoxFuture, Build, Entry, Env, Source, SourceOutput,
+        BoxFuture, Build, Entry, Env, Source, SourceOutput, SubnetNeed,
         aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, same_account, sdk_config, sdk_message, worth_narrowing},
         endpoint_associations::{Answer, LatticeFacts, names_from},
         lattice::Lattice,
@@ -93,6 +93,8 @@ pub struct Inventory {
     pub associations: HashMap<String, Vec<VpcEndpointAssociation>>,
     /// What VPC Lattice said of the resource configurations and service networks behind them.
     pub lattice: LatticeFacts,
+    /// From DescribeSubnets, by subnet id: the AZ ID of ENIs that do not carry their own.
+    pub subnets: HashMap<String, Subnet>,
 }
 
 /// Facts about the fetch that the records' provenance carries.
@@ -139,6 +141,8 @@ enum Scope {
 struct EniAddresses<'a> {
     id: &'a str,
     zone: &'a str,
+    /// The AZ ID: the ENI's own field, else its subnet's.
+    zone_id: Option<Arc<str>>,
     addresses: Vec<IpAddr>,
 }
 
@@ -212,7 +216,12 @@ fn convert_endpoint(
         if want_v6 {
             addresses.extend(eni.ipv6_addresses().iter().filter_map(|a| a.ipv6_address()?.parse::<IpAddr>().ok()));
         }
-        enis.push(EniAddresses { id: eni_id, zone: eni.availability_zone().unwrap_or(""), addresses });
+        let zone_id = eni
+            .availability_zone_id()
+            .or_else(|| inventory.subnets.get(eni.subnet_id()?)?.availability_zone_id())
+            .filter(|z| !z.is_empty())
+            .map(Arc::from);
+        enis.push(EniAddresses { id: eni_id, zone: eni.availability_zone().unwrap_or(""), zone_id, addresses });
     }
     // A service-network endpoint's names are answered from upstream, not from its ENIs.
     if !service_network && enis.iter().all(|e| e.addresses.is_empty()) {
@@ -348,8 +357,9 @@ fn convert_endpoint(
             Scope::Zone(zone) => e.zone == zone,
             Scope::Upstream(_) => false,
         }) {
+            let az_id = eni.zone_id.as_deref().map_or(String::new(), |z| format!(" az_id={z}"));
             let origin: Arc<str> = Arc::from(format!(
-                "vpc_endpoints {id}{what} eni={} az={} vpc={vpc} account={account} region={} service={service}",
+                "vpc_endpoints {id}{what} eni={} az={}{az_id} vpc={vpc} account={account} region={} service={service}",
                 eni.id, eni.zone, ctx.region
             ));
             for address in &eni.addresses {
@@ -362,6 +372,7 @@ fn convert_endpoint(
                     },
                     provenance: Provenance { source: *source, origin: origin.clone() },
                     weight: None,
+                    az: eni.zone_id.clone(),
                 });
             }
         }
@@ -374,7 +385,12 @@ fn convert_endpoint(
         names: names.iter().map(|(n, _, _)| n.to_string()).collect(),
         interfaces: enis
             .iter()
-            .map(|e| InterfaceSummary { id: e.id.to_owned(), az: e.zone.to_owned(), addresses: e.addresses.clone() })
+            .map(|e| InterfaceSummary {
+                id: e.id.to_owned(),
+                az: e.zone.to_owned(),
+                az_id: e.zone_id.as_deref().unwrap_or_default().to_owned(),
+                addresses: e.addresses.clone(),
+            })
             .collect(),
         kind: kind.to_owned(),
         domains,
@@ -392,6 +408,29 @@ fn convert_endpoint(
         }
     }
     Ok(())
+}
+
+/// Subnets in plain data: where clients are, by AZ ID. Pure; subnets without an AZ ID or a
+/// range are left out.
+pub fn subnet_facts(subnets: &HashMap<String, Subnet>, region: &str) -> Vec<SubnetFacts> {
+    let mut facts: Vec<SubnetFacts> = subnets
+        .values()
+        .filter_map(|subnet| {
+            let az_id = subnet.availability_zone_id().filter(|z| !z.is_empty())?;
+            let v6 = subnet.ipv6_cidr_block_association_set().iter().filter_map(|a| a.ipv6_cidr_block());
+            let cidrs: Vec<ipnet::IpNet> = subnet.cidr_block().into_iter().chain(v6).filter_map(|c| c.parse().ok()).collect();
+            (!cidrs.is_empty()).then(|| SubnetFacts {
+                id: subnet.subnet_id().unwrap_or_default().to_owned(),
+                vpc: subnet.vpc_id().unwrap_or_default().to_owned(),
+                account: subnet.owner_id().unwrap_or_default().to_owned(),
+                region: region.to_owned(),
+                az_id: az_id.to_owned(),
+                cidrs,
+            })
+        })
+        .collect();
+    facts.sort_by(|a, b| a.id.cmp(&b.id));
+    facts
 }
 
 /// An association in plain data (for the state file). Pure.
@@ -457,6 +496,8 @@ pub struct VpcEndpointSource {
     last_associations: Mutex<HashMap<String, Vec<VpcEndpointAssociation>>>,
     /// Service-network endpoint names, as the upstreams last answered them.
     upstream: Resolutions,
+    /// The subnets DescribeSubnets last returned (kept when it fails).
+    last_subnets: Mutex<Vec<Subnet>>,
 }
 
 impl VpcEndpointSource {
@@ -476,6 +517,7 @@ impl VpcEndpointSource {
             lattice,
             last_associations: Mutex::new(HashMap::new()),
             upstream: Resolutions::default(),
+            last_subnets: Mutex::new(Vec::new()),
         }
     }
 
@@ -496,7 +538,7 @@ impl VpcEndpointSource {
 
     /// Asks EC2 for everything this source covers. What cannot be asked about one service
     /// (deleted since its endpoint was made) is returned in the second place, as reasons.
-    pub async fn inventory(&self) -> Result<(Inventory, Vec<String>), FetchError> {
+    pub async fn inventory(&self, need: SubnetNeed) -> Result<(Inventory, Vec<String>), FetchError> {
         let mut filters = Vec::new();
         if !self.config.vpc_ids.is_empty() {
             filters.push(Filter::builder().name("vpc-id").set_values(Some(self.config.vpc_ids.clone())).build());
@@ -564,7 +606,60 @@ impl VpcEndpointSource {
             .collect();
         let (associations, fresh) = self.associations_or_last(&associated, &mut skipped).await;
         let lattice = self.lattice_facts(&associations, fresh, &mut skipped).await;
-        Ok((Inventory { endpoints, interfaces, private_dns_names, associations, lattice }, skipped))
+        let subnets = self.subnets_or_last(need, &interfaces, &mut skipped).await;
+        let subnets = subnets.into_iter().filter_map(|s| Some((s.subnet_id()?.to_owned(), s))).collect();
+        Ok((Inventory { endpoints, interfaces, private_dns_names, associations, lattice, subnets }, skipped))
+    }
+
+    /// The subnets `[az]` needs: every subnet of the VPCs this source reads (`Learn`: where
+    /// clients are), or only those of ENIs that do not carry their AZ ID (`EniZones`). A
+    /// failure never fails the fetch: the last subnets stay (and with them the clients'
+    /// AZs), noted in `skipped`.
+    async fn subnets_or_last(&self, need: SubnetNeed, interfaces: &HashMap<String, NetworkInterface>, skipped: &mut Vec<String>) -> Vec<Subnet> {
+        let filter = match need {
+            SubnetNeed::None => return Vec::new(),
+            SubnetNeed::Learn if self.config.vpc_ids.is_empty() => None,
+            SubnetNeed::Learn => Some(Filter::builder().name("vpc-id").set_values(Some(self.config.vpc_ids.clone())).build()),
+            SubnetNeed::EniZones => {
+                let mut ids: Vec<String> =
+                    interfaces.values().filter(|e| e.availability_zone_id().is_none()).filter_map(|e| e.subnet_id().map(str::to_owned)).collect();
+                ids.sort();
+                ids.dedup();
+                if ids.is_empty() {
+                    return Vec::new();
+                }
+                Some(Filter::builder().name("subnet-id").set_values(Some(ids)).build())
+            }
+        };
+        let mut pages = self.client.describe_subnets().set_filters(filter.map(|f| vec![f])).into_paginator().send();
+        let mut found = Vec::new();
+        self.limiter.acquire().await;
+        let mut failure = None;
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => {
+                    found.extend(page.subnets().iter().cloned());
+                    if page.next_token().is_some_and(|t| !t.is_empty()) {
+                        self.limiter.acquire().await;
+                    }
+                }
+                Err(error) => {
+                    failure = Some(self.error("DescribeSubnets")(sdk_message(&error)));
+                    break;
+                }
+            }
+        }
+        let mut last = self.last_subnets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match failure {
+            None => {
+                last.clone_from(&found);
+                found
+            }
+            Some(error) => {
+                skipped.push(format!("{error}; clients keep the AZs of the last subnets ({} known)", last.len()));
+                last.clone()
+            }
+        }
     }
 
     /// The associations last known, in plain data, for the source's answer.
@@ -759,7 +854,7 @@ impl Source for VpcEndpointSource {
 
     fn fetch<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<SourceOutput, FetchError>> {
         Box::pin(async move {
-            let (inventory, mut skipped) = self.inventory().await?;
+            let (inventory, mut skipped) = self.inventory(env.subnets).await?;
             let ctx = FetchContext {
                 region: self.config.region.clone(),
                 ttl: env.ttl,
@@ -779,6 +874,7 @@ impl Source for VpcEndpointSource {
                 skipped,
                 lattice: self.lattice.remember(),
                 associations: self.remembered_associations(),
+                subnets: if env.subnets == SubnetNeed::Learn { subnet_facts(&inventory.subnets, &self.config.region) } else { Vec::new() },
                 fetched_at: now_rfc3339(),
                 ..SourceOutput::default()
             })
