@@ -5,6 +5,8 @@
 //! - [`aliases`]: the config file's `[[records]]` and `[[aliases]]`.
 //! - [`vpc_endpoints`]: PrivateLink interface endpoints from EC2.
 //! - [`route53`]: private hosted zones from Route 53.
+//! - [`route53_affinity`]: Route 53's AZ-affinity records, which the SDK's model lacks, read
+//!   from the raw ListResourceRecordSets body by a per-call interceptor.
 //! - [`aws`]: what the AWS sources share (SDK settings, errors, rate limit).
 //! - [`runner`]: the task each AWS source runs as: its schedule, backoff and status.
 //! - [`output`]: a source's answer, as plain data.
@@ -25,6 +27,8 @@ pub mod output;
 mod registry;
 #[cfg(feature = "aws")]
 pub mod route53;
+#[cfg(feature = "aws")]
+pub mod route53_affinity;
 #[cfg(feature = "aws")]
 pub mod lattice;
 #[cfg(feature = "aws")]
