@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use hubdns::demo::{AwsReplay, Responses};
 
 /// No resource or service-network endpoints in the scale recordings.
+const EMPTY_SUBNETS: &str = "<DescribeSubnetsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><subnetSet/></DescribeSubnetsResponse>";
+
 const EMPTY_ASSOCIATIONS: &str = "<DescribeVpcEndpointAssociationsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><vpcEndpointAssociationSet/></DescribeVpcEndpointAssociationsResponse>";
 
 #[tokio::main(flavor = "current_thread")]
@@ -24,6 +26,10 @@ async fn main() -> std::io::Result<()> {
         describe_network_interfaces: std::fs::read_to_string(dir.join("DescribeNetworkInterfaces.xml"))?,
         describe_vpc_endpoint_services: std::fs::read_to_string(dir.join("DescribeVpcEndpointServices.xml"))?,
         describe_vpc_endpoint_associations: vec![EMPTY_ASSOCIATIONS.into()],
+        // Only asked with [az] on; the generated accounts have no subnets of their own.
+        describe_subnets: std::fs::read_to_string(dir.join("DescribeSubnets.xml")).unwrap_or_else(|_| EMPTY_SUBNETS.into()),
+        subnets_by_account: Default::default(),
+        instance_placement: None,
         route53: Default::default(),
         lattice: Default::default(),
     };

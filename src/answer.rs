@@ -8,6 +8,7 @@
 //! - the fast path copies [`Plan::prepared`], the pre-encoded bytes of the plans whose whole
 //!   response is one prepared answer — so it is a memo of this engine, never a second rule;
 //! - `explain` renders its steps ([`crate::explain`]).
+//!
 //! So the three cannot disagree. The rules and their references are in ARCHITECTURE.md,
 //! "Answer rules"; [`crate::snapshot::Snapshot::locate`] holds the name matching (RFC 4592
 //! closest encloser and wildcards, zone cuts), this module what is done with the match.
@@ -23,7 +24,7 @@ use hickory_proto::{
 use std::net::IpAddr;
 
 use crate::{
-    az::{Choice, ClientZone, Order, Spread},
+    az::{Choice, ClientZone, LocationType, Order, Spread},
     prepared::Prepared,
     snapshot::{Node, RecordSet, Resolution, Snapshot},
 };
@@ -140,11 +141,40 @@ pub struct Plan<'a> {
     pub outcome: Outcome<'a>,
     /// What AZ affinity did with the last hop's addresses; `None` when none applies.
     pub az: Option<AzDecision<'a>>,
+    /// How a Route 53 AZ-affinity set was chosen, when the last name had them.
+    pub located: Option<Located<'a>>,
+}
+
+/// How a Route 53 AZ-affinity set was chosen for the client.
+#[derive(Debug, Clone, Copy)]
+pub struct Located<'a> {
+    /// The client's AZ.
+    pub client: ClientZone<'a>,
+    /// The location type of the set chosen; `None` when none matched (NODATA).
+    pub matched: Option<LocationType>,
+}
+
+impl Located<'_> {
+    /// The answer in `/metrics`' terms: the client's own AZ's set, another location's, or
+    /// the client's AZ not known.
+    pub fn choice(&self) -> Choice {
+        match (self.client.az(), self.matched) {
+            (None, _) => Choice::ZoneUnknown,
+            (Some(_), Some(LocationType::AvailabilityZone)) => Choice::SameZone,
+            (Some(_), _) => Choice::NoneInZone,
+        }
+    }
 }
 
 impl<'a> Plan<'a> {
     fn new() -> Self {
-        Self { hops: [None; MAX_CNAME_HOPS + 1], len: 0, outcome: Outcome::Answer, az: None }
+        Self { hops: [None; MAX_CNAME_HOPS + 1], len: 0, outcome: Outcome::Answer, az: None, located: None }
+    }
+
+    /// What AZ affinity (ours, or a Route 53 AZ-affinity set) made of the answer, for
+    /// `/metrics`.
+    pub fn az_choice(&self) -> Option<Choice> {
+        self.az.map(|az| az.choice).or_else(|| self.located.map(|l| l.choice()))
     }
 
     /// The order the prepared records go in for this client, when not as listed.
@@ -281,7 +311,15 @@ pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'_>, draw: Draw) -> P
                 return plan;
             }
         };
-        let Some(set) = node.answering(qtype, draw) else {
+        // Route 53 AZ-affinity alternatives: the one for the client's place.
+        let mut answering = node.answering(qtype, draw);
+        if let Some(first) = answering.filter(|s| s.weight.as_ref().is_some_and(|w| w.location.is_some())) {
+            let client = question.client.map_or(ClientZone::Unknown, |c| snapshot.locator().locate(c));
+            let located = node.located(first.rtype, client.place().as_ref());
+            plan.located = Some(Located { client, matched: located.map(|(_, kind)| kind) });
+            answering = located.map(|(set, _)| set);
+        }
+        let Some(set) = answering else {
             if qtype == RecordType::SOA && !wildcard && !node.in_zone() {
                 // An owned name outside a loaded zone is the apex of its own little zone.
                 plan.push(Hop { node, asked, records: std::slice::from_ref(node.soa()), set: None, wildcard });
@@ -423,7 +461,7 @@ mod tests {
     #[test]
     fn aliases_take_their_targets_ttl_and_weights() {
         let weighted = |set: &str, weight: u32, last: u8| Owned {
-            weight: Some(Weight { set: Arc::from(set), weight }),
+            weight: Some(Weight { set: Arc::from(set), weight, location: None }),
             ..a("w.corp.example.", last, SourceKind::Route53)
         };
         let (snapshot, _) = build(
@@ -557,7 +595,7 @@ mod tests {
     #[test]
     fn weighted_aliases_stay_alternatives() {
         let weighted = |target: &str, set: &str, weight: u32| Alias {
-            weight: Some(Weight { set: Arc::from(set), weight }),
+            weight: Some(Weight { set: Arc::from(set), weight, location: None }),
             ..alias("walias.corp.example.", target, Some(RecordType::A), SourceKind::Route53)
         };
         let (snapshot, _) = build(
@@ -703,7 +741,7 @@ mod tests {
     /// serial alone is not.
     #[test]
     fn changes_are_seen_in_weights_set_ids_and_soa_settings() {
-        let weighted = |set: &str, weight: u32| Owned { weight: Some(Weight { set: Arc::from(set), weight }), ..a("w.example.", 1, SourceKind::Route53) };
+        let weighted = |set: &str, weight: u32| Owned { weight: Some(Weight { set: Arc::from(set), weight, location: None }), ..a("w.example.", 1, SourceKind::Route53) };
         let soa = |ttl: u32, mname: &str| SoaSettings { mname: name(mname), rname: name("h.invalid."), negative_ttl: ttl };
         let table = |weight: u32, set: &str, settings: &SoaSettings, serial: u32| Snapshot::build(vec![weighted(set, weight)], vec![], settings, serial).0;
         let base = table(3, "blue", &soa(60, "hubdns.invalid."), 1);

@@ -96,12 +96,18 @@ pub fn placements(config: &Config, outputs: &[Arc<SourceOutput>]) -> Vec<Placeme
         return Vec::new();
     }
     let mut out = Vec::new();
-    if az.default != "off" {
-        let default: Arc<str> = Arc::from(az.default.as_str());
+    let default = match (az.default.as_str(), &az.instance) {
+        ("off", _) | ("instance", None) => None,
+        ("instance", Some((az_id, region))) => Some((az_id.as_str(), Some(region.as_str()), "the instance's, from instance metadata")),
+        (az_id, _) => Some((az_id, None, "az.default")),
+    };
+    if let Some((az_id, region, from)) = default {
+        let (az_id, region): (Arc<str>, Option<Arc<str>>) = (Arc::from(az_id), region.map(Arc::from));
         for net in ["0.0.0.0/0", "::/0"] {
-            let net = net.parse().expect("a literal network");
-            let origin = Arc::from(format!("az.default ({}:1)", config.origin));
-            out.push(Placement { net, az: Some(default.clone()), region: None, kind: PlacementKind::Default, origin });
+            // Two literal networks: they parse.
+            let Ok(net) = net.parse() else { continue };
+            let origin = Arc::from(format!("{from} ({})", config.origin));
+            out.push(Placement { net, az: Some(az_id.clone()), region: region.clone(), kind: PlacementKind::Default, origin });
         }
     }
     for subnet in outputs.iter().flat_map(|o| &o.subnets) {

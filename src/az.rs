@@ -301,6 +301,110 @@ impl Spread {
     }
 }
 
+/// Where a Route 53 AZ-affinity record answers from, from most to least specific: the order
+/// Route 53 tries them in (Route 53 developer guide, "AZ-affinity routing"; API reference,
+/// data type `AZAffinity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LocationType {
+    /// One Availability Zone, by AZ ID (`use1-az1`).
+    AvailabilityZone,
+    /// Any AZ of a Zone Group (`us-east-1-zg-1`).
+    AvailabilityZoneGroup,
+    /// Any AZ of a Region (`us-east-1`).
+    Region,
+    /// Any Region of a partition (`aws`).
+    Partition,
+    /// Any query, and the only match for a query whose AZ Route 53 does not know.
+    Global,
+}
+
+impl LocationType {
+    /// Every location type, most specific first.
+    pub const ALL: [Self; 5] = [Self::AvailabilityZone, Self::AvailabilityZoneGroup, Self::Region, Self::Partition, Self::Global];
+
+    /// The API's spelling (`LocationType` element text).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AvailabilityZone => "AvailabilityZone",
+            Self::AvailabilityZoneGroup => "AvailabilityZoneGroup",
+            Self::Region => "Region",
+            Self::Partition => "Partition",
+            Self::Global => "Global",
+        }
+    }
+
+    /// The location type spelled `text` by the API, exactly (the API's enums are
+    /// case-sensitive); `None` for any other text.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for LocationType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Route 53 AZ-affinity record set's location.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Location {
+    /// `LocationType`.
+    pub kind: LocationType,
+    /// `LocationId` (lowercase, as the API asks).
+    pub id: Arc<str>,
+}
+
+/// What a client's AZ is part of, for matching Route 53 locations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place<'a> {
+    /// Its AZ ID.
+    pub az: &'a str,
+    /// Its region, when known (from its subnet, or `region` in `[[az.clients]]`).
+    pub region: Option<&'a str>,
+}
+
+impl Place<'_> {
+    /// Its Zone Group: a standard AZ's is its region's first (`us-east-1-zg-1`, EC2 API
+    /// reference, DescribeAvailabilityZones `GroupName`).
+    fn zone_group(&self) -> Option<String> {
+        self.region.map(|r| format!("{r}-zg-1"))
+    }
+
+    /// Its partition, from the region's prefix (AWS General Reference, "ARNs": `aws`,
+    /// `aws-cn`, `aws-us-gov`, `aws-iso`, `aws-iso-b`, …).
+    fn partition(&self) -> Option<&'static str> {
+        let region = self.region?;
+        let by_prefix = [("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-isob-", "aws-iso-b"), ("us-iso-", "aws-iso"), ("eu-isoe-", "aws-iso-e"), ("us-isof-", "aws-iso-f")];
+        Some(by_prefix.iter().find(|(prefix, _)| region.starts_with(prefix)).map_or("aws", |(_, partition)| partition))
+    }
+}
+
+impl Location {
+    /// Whether a query from `place` matches this location; a query whose AZ is not known
+    /// (`None`) matches only `Global` (API reference, `AZAffinity`).
+    pub fn matches(&self, place: Option<&Place<'_>>) -> bool {
+        let Some(place) = place else { return self.kind == LocationType::Global };
+        match self.kind {
+            LocationType::AvailabilityZone => *self.id == *place.az,
+            LocationType::AvailabilityZoneGroup => place.zone_group().is_some_and(|g| *self.id == *g),
+            LocationType::Region => place.region.is_some_and(|r| *self.id == *r),
+            LocationType::Partition => place.partition().is_some_and(|p| *self.id == *p),
+            LocationType::Global => true,
+        }
+    }
+}
+
+impl<'a> ClientZone<'a> {
+    /// The client's place for Route 53 locations; `None` when its AZ is not known.
+    pub fn place(&self) -> Option<Place<'a>> {
+        match self {
+            Self::Known { az, from } => Some(Place { az, region: from.region.as_deref() }),
+            _ => None,
+        }
+    }
+}
+
 /// The affinity of a name: the most specific `[[az.names]]` pattern matching it (an exact
 /// name, or `*.domain` for the names below it), else the default.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -411,6 +515,29 @@ mod tests {
         assert!(spread(&["use1-az1", ""], Affinity::Prefer).is_none());
         assert!(spread(&["", ""], Affinity::Only).is_none());
         assert!(spread(&["use1-az1", "", "use1-az2"], Affinity::Prefer).is_some());
+    }
+
+    #[test]
+    fn route53_locations_match_from_the_az_out_and_unknown_clients_only_global() {
+        let location = |kind: LocationType, id: &str| Location { kind, id: Arc::from(id) };
+        let place = Place { az: "use1-az2", region: Some("us-east-1") };
+        assert!(location(LocationType::AvailabilityZone, "use1-az2").matches(Some(&place)));
+        assert!(!location(LocationType::AvailabilityZone, "use1-az1").matches(Some(&place)));
+        assert!(location(LocationType::AvailabilityZoneGroup, "us-east-1-zg-1").matches(Some(&place)));
+        assert!(location(LocationType::Region, "us-east-1").matches(Some(&place)));
+        assert!(!location(LocationType::Region, "us-west-2").matches(Some(&place)));
+        assert!(location(LocationType::Partition, "aws").matches(Some(&place)));
+        assert!(!location(LocationType::Partition, "aws-cn").matches(Some(&place)));
+        assert!(location(LocationType::Partition, "aws-us-gov").matches(Some(&Place { az: "usgw1-az1", region: Some("us-gov-west-1") })));
+        assert!(location(LocationType::Global, "global").matches(Some(&place)));
+        let regionless = Place { az: "use1-az2", region: None };
+        assert!(!location(LocationType::Region, "us-east-1").matches(Some(&regionless)), "a region not known matches no region");
+        assert!(location(LocationType::AvailabilityZone, "use1-az2").matches(Some(&regionless)));
+        assert!(!location(LocationType::AvailabilityZone, "use1-az2").matches(None));
+        assert!(!location(LocationType::Partition, "aws").matches(None));
+        assert!(location(LocationType::Global, "global").matches(None), "an unknown AZ matches only Global");
+        assert_eq!(LocationType::parse("AvailabilityZoneGroup"), Some(LocationType::AvailabilityZoneGroup));
+        assert_eq!(LocationType::parse("availabilityzone"), None);
     }
 
     #[test]

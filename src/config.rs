@@ -131,8 +131,8 @@ pub struct AzConfig {
     /// or `only` (those alone, all when its AZ has none).
     #[serde(default)]
     pub affinity: Affinity,
-    /// The AZ of clients nothing else places: `off` (unknown), or an AZ ID (`use1-az1`), such
-    /// as the hubdns instance's own.
+    /// The AZ of clients nothing else places: `off` (unknown), an AZ ID (`use1-az1`), or
+    /// `instance`: the hubdns instance's own, from the instance metadata service at start.
     #[serde(default = "default_az")]
     pub default: String,
     /// Learn clients' AZs from the subnets of the VPCs the endpoint sources read
@@ -149,6 +149,10 @@ pub struct AzConfig {
     /// Affinity per name: an exact name, or `*.domain` for the names below it.
     #[serde(default)]
     pub names: Vec<Spanned<AzNameConfig>>,
+    /// With `default = "instance"`: the instance's (AZ ID, region), as the instance metadata
+    /// service said at start; `None` until asked, or when it could not say.
+    #[serde(skip)]
+    pub instance: Option<(String, String)>,
 }
 
 impl Default for AzConfig {
@@ -160,6 +164,7 @@ impl Default for AzConfig {
             clients: Vec::new(),
             forwarders: Vec::new(),
             names: Vec::new(),
+            instance: None,
         }
     }
 }
@@ -897,8 +902,9 @@ impl Config {
     fn validate_az(&self) -> Result<(), ConfigError> {
         let az = &self.az;
         let id_help = |text: &str| format!("`{text}` is not an AZ ID: write the ID (`use1-az1`), not the AZ name (`us-east-1a`), which names a different AZ in each account");
-        if az.default != "off" && !is_az_id(&az.default) {
-            return Err(ConfigError::Invalid { origin: self.origin.clone(), line: 1, key: "az.default".into(), message: format!("{}; or \"off\"", id_help(&az.default)) });
+        if !matches!(az.default.as_str(), "off" | "instance") && !is_az_id(&az.default) {
+            let message = format!("{}; or \"off\", or \"instance\" (the instance's own, from instance metadata)", id_help(&az.default));
+            return Err(ConfigError::Invalid { origin: self.origin.clone(), line: 1, key: "az.default".into(), message });
         }
         for entry in &az.clients {
             if !is_az_id(&entry.get_ref().az_id) {
@@ -1527,6 +1533,21 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, "test.toml")
+    }
+
+    #[test]
+    fn az_names_are_refused_where_an_az_id_belongs() {
+        let client = "[az]\naffinity = \"prefer\"\n\n[[az.clients]]\ncidr = \"10.0.0.0/8\"\naz_id = \"us-east-1a\"\n";
+        let error = Config::parse(client, "t.toml").expect_err("an AZ name").to_string();
+        assert!(error.contains("t.toml:") && error.contains("az.clients.az_id") && error.contains("not an AZ ID"), "{error}");
+        let default = Config::parse("[az]\naffinity = \"only\"\ndefault = \"us-east-1b\"\n", "t.toml").expect_err("an AZ name").to_string();
+        assert!(default.contains("az.default"), "{default}");
+        let good = "[az]\naffinity = \"prefer\"\ndefault = \"use1-az4\"\n[[az.clients]]\ncidr = \"10.0.0.0/8\"\naz_id = \"usw2-lax1-az1\"\n\
+                    [[az.names]]\nname = \"*.s3.us-east-1.amazonaws.com\"\naffinity = \"off\"\n";
+        let config = Config::parse(good, "t.toml").expect("AZ IDs, a Local Zone's included");
+        assert!(config.az.enabled());
+        assert!(!Config::parse("", "t.toml").expect("empty").az.enabled(), "off by default");
+        assert!(Config::parse("[az]\naffinity = \"sometimes\"\n", "t.toml").is_err());
     }
 
     #[test]

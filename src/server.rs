@@ -94,8 +94,37 @@ pub struct Reloaded {
     pub needs_restart: Vec<&'static str>,
 }
 
+/// The instance's placement for `az.default = "instance"`, asked of instance metadata once per
+/// process (at start, or the first reload that asks for it); `None` when it could not say.
+static INSTANCE_PLACEMENT: tokio::sync::OnceCell<Option<(String, String)>> = tokio::sync::OnceCell::const_new();
+
+/// `config` with the instance's placement filled in when `az.default = "instance"`. A failure
+/// is logged, and those clients' AZ is unknown: serving never waits on it past two seconds.
+async fn with_instance_placement(config: &Config) -> Config {
+    let mut config = config.clone();
+    if config.az.default == "instance" && config.az.enabled() {
+        let placement = INSTANCE_PLACEMENT
+            .get_or_init(|| async {
+                match crate::sources::instance::placement(Duration::from_secs(1)).await {
+                    Ok(placement) => {
+                        tracing::info!(az_id = %placement.0, region = %placement.1, "az.default: the instance's AZ, from instance metadata");
+                        Some(placement)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "az.default = \"instance\": no placement from instance metadata; unplaced clients' AZ is unknown");
+                        None
+                    }
+                }
+            })
+            .await;
+        config.az.instance = placement.clone();
+    }
+    config
+}
+
 /// Builds everything `config` describes and starts serving. Must run inside a tokio runtime.
 pub async fn start(config: &Config) -> Result<Server, StartError> {
+    let config = &with_instance_placement(config).await;
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
     let forwarder = Arc::new(Forwarder::new(&config.forward)?);
     let board = Arc::new(StatusBoard::default());
@@ -221,6 +250,7 @@ impl Server {
     /// Applies `config` (already loaded and validated) without dropping a query; returns once
     /// the table built from it is live. On error nothing has changed.
     pub async fn reload(&self, config: Config) -> Result<Reloaded, StartError> {
+        let config = with_instance_placement(&config).await;
         let old = self.config.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let current = self.live.handler.load_full();
         let mut reloaded = Reloaded {

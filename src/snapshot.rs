@@ -34,7 +34,7 @@ use hickory_proto::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    az::{Affinity, AffinityRules, Locator, Spread},
+    az::{Affinity, AffinityRules, Location, LocationType, Locator, Place, Spread},
     name_key::{is_wildcard, name_key, parent, self_and_ancestors},
     prepared::Prepared,
 };
@@ -91,13 +91,18 @@ pub struct Record {
     pub az: Option<Arc<str>>,
 }
 
-/// A record's place among weighted alternatives.
+/// A record's place among alternatives of its name and type: drawn by weight per query
+/// (Route 53 weighted routing), or chosen by the client's location (Route 53 AZ-affinity
+/// routing) when `location` is set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Weight {
     /// The set identifier; records with the same one answer together.
     pub set: Arc<str>,
     /// Relative weight; 0 is chosen only when every alternative has 0.
     pub weight: u32,
+    /// For an AZ-affinity set: where it answers from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
 }
 
 /// A name that answers with the A/AAAA records of another owned name (flattened, no CNAME).
@@ -949,7 +954,8 @@ impl Node {
         let cname_answers = !matches!(qtype, RecordType::RRSIG | RecordType::NSEC);
         let mut matching = self.rrsets.iter().filter(|s| s.rtype == qtype || (cname_answers && s.rtype == RecordType::CNAME));
         let first = matching.next()?;
-        if first.weight.is_none() || draw == crate::answer::Draw::First {
+        // AZ-affinity alternatives are chosen by the client's place, not drawn ([`Node::located`]).
+        if first.weight.as_ref().is_none_or(|w| w.location.is_some()) || draw == crate::answer::Draw::First {
             return Some(first);
         }
         let candidates = || self.rrsets.iter().filter(|s| s.rtype == first.rtype);
@@ -966,6 +972,20 @@ impl Node {
             ticket -= weight;
             false
         })
+    }
+
+    /// Of the AZ-affinity alternatives of `rtype` here, the one a client at `place` gets: the
+    /// first whose location it matches, from the AZ out to Global (Route 53 developer guide,
+    /// "AZ-affinity routing"); a client whose AZ is not known matches Global alone. `None`
+    /// when none matches (NODATA).
+    pub fn located(&self, rtype: RecordType, place: Option<&Place<'_>>) -> Option<(&RecordSet, LocationType)> {
+        self.rrsets
+            .iter()
+            .filter(|s| s.rtype == rtype)
+            .filter_map(|s| Some((s, s.weight.as_ref()?.location.as_ref()?)))
+            .filter(|(_, location)| location.matches(place))
+            .min_by_key(|(_, location)| location.kind)
+            .map(|(set, location)| (set, location.kind))
     }
 
     /// Whether `other` answers as this node does (see [`Snapshot::answers_like`]).
@@ -1392,7 +1412,7 @@ mod tests {
     #[test]
     fn weighted_alternatives_are_drawn_by_weight() {
         let weighted = |set: &str, weight: u32, ip: [u8; 4]| Record {
-            weight: Some(Weight { set: Arc::from(set), weight }),
+            weight: Some(Weight { set: Arc::from(set), weight, location: None }),
             ..r53("w.example.", RData::A(rdata::A(Ipv4Addr::from(ip))))
         };
         let (snapshot, _) = build(

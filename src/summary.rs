@@ -128,6 +128,28 @@ pub fn summary(config: &Config) -> (String, bool) {
     if let Some(path) = &config.refresh.state_file {
         let _ = writeln!(out, "state file    {}", path.display());
     }
+    let az = &config.az;
+    if az.enabled() {
+        let learned = match (az.learn_subnets, config.sources.vpc_endpoints.is_empty()) {
+            (true, false) => "clients placed by the vpc_endpoints sources' subnets (DescribeSubnets), then",
+            _ => "clients placed by",
+        };
+        let default = match az.default.as_str() {
+            "off" => "unknown".to_owned(),
+            "instance" => "the instance's own AZ (instance metadata, at start)".to_owned(),
+            az_id => az_id.to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "az            affinity {}; {learned} {} [[az.clients]] ranges; {} [[az.forwarders]] ranges (AZ unknown); everyone else: {default}",
+            az.affinity.as_str(),
+            az.clients.len(),
+            az.forwarders.len()
+        );
+        for name in &az.names {
+            let _ = writeln!(out, "  {} -> {}   (line {})", name.get_ref().name, name.get_ref().affinity.as_str(), config.line_of(name));
+        }
+    }
     let from_aws = !config.sources.vpc_endpoints.is_empty() || !config.sources.route53.is_empty();
     for item in &dropped {
         match item {

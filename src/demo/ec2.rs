@@ -26,17 +26,22 @@ pub(super) fn failure(failure: Failure) -> (&'static str, String) {
     }
 }
 
-/// The status line and XML for EC2 `action` with form `body`.
-pub(super) fn respond(action: &str, body: &str, responses: &Responses) -> (&'static str, String) {
+/// The status line and XML for EC2 `action` with form `body`, asked by `account`.
+pub(super) fn respond(action: &str, body: &str, responses: &Responses, account: &str) -> (&'static str, String) {
     let params = || body.split('&').filter_map(|pair| pair.split_once('='));
+    // Filter.N.Name=…&Filter.N.Value.M=…: the values asked for, whatever the filter's name.
+    let filtered = || params().filter(|(k, _)| k.starts_with("Filter.") && k.contains(".Value.")).map(|(_, v)| v).collect::<HashSet<&str>>();
     match action {
         "DescribeVpcEndpoints" => {
             let page = params()
                 .find(|(k, _)| *k == "NextToken")
                 .and_then(|(_, v)| v.strip_prefix("page-")?.parse::<usize>().ok())
                 .unwrap_or(0);
+            // Filter vpc-id (and tag filters, which the recordings' endpoints are taken to match).
+            let vpcs: HashSet<&str> = filtered().into_iter().filter(|v| v.starts_with("vpc-")).collect();
             match responses.describe_vpc_endpoints.get(page) {
-                Some(xml) => ("200 OK", xml.clone()),
+                Some(xml) if vpcs.is_empty() => ("200 OK", xml.clone()),
+                Some(xml) => ("200 OK", keep_items(xml, |item| vpcs.iter().any(|v| item.contains(&format!("<vpcId>{v}</vpcId>"))))),
                 None => ("400 Bad Request", error_xml("InvalidPaginationToken", "The token is not valid.")),
             }
         }
@@ -71,9 +76,8 @@ pub(super) fn respond(action: &str, body: &str, responses: &Responses) -> (&'sta
         }
         "DescribeSubnets" => {
             // Filter.N.Name=vpc-id or subnet-id with Filter.N.Value.M=…: the subnets named.
-            let wanted: HashSet<&str> =
-                params().filter(|(k, _)| k.starts_with("Filter.") && k.contains(".Value.")).map(|(_, v)| v).collect();
-            let xml = &responses.describe_subnets;
+            let wanted = filtered();
+            let xml = responses.subnets_by_account.get(account).unwrap_or(&responses.describe_subnets);
             let named = |item: &str| {
                 wanted.iter().any(|v| item.contains(&format!("<vpcId>{v}</vpcId>")) || item.contains(&format!("<subnetId>{v}</subnetId>")))
             };

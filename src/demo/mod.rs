@@ -15,6 +15,7 @@
 //! demand. This file holds the HTTP server; `ec2` and `route53` hold each API's answers.
 
 mod ec2;
+mod imds;
 mod lattice;
 mod route53;
 
@@ -53,6 +54,12 @@ pub struct Responses {
     pub describe_vpc_endpoint_services: String,
     /// DescribeSubnets: the hub VPC's subnets.
     pub describe_subnets: String,
+    /// The instance metadata service's placement of "this instance" (AZ ID, region); `None`:
+    /// its placement paths answer 404.
+    pub instance_placement: Option<(String, String)>,
+    /// DescribeSubnets as other accounts answer it (an account's AZ names map to AZ IDs its
+    /// own way), by account id; the others get `describe_subnets`.
+    pub subnets_by_account: BTreeMap<String, String>,
     /// DescribeVpcEndpointAssociations for every endpoint, page by page (chained by
     /// `<nextToken>page-{i+1}</nextToken>` as DescribeVpcEndpoints); a request with a
     /// `vpc-endpoint-id` filter gets only those endpoints' associations, as EC2 answers.
@@ -135,6 +142,8 @@ impl Responses {
             describe_network_interfaces: include_str!("../../config/demo-aws/DescribeNetworkInterfaces.xml").into(),
             describe_vpc_endpoint_services: include_str!("../../config/demo-aws/DescribeVpcEndpointServices.xml").into(),
             describe_subnets: include_str!("../../config/demo-aws/DescribeSubnets.xml").into(),
+            subnets_by_account: BTreeMap::new(),
+            instance_placement: Some(("use1-az1".to_owned(), "us-east-1".to_owned())),
             describe_vpc_endpoint_associations: vec![include_str!("../../config/demo-aws/DescribeVpcEndpointAssociations.xml").into()],
             route53: Route53Responses::demo(),
             lattice: LatticeResponses::demo(),
@@ -320,6 +329,15 @@ async fn serve(stream: TcpStream, state: Arc<ReplayState>) {
             let _ = reader.read(&mut sink).await;
             return;
         }
+        if imds::is_imds(&request.target) {
+            let Ok(responses) = state.responses.lock().map(|r| imds::respond(&request.target, &r)) else { return };
+            let (status, body, extra) = responses;
+            let head = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\n\r\n", body.len());
+            if writer.write_all(head.as_bytes()).await.is_err() || writer.write_all(body.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let (status, xml) = respond(&request, failure, &state);
         // VPC Lattice speaks REST JSON and names an error in a header; EC2 and Route 53, XML.
         let kind = match request.is_lattice() {
@@ -400,6 +418,9 @@ impl Request {
 
     /// The API action it calls.
     fn action(&self) -> &str {
+        if imds::is_imds(&self.target) {
+            return imds::action(&self.target);
+        }
         if self.is_lattice() {
             return lattice::action(&self.target);
         }
@@ -440,7 +461,7 @@ fn respond(request: &Request, failure: Option<Failure>, state: &ReplayState) -> 
     let (status, xml) = match (route53, request.action()) {
         (true, _) => route53::respond(&request.target, &responses.route53),
         (false, "AssumeRole") => sts_assume_role(&request.body),
-        (false, action) => ec2::respond(action, &request.body, &responses),
+        (false, action) => ec2::respond(action, &request.body, &responses, &request.signer.0),
     };
     // Recordings may vary by who asks: `{{account}}` and `{{region}}` become the signer's.
     let (account, region) = &request.signer;

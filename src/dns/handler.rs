@@ -366,8 +366,8 @@ impl Handler {
         let plan = answer::plan(&snapshot, question, Draw::Random);
         if let Some(prepared) = plan.prepared() {
             let answered = query.respond(prepared, plan.order(), 0, opt, limit, out);
-            if answered && let Some(az) = &plan.az {
-                self.metrics.count_az(az.choice);
+            if answered && let Some(choice) = plan.az_choice() {
+                self.metrics.count_az(choice);
             }
             return answered.then_some(QueryPath::Local).ok_or(Fast::Declined);
         }
@@ -456,8 +456,8 @@ impl Handler {
         let plan = answer::plan(&snapshot, question, Draw::Random);
         let qname = query.original().name();
         let answer::Outcome::Forward { target, .. } = plan.outcome else {
-            if let Some(az) = &plan.az {
-                self.metrics.count_az(az.choice);
+            if let Some(choice) = plan.az_choice() {
+                self.metrics.count_az(choice);
             }
             let answers = plan.answers(qname);
             return self.reply(out, &request, transport, plan.rcode(), plan.authoritative(), &answers, plan.authority());

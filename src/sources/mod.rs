@@ -22,6 +22,8 @@ pub mod aliases;
 pub mod aws;
 #[cfg(feature = "aws")]
 pub mod organization;
+#[cfg(feature = "aws")]
+pub mod instance;
 pub mod output;
 #[cfg(feature = "aws")]
 mod registry;

@@ -41,12 +41,14 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::time::Instant;
 
 use crate::{
+    az::Location,
     config::{Accounts, AwsAccess, Route53Config},
     sources::output::ZoneSummary,
     snapshot::{Alias, Provenance, Record, SourceKind, Weight, absolute_names},
     sources::{
         BoxFuture, Build, Entry, Env, Source, SourceOutput,
         aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, same_account, sdk_config, sdk_message},
+        route53_affinity::send_with_affinities,
         upstream::{ExternalAlias, Resolutions},
     },
     events::{Change, Service},
@@ -80,6 +82,17 @@ pub struct Zone {
     pub rank: usize,
     /// Every record set.
     pub record_sets: Vec<ResourceRecordSet>,
+    /// The AZ-affinity sets' locations, by (name, type, set identifier) as the SDK spells
+    /// them: read from the raw body, which the SDK's model drops ([`route53_affinity`]).
+    pub affinities: HashMap<(String, String, String), Location>,
+}
+
+impl Zone {
+    /// The location of an AZ-affinity set of this zone.
+    pub fn location_of(&self, set: &ResourceRecordSet) -> Option<&Location> {
+        let key = (set.name().to_owned(), set.r#type().as_str().to_owned(), set.set_identifier()?.to_owned());
+        self.affinities.get(&key)
+    }
 }
 
 /// Facts the conversion needs besides the zones.
@@ -165,7 +178,7 @@ pub fn records_from_zones(zones: &[Zone], ctx: &ZoneContext) -> Converted {
             groups.entry(key).or_insert_with(|| (name, Vec::new())).1.push(set);
         }
         for (name, sets) in groups.into_values() {
-            for (set, weight) in select(&sets, &ctx.region, &alias_target_exists) {
+            for (set, weight) in select(&sets, &ctx.region, &alias_target_exists, &|s| zone.location_of(s).cloned()) {
                 convert_set(&name, set, weight, zone, apexes.iter().map(|(a, _)| a), ctx, &mut out);
             }
         }
@@ -183,26 +196,38 @@ pub fn records_from_zones(zones: &[Zone], ctx: &ZoneContext) -> Converted {
 /// - multivalue: every set, merged into one answer;
 /// - latency: the set for the hub's region, else the first by set identifier;
 /// - geolocation: the default (`*`) set, else the first by set identifier;
+/// - AZ-affinity: every set with its location, chosen per query by the client's AZ
+///   ([`crate::snapshot::Node::located`]); an alias evaluating target health to a name
+///   without records is unhealthy and left out while a healthy set remains (Route 53 API
+///   reference, `AZAffinity`: fall back to a less specific location when a record is
+///   unhealthy; every one unhealthy → answer as if healthy);
 /// - anything else with set identifiers (geoproximity, CIDR): the first by set identifier.
 pub fn select<'s>(
     sets: &[&'s ResourceRecordSet],
     region: &str,
     alias_target_exists: &dyn Fn(&ResourceRecordSet) -> bool,
-) -> Vec<(&'s ResourceRecordSet, Option<u32>)> {
+    location_of: &dyn Fn(&ResourceRecordSet) -> Option<Location>,
+) -> Vec<(&'s ResourceRecordSet, Option<Alternative>)> {
     let mut sets: Vec<&ResourceRecordSet> = sets.to_vec();
     sets.sort_by(|a, b| a.set_identifier().cmp(&b.set_identifier()));
     let Some(first) = sets.first().copied() else { return Vec::new() };
+    let healthy = |s: &&ResourceRecordSet| match s.alias_target() {
+        Some(alias) => !alias.evaluate_target_health() || alias_target_exists(s),
+        None => !s.resource_records().is_empty(),
+    };
+    if sets.iter().any(|s| location_of(s).is_some()) {
+        let located: Vec<(&ResourceRecordSet, Location)> = sets.iter().filter_map(|s| Some((*s, location_of(s)?))).collect();
+        let any_healthy = located.iter().any(|(s, _)| healthy(s));
+        return located.into_iter().filter(|(s, _)| !any_healthy || healthy(s)).map(|(s, l)| (s, Some(Alternative::Located(l)))).collect();
+    }
     if first.set_identifier().is_none() || sets.len() == 1 && first.weight().is_none() {
         return vec![(first, None)];
     }
     if sets.iter().any(|s| s.weight().is_some()) {
-        return sets.into_iter().map(|s| (s, Some(u32::try_from(s.weight().unwrap_or(0)).unwrap_or(0)))).collect();
+        return sets.into_iter().map(|s| (s, Some(Alternative::Weighted(u32::try_from(s.weight().unwrap_or(0)).unwrap_or(0))))).collect();
     }
     if sets.iter().any(|s| s.failover().is_some()) {
-        let has_data = |s: &&&ResourceRecordSet| match s.alias_target() {
-            Some(alias) => !alias.evaluate_target_health() || alias_target_exists(s),
-            None => !s.resource_records().is_empty(),
-        };
+        let has_data = |s: &&&ResourceRecordSet| healthy(s);
         let primary = sets.iter().find(|s| s.failover() == Some(&ResourceRecordSetFailover::Primary)).filter(has_data);
         let secondary = sets.iter().find(|s| s.failover() == Some(&ResourceRecordSetFailover::Secondary));
         return primary.or(secondary).map(|s| vec![(*s, None)]).unwrap_or_default();
@@ -221,11 +246,20 @@ pub fn select<'s>(
     vec![(first, None)]
 }
 
+/// How a chosen set stands among its name's alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Alternative {
+    /// Drawn per query by this weight (weighted routing).
+    Weighted(u32),
+    /// Chosen per query by the client's AZ (AZ-affinity routing).
+    Located(Location),
+}
+
 /// One chosen record set of `name` into records, an alias, or an external alias.
 fn convert_set<'a>(
     name: &Name,
     set: &ResourceRecordSet,
-    weight: Option<u32>,
+    weight: Option<Alternative>,
     zone: &Zone,
     mut apexes: impl Iterator<Item = &'a Name>,
     ctx: &ZoneContext,
@@ -233,10 +267,18 @@ fn convert_set<'a>(
 ) {
     let name = name.clone();
     let rtype = record_type(set.r#type());
-    let origin = match set.set_identifier() {
-        Some(id) => format!("route53 zone={} set={id}", zone.id),
-        None => format!("route53 zone={}", zone.id),
+    let origin = match (set.set_identifier(), &weight) {
+        (Some(id), Some(Alternative::Located(at))) => format!("route53 zone={} set={id} location={}:{}", zone.id, at.kind, at.id),
+        (Some(id), _) => format!("route53 zone={} set={id}", zone.id),
+        (None, _) => format!("route53 zone={}", zone.id),
     };
+    let weight = weight.map(|alternative| {
+        let set = Arc::from(set.set_identifier().unwrap_or_default());
+        match alternative {
+            Alternative::Weighted(weight) => Weight { set, weight, location: None },
+            Alternative::Located(location) => Weight { set, weight: 0, location: Some(location) },
+        }
+    });
     let provenance = Provenance { source: SourceKind::Route53, origin: Arc::from(origin) };
 
     if let Some(alias) = set.alias_target() {
@@ -244,7 +286,6 @@ fn convert_set<'a>(
             out.skipped.push(format!("{name} {rtype}: cannot read the alias target {:?}", alias.dns_name()));
             return;
         };
-        let weight = weight.map(|weight| Weight { set: Arc::from(set.set_identifier().unwrap_or_default()), weight });
         let in_zones = apexes.any(|apex| apex.zone_of(&target));
         if in_zones || is_endpoint_name(&target) && matches!(rtype, RecordType::A | RecordType::AAAA) {
             // Route 53 answers an alias with its target's TTL (an endpoint's names: answers.ttl);
@@ -263,7 +304,6 @@ fn convert_set<'a>(
         return;
     }
     let ttl = set.ttl().and_then(|t| u32::try_from(t).ok()).unwrap_or(ctx.alias_ttl);
-    let weight = weight.map(|weight| Weight { set: Arc::from(set.set_identifier().unwrap_or_default()), weight });
     for value in set.resource_records() {
         let data = match rtype {
             RecordType::TXT => txt_from_route53(value.value()),
@@ -529,11 +569,11 @@ impl Route53Source {
         if !changed && let Some(zone) = self.cached(id, count, reread) {
             return Ok(Zone { rank, ..zone });
         }
-        let record_sets = self.record_sets(id).await?;
+        let (record_sets, affinities) = self.record_sets(id).await?;
         if let Ok(mut reread) = self.reread.lock() {
             reread.remove(id);
         }
-        let zone = Zone { id: id.to_owned(), name: hosted.name().to_owned(), rank, record_sets };
+        let zone = Zone { id: id.to_owned(), name: hosted.name().to_owned(), rank, record_sets, affinities };
         self.remember(id, count, &zone);
         Ok(zone)
     }
@@ -564,8 +604,12 @@ impl Route53Source {
     }
 
     /// Every record set of zone `id`, paging by hand.
-    async fn record_sets(&self, id: &str) -> Result<Vec<ResourceRecordSet>, Blamed> {
+    /// With the AZ-affinity sets' locations, which the SDK's model drops: read from each
+    /// page's raw body ([`route53_affinity`]); a body that cannot be read fails the fetch, as
+    /// serving those sets without their policy would answer wrongly.
+    async fn record_sets(&self, id: &str) -> Result<(Vec<ResourceRecordSet>, HashMap<(String, String, String), Location>), Blamed> {
         let mut sets = Vec::new();
+        let mut affinities = HashMap::new();
         let mut start: Option<(String, RrType, Option<String>)> = None;
         loop {
             self.limiter.acquire().await;
@@ -573,10 +617,14 @@ impl Route53Source {
             if let Some((name, rtype, identifier)) = &start {
                 call = call.start_record_name(name).start_record_type(rtype.clone()).set_start_record_identifier(identifier.clone());
             }
-            let page = call.send().await.map_err(|e| self.blame("ListResourceRecordSets", &e, ZONE_GONE))?;
+            let (page, located) = send_with_affinities(call).await.map_err(|e| self.blame("ListResourceRecordSets", &e, ZONE_GONE))?;
+            let located = located.map_err(|e| Blamed::Fetch(self.error("ListResourceRecordSets")(format!("zone {id}: AZ-affinity sets unreadable: {e}"))))?;
+            for (key, affinity) in located.into_map() {
+                affinities.insert(key, Location { kind: affinity.location_type, id: Arc::from(affinity.location_id.as_str()) });
+            }
             sets.extend(page.resource_record_sets().iter().cloned());
             if !page.is_truncated() {
-                return Ok(sets);
+                return Ok((sets, affinities));
             }
             let next = (
                 page.next_record_name().unwrap_or_default().to_owned(),
@@ -697,7 +745,7 @@ mod tests {
     }
 
     fn zone(id: &str, name: &str, record_sets: Vec<ResourceRecordSet>) -> Zone {
-        Zone { id: id.into(), name: name.into(), rank: 0, record_sets }
+        Zone { id: id.into(), name: name.into(), rank: 0, record_sets, affinities: HashMap::new() }
     }
 
     /// Issue 14 item 7: two private zones of one name are never merged; the zone of the first
@@ -788,6 +836,42 @@ mod tests {
     }
 
     #[test]
+    fn az_affinity_sets_are_all_kept_with_their_locations_and_unhealthy_aliases_left_out() {
+        use crate::az::LocationType;
+        let located = |id: &str, ip: &str| set("c.corp.example.", RrType::A, 60, &[ip]).set_identifier(id).build().expect("set");
+        let sets = [located("az1", "10.0.0.1"), located("region", "10.0.0.2"), located("global", "10.0.0.3")];
+        let location_of = |s: &ResourceRecordSet| {
+            let (kind, id) = match s.set_identifier()? {
+                "az1" => (LocationType::AvailabilityZone, "use1-az1"),
+                "region" => (LocationType::Region, "us-east-1"),
+                "global" => (LocationType::Global, "global"),
+                _ => return None,
+            };
+            Some(Location { kind, id: Arc::from(id) })
+        };
+        let chosen = select(&sets.iter().collect::<Vec<_>>(), "us-east-1", &|_| true, &location_of);
+        let kinds: Vec<Option<LocationType>> =
+            chosen.iter().map(|(_, a)| match a { Some(Alternative::Located(l)) => Some(l.kind), _ => None }).collect();
+        assert_eq!(kinds, [Some(LocationType::AvailabilityZone), Some(LocationType::Global), Some(LocationType::Region)], "all, by set id");
+
+        let alias = |id: &str, target: &str| {
+            ResourceRecordSet::builder()
+                .name("c.corp.example.")
+                .r#type(RrType::A)
+                .set_identifier(id)
+                .alias_target(AliasTarget::builder().hosted_zone_id("Z").dns_name(target).evaluate_target_health(true).build().expect("alias"))
+                .build()
+                .expect("set")
+        };
+        let aliases = [alias("az1", "down.corp.example."), alias("global", "up.corp.example.")];
+        let up = |s: &ResourceRecordSet| s.alias_target().is_some_and(|a| a.dns_name() == "up.corp.example.");
+        let chosen = select(&aliases.iter().collect::<Vec<_>>(), "us-east-1", &up, &location_of);
+        assert_eq!(chosen.iter().map(|(s, _)| s.set_identifier()).collect::<Vec<_>>(), [Some("global")], "the unhealthy AZ set falls back");
+        let chosen = select(&aliases.iter().collect::<Vec<_>>(), "us-east-1", &|_| false, &location_of);
+        assert_eq!(chosen.len(), 2, "all unhealthy: answered as if healthy");
+    }
+
+    #[test]
     fn routing_policies_choose_as_route53_does_in_the_hub() {
         let weighted = |id: &str, w: i64, ip: &str| set("w.corp.example.", RrType::A, 60, &[ip]).set_identifier(id).weight(w).build().expect("set");
         let failover = |id: &str, f: ResourceRecordSetFailover, ips: &[&str]| {
@@ -806,23 +890,23 @@ mod tests {
         let multi = |id: &str, ip: &str| set("m.corp.example.", RrType::A, 60, &[ip]).set_identifier(id).multi_value_answer(true).build().expect("set");
 
         let w = [weighted("blue", 3, "10.0.0.1"), weighted("green", 1, "10.0.0.2")];
-        let chosen = select(&w.iter().collect::<Vec<_>>(), "us-east-1", &|_| true);
-        assert_eq!(chosen.iter().map(|(_, w)| *w).collect::<Vec<_>>(), vec![Some(3), Some(1)]);
+        let chosen = select(&w.iter().collect::<Vec<_>>(), "us-east-1", &|_| true, &|_| None);
+        assert_eq!(chosen.iter().map(|(_, w)| w.clone()).collect::<Vec<_>>(), vec![Some(Alternative::Weighted(3)), Some(Alternative::Weighted(1))]);
 
         let f = [failover("a", ResourceRecordSetFailover::Primary, &["10.0.1.1"]), failover("b", ResourceRecordSetFailover::Secondary, &["10.0.1.2"])];
-        assert_eq!(select(&f.iter().collect::<Vec<_>>(), "us-east-1", &|_| true)[0].0.set_identifier(), Some("a"), "primary");
+        assert_eq!(select(&f.iter().collect::<Vec<_>>(), "us-east-1", &|_| true, &|_| None)[0].0.set_identifier(), Some("a"), "primary");
         let f = [failover("a", ResourceRecordSetFailover::Primary, &[]), failover("b", ResourceRecordSetFailover::Secondary, &["10.0.1.2"])];
-        assert_eq!(select(&f.iter().collect::<Vec<_>>(), "us-east-1", &|_| true)[0].0.set_identifier(), Some("b"), "primary without data");
+        assert_eq!(select(&f.iter().collect::<Vec<_>>(), "us-east-1", &|_| true, &|_| None)[0].0.set_identifier(), Some("b"), "primary without data");
 
         let l = [latency("eu", "eu-west-1", "10.0.2.1"), latency("use1", "us-east-1", "10.0.2.2")];
-        assert_eq!(select(&l.iter().collect::<Vec<_>>(), "us-east-1", &|_| true)[0].0.set_identifier(), Some("use1"));
-        assert_eq!(select(&l.iter().collect::<Vec<_>>(), "ap-south-1", &|_| true)[0].0.set_identifier(), Some("eu"), "else any (first)");
+        assert_eq!(select(&l.iter().collect::<Vec<_>>(), "us-east-1", &|_| true, &|_| None)[0].0.set_identifier(), Some("use1"));
+        assert_eq!(select(&l.iter().collect::<Vec<_>>(), "ap-south-1", &|_| true, &|_| None)[0].0.set_identifier(), Some("eu"), "else any (first)");
 
         let g = [geo("de", "DE", "10.0.3.1"), geo("default", "*", "10.0.3.2")];
-        assert_eq!(select(&g.iter().collect::<Vec<_>>(), "us-east-1", &|_| true)[0].0.set_identifier(), Some("default"));
+        assert_eq!(select(&g.iter().collect::<Vec<_>>(), "us-east-1", &|_| true, &|_| None)[0].0.set_identifier(), Some("default"));
 
         let m = [multi("one", "10.0.4.1"), multi("two", "10.0.4.2")];
-        assert_eq!(select(&m.iter().collect::<Vec<_>>(), "us-east-1", &|_| true).len(), 2, "multivalue: all");
+        assert_eq!(select(&m.iter().collect::<Vec<_>>(), "us-east-1", &|_| true, &|_| None).len(), 2, "multivalue: all");
 
         // A primary alias that evaluates its target's health, to a name the zones lack.
         let alias_primary = ResourceRecordSet::builder()
@@ -835,8 +919,8 @@ mod tests {
             .expect("set");
         let secondary = failover("b", ResourceRecordSetFailover::Secondary, &["10.0.1.2"]);
         let pair = [&alias_primary, &secondary];
-        assert_eq!(select(&pair, "us-east-1", &|_| false)[0].0.set_identifier(), Some("b"), "unhealthy primary alias");
-        assert_eq!(select(&pair, "us-east-1", &|_| true)[0].0.set_identifier(), Some("a"), "healthy primary alias");
+        assert_eq!(select(&pair, "us-east-1", &|_| false, &|_| None)[0].0.set_identifier(), Some("b"), "unhealthy primary alias");
+        assert_eq!(select(&pair, "us-east-1", &|_| true, &|_| None)[0].0.set_identifier(), Some("a"), "healthy primary alias");
 
         let all: Vec<ResourceRecordSet> = w.into_iter().chain(f).chain(l).chain(g).chain(m).collect();
         let out = records_from_zones(&[zone("Z1", "corp.example.", all)], &ctx());

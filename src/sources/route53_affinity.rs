@@ -24,7 +24,6 @@
 
 use std::{
     collections::HashMap,
-    fmt,
     sync::{Arc, Mutex},
 };
 
@@ -38,49 +37,7 @@ use aws_sdk_route53::{
 };
 use aws_smithy_xml::decode::{Document, ScopedDecoder, try_data};
 
-/// Where an AZ-affinity record answers from, from most to least specific (the order Route 53
-/// tries them in: developer guide, "AZ-affinity routing").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LocationType {
-    /// One Availability Zone, by AZ ID (`use1-az1`).
-    AvailabilityZone,
-    /// Any AZ of a Zone Group (`us-east-1-zg-1`).
-    AvailabilityZoneGroup,
-    /// Any AZ of a Region (`us-east-1`).
-    Region,
-    /// Any Region of a partition (`aws`).
-    Partition,
-    /// Any query, and the only match for a query whose AZ Route 53 does not know.
-    Global,
-}
-
-impl LocationType {
-    /// Every location type, most specific first.
-    pub const ALL: [Self; 5] = [Self::AvailabilityZone, Self::AvailabilityZoneGroup, Self::Region, Self::Partition, Self::Global];
-
-    /// The API's spelling (`LocationType` element text).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AvailabilityZone => "AvailabilityZone",
-            Self::AvailabilityZoneGroup => "AvailabilityZoneGroup",
-            Self::Region => "Region",
-            Self::Partition => "Partition",
-            Self::Global => "Global",
-        }
-    }
-
-    /// The location type spelled `text` by the API, exactly (the API's enums are
-    /// case-sensitive); `None` for any other text.
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == text)
-    }
-}
-
-impl fmt::Display for LocationType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::az::LocationType;
 
 /// One record set's `AZAffinity`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -38,7 +38,9 @@ fn check_summarises_accounts_and_events() {
     let path = tempdir().join("accounts.toml");
     let text = "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\naccounts = \"organization\"\nrole_name = \"hubdns-read\"\n\n\
                 [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-0a1b2c3d4e5f60718\"]\naccounts = [\"222233334444\"]\nrole_name = \"hubdns-read\"\n\n\
-                [events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/hubdns-events-a\"\nregion = \"us-east-1\"\n";
+                [events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/hubdns-events-a\"\nregion = \"us-east-1\"\n\n\
+                [az]\naffinity = \"prefer\"\ndefault = \"use1-az1\"\n[[az.clients]]\ncidr = \"10.50.0.0/16\"\naz_id = \"use1-az2\"\n\
+                [[az.forwarders]]\ncidr = \"10.60.0.10/32\"\n[[az.names]]\nname = \"*.s3.us-east-1.amazonaws.com\"\naffinity = \"only\"\n";
     std::fs::write(&path, text).expect("write");
     let out = Command::new(HUBDNS).args(["check", "--config"]).arg(&path).output().expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -47,6 +49,11 @@ fn check_summarises_accounts_and_events() {
     assert!(stdout.contains("accounts 222233334444, each through its role hubdns-read"), "{stdout}");
     assert!(stdout.contains("events        https://sqs.us-east-1.amazonaws.com/111122223333/hubdns-events-a (us-east-1)"), "{stdout}");
     assert!(stdout.contains("every 300s while events flow, 30s while the queue fails"), "{stdout}");
+    assert!(
+        stdout.contains("az            affinity prefer; clients placed by the vpc_endpoints sources' subnets (DescribeSubnets), then 1 [[az.clients]] ranges; 1 [[az.forwarders]] ranges (AZ unknown); everyone else: use1-az1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  *.s3.us-east-1.amazonaws.com. -> only"), "{stdout}");
 }
 
 #[test]

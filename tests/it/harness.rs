@@ -201,7 +201,14 @@ pub async fn tcp_exchange(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Resu
 
 /// The A and AAAA addresses of an answer, as strings, sorted.
 pub fn addresses(message: &Message) -> Vec<String> {
-    let mut ips: Vec<String> = message
+    let mut ips = addresses_in_order(message);
+    ips.sort();
+    ips
+}
+
+/// The A and AAAA addresses of an answer, as strings, in the order they came.
+pub fn addresses_in_order(message: &Message) -> Vec<String> {
+    message
         .answers
         .iter()
         .filter_map(|r| match &r.data {
@@ -209,9 +216,7 @@ pub fn addresses(message: &Message) -> Vec<String> {
             RData::AAAA(a) => Some(a.0.to_string()),
             _ => None,
         })
-        .collect();
-    ips.sort();
-    ips
+        .collect()
 }
 
 /// The owner name of the SOA in the authority section, if any.

@@ -2,6 +2,7 @@
 //! queried over the wire with a real DNS client and with `dig`.
 
 mod aws;
+mod az;
 mod cli;
 mod conformance;
 mod deploy;

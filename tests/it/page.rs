@@ -163,8 +163,8 @@ async fn status_page_renders_the_demo_and_its_explain_search_works_in_chromium()
             "vpce-0f1e2d3c4b5a69788",
             "com.amazonaws.us-east-1.secretsmanager",
             "secretsmanager.us-east-1.amazonaws.com.",
-            "us-east-1a: 10.10.1.25",
-            "us-east-1b: 10.10.2.41",
+            "us-east-1a (use1-az1): 10.10.1.25",
+            "us-east-1b (use1-az2): 10.10.2.41",
             "vpce-0123456789abcdef0",
             // Issue 17: a resource endpoint's verified custom domain, and one it does not serve.
             "proxy.egress.example — private DNS entry, VERIFIED",
@@ -190,6 +190,22 @@ async fn status_page_renders_the_demo_and_its_explain_search_works_in_chromium()
             assert!(result.contains(expected), "explain result lacks {expected}:\n{result}");
         }
         assert_eq!(browser.eval("location.search"), "?name=internal-api.corp.example&type=A", "the search is a shareable link");
+
+        // Issue 18: where clients are, and an explanation as one client gets the answer.
+        let az = browser.eval("document.querySelector('#az tbody').innerText");
+        assert!(az.as_str().is_some_and(|a| a.contains("127.0.0.2/32") && a.contains("use1-az2") && a.contains("10.10.1.0/24")), "{az}");
+        browser.eval("document.getElementById('explain-name').value = ''");
+        browser.eval("document.getElementById('explain-name').focus()");
+        browser.call("Input.insertText", json!({ "text": "secretsmanager.us-east-1.amazonaws.com" }));
+        browser.eval("document.getElementById('explain-client').value = '127.0.0.2'");
+        browser.click("#explain-button");
+        browser.wait_until("document.getElementById('explain-az') !== null", Duration::from_secs(10));
+        let placed = browser.eval("document.getElementById('explain-az').innerText");
+        assert!(placed.as_str().is_some_and(|p| p.contains("client 127.0.0.2: AZ use1-az2") && p.contains("same_az")), "{placed}");
+        let first = browser.eval("document.querySelector('#explain-records tbody tr td:nth-child(4)').innerText");
+        assert_eq!(first, "10.10.2.41", "the client's AZ's address first");
+        assert_eq!(browser.eval("location.search"), "?name=secretsmanager.us-east-1.amazonaws.com&type=A&client=127.0.0.2");
+        browser.eval("document.getElementById('explain-client').value = ''");
 
         // A name that is forwarded says where it goes.
         browser.eval("document.getElementById('explain-name').value = ''");

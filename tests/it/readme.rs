@@ -1,6 +1,8 @@
 //! The README's demo examples, run against the demo: each `$ dig … +short NAME [TYPE]` line
 //! is asked of the demo's data served in-process, and must print the lines the README shows
-//! (in any order; a weighted answer, drawn per query, is checked to be one of its values).
+//! (in any order; in that order when the comment says which comes `first`, as AZ affinity
+//! orders them; a weighted answer, drawn per query, is checked to be one of its values). An
+//! example may bind the client's address first (`-b 127.0.0.2`), as a client in another AZ.
 
 use std::collections::BTreeSet;
 
@@ -14,8 +16,9 @@ fn examples(readme: &str) -> Vec<(Vec<String>, Vec<String>, String)> {
         let (text, comment) = line.split_once(" # ").map_or((line, ""), |(t, c)| (t, c.trim()));
         if let Some(command) = text.trim().strip_prefix("$ ") {
             let args: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
-            // Only `dig @127.0.0.1 -p 5353 +short …`; piped examples are read by eye.
-            let short = args.len() > 4 && args[..4] == ["dig", "@127.0.0.1", "-p", "5353"] && args[4] == "+short" && !command.contains('|');
+            // Only `dig @127.0.0.1 -p 5353 [-b ADDR] +short …`; piped examples are read by eye.
+            let from = if args.get(4).map(String::as_str) == Some("-b") { 6 } else { 4 };
+            let short = args.len() > from && args[..4] == ["dig", "@127.0.0.1", "-p", "5353"] && args[from] == "+short" && !command.contains('|');
             out.push((if short { args[4..].to_vec() } else { Vec::new() }, Vec::new(), comment.to_owned()));
         } else if let Some(last) = out.last_mut() {
             let value = text.trim();
@@ -53,6 +56,9 @@ async fn the_readme_demo_examples_answer_as_shown() {
         let want: BTreeSet<String> = expected.iter().cloned().collect();
         if comment.contains("weighted") {
             assert!(got.len() == 1 && got.iter().all(|g| g.starts_with("10.20.1.")), "{args:?}: {got:?}");
+        } else if comment.contains("first") {
+            let in_order: Vec<String> = printed.lines().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect();
+            assert_eq!(in_order, expected, "the README's `dig {}` ({comment}), in order", args.join(" "));
         } else {
             assert_eq!(got, want, "the README's `dig {}` ({comment})", args.join(" "));
         }

@@ -280,16 +280,16 @@ async fn unchanged_zones_are_not_reread_and_a_repeating_token_is_refused() {
     let reads = || replay.requests_for("ListResourceRecordSets");
 
     let (first, _) = source.zones().await.expect("first fetch");
-    assert_eq!((first.len(), first[0].record_sets.len()), (1, 14), "the demo zone, whole");
+    assert_eq!((first.len(), first[0].record_sets.len()), (1, 18), "the demo zone, whole");
     assert_eq!(reads(), 1);
     let (second, _) = source.zones().await.expect("second fetch");
     assert_eq!((reads(), replay.requests_for("GetHostedZone")), (1, 2), "same record count: not re-read");
-    assert_eq!(second[0].record_sets.len(), 14, "served from the last read");
+    assert_eq!(second[0].record_sets.len(), 18, "served from the last read");
 
     // The zone changes: its record count moves, so the next fetch reads it again.
     let mut changed = Responses::demo();
     for xml in changed.route53.hosted_zones.values_mut() {
-        *xml = xml.replace("<ResourceRecordSetCount>14<", "<ResourceRecordSetCount>15<");
+        *xml = xml.replace("<ResourceRecordSetCount>18<", "<ResourceRecordSetCount>19<");
     }
     replay.set_responses(changed);
     source.zones().await.expect("third fetch");
