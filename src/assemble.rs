@@ -222,6 +222,34 @@ mod tests {
     use super::*;
     use crate::{snapshot::Record, sources::output::ZoneSummary};
 
+    /// Issue 18: static records with AZ IDs, and the client placements of `[az]`, through the
+    /// one engine: prefer, only by name, default, a forwarder.
+    #[test]
+    fn static_records_with_az_ids_are_ordered_for_the_clients_az() {
+        use crate::answer::{Draw, Question, plan};
+        let text = "[az]\naffinity = \"prefer\"\ndefault = \"use1-az4\"\n\
+                    [[az.clients]]\ncidr = \"10.1.2.0/24\"\naz_id = \"use1-az2\"\n\
+                    [[az.forwarders]]\ncidr = \"10.9.9.9/32\"\n\
+                    [[az.names]]\nname = \"only.corp.example\"\naffinity = \"only\"\n\n\
+                    [[records]]\nname = \"ldap.corp.example\"\ntype = \"A\"\nvalues = [\"10.0.1.5\", \"10.0.2.5\", \"10.0.4.5\"]\naz_ids = [\"use1-az1\", \"use1-az2\", \"use1-az4\"]\n\n\
+                    [[records]]\nname = \"only.corp.example\"\ntype = \"A\"\nvalues = [\"10.0.1.6\", \"10.0.2.6\"]\naz_ids = [\"use1-az1\", \"use1-az2\"]\n";
+        let config = Config::parse(text, "t.toml").expect("valid");
+        let (snapshot, _) = build_snapshot(&config, &[]);
+        let answer = |name: &str, client: &str| {
+            let key = crate::name_key::name_key(&Name::from_ascii(name).unwrap());
+            let plan = plan(&snapshot, Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true, client: Some(client.parse().unwrap()) }, Draw::First);
+            let ips: Vec<String> = plan.answers(&Name::from_ascii(name).unwrap()).iter().map(|r| r.data.to_string()).collect();
+            (ips, plan.az_choice().map(|c| c.as_str()))
+        };
+        assert_eq!(answer("ldap.corp.example.", "10.1.2.7"), (vec!["10.0.2.5".into(), "10.0.1.5".into(), "10.0.4.5".into()], Some("same_az")));
+        assert_eq!(answer("ldap.corp.example.", "192.0.2.1"), (vec!["10.0.4.5".into(), "10.0.1.5".into(), "10.0.2.5".into()], Some("same_az")), "az.default");
+        assert_eq!(answer("ldap.corp.example.", "10.9.9.9"), (vec!["10.0.1.5".into(), "10.0.2.5".into(), "10.0.4.5".into()], Some("unknown_az")), "a forwarder");
+        assert_eq!(answer("only.corp.example.", "10.1.2.7"), (vec!["10.0.2.6".into()], Some("same_az")));
+        assert_eq!(answer("only.corp.example.", "192.0.2.1"), (vec!["10.0.1.6".into(), "10.0.2.6".into()], Some("other_az")), "use1-az4 has none");
+        let bad = Config::parse("[[records]]\nname = \"x.corp.example\"\ntype = \"A\"\nvalues = [\"10.0.0.1\"]\naz_ids = [\"use1-az1\", \"use1-az2\"]\n", "t.toml");
+        assert!(bad.expect_err("two AZs, one value").to_string().contains("one AZ ID per value"));
+    }
+
     /// A Route 53 source's answer: zone `id` named `apex`, with one A record at `host`.
     fn zone_output(id: &str, apex: &str, host: &str, ip: [u8; 4]) -> SourceOutput {
         let name = |s: &str| Name::from_ascii(s).unwrap();

@@ -707,6 +707,11 @@ pub struct RecordConfig {
     /// TTL; default: `answers.ttl`.
     #[serde(default)]
     pub ttl: Option<u32>,
+    /// For A and AAAA: each value's Availability Zone ID, index for index, so `[az]`
+    /// affinity orders them as it orders endpoint addresses (a service with one address per
+    /// AZ, on premises or in a VPC).
+    #[serde(default)]
+    pub az_ids: Vec<String>,
 }
 
 /// A fully-qualified DNS name from the config; `*` is allowed only as the first label.
@@ -1135,6 +1140,17 @@ impl Config {
                         r.name, r.rtype.0
                     ),
                 ));
+            }
+            if !r.az_ids.is_empty() {
+                if !matches!(r.rtype.0, RecordType::A | RecordType::AAAA) {
+                    return Err(self.invalid(record, format!("{key}.az_ids"), "only A and AAAA records have AZs"));
+                }
+                if r.az_ids.len() != r.values.len() {
+                    return Err(self.invalid(record, format!("{key}.az_ids"), format!("one AZ ID per value: {} values, {} AZ IDs", r.values.len(), r.az_ids.len())));
+                }
+                if let Some(name) = r.az_ids.iter().find(|z| !is_az_id(z)) {
+                    return Err(self.invalid(record, format!("{key}.az_ids"), format!("`{name}` is not an AZ ID: write the ID (`use1-az1`), not the AZ name")));
+                }
             }
             if r.values.is_empty() {
                 return Err(self.invalid(record, format!("{key}.values"), "at least one value is needed"));

@@ -31,14 +31,16 @@ pub fn from_config(config: &Config) -> (Vec<Record>, Vec<Alias>) {
     for entry in &config.records {
         let r = entry.get_ref();
         let provenance = provenance(config.line_of(entry));
+        // An A or AAAA value's AZ ID, index for index (validated: one per value).
+        let az_of = |i: usize| r.az_ids.get(i).map(|z| Arc::from(z.as_str()));
         match r.rdata() {
-            Ok(data) => records.extend(data.into_iter().map(|data| Record {
+            Ok(data) => records.extend(data.into_iter().enumerate().map(|(i, data)| Record {
                 name: r.name.name().clone(),
                 ttl: r.ttl.unwrap_or(default_ttl),
                 data,
                 provenance: provenance.clone(),
                 weight: None,
-                az: None,
+                az: az_of(i),
             })),
             Err(error) => tracing::error!(origin = %provenance.origin, %error, "record skipped"),
         }
