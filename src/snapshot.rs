@@ -827,6 +827,9 @@ impl Snapshot {
     /// Gives every spread set its name's affinity (`[az]`; sets whose name's is off drop
     /// their spread, and answer as listed) and installs where clients are.
     pub fn apply_affinity(&mut self, rules: &AffinityRules, locator: Locator) {
+        // One copy of each AZ ID for the whole table (records restored from the state file
+        // carry one each).
+        let mut ids: HashSet<Arc<str>> = HashSet::new();
         for node in self.exact.values_mut().chain(self.wildcards.values_mut()) {
             let affinity = rules.for_name(&node.name);
             for set in &mut node.rrsets {
@@ -834,6 +837,14 @@ impl Snapshot {
                     set.spread = None;
                 } else if let Some(spread) = &mut set.spread {
                     spread.affinity = affinity;
+                    for zone in spread.zones.iter_mut().flatten() {
+                        match ids.get(zone) {
+                            Some(shared) => *zone = shared.clone(),
+                            None => {
+                                ids.insert(zone.clone());
+                            }
+                        }
+                    }
                 }
             }
         }
