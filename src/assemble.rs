@@ -96,7 +96,7 @@ pub fn placements(config: &Config, outputs: &[Arc<SourceOutput>]) -> Vec<Placeme
         return Vec::new();
     }
     let mut out = Vec::new();
-    let default = match (az.default.as_str(), &az.instance) {
+    let default = match (az.default.get_ref().as_str(), &az.instance) {
         ("off", _) | ("instance", None) => None,
         ("instance", Some((az_id, region))) => Some((az_id.as_str(), Some(region.as_str()), "the instance's, from instance metadata")),
         (az_id, _) => Some((az_id, None, "az.default")),

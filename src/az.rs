@@ -126,52 +126,55 @@ impl<'a> ClientZone<'a> {
 /// Client address → placement, by longest prefix. Built once per snapshot.
 #[derive(Debug, Default)]
 pub struct Locator {
-    /// Start of each range (IPv4 as IPv4-mapped IPv6), ascending; a range runs to the next.
-    starts: Box<[u128]>,
-    /// The placement covering each range, by index into `placements`.
-    covering: Box<[Option<u32>]>,
+    /// IPv4 ranges (a client on a dual-stack socket, `::ffff:10.0.0.5`, is looked up here).
+    v4: Ranges,
+    /// IPv6 ranges: an IPv6 entry never covers an IPv4 client, not even `::/0`.
+    v6: Ranges,
     placements: Box<[Placement]>,
 }
 
-/// An address as a number in one space: IPv4 as its IPv4-mapped IPv6 address, so a client
-/// on a dual-stack socket (`::ffff:10.0.0.5`) matches IPv4 entries.
-fn number(ip: IpAddr) -> u128 {
+/// Disjoint ranges of one address family, each with the placement covering it.
+#[derive(Debug, Default)]
+struct Ranges {
+    /// Start of each range, ascending; a range runs to the next.
+    starts: Box<[u128]>,
+    /// The placement covering each range, by index into `Locator::placements`.
+    covering: Box<[Option<u32>]>,
+}
+
+/// An address as a number of its family, IPv4-mapped IPv6 as IPv4: (is IPv4, number).
+fn number(ip: IpAddr) -> (bool, u128) {
     match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V4(v4) => (true, u128::from(u32::from(v4))),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => u128::from(v4.to_ipv6_mapped()),
-            None => u128::from(v6),
+            Some(v4) => (true, u128::from(u32::from(v4))),
+            None => (false, u128::from(v6)),
         },
     }
 }
 
-/// The first and last address of a range, in [`number`]'s space.
-fn bounds(net: &IpNet) -> (u128, u128) {
-    (number(net.network()), number(net.broadcast()))
+/// The family and the first and last address of a range, in [`number`]'s terms.
+fn bounds(net: &IpNet) -> (bool, u128, u128) {
+    match net {
+        IpNet::V4(v4) => (true, u128::from(u32::from(v4.network())), u128::from(u32::from(v4.broadcast()))),
+        IpNet::V6(v6) => (false, u128::from(v6.network()), u128::from(v6.broadcast())),
+    }
 }
 
-impl Locator {
-    /// Indexes `placements`. Of ranges covering an address the longest prefix wins; of equal
-    /// ones, the later [`PlacementKind`] (a forwarder over a client over a subnet), then the
-    /// later entry.
-    pub fn new(mut placements: Vec<Placement>) -> Self {
-        // Outer ranges before the ranges inside them; equal ranges by kind, so the winner
-        // is pushed last and sits on top of the stack.
-        placements.sort_by(|a, b| {
-            let (sa, ea) = bounds(&a.net);
-            let (sb, eb) = bounds(&b.net);
-            sa.cmp(&sb).then(eb.cmp(&ea)).then(a.kind.cmp(&b.kind))
-        });
+impl Ranges {
+    /// The disjoint ranges of `entries` — (first, last, index), sorted outer ranges before
+    /// the ranges inside them and, of equal ones, the winner last. Prefixes nest or are
+    /// disjoint, so the open ranges form a stack.
+    fn new(entries: impl Iterator<Item = (u128, u128, u32)>) -> Self {
         let mut starts: Vec<u128> = Vec::new();
         let mut covering: Vec<Option<u32>> = Vec::new();
-        let mut mark = |at: u128, what: Option<u32>| match starts.last() {
-            Some(&last) if last == at => *covering.last_mut().expect("as long as starts") = what,
+        let mut mark = |at: u128, what: Option<u32>| match (starts.last(), covering.last_mut()) {
+            (Some(&last), Some(slot)) if last == at => *slot = what,
             _ => {
                 starts.push(at);
                 covering.push(what);
             }
         };
-        // Prefixes nest or are disjoint, so open ranges form a stack.
         let mut open: Vec<(u128, u32)> = Vec::new();
         let close_until = |limit: Option<u128>, open: &mut Vec<(u128, u32)>, mark: &mut dyn FnMut(u128, Option<u32>)| {
             while let Some(&(end, _)) = open.last() {
@@ -185,23 +188,50 @@ impl Locator {
                 }
             }
         };
-        for (i, placement) in placements.iter().enumerate() {
-            let (start, end) = bounds(&placement.net);
+        for (start, end, index) in entries {
             close_until(Some(start), &mut open, &mut mark);
-            let index = u32::try_from(i).unwrap_or(u32::MAX);
             open.push((end, index));
             mark(start, Some(index));
         }
         close_until(None, &mut open, &mut mark);
-        Self { starts: starts.into(), covering: covering.into(), placements: placements.into() }
+        Self { starts: starts.into(), covering: covering.into() }
+    }
+
+    /// The index of the placement covering `at`.
+    fn find(&self, at: u128) -> Option<u32> {
+        let slot = self.starts.partition_point(|&start| start <= at);
+        *slot.checked_sub(1).and_then(|s| self.covering.get(s))?
+    }
+}
+
+impl Locator {
+    /// Indexes `placements`. Of ranges covering an address the longest prefix wins; of equal
+    /// ones, the later [`PlacementKind`] (a forwarder over a client over a subnet), then the
+    /// later entry.
+    pub fn new(mut placements: Vec<Placement>) -> Self {
+        // Outer ranges before the ranges inside them; equal ranges by kind, so the winner
+        // comes last and sits on top of the stack.
+        placements.sort_by(|a, b| {
+            let (fa, sa, ea) = bounds(&a.net);
+            let (fb, sb, eb) = bounds(&b.net);
+            fa.cmp(&fb).then(sa.cmp(&sb)).then(eb.cmp(&ea)).then(a.kind.cmp(&b.kind))
+        });
+        let family = |v4: bool| {
+            let placements = &placements;
+            (0..placements.len()).filter_map(move |i| {
+                let (is_v4, start, end) = bounds(&placements[i].net);
+                (is_v4 == v4).then(|| (start, end, u32::try_from(i).unwrap_or(u32::MAX)))
+            })
+        };
+        let (v4, v6) = (Ranges::new(family(true)), Ranges::new(family(false)));
+        Self { v4, v6, placements: placements.into() }
     }
 
     /// Where `client` is. Never allocates.
     pub fn locate(&self, client: IpAddr) -> ClientZone<'_> {
-        let at = number(client);
-        let slot = self.starts.partition_point(|&start| start <= at);
-        let Some(Some(index)) = slot.checked_sub(1).and_then(|s| self.covering.get(s)) else { return ClientZone::Unknown };
-        let Some(placement) = self.placements.get(*index as usize) else { return ClientZone::Unknown };
+        let (is_v4, at) = number(client);
+        let ranges = if is_v4 { &self.v4 } else { &self.v6 };
+        let Some(placement) = ranges.find(at).and_then(|i| self.placements.get(i as usize)) else { return ClientZone::Unknown };
         match &placement.az {
             Some(az) => ClientZone::Known { az, from: placement },
             None => ClientZone::Forwarder(placement),
@@ -420,7 +450,8 @@ impl AffinityRules {
     pub fn for_name(&self, name: &hickory_proto::rr::Name) -> Affinity {
         self.patterns
             .iter()
-            .filter(|(base, below, _)| if *below { base.zone_of(name) && base.num_labels() < name.num_labels() } else { base == name })
+            // Strictly below: `*.d` covers the wildcard `*.d` itself (hickory counts no `*` label).
+            .filter(|(base, below, _)| if *below { base.zone_of(name) && base != name } else { base == name })
             // An exact name is more specific than any `*.` pattern at the same depth.
             .max_by_key(|(base, below, _)| (base.num_labels(), !*below))
             .map_or(self.default, |&(_, _, affinity)| affinity)
@@ -481,6 +512,10 @@ mod tests {
         assert_eq!(az_of(&locator, "255.255.255.255"), "use1-az3", "a range at the very top");
         assert_eq!(az_of(&locator, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), "use1-az5");
         assert_eq!(az_of(&Locator::default(), "10.0.0.1"), "unknown");
+        let v6_only = Locator::new(vec![placement("::/0", None, PlacementKind::Forwarder), placement("::ffff:0:0/96", Some("use1-az2"), PlacementKind::Client)]);
+        assert_eq!(az_of(&v6_only, "10.1.2.3"), "unknown", "an IPv6 range never covers an IPv4 client");
+        assert_eq!(az_of(&v6_only, "::ffff:10.1.2.3"), "unknown", "nor one on a dual-stack socket");
+        assert_eq!(az_of(&v6_only, "2001:db8::1"), "forwarder");
     }
 
     fn spread(zones: &[&str], affinity: Affinity) -> Option<Spread> {
@@ -554,6 +589,7 @@ mod tests {
         assert_eq!(rules.for_name(&name("kms.us-east-1.amazonaws.com.")), Affinity::Off);
         assert_eq!(rules.for_name(&name("b.s3.us-east-1.amazonaws.com.")), Affinity::Only);
         assert_eq!(rules.for_name(&name("s3.us-east-1.amazonaws.com.")), Affinity::Prefer, "`*.` covers names below only");
+        assert_eq!(rules.for_name(&name("*.s3.us-east-1.amazonaws.com.")), Affinity::Only, "and the wildcard it names");
         assert_eq!(rules.for_name(&name("internal-api.service.com.")), Affinity::Prefer);
     }
 }

@@ -134,7 +134,7 @@ pub struct AzConfig {
     /// The AZ of clients nothing else places: `off` (unknown), an AZ ID (`use1-az1`), or
     /// `instance`: the hubdns instance's own, from the instance metadata service at start.
     #[serde(default = "default_az")]
-    pub default: String,
+    pub default: Spanned<String>,
     /// Learn clients' AZs from the subnets of the VPCs the endpoint sources read
     /// (DescribeSubnets); on by default.
     #[serde(default = "default_true")]
@@ -176,8 +176,8 @@ impl AzConfig {
     }
 }
 
-fn default_az() -> String {
-    "off".into()
+fn default_az() -> Spanned<String> {
+    Spanned::new(0..0, "off".into())
 }
 
 /// An `[[az.clients]]` entry.
@@ -210,6 +210,15 @@ pub struct AzNameConfig {
     pub name: DomainName,
     /// Its affinity.
     pub affinity: Affinity,
+}
+
+/// Whether `text` looks like a region code (`us-east-1`, `us-gov-west-1`), not an AZ name
+/// (`us-east-1a`).
+pub fn is_region(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        && parts.last().is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Whether `text` looks like an AZ ID (`use1-az1`, `usw2-lax1-az1`), not an AZ name
@@ -907,13 +916,24 @@ impl Config {
     fn validate_az(&self) -> Result<(), ConfigError> {
         let az = &self.az;
         let id_help = |text: &str| format!("`{text}` is not an AZ ID: write the ID (`use1-az1`), not the AZ name (`us-east-1a`), which names a different AZ in each account");
-        if !matches!(az.default.as_str(), "off" | "instance") && !is_az_id(&az.default) {
-            let message = format!("{}; or \"off\", or \"instance\" (the instance's own, from instance metadata)", id_help(&az.default));
-            return Err(ConfigError::Invalid { origin: self.origin.clone(), line: 1, key: "az.default".into(), message });
+        let default = az.default.get_ref();
+        if !matches!(default.as_str(), "off" | "instance") && !is_az_id(default) {
+            let message = format!("{}; or \"off\", or \"instance\" (the instance's own, from instance metadata)", id_help(default));
+            return Err(self.invalid(&az.default, "az.default".into(), message));
         }
-        for entry in &az.clients {
-            if !is_az_id(&entry.get_ref().az_id) {
-                return Err(self.invalid(entry, "az.clients.az_id".into(), id_help(&entry.get_ref().az_id)));
+        for (i, entry) in az.clients.iter().enumerate() {
+            let client = entry.get_ref();
+            if !is_az_id(&client.az_id) {
+                return Err(self.invalid(entry, format!("az.clients[{i}].az_id"), id_help(&client.az_id)));
+            }
+            if let Some(region) = client.region.as_deref().filter(|r| !is_region(r)) {
+                return Err(self.invalid(entry, format!("az.clients[{i}].region"), format!("`{region}` is not a region code like us-east-1")));
+            }
+        }
+        let mut patterns = std::collections::HashSet::new();
+        for (i, entry) in az.names.iter().enumerate() {
+            if !patterns.insert(entry.get_ref().name.key()) {
+                return Err(self.invalid(entry, format!("az.names[{i}].name"), format!("{} is listed twice", entry.get_ref().name)));
             }
         }
         Ok(())
@@ -1555,9 +1575,14 @@ mod tests {
     fn az_names_are_refused_where_an_az_id_belongs() {
         let client = "[az]\naffinity = \"prefer\"\n\n[[az.clients]]\ncidr = \"10.0.0.0/8\"\naz_id = \"us-east-1a\"\n";
         let error = Config::parse(client, "t.toml").expect_err("an AZ name").to_string();
-        assert!(error.contains("t.toml:") && error.contains("az.clients.az_id") && error.contains("not an AZ ID"), "{error}");
+        assert!(error.contains("t.toml:") && error.contains("az.clients[0].az_id") && error.contains("not an AZ ID"), "{error}");
         let default = Config::parse("[az]\naffinity = \"only\"\ndefault = \"us-east-1b\"\n", "t.toml").expect_err("an AZ name").to_string();
-        assert!(default.contains("az.default"), "{default}");
+        assert!(default.contains("t.toml:3") && default.contains("az.default"), "{default}");
+        let region = "[az]\naffinity = \"prefer\"\n[[az.clients]]\ncidr = \"10.0.0.0/8\"\naz_id = \"use1-az1\"\nregion = \"us-east-1a\"\n";
+        let region = Config::parse(region, "t.toml").expect_err("an AZ name as region").to_string();
+        assert!(region.contains("az.clients[0].region"), "{region}");
+        let twice = "[az]\naffinity = \"prefer\"\n[[az.names]]\nname = \"x.example\"\naffinity = \"only\"\n[[az.names]]\nname = \"X.example.\"\naffinity = \"off\"\n";
+        assert!(Config::parse(twice, "t.toml").expect_err("twice").to_string().contains("listed twice"));
         let good = "[az]\naffinity = \"prefer\"\ndefault = \"use1-az4\"\n[[az.clients]]\ncidr = \"10.0.0.0/8\"\naz_id = \"usw2-lax1-az1\"\n\
                     [[az.names]]\nname = \"*.s3.us-east-1.amazonaws.com\"\naffinity = \"off\"\n";
         let config = Config::parse(good, "t.toml").expect("AZ IDs, a Local Zone's included");

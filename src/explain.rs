@@ -60,7 +60,8 @@ pub struct Explanation {
 pub struct AzView {
     /// The name's affinity: `prefer` or `only`.
     pub affinity: String,
-    /// Each address's AZ ID, as the source listed them (`?`: not known).
+    /// Each address's AZ ID, as the source listed them (`?`: not known); for Route 53
+    /// AZ-affinity sets, the location of the set chosen.
     pub zones: Vec<String>,
     /// The client asked for (`client=` on `/explain`, `--client` on `hubdns explain`).
     pub client: Option<String>,
@@ -245,6 +246,9 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
             out.matched = Some(node.name().to_string());
             out.outvoted = snapshot.outvoted(&name_key(node.name())).iter().map(view_provenance).collect();
             out.reason = match node.rrsets().is_empty() {
+                _ if plan.located.is_some_and(|l| l.matched.is_none()) => {
+                    format!("{} has Route 53 AZ-affinity sets, and none matches this client's location: NODATA", node.name())
+                }
                 true => format!("{} is an empty non-terminal of a zone: NODATA", node.name()),
                 false => format!("{} is owned but has no {} records: NODATA with its SOA", node.name(), type_name(qtype)),
             };
@@ -257,7 +261,12 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
             let Some(hop) = plan.hops().last() else { return Ok(out) };
             out.outvoted = snapshot.outvoted(&name_key(hop.node.name())).iter().map(view_provenance).collect();
             let sets = hop.set.map_or(0, |set| alternatives(hop.node, set).count());
+            let location = hop.set.and_then(|set| set.weight.as_ref()?.location.as_ref());
             let how = match (hop.wildcard, sets) {
+                (_, _) if location.is_some() => {
+                    let at = location.map(|l| format!("{} {}", l.kind, l.id)).unwrap_or_default();
+                    format!("{} has Route 53 AZ-affinity sets; the client's location matches {at} first", hop.node.name())
+                }
                 (true, _) => format!("the wildcard {} matches", hop.node.name()),
                 (false, 0 | 1) => format!("{} is owned", hop.node.name()),
                 (false, n) => format!("{} has {n} weighted alternatives, one drawn per query by weight", hop.node.name()),
@@ -285,11 +294,17 @@ fn target_of<'a>(hop: &Hop<'a>) -> Option<&'a Name> {
     hop.set?.cname_target().map(|(name, _)| name)
 }
 
+/// Whether `set` is one of several weighted alternatives drawn per query (an AZ-affinity set
+/// is chosen for the client instead, and stands alone).
+fn drawn(set: &RecordSet) -> bool {
+    set.weight.as_ref().is_some_and(|w| w.location.is_none())
+}
+
 /// `set` and, when it is one of several weighted alternatives, the others of its type.
 fn alternatives<'a>(node: &'a Node, set: &'a RecordSet) -> impl Iterator<Item = &'a RecordSet> {
     node.rrsets()
         .iter()
-        .filter(move |other| std::ptr::eq(*other, set) || (set.weight.is_some() && other.rtype == set.rtype))
+        .filter(move |other| std::ptr::eq(*other, set) || (drawn(set) && other.rtype == set.rtype))
 }
 
 /// The records of `set` as views; a wildcard's owned by `owner`, the name asked.
@@ -361,8 +376,19 @@ fn forwarded(mut out: Explanation, forwarder: &Forwarder, target: &Name, qtype: 
 }
 
 /// What affinity did in `plan`, or would do: with no client given, the name's affinity and
-/// its addresses' AZs alone.
+/// its addresses' AZs alone. For Route 53 AZ-affinity sets: the location matched.
 fn az_view(plan: &answer::Plan<'_>, client: Option<IpAddr>) -> Option<AzView> {
+    if let Some(located) = plan.located {
+        let matched = plan.hops().last().and_then(|hop| hop.set?.weight.as_ref()?.location.as_ref());
+        return Some(AzView {
+            affinity: "route53 AZ-affinity".into(),
+            zones: matched.map(|l| format!("{} {}", l.kind, l.id)).into_iter().collect(),
+            client: client.map(|c| c.to_string()),
+            client_az: located.client.az().map(str::to_owned),
+            placed_by: located.client.placement().map(|p| format!("{} {}", p.net, p.origin)),
+            choice: Some(located.choice().as_str().to_owned()),
+        });
+    }
     let spread = plan.az.map(|az| az.spread).or_else(|| plan.hops().last()?.set?.affinity())?;
     let decision = plan.az;
     Some(AzView {
@@ -392,7 +418,10 @@ impl fmt::Display for Explanation {
             writeln!(f, "  outvoted: {} ({})", o.source, o.origin)?;
         }
         if let Some(az) = &self.az {
-            writeln!(f, "  az affinity: {} (addresses in {})", az.affinity, az.zones.join(", "))?;
+            match az.affinity.starts_with("route53") {
+                true => writeln!(f, "  az: {}, the set for {}", az.affinity, az.zones.join(", "))?,
+                false => writeln!(f, "  az affinity: {} (addresses in {})", az.affinity, az.zones.join(", "))?,
+            }
             match (&az.client, &az.choice) {
                 (Some(client), Some(choice)) => {
                     let zone = az.client_az.as_deref().unwrap_or("not known");

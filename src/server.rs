@@ -102,7 +102,7 @@ static INSTANCE_PLACEMENT: tokio::sync::OnceCell<Option<(String, String)>> = tok
 /// is logged, and those clients' AZ is unknown: serving never waits on it past two seconds.
 async fn with_instance_placement(config: &Config) -> Config {
     let mut config = config.clone();
-    if config.az.default == "instance" && config.az.enabled() {
+    if config.az.default.get_ref() == "instance" && config.az.enabled() {
         let placement = INSTANCE_PLACEMENT
             .get_or_init(|| async {
                 match crate::sources::instance::placement(Duration::from_secs(1)).await {

@@ -134,7 +134,7 @@ pub fn summary(config: &Config) -> (String, bool) {
             (true, false) => "clients placed by the vpc_endpoints sources' subnets (DescribeSubnets), then",
             _ => "clients placed by",
         };
-        let default = match az.default.as_str() {
+        let default = match az.default.get_ref().as_str() {
             "off" => "unknown".to_owned(),
             "instance" => "the instance's own AZ (instance metadata, at start)".to_owned(),
             az_id => az_id.to_owned(),
@@ -149,6 +149,8 @@ pub fn summary(config: &Config) -> (String, bool) {
         for name in &az.names {
             let _ = writeln!(out, "  {} -> {}   (line {})", name.get_ref().name, name.get_ref().affinity.as_str(), config.line_of(name));
         }
+    } else if !az.clients.is_empty() || !az.forwarders.is_empty() || az.default.get_ref() != "off" {
+        let _ = writeln!(out, "warning       [az] affinity is off for every name: its clients, forwarders and default change no answer");
     }
     let from_aws = !config.sources.vpc_endpoints.is_empty() || !config.sources.route53.is_empty();
     for item in &dropped {

@@ -433,6 +433,20 @@ pub fn subnet_facts(subnets: &HashMap<String, Subnet>, region: &str) -> Vec<Subn
     facts
 }
 
+/// A subnet back from plain data (the state file): what [`subnet_facts`] reads of it. Pure.
+fn subnet_from(facts: &SubnetFacts) -> Subnet {
+    let (v4, v6): (Vec<&ipnet::IpNet>, Vec<&ipnet::IpNet>) = facts.cidrs.iter().partition(|c| matches!(c, ipnet::IpNet::V4(_)));
+    let v6 = v6.into_iter().map(|c| aws_sdk_ec2::types::SubnetIpv6CidrBlockAssociation::builder().ipv6_cidr_block(c.to_string()).build()).collect();
+    Subnet::builder()
+        .subnet_id(&facts.id)
+        .vpc_id(&facts.vpc)
+        .owner_id(&facts.account)
+        .availability_zone_id(&facts.az_id)
+        .set_cidr_block(v4.first().map(|c| c.to_string()))
+        .set_ipv6_cidr_block_association_set(Some(v6))
+        .build()
+}
+
 /// An association in plain data (for the state file). Pure.
 fn facts_of(endpoint: &str, a: &VpcEndpointAssociation) -> AssociationFacts {
     let text = |v: Option<&str>| v.map(str::to_owned);
@@ -850,6 +864,9 @@ impl Source for VpcEndpointSource {
         for facts in &last.associations {
             associations.entry(facts.endpoint_id.clone()).or_default().push(association_from(facts));
         }
+        // The subnets learned before the restart stand in until DescribeSubnets answers.
+        let mut subnets = self.last_subnets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *subnets = last.subnets.iter().map(subnet_from).collect();
     }
 
     fn fetch<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<SourceOutput, FetchError>> {
@@ -1232,6 +1249,27 @@ mod tests {
     }
 
     /// An association survives its trip through the state file.
+    #[test]
+    fn subnets_round_trip_through_plain_data() {
+        use aws_sdk_ec2::types::SubnetIpv6CidrBlockAssociation;
+        let subnet = Subnet::builder()
+            .subnet_id("subnet-0a11a11a11a11a11a")
+            .vpc_id("vpc-0a1b2c3d4e5f60718")
+            .owner_id("111122223333")
+            .availability_zone("us-east-1a")
+            .availability_zone_id("use1-az1")
+            .cidr_block("10.10.1.0/24")
+            .ipv6_cidr_block_association_set(SubnetIpv6CidrBlockAssociation::builder().ipv6_cidr_block("2600:1f18:6a2b:e101::/64").build())
+            .build();
+        let no_zone = Subnet::builder().subnet_id("subnet-x").cidr_block("10.9.0.0/24").build();
+        let subnets = HashMap::from([("subnet-0a11a11a11a11a11a".to_owned(), subnet), ("subnet-x".to_owned(), no_zone)]);
+        let facts = subnet_facts(&subnets, "us-east-1");
+        assert_eq!(facts.len(), 1, "a subnet without an AZ ID places no one");
+        assert_eq!(facts[0].cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(), ["10.10.1.0/24", "2600:1f18:6a2b:e101::/64"]);
+        let back: HashMap<String, Subnet> = facts.iter().map(|f| (f.id.clone(), subnet_from(f))).collect();
+        assert_eq!(subnet_facts(&back, "us-east-1"), facts);
+    }
+
     #[test]
     fn associations_round_trip_through_plain_data() {
         let association = aws_sdk_ec2::types::VpcEndpointAssociation::builder()

@@ -100,7 +100,8 @@ const DEMO_AZ: &str = "[az]\naffinity = \"prefer\"\n\n\
     [[az.clients]]\ncidr = \"127.0.0.4/32\"\naz_id = \"use1-az4\"\nregion = \"us-east-1\"\n\n\
     [[az.clients]]\ncidr = \"127.0.0.5/32\"\naz_id = \"use1-az4\"\n\n\
     [[az.forwarders]]\ncidr = \"127.0.0.3/32\"\n\n\
-    [[az.names]]\nname = \"internal-api.service.com\"\naffinity = \"only\"\n";
+    [[az.names]]\nname = \"internal-api.service.com\"\naffinity = \"only\"\n\n\
+    [[az.names]]\nname = \"*.s3.us-east-1.amazonaws.com\"\naffinity = \"only\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_client_gets_its_own_azs_addresses_first_or_alone() {
@@ -137,6 +138,10 @@ async fn each_client_gets_its_own_azs_addresses_first_or_alone() {
     // What was done, counted: 20 + 2 (full path) + 2 (chain and alias) + 2 (only) in the
     // client's AZ; 1 with none there; the unplaced client's 2 and the forwarder's 2 unknown.
     assert_eq!(counted_since(admin, before), (26, 1, 4));
+
+    // A `*.` pattern covers the wildcard it names (S3's interface endpoint names).
+    assert_eq!(addresses_in_order(&ask_from(hub.addr, "127.0.0.2", "my-bucket.s3.us-east-1.amazonaws.com.", RecordType::A).await), ["10.10.2.91"]);
+    assert_eq!(addresses_in_order(&ask_from(hub.addr, "127.0.0.1", "my-bucket.s3.us-east-1.amazonaws.com.", RecordType::A).await), ["10.10.1.90"]);
 
     // explain: the client's AZ, who placed it, and the order it gets.
     let e = get(admin, &format!("/explain?name={SECRETS}&client=127.0.0.2"));
@@ -184,9 +189,19 @@ async fn route53_az_affinity_sets_answer_by_the_clients_location() {
             assert!(answer.metadata.authoritative);
         }
     }
+    // explain answers as dig does: the set chosen for that client, and why.
+    for (client, ip, location, choice) in [
+        ("127.0.0.2", "10.20.4.12", "AvailabilityZone use1-az2", "same_az"),
+        ("127.0.0.4", "10.20.4.10", "Region us-east-1", "other_az"),
+        ("127.0.0.9", "10.20.4.1", "Global global", "unknown_az"),
+    ] {
+        let e = get(admin, &format!("/explain?name={cache}&client={client}"));
+        let data: Vec<&str> = e["records"].as_array().expect("records").iter().filter_map(|r| r["data"].as_str()).collect();
+        assert_eq!(data, [ip], "{e}");
+        assert_eq!((e["az"]["zones"][0].as_str(), e["az"]["choice"].as_str()), (Some(location), Some(choice)), "{e}");
+        assert!(e["reason"].as_str().is_some_and(|r| r.contains("AZ-affinity") && r.contains(location)), "{e}");
+    }
     let e = get(admin, &format!("/explain?name={cache}&client=127.0.0.2"));
-    let data: Vec<&str> = e["records"].as_array().expect("records").iter().filter_map(|r| r["data"].as_str()).collect();
-    assert!(data.contains(&"10.20.4.12"), "{e}");
     assert!(e.to_string().contains("location=AvailabilityZone:use1-az2"), "provenance names the location: {e}");
     // Same AZ: the two AZ sets' clients (6); other location: 127.0.0.4 and .5 (6); unknown: 6.
     assert_eq!(counted_since(admin, before), (6, 6, 6));
@@ -324,4 +339,44 @@ async fn the_instances_own_az_places_everyone_else() {
         assert_eq!(addresses_in_order(&ask_from(addr, "127.0.0.9", "cache.corp.example.", RecordType::A).await), ["10.20.4.12"]);
     }
     assert!(replay.requests_for("api/token") >= 1, "IMDSv2: a session token first");
+}
+
+/// The subnets learned survive a restart and a failing DescribeSubnets: the state file keeps
+/// them, and the source keeps them while the call fails, so a client in the hub's use1-az2
+/// subnet stays placed (and the source goes on serving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learned_subnets_survive_a_restart_while_describe_subnets_fails() {
+    let upstream = StubUpstream::start("127.0.0.122", std::net::Ipv4Addr::new(192, 0, 2, 1)).await;
+    let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in");
+    let state = crate::harness::tempdir().join("state.json");
+    let sources = format!("{}[az]\naffinity = \"prefer\"\n", endpoints_source("us-east-1", &replay.url(), 2));
+    let text = config_text(upstream.addr, "127.0.0.1:0", &format!("state_file = \"{}\"", state.display()), &sources);
+    let placed = |admin| {
+        let e = get(admin, &format!("/explain?name={SECRETS}&client=10.10.2.7"));
+        (e["az"]["client_az"].as_str().map(str::to_owned), e["records"][0]["data"].as_str().map(str::to_owned))
+    };
+    let first = start(&local_config(&text)).await;
+    let admin = first.server.admin_addr().expect("admin");
+    wait_for(first.addr, SECRETS, RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
+    assert_eq!(placed(admin), (Some("use1-az2".into()), Some(SECRETS_AZ2.into())), "placed by subnet-0b22…");
+    first.server.stop().await;
+
+    replay.fail_action("DescribeSubnets", Some(hubdns::demo::Failure::Throttle));
+    let calls = replay.requests_for("DescribeSubnets");
+    let second = start(&local_config(&text)).await;
+    let admin = second.server.admin_addr().expect("admin");
+    assert_eq!(placed(admin), (Some("use1-az2".into()), Some(SECRETS_AZ2.into())), "from the state file");
+    // Two more refreshes, each with DescribeSubnets failing.
+    for _ in 0..100 {
+        if replay.requests_for("DescribeSubnets") >= calls + 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(replay.requests_for("DescribeSubnets") >= calls + 2, "DescribeSubnets asked again");
+    let status = get(admin, "/status.json");
+    assert!(status["sources"][0]["last_error"].is_null(), "the source itself goes on: {}", status["sources"][0]);
+    assert!(status["sources"][0]["skipped"].to_string().contains("DescribeSubnets"), "the failure is reported");
+    assert_eq!(placed(admin), (Some("use1-az2".into()), Some(SECRETS_AZ2.into())), "the last subnets kept");
+    second.server.stop().await;
 }
