@@ -127,6 +127,9 @@ struct Q {
     /// Ask this many times (the last answer is checked; `draws` rows check each).
     #[serde(default = "one")]
     repeat: u32,
+    /// Ask from this loopback address (the `az` fixture places clients by address).
+    #[serde(default)]
+    from: Option<std::net::IpAddr>,
 }
 
 fn default_type() -> String {
@@ -142,6 +145,9 @@ struct Expect {
     /// The whole answer section, `owner TYPE data` each, as a set.
     #[serde(default)]
     answer: Option<Vec<String>>,
+    /// The whole answer section in this order (AZ affinity orders addresses).
+    #[serde(default)]
+    answer_in_order: Option<Vec<String>>,
     /// The answer section is one of these sets (a routing policy's draw); asked `draws` times.
     #[serde(default)]
     answer_one_of: Option<Vec<Vec<String>>>,
@@ -405,14 +411,24 @@ impl FromStrOk for RecordType {
 
 /// Sends the bytes over UDP or TCP; the parsed answer and its raw bytes.
 pub(crate) async fn exchange(server: SocketAddr, bytes: &[u8], tcp: bool) -> Result<(Message, Vec<u8>), String> {
+    exchange_from(server, bytes, tcp, None).await
+}
+
+/// [`exchange`] from the source address `from`.
+async fn exchange_from(server: SocketAddr, bytes: &[u8], tcp: bool, from: Option<std::net::IpAddr>) -> Result<(Message, Vec<u8>), String> {
     let raw = if tcp {
-        let mut stream = tokio::net::TcpStream::connect(server).await.map_err(|e| format!("TCP connect: {e}"))?;
+        let socket = if server.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
+        let socket = socket.map_err(|e| format!("TCP socket: {e}"))?;
+        if let Some(ip) = from {
+            socket.bind(SocketAddr::new(ip, 0)).map_err(|e| format!("TCP bind {ip}: {e}"))?;
+        }
+        let mut stream = socket.connect(server).await.map_err(|e| format!("TCP connect: {e}"))?;
         crate::harness::tcp_exchange(&mut stream, bytes).await.map_err(|e| format!("TCP: {e}"))?
     } else {
-        match udp_exchange(server, bytes, None).await {
+        match udp_exchange(server, bytes, from).await {
             Some(raw) => raw,
             // One retry: a lost datagram on a loaded machine is not a DNS answer.
-            None => udp_exchange(server, bytes, None).await.ok_or("no answer over UDP")?,
+            None => udp_exchange(server, bytes, from).await.ok_or("no answer over UDP")?,
         }
     };
     let message = Message::from_vec(&raw).map_err(|e| format!("answer does not parse: {e}"))?;
@@ -884,6 +900,32 @@ async fn setup_lattice() -> Result<Fixture, String> {
     Ok(Fixture { hub, admin, stub, vars: HashMap::new(), zone_id: None, config_text: text, _aws: Some(aws) })
 }
 
+/// `az`: the demo's endpoints and private zone from the AWS stand-in (AZ IDs on the ENIs,
+/// AZ-affinity sets in the zone, which moto has neither of), with `[az]` placing loopback
+/// clients: 127.0.0.1 in use1-az1, .2 in use1-az2, .4 in use1-az4 (us-east-1); .3 a forwarder;
+/// `internal-api.service.com` (an alias of the provider's endpoint) with affinity `only`.
+async fn setup_az() -> Result<Fixture, String> {
+    let stub = StubUpstream::start("127.0.0.76", STUB_IP).await;
+    let aws = hubdns::demo::AwsReplay::start(hubdns::demo::Responses::demo()).await.map_err(|e| e.to_string())?;
+    let client = |cidr: &str, az: &str| format!("[[az.clients]]\ncidr = \"{cidr}\"\naz_id = \"{az}\"\nregion = \"us-east-1\"\n\n");
+    let text = config_head(stub.addr)
+        + &format!(
+            "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_attempts = 1\napi_timeout_secs = 5\n\n\
+             [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-0a1b2c3d4e5f60718\"]\nendpoint_url = \"{url}\"\nmax_attempts = 1\napi_timeout_secs = 5\n\n\
+             [[aliases]]\nname = \"internal-api.service.com\"\ntarget = \"vpce-0123456789abcdef0\"\n\n\
+             [az]\naffinity = \"prefer\"\n\n{}{}{}[[az.forwarders]]\ncidr = \"127.0.0.3/32\"\n\n\
+             [[az.names]]\nname = \"internal-api.service.com\"\naffinity = \"only\"\n",
+            client("127.0.0.1/32", "use1-az1"),
+            client("127.0.0.2/32", "use1-az2"),
+            client("127.0.0.4/32", "use1-az4"),
+            url = aws.url()
+        );
+    let (hub, admin) = start_hub(&text).await?;
+    let mut ready = hub.server.readiness();
+    tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|r| *r)).await.map_err(|_| "not ready in 30 s")?.map_err(|e| e.to_string())?;
+    Ok(Fixture { hub, admin, stub, vars: HashMap::new(), zone_id: None, config_text: text, _aws: Some(aws) })
+}
+
 /// `tags` (`alias_tag_domains` set) and `tags-default` (left out).
 async fn setup_tags(moto: &Moto, allowed: bool) -> Result<Fixture, String> {
     let stub = StubUpstream::start_with(if allowed { "127.0.0.73" } else { "127.0.0.74" }, STUB_IP, &["github.com.", "ok.corp.example."]).await;
@@ -977,7 +1019,7 @@ async fn run_row(row: &Row, fixture: &Fixture) -> Vec<String> {
             Ok(b) => b,
             Err(e) => return vec![e],
         };
-        let (answer, raw) = match exchange(fixture.hub.addr, &bytes, q.tcp).await {
+        let (answer, raw) = match exchange_from(fixture.hub.addr, &bytes, q.tcp, q.from).await {
             Ok(a) => a,
             Err(e) => return vec![e],
         };
@@ -1043,6 +1085,13 @@ async fn run_row(row: &Row, fixture: &Fixture) -> Vec<String> {
         let got = answer.queries.first().map(|q| q.name().to_ascii()).unwrap_or_default();
         if asked != got {
             problems.push(format!("question came back as {got:?}, asked {asked:?}"));
+        }
+    }
+    if let Some(lines) = &expect.answer_in_order {
+        let want: Vec<String> = expand(lines, vars).iter().map(|l| normalise(l)).collect();
+        let got: Vec<String> = answer.answers.iter().map(canonical).collect();
+        if want != got {
+            problems.push(format!("answer in order [{}], expected [{}]", got.join(", "), want.join(", ")));
         }
     }
     if let Some(lines) = &expect.answer {
@@ -1210,7 +1259,7 @@ fn load_table() -> Vec<Row> {
 fn the_table_is_well_formed() {
     let rows = load_table();
     assert!(rows.len() >= 80, "{} rows", rows.len());
-    let fixtures = ["r53", "static", "tags", "tags-default", "lattice", "check"];
+    let fixtures = ["r53", "static", "tags", "tags-default", "lattice", "az", "check"];
     for row in &rows {
         assert!(fixtures.contains(&row.fixture.as_str()) || row.skip.is_some(), "row {}: unknown fixture {}", row.id, row.fixture);
         if row.skip.is_none() && row.fixture != "check" {
@@ -1261,6 +1310,7 @@ async fn conformance() {
             "tags" => setup_tags(&moto, true).await,
             "tags-default" => setup_tags(&moto, false).await,
             "lattice" => setup_lattice().await,
+            "az" => setup_az().await,
             other => Err(format!("unknown fixture {other}")),
         };
         eprintln!("conformance: fixture {name} set up in {:?}", setup_started.elapsed());
