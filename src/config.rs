@@ -720,7 +720,7 @@ pub struct RecordConfig {
     /// affinity orders them as it orders endpoint addresses (a service with one address per
     /// AZ, on premises or in a VPC).
     #[serde(default)]
-    pub az_ids: Vec<String>,
+    pub az_ids: Box<[String]>,
 }
 
 /// A fully-qualified DNS name from the config; `*` is allowed only as the first label.

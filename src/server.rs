@@ -98,33 +98,45 @@ pub struct Reloaded {
 /// process (at start, or the first reload that asks for it); `None` when it could not say.
 static INSTANCE_PLACEMENT: tokio::sync::OnceCell<Option<(String, String)>> = tokio::sync::OnceCell::const_new();
 
-/// `config` with the instance's placement filled in when `az.default = "instance"`. A failure
+/// Whether `config` places clients in the instance's own AZ (`az.default = "instance"`).
+fn wants_instance_placement(config: &Config) -> bool {
+    config.az.default.get_ref() == "instance" && config.az.enabled()
+}
+
+/// The instance's (AZ ID, region) from instance metadata, asked once per process. A failure
 /// is logged, and those clients' AZ is unknown: serving never waits on it past two seconds.
-async fn with_instance_placement(config: &Config) -> Config {
-    let mut config = config.clone();
-    if config.az.default.get_ref() == "instance" && config.az.enabled() {
-        let placement = INSTANCE_PLACEMENT
-            .get_or_init(|| async {
-                match crate::sources::instance::placement(Duration::from_secs(1)).await {
-                    Ok(placement) => {
-                        tracing::info!(az_id = %placement.0, region = %placement.1, "az.default: the instance's AZ, from instance metadata");
-                        Some(placement)
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "az.default = \"instance\": no placement from instance metadata; unplaced clients' AZ is unknown");
-                        None
-                    }
+async fn instance_placement() -> Option<(String, String)> {
+    INSTANCE_PLACEMENT
+        .get_or_init(|| async {
+            match crate::sources::instance::placement(Duration::from_secs(1)).await {
+                Ok(placement) => {
+                    tracing::info!(az_id = %placement.0, region = %placement.1, "az.default: the instance's AZ, from instance metadata");
+                    Some(placement)
                 }
-            })
-            .await;
-        config.az.instance = placement.clone();
-    }
-    config
+                Err(error) => {
+                    tracing::warn!(%error, "az.default = \"instance\": no placement from instance metadata; unplaced clients' AZ is unknown");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
 }
 
 /// Builds everything `config` describes and starts serving. Must run inside a tokio runtime.
 pub async fn start(config: &Config) -> Result<Server, StartError> {
-    let config = &with_instance_placement(config).await;
+    // Copied only to fill in the instance's placement: a config of 100,000 records is not
+    // copied for nothing.
+    let filled;
+    let config = match wants_instance_placement(config) {
+        true => {
+            let mut copy = config.clone();
+            copy.az.instance = instance_placement().await;
+            filled = copy;
+            &filled
+        }
+        false => config,
+    };
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
     let forwarder = Arc::new(Forwarder::new(&config.forward)?);
     let board = Arc::new(StatusBoard::default());
@@ -249,8 +261,10 @@ impl Server {
 
     /// Applies `config` (already loaded and validated) without dropping a query; returns once
     /// the table built from it is live. On error nothing has changed.
-    pub async fn reload(&self, config: Config) -> Result<Reloaded, StartError> {
-        let config = with_instance_placement(&config).await;
+    pub async fn reload(&self, mut config: Config) -> Result<Reloaded, StartError> {
+        if wants_instance_placement(&config) {
+            config.az.instance = instance_placement().await;
+        }
         let old = self.config.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let current = self.live.handler.load_full();
         let mut reloaded = Reloaded {

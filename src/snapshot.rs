@@ -100,9 +100,9 @@ pub struct Weight {
     pub set: Arc<str>,
     /// Relative weight; 0 is chosen only when every alternative has 0.
     pub weight: u32,
-    /// For an AZ-affinity set: where it answers from.
+    /// For an AZ-affinity set: where it answers from (boxed: most sets have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub location: Option<Location>,
+    pub location: Option<Box<Location>>,
 }
 
 /// A name that answers with the A/AAAA records of another owned name (flattened, no CNAME).
@@ -877,18 +877,22 @@ impl Node {
             u16::from(a.data.record_type()).cmp(&u16::from(b.data.record_type())).then_with(|| set(a).cmp(&set(b)))
         });
         let mut rrsets: Vec<RecordSet> = Vec::new();
-        // Each set's records' AZs, index for index, until the sets are complete.
+        // Each set's records' AZs, index for index, until the sets are complete; nothing is
+        // kept (or allocated) for a name none of whose records has an AZ.
+        let located = records.iter().any(|r| r.az.is_some());
         let mut zones: Vec<Vec<Option<Arc<str>>>> = Vec::new();
         for record in records {
             let rtype = record.data.record_type();
             let wire = WireRecord::from_rdata(record.name, record.ttl, record.data);
             match (rrsets.last_mut(), zones.last_mut()) {
-                (Some(set), Some(set_zones))
+                (Some(set), set_zones)
                     if set.rtype == rtype && set.weight.as_ref().map(|w| &w.set) == record.weight.as_ref().map(|w| &w.set) =>
                 {
                     set.records.push(wire);
                     set.provenance.push(record.provenance);
-                    set_zones.push(record.az);
+                    if let Some(set_zones) = set_zones {
+                        set_zones.push(record.az);
+                    }
                 }
                 _ => {
                     rrsets.push(RecordSet {
@@ -900,12 +904,20 @@ impl Node {
                         spread: None,
                         target_key: None,
                     });
-                    zones.push(vec![record.az]);
+                    if located {
+                        zones.push(vec![record.az]);
+                    }
                 }
             }
         }
         let wildcard = name.is_wildcard();
-        for (set, zones) in rrsets.iter_mut().zip(zones) {
+        // Built by pushes, the vectors hold room for four elements or more: a table of 100,000
+        // names keeps only what it uses.
+        rrsets.shrink_to_fit();
+        let mut zones = zones.into_iter();
+        for set in &mut rrsets {
+            set.records.shrink_to_fit();
+            set.provenance.shrink_to_fit();
             // One TTL per RRset (RFC 2181 §5.2): the smallest, so no record outlives its source.
             let ttl = set.records.iter().map(|r| r.ttl).min().unwrap_or(0);
             set.records.iter_mut().for_each(|r| r.ttl = ttl);
@@ -919,8 +931,9 @@ impl Node {
             }
             // Only address sets are reordered by AZ: their records encode to equal-sized
             // chunks ([`Prepared::write_in`]).
-            if matches!(set.rtype, RecordType::A | RecordType::AAAA) {
-                set.spread = Spread::of(zones.into()).map(Box::new);
+            let set_zones = if located { zones.next() } else { None };
+            if let Some(set_zones) = set_zones.filter(|_| matches!(set.rtype, RecordType::A | RecordType::AAAA)) {
+                set.spread = Spread::of(set_zones.into()).map(Box::new);
             }
         }
         // A wildcard's negative answers speak for the name it covers.

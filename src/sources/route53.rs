@@ -276,7 +276,7 @@ fn convert_set<'a>(
         let set = Arc::from(set.set_identifier().unwrap_or_default());
         match alternative {
             Alternative::Weighted(weight) => Weight { set, weight, location: None },
-            Alternative::Located(location) => Weight { set, weight: 0, location: Some(location) },
+            Alternative::Located(location) => Weight { set, weight: 0, location: Some(Box::new(location)) },
         }
     });
     let provenance = Provenance { source: SourceKind::Route53, origin: Arc::from(origin) };
