@@ -242,11 +242,6 @@ impl Locator {
     pub fn placements(&self) -> &[Placement] {
         &self.placements
     }
-
-    /// The region of an AZ ID, as some entry knows it.
-    pub fn region_of(&self, az: &str) -> Option<&str> {
-        self.placements.iter().find(|p| p.az.as_deref() == Some(az)).and_then(|p| p.region.as_deref())
-    }
 }
 
 /// One RRset's addresses by AZ, with the affinity its name has. Only sets whose addresses lie
@@ -280,7 +275,8 @@ impl Choice {
         }
     }
 
-    /// Every choice, in the order `/metrics` lists them.
+    /// Every choice, in the order `/metrics` lists them (the declaration order: a choice's
+    /// index is `choice as usize`).
     pub const ALL: [Choice; 3] = [Self::SameZone, Self::NoneInZone, Self::ZoneUnknown];
 }
 

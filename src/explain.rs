@@ -378,26 +378,25 @@ fn forwarded(mut out: Explanation, forwarder: &Forwarder, target: &Name, qtype: 
 /// What affinity did in `plan`, or would do: with no client given, the name's affinity and
 /// its addresses' AZs alone. For Route 53 AZ-affinity sets: the location matched.
 fn az_view(plan: &answer::Plan<'_>, client: Option<IpAddr>) -> Option<AzView> {
-    if let Some(located) = plan.located {
-        let matched = plan.hops().last().and_then(|hop| hop.set?.weight.as_ref()?.location.as_ref());
-        return Some(AzView {
-            affinity: "route53 AZ-affinity".into(),
-            zones: matched.map(|l| format!("{} {}", l.kind, l.id)).into_iter().collect(),
-            client: client.map(|c| c.to_string()),
-            client_az: located.client.az().map(str::to_owned),
-            placed_by: located.client.placement().map(|p| format!("{} {}", p.net, p.origin)),
-            choice: Some(located.choice().as_str().to_owned()),
-        });
-    }
-    let spread = plan.az.map(|az| az.spread).or_else(|| plan.hops().last()?.set?.affinity())?;
-    let decision = plan.az;
+    let (affinity, zones, decided) = match (plan.located, plan.az) {
+        (Some(located), _) => {
+            let matched = plan.hops().last().and_then(|hop| hop.set?.weight.as_ref()?.location.as_ref());
+            let zones = matched.map(|l| format!("{} {}", l.kind, l.id)).into_iter().collect();
+            ("route53 AZ-affinity".to_owned(), zones, Some((located.client, located.choice())))
+        }
+        (None, decision) => {
+            let spread = decision.map(|az| az.spread).or_else(|| plan.hops().last()?.set?.affinity())?;
+            let zones = spread.zones.iter().map(|z| z.as_deref().unwrap_or("?").to_owned()).collect();
+            (spread.affinity.as_str().to_owned(), zones, decision.map(|d| (d.client, d.choice)))
+        }
+    };
     Some(AzView {
-        affinity: spread.affinity.as_str().into(),
-        zones: spread.zones.iter().map(|z| z.as_deref().unwrap_or("?").to_owned()).collect(),
+        affinity,
+        zones,
         client: client.map(|c| c.to_string()),
-        client_az: decision.and_then(|d| d.client.az()).map(str::to_owned),
-        placed_by: decision.and_then(|d| d.client.placement()).map(|p| format!("{} {}", p.net, p.origin)),
-        choice: decision.map(|d| d.choice.as_str().to_owned()),
+        client_az: decided.and_then(|(zone, _)| zone.az()).map(str::to_owned),
+        placed_by: decided.and_then(|(zone, _)| zone.placement()).map(|p| format!("{} {}", p.net, p.origin)),
+        choice: decided.map(|(_, choice)| choice.as_str().to_owned()),
     })
 }
 

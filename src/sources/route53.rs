@@ -48,7 +48,7 @@ use crate::{
     sources::{
         BoxFuture, Build, Entry, Env, Source, SourceOutput,
         aws::{ApiFamily, FetchError, TokenBucket, budget, item_error, now_rfc3339, same_account, sdk_config, sdk_message},
-        route53_affinity::send_with_affinities,
+        route53_affinity::{SetKey, send_with_affinities, set_key},
         upstream::{ExternalAlias, Resolutions},
     },
     events::{Change, Service},
@@ -84,14 +84,13 @@ pub struct Zone {
     pub record_sets: Vec<ResourceRecordSet>,
     /// The AZ-affinity sets' locations, by (name, type, set identifier) as the SDK spells
     /// them: read from the raw body, which the SDK's model drops ([`route53_affinity`]).
-    pub affinities: HashMap<(String, String, String), Location>,
+    pub affinities: HashMap<SetKey, Location>,
 }
 
 impl Zone {
     /// The location of an AZ-affinity set of this zone.
     pub fn location_of(&self, set: &ResourceRecordSet) -> Option<&Location> {
-        let key = (set.name().to_owned(), set.r#type().as_str().to_owned(), set.set_identifier()?.to_owned());
-        self.affinities.get(&key)
+        self.affinities.get(&set_key(set)?)
     }
 }
 
@@ -607,7 +606,7 @@ impl Route53Source {
     /// With the AZ-affinity sets' locations, which the SDK's model drops: read from each
     /// page's raw body ([`route53_affinity`]); a body that cannot be read fails the fetch, as
     /// serving those sets without their policy would answer wrongly.
-    async fn record_sets(&self, id: &str) -> Result<(Vec<ResourceRecordSet>, HashMap<(String, String, String), Location>), Blamed> {
+    async fn record_sets(&self, id: &str) -> Result<(Vec<ResourceRecordSet>, HashMap<SetKey, Location>), Blamed> {
         let mut sets = Vec::new();
         let mut affinities = HashMap::new();
         let mut start: Option<(String, RrType, Option<String>)> = None;
@@ -619,9 +618,7 @@ impl Route53Source {
             }
             let (page, located) = send_with_affinities(call).await.map_err(|e| self.blame("ListResourceRecordSets", &e, ZONE_GONE))?;
             let located = located.map_err(|e| Blamed::Fetch(self.error("ListResourceRecordSets")(format!("zone {id}: AZ-affinity sets unreadable: {e}"))))?;
-            for (key, affinity) in located.into_map() {
-                affinities.insert(key, Location { kind: affinity.location_type, id: Arc::from(affinity.location_id.as_str()) });
-            }
+            affinities.extend(located.into_map());
             sets.extend(page.resource_record_sets().iter().cloned());
             if !page.is_truncated() {
                 return Ok((sets, affinities));

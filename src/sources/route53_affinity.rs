@@ -37,15 +37,15 @@ use aws_sdk_route53::{
 };
 use aws_smithy_xml::decode::{Document, ScopedDecoder, try_data};
 
-pub use crate::az::LocationType;
+pub use crate::az::{Location, LocationType};
 
-/// One record set's `AZAffinity`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AzAffinity {
-    /// `LocationType`.
-    pub location_type: LocationType,
-    /// `LocationId`, as sent (the API asks for lowercase).
-    pub location_id: String,
+/// A record set of a zone, as Route 53 keeps set identifiers unique per name and type:
+/// (name, type, set identifier) as the SDK hands them back.
+pub type SetKey = (String, String, String);
+
+/// The key of `set`; `None` for a set without a set identifier (no routing policy).
+pub fn set_key(set: &ResourceRecordSet) -> Option<SetKey> {
+    Some((set.name().to_owned(), set.r#type().as_str().to_owned(), set.set_identifier()?.to_owned()))
 }
 
 /// An AZ-affinity record set as the body named it. `name`, `rtype` and `set_identifier` are
@@ -60,8 +60,8 @@ pub struct Affinity {
     pub rtype: String,
     /// `SetIdentifier`.
     pub set_identifier: String,
-    /// `AZAffinity`.
-    pub affinity: AzAffinity,
+    /// `AZAffinity`: its `LocationType` and `LocationId` (as sent; the API asks for lowercase).
+    pub affinity: Location,
 }
 
 /// What one ListResourceRecordSets page says of AZ affinity.
@@ -76,7 +76,7 @@ pub struct PageAffinities {
 
 impl PageAffinities {
     /// The affinity of the set named (name, type, set identifier as the SDK hands them back).
-    pub fn get(&self, name: &str, rtype: &str, set_identifier: &str) -> Option<&AzAffinity> {
+    pub fn get(&self, name: &str, rtype: &str, set_identifier: &str) -> Option<&Location> {
         self.records
             .iter()
             .find(|r| r.name == name && r.rtype == rtype && r.set_identifier == set_identifier)
@@ -84,13 +84,12 @@ impl PageAffinities {
     }
 
     /// The affinity of `set`, one of the sets the SDK parsed from the same body.
-    pub fn of(&self, set: &ResourceRecordSet) -> Option<&AzAffinity> {
+    pub fn of(&self, set: &ResourceRecordSet) -> Option<&Location> {
         self.get(set.name(), set.r#type().as_str(), set.set_identifier()?)
     }
 
-    /// By (name, type, set identifier): Route 53 keeps set identifiers unique per name and
-    /// type, so the key names one set of a zone.
-    pub fn into_map(self) -> HashMap<(String, String, String), AzAffinity> {
+    /// By [`SetKey`].
+    pub fn into_map(self) -> HashMap<SetKey, Location> {
         self.records.into_iter().map(|r| ((r.name, r.rtype, r.set_identifier), r.affinity)).collect()
     }
 }
@@ -189,7 +188,8 @@ fn read_set(set: &mut ScopedDecoder<'_, '_>, page: &mut PageAffinities) -> Resul
         Some((_, None)) => "AZAffinity without LocationId".to_owned(),
         Some((Some(text), Some(location_id))) => match LocationType::parse(&text) {
             Some(location_type) => {
-                page.records.push(Affinity { name, rtype, set_identifier, affinity: AzAffinity { location_type, location_id } });
+                let affinity = Location { kind: location_type, id: Arc::from(location_id) };
+                page.records.push(Affinity { name, rtype, set_identifier, affinity });
                 return Ok(());
             }
             None => format!("AZAffinity with an unknown LocationType {text:?}"),
@@ -507,7 +507,7 @@ mod tests {
     fn found(page: &PageAffinities) -> Vec<(&str, &str, &str, LocationType, &str)> {
         page.records
             .iter()
-            .map(|r| (r.name.as_str(), r.rtype.as_str(), r.set_identifier.as_str(), r.affinity.location_type, r.affinity.location_id.as_str()))
+            .map(|r| (r.name.as_str(), r.rtype.as_str(), r.set_identifier.as_str(), r.affinity.kind, &*r.affinity.id))
             .collect()
     }
 
@@ -546,7 +546,7 @@ mod tests {
         assert_eq!(page.get("weighted.corp.example.", "A", "blue"), None);
         assert_eq!(
             page.get("\\052.svc.corp.example.", "A", "svc-global"),
-            Some(&AzAffinity { location_type: Global, location_id: "global".into() })
+            Some(&Location { kind: Global, id: Arc::from("global") })
         );
         assert_eq!(page.clone().into_map().len(), 11);
     }

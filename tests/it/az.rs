@@ -262,18 +262,13 @@ async fn accounts_naming_azs_differently_are_matched_by_az_id() {
     );
     let replay = AwsReplay::start(responses).await.expect("stand-in");
     let url = replay.url();
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 1\n\n[forward]\nupstreams = [\"{up}\"]\ncheck_signed_parents = false\n\n\
-         [refresh]\ninterval_secs = 1\n\n\
+    let sources = format!(
+        "[refresh]\ninterval_secs = 1\n\n\
          [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_attempts = 1\nvpc_ids = [\"vpc-0a1b2c3d4e5f60718\"]\n\n\
          [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_attempts = 1\nvpc_ids = [\"vpc-0b0b0b0b0b0b0b0b0\"]\naccounts = [\"{SPOKE}\"]\nrole_name = \"hubdns-read\"\n\n\
-         [az]\naffinity = \"prefer\"\n",
-        up = upstream.addr
+         [az]\naffinity = \"prefer\"\n"
     );
-    let mut env = LOCAL_AWS_ENV.to_vec();
-    env.push(("AWS_ENDPOINT_URL", url.as_str()));
-    let (_hubdns, port, _logs) = serve(&text, &env);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (_hubdns, addr) = serve_process(upstream.addr, &sources, ("AWS_ENDPOINT_URL", &url));
     // Until the spoke's subnets are learned its clients are unplaced; wait for the order.
     let first = |m: &Message| addresses_in_order(m).first().map(String::as_str) == Some(SECRETS_AZ2);
     let mut placed = None;
@@ -290,6 +285,20 @@ async fn accounts_naming_azs_differently_are_matched_by_az_id() {
         assert_eq!(addresses_in_order(&ask_from(addr, "127.0.21.9", SECRETS, RecordType::A).await), [SECRETS_AZ2, SECRETS_AZ1], "spoke us-east-1a = use1-az2");
         assert_eq!(addresses_in_order(&ask_from(addr, "127.0.22.9", SECRETS, RecordType::A).await), [SECRETS_AZ1, SECRETS_AZ2], "spoke us-east-1b = use1-az1");
     }
+}
+
+/// hubdns as a process forwarding to `upstream`, with `sources` appended and `endpoint` (an
+/// SDK endpoint variable: STS's, or instance metadata's) pointing at the stand-in, so those
+/// calls stay off the test process's environment.
+fn serve_process(upstream: SocketAddr, sources: &str, endpoint: (&str, &str)) -> (crate::harness::Running, SocketAddr) {
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 1\n\n\
+         [forward]\nupstreams = [\"{upstream}\"]\ncheck_signed_parents = false\n\n{sources}"
+    );
+    let mut env = LOCAL_AWS_ENV.to_vec();
+    env.push(endpoint);
+    let (running, port, _logs) = serve(&text, &env);
+    (running, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// A DescribeSubnets body for a spoke VPC, shaped like the demo's recording.
@@ -321,17 +330,12 @@ async fn the_instances_own_az_places_everyone_else() {
     responses.instance_placement = Some(("use1-az2".to_owned(), "us-east-1".to_owned()));
     let replay = AwsReplay::start(responses).await.expect("stand-in");
     let url = replay.url();
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 1\n\n[forward]\nupstreams = [\"{up}\"]\ncheck_signed_parents = false\n\n\
-         [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_attempts = 1\n\n\
+    let sources = format!(
+        "[[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_attempts = 1\n\n\
          [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-0a1b2c3d4e5f60718\"]\nendpoint_url = \"{url}\"\nmax_attempts = 1\n\n\
-         [az]\naffinity = \"prefer\"\ndefault = \"instance\"\n",
-        up = upstream.addr
+         [az]\naffinity = \"prefer\"\ndefault = \"instance\"\n"
     );
-    let mut env = LOCAL_AWS_ENV.to_vec();
-    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", url.as_str()));
-    let (_hubdns, port, _logs) = serve(&text, &env);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (_hubdns, addr) = serve_process(upstream.addr, &sources, ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url));
     wait_for(addr, "cache.corp.example.", RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
     wait_for(addr, SECRETS, RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
     for _ in 0..5 {
