@@ -8,6 +8,11 @@
 //! an endpoint-tag alias, and its own answer for a name outside the forwarded domains — which
 //! must never reach hubdns. Every peer's root hints point at loopback, so nothing it does can
 //! send a packet off the machine.
+//!
+//! The DoT variants (unbound-tls.conf, pdns-recursor-tls.conf) are proved the same way against
+//! a hubdns whose plain listener is on an address no peer is told of, so DoT is the only way
+//! in; its query log must show every query from each peer arriving as `DoT`. bind-tls.conf is
+//! not run: forwarding over TLS needs BIND 9.20, and Debian ships 9.18.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -68,9 +73,17 @@ fn write_common(dir: &Path) {
     std::fs::write(dir.join("peer.test.zone"), zone).expect("zone");
 }
 
+/// `text` with `from` replaced by `to`; fails if the snippet no longer has `from`, so a test
+/// never runs a snippet it did not adapt.
+fn replace_in(text: &str, file: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "deploy/forwarders/{file} no longer contains `{from}`: update the test with it");
+    text.replace(from, to)
+}
+
 /// The command for `name`'s daemon, listening on `addr`, forwarding as its snippet says to
-/// hubdns at `hub`. Each writes its files into `dir`.
-fn command(name: &str, addr: SocketAddr, hub: SocketAddr, dir: &Path) -> Command {
+/// hubdns at `hub` (for the DoT variants, hubdns's DoT address, whose certificate `ca`
+/// signed). Each writes its files into `dir`.
+fn command(name: &str, addr: SocketAddr, hub: SocketAddr, ca: Option<&Path>, dir: &Path) -> Command {
     let (ip, port, d) = (addr.ip(), addr.port(), dir.display());
     let tool = |program: &str| {
         let found = ["/usr/sbin", "/usr/bin", "/sbin"].iter().map(|p| Path::new(p).join(program)).find(|p| p.exists());
@@ -97,8 +110,18 @@ fn command(name: &str, addr: SocketAddr, hub: SocketAddr, dir: &Path) -> Command
             c.args(["-g", "-n", "1", "-u", "root", "-c"]).arg(dir.join("named.conf"));
             c
         }
-        "unbound" => {
-            write("hubdns.conf", substitute(&snippet("unbound.conf"), |_| format!("{}@{}", hub.ip(), hub.port())));
+        "unbound" | "unbound-tls" => {
+            let forward = if name == "unbound" {
+                substitute(&snippet("unbound.conf"), |_| format!("{}@{}", hub.ip(), hub.port()))
+            } else {
+                // Both hub addresses become hubdns's one DoT address; the name after '#' and
+                // the CA bundle stay as the operator would set them.
+                let file = "unbound-tls.conf";
+                let ca = ca.expect("unbound-tls needs the CA of hubdns's certificate");
+                let text = replace_in(&snippet(file), file, "/etc/unbound/hubdns-ca.pem", &ca.display().to_string());
+                HUB_IPS.iter().fold(text, |text, ip| replace_in(&text, file, &format!("{ip}@853"), &format!("{}@{}", hub.ip(), hub.port())))
+            };
+            write("hubdns.conf", forward);
             write(
                 "unbound.conf",
                 format!(
@@ -125,8 +148,16 @@ fn command(name: &str, addr: SocketAddr, hub: SocketAddr, dir: &Path) -> Command
                 .arg(format!("--conf-file={d}/hubdns.conf"));
             c
         }
-        "pdns-recursor" => {
-            let forward = substitute(&snippet("pdns-recursor.conf"), |_| format!("{}:{}", hub.ip(), hub.port()));
+        "pdns-recursor" | "pdns-recursor-tls" => {
+            let forward = if name == "pdns-recursor" {
+                substitute(&snippet("pdns-recursor.conf"), |_| format!("{}:{}", hub.ip(), hub.port()))
+            } else {
+                // The Recursor speaks DoT only to port 853, which the snippet names: only the
+                // addresses change.
+                assert_eq!(hub.port(), 853, "pdns-recursor-tls.conf forwards to port 853");
+                let file = "pdns-recursor-tls.conf";
+                HUB_IPS.iter().fold(snippet(file), |text, ip| replace_in(&text, file, &format!("{ip}:853"), &format!("{}:853", hub.ip())))
+            };
             write(
                 "recursor.conf",
                 format!(
@@ -148,11 +179,16 @@ fn command(name: &str, addr: SocketAddr, hub: SocketAddr, dir: &Path) -> Command
 impl Peer {
     /// Starts `name` on `ip` forwarding to `hub`, and waits until it answers its own name.
     fn start(name: &'static str, ip: Ipv4Addr, hub: SocketAddr) -> Self {
+        Self::start_with(name, ip, hub, None)
+    }
+
+    /// [`Peer::start`] for a DoT variant: `ca` is the CA file it is to trust for hubdns.
+    fn start_with(name: &'static str, ip: Ipv4Addr, hub: SocketAddr, ca: Option<&Path>) -> Self {
         let dir = tempdir();
         write_common(&dir);
         let addr = SocketAddr::from((ip, free_port(ip)));
         let log = std::fs::File::create(dir.join("peer.log")).expect("log file");
-        let process = command(name, addr, hub, &dir)
+        let process = command(name, addr, hub, ca, &dir)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .stdin(Stdio::null())
@@ -190,7 +226,7 @@ impl Peer {
 async fn on_prem_resolvers_forward_to_hubdns_with_the_shipped_snippets() {
     // hubdns with the demo's endpoints and private zone; its own upstream is a stub, so a
     // name it does not own never leaves loopback either.
-    let upstream = StubUpstream::start("127.0.0.57", Ipv4Addr::new(192, 0, 2, 1)).await;
+    let upstream = StubUpstream::start_with("127.0.0.57", UPSTREAM_ANSWER.parse().expect("constant"), &[&format!("{NOT_OWNED}.")]).await;
     let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in starts");
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 1\n\n[forward]\nupstreams = [\"{}\"]\n\n\
@@ -208,24 +244,21 @@ async fn on_prem_resolvers_forward_to_hubdns_with_the_shipped_snippets() {
     let checked = tokio::task::spawn_blocking(move || {
         for (name, last) in peers {
             let peer = Peer::start(name, Ipv4Addr::new(127, 0, 0, last), hub_addr);
-            let expect = |qname: &str, rtype: &str, want: &[&str], what: &str| {
-                let got = peer.ask(qname, rtype);
-                assert_eq!(got, want, "{}: {qname} {rtype} ({what}); peer log:\n{}", peer.name, peer.log());
-            };
-            expect("secretsmanager.us-east-1.amazonaws.com", "A", &["10.10.1.25", "10.10.2.41"], "endpoint private name");
-            expect(
-                "vpce-0f1e2d3c4b5a69788-8m2kq4xz-us-east-1a.secretsmanager.us-east-1.vpce.amazonaws.com",
-                "A",
-                &["10.10.1.25"],
-                "zonal endpoint name",
-            );
-            expect("internal-api.corp.example", "A", &["10.10.1.77", "10.10.2.78"], "Route 53 alias to an endpoint");
-            expect("kms.corp.example", "A", &["10.10.1.33"], "endpoint tag alias");
-            expect(OWN_NAME, "A", &[OWN_ADDRESS], "the peer's own name");
+            for (qname, want, what) in FORWARDED {
+                let got = peer.ask(qname, "A");
+                assert_eq!(got, want, "{}: {qname} A ({what}); peer log:\n{}", peer.name, peer.log());
+            }
+            assert_eq!(peer.ask(OWN_NAME, "A"), [OWN_ADDRESS], "{}: the peer's own name; log:\n{}", peer.name, peer.log());
             eprintln!("{name}: forwards to hubdns as its snippet says");
         }
     })
     .await;
+    settle(checked, &upstream, hub).await;
+}
+
+/// Re-raises a peer check's panic; then checks that no name outside the forwarded domains
+/// reached hubdns (its upstream saw every name hubdns forwarded), and stops hubdns.
+async fn settle(checked: Result<(), tokio::task::JoinError>, upstream: &StubUpstream, hub: crate::harness::TestServer) {
     if let Err(panic) = checked {
         std::panic::resume_unwind(panic.into_panic());
     }
@@ -235,4 +268,112 @@ async fn on_prem_resolvers_forward_to_hubdns_with_the_shipped_snippets() {
         upstream.names_seen()
     );
     hub.server.stop().await;
+}
+
+/// A name in a forwarded domain that hubdns does not own: it resolves it through its own
+/// upstream (the VPC resolver in a hub; here the stub, which answers it with `UPSTREAM_ANSWER`).
+const NOT_OWNED: &str = "sts.us-east-1.amazonaws.com";
+const UPSTREAM_ANSWER: &str = "192.0.2.1";
+
+/// The names every DoT peer must get hubdns's answers for, with those answers.
+const FORWARDED: [(&str, &[&str], &str); 5] = [
+    ("secretsmanager.us-east-1.amazonaws.com", &["10.10.1.25", "10.10.2.41"], "endpoint private name"),
+    ("vpce-0f1e2d3c4b5a69788-8m2kq4xz-us-east-1a.secretsmanager.us-east-1.vpce.amazonaws.com", &["10.10.1.25"], "zonal endpoint name"),
+    ("internal-api.corp.example", &["10.10.1.77", "10.10.2.78"], "Route 53 alias to an endpoint"),
+    ("kms.corp.example", &["10.10.1.33"], "endpoint tag alias"),
+    (NOT_OWNED, &[UPSTREAM_ANSWER], "a name hubdns does not own, resolved through its upstream"),
+];
+
+/// The query log's lines from `client`, as (query name without the final dot, transport).
+fn logged_from(log: &Path, client: Ipv4Addr) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("query log line is not JSON ({e}): {line}")))
+        .filter(|line| line["srcaddr"] == client.to_string())
+        .map(|line| {
+            let name = line["query_name"].as_str().unwrap_or_default().trim_end_matches('.').to_lowercase();
+            (name, line["transport"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_prem_resolvers_forward_to_hubdns_over_tls_with_the_shipped_snippets() {
+    // hubdns as in the plain test, plus DoT with a self-signed certificate. Its plain listener
+    // is on 127.0.0.125, which no peer is told of: a peer reaches hubdns over DoT or not at
+    // all. DoT listens on a free port of 127.0.0.1 (Unbound takes any port) and on
+    // 127.0.0.123:853 (the Recursor speaks DoT to port 853 only).
+    let upstream = StubUpstream::start_with("127.0.0.124", UPSTREAM_ANSWER.parse().expect("constant"), &[&format!("{NOT_OWNED}.")]).await;
+    let replay = AwsReplay::start(Responses::demo()).await.expect("stand-in starts");
+    let dir = tempdir();
+    let (cert, key) = hubdns::dns::tls::write_self_signed(&dir.join("hubdns"), &["hubdns.corp.example", "127.0.0.1"]).expect("certificate");
+    let query_log = dir.join("queries.log");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.125:0\"]\nudp_sockets_per_address = 1\n\
+         tls_listen = [\"127.0.0.1:0\", \"127.0.0.123:853\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n\
+         [forward]\nupstreams = [\"{}\"]\n\n[log]\nqueries = \"{}\"\n\n\
+         [[sources.vpc_endpoints]]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_attempts = 1\nalias_tag_domains = [\"corp.example\"]\n\n\
+         [[sources.route53]]\nregion = \"us-east-1\"\nvpc_ids = [\"vpc-0a1b2c3d4e5f60718\"]\nendpoint_url = \"{url}\"\nmax_attempts = 1\n",
+        cert.display(),
+        key.display(),
+        upstream.addr,
+        query_log.display(),
+        url = replay.url()
+    );
+    let hub = start(&local_config(&text)).await;
+    wait_for(hub.addr, "internal-api.corp.example.", RecordType::A, WAIT, |m| !m.answers.is_empty()).await;
+    let tls = hub.server.tls_addrs().to_vec();
+    assert_eq!(tls.len(), 2, "both DoT addresses bound: {tls:?}");
+    assert_eq!(tls[1], "127.0.0.123:853".parse::<SocketAddr>().expect("constant"));
+
+    // Unbound on 127.0.0.126 to DoT on 127.0.0.1:<port>, checking the certificate against
+    // hubdns.corp.example with the CA bundle; the Recursor on 127.0.0.127 to 127.0.0.123:853.
+    let peers = [("unbound-tls", 126, tls[0]), ("pdns-recursor-tls", 127, tls[1])];
+    let (log, ca) = (query_log.clone(), cert.clone());
+    let other_ca = hubdns::dns::tls::write_self_signed(&dir.join("other"), &["hubdns.corp.example", "127.0.0.1"]).expect("certificate").0;
+    let checked = tokio::task::spawn_blocking(move || {
+        for (name, last, hub_tls) in peers {
+            let ip = Ipv4Addr::new(127, 0, 0, last);
+            let peer = Peer::start_with(name, ip, hub_tls, Some(&ca));
+            for (qname, want, what) in FORWARDED {
+                let got = peer.ask(qname, "A");
+                assert_eq!(got, want, "{}: {qname} A ({what}); peer log:\n{}", peer.name, peer.log());
+            }
+            assert_eq!(peer.ask(OWN_NAME, "A"), [OWN_ADDRESS], "{}: the peer's own name", peer.name);
+
+            // Every query from this peer reached hubdns over DoT, and each forwarded name did.
+            let started = Instant::now();
+            let seen = loop {
+                let seen = logged_from(&log, ip);
+                let all = FORWARDED.iter().all(|(qname, _, _)| seen.iter().any(|(n, _)| n == qname));
+                if all || started.elapsed() > WAIT {
+                    break seen;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            for (qname, _, _) in FORWARDED {
+                assert!(seen.iter().any(|(n, _)| n == qname), "{name}: hubdns's query log has no {qname} from {ip}: {seen:?}");
+            }
+            assert!(seen.iter().all(|(_, transport)| transport == "DoT"), "{name}: a query reached hubdns other than over DoT: {seen:?}");
+            eprintln!("{name}: forwards to hubdns over DoT as its snippet says ({} queries, all DoT)", seen.len());
+        }
+
+        // Unbound checks the certificate: trusting another CA, it gets no answer from hubdns,
+        // and no query of it reaches hubdns (the handshake fails first).
+        let ip = Ipv4Addr::new(127, 0, 0, 126);
+        let before = logged_from(&log, ip).len();
+        let peer = Peer::start_with("unbound-tls", ip, peers[0].2, Some(&other_ca));
+        assert_eq!(peer.ask("kms.corp.example", "A"), Vec::<String>::new(), "unbound-tls trusting another CA got an answer; log:\n{}", peer.log());
+        let started = Instant::now();
+        while !peer.log().contains("certificate verify failed") {
+            assert!(started.elapsed() < WAIT, "unbound-tls trusting another CA did not fail the certificate check; log:\n{}", peer.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let after = logged_from(&log, ip);
+        assert_eq!(after.len(), before, "a query reached hubdns over a connection Unbound should have refused: {:?}", &after[before..]);
+        eprintln!("unbound-tls: refuses hubdns's certificate when its CA bundle does not hold hubdns's CA");
+    })
+    .await;
+    settle(checked, &upstream, hub).await;
 }
