@@ -89,13 +89,17 @@ pub fn affinity_rules(config: &Config) -> AffinityRules {
 }
 
 /// Where clients are: the subnets the endpoint sources learned, `[[az.clients]]`,
-/// `[[az.forwarders]]`, and `az.default` for everyone else. Empty while affinity is off.
+/// `[[az.forwarders]]`, and `az.default` for everyone else. While affinity is off, only the
+/// subnets (the query log names their VPCs).
 pub fn placements(config: &Config, outputs: &[Arc<SourceOutput>]) -> Vec<Placement> {
     let az = &config.az;
-    if !az.enabled() {
-        return Vec::new();
-    }
     let mut out = Vec::new();
+    // Learned subnets place clients for the query log (their VPC) even with affinity off;
+    // the rest only matter to affinity.
+    if !az.enabled() {
+        subnet_placements(outputs, &mut out);
+        return out;
+    }
     let default = match (az.default.get_ref().as_str(), &az.instance) {
         ("off", _) | ("instance", None) => None,
         ("instance", Some((az_id, region))) => Some((az_id.as_str(), Some(region.as_str()), "the instance's, from instance metadata")),
@@ -107,28 +111,34 @@ pub fn placements(config: &Config, outputs: &[Arc<SourceOutput>]) -> Vec<Placeme
             // Two literal networks: they parse.
             let Ok(net) = net.parse() else { continue };
             let origin = Arc::from(format!("{from} ({})", config.origin));
-            out.push(Placement { net, az: Some(az_id.clone()), region: region.clone(), kind: PlacementKind::Default, origin });
+            out.push(Placement { net, az: Some(az_id.clone()), region: region.clone(), kind: PlacementKind::Default, vpc: None, origin });
         }
     }
-    for subnet in outputs.iter().flat_map(|o| &o.subnets) {
-        let az_id: Arc<str> = Arc::from(subnet.az_id.as_str());
-        let region: Arc<str> = Arc::from(subnet.region.as_str());
-        let origin: Arc<str> = Arc::from(format!("{} {} account={} region={}", subnet.id, subnet.vpc, subnet.account, subnet.region));
-        for net in &subnet.cidrs {
-            out.push(Placement { net: *net, az: Some(az_id.clone()), region: Some(region.clone()), kind: PlacementKind::Subnet, origin: origin.clone() });
-        }
-    }
+    subnet_placements(outputs, &mut out);
     for entry in &az.clients {
         let client = entry.get_ref();
         let origin = Arc::from(format!("az.clients ({}:{})", config.origin, config.line_of(entry)));
         let region = client.region.as_deref().map(Arc::from);
-        out.push(Placement { net: client.cidr, az: Some(Arc::from(client.az_id.as_str())), region, kind: PlacementKind::Client, origin });
+        out.push(Placement { net: client.cidr, az: Some(Arc::from(client.az_id.as_str())), region, kind: PlacementKind::Client, vpc: None, origin });
     }
     for entry in &az.forwarders {
         let origin = Arc::from(format!("az.forwarders ({}:{})", config.origin, config.line_of(entry)));
-        out.push(Placement { net: entry.get_ref().cidr, az: None, region: None, kind: PlacementKind::Forwarder, origin });
+        out.push(Placement { net: entry.get_ref().cidr, az: None, region: None, kind: PlacementKind::Forwarder, vpc: None, origin });
     }
     out
+}
+
+/// A placement for each range of each subnet the sources learned.
+fn subnet_placements(outputs: &[Arc<SourceOutput>], out: &mut Vec<Placement>) {
+    for subnet in outputs.iter().flat_map(|o| &o.subnets) {
+        let az_id: Arc<str> = Arc::from(subnet.az_id.as_str());
+        let vpc = Some((Arc::from(subnet.vpc.as_str()), Arc::from(subnet.account.as_str())));
+        let region: Arc<str> = Arc::from(subnet.region.as_str());
+        let origin: Arc<str> = Arc::from(format!("{} {} account={} region={}", subnet.id, subnet.vpc, subnet.account, subnet.region));
+        for net in &subnet.cidrs {
+            out.push(Placement { net: *net, az: Some(az_id.clone()), region: Some(region.clone()), kind: PlacementKind::Subnet, vpc: vpc.clone(), origin: origin.clone() });
+        }
+    }
 }
 
 /// The ids of the zones of `outputs[i]` that an earlier source also serves under the same

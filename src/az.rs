@@ -85,6 +85,8 @@ pub struct Placement {
     pub region: Option<Arc<str>>,
     /// Which kind of entry it is.
     pub kind: PlacementKind,
+    /// A subnet's VPC and owner account (the query log's `vpc_id`, `account_id`).
+    pub vpc: Option<(Arc<str>, Arc<str>)>,
     /// Where it was learned or written: a subnet id and account, `demo.toml:42`, ….
     pub origin: Arc<str>,
 }
@@ -459,7 +461,7 @@ mod tests {
     use super::*;
 
     fn placement(net: &str, az: Option<&str>, kind: PlacementKind) -> Placement {
-        Placement { net: net.parse().unwrap(), az: az.map(Arc::from), region: None, kind, origin: Arc::from(net) }
+        Placement { net: net.parse().unwrap(), az: az.map(Arc::from), region: None, kind, vpc: None, origin: Arc::from(net) }
     }
 
     fn az_of(locator: &Locator, ip: &str) -> String {

@@ -109,6 +109,31 @@ pub struct ServerConfig {
     /// every `forward.max_in_flight` slot.
     #[serde(default = "default_tcp_forwards_per_connection")]
     pub tcp_forwards_per_connection: usize,
+    /// Addresses to serve DNS over TLS on (RFC 7858; port 853 by convention). They share
+    /// the TCP connection caps, idle timeout and allow list.
+    #[serde(default)]
+    pub tls_listen: Vec<SocketAddr>,
+    /// Addresses to serve DNS over HTTPS on (RFC 8484; HTTP/2 and HTTP/1.1, port 443 by
+    /// convention), at `https_path`.
+    #[serde(default)]
+    pub https_listen: Vec<SocketAddr>,
+    /// The PEM certificate chain (server certificate first) for DoT and DoH; reloaded when
+    /// the file changes.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// Its PEM private key (PKCS#8, PKCS#1 or SEC1); reloaded with it.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// The DoH path: GET `?dns=` and POST `application/dns-message` (RFC 8484 §4.1).
+    #[serde(default = "default_https_path")]
+    pub https_path: String,
+    /// Most queries one TCP, DoT or DoH connection may send; the connection is closed once
+    /// they are answered, and the client opens another.
+    #[serde(default = "default_queries_per_connection")]
+    pub queries_per_connection: usize,
+    /// Most HTTP/2 streams (queries) one DoH connection may have open at once.
+    #[serde(default = "default_http2_max_streams")]
+    pub http2_max_streams: u32,
     /// What `dig CH TXT id.server` (and `hostname.bind`) answers; unset: the host name.
     /// An empty string refuses those queries.
     #[serde(default)]
@@ -320,12 +345,34 @@ pub struct LogConfig {
     /// takes precedence.
     #[serde(default = "default_log_level")]
     pub level: String,
-    /// Log queries (client, name, type, rcode, path, latency) at target `hubdns::query`.
-    #[serde(default)]
-    pub queries: bool,
+    /// The query log, in Route 53 Resolver's query-log schema: `"off"` (or `false`),
+    /// `"stderr"` (or `true`), or a file's path (appended to, reopened on SIGUSR1).
+    #[serde(default, deserialize_with = "query_log_target")]
+    pub queries: crate::querylog::Target,
     /// Log one query in this many (1: every query).
     #[serde(default = "default_query_sample")]
     pub query_sample: u32,
+}
+
+/// `log.queries`: `false` / `"off"`, `true` / `"stderr"`, or a path.
+fn query_log_target<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<crate::querylog::Target, D::Error> {
+    use crate::querylog::Target;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Switch(bool),
+        Text(String),
+    }
+    Ok(match Raw::deserialize(deserializer)? {
+        Raw::Switch(false) => Target::Off,
+        Raw::Switch(true) => Target::Stderr,
+        Raw::Text(text) => match text.as_str() {
+            "off" => Target::Off,
+            "stderr" => Target::Stderr,
+            "" => return Err(serde::de::Error::custom("an empty path: say \"off\", \"stderr\" or a file's path")),
+            _ => Target::File(PathBuf::from(text)),
+        },
+    })
 }
 
 /// How log lines are written.
@@ -989,6 +1036,19 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if server.queries_per_connection == 0 || server.http2_max_streams == 0 {
+            return Err(top("server.queries_per_connection / http2_max_streams", "must be at least 1".into()));
+        }
+        let encrypted = !server.tls_listen.is_empty() || !server.https_listen.is_empty();
+        if encrypted && (server.tls_cert.is_none() || server.tls_key.is_none()) {
+            return Err(top(
+                "server.tls_cert / tls_key",
+                "tls_listen and https_listen need a certificate and key: PEM files (`hubdns demo` makes a self-signed pair)".into(),
+            ));
+        }
+        if !server.https_path.starts_with('/') || server.https_path.contains(['?', '#']) {
+            return Err(top("server.https_path", format!("`{}` is not a path: it starts with / and has no ? or #", server.https_path)));
+        }
         if self.log.query_sample == 0 {
             return Err(top("log.query_sample", "must be at least 1 (1 logs every query)".into()));
         }
@@ -1387,6 +1447,13 @@ impl Default for ServerConfig {
             tcp_max_connections_per_client: default_tcp_max_connections_per_client(),
             tcp_idle_timeout_secs: default_tcp_idle_timeout_secs(),
             tcp_forwards_per_connection: default_tcp_forwards_per_connection(),
+            tls_listen: Vec::new(),
+            https_listen: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            https_path: default_https_path(),
+            queries_per_connection: default_queries_per_connection(),
+            http2_max_streams: default_http2_max_streams(),
             identity: None,
             version: None,
             watch_config: true,
@@ -1399,7 +1466,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: default_log_level(),
-            queries: false,
+            queries: crate::querylog::Target::Off,
             query_sample: default_query_sample(),
         }
     }
@@ -1517,6 +1584,18 @@ fn default_tcp_max_connections_per_client() -> usize {
 
 fn default_tcp_idle_timeout_secs() -> u64 {
     10
+}
+
+fn default_https_path() -> String {
+    "/dns-query".into()
+}
+
+fn default_queries_per_connection() -> usize {
+    100_000
+}
+
+fn default_http2_max_streams() -> u32 {
+    100
 }
 
 fn default_ttl() -> u32 {

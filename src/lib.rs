@@ -31,6 +31,7 @@
 //! - [`dns`]: listeners, the query handler, the forwarder, the allow list.
 //! - [`server`]: start and stop: everything above wired together.
 //! - [`metrics`]: per-query counters and the latency histogram, sharded per thread.
+//! - [`querylog`]: the query log, in Route 53 Resolver's query-log schema.
 //! - [`status`]: the status board: what each source did last, and config reloads.
 //! - [`live`]: what the admin views read of a running server.
 //! - [`explain`]: why a name answers as it does (owned: which source; else: which upstream).
@@ -65,6 +66,7 @@ pub mod memory;
 pub mod metrics;
 pub mod name_key;
 pub mod prepared;
+pub mod querylog;
 #[cfg(feature = "aws")]
 pub mod refresh;
 #[cfg(feature = "aws")]

@@ -2,7 +2,7 @@
 //! serving side and none on the query path's critical section.
 
 use std::{
-    sync::Arc,
+    sync::{Arc, atomic::AtomicU64},
     time::SystemTime,
 };
 
@@ -28,6 +28,17 @@ pub struct Live {
     pub tcp_slots: Arc<Semaphore>,
     /// `server.tcp_max_connections`.
     pub tcp_max: usize,
+    /// The DoT/DoH certificate's reloads, when those listeners are on.
+    pub certificates: Option<Arc<CertificateCounters>>,
+}
+
+/// What the DoT/DoH certificate watch did.
+#[derive(Debug, Default)]
+pub struct CertificateCounters {
+    /// Changed files loaded and served.
+    pub reloads: AtomicU64,
+    /// Changed files that did not load (the last good pair stayed).
+    pub failures: AtomicU64,
 }
 
 impl Live {

@@ -1,5 +1,5 @@
-//! Logging: text or JSON lines on stderr, the level from `RUST_LOG` or `log.level`, and the
-//! query log's target switched on when `log.queries` is set. The level follows config reloads
+//! Logging: text or JSON lines on stderr, the level from `RUST_LOG` or `log.level` (the query
+//! log is not among them: [`crate::querylog`] writes its own lines). The level follows config reloads
 //! (unless `RUST_LOG` fixes it); the format is chosen once, at start.
 
 use std::io::IsTerminal;
@@ -44,8 +44,7 @@ impl Logging {
     }
 }
 
-/// The filter: `RUST_LOG` or `log.level`, hickory quietened unless named, and the query log's
-/// target on when asked for.
+/// The filter: `RUST_LOG` or `log.level`, hickory quietened unless named.
 fn filter_for(config: &LogConfig, from_env: bool) -> EnvFilter {
     let mut text = match from_env {
         true => std::env::var("RUST_LOG").unwrap_or_default(),
@@ -53,9 +52,6 @@ fn filter_for(config: &LogConfig, from_env: bool) -> EnvFilter {
     };
     if !text.contains("hickory") {
         text = format!("{text},{QUIET_HICKORY}");
-    }
-    if config.queries {
-        text.push_str(",hubdns::query=info");
     }
     // The config's level was validated at load; a bad RUST_LOG falls back to info.
     EnvFilter::try_new(&text).unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET_HICKORY}")))

@@ -42,6 +42,12 @@ enum Command {
         /// Address of the admin HTTP listener (status page, /metrics, /healthz, /readyz, …).
         #[arg(long, default_value = "127.0.0.1:9153")]
         admin: SocketAddr,
+        /// Address to serve DNS over TLS on, with a self-signed certificate made at start.
+        #[arg(long, default_value = "127.0.0.1:8853")]
+        tls: SocketAddr,
+        /// Address to serve DNS over HTTPS on (path /dns-query), with the same certificate.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        https: SocketAddr,
     },
     /// Say why a name gets the answer it gets: which source owns it, or where it is forwarded.
     /// Asks the running hubdns (admin.listen); if none answers, works it out from the config
@@ -81,15 +87,18 @@ fn main() -> ExitCode {
     // Until the runtime installs its handler, a SIGHUP (a reload asked for too early) is
     // ignored rather than fatal.
     // SAFETY: setting a signal's disposition to SIG_IGN before any thread is started.
+    // The same for SIGUSR1 (logrotate asking to reopen the query log), whose default kills.
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGUSR1, libc::SIG_IGN);
     }
     let args = Args::parse();
     let config = match &args.command {
         Command::Serve { config } | Command::Check { config } | Command::Explain { config, .. } => Config::load(config),
-        Command::Demo { listen, admin } => Config::parse(hubdns::DEMO_CONFIG, "config/demo.toml").map(|mut c| {
+        Command::Demo { listen, admin, tls, https } => Config::parse(hubdns::DEMO_CONFIG, "config/demo.toml").map(|mut c| {
             c.server.listen = vec![*listen];
             c.admin.listen = Some(*admin);
+            (c.server.tls_listen, c.server.https_listen) = (vec![*tls], vec![*https]);
             c
         }),
         Command::Health { admin, path } => return health(*admin, path),
@@ -110,18 +119,39 @@ fn main() -> ExitCode {
         hubdns::logging::init(&LogConfig { level: "warn".into(), ..LogConfig::default() });
         return explain(&config, name, qtype, *json, *client);
     }
+    if let Command::Demo { .. } = args.command {
+        match demo_certificate() {
+            Ok((cert, key)) => (config.server.tls_cert, config.server.tls_key) = (Some(cert), Some(key)),
+            Err(error) => {
+                eprintln!("hubdns: cannot make the demo's self-signed certificate: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let logging = hubdns::logging::init(&config.log);
     let file = match &args.command {
         Command::Serve { config } => Some(ConfigFile::new(config)),
         _ => None,
     };
-    match run(&mut config, file, &logging) {
+    let demo_files = matches!(args.command, Command::Demo { .. }).then(|| config.server.tls_cert.clone()).flatten();
+    let ran = run(&mut config, file, &logging);
+    if let Some(dir) = demo_files.as_deref().and_then(std::path::Path::parent) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("hubdns: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A new self-signed certificate for `localhost` and 127.0.0.1, in a directory of this
+/// process's own under the temporary directory.
+fn demo_certificate() -> std::io::Result<(PathBuf, PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("hubdns-demo-{}", std::process::id()));
+    hubdns::dns::tls::write_self_signed(&dir, &["localhost", "127.0.0.1"])
 }
 
 /// `hubdns health`: 0 when the admin listener answers 200, 1 otherwise.
@@ -185,6 +215,7 @@ fn run(config: &mut Config, file: Option<ConfigFile>, logging: &Logging) -> anyh
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        let mut usr1 = signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?;
         // The demo's endpoints come from recorded EC2 responses served on loopback.
         let _replay = match file {
             None => Some(hubdns::demo::attach(config).await.context("cannot start the demo's AWS stand-in")?),
@@ -192,7 +223,7 @@ fn run(config: &mut Config, file: Option<ConfigFile>, logging: &Logging) -> anyh
         };
         let server = hubdns::server::start(config).await.context("cannot start")?;
         if file.is_none() {
-            print_demo_help(server.addr(), server.admin_addr());
+            print_demo_help(&server, config);
         }
         let mut watch = config.server.watch_config;
         loop {
@@ -206,6 +237,11 @@ fn run(config: &mut Config, file: Option<ConfigFile>, logging: &Logging) -> anyh
                 result = tokio::signal::ctrl_c() => { result.context("cannot listen for SIGINT")?; break }
                 _ = term.recv() => break,
                 _ = hup.recv() => "SIGHUP",
+                _ = usr1.recv() => {
+                    tracing::info!("SIGUSR1: reopening the query log");
+                    server.reopen_logs();
+                    continue;
+                }
                 () = changed => "file changed",
             };
             let Some(file) = &file else {
@@ -228,8 +264,31 @@ fn run(config: &mut Config, file: Option<ConfigFile>, logging: &Logging) -> anyh
     })
 }
 
-fn print_demo_help(addr: SocketAddr, admin: Option<SocketAddr>) {
+fn print_demo_help(server: &hubdns::server::Server, config: &Config) {
+    let (addr, admin) = (server.addr(), server.admin_addr());
     let at = format!("@{} -p {}", addr.ip(), addr.port());
+    let ca = config.server.tls_cert.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let mut encrypted = String::new();
+    for a in server.tls_addrs() {
+        encrypted.push_str(&format!(
+            "\n  kdig @{} -p {} +tls +tls-ca={ca} +tls-hostname=localhost secretsmanager.us-east-1.amazonaws.com   # DoT",
+            a.ip(),
+            a.port()
+        ));
+    }
+    for a in server.https_addrs() {
+        encrypted.push_str(&format!(
+            "\n  kdig @{} -p {} +https +tls-ca={ca} +tls-hostname=localhost secretsmanager.us-east-1.amazonaws.com   # DoH POST\
+             \n  kdig @{} -p {} +https-get +tls-ca={ca} +tls-hostname=localhost kms.corp.example   # DoH GET",
+            a.ip(),
+            a.port(),
+            a.ip(),
+            a.port()
+        ));
+    }
+    if !encrypted.is_empty() {
+        encrypted = format!("\n\nEncrypted (self-signed certificate {ca}):{encrypted}");
+    }
     let admin = admin
         .map(|a| {
             format!(
@@ -254,6 +313,6 @@ fn print_demo_help(addr: SocketAddr, admin: Option<SocketAddr>) {
          \n  dig {at} secretsmanager.us-east-1.amazonaws.com AAAA       # NODATA + SOA\
          \n  dig {at} nope.secretsmanager.us-east-1.amazonaws.com       # NXDOMAIN + SOA\
          \n  dig {at} example.com                                       # forwarded to /etc/resolv.conf\
-         {admin}\n\nCtrl-C stops it."
+         {encrypted}{admin}\n\nCtrl-C stops it."
     );
 }

@@ -562,10 +562,11 @@ fn env_of(config: &Config, forwarder: &Arc<Forwarder>, events_flowing: bool) -> 
         interval: Duration::from_secs(config.interval_secs_when(events_flowing)),
         max_backoff: Duration::from_secs(config.refresh.max_backoff_secs),
         forwarder: forwarder.clone(),
-        subnets: match (config.az.enabled(), config.az.learn_subnets) {
-            (false, _) => SubnetNeed::None,
-            (true, false) => SubnetNeed::EniZones,
-            (true, true) => SubnetNeed::Learn,
+        // Subnets place clients by AZ, and name their VPCs in the query log.
+        subnets: match (config.az.enabled(), config.az.learn_subnets, config.log.queries != crate::querylog::Target::Off) {
+            (_, true, true) | (true, true, _) => SubnetNeed::Learn,
+            (true, false, _) => SubnetNeed::EniZones,
+            _ => SubnetNeed::None,
         },
     }
 }

@@ -27,10 +27,13 @@ use crate::{
     dns::{
         forwarder::{ForwardError, Forwarder},
         handler::{Handler, SharedHandler},
-        listener::{Bound, ClientSlots, wake_udp},
+        doh, dot,
+        listener::{Bound, ClientSlots, StreamBounds, tcp_listener, wake_udp},
+        tls::Certificates,
     },
     live::Live,
     metrics::Metrics,
+    querylog::{QueryLog, Target},
     refresh::{Refresher, Update},
     snapshot::{SharedSnapshot, Snapshot},
     status::{ConfigStatus, StatusBoard},
@@ -58,6 +61,17 @@ pub enum StartError {
         /// Our listen address it matches.
         listen: SocketAddr,
     },
+    /// The DoT/DoH certificate and key did not load.
+    #[error("server.tls_cert / tls_key: {0}")]
+    Certificate(#[from] crate::dns::tls::CertError),
+    /// The query log could not be opened.
+    #[error("log.queries: cannot open {target:?}: {source}")]
+    QueryLog {
+        /// Where it was to go.
+        target: crate::querylog::Target,
+        /// The error.
+        source: std::io::Error,
+    },
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -71,6 +85,9 @@ pub enum StartError {
 /// A running hubdns.
 pub struct Server {
     addrs: Vec<SocketAddr>,
+    /// The DoT and DoH addresses bound.
+    tls_addrs: Vec<SocketAddr>,
+    https_addrs: Vec<SocketAddr>,
     admin: Option<SocketAddr>,
     live: Arc<Live>,
     /// The config running now, to tell what a reload changes.
@@ -158,17 +175,26 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
     }
 
     let metrics = Arc::new(Metrics::default());
-    let handler: SharedHandler = Arc::new(ArcSwap::from_pointee(Handler::new(snapshot.clone(), forwarder, metrics.clone(), config)));
+    let query_log = open_query_log(&config.log.queries, &snapshot)?;
+    let handler = Handler::new(snapshot.clone(), forwarder, metrics.clone(), config).with_query_log(query_log, config);
+    let handler: SharedHandler = Arc::new(ArcSwap::from_pointee(handler));
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let tcp_slots = Arc::new(Semaphore::new(config.server.tcp_max_connections));
-    let per_client = ClientSlots::new(config.server.tcp_max_connections_per_client);
-    let idle = Duration::from_secs(config.server.tcp_idle_timeout_secs);
+    let bounds = StreamBounds {
+        slots: tcp_slots.clone(),
+        per_client: ClientSlots::new(config.server.tcp_max_connections_per_client),
+        idle: Duration::from_secs(config.server.tcp_idle_timeout_secs),
+        queries: config.server.queries_per_connection,
+    };
+    let encrypted = Encrypted::bind(config)?;
     let mut udp = Vec::new();
     for b in bound {
         tracing::info!(addr = %b.local_addr(), udp_sockets = sockets, "serving DNS over UDP and TCP");
-        udp.extend(b.serve(handler.clone(), tcp_slots.clone(), &per_client, idle, &shutdown, &tracker));
+        udp.extend(b.serve(handler.clone(), &bounds, &shutdown, &tracker));
     }
+    let (tls_addrs, https_addrs) = (encrypted.tls_addrs(), encrypted.https_addrs());
+    let certificates = encrypted.serve(config, &handler, &bounds, &shutdown, &tracker);
     let live = Arc::new(Live {
         snapshot,
         handler,
@@ -178,6 +204,7 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
         started: SystemTime::now(),
         tcp_slots,
         tcp_max: config.server.tcp_max_connections,
+        certificates,
     });
     let admin = match config.admin.listen {
         None => None,
@@ -192,7 +219,78 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
     };
     let (updates, updates_rx) = mpsc::channel(1);
     tracker.spawn(refresher.run(shutdown.clone(), updates_rx));
-    Ok(Server { addrs, admin, live, config: Mutex::new(config.clone()), updates, shutdown, tracker, udp })
+    Ok(Server { addrs, tls_addrs, https_addrs, admin, live, config: Mutex::new(config.clone()), updates, shutdown, tracker, udp })
+}
+
+/// The query log `target` asks for, opened, writing from a thread of its own.
+fn open_query_log(target: &Target, snapshot: &SharedSnapshot) -> Result<Option<Arc<QueryLog>>, StartError> {
+    let log = QueryLog::open(target, snapshot.clone()).map_err(|source| StartError::QueryLog { target: target.clone(), source })?;
+    if let Some(log) = &log {
+        tracing::info!(to = ?log.target(), "query log on, in Route 53 Resolver's query-log format");
+    }
+    Ok(log.map(Arc::new))
+}
+
+/// The DoT and DoH listeners, bound, and the certificate they present.
+struct Encrypted {
+    tls: Vec<tokio::net::TcpListener>,
+    https: Vec<tokio::net::TcpListener>,
+    certificates: Option<Arc<Certificates>>,
+}
+
+impl Encrypted {
+    /// Loads the certificate and binds `server.tls_listen` and `server.https_listen` (none of
+    /// it when neither is set).
+    fn bind(config: &Config) -> Result<Self, StartError> {
+        let server = &config.server;
+        let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key) else {
+            return Ok(Self { tls: Vec::new(), https: Vec::new(), certificates: None });
+        };
+        if server.tls_listen.is_empty() && server.https_listen.is_empty() {
+            return Ok(Self { tls: Vec::new(), https: Vec::new(), certificates: None });
+        }
+        let certificates = Certificates::load(cert, key)?;
+        let bind = |addr: &SocketAddr| tcp_listener(*addr).map_err(|source| StartError::Bind { addr: *addr, source });
+        let tls = server.tls_listen.iter().map(bind).collect::<Result<_, _>>()?;
+        let https = server.https_listen.iter().map(bind).collect::<Result<_, _>>()?;
+        Ok(Self { tls, https, certificates: Some(certificates) })
+    }
+
+    fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    fn https_addrs(&self) -> Vec<SocketAddr> {
+        self.https.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// Starts every listener and the certificate watch; returns the watch's counters.
+    fn serve(
+        self,
+        config: &Config,
+        handler: &SharedHandler,
+        bounds: &StreamBounds,
+        shutdown: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Option<Arc<crate::live::CertificateCounters>> {
+        let certificates = self.certificates?;
+        for listener in self.tls {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "DoT: serving DNS over TLS");
+            }
+            tracker.spawn(dot::serve(listener, certificates.clone(), handler.clone(), bounds.clone(), shutdown.clone(), tracker.clone()));
+        }
+        for listener in self.https {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, path = %config.server.https_path, "DoH: serving DNS over HTTPS");
+            }
+            let limits = (bounds.clone(), config.server.http2_max_streams);
+            let path = config.server.https_path.clone();
+            tracker.spawn(doh::serve(listener, certificates.clone(), handler.clone(), path, limits, shutdown.clone(), tracker.clone()));
+        }
+        tracker.spawn(certificates.clone().watch(shutdown.clone()));
+        Some(certificates.counters())
+    }
 }
 
 /// Refuses upstreams that are our own listen addresses: every forward would come back to us.
@@ -227,6 +325,23 @@ impl Server {
     /// The bound addresses, one per `server.listen` entry (UDP and TCP share the port).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The DoT addresses bound (`server.tls_listen`).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
+    }
+
+    /// The DoH addresses bound (`server.https_listen`).
+    pub fn https_addrs(&self) -> &[SocketAddr] {
+        &self.https_addrs
+    }
+
+    /// Reopens the query log's file (SIGUSR1, after logrotate moved it).
+    pub fn reopen_logs(&self) {
+        if let Some(log) = self.live.handler.load().query_log() {
+            log.reopen();
+        }
     }
 
     /// The first bound address.
@@ -289,12 +404,24 @@ impl Server {
                 old.server.tcp_max_connections_per_client != config.server.tcp_max_connections_per_client,
             ),
             ("server.tcp_idle_timeout_secs", old.server.tcp_idle_timeout_secs != config.server.tcp_idle_timeout_secs),
+            ("server.tls_listen", old.server.tls_listen != config.server.tls_listen),
+            ("server.https_listen", old.server.https_listen != config.server.https_listen),
+            ("server.tls_cert / tls_key (the files' contents reload by themselves)", (&old.server.tls_cert, &old.server.tls_key) != (&config.server.tls_cert, &config.server.tls_key)),
+            ("server.https_path", old.server.https_path != config.server.https_path),
+            ("server.queries_per_connection", old.server.queries_per_connection != config.server.queries_per_connection),
+            ("server.http2_max_streams", old.server.http2_max_streams != config.server.http2_max_streams),
             ("admin.listen", old.admin.listen != config.admin.listen),
             ("log.format", old.log.format != config.log.format),
         ];
         reloaded.needs_restart = restart_only.iter().filter(|(_, changed)| *changed).map(|(key, _)| *key).collect();
 
-        let mut handler = Handler::new(self.live.snapshot.clone(), forwarder.clone(), self.live.metrics.clone(), &config);
+        // The query log's writer is kept while its target stays; a new target opens anew.
+        let query_log = match current.query_log() {
+            Some(log) if *log.target() == config.log.queries => Some(log.clone()),
+            _ => open_query_log(&config.log.queries, &self.live.snapshot)?,
+        };
+        let mut handler =
+            Handler::new(self.live.snapshot.clone(), forwarder.clone(), self.live.metrics.clone(), &config).with_query_log(query_log, &config);
         if reloaded.limits_kept {
             handler = handler.keeping_limits_of(&current);
         }

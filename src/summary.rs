@@ -27,6 +27,18 @@ pub fn summary(config: &Config) -> (String, bool) {
         s.tcp_idle_timeout_secs,
         s.max_udp_payload
     );
+    if !s.tls_listen.is_empty() || !s.https_listen.is_empty() {
+        let join = |a: &[std::net::SocketAddr]| a.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let cert = s.tls_cert.as_ref().map_or_else(String::new, |p| p.display().to_string());
+        let _ = writeln!(out, "dot           {} (certificate {cert}, reloaded when it changes)", join(&s.tls_listen));
+        let _ = writeln!(out, "doh           {} at {} (HTTP/2 and HTTP/1.1)", join(&s.https_listen), s.https_path);
+    }
+    let queries = match &config.log.queries {
+        crate::querylog::Target::Off => "off".to_owned(),
+        crate::querylog::Target::Stderr => format!("stderr, one query in {}", config.log.query_sample),
+        crate::querylog::Target::File(path) => format!("{} (reopened on SIGUSR1), one query in {}", path.display(), config.log.query_sample),
+    };
+    let _ = writeln!(out, "query log     {queries} (Route 53 Resolver's format)");
     let admin = match config.admin.listen {
         Some(addr) => format!("http://{addr} (/healthz, /readyz)"),
         None => "off".to_owned(),

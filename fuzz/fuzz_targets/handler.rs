@@ -16,7 +16,7 @@ use hubdns::{
     dns::{
         forwarder::Forwarder,
         handler::{Handler, Outcome, SharedHandler, Transport},
-        listener::serve_stream,
+        listener::{Conn, serve_stream},
     },
     metrics::Metrics,
     assemble::build_snapshot,
@@ -90,7 +90,8 @@ fuzz_target!(|data: &[u8]| {
         let (client, server) = tokio::io::duplex(1 << 16);
         let (reader, writer) = tokio::io::split(server);
         let tracker = TaskTracker::new();
-        let served = serve_stream(reader, writer, src, fixture.handler.clone(), Duration::from_millis(200), CancellationToken::new(), tracker.clone());
+        let conn = Conn { src, transport: Transport::Tcp, idle: Duration::from_millis(200), queries: usize::MAX };
+        let served = serve_stream(reader, writer, conn, fixture.handler.clone(), CancellationToken::new(), tracker.clone());
         let (mut client_read, mut client_write) = tokio::io::split(client);
         let talk = async {
             let _ = client_write.write_all(input).await;

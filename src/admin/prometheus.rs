@@ -52,6 +52,19 @@ pub fn render(live: &Live) -> String {
     }
     out.family("hubdns_packets_dropped_total", "counter", "Packets dropped unanswered: responses and runts, which are never answered.");
     out.sample("hubdns_packets_dropped_total", &[], totals.dropped as f64);
+    if let Some(log) = live.handler.load().query_log() {
+        let counters = log.counters();
+        out.family("hubdns_query_log_lines_total", "counter", "Query log lines: written, dropped because the writer was behind, or lost to a failed write.");
+        out.sample("hubdns_query_log_lines_total", &[("result", "written")], counters.written.load(Relaxed) as f64);
+        out.sample("hubdns_query_log_lines_total", &[("result", "dropped")], counters.dropped.load(Relaxed) as f64);
+        out.family("hubdns_query_log_errors_total", "counter", "Query log writes or reopens that failed.");
+        out.sample("hubdns_query_log_errors_total", &[], counters.errors.load(Relaxed) as f64);
+    }
+    if let Some(certificates) = &live.certificates {
+        out.family("hubdns_tls_certificate_reloads_total", "counter", "Changes to the DoT/DoH certificate files: loaded and served, or failed (the last good pair stays).");
+        out.sample("hubdns_tls_certificate_reloads_total", &[("result", "loaded")], certificates.reloads.load(Relaxed) as f64);
+        out.sample("hubdns_tls_certificate_reloads_total", &[("result", "failed")], certificates.failures.load(Relaxed) as f64);
+    }
     out.family("hubdns_rate_limited_total", "counter", "UDP queries the per-client rate limit dropped, answered TC=1 (slipped), or whose REFUSED it did not send.");
     for (action, n) in Limited::ALL.iter().zip(totals.limited) {
         out.sample("hubdns_rate_limited_total", &[("action", action.as_str())], n as f64);

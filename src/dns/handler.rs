@@ -64,9 +64,10 @@ use crate::{
         ratelimit::{RateLimiter, Verdict},
     },
     answer::{self, Draw, Question},
-    metrics::{Limited, Metrics, QueryPath, rcode_name},
+    metrics::{Limited, Metrics, QueryPath},
     name_key::{key_from_wire, name_key},
     prepared::HEADER_LEN,
+    querylog::QueryLog,
     snapshot::SharedSnapshot,
 };
 
@@ -77,6 +78,18 @@ pub enum Transport {
     Udp,
     /// TCP: up to 65535 bytes.
     Tcp,
+    /// DNS over TLS (RFC 7858): TCP's framing and sizes inside TLS.
+    Tls,
+    /// DNS over HTTPS (RFC 8484): one message per HTTP exchange, up to 65535 bytes.
+    Https,
+}
+
+impl Transport {
+    /// Whether answers may take 65535 bytes (every transport but UDP: RFC 7766 §8, RFC 7858
+    /// §3.3, RFC 8484 §6).
+    pub fn is_stream(self) -> bool {
+        self != Self::Udp
+    }
 }
 
 /// The handler the listeners use, swapped whole when the config is reloaded.
@@ -91,6 +104,19 @@ pub struct Served {
     pub rcode: ResponseCode,
     /// How the answer was made.
     pub path: QueryPath,
+}
+
+/// Where an answered query came from and what it was sent, for [`Handler::observe`].
+#[derive(Clone, Copy)]
+pub struct Seen<'a> {
+    /// The client.
+    pub src: SocketAddr,
+    /// How it asked.
+    pub transport: Transport,
+    /// Its question section as sent.
+    pub question: &'a [u8],
+    /// The reply's bytes.
+    pub reply: &'a [u8],
 }
 
 /// What to do with a packet.
@@ -168,8 +194,8 @@ pub struct Handler {
     version: Option<String>,
     identity: Option<String>,
     metrics: Arc<Metrics>,
-    /// Log one query in this many; `None`: no query log.
-    query_sample: Option<u64>,
+    /// The query log, and one query in how many it gets; `None`: no query log.
+    query_log: Option<(Arc<QueryLog>, u64)>,
     /// Queries seen by the sampler.
     query_seq: AtomicU64,
     /// Where prefetches run; `None` outside a runtime (no prefetch).
@@ -216,12 +242,24 @@ impl Handler {
             version: nonempty(config.server.version.clone().unwrap_or_else(|| format!("hubdns {}", env!("CARGO_PKG_VERSION")))),
             identity,
             metrics,
-            query_sample: config.log.queries.then_some(u64::from(config.log.query_sample)),
+            query_log: None,
             query_seq: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::try_current().ok(),
             tcp_forwards: config.server.tcp_forwards_per_connection,
             limits: Arc::new(RateLimiter::new(&config.rate_limit)),
         }
+    }
+
+    /// This handler, writing one query in `log.query_sample` to `log` (opened by the caller
+    /// for `log.queries`: a reload that keeps the target keeps the writer).
+    pub fn with_query_log(mut self, log: Option<Arc<QueryLog>>, config: &Config) -> Self {
+        self.query_log = log.map(|log| (log, u64::from(config.log.query_sample.max(1))));
+        self
+    }
+
+    /// The query log this handler writes to, if any.
+    pub fn query_log(&self) -> Option<&Arc<QueryLog>> {
+        self.query_log.as_ref().map(|(log, _)| log)
     }
 
     /// This handler, taking over `previous`'s rate-limit buckets (same `[rate_limit]`).
@@ -282,27 +320,16 @@ impl Handler {
         &self.forwarder
     }
 
-    /// Counts a reply in the metrics and, if sampled, logs it. `question` is the query's
-    /// question section as sent (only read when a log line is written); `started` is when the
-    /// query arrived.
-    pub fn observe(&self, served: Served, src: SocketAddr, question: &[u8], started: Instant) {
-        let latency = started.elapsed();
-        self.metrics.record(served.qtype, served.rcode, served.path, latency);
-        let Some(every) = self.query_sample else { return };
-        if !self.query_seq.fetch_add(1, Relaxed).is_multiple_of(every) {
+    /// Counts a reply in the metrics and, if sampled, hands it to the query log. `question`
+    /// is the query's question section as sent and `reply` the bytes sent back (both only
+    /// copied when a line is written); `started` is when the query arrived.
+    pub fn observe(&self, served: Served, seen: Seen<'_>, started: Instant) {
+        self.metrics.record(served.qtype, served.rcode, served.path, started.elapsed());
+        let Some((log, every)) = &self.query_log else { return };
+        if *every > 1 && !self.query_seq.fetch_add(1, Relaxed).is_multiple_of(*every) {
             return;
         }
-        let name = Name::read(&mut BinDecoder::new(question)).map_or_else(|_| "-".to_owned(), |n| n.to_string());
-        tracing::info!(
-            target: "hubdns::query",
-            client = %src.ip(),
-            name = %name,
-            qtype = %served.qtype.map_or_else(|| "-".to_owned(), |t| t.to_string()),
-            rcode = %rcode_name(served.rcode),
-            path = served.path.as_str(),
-            latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-            "query"
-        );
+        log.log(seen.src, seen.transport, served.rcode, served.qtype, seen.reply, seen.question);
     }
 
     /// Counts a packet dropped without a reply.
@@ -359,7 +386,7 @@ impl Handler {
     }
 
     fn try_prepared(&self, query: &PlainQuery<'_>, src: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> Result<QueryPath, Fast> {
-        let limit = query.limit(transport == Transport::Tcp, self.edns.max_payload());
+        let limit = query.limit(transport.is_stream(), self.edns.max_payload());
         let opt = if query.dnssec_ok { &self.opt_do } else { &self.opt };
         let snapshot = self.snapshot.load();
         let question = Question { key: query.key(), qtype: query.qtype, recursion_desired: query.recursion_desired(), client: Some(src.ip()) };
@@ -392,10 +419,7 @@ impl Handler {
         if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
             return Outcome::Drop;
         }
-        let protocol = match transport {
-            Transport::Udp => Protocol::Udp,
-            Transport::Tcp => Protocol::Tcp,
-        };
+        let protocol = if transport.is_stream() { Protocol::Tcp } else { Protocol::Udp };
         let request = match Request::from_bytes(packet.to_vec(), src, protocol) {
             Ok(request) => request,
             Err(error) => {
@@ -494,7 +518,7 @@ impl Handler {
                     match &job.query {
                         JobQuery::Parsed(request) => self.encode_forwarded(request, job.transport, &job.chain, forwarded, &mut out),
                         JobQuery::Plain { packet, src } => {
-                            let protocol = if job.transport == Transport::Tcp { Protocol::Tcp } else { Protocol::Udp };
+                            let protocol = if job.transport.is_stream() { Protocol::Tcp } else { Protocol::Udp };
                             match Request::from_bytes(packet.to_vec(), *src, protocol) {
                                 Ok(request) => self.encode_forwarded(&request, job.transport, &job.chain, forwarded, &mut out),
                                 // The fast path reads only the framing; hickory refuses some
@@ -510,12 +534,13 @@ impl Handler {
                         }
                     }
                 }
+                let path = if forwarded.stale { QueryPath::Stale } else { QueryPath::Forwarded };
+                let served = Served { qtype: Some(job.ask.qtype), rcode: forwarded.rcode, path };
+                let seen = Seen { src: job.query.src(), transport: job.transport, question: job.query.question(), reply: &out };
+                self.observe(served, seen, job.started);
                 if !out.is_empty() {
                     reply(out);
                 }
-                let path = if forwarded.stale { QueryPath::Stale } else { QueryPath::Forwarded };
-                let served = Served { qtype: Some(job.ask.qtype), rcode: forwarded.rcode, path };
-                self.observe(served, job.query.src(), job.query.question(), job.started);
             }),
         );
     }
@@ -534,7 +559,7 @@ impl Handler {
     /// is answered; `false` if it does not fit (the full encoder then truncates properly).
     fn copy_answer(&self, packet: &[u8], transport: Transport, entry: &Entry, out: &mut Vec<u8>) -> bool {
         let Some(query) = PlainQuery::parse(packet) else { return false };
-        let limit = query.limit(transport == Transport::Tcp, self.edns.max_payload());
+        let limit = query.limit(transport.is_stream(), self.edns.max_payload());
         let opt = if query.dnssec_ok { &self.opt_do } else { &self.opt };
         query.respond(entry.prepared(query.dnssec_ok), None, 0, opt, limit, out)
     }
@@ -612,10 +637,10 @@ impl Handler {
         metadata.authentic_data = flags.authentic;
         metadata.recursion_available = true;
         let edns = self.response_edns(request);
-        let limit = match (transport, &request.edns) {
-            (Transport::Tcp, _) => u16::MAX,
-            (Transport::Udp, None) => CLASSIC_UDP_PAYLOAD,
-            (Transport::Udp, Some(_)) => request.max_payload().min(self.edns.max_payload()),
+        let limit = match (transport.is_stream(), &request.edns) {
+            (true, _) => u16::MAX,
+            (false, None) => CLASSIC_UDP_PAYLOAD,
+            (false, Some(_)) => request.max_payload().min(self.edns.max_payload()),
         };
 
         out.clear();
@@ -634,7 +659,7 @@ impl Handler {
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "response did not encode whole; truncating"),
         }
-        if transport == Transport::Tcp {
+        if transport.is_stream() {
             // Over TCP only a message above 64 KiB fails to fit: say so rather than send half.
             return header_only(&metadata, ResponseCode::ServFail, out);
         }
@@ -765,6 +790,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::metrics::rcode_name;
     use crate::{
         config::{Config, ForwardConfig, Upstream},
         dns::forwarder::Forwarded,

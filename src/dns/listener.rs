@@ -23,6 +23,7 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     io,
     net::{IpAddr, SocketAddr, UdpSocket},
     sync::{Arc, Mutex},
@@ -42,7 +43,7 @@ use hickory_proto::op::ResponseCode;
 
 use crate::{
     dns::{
-        handler::{Outcome, SharedHandler, Transport},
+        handler::{Outcome, Seen, SharedHandler, Transport},
         ratelimit::Verdict,
     },
     prepared::HEADER_LEN,
@@ -101,22 +102,13 @@ impl Bound {
 
     /// Starts every loop of this address on `tracker`. Returns the UDP sockets, which the
     /// caller must pass to [`wake_udp`] after cancelling `shutdown`.
-    #[allow(clippy::too_many_arguments)] // the loops' bounds, named at the one call
-    pub fn serve(
-        self,
-        handler: SharedHandler,
-        tcp_slots: Arc<Semaphore>,
-        per_client: &Arc<ClientSlots>,
-        idle: Duration,
-        shutdown: &CancellationToken,
-        tracker: &TaskTracker,
-    ) -> Vec<Arc<UdpSocket>> {
+    pub fn serve(self, handler: SharedHandler, bounds: &StreamBounds, shutdown: &CancellationToken, tracker: &TaskTracker) -> Vec<Arc<UdpSocket>> {
         let udp: Vec<Arc<UdpSocket>> = self.udp.into_iter().map(Arc::new).collect();
         for socket in &udp {
             let (socket, handler, shutdown, tasks) = (socket.clone(), handler.clone(), shutdown.clone(), tracker.clone());
             tracker.spawn_blocking(move || serve_udp(&socket, &handler, &shutdown, &tasks));
         }
-        tracker.spawn(serve_tcp(self.tcp, handler, tcp_slots, per_client.clone(), idle, shutdown.clone(), tracker.clone()));
+        tracker.spawn(serve_tcp(self.tcp, handler, bounds.clone(), shutdown.clone(), tracker.clone()));
         udp
     }
 }
@@ -134,7 +126,8 @@ fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+/// A TCP listener on `addr` (the DoT and DoH listeners' too).
+pub fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -188,7 +181,8 @@ fn serve_udp(socket: &Arc<UdpSocket>, handler: &SharedHandler, shutdown: &Cancel
             Outcome::Reply(served) if served.rcode == ResponseCode::Refused && !handler.admit_refused(src, started) => {}
             Outcome::Reply(served) => {
                 send_udp(socket, &reply, src, 0);
-                handler.observe(served, src, query.get(HEADER_LEN..).unwrap_or_default(), started);
+                let seen = Seen { src, transport: Transport::Udp, question: query.get(HEADER_LEN..).unwrap_or_default(), reply: &reply };
+                handler.observe(served, seen, started);
             }
             Outcome::Forward(job) => {
                 // The upstream query is sent from this thread; the answer is sent from the
@@ -254,15 +248,61 @@ fn send_udp(socket: &UdpSocket, bytes: &[u8], to: SocketAddr, flags: libc::c_int
     }
 }
 
-async fn serve_tcp(
+/// The bounds every stream connection shares, TCP, DoT and DoH alike: one pool of
+/// `tcp_max_connections`, `tcp_max_connections_per_client` from one address, the idle
+/// timeout, and `queries_per_connection`.
+#[derive(Clone)]
+pub struct StreamBounds {
+    /// Connections open in all.
+    pub slots: Arc<Semaphore>,
+    /// Connections open per client address.
+    pub per_client: Arc<ClientSlots>,
+    /// How long a connection may be idle, or slow to finish a query or handshake.
+    pub idle: Duration,
+    /// Most queries one connection may send.
+    pub queries: usize,
+}
+
+/// A connection's places among the [`StreamBounds`], given back when it closes.
+pub struct Admitted {
+    _total: OwnedSemaphorePermit,
+    _client: ClientSlot,
+}
+
+impl StreamBounds {
+    /// The places a new connection from `src` takes; `None` (and the caller closes it) for a
+    /// client outside `server.allow` or over a bound. `what` names the listener in the log.
+    pub fn admit(&self, handler: &SharedHandler, src: SocketAddr, what: &str) -> Option<Admitted> {
+        if !handler.load().allows(src.ip()) {
+            tracing::debug!(%src, "{what} connection closed: client outside server.allow");
+            return None;
+        }
+        let Some(client) = self.per_client.take(src.ip()) else {
+            tracing::debug!(%src, "{what} connection closed: tcp_max_connections_per_client reached");
+            return None;
+        };
+        let Ok(total) = self.slots.clone().try_acquire_owned() else {
+            tracing::debug!(%src, "{what} connection closed: tcp_max_connections reached");
+            return None;
+        };
+        Some(Admitted { _total: total, _client: client })
+    }
+}
+
+/// Accepts connections on `listener` until shutdown, closing at once those [`StreamBounds::admit`]
+/// refuses, and runs `serve` on a task of its own for each other one.
+pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     handler: SharedHandler,
-    slots: Arc<Semaphore>,
-    per_client: Arc<ClientSlots>,
-    idle: Duration,
+    bounds: StreamBounds,
+    what: &'static str,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-) {
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr, Admitted) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     loop {
         let (stream, src) = tokio::select! {
             biased;
@@ -271,64 +311,67 @@ async fn serve_tcp(
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "TCP accept failed");
+                    tracing::warn!(%error, "{what} accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        if !handler.load().allows(src.ip()) {
-            tracing::debug!(%src, "TCP connection closed: client outside server.allow");
-            continue;
-        }
-        let Some(client_slot) = per_client.take(src.ip()) else {
-            tracing::debug!(%src, "TCP connection closed: tcp_max_connections_per_client reached");
-            continue;
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%src, "TCP connection closed: tcp_max_connections reached");
-            continue;
-        };
-        tracker.spawn(serve_connection(stream, src, handler.clone(), idle, shutdown.clone(), tracker.clone(), (slot, client_slot)));
+        let Some(admitted) = bounds.admit(&handler, src, what) else { continue };
+        let _ = stream.set_nodelay(true);
+        tracker.spawn(serve(stream, src, admitted));
     }
 }
 
-/// One TCP connection, holding its places among the connection bounds until it closes.
-async fn serve_connection(
-    stream: TcpStream,
-    src: SocketAddr,
-    handler: SharedHandler,
-    idle: Duration,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-    _slots: (OwnedSemaphorePermit, ClientSlot),
-) {
-    let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
-    serve_stream(reader, writer, src, handler, idle, shutdown, tracker).await;
+async fn serve_tcp(listener: TcpListener, handler: SharedHandler, bounds: StreamBounds, shutdown: CancellationToken, tracker: TaskTracker) {
+    let (h, b, s, t) = (handler.clone(), bounds.clone(), shutdown.clone(), tracker.clone());
+    accept_loop(listener, handler, bounds, "TCP", shutdown, tracker, move |stream, src, admitted| {
+        let conn = Conn { src, transport: Transport::Tcp, idle: b.idle, queries: b.queries };
+        let (handler, shutdown, tracker) = (h.clone(), s.clone(), t.clone());
+        async move {
+            let (reader, writer) = stream.into_split();
+            serve_stream(reader, writer, conn, handler, shutdown, tracker).await;
+            drop(admitted);
+        }
+    })
+    .await;
 }
 
-/// One stream of DNS over TCP (RFC 7766): length-prefixed queries, read in order and answered
-/// as soon as each answer is ready — owned names at once, forwards when upstream replies — so
-/// a slow upstream does not hold back the pipelined queries behind it. Public for the fuzz
-/// target, which feeds it in-memory streams.
+/// One stream connection's facts and bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct Conn {
+    /// The client.
+    pub src: SocketAddr,
+    /// TCP or TLS.
+    pub transport: Transport,
+    /// Idle (and slow-query) timeout.
+    pub idle: Duration,
+    /// Most queries it may send.
+    pub queries: usize,
+}
+
+/// One stream of DNS over TCP (RFC 7766), or over TLS (RFC 7858 §3.3: the same framing):
+/// length-prefixed queries, read in order and answered as soon as each answer is ready —
+/// owned names at once, forwards when upstream replies — so a slow upstream does not hold back
+/// the pipelined queries behind it. After `conn.queries` queries it reads no more, and closes
+/// once they are answered. Public for the fuzz target, which feeds it in-memory streams.
 pub async fn serve_stream<R, W>(
     mut reader: R,
     writer: W,
-    src: SocketAddr,
+    conn: Conn,
     handler: SharedHandler,
-    idle: Duration,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
+    let Conn { src, transport, idle, queries } = conn;
     let (responses, pending) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE_DEPTH);
     let forwards = Arc::new(Semaphore::new(handler.load().tcp_forwards_per_connection()));
     let read_queries = async move {
         let mut query = Vec::with_capacity(512);
-        loop {
+        for _ in 0..queries {
             let len = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
@@ -345,9 +388,10 @@ pub async fn serve_stream<R, W>(
             let started = Instant::now();
             let mut reply = Vec::new();
             let handler = handler.load_full();
-            match handler.handle(&query, src, Transport::Tcp, &mut reply) {
+            match handler.handle(&query, src, transport, &mut reply) {
                 Outcome::Reply(served) => {
-                    handler.observe(served, src, query.get(HEADER_LEN..).unwrap_or_default(), started);
+                    let seen = Seen { src, transport, question: query.get(HEADER_LEN..).unwrap_or_default(), reply: &reply };
+                    handler.observe(served, seen, started);
                     if responses.send(reply).await.is_err() {
                         return;
                     }

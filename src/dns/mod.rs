@@ -2,6 +2,9 @@
 //!
 //! - [`listener`]: UDP sockets (several per address, SO_REUSEPORT) and TCP listeners, with
 //!   the resource bounds: TCP connection cap, idle and read timeouts, in-flight forwards.
+//! - [`tls`]: the DoT and DoH certificate, reloaded when its files change.
+//! - [`dot`]: DNS over TLS (RFC 7858): a handshake, then the TCP stream loop.
+//! - [`doh`]: DNS over HTTPS (RFC 8484) on hyper, HTTP/2 and HTTP/1.1.
 //! - [`handler`]: one query → one response; owned names are answered synchronously from the
 //!   snapshot, everything else becomes a forward job.
 //! - [`fast`]: plain queries with pre-encoded answers, answered by copying bytes.
@@ -18,10 +21,16 @@
 
 pub mod acl;
 pub mod cache;
+#[cfg(feature = "tls")]
+pub mod doh;
+#[cfg(feature = "tls")]
+pub mod dot;
 pub mod fast;
 pub mod forwarder;
 pub mod handler;
 pub mod health;
 pub mod listener;
 pub mod ratelimit;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod upstream;

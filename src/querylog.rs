@@ -1,0 +1,457 @@
+//! The query log: one JSON object per answered query, in the schema of Route 53 Resolver's
+//! query logs, so the CloudWatch Logs Insights and Athena queries written for those work on
+//! hubdns's unchanged.
+//!
+//! The schema is the one Route 53 documents in "Values that appear in VPC Resolver query logs"
+//! and its example (Route 53 Developer Guide, `resolver-query-logs-format`,
+//! `resolver-query-logs-example-json`): `version`, `account_id`, `region`, `vpc_id`,
+//! `query_timestamp` (ISO 8601, UTC, whole seconds), `query_name` (with its final dot),
+//! `query_type`, `query_class`, `rcode` (`NOERROR`, `NXDOMAIN`, …), `answers[]` of
+//! `Rdata`/`Type`/`Class`, `srcaddr`, `srcport` (a string, as Resolver writes it), `transport`,
+//! `srcids.instance`. Where hubdns knows less than Resolver does, the field is empty, never
+//! hubdns's own: `account_id`, `region` and `vpc_id` are those of the subnet the client's
+//! address lies in (learned by DescribeSubnets, see [`crate::az`]); the client instance is
+//! never known, as hubdns maps no address to an instance.
+//!
+//! Cost: the query path only copies the reply's bytes into a bounded channel (dropping the
+//! line, counted, when the writer is behind: a slow disk never slows an answer). One writer
+//! thread parses the reply with hickory, looks the client up, formats and writes through a
+//! buffer it flushes whenever the channel runs dry. A file is reopened on SIGUSR1, for
+//! logrotate.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, Write},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use hickory_proto::{
+    op::{Header, Query, ResponseCode},
+    rr::{DNSClass, Name, Record, RecordType},
+    serialize::binary::{BinDecodable, BinDecoder},
+};
+use serde::Serialize;
+
+use crate::{az::PlacementKind, dns::handler::Transport, metrics::rcode_name, snapshot::SharedSnapshot};
+
+/// The schema version Resolver writes today (its example's `"1.100000"`).
+pub const VERSION: &str = "1.100000";
+
+/// Lines waiting for the writer; past this many, new ones are dropped and counted.
+const BACKLOG: usize = 65_536;
+
+/// The writer's buffer: one write system call per this many bytes under load.
+const BUFFER: usize = 64 << 10;
+
+/// Where the query log goes (`log.queries`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Target {
+    /// No query log.
+    #[default]
+    Off,
+    /// Standard error, beside the other logs.
+    Stderr,
+    /// A file, appended to, reopened on SIGUSR1.
+    File(PathBuf),
+}
+
+/// One answered query, as the query path hands it over: copied bytes, nothing parsed.
+struct Entry {
+    at: SystemTime,
+    src: SocketAddr,
+    transport: Transport,
+    rcode: ResponseCode,
+    qtype: Option<RecordType>,
+    /// The reply as sent; when it echoes no question (a bare FORMERR), the query's question
+    /// section follows it, and `reply_len` says where the reply ends.
+    bytes: Box<[u8]>,
+    reply_len: usize,
+}
+
+enum Message {
+    Entry(Box<Entry>),
+    Reopen,
+}
+
+/// The query log of a running server: cheap to hand a line to, from any thread.
+pub struct QueryLog {
+    target: Target,
+    sender: SyncSender<Message>,
+    counters: Arc<Counters>,
+}
+
+/// What the log did, for `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    /// Lines written.
+    pub written: AtomicU64,
+    /// Lines dropped because the writer was behind.
+    pub dropped: AtomicU64,
+    /// Writes or reopens that failed.
+    pub errors: AtomicU64,
+}
+
+impl QueryLog {
+    /// Opens `target` (a file is created if missing, appended to) and starts its writer
+    /// thread, which looks clients up in `snapshot`. `None` for [`Target::Off`].
+    pub fn open(target: &Target, snapshot: SharedSnapshot) -> io::Result<Option<Self>> {
+        let sink = match target {
+            Target::Off => return Ok(None),
+            Target::Stderr => Sink::Stderr,
+            Target::File(path) => Sink::File(path.clone(), open_file(path)?),
+        };
+        let (sender, receiver) = sync_channel(BACKLOG);
+        let counters = Arc::new(Counters::default());
+        let writer = Writer { sink, out: Vec::with_capacity(BUFFER), snapshot, counters: counters.clone() };
+        std::thread::Builder::new().name("hubdns-querylog".into()).spawn(move || writer.run(receiver))?;
+        Ok(Some(Self { target: target.clone(), sender, counters }))
+    }
+
+    /// Where this log writes.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// What it has done.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Hands one answered query to the writer; never blocks. `question` is the query's
+    /// question section as sent, read only when `reply` echoes none.
+    #[allow(clippy::too_many_arguments)] // one query's facts, named at the one call
+    pub fn log(&self, src: SocketAddr, transport: Transport, rcode: ResponseCode, qtype: Option<RecordType>, reply: &[u8], question: &[u8]) {
+        let echoes = reply.get(4..6).is_some_and(|count| count != [0, 0]);
+        let mut bytes = Vec::with_capacity(reply.len() + if echoes { 0 } else { question.len() });
+        bytes.extend_from_slice(reply);
+        if !echoes {
+            bytes.extend_from_slice(question);
+        }
+        let entry = Entry { at: SystemTime::now(), src, transport, rcode, qtype, bytes: bytes.into(), reply_len: reply.len() };
+        match self.sender.try_send(Message::Entry(Box::new(entry))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Asks the writer to reopen its file (SIGUSR1, after logrotate moved it away).
+    pub fn reopen(&self) {
+        // A full backlog is drained soon, and the writer reopens at its next line anyway
+        // only when asked: so wait for room rather than lose the request.
+        let _ = self.sender.send(Message::Reopen);
+    }
+}
+
+enum Sink {
+    Stderr,
+    File(PathBuf, File),
+}
+
+fn open_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+struct Writer {
+    sink: Sink,
+    out: Vec<u8>,
+    snapshot: SharedSnapshot,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    /// Until every sender is gone: take what is waiting, format it, write it when the channel
+    /// runs dry or the buffer fills.
+    fn run(mut self, receiver: Receiver<Message>) {
+        let mut clock = Clock::default();
+        while let Ok(first) = receiver.recv() {
+            let mut next = Some(first);
+            while let Some(message) = next {
+                match message {
+                    Message::Entry(entry) => {
+                        let snapshot = self.snapshot.load();
+                        let client = client_of(&snapshot, &entry.src);
+                        format_entry(&entry, client, &mut clock, &mut self.out);
+                        self.counters.written.fetch_add(1, Relaxed);
+                        if self.out.len() >= BUFFER {
+                            self.flush();
+                        }
+                    }
+                    Message::Reopen => {
+                        self.flush();
+                        self.reopen();
+                    }
+                }
+                next = receiver.try_recv().ok();
+            }
+            self.flush();
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        let written = match &mut self.sink {
+            Sink::Stderr => io::stderr().lock().write_all(&self.out),
+            Sink::File(_, file) => file.write_all(&self.out),
+        };
+        if let Err(error) = written {
+            self.counters.errors.fetch_add(1, Relaxed);
+            tracing::warn!(%error, "cannot write the query log; these lines are lost");
+        }
+        self.out.clear();
+    }
+
+    fn reopen(&mut self) {
+        let Sink::File(path, file) = &mut self.sink else { return };
+        match open_file(path) {
+            Ok(reopened) => *file = reopened,
+            Err(error) => {
+                self.counters.errors.fetch_add(1, Relaxed);
+                tracing::warn!(path = %path.display(), %error, "cannot reopen the query log; writing on to the file open before");
+            }
+        }
+    }
+}
+
+/// Where a client is, as the log says it: the VPC of the subnet its address lies in.
+#[derive(Default, Clone, Copy)]
+struct Client<'a> {
+    account: &'a str,
+    region: &'a str,
+    vpc: &'a str,
+}
+
+fn client_of<'a>(snapshot: &'a crate::snapshot::Snapshot, src: &SocketAddr) -> Client<'a> {
+    let Some(placement) = snapshot.locator().locate(src.ip()).placement() else { return Client::default() };
+    match (placement.kind, &placement.vpc) {
+        (PlacementKind::Subnet, Some((vpc, account))) => Client { account, region: placement.region.as_deref().unwrap_or_default(), vpc },
+        _ => Client::default(),
+    }
+}
+
+/// The last second formatted, so a busy log formats a timestamp once a second.
+#[derive(Default)]
+struct Clock {
+    second: u64,
+    text: String,
+}
+
+impl Clock {
+    fn format(&mut self, at: SystemTime) -> &str {
+        let second = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if self.text.is_empty() || second != self.second {
+            self.second = second;
+            self.text = iso8601(second);
+        }
+        &self.text
+    }
+}
+
+/// `2021-02-04T17:51:55Z` for a count of seconds since 1970 (UTC; the proleptic Gregorian
+/// calendar, by the days-to-civil method of Howard Hinnant's "chrono-Compatible Low-Level
+/// Date Algorithms").
+pub fn iso8601(unix_secs: u64) -> String {
+    let days = unix_secs / 86_400;
+    let rem = unix_secs % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// One line of the log, field for field as Resolver writes it.
+#[derive(Serialize)]
+struct Line<'a> {
+    version: &'static str,
+    account_id: &'a str,
+    region: &'a str,
+    vpc_id: &'a str,
+    query_timestamp: &'a str,
+    query_name: String,
+    query_type: String,
+    query_class: String,
+    rcode: String,
+    answers: Vec<Answer>,
+    srcaddr: String,
+    srcport: String,
+    transport: &'static str,
+    srcids: SrcIds<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Answer {
+    rdata: String,
+    #[serde(rename = "Type")]
+    kind: String,
+    class: String,
+}
+
+#[derive(Serialize)]
+struct SrcIds<'a> {
+    instance: &'a str,
+}
+
+/// What Resolver's `transport` says for each way in: `UDP` and `TCP` as Resolver writes them,
+/// `DoH` as its inbound DoH endpoints do, `DoT` (Resolver has none) after the same pattern.
+pub fn transport_name(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Udp => "UDP",
+        Transport::Tcp => "TCP",
+        Transport::Tls => "DoT",
+        Transport::Https => "DoH",
+    }
+}
+
+/// The question and answers a reply holds, as hickory reads them; `None` where it cannot.
+fn parse(bytes: &[u8], reply_len: usize) -> (Option<Query>, Vec<Record>) {
+    let mut decoder = BinDecoder::new(&bytes[..reply_len.min(bytes.len())]);
+    let Ok(header) = Header::read(&mut decoder) else { return (None, Vec::new()) };
+    if header.counts.queries == 0 {
+        // A bare header: the query's own question section follows the reply.
+        let query = bytes.get(reply_len..).and_then(|q| Query::read(&mut BinDecoder::new(q)).ok());
+        return (query, Vec::new());
+    }
+    let Ok(query) = Query::read(&mut decoder) else { return (None, Vec::new()) };
+    for _ in 1..header.counts.queries {
+        if Query::read(&mut decoder).is_err() {
+            return (Some(query), Vec::new());
+        }
+    }
+    let mut answers = Vec::with_capacity(usize::from(header.counts.answers));
+    for _ in 0..header.counts.answers {
+        match Record::read(&mut decoder) {
+            Ok(record) => answers.push(record),
+            Err(_) => break,
+        }
+    }
+    (Some(query), answers)
+}
+
+/// Appends `entry`'s line (with its newline) to `out`.
+fn format_entry(entry: &Entry, client: Client<'_>, clock: &mut Clock, out: &mut Vec<u8>) {
+    let (query, records) = parse(&entry.bytes, entry.reply_len);
+    let name = query.as_ref().map(Query::name).map_or_else(|| "-".to_owned(), Name::to_string);
+    let qtype = query.as_ref().map(Query::query_type).or(entry.qtype);
+    let class = query.as_ref().map_or(DNSClass::IN, Query::query_class);
+    let line = Line {
+        version: VERSION,
+        account_id: client.account,
+        region: client.region,
+        vpc_id: client.vpc,
+        query_timestamp: clock.format(entry.at),
+        query_name: name,
+        query_type: qtype.map_or_else(|| "-".to_owned(), |t| t.to_string()),
+        query_class: class.to_string(),
+        rcode: rcode_name(entry.rcode),
+        answers: records
+            .iter()
+            .map(|r| Answer { rdata: r.data.to_string(), kind: r.record_type().to_string(), class: r.dns_class.to_string() })
+            .collect(),
+        srcaddr: entry.src.ip().to_string(),
+        srcport: entry.src.port().to_string(),
+        transport: transport_name(entry.transport),
+        srcids: SrcIds { instance: "" },
+    };
+    // Serializing plain strings into a Vec cannot fail.
+    if serde_json::to_writer(&mut *out, &line).is_ok() {
+        out.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::{
+        op::{Message, MessageType, OpCode},
+        rr::{RData, rdata::PTR},
+    };
+
+    use super::*;
+
+    /// Route 53's example record ("Route 53 VPC Resolver query log example"), less the three
+    /// DNS Firewall fields, as hubdns writes it for the same query, answer and client.
+    #[test]
+    fn the_documented_example_is_written_field_for_field() {
+        let name = Name::from_ascii("15.3.4.32.in-addr.arpa.").expect("name");
+        let mut reply = Message::new(7, MessageType::Response, OpCode::Query);
+        reply.add_query(Query::query(name.clone(), RecordType::PTR));
+        // The example's Rdata is an address, though its type is PTR: a PTR's data is a name.
+        let target = Name::from_ascii("203.0.113.9.").expect("name");
+        reply.add_answer(Record::from_rdata(name, 300, RData::PTR(PTR(target))));
+        let bytes = reply.to_vec().expect("encodes");
+        let entry = Entry {
+            at: UNIX_EPOCH + std::time::Duration::from_secs(1_612_461_115),
+            src: "4.5.64.102:56067".parse().expect("addr"),
+            transport: Transport::Udp,
+            rcode: ResponseCode::NoError,
+            qtype: Some(RecordType::PTR),
+            reply_len: bytes.len(),
+            bytes: bytes.into(),
+        };
+        let client = Client { account: "111122223333", region: "us-east-1", vpc: "vpc-7example" };
+        let mut out = Vec::new();
+        format_entry(&entry, client, &mut Clock::default(), &mut out);
+        assert_eq!(out.last(), Some(&b'\n'));
+        let ours: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        let documented = serde_json::json!({
+            "srcaddr": "4.5.64.102",
+            "vpc_id": "vpc-7example",
+            "answers": [{"Rdata": "203.0.113.9.", "Type": "PTR", "Class": "IN"}],
+            "query_name": "15.3.4.32.in-addr.arpa.",
+            "query_class": "IN",
+            "srcids": {"instance": ""},
+            "rcode": "NOERROR",
+            "query_type": "PTR",
+            "transport": "UDP",
+            "version": "1.100000",
+            "account_id": "111122223333",
+            "srcport": "56067",
+            "query_timestamp": "2021-02-04T17:51:55Z",
+            "region": "us-east-1"
+        });
+        assert_eq!(ours, documented);
+    }
+
+    #[test]
+    fn a_bare_error_reply_is_logged_with_the_querys_question() {
+        let query = {
+            let mut m = Message::new(9, MessageType::Query, OpCode::Query);
+            m.add_query(Query::query(Name::from_ascii("x.example.").expect("name"), RecordType::AAAA));
+            m.to_vec().expect("encodes")
+        };
+        // FORMERR, header only: no question echoed.
+        let mut reply = query[..12].to_vec();
+        reply[2] |= 0x80;
+        reply[3] = 1;
+        reply[4..6].copy_from_slice(&[0, 0]);
+        let (parsed, answers) = parse(&[&reply[..], &query[12..]].concat(), reply.len());
+        assert_eq!(parsed.map(|q| (q.name().to_string(), q.query_type())), Some(("x.example.".to_owned(), RecordType::AAAA)));
+        assert!(answers.is_empty());
+    }
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        // Resolver's example timestamp, and a leap day.
+        assert_eq!(iso8601(1_612_461_115), "2021-02-04T17:51:55Z");
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
+}
