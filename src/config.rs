@@ -128,7 +128,9 @@ pub struct ServerConfig {
     #[serde(default = "default_https_path")]
     pub https_path: String,
     /// Most queries one TCP, DoT or DoH connection may send; the connection is closed once
-    /// they are answered, and the client opens another.
+    /// they are answered, and the client opens another (resending what it sent meanwhile).
+    /// 0, the default: no limit, as dnsdist's `setMaxTCPQueriesPerConnection` defaults to —
+    /// a forwarder's long-lived connection is the normal case, not an abuse.
     #[serde(default = "default_queries_per_connection")]
     pub queries_per_connection: usize,
     /// Most HTTP/2 streams (queries) one DoH connection may have open at once.
@@ -1036,8 +1038,8 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
-        if server.queries_per_connection == 0 || server.http2_max_streams == 0 {
-            return Err(top("server.queries_per_connection / http2_max_streams", "must be at least 1".into()));
+        if server.http2_max_streams == 0 {
+            return Err(top("server.http2_max_streams", "must be at least 1".into()));
         }
         let encrypted = !server.tls_listen.is_empty() || !server.https_listen.is_empty();
         if encrypted && (server.tls_cert.is_none() || server.tls_key.is_none()) {
@@ -1591,7 +1593,7 @@ fn default_https_path() -> String {
 }
 
 fn default_queries_per_connection() -> usize {
-    100_000
+    0
 }
 
 fn default_http2_max_streams() -> u32 {

@@ -185,7 +185,10 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
         slots: tcp_slots.clone(),
         per_client: ClientSlots::new(config.server.tcp_max_connections_per_client),
         idle: Duration::from_secs(config.server.tcp_idle_timeout_secs),
-        queries: config.server.queries_per_connection,
+        queries: match config.server.queries_per_connection {
+            0 => usize::MAX,
+            limit => limit,
+        },
     };
     let encrypted = Encrypted::bind(config)?;
     let mut udp = Vec::new();

@@ -324,12 +324,16 @@ impl Handler {
     /// is the query's question section as sent and `reply` the bytes sent back (both only
     /// copied when a line is written); `started` is when the query arrived.
     pub fn observe(&self, served: Served, seen: Seen<'_>, started: Instant) {
-        self.metrics.record(served.qtype, served.rcode, served.path, started.elapsed());
+        let latency = started.elapsed();
+        self.metrics.record(served.qtype, served.rcode, served.path, latency);
         let Some((log, every)) = &self.query_log else { return };
         if *every > 1 && !self.query_seq.fetch_add(1, Relaxed).is_multiple_of(*every) {
             return;
         }
-        log.log(seen.src, seen.transport, served.rcode, served.qtype, seen.reply, seen.question);
+        // Resolver's query_timestamp is when the query arrived, not when it was answered.
+        let now = std::time::SystemTime::now();
+        let asked = now.checked_sub(latency).unwrap_or(now);
+        log.log(asked, seen, served.rcode, served.qtype);
     }
 
     /// Counts a packet dropped without a reply.

@@ -243,9 +243,9 @@ pub async fn dot_exchange(stream: &mut TlsStream<TcpStream>, name: &str) -> std:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alpn_is_negotiated_and_clients_outside_the_allow_list_are_closed_at_accept() {
+async fn alpn_is_negotiated_queries_per_connection_bound_and_clients_outside_the_allow_list_closed_at_accept() {
     let upstream = StubUpstream::start("127.0.0.129", std::net::Ipv4Addr::new(192, 0, 2, 129)).await;
-    let (hub, _dir) = encrypted_server(upstream.addr, "allow = [\"127.0.0.2/32\"]", "").await;
+    let (hub, _dir) = encrypted_server(upstream.addr, "allow = [\"127.0.0.2/32\"]\nqueries_per_connection = 3", "").await;
     let (dot, doh) = (hub.server.tls_addrs()[0], hub.server.https_addrs()[0]);
     let seen = Arc::new(Seen::default());
     let allowed: IpAddr = [127, 0, 0, 2].into();
@@ -254,6 +254,11 @@ async fn alpn_is_negotiated_and_clients_outside_the_allow_list_are_closed_at_acc
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"dot"[..]));
     let answer = dot_exchange(&mut stream, SECRETS).await.expect("answered over DoT");
     assert_eq!(addresses(&answer), ["10.10.1.25", "10.10.2.41"]);
+    // queries_per_connection = 3: two more are answered, then the connection closes.
+    for _ in 0..2 {
+        dot_exchange(&mut stream, SECRETS).await.expect("within the connection's queries");
+    }
+    assert!(dot_exchange(&mut stream, SECRETS).await.is_err(), "a fourth query on one connection is not read");
     let h2 = tls_connect(doh, allowed, &[b"h2", b"http/1.1"], &seen).await.expect("DoH handshake");
     assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let h1 = tls_connect(doh, allowed, &[b"http/1.1"], &seen).await.expect("DoH handshake");
@@ -360,4 +365,62 @@ async fn certificate_rotation_under_load_fails_no_query() {
     let answer = dot_exchange(&mut kept, SECRETS).await.expect("the connection opened before the rotations still answers");
     assert_eq!(addresses(&answer), ["10.10.1.25", "10.10.2.41"]);
     hub.server.stop().await;
+}
+
+/// `hubdns demo` as a user runs it (every port chosen by the system): it serves DoT and DoH
+/// with a certificate it makes at start, and every `kdig` command it prints answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_dot_and_doh_and_its_printed_kdig_commands_work() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(crate::harness::HUBDNS)
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--tls", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("hubdns demo starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let child = crate::harness::Running(child);
+    let printed = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.contains("Ctrl-C");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let printed = tokio::time::timeout(Duration::from_secs(30), printed).await.expect("the demo printed its help").expect("join");
+    let commands: Vec<Vec<String>> = printed
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("kdig "))
+        .map(|l| l.split(" #").next().unwrap_or(l).split_whitespace().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(commands.len(), 3, "a DoT, a DoH POST and a DoH GET command: {printed:?}");
+    let cert = commands[0].iter().find_map(|a| a.strip_prefix("+tls-ca=")).expect("the certificate's path").to_owned();
+    assert!(Path::new(&cert).exists(), "the demo's certificate is where it says");
+    let checked = tokio::task::spawn_blocking(move || {
+        for command in &commands {
+            let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
+            args.insert(args.len() - 1, "+short");
+            let want: &[&str] = if command.last().map(String::as_str) == Some(SECRETS) { &["10.10.1.25", "10.10.2.41"] } else { &["10.10.1.33"] };
+            // The demo's sources load within a moment of start: ask until they have.
+            let mut got = Vec::new();
+            for _ in 0..50 {
+                got = sorted_lines(&kdig(&args));
+                if got == want {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            assert_eq!(got, want, "kdig {command:?}");
+        }
+    })
+    .await;
+    drop(child);
+    if let Err(panic) = checked {
+        std::panic::resume_unwind(panic.into_panic());
+    }
 }
