@@ -56,6 +56,9 @@ const UDP_RECV_BUFFER: usize = 4 << 20;
 /// reading queries until the client reads its answers.
 const TCP_PIPELINE_DEPTH: usize = 64;
 
+/// Most bytes of responses one stream write carries (a TLS record holds 16 KiB).
+const COALESCE: usize = 16 << 10;
+
 /// How many times to pick a fresh port when binding port 0 finds the TCP side taken.
 const PORT_ZERO_ATTEMPTS: usize = 16;
 
@@ -418,13 +421,21 @@ pub async fn serve_stream<R, W>(
 }
 
 /// Writes each response with its length prefix; a client that stops reading is dropped.
+/// Responses ready together go out in one write — one system call, and over TLS one record —
+/// up to [`COALESCE`] bytes.
 async fn write_responses<W: AsyncWrite + Unpin>(mut writer: W, mut pending: mpsc::Receiver<Vec<u8>>, idle: Duration) {
-    while let Some(response) = pending.recv().await {
-        // Responses are at most 65535 bytes: the handler encodes TCP answers with that limit.
-        let Ok(prefix) = u16::try_from(response.len()) else { continue };
-        let mut framed = Vec::with_capacity(2 + response.len());
-        framed.extend_from_slice(&prefix.to_be_bytes());
-        framed.extend_from_slice(&response);
+    let mut framed = Vec::with_capacity(4096);
+    while let Some(first) = pending.recv().await {
+        framed.clear();
+        let mut next = Some(first);
+        while let Some(response) = next {
+            // Responses are at most 65535 bytes: the handler encodes TCP answers with that limit.
+            if let Ok(prefix) = u16::try_from(response.len()) {
+                framed.extend_from_slice(&prefix.to_be_bytes());
+                framed.extend_from_slice(&response);
+            }
+            next = if framed.len() < COALESCE { pending.try_recv().ok() } else { None };
+        }
         if !matches!(timeout(idle, writer.write_all(&framed)).await, Ok(Ok(()))) {
             return;
         }
