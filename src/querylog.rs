@@ -194,6 +194,7 @@ impl Writer {
             libc::setpriority(libc::PRIO_PROCESS, tid, WRITER_NICE);
         }
         let mut clock = Clock::default();
+        let mut fragments = Fragments::default();
         let mut scratch = String::with_capacity(256);
         loop {
             loop {
@@ -201,7 +202,7 @@ impl Writer {
                     Ok(Message::Entry(entry)) => {
                         let snapshot = self.snapshot.load();
                         let client = client_of(&snapshot, &entry.src);
-                        format_entry(&entry, client, &mut clock, &mut scratch, &mut self.out);
+                        format_entry(&entry, client, &mut clock, &mut fragments, &mut scratch, &mut self.out);
                         self.counters.written.fetch_add(1, Relaxed);
                         if self.out.len() >= BUFFER {
                             self.flush();
@@ -341,17 +342,43 @@ fn parse(bytes: &[u8], reply_len: usize) -> (Option<Query>, Vec<Record>) {
     (Some(query), answers)
 }
 
+/// The middle of recent lines, from `"query_name"` to the end of `"answers"`: everything a
+/// reply's bytes decide. A busy server sends the same answer again and again (the ID and the
+/// client aside), so a line is mostly a lookup here rather than a parse.
+#[derive(Default)]
+struct Fragments {
+    map: crate::snapshot::FastMap<Box<[u8]>>,
+    key: Vec<u8>,
+}
+
+/// Fragments kept before the cache starts over (forwarded answers' TTLs age, making new keys).
+const FRAGMENTS: usize = 4096;
+
+impl Fragments {
+    /// Appends `entry`'s fragment to `out`, from the cache or parsed anew.
+    fn write(&mut self, entry: &Entry, scratch: &mut String, out: &mut Vec<u8>) {
+        // The reply after its ID (and the question a bare reply lacks), and the rcode sent
+        // (an extended one lives in the OPT, which is in the bytes too).
+        self.key.clear();
+        self.key.extend_from_slice(&u16::from(entry.rcode).to_be_bytes());
+        self.key.extend_from_slice(entry.bytes.get(2..).unwrap_or_default());
+        if let Some(fragment) = self.map.get(self.key.as_slice()) {
+            out.extend_from_slice(fragment);
+            return;
+        }
+        let at = out.len();
+        write_fragment(entry, scratch, out);
+        if self.map.len() >= FRAGMENTS {
+            self.map.clear();
+        }
+        self.map.insert(self.key.as_slice().into(), out[at..].into());
+    }
+}
+
 /// Appends `entry`'s line (with its newline) to `out`: Resolver's fields in its example's
-/// order, written straight into the buffer (`scratch` holds one value's text at a time).
-fn format_entry(entry: &Entry, client: Client<'_>, clock: &mut Clock, scratch: &mut String, out: &mut Vec<u8>) {
-    use std::fmt::Write as _;
-    let (query, records) = parse(&entry.bytes, entry.reply_len);
-    let mut text = |out: &mut Vec<u8>, value: &dyn std::fmt::Display| {
-        scratch.clear();
-        // Formatting into a String cannot fail.
-        let _ = write!(scratch, "{value}");
-        json_str(out, scratch);
-    };
+/// order, written straight into the buffer.
+fn format_entry(entry: &Entry, client: Client<'_>, clock: &mut Clock, fragments: &mut Fragments, scratch: &mut String, out: &mut Vec<u8>) {
+    use std::io::Write as _;
     out.extend_from_slice(b"{\"version\":\"");
     out.extend_from_slice(VERSION.as_bytes());
     out.extend_from_slice(b"\",\"account_id\":");
@@ -362,6 +389,24 @@ fn format_entry(entry: &Entry, client: Client<'_>, clock: &mut Clock, scratch: &
     json_str(out, client.vpc);
     out.extend_from_slice(b",\"query_timestamp\":");
     json_str(out, clock.format(entry.at));
+    fragments.write(entry, scratch, out);
+    // An address and a port need no escaping. Writing into a Vec cannot fail.
+    let _ = write!(out, ",\"srcaddr\":\"{}\",\"srcport\":\"{}\",\"transport\":", entry.src.ip(), entry.src.port());
+    json_str(out, transport_name(entry.transport));
+    out.extend_from_slice(b",\"srcids\":{\"instance\":\"\"}}\n");
+}
+
+/// Appends the fields a reply's bytes decide, parsed with hickory: `"query_name"` to
+/// `"answers"`, each with its leading comma.
+fn write_fragment(entry: &Entry, scratch: &mut String, out: &mut Vec<u8>) {
+    use std::fmt::Write as _;
+    let (query, records) = parse(&entry.bytes, entry.reply_len);
+    let mut text = |out: &mut Vec<u8>, value: &dyn std::fmt::Display| {
+        scratch.clear();
+        // Formatting into a String cannot fail.
+        let _ = write!(scratch, "{value}");
+        json_str(out, scratch);
+    };
     out.extend_from_slice(b",\"query_name\":");
     match &query {
         Some(query) => text(out, query.name()),
@@ -389,13 +434,7 @@ fn format_entry(entry: &Entry, client: Client<'_>, clock: &mut Clock, scratch: &
         text(out, &record.dns_class);
         out.push(b'}');
     }
-    out.extend_from_slice(b"],\"srcaddr\":");
-    text(out, &entry.src.ip());
-    out.extend_from_slice(b",\"srcport\":");
-    text(out, &entry.src.port());
-    out.extend_from_slice(b",\"transport\":");
-    json_str(out, transport_name(entry.transport));
-    out.extend_from_slice(b",\"srcids\":{\"instance\":\"\"}}\n");
+    out.push(b']');
 }
 
 /// Appends `text` as a JSON string (RFC 8259 §7: quote, backslash and control characters
@@ -446,7 +485,7 @@ mod tests {
         };
         let client = Client { account: "111122223333", region: "us-east-1", vpc: "vpc-7example" };
         let mut out = Vec::new();
-        format_entry(&entry, client, &mut Clock::default(), &mut String::new(), &mut out);
+        format_entry(&entry, client, &mut Clock::default(), &mut Fragments::default(), &mut String::new(), &mut out);
         assert_eq!(out.last(), Some(&b'\n'));
         let ours: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
         let documented = serde_json::json!({
@@ -466,6 +505,18 @@ mod tests {
             "region": "us-east-1"
         });
         assert_eq!(ours, documented);
+
+        // The same answer under another ID, from the fragment cache: the same line.
+        let mut fragments = Fragments::default();
+        let mut bytes = entry.bytes.to_vec();
+        let (mut first, mut again) = (Vec::new(), Vec::new());
+        format_entry(&entry, client, &mut Clock::default(), &mut fragments, &mut String::new(), &mut first);
+        bytes[..2].copy_from_slice(&[0xbe, 0xef]);
+        let other = Entry { bytes: bytes.into(), ..entry };
+        format_entry(&other, client, &mut Clock::default(), &mut fragments, &mut String::new(), &mut again);
+        assert_eq!(fragments.map.len(), 1, "the second line's middle came from the cache");
+        assert_eq!(String::from_utf8_lossy(&first), String::from_utf8_lossy(&again));
+        assert_eq!(first, out);
     }
 
     #[test]
