@@ -1048,8 +1048,14 @@ impl Config {
                 "tls_listen and https_listen need a certificate and key: PEM files (`hubdns demo` makes a self-signed pair)".into(),
             ));
         }
-        if !server.https_path.starts_with('/') || server.https_path.contains(['?', '#']) {
-            return Err(top("server.https_path", format!("`{}` is not a path: it starts with / and has no ? or #", server.https_path)));
+        // The characters a request path carries as they are (RFC 3986 §3.3: unreserved,
+        // sub-delims, ':', '@', '/'); anything else arrives percent-encoded and would never match.
+        let path_char = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/".contains(c);
+        if !server.https_path.starts_with('/') || !server.https_path.chars().all(path_char) {
+            return Err(top(
+                "server.https_path",
+                format!("`{}` is not a path: it starts with / and holds only letters, digits and -._~!$&'()*+,;=:@/", server.https_path),
+            ));
         }
         if self.log.query_sample == 0 {
             return Err(top("log.query_sample", "must be at least 1 (1 logs every query)".into()));

@@ -113,7 +113,11 @@ fn main() -> ExitCode {
     if let Command::Check { .. } = args.command {
         let (text, ok) = hubdns::summary::summary(&config);
         print!("{text}{}", hubdns::inspect::dnssec_lines(&config));
-        return if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) };
+        let files = check_files(&config);
+        for problem in &files {
+            println!("error: {problem}");
+        }
+        return if ok && files.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) };
     }
     if let Command::Explain { name, qtype, json, client, .. } = &args.command {
         hubdns::logging::init(&LogConfig { level: "warn".into(), ..LogConfig::default() });
@@ -145,6 +149,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `serve` would refuse to start with that the config's text cannot show: a certificate
+/// and key that do not load together, a query log that cannot be opened (tried without
+/// writing: an existing file is opened for appending, a missing one's directory looked at).
+fn check_files(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let server = &config.server;
+    if (!server.tls_listen.is_empty() || !server.https_listen.is_empty())
+        && let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key)
+        && let Err(error) = hubdns::dns::tls::load_pair(cert, key)
+    {
+        problems.push(format!("server.tls_cert / tls_key: {error}"));
+    }
+    if let hubdns::querylog::Target::File(path) = &config.log.queries {
+        let usable = match path.exists() {
+            true => std::fs::OpenOptions::new().append(true).open(path).map(drop),
+            false => match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(dir) if !dir.is_dir() => Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no directory {}", dir.display()))),
+                _ => Ok(()),
+            },
+        };
+        if let Err(error) = usable {
+            problems.push(format!("log.queries: cannot write {}: {error}", path.display()));
+        }
+    }
+    problems
 }
 
 /// A new self-signed certificate for `localhost` and 127.0.0.1, in a directory of this

@@ -56,6 +56,9 @@ const BACKLOG: usize = 16_384;
 /// The writer thread's nice value: below the answering threads' (0).
 const WRITER_NICE: libc::c_int = 10;
 
+/// Most bytes of replies waiting for the writer; past it, new lines are dropped and counted.
+const BACKLOG_BYTES: usize = 8 << 20;
+
 /// How often the writer takes what is waiting: a line is written at most this late.
 pub const POLL: Duration = Duration::from_millis(20);
 
@@ -110,6 +113,8 @@ pub struct Counters {
     pub errors: AtomicU64,
     /// A reopen asked for while the backlog was full.
     reopen: std::sync::atomic::AtomicBool,
+    /// Bytes of replies waiting for the writer.
+    queued_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl QueryLog {
@@ -143,14 +148,31 @@ impl QueryLog {
     pub fn log(&self, asked: SystemTime, seen: Seen<'_>, rcode: ResponseCode, qtype: Option<RecordType>) {
         let Seen { src, transport, question, reply } = seen;
         let echoes = reply.get(4..6).is_some_and(|count| count != [0, 0]);
-        let mut bytes = Vec::with_capacity(reply.len() + if echoes { 0 } else { question.len() });
-        bytes.extend_from_slice(reply);
-        if !echoes {
-            bytes.extend_from_slice(question);
+        // A bare reply (FORMERR, header only) is logged with the query's first question alone,
+        // not the rest of what may be a 64 KiB packet.
+        let question = match echoes {
+            true => &[][..],
+            false => {
+                let mut decoder = BinDecoder::new(question);
+                let end = Query::read(&mut decoder).map_or(0, |_| decoder.index());
+                &question[..end]
+            }
+        };
+        let size = reply.len() + question.len();
+        // The queue is bounded in bytes as well as lines: large answers to a stalled writer
+        // must not grow memory without limit.
+        if self.counters.queued_bytes.fetch_add(size, Relaxed) + size > BACKLOG_BYTES {
+            self.counters.queued_bytes.fetch_sub(size, Relaxed);
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
         }
+        let mut bytes = Vec::with_capacity(size);
+        bytes.extend_from_slice(reply);
+        bytes.extend_from_slice(question);
         let entry = Entry { at: asked, src, transport, rcode, qtype, bytes: bytes.into(), reply_len: reply.len() };
         if self.sender.try_send(Message::Entry(entry)).is_err() {
             // Full (the writer is behind) or gone (it stopped after a panic): never wait.
+            self.counters.queued_bytes.fetch_sub(size, Relaxed);
             self.counters.dropped.fetch_add(1, Relaxed);
         }
     }
@@ -200,6 +222,7 @@ impl Writer {
             loop {
                 match receiver.try_recv() {
                     Ok(Message::Entry(entry)) => {
+                        self.counters.queued_bytes.fetch_sub(entry.bytes.len(), Relaxed);
                         let snapshot = self.snapshot.load();
                         let client = client_of(&snapshot, &entry.src);
                         format_entry(&entry, client, &mut clock, &mut fragments, &mut scratch, &mut self.out);
@@ -414,11 +437,11 @@ fn write_fragment(entry: &Entry, scratch: &mut String, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(b",\"query_type\":");
     match query.as_ref().map(Query::query_type).or(entry.qtype) {
-        Some(qtype) => text(out, &qtype),
+        Some(qtype) => text(out, &TypeName(qtype)),
         None => json_str(out, "-"),
     }
     out.extend_from_slice(b",\"query_class\":");
-    text(out, &query.as_ref().map_or(DNSClass::IN, Query::query_class));
+    text(out, &ClassName(query.as_ref().map_or(DNSClass::IN, Query::query_class)));
     out.extend_from_slice(b",\"rcode\":");
     json_str(out, &rcode_name(entry.rcode));
     out.extend_from_slice(b",\"answers\":[");
@@ -429,12 +452,36 @@ fn write_fragment(entry: &Entry, scratch: &mut String, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"Rdata\":");
         text(out, &record.data);
         out.extend_from_slice(b",\"Type\":");
-        text(out, &record.record_type());
+        text(out, &TypeName(record.record_type()));
         out.extend_from_slice(b",\"Class\":");
-        text(out, &record.dns_class);
+        text(out, &ClassName(record.dns_class));
         out.push(b'}');
     }
     out.push(b']');
+}
+
+/// A type's mnemonic, or `TYPE<n>` for one without (RFC 3597 §5; hickory says "Unknown").
+struct TypeName(RecordType);
+
+impl std::fmt::Display for TypeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            RecordType::Unknown(n) => write!(f, "TYPE{n}"),
+            known => write!(f, "{known}"),
+        }
+    }
+}
+
+/// A class's mnemonic, or `CLASS<n>` for one without (RFC 3597 §5).
+struct ClassName(DNSClass);
+
+impl std::fmt::Display for ClassName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            DNSClass::Unknown(n) => write!(f, "CLASS{n}"),
+            known => write!(f, "{known}"),
+        }
+    }
 }
 
 /// Appends `text` as a JSON string (RFC 8259 §7: quote, backslash and control characters
@@ -534,6 +581,14 @@ mod tests {
         let (parsed, answers) = parse(&[&reply[..], &query[12..]].concat(), reply.len());
         assert_eq!(parsed.map(|q| (q.name().to_string(), q.query_type())), Some(("x.example.".to_owned(), RecordType::AAAA)));
         assert!(answers.is_empty());
+    }
+
+    #[test]
+    fn types_and_classes_without_a_mnemonic_are_written_as_rfc_3597_says() {
+        assert_eq!(TypeName(RecordType::Unknown(65280)).to_string(), "TYPE65280");
+        assert_eq!(TypeName(RecordType::AAAA).to_string(), "AAAA");
+        assert_eq!(ClassName(DNSClass::Unknown(300)).to_string(), "CLASS300");
+        assert_eq!(ClassName(DNSClass::IN).to_string(), "IN");
     }
 
     #[test]

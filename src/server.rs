@@ -63,22 +63,22 @@ pub enum StartError {
     },
     /// The DoT/DoH certificate and key did not load.
     #[error("server.tls_cert / tls_key: {0}")]
-    Certificate(#[from] crate::dns::tls::CertError),
+    Certificate(crate::dns::tls::CertError),
     /// The query log could not be opened.
-    #[error("log.queries: cannot open {target:?}: {source}")]
+    #[error("log.queries: cannot open {}: {error}", target.display())]
     QueryLog {
         /// Where it was to go.
-        target: crate::querylog::Target,
-        /// The error.
-        source: std::io::Error,
+        target: std::path::PathBuf,
+        /// The error (in the message, not a source: anyhow would print it twice).
+        error: std::io::Error,
     },
     /// A listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address from the config.
         addr: SocketAddr,
         /// The socket error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -166,7 +166,7 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
     let sockets = config.udp_sockets_per_address();
     let mut bound = Vec::new();
     for &addr in &config.server.listen {
-        bound.push(Bound::bind(addr, sockets).map_err(|source| StartError::Bind { addr, source })?);
+        bound.push(Bound::bind(addr, sockets).map_err(|error| StartError::Bind { addr, error })?);
     }
     let addrs: Vec<SocketAddr> = bound.iter().map(Bound::local_addr).collect();
     check_loops(&forwarder, &addrs)?;
@@ -212,7 +212,7 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
     let admin = match config.admin.listen {
         None => None,
         Some(addr) => {
-            let bind = |source| StartError::Bind { addr, source };
+            let bind = |error| StartError::Bind { addr, error };
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
             let local = listener.local_addr().map_err(bind)?;
             tracing::info!(addr = %local, "serving the admin API over HTTP: / /metrics /healthz /readyz /records /explain");
@@ -227,7 +227,13 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
 
 /// The query log `target` asks for, opened, writing from a thread of its own.
 fn open_query_log(target: &Target, snapshot: &SharedSnapshot) -> Result<Option<Arc<QueryLog>>, StartError> {
-    let log = QueryLog::open(target, snapshot.clone()).map_err(|source| StartError::QueryLog { target: target.clone(), source })?;
+    let log = QueryLog::open(target, snapshot.clone()).map_err(|error| {
+        let path = match target {
+            Target::File(path) => path.clone(),
+            _ => "stderr".into(),
+        };
+        StartError::QueryLog { target: path, error }
+    })?;
     if let Some(log) = &log {
         tracing::info!(to = ?log.target(), "query log on, in Route 53 Resolver's query-log format");
     }
@@ -252,8 +258,8 @@ impl Encrypted {
         if server.tls_listen.is_empty() && server.https_listen.is_empty() {
             return Ok(Self { tls: Vec::new(), https: Vec::new(), certificates: None });
         }
-        let certificates = Certificates::load(cert, key)?;
-        let bind = |addr: &SocketAddr| tcp_listener(*addr).map_err(|source| StartError::Bind { addr: *addr, source });
+        let certificates = Certificates::load(cert, key).map_err(StartError::Certificate)?;
+        let bind = |addr: &SocketAddr| tcp_listener(*addr).map_err(|error| StartError::Bind { addr: *addr, error });
         let tls = server.tls_listen.iter().map(bind).collect::<Result<_, _>>()?;
         let https = server.https_listen.iter().map(bind).collect::<Result<_, _>>()?;
         Ok(Self { tls, https, certificates: Some(certificates) })
@@ -435,7 +441,24 @@ impl Server {
             // The loop answers once the new table is live; a loop that has stopped never will.
             let _ = done.await;
         }
-        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
+        // What runs now: the new config, but the settings that need a restart as they were, so
+        // the next reload compares with what is running, not with the file last read.
+        let mut running = config;
+        let (old_server, new_server) = (&old.server, &mut running.server);
+        new_server.listen = old_server.listen.clone();
+        new_server.udp_sockets_per_address = old_server.udp_sockets_per_address;
+        new_server.tcp_max_connections = old_server.tcp_max_connections;
+        new_server.tcp_max_connections_per_client = old_server.tcp_max_connections_per_client;
+        new_server.tcp_idle_timeout_secs = old_server.tcp_idle_timeout_secs;
+        new_server.tls_listen = old_server.tls_listen.clone();
+        new_server.https_listen = old_server.https_listen.clone();
+        (new_server.tls_cert, new_server.tls_key) = (old_server.tls_cert.clone(), old_server.tls_key.clone());
+        new_server.https_path = old_server.https_path.clone();
+        new_server.queries_per_connection = old_server.queries_per_connection;
+        new_server.http2_max_streams = old_server.http2_max_streams;
+        running.admin.listen = old.admin.listen;
+        running.log.format = old.log.format;
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = running;
         Ok(reloaded)
     }
 

@@ -30,8 +30,12 @@ pub fn summary(config: &Config) -> (String, bool) {
     if !s.tls_listen.is_empty() || !s.https_listen.is_empty() {
         let join = |a: &[std::net::SocketAddr]| a.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         let cert = s.tls_cert.as_ref().map_or_else(String::new, |p| p.display().to_string());
-        let _ = writeln!(out, "dot           {} (certificate {cert}, reloaded when it changes)", join(&s.tls_listen));
-        let _ = writeln!(out, "doh           {} at {} (HTTP/2 and HTTP/1.1)", join(&s.https_listen), s.https_path);
+        if !s.tls_listen.is_empty() {
+            let _ = writeln!(out, "dot           {} (certificate {cert}, reloaded when it changes)", join(&s.tls_listen));
+        }
+        if !s.https_listen.is_empty() {
+            let _ = writeln!(out, "doh           {} at {} (HTTP/2 and HTTP/1.1; certificate {cert})", join(&s.https_listen), s.https_path);
+        }
     }
     let queries = match &config.log.queries {
         crate::querylog::Target::Off => "off".to_owned(),

@@ -2,8 +2,9 @@
 //!
 //! - `GET <https_path>?dns=<base64url>` (§4.1: base64url without padding; padding is
 //!   tolerated) and `POST <https_path>` with a body of `application/dns-message` (§4.1, §6).
-//!   Other paths get 404, other methods 405, another content type 415, a body over 65535
-//!   bytes 413, a `dns` that is missing or not base64url 400 (§4.2.1: a query that is not a
+//!   Other paths get 404, other methods 405 (HEAD too, without a body), another content type
+//!   415, a body over 65535 bytes 413, a body slower than the idle timeout 408, a `dns` that
+//!   is missing or not base64url 400 (§4.2.1: a query that is not a
 //!   DNS message is an HTTP error, not a DNS one).
 //! - The answer is the handler's, as over TCP (answers up to 65535 bytes, §6), sent as
 //!   `application/dns-message` with `Cache-Control: max-age` set to the smallest TTL in it
@@ -74,6 +75,8 @@ struct ConnState {
     /// Told when the connection has had its `queries_per_connection`.
     full: Notify,
     limit: usize,
+    /// How long a request's body may take.
+    idle: Duration,
 }
 
 impl ConnState {
@@ -127,6 +130,7 @@ async fn serve_connection<T>(
         opened: Instant::now(),
         full: Notify::new(),
         limit: bounds.queries,
+        idle: bounds.idle,
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(bounds.idle);
@@ -177,13 +181,22 @@ async fn answer(request: Request<Incoming>, site: Arc<Site>, state: Arc<ConnStat
         state.full.notify_one();
     }
     state.in_flight.fetch_add(1, Relaxed);
-    let response = respond(request, &site, state.src).await;
+    let response = respond(request, &site, state.src, state.idle).await;
     state.in_flight.fetch_sub(1, Relaxed);
     state.last_ms.store(usize::try_from(state.opened.elapsed().as_millis()).unwrap_or(usize::MAX), Relaxed);
     Ok(response)
 }
 
-async fn respond(request: Request<Incoming>, site: &Site, src: SocketAddr) -> Response<Full<Bytes>> {
+async fn respond(request: Request<Incoming>, site: &Site, src: SocketAddr, idle: Duration) -> Response<Full<Bytes>> {
+    // HEAD gets the status a GET would, without a body (RFC 9110 §9.3.2; HTTP/2 resets a
+    // stream whose HEAD response carries one).
+    if request.method() == Method::HEAD {
+        let code = if request.uri().path() == site.path { StatusCode::METHOD_NOT_ALLOWED } else { StatusCode::NOT_FOUND };
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = code;
+        response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+        return response;
+    }
     if request.uri().path() != site.path {
         return status(StatusCode::NOT_FOUND, "not a DoH path");
     }
@@ -195,17 +208,24 @@ async fn respond(request: Request<Incoming>, site: &Site, src: SocketAddr) -> Re
         Method::POST => {
             let media = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
             let dns_message = is_dns_message(media);
+            let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            if declared.is_some_and(|len| len > MAX_MESSAGE) {
+                return status(StatusCode::PAYLOAD_TOO_LARGE, "a DNS message is at most 65535 bytes");
+            }
             // Read before any answer, even a refusal: an HTTP/2 client still sending its body
-            // when the stream is reset reports an error instead of the status.
-            let body = Limited::new(request.into_body(), MAX_MESSAGE).collect().await;
+            // when the stream is reset reports an error instead of the status. A body that
+            // does not arrive within the idle timeout ends the request: a stalled one would
+            // otherwise hold its connection, and a connection slot, for ever.
+            let body = tokio::time::timeout(idle, Limited::new(request.into_body(), MAX_MESSAGE).collect()).await;
             match body {
-                Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE, "a DNS message is at most 65535 bytes"),
-                Ok(_) if !dns_message => return status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "POST needs Content-Type: application/dns-message"),
-                Ok(body) => body.to_bytes().to_vec(),
+                Err(_) => return status(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time"),
+                Ok(Err(_)) => return status(StatusCode::PAYLOAD_TOO_LARGE, "a DNS message is at most 65535 bytes"),
+                Ok(Ok(_)) if !dns_message => return status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "POST needs Content-Type: application/dns-message"),
+                Ok(Ok(body)) => body.to_bytes().to_vec(),
             }
         }
         _ => {
-            let _ = Limited::new(request.into_body(), MAX_MESSAGE).collect().await;
+            let _ = tokio::time::timeout(idle, Limited::new(request.into_body(), MAX_MESSAGE).collect()).await;
             let mut response = status(StatusCode::METHOD_NOT_ALLOWED, "GET or POST");
             response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
             return response;

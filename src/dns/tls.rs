@@ -46,7 +46,7 @@ pub const ALPN_DOH: &[&[u8]] = &[b"h2", b"http/1.1"];
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     /// A file could not be read or held no PEM of its kind.
-    #[error("{path}: {what}")]
+    #[error("{}: {what}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -54,14 +54,14 @@ pub enum CertError {
         what: String,
     },
     /// rustls refused the pair (key type, or a key that is not the certificate's).
-    #[error("{cert} with {key}: {source}")]
+    #[error("{} with {}: {reason} (the certificate file holds the server's certificate first, then its chain; the key file its private key)", cert.display(), key.display())]
     Pair {
         /// The certificate file.
         cert: PathBuf,
         /// The key file.
         key: PathBuf,
-        /// rustls's reason.
-        source: rustls::Error,
+        /// rustls's reason (in the message, not a source: anyhow would print it twice).
+        reason: rustls::Error,
     },
 }
 
@@ -105,7 +105,7 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
         return Err(read(cert, "no CERTIFICATE in the file".into()));
     }
     let private = PrivateKeyDer::from_pem_file(key).map_err(|e| read(key, e.to_string()))?;
-    CertifiedKey::from_der(chain, private, &provider()).map_err(|source| CertError::Pair { cert: cert.to_owned(), key: key.to_owned(), source })
+    CertifiedKey::from_der(chain, private, &provider()).map_err(|reason| CertError::Pair { cert: cert.to_owned(), key: key.to_owned(), reason })
 }
 
 impl Certificates {

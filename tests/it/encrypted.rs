@@ -424,3 +424,37 @@ async fn the_demo_serves_dot_and_doh_and_its_printed_kdig_commands_work() {
         std::panic::resume_unwind(panic.into_panic());
     }
 }
+
+/// A DoH request whose body stops coming is answered 408 once the idle timeout passes, and its
+/// connection slot comes back: with one connection allowed per client, the client can connect
+/// again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_doh_body_that_stops_coming_times_out_and_frees_its_slot() {
+    let upstream = StubUpstream::start("127.0.0.132", std::net::Ipv4Addr::new(192, 0, 2, 132)).await;
+    let (hub, _dir) = encrypted_server(upstream.addr, "tcp_idle_timeout_secs = 1\ntcp_max_connections_per_client = 1", "").await;
+    let doh = hub.server.https_addrs()[0];
+    let seen = Arc::new(Seen::default());
+    let me: IpAddr = [127, 0, 0, 1].into();
+    let mut stalled = tls_connect(doh, me, &[b"http/1.1"], &seen).await.expect("handshake");
+    stalled
+        .write_all(b"POST /dns-query HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/dns-message\r\nContent-Length: 100\r\n\r\n\x12\x34")
+        .await
+        .expect("sends half a body");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut answer)).await.expect("the server ends the request");
+    assert!(answer.starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&answer));
+    drop(stalled);
+    // The slot is free again: a new connection from the same client is served.
+    let mut next = None;
+    for _ in 0..50 {
+        if let Ok(mut stream) = tls_connect(hub.server.tls_addrs()[0], me, &[b"dot"], &seen).await
+            && dot_exchange(&mut stream, SECRETS).await.is_ok()
+        {
+            next = Some(stream);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(next.is_some(), "the stalled request's connection slot was given back");
+    hub.server.stop().await;
+}
