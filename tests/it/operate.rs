@@ -53,7 +53,8 @@ pub async fn demo_server(extra: &str) -> (TestServer, hubdns::demo::Attached, So
     let addr = server.addr();
     let admin = server.admin_addr().expect("admin");
     let mut ready = server.readiness();
-    tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|r| *r)).await.expect("ready in time").expect("ready");
+    // Seconds on a quiet machine; the whole suite on two cores (DoT load, floods) can stretch it.
+    tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|r| *r)).await.expect("ready in time").expect("ready");
     (TestServer { server, addr }, replay, admin)
 }
 
