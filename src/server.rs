@@ -302,6 +302,37 @@ impl Encrypted {
     }
 }
 
+/// Puts back into `new` the settings only a restart applies (sockets, listeners, certificate
+/// paths, the admin address, the log format) wherever they differ from `old`'s, and names them.
+fn keep_restart_only(new: &mut Config, old: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! keep {
+        ($($key:literal => $($field:ident).+;)*) => {$(
+            if new.$($field).+ != old.$($field).+ {
+                changed.push($key);
+                new.$($field).+ = old.$($field).+.clone();
+            }
+        )*};
+    }
+    keep! {
+        "server.listen" => server.listen;
+        "server.udp_sockets_per_address" => server.udp_sockets_per_address;
+        "server.tcp_max_connections" => server.tcp_max_connections;
+        "server.tcp_max_connections_per_client" => server.tcp_max_connections_per_client;
+        "server.tcp_idle_timeout_secs" => server.tcp_idle_timeout_secs;
+        "server.tls_listen" => server.tls_listen;
+        "server.https_listen" => server.https_listen;
+        "server.tls_cert (its contents reload by themselves)" => server.tls_cert;
+        "server.tls_key (its contents reload by themselves)" => server.tls_key;
+        "server.https_path" => server.https_path;
+        "server.queries_per_connection" => server.queries_per_connection;
+        "server.http2_max_streams" => server.http2_max_streams;
+        "admin.listen" => admin.listen;
+        "log.format" => log.format;
+    }
+    changed
+}
+
 /// Refuses upstreams that are our own listen addresses: every forward would come back to us.
 fn check_loops(forwarder: &Forwarder, listening: &[SocketAddr]) -> Result<(), StartError> {
     for route in forwarder.routes() {
@@ -404,25 +435,9 @@ impl Server {
                 forwarder
             }
         };
-        let restart_only = [
-            ("server.listen", old.server.listen != config.server.listen),
-            ("server.udp_sockets_per_address", old.server.udp_sockets_per_address != config.server.udp_sockets_per_address),
-            ("server.tcp_max_connections", old.server.tcp_max_connections != config.server.tcp_max_connections),
-            (
-                "server.tcp_max_connections_per_client",
-                old.server.tcp_max_connections_per_client != config.server.tcp_max_connections_per_client,
-            ),
-            ("server.tcp_idle_timeout_secs", old.server.tcp_idle_timeout_secs != config.server.tcp_idle_timeout_secs),
-            ("server.tls_listen", old.server.tls_listen != config.server.tls_listen),
-            ("server.https_listen", old.server.https_listen != config.server.https_listen),
-            ("server.tls_cert / tls_key (the files' contents reload by themselves)", (&old.server.tls_cert, &old.server.tls_key) != (&config.server.tls_cert, &config.server.tls_key)),
-            ("server.https_path", old.server.https_path != config.server.https_path),
-            ("server.queries_per_connection", old.server.queries_per_connection != config.server.queries_per_connection),
-            ("server.http2_max_streams", old.server.http2_max_streams != config.server.http2_max_streams),
-            ("admin.listen", old.admin.listen != config.admin.listen),
-            ("log.format", old.log.format != config.log.format),
-        ];
-        reloaded.needs_restart = restart_only.iter().filter(|(_, changed)| *changed).map(|(key, _)| *key).collect();
+        // Settings that need new sockets take effect at the next start: the config kept as
+        // running holds their old values, so the next reload compares with what runs.
+        reloaded.needs_restart = keep_restart_only(&mut config, &old);
 
         // The query log's writer is kept while its target stays; a new target opens anew.
         let query_log = match current.query_log() {
@@ -441,24 +456,7 @@ impl Server {
             // The loop answers once the new table is live; a loop that has stopped never will.
             let _ = done.await;
         }
-        // What runs now: the new config, but the settings that need a restart as they were, so
-        // the next reload compares with what is running, not with the file last read.
-        let mut running = config;
-        let (old_server, new_server) = (&old.server, &mut running.server);
-        new_server.listen = old_server.listen.clone();
-        new_server.udp_sockets_per_address = old_server.udp_sockets_per_address;
-        new_server.tcp_max_connections = old_server.tcp_max_connections;
-        new_server.tcp_max_connections_per_client = old_server.tcp_max_connections_per_client;
-        new_server.tcp_idle_timeout_secs = old_server.tcp_idle_timeout_secs;
-        new_server.tls_listen = old_server.tls_listen.clone();
-        new_server.https_listen = old_server.https_listen.clone();
-        (new_server.tls_cert, new_server.tls_key) = (old_server.tls_cert.clone(), old_server.tls_key.clone());
-        new_server.https_path = old_server.https_path.clone();
-        new_server.queries_per_connection = old_server.queries_per_connection;
-        new_server.http2_max_streams = old_server.http2_max_streams;
-        running.admin.listen = old.admin.listen;
-        running.log.format = old.log.format;
-        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = running;
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(reloaded)
     }
 
@@ -470,5 +468,26 @@ impl Server {
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
             tracing::warn!("shutdown grace period over; dropping queries still in flight");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_only_settings_are_named_and_kept_as_running() {
+        let old = Config::parse("[server]\nlisten = [\"127.0.0.1:0\"]\n", "t.toml").expect("config");
+        let mut new = old.clone();
+        new.server.http2_max_streams = 20;
+        new.server.tls_listen = vec!["127.0.0.1:853".parse().expect("addr")];
+        new.server.tcp_forwards_per_connection += 1; // applies at once: neither named nor put back
+        let named = keep_restart_only(&mut new, &old);
+        assert_eq!(named, ["server.tls_listen", "server.http2_max_streams"]);
+        assert_eq!((new.server.http2_max_streams, new.server.tls_listen.len()), (old.server.http2_max_streams, 0));
+        assert_eq!(new.server.tcp_forwards_per_connection, old.server.tcp_forwards_per_connection + 1);
+        // Reloading the file that is running again names nothing.
+        let mut again = new.clone();
+        assert!(keep_restart_only(&mut again, &new).is_empty());
     }
 }

@@ -252,10 +252,11 @@ async fn respond(request: Request<Incoming>, site: &Site, src: SocketAddr, idle:
     if reply.is_empty() {
         return status(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let mut response = Response::new(Full::new(Bytes::from(reply.clone())));
+    let ttl = min_ttl(&reply);
+    let mut response = Response::new(Full::new(Bytes::from(reply)));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(DNS_MESSAGE));
-    if let Some(ttl) = min_ttl(&reply) {
+    if let Some(ttl) = ttl {
         // Digits only: always a valid header value.
         if let Ok(value) = header::HeaderValue::from_str(&format!("max-age={ttl}")) {
             headers.insert(header::CACHE_CONTROL, value);

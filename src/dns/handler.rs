@@ -90,6 +90,11 @@ impl Transport {
     pub fn is_stream(self) -> bool {
         self != Self::Udp
     }
+
+    /// What hickory's request parser is told: TCP for every stream transport.
+    fn protocol(self) -> Protocol {
+        if self.is_stream() { Protocol::Tcp } else { Protocol::Udp }
+    }
 }
 
 /// The handler the listeners use, swapped whole when the config is reloaded.
@@ -423,8 +428,7 @@ impl Handler {
         if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
             return Outcome::Drop;
         }
-        let protocol = if transport.is_stream() { Protocol::Tcp } else { Protocol::Udp };
-        let request = match Request::from_bytes(packet.to_vec(), src, protocol) {
+        let request = match Request::from_bytes(packet.to_vec(), src, transport.protocol()) {
             Ok(request) => request,
             Err(error) => {
                 let rcode = if self.acl.allows(src.ip()) { ResponseCode::FormErr } else { ResponseCode::Refused };
@@ -522,8 +526,7 @@ impl Handler {
                     match &job.query {
                         JobQuery::Parsed(request) => self.encode_forwarded(request, job.transport, &job.chain, forwarded, &mut out),
                         JobQuery::Plain { packet, src } => {
-                            let protocol = if job.transport.is_stream() { Protocol::Tcp } else { Protocol::Udp };
-                            match Request::from_bytes(packet.to_vec(), *src, protocol) {
+                            match Request::from_bytes(packet.to_vec(), *src, job.transport.protocol()) {
                                 Ok(request) => self.encode_forwarded(&request, job.transport, &job.chain, forwarded, &mut out),
                                 // The fast path reads only the framing; hickory refuses some
                                 // option contents (a malformed client subnet, say), as the full
