@@ -223,7 +223,7 @@ impl<'a> Plan<'a> {
     /// answer: one RRset (no CNAME to follow), or NODATA at the question's own name.
     pub fn prepared(&self) -> Option<&'a Prepared> {
         match (self.outcome, self.len) {
-            (Outcome::Answer, 1) => self.hops[0].and_then(|hop| hop.set?.prepared.as_ref()),
+            (Outcome::Answer, 1) => self.hops[0].and_then(|hop| hop.set?.prepared(hop.node.name())),
             (Outcome::NoData { node, .. }, 0) => node.nodata(),
             _ => None,
         }
@@ -329,7 +329,7 @@ pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'_>, draw: Draw) -> P
             }
             return plan;
         };
-        plan.push(Hop { node, asked, records: &set.records, set: Some(set), wildcard });
+        plan.push(Hop { node, asked, records: set.records(node.name()), set: Some(set), wildcard });
         if let (Some(spread), Some(client)) = (set.affinity(), question.client) {
             let client = snapshot.locator().locate(client);
             let (choice, order) = spread.decide(&client);
@@ -396,7 +396,7 @@ mod tests {
     }
 
     fn owned(owner: &str, data: RData, source: SourceKind) -> Owned {
-        Owned { name: name(owner), ttl: 300, data, provenance: Provenance { source, origin: Arc::from(owner) }, weight: None, az: None }
+        Owned { name: name(owner), ttl: 300, data, provenance: Provenance::new(source, Arc::from(owner)), weight: None, az: None }
     }
 
     fn a(owner: &str, last: u8, source: SourceKind) -> Owned {
@@ -404,7 +404,7 @@ mod tests {
     }
 
     fn alias(owner: &str, target: &str, rtype: Option<RecordType>, source: SourceKind) -> Alias {
-        Alias { name: name(owner), target: name(target), ttl: None, provenance: Provenance { source, origin: Arc::from(owner) }, rtype, weight: None }
+        Alias { name: name(owner), target: name(target), ttl: None, provenance: Provenance::new(source, Arc::from(owner)), rtype, weight: None }
     }
 
     fn zone_soa(apex: &str) -> Owned {

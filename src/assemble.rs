@@ -24,7 +24,9 @@ use crate::{
 /// endpoint by id or service are pointed at that endpoint's regional DNS name. What had to be
 /// left out is returned for the caller to report.
 pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapshot, Vec<Dropped>) {
+    let started = std::time::Instant::now();
     let (mut records, aliases) = sources::aliases::from_config(config);
+    records.reserve(outputs.iter().map(|o| o.records.len()).sum());
     let aliases: Vec<Alias> = aliases
         .into_iter()
         .map(|mut alias| {
@@ -39,7 +41,7 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
     let mut zone_conflicts = Vec::new();
     let domains_lost = custom_domains_lost(outputs, &mut zone_conflicts);
     for (i, output) in outputs.iter().enumerate() {
-        let lost = zones_lost(outputs, i, &mut zone_conflicts);
+        let lost = zones_lost(config, outputs, i, &mut zone_conflicts);
         if lost.is_empty() && domains_lost[i].is_empty() {
             records.extend(output.records.iter().cloned());
             aliases.extend(output.aliases.iter().cloned());
@@ -68,6 +70,7 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
         records = snapshot.record_count(),
         conflicts = snapshot.conflicts(),
         serial = snapshot.serial(),
+        took_ms = started.elapsed().as_millis(),
         "snapshot built"
     );
     (snapshot, dropped)
@@ -145,17 +148,22 @@ fn subnet_placements(outputs: &[Arc<SourceOutput>], out: &mut Vec<Placement>) {
 /// name: of private zones with one name in several sources, the earlier source's wins whole
 /// (issue 14: one view, never a mix). Each loss is added to `conflicts`, and so is each zone
 /// the source itself left out for one of the same name.
-fn zones_lost(outputs: &[Arc<SourceOutput>], i: usize, conflicts: &mut Vec<Dropped>) -> Vec<String> {
-    let provenance = |id: &str| Provenance { source: SourceKind::Route53, origin: Arc::from(format!("route53 zone={id}")) };
+fn zones_lost(config: &Config, outputs: &[Arc<SourceOutput>], i: usize, conflicts: &mut Vec<Dropped>) -> Vec<String> {
+    let provenance = |id: &str| Provenance::new(SourceKind::Route53, Arc::from(format!("route53 zone={id}")));
     // Zones the source itself left out for one of the same name, counted as conflicts too.
     for (winner, zone) in &outputs[i].lost_zones {
         conflicts.push(Dropped::Conflict { name: zone.name.clone(), kept: provenance(winner), dropped: provenance(&zone.id) });
     }
     let mut lost = Vec::new();
     for zone in &outputs[i].zones {
-        let winner = outputs[..i].iter().flat_map(|o| &o.zones).find(|earlier| earlier.name == zone.name);
-        if let Some(winner) = winner {
-            conflicts.push(Dropped::Conflict { name: zone.name.clone(), kept: provenance(&winner.id), dropped: provenance(&zone.id) });
+        // A `[[zones]]` file comes first: the config's data outranks every source's.
+        let file = config.zone_files.iter().find(|z| z.origin == zone.name);
+        let winner = match file {
+            Some(file) => Some(Provenance::new(SourceKind::Config, Arc::from(format!("zone {}", file.files[0].display())))),
+            None => outputs[..i].iter().flat_map(|o| &o.zones).find(|earlier| earlier.name == zone.name).map(|w| provenance(&w.id)),
+        };
+        if let Some(kept) = winner {
+            conflicts.push(Dropped::Conflict { name: zone.name.clone(), kept, dropped: provenance(&zone.id) });
             lost.push(zone.id.clone());
         }
     }
@@ -268,7 +276,7 @@ mod tests {
                 name: name(host),
                 ttl: 60,
                 data: RData::A(A(Ipv4Addr::from(ip))),
-                provenance: Provenance { source: SourceKind::Route53, origin: Arc::from(format!("route53 zone={id}")) },
+                provenance: Provenance::new(SourceKind::Route53, Arc::from(format!("route53 zone={id}"))),
                 weight: None,
                 az: None,
             }],
@@ -290,7 +298,7 @@ mod tests {
                     name: name.clone(),
                     ttl: 60,
                     data: RData::A(A(Ipv4Addr::from(ip))),
-                    provenance: Provenance { source: SourceKind::EndpointDns, origin: Arc::from(format!("vpc_endpoints {endpoint}")) },
+                    provenance: Provenance::new(SourceKind::EndpointDns, Arc::from(format!("vpc_endpoints {endpoint}"))),
                     az: None,
                     weight: None,
                 }],

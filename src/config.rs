@@ -12,6 +12,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     str::FromStr,
+    sync::Arc,
 };
 
 use hickory_proto::rr::{Name, RData, RecordType, rdata::TXT};
@@ -23,6 +24,7 @@ use crate::{
     az::Affinity,
     name_key::name_key,
     snapshot::{absolute_names, ownable},
+    zonefile::ZoneFile,
 };
 
 /// The whole configuration of one hubdns process.
@@ -44,6 +46,9 @@ pub struct Config {
     /// Static records served as they are written.
     #[serde(default)]
     pub records: Vec<Spanned<RecordConfig>>,
+    /// Zone files (RFC 1035 master format), each served as a whole zone.
+    #[serde(default)]
+    pub zones: Vec<Spanned<ZoneConfig>>,
     /// Where else owned names come from: the AWS APIs.
     #[serde(default)]
     pub sources: SourcesConfig,
@@ -73,6 +78,9 @@ pub struct Config {
     /// Byte offset of the start of each line of the source text, to turn spans into line numbers.
     #[serde(skip)]
     line_starts: Vec<usize>,
+    /// The `[[zones]]` files as read, index for index; shared by every copy of the config.
+    #[serde(skip)]
+    pub zone_files: Vec<Arc<ZoneFile>>,
 }
 
 /// Listeners, client access, and the resource bounds of the DNS front end.
@@ -484,6 +492,9 @@ pub struct ForwardRule {
     /// Believe the AD bit of these upstreams' answers (see `forward.trust_ad`).
     #[serde(default)]
     pub trust_ad: bool,
+    /// Made from a delegation in a `[[zones]]` file (to its glue), not written in `[[forward.rules]]`.
+    #[serde(skip)]
+    pub from_zone: bool,
 }
 
 /// Sources of owned names beyond this file.
@@ -750,6 +761,18 @@ pub struct AliasConfig {
     pub ttl: Option<u32>,
 }
 
+/// A zone file served as a whole zone, as a Route 53 private hosted zone is.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// The file, in RFC 1035 master format (`$ORIGIN`, `$TTL`, `$INCLUDE`); a relative path
+    /// is taken from the config file's directory.
+    pub file: PathBuf,
+    /// The zone's apex; default: the file's first `$ORIGIN`.
+    #[serde(default)]
+    pub origin: Option<DomainName>,
+}
+
 /// A static record set: one name, one type, one or more values.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -836,6 +859,18 @@ pub enum ConfigError {
         /// toml's message.
         message: String,
     },
+    /// A `[[zones]]` file did not load.
+    #[error("{origin}:{line}: {key}: {error}")]
+    ZoneFile {
+        /// The config file.
+        origin: String,
+        /// 1-based line of the `[[zones]]` entry.
+        line: usize,
+        /// Which key (`zones[0].file`).
+        key: String,
+        /// Where in the zone file, and why (boxed: it is large, and rare).
+        error: Box<crate::zonefile::ZoneError>,
+    },
     /// A value parsed but is not acceptable.
     #[error("{origin}:{line}: {key}: {message}")]
     Invalid {
@@ -886,7 +921,47 @@ impl Config {
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
         config.validate()?;
+        config.load_zones()?;
         Ok(config)
+    }
+
+    /// Reads every `[[zones]]` file, relative paths from the config file's directory, and
+    /// forwards each delegation with glue inside them to its glue addresses, unless a
+    /// `[[forward.rules]]` entry names that domain.
+    fn load_zones(&mut self) -> Result<(), ConfigError> {
+        let base = Path::new(&self.origin).parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut files = Vec::with_capacity(self.zones.len());
+        let mut apexes = HashSet::new();
+        for (i, entry) in self.zones.iter().enumerate() {
+            let zone = entry.get_ref();
+            let path = base.join(&zone.file);
+            let started = std::time::Instant::now();
+            let read = ZoneFile::load(&path, zone.origin.as_ref().map(DomainName::name))
+                .map_err(|error| ConfigError::ZoneFile { origin: self.origin.clone(), line: self.line_of(entry), key: format!("zones[{i}].file"), error: Box::new(error) })?;
+            if let Err(why) = ownable(&read.origin) {
+                return Err(self.invalid(entry, format!("zones[{i}]"), format!("{}: {why}", read.origin)));
+            }
+            tracing::info!(zone = %read.origin, file = %path.display(), records = read.len(), took_ms = started.elapsed().as_millis(), "zone file read");
+            if !apexes.insert(name_key(&read.origin)) {
+                return Err(self.invalid(entry, format!("zones[{i}]"), format!("another [[zones]] entry is also {}", read.origin)));
+            }
+            files.push(Arc::new(read));
+        }
+        // A cut that another zone file serves (a nested zone) is answered, not forwarded.
+        let ruled: HashSet<Box<[u8]>> = self.forward.rules.iter().map(|r| r.get_ref().domain.key()).chain(apexes).collect();
+        for (entry, read) in self.zones.iter().zip(&files) {
+            for cut in read.delegations.iter().filter(|c| !c.servers.is_empty() && !ruled.contains(&name_key(&c.name))) {
+                let rule = ForwardRule {
+                    domain: DomainName(cut.name.clone()),
+                    upstreams: cut.servers.iter().map(|s| Upstream::Addr(*s)).collect(),
+                    trust_ad: false,
+                    from_zone: true,
+                };
+                self.forward.rules.push(Spanned::new(entry.span(), rule));
+            }
+        }
+        self.zone_files = files;
+        Ok(())
     }
 
     /// The 1-based line on which a spanned entry starts.

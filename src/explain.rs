@@ -204,7 +204,7 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
         let owner = hop.asked.unwrap_or(&asked);
         out.matched = Some(hop.node.name().to_string());
         match hop.set {
-            Some(set) => out.records.extend(alternatives(hop.node, set).flat_map(|set| view_set(set, owner, hop.wildcard))),
+            Some(set) => out.records.extend(alternatives(hop.node, set).flat_map(|set| view_set(set, hop.node.name(), owner, hop.wildcard))),
             None => out.records.extend(hop.records.iter().map(|soa| RecordView::synthesized(soa, SOA_OF_OWNED_NAME))),
         }
     }
@@ -212,7 +212,7 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
     // The answering set's records in the order this client gets them (a spread set has no
     // weighted alternatives: it is the last records listed).
     if let (Some(order), Some(set)) = (plan.order(), plan.hops().last().and_then(|hop| hop.set)) {
-        let tail = out.records.split_off(out.records.len().saturating_sub(set.records.len()));
+        let tail = out.records.split_off(out.records.len().saturating_sub(set.len()));
         out.records.extend(order.indexes().filter_map(|i| tail.get(i).cloned()));
     }
     // The name the last step asked about: the end of the CNAME chain, if there is one.
@@ -222,7 +222,7 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
         Outcome::Refused(Refusal::NoRecursion) => out.reason = "not owned, and recursion was not asked for".into(),
         Outcome::Forward { target, delegation } => {
             let why = match (delegation, target) {
-                (Some(cut), _) => format!("{} is delegated inside a Route 53 zone, so it is forwarded", cut.name()),
+                (Some(cut), _) => format!("{} is delegated inside a loaded zone, so it is forwarded", cut.name()),
                 (None, Some(target)) => format!("the CNAME chain leaves the owned names at {target}"),
                 (None, None) if qtype == RecordType::DS && is_owned(snapshot, &key) => {
                     "it is an apex hubdns serves, and DS belongs to the parent zone (RFC 4035 §3.1.4.1)".into()
@@ -274,7 +274,7 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
             let by = hop
                 .set
                 .and_then(|set| set.provenance.first())
-                .map_or_else(|| format!("hubdns itself ({SOA_OF_OWNED_NAME})"), |p| format!("{} ({})", p.source, p.origin));
+                .map_or_else(|| format!("hubdns itself ({SOA_OF_OWNED_NAME})"), |p| format!("{} ({})", p.source, p.where_from()));
             out.reason = format!("{how}; answered from {by}");
         }
     }
@@ -307,9 +307,9 @@ fn alternatives<'a>(node: &'a Node, set: &'a RecordSet) -> impl Iterator<Item = 
         .filter(move |other| std::ptr::eq(*other, set) || (drawn(set) && other.rtype == set.rtype))
 }
 
-/// The records of `set` as views; a wildcard's owned by `owner`, the name asked.
-fn view_set<'a>(set: &'a RecordSet, owner: &'a Name, wildcard: bool) -> impl Iterator<Item = RecordView> + 'a {
-    RecordView::of_set(set).map(move |mut view| {
+/// The records of `set` at `node_name` as views; a wildcard's owned by `owner`, the name asked.
+fn view_set<'a>(set: &'a RecordSet, node_name: &'a Name, owner: &'a Name, wildcard: bool) -> impl Iterator<Item = RecordView> + 'a {
+    RecordView::of_set(set, node_name).map(move |mut view| {
         if wildcard {
             view.name = owner.to_string();
         }
@@ -331,22 +331,23 @@ impl RecordView {
         }
     }
 
-    /// Every record of `set`, with its provenance and the set's weight.
-    pub fn of_set(set: &RecordSet) -> impl Iterator<Item = RecordView> + '_ {
-        set.records.iter().zip(&set.provenance).map(move |(record, provenance)| RecordView {
-            name: record.name.to_string(),
-            rtype: type_name(record.record_type()),
-            ttl: record.ttl,
-            data: record.data.to_string(),
+    /// Every record of `set`, owned by `owner`, with its provenance and the set's weight.
+    pub fn of_set<'a>(set: &'a RecordSet, owner: &Name) -> impl Iterator<Item = RecordView> + 'a {
+        let name = owner.to_string();
+        set.data().zip(set.provenance.iter()).map(move |(data, provenance)| RecordView {
+            name: name.clone(),
+            rtype: type_name(set.rtype),
+            ttl: set.ttl,
+            data: data.to_string(),
             source: provenance.source.to_string(),
-            origin: provenance.origin.to_string(),
+            origin: provenance.where_from().to_string(),
             weight: set.weight.as_ref().map(|w| (w.set.to_string(), w.weight)),
         })
     }
 }
 
 fn view_provenance(provenance: &Provenance) -> ProvenanceView {
-    ProvenanceView { source: provenance.source.to_string(), origin: provenance.origin.to_string() }
+    ProvenanceView { source: provenance.source.to_string(), origin: provenance.where_from().to_string() }
 }
 
 /// Fills in the forwarding of `target`.

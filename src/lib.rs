@@ -17,6 +17,7 @@
 //!
 //! Module map:
 //! - [`config`]: the TOML file: serde structs, defaults, load = read → parse → validate.
+//! - [`zonefile`]: `[[zones]]` zone files (RFC 1035 master format), read with hickory's parser.
 //! - [`snapshot`]: records with provenance, the immutable table, name matching.
 //! - [`answer`]: the answer engine: what a question gets, as a plan the DNS paths encode
 //!   and `explain` renders.
@@ -44,6 +45,10 @@
 //! - [`inspect`]: `hubdns explain` — the running server's answer, or one built offline.
 //! - [`summary`]: the `hubdns check` report.
 //! - [`demo`]: the demo's local stand-in for the EC2 and Route 53 APIs (recorded responses).
+
+// The allocator whose C API `memory` calls.
+#[cfg(feature = "mimalloc")]
+use mimalloc as _;
 
 // Without the default `aws` feature (the fuzz build), what talks to AWS is left out: the
 // sources' API calls, the refresh loop, events, the demo's stand-in, and what runs a server.
@@ -80,6 +85,7 @@ pub mod sources;
 pub mod state_file;
 pub mod status;
 pub mod summary;
+pub mod zonefile;
 
 /// The built-in demo configuration (`hubdns demo`), the same file as `config/demo.toml`.
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");

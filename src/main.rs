@@ -2,6 +2,11 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
+/// mimalloc rather than glibc's allocator: see `hubdns::memory`.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hubdns::{
@@ -84,6 +89,7 @@ enum Command {
 const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
+    hubdns::memory::tune();
     // Until the runtime installs its handler, a SIGHUP (a reload asked for too early) is
     // ignored rather than fatal.
     // SAFETY: setting a signal's disposition to SIG_IGN before any thread is started.
@@ -134,7 +140,7 @@ fn main() -> ExitCode {
     }
     let logging = hubdns::logging::init(&config.log);
     let file = match &args.command {
-        Command::Serve { config } => Some(ConfigFile::new(config)),
+        Command::Serve { config: path } => Some(ConfigFile::new(path, &config)),
         _ => None,
     };
     let demo_files = matches!(args.command, Command::Demo { .. }).then(|| config.server.tls_cert.clone()).flatten();

@@ -43,7 +43,7 @@ use crate::{
     dns::forwarder::Forwarder,
     events::Change,
     assemble::build_snapshot,
-    snapshot::{Dropped, SharedSnapshot, Snapshot},
+    snapshot::{Dropped, Node, SharedSnapshot, Snapshot},
     sources::{
         self, Env, OrgAccounts, OrgListing, Planned, SourceOutput, SubnetNeed, organization,
         runner::{Published, Runner},
@@ -192,11 +192,16 @@ impl Refresher {
         crate::memory::release_freed();
         // Every source restored from the state file: ready before AWS answers.
         refresher.ready.send_replace(ready);
-        // Written at once, so a state file that cannot be written is reported at start — but
-        // never over one that could not be read (another version's, say): that waits for
-        // fresh answers.
+        // A state file that cannot be written is reported at start — but one that could not
+        // be read (another version's, say) is never written over: that waits for fresh
+        // answers. What was just read is not written again (thousands of endpoints make
+        // megabytes, between exec and the first answer); only whether it could be is tried.
         if let Some(path) = config.refresh.state_file.as_ref().filter(|_| replaceable) {
-            save_state(path, refresher.outputs.iter().map(|(id, o)| (id.clone(), o.clone())).collect());
+            if refresher.outputs.is_empty() {
+                save_state(path, std::collections::BTreeMap::new());
+            } else if let Err(error) = state_file::check_writable(path) {
+                tracing::error!(path = %path.display(), %error, "cannot write the state file; serving goes on");
+            }
         }
         refresher.look_for_signed_parents();
         (refresher, ready_rx)
@@ -467,7 +472,7 @@ impl Refresher {
             let changed = !snapshot.answers_like(&live);
             if changed {
                 report_dropped(&dropped, ready);
-                log_diff(&record_lines(&live), &record_lines(&snapshot), snapshot.conflicts());
+                log_diff(&live, &snapshot);
             }
             drop(live);
             if let Some((path, sources)) = state {
@@ -532,11 +537,14 @@ impl Refresher {
         if !self.config.forward.check_signed_parents {
             return;
         }
-        let apexes = crate::signed_parents::apexes(&self.snapshot.load());
+        let snapshot = self.snapshot.load_full();
         let forwarder = self.forwarder.clone();
         let generation = self.signed_checks.fetch_add(1, Ordering::Relaxed) + 1;
         let checks = self.signed_checks.clone();
         tokio::spawn(async move {
+            // Listing the apexes walks the whole table (70 ms at 15,000 names): off the path
+            // to the first answer, and off the runtime's threads.
+            let Ok(apexes) = tokio::task::spawn_blocking(move || crate::signed_parents::apexes(&snapshot)).await else { return };
             for _ in 0..SIGNED_CHECK_TRIES {
                 let (found, unknown) = crate::signed_parents::find(&forwarder, apexes.clone()).await;
                 if checks.load(Ordering::Relaxed) != generation {
@@ -598,23 +606,29 @@ fn report_dropped(dropped: &[Dropped], ready: bool) {
     }
 }
 
-/// One line per record for the log, without provenance (which changes with every fetch).
-fn record_lines(snapshot: &Snapshot) -> BTreeSet<String> {
-    snapshot
-        .nodes()
-        .flat_map(|node| node.rrsets())
-        .flat_map(|set| {
-            let weight = set.weight.as_ref().map(|w| format!(" [set {} weight {}]", w.set, w.weight)).unwrap_or_default();
-            set.records.iter().map(move |r| format!("{} {} {} {}{weight}", r.name.to_lowercase(), r.ttl, r.record_type(), r.data))
-        })
-        .collect()
+/// One line per record of `node` for the log, without provenance (which changes with every
+/// fetch).
+fn record_lines(node: Option<&Node>, lines: &mut BTreeSet<String>) {
+    let Some(node) = node else { return };
+    let name = node.name().to_lowercase();
+    for set in node.rrsets() {
+        let weight = set.weight.as_ref().map(|w| format!(" [set {} weight {}]", w.set, w.weight)).unwrap_or_default();
+        lines.extend(set.data().map(|data| format!("{name} {} {} {data}{weight}", set.ttl, set.rtype)));
+    }
 }
 
-/// Logs what a swap adds and removes, and how many records the new table left out to conflicts.
-fn log_diff(old: &BTreeSet<String>, new: &BTreeSet<String>, conflicts: usize) {
-    let added: Vec<&String> = new.difference(old).collect();
-    let removed: Vec<&String> = old.difference(new).collect();
-    tracing::info!(added = added.len(), removed = removed.len(), records = new.len(), conflicts, "snapshot swapped");
+/// Logs what a swap adds and removes, and how many records the new table left out to
+/// conflicts. Only the names whose answers changed are spelled out.
+fn log_diff(old: &Snapshot, new: &Snapshot) {
+    let (mut before, mut after) = (BTreeSet::new(), BTreeSet::new());
+    for (was, is) in new.changed_since(old) {
+        record_lines(was, &mut before);
+        record_lines(is, &mut after);
+    }
+    let added: Vec<&String> = after.difference(&before).collect();
+    let removed: Vec<&String> = before.difference(&after).collect();
+    let conflicts = new.conflicts();
+    tracing::info!(added = added.len(), removed = removed.len(), records = new.record_count(), conflicts, "snapshot swapped");
     for (i, line) in added.iter().enumerate() {
         if i < DIFF_LOG_LINES {
             tracing::info!(record = %line, "added");

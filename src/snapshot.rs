@@ -23,13 +23,14 @@
 use std::{
     collections::{HashMap, HashSet},
     fmt,
-    sync::Arc,
+    sync::{Arc, OnceLock},
 };
 
 use arc_swap::ArcSwap;
 use hickory_proto::{
     op::ResponseCode,
     rr::{Name, RData, Record as WireRecord, RecordType, rdata::SOA},
+    serialize::binary::{BinDecoder, BinEncodable, BinEncoder, NameEncoding, Restrict},
 };
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,9 @@ use crate::{
 
 /// A map keyed by wire-format name keys, hashed with foldhash.
 pub type FastMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
+
+/// A set of wire-format name keys, hashed with foldhash.
+pub type FastSet = HashSet<Box<[u8]>, foldhash::fast::RandomState>;
 
 /// The snapshot the DNS handler reads; refreshes replace it whole.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
@@ -66,8 +70,40 @@ pub enum SourceKind {
 pub struct Provenance {
     /// The kind of source, which sets the precedence.
     pub source: SourceKind,
-    /// Human-readable origin: `config demo.toml:42`, an endpoint id and ENI, a zone id.
+    /// Human-readable origin: `config demo.toml`, an endpoint id and ENI, a zone id. One copy
+    /// is shared by every record of a file.
     pub origin: Arc<str>,
+    /// The line in the file `origin` names, for records from a file; 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub line: u32,
+}
+
+fn is_zero(line: &u32) -> bool {
+    *line == 0
+}
+
+impl Provenance {
+    /// Provenance without a line: an AWS source's.
+    pub fn new(source: SourceKind, origin: Arc<str>) -> Self {
+        Self { source, origin, line: 0 }
+    }
+
+    /// Where it came from, as people read it: `config demo.toml:42`, `route53 zone=Z…`.
+    pub fn where_from(&self) -> WhereFrom<'_> {
+        WhereFrom(self)
+    }
+}
+
+/// [`Provenance::where_from`]: the origin, and its line if it has one.
+pub struct WhereFrom<'a>(&'a Provenance);
+
+impl fmt::Display for WhereFrom<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.line {
+            0 => f.write_str(&self.0.origin),
+            line => write!(f, "{}:{line}", self.0.origin),
+        }
+    }
 }
 
 /// One owned record as a source produced it.
@@ -153,46 +189,171 @@ pub struct SoaSettings {
 }
 
 /// One owned name: its record sets and the SOA for its negative answers.
+///
+/// Kept small, as a table may hold 100,000 of them: what only some queries need (the SOA of
+/// an owned name outside a zone, the NODATA answer, each set's records as hickory records and
+/// its pre-encoded answer) is made the first time it is asked for and kept from then on.
 #[derive(Debug)]
 pub struct Node {
     name: Name,
-    rrsets: Vec<RecordSet>,
-    /// Its own synthesized SOA, or its zone's SOA when it lies in a loaded zone.
-    soa: WireRecord,
+    rrsets: Box<[RecordSet]>,
+    /// Its zone's SOA when it lies in a loaded zone (one copy for the whole zone).
+    zone_soa: Option<Arc<WireRecord>>,
+    /// What its own SOA holds when it lies in no loaded zone: it is the apex of its own
+    /// little zone.
+    own_soa: Arc<OwnSoa>,
     /// In a loaded zone (Route 53): negative answers carry the zone's SOA, and an SOA query
     /// below the apex is NODATA.
     in_zone: bool,
     /// A delegation inside a zone (NS below the apex): the name and everything below it is
     /// forwarded, as a resolver inside the VPC would follow the delegation.
     delegated: bool,
+    /// Its own SOA and its NODATA answer, made when first needed.
+    made: OnceLock<Box<MadeNode>>,
+}
+
+/// What a node makes when first asked for a negative answer.
+#[derive(Debug)]
+struct MadeNode {
+    /// Its own SOA, when it lies in no loaded zone.
+    soa: Option<WireRecord>,
     /// The NODATA answer (SOA in the authority section), pre-encoded; `None` for wildcards,
     /// whose SOA is owned by another name than the query's.
     nodata: Option<Prepared>,
 }
 
+/// What every synthesized SOA of one table holds.
+#[derive(Debug)]
+struct OwnSoa {
+    mname: Name,
+    rname: Name,
+    serial: u32,
+    negative_ttl: u32,
+}
+
 /// The records of one type at one name, ready to encode, with their provenance.
+///
+/// The data is kept in wire format; the records as hickory records, and the answer
+/// pre-encoded for the fast path, are made from it when first needed.
 #[derive(Debug)]
 pub struct RecordSet {
     /// The type.
     pub rtype: RecordType,
-    /// The records, as they go on the wire (wildcards still carry the `*` owner).
-    pub records: Vec<WireRecord>,
+    /// The TTL of every record (one per RRset, RFC 2181 §5.2).
+    pub ttl: u32,
+    /// Each record's data in wire format (names uncompressed), after its length (u16, big endian).
+    data: Box<[u8]>,
     /// Where each record came from, index for index.
-    pub provenance: Vec<Provenance>,
-    /// The records pre-encoded for the fast path; `None` when that is not possible (a
-    /// wildcard whose data holds names, which would be compressed against the `*` label).
-    pub prepared: Option<Prepared>,
-    /// Set among weighted alternatives of the same type; `None` for a plain RRset.
-    pub weight: Option<Weight>,
+    pub provenance: Box<[Provenance]>,
+    /// Set among weighted alternatives of the same type; `None` for a plain RRset (boxed, as
+    /// most sets have none).
+    pub weight: Option<Box<Weight>>,
     /// The records' Availability Zones, for an A/AAAA set whose addresses lie in two AZs or
     /// more, with the name's affinity ([`Snapshot::apply_affinity`]); boxed, as most sets
     /// have none.
     pub spread: Option<Box<Spread>>,
-    /// For a CNAME: its target's lookup key, so chains are followed without allocating.
-    target_key: Option<Box<[u8]>>,
+    /// For a CNAME: its target and the target's lookup key, so chains are followed without
+    /// allocating.
+    target: Option<Box<(Name, Box<[u8]>)>>,
+    /// The records as hickory records and pre-encoded, made together when first needed.
+    made: OnceLock<Box<MadeSet>>,
+}
+
+/// What a record set makes of its data when first asked.
+#[derive(Debug)]
+struct MadeSet {
+    /// The records as hickory records (wildcards still carry the `*` owner).
+    records: Box<[WireRecord]>,
+    /// The records pre-encoded for the fast path; `None` when that is not possible (a
+    /// wildcard whose data holds names, which would be compressed against the `*` label).
+    prepared: Option<Prepared>,
 }
 
 impl RecordSet {
+    /// A set of `rtype` records with `data`, all with `ttl`.
+    fn new(rtype: RecordType, ttl: u32, data: &[RData], provenance: Box<[Provenance]>, weight: Option<Box<Weight>>) -> Self {
+        thread_local! {
+            /// Where each record's data is encoded first: one buffer per building thread.
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let mut wire = Vec::with_capacity(data.len() * 8);
+        SCRATCH.with_borrow_mut(|scratch| {
+            for rdata in data {
+                scratch.clear();
+                let mut encoder = BinEncoder::new(scratch);
+                encoder.set_name_encoding(NameEncoding::Uncompressed);
+                // Data parsed or decoded by hickory encodes; an error would leave the record empty.
+                let _ = rdata.emit(&mut encoder);
+                let len = u16::try_from(scratch.len()).unwrap_or(0);
+                wire.extend_from_slice(&len.to_be_bytes());
+                wire.extend_from_slice(&scratch[..usize::from(len)]);
+            }
+        });
+        let target = match data.first() {
+            Some(RData::CNAME(target)) => Some(Box::new((target.0.clone(), name_key(&target.0)))),
+            _ => None,
+        };
+        Self {
+            rtype,
+            ttl,
+            data: wire.into_boxed_slice(),
+            provenance,
+            weight,
+            spread: None,
+            target,
+            made: OnceLock::new(),
+        }
+    }
+
+    /// The records' data, decoded.
+    pub fn data(&self) -> impl Iterator<Item = RData> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            while at + 2 <= self.data.len() {
+                let len = usize::from(u16::from_be_bytes([self.data[at], self.data[at + 1]]));
+                let body = self.data.get(at + 2..at + 2 + len)?;
+                at += 2 + len;
+                // Encoded from hickory's own data by `RecordSet::new`, so it decodes.
+                if let Ok(rdata) = RData::read(&mut BinDecoder::new(body), self.rtype, Restrict::new(len as u16)) {
+                    return Some(rdata);
+                }
+            }
+            None
+        })
+    }
+
+    /// How many records the set holds.
+    pub fn len(&self) -> usize {
+        self.provenance.len()
+    }
+
+    /// Whether the set holds no record (never: a set is made from its records).
+    pub fn is_empty(&self) -> bool {
+        self.provenance.is_empty()
+    }
+
+    /// The records as hickory records and pre-encoded, for `owner` (the node's name).
+    fn made(&self, owner: &Name) -> &MadeSet {
+        self.made.get_or_init(|| {
+            let records: Box<[WireRecord]> = self.data().map(|data| WireRecord::from_rdata(owner.clone(), self.ttl, data)).collect();
+            // A wildcard's answer is prepared for the `*` name; names in its data would be
+            // compressed against labels a real query name does not have at that offset.
+            let preparable = !owner.is_wildcard() || encodes_without_names(self.rtype);
+            let prepared = if preparable { prepare(owner, self.rtype, ResponseCode::NoError, &records, &[]) } else { None };
+            Box::new(MadeSet { records, prepared })
+        })
+    }
+
+    /// The records as hickory records owned by `owner` (the node's name).
+    pub fn records(&self, owner: &Name) -> &[WireRecord] {
+        &self.made(owner).records
+    }
+
+    /// The records pre-encoded for a question named `owner` (the node's name), if they can be.
+    pub fn prepared(&self, owner: &Name) -> Option<&Prepared> {
+        self.made(owner).prepared.as_ref()
+    }
+
     /// The AZ spread the answer engine applies: `None` when the addresses lie in one AZ or
     /// the name's affinity is off.
     pub fn affinity(&self) -> Option<&Spread> {
@@ -201,10 +362,7 @@ impl RecordSet {
 
     /// A CNAME's target name and its lookup key.
     pub fn cname_target(&self) -> Option<(&Name, &[u8])> {
-        match (self.records.first().map(|r| &r.data), &self.target_key) {
-            (Some(RData::CNAME(target)), Some(key)) => Some((&target.0, key)),
-            _ => None,
-        }
+        self.target.as_deref().map(|(name, key)| (name, &key[..]))
     }
 }
 
@@ -385,7 +543,7 @@ struct Group {
 
 /// The claim of `kind` at `name`, made empty if new; `Err` with the reason for a name no one
 /// may own ([`ownable`], judged once per name).
-fn claim<'g>(groups: &'g mut HashMap<Box<[u8]>, Group>, name: &Name, kind: SourceKind) -> Result<&'g mut Claim, &'static str> {
+fn claim<'g>(groups: &'g mut FastMap<Group>, name: &Name, kind: SourceKind) -> Result<&'g mut Claim, &'static str> {
     let group = match groups.entry(name_key(name)) {
         std::collections::hash_map::Entry::Occupied(group) => group.into_mut(),
         std::collections::hash_map::Entry::Vacant(slot) => {
@@ -464,12 +622,16 @@ impl Snapshot {
     /// returned in the list of [`Dropped`] items for the caller to log and count.
     pub fn build(records: Vec<Record>, aliases: Vec<Alias>, soa: &SoaSettings, serial: u32) -> (Self, Vec<Dropped>) {
         let mut dropped = Vec::new();
-        let mut groups: HashMap<Box<[u8]>, Group> = HashMap::new();
+        let mut groups: FastMap<Group> = FastMap::with_capacity_and_hasher(records.len(), Default::default());
         for record in records {
             match claim(&mut groups, &record.name, record.provenance.source) {
                 // Identical data from the same source (one name listed twice) is kept once.
                 Ok(claim) if claim.records.iter().any(|r| r.data == record.data && r.weight == record.weight) => {}
-                Ok(claim) => claim.records.push(record),
+                Ok(claim) => {
+                    // Most names have one record: a first push would make room for four.
+                    claim.records.reserve_exact(1);
+                    claim.records.push(record);
+                }
                 Err(reason) => dropped.push(Dropped::Refused { name: record.name, provenance: record.provenance, reason }),
             }
         }
@@ -484,7 +646,9 @@ impl Snapshot {
             group.answer_with(best, &mut dropped);
         }
 
+        let own = Arc::new(OwnSoa { mname: soa.mname.clone(), rname: soa.rname.clone(), serial, negative_ttl: soa.negative_ttl });
         let mut snapshot = Self { serial, ..Self::default() };
+        snapshot.exact.reserve(groups.len());
         for (key, group) in &mut groups {
             group.kept = group.records.first().map(|r| r.provenance.clone());
             if group.records.is_empty() {
@@ -492,9 +656,9 @@ impl Snapshot {
             }
             // Only a name with aliases to flatten needs its records again.
             let records = if group.pending.is_empty() { std::mem::take(&mut group.records) } else { group.records.clone() };
-            snapshot.insert(key.clone(), Node::new(group.name.clone(), records, soa, serial));
+            snapshot.insert(key.clone(), Node::new(group.name.clone(), records, &own));
         }
-        snapshot.flatten_aliases(&mut groups, soa, &mut dropped);
+        snapshot.flatten_aliases(&mut groups, &own, &mut dropped);
 
         // Who lost on precedence, now that every name's answering claim is final.
         for (key, group) in &groups {
@@ -513,11 +677,11 @@ impl Snapshot {
                 snapshot.outvoted.insert(key.clone(), losers);
             }
         }
-        snapshot.apply_zones();
+        snapshot.apply_zones(&own);
         snapshot.conflicts = dropped.iter().filter(|d| matches!(d, Dropped::Conflict { .. })).count();
         snapshot.refused = dropped.iter().filter(|d| matches!(d, Dropped::Refused { .. })).count();
         let mut by_kind = [0; 4];
-        for provenance in snapshot.nodes().flat_map(|n| &n.rrsets).flat_map(|set| &set.provenance) {
+        for provenance in snapshot.nodes().flat_map(|n| n.rrsets.iter()).flat_map(|set| set.provenance.iter()) {
             by_kind[provenance.source as usize] += 1;
         }
         snapshot.by_kind = by_kind;
@@ -529,7 +693,7 @@ impl Snapshot {
     /// while its target still has aliases pending. A name whose answering claim had only
     /// aliases, none of which resolved, falls back on the next source's claim (a broken alias
     /// never hides another source's records); what is left pending then is reported.
-    fn flatten_aliases(&mut self, groups: &mut HashMap<Box<[u8]>, Group>, soa: &SoaSettings, dropped: &mut Vec<Dropped>) {
+    fn flatten_aliases(&mut self, groups: &mut FastMap<Group>, own: &Arc<OwnSoa>, dropped: &mut Vec<Dropped>) {
         loop {
             loop {
                 let waiting = waiting_keys(groups);
@@ -555,7 +719,7 @@ impl Snapshot {
                 }
                 for key in &changed {
                     let group = &groups[key];
-                    self.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), soa, self.serial));
+                    self.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), own));
                 }
                 if changed.is_empty() {
                     break;
@@ -563,12 +727,10 @@ impl Snapshot {
             }
             let waiting = waiting_keys(groups);
             let mut fell_back = false;
-            let keys: Vec<Box<[u8]>> = groups.keys().cloned().collect();
+            // The names that answer nothing yet but aliases still pending.
+            let keys: Vec<Box<[u8]>> = groups.iter().filter(|(_, g)| g.records.is_empty() && !g.pending.is_empty()).map(|(k, _)| k.clone()).collect();
             for key in keys {
                 let group = groups.get_mut(&key).expect("a key of the map");
-                if !group.records.is_empty() || group.pending.is_empty() {
-                    continue;
-                }
                 let Some(next) = group.next_kind() else { continue };
                 for alias in std::mem::take(&mut group.pending) {
                     let reason = self.alias_failure(&alias, &waiting);
@@ -576,7 +738,7 @@ impl Snapshot {
                 }
                 group.answer_with(next, dropped);
                 if !group.records.is_empty() {
-                    self.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), soa, self.serial));
+                    self.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), own));
                 }
                 fell_back = true;
             }
@@ -606,7 +768,7 @@ impl Snapshot {
                 dropped.push(Dropped::UnresolvedAlias { alias, reason });
             }
             if filled {
-                self.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), soa, self.serial));
+                self.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), own));
             }
         }
     }
@@ -614,26 +776,26 @@ impl Snapshot {
     /// Gives names inside loaded zones (those with an SOA record at their apex) the zone's
     /// SOA, marks delegations, and adds the empty non-terminals between names and their apex
     /// so that they answer NODATA rather than NXDOMAIN (RFC 8020).
-    fn apply_zones(&mut self) {
+    fn apply_zones(&mut self, own: &Arc<OwnSoa>) {
         // Negative answers carry the zone's SOA with the TTL of the lesser of its own TTL and
         // its MINIMUM (RFC 2308 §3, §5); an SOA query at the apex gets the record as it is.
-        let apexes: FastMap<WireRecord> = self
+        let apexes: FastMap<Arc<WireRecord>> = self
             .exact
             .iter()
             .filter_map(|(key, node)| {
                 let set = node.rrsets.iter().find(|s| s.rtype == RecordType::SOA)?;
-                let mut soa = set.records.first()?.clone();
+                let mut soa = set.records(&node.name).first()?.clone();
                 if let RData::SOA(data) = &soa.data {
                     soa.ttl = soa.ttl.min(data.minimum);
                 }
-                Some((key.clone(), soa))
+                Some((key.clone(), Arc::new(soa)))
             })
             .collect();
         if apexes.is_empty() {
             return;
         }
         let zone_of = |key: &[u8]| self_and_ancestors(key).find_map(|k| apexes.get(k).map(|soa| (k.len(), soa)));
-        let mut empty_non_terminals: Vec<(Box<[u8]>, WireRecord)> = Vec::new();
+        let mut empty_non_terminals: Vec<(Box<[u8]>, Arc<WireRecord>)> = Vec::new();
         for (key, node) in self.exact.iter_mut() {
             let Some((apex_len, soa)) = zone_of(key) else { continue };
             let is_apex = apex_len == key.len();
@@ -657,14 +819,12 @@ impl Snapshot {
         for (key, soa) in empty_non_terminals {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.exact.entry(key) {
                 let name = name_from_key(slot.key());
-                let mut node = Node::empty(name, soa.clone());
-                node.join_zone(&soa, false);
-                slot.insert(node);
+                slot.insert(Node::empty(name, soa, own.clone()));
             }
         }
         // Names below a zone cut are not the zone's to answer (RFC 1034 §4.2.1: data there is
         // glue or occluded): they are forwarded like the cut itself.
-        let cuts: HashSet<Box<[u8]>> = self.exact.iter().filter(|(_, n)| n.delegated).map(|(k, _)| k.clone()).collect();
+        let cuts: FastSet = self.exact.iter().filter(|(_, n)| n.delegated).map(|(k, _)| k.clone()).collect();
         if cuts.is_empty() {
             return;
         }
@@ -700,18 +860,18 @@ impl Snapshot {
         let mut out = Vec::new();
         for rtype in alias.types() {
             for set in node.rrsets.iter().filter(|s| s.rtype == rtype) {
-                out.extend(set.records.iter().map(|r| Record {
+                out.extend(set.data().map(|data| Record {
                     name: alias.name.clone(),
-                    ttl: alias.ttl.unwrap_or(r.ttl),
-                    data: r.data.clone(),
+                    ttl: alias.ttl.unwrap_or(set.ttl),
+                    data,
                     provenance: alias.provenance.clone(),
-                    weight: alias.weight.clone().or_else(|| set.weight.clone()),
+                    weight: alias.weight.clone().or_else(|| set.weight.as_deref().cloned()),
                     az: None,
                 }));
                 // The addresses keep their AZs: an alias of an endpoint name is ordered as
                 // the endpoint name is.
                 if let Some(spread) = &set.spread {
-                    let first = out.len() - set.records.len();
+                    let first = out.len() - set.len();
                     for (record, zone) in out[first..].iter_mut().zip(spread.zones.iter()) {
                         record.az = zone.clone();
                     }
@@ -723,7 +883,7 @@ impl Snapshot {
 
     /// Why `alias` did not flatten, once every round is done; `waiting` holds the names
     /// whose own aliases are still pending.
-    fn alias_failure(&self, alias: &Alias, waiting: &HashSet<Box<[u8]>>) -> &'static str {
+    fn alias_failure(&self, alias: &Alias, waiting: &FastSet) -> &'static str {
         if waiting.contains(&name_key(&alias.target)) {
             return TARGET_UNRESOLVED_ALIAS;
         }
@@ -775,6 +935,22 @@ impl Snapshot {
         same(&self.exact, &other.exact) && same(&self.wildcards, &other.wildcards)
     }
 
+    /// The names whose answers differ between `old` and this table, each as (its node in
+    /// `old`, its node here); a name only one of them owns has `None` on the other side.
+    pub fn changed_since<'a>(&'a self, old: &'a Snapshot) -> Vec<(Option<&'a Node>, Option<&'a Node>)> {
+        let mut changed = Vec::new();
+        for (mine, theirs) in [(&self.exact, &old.exact), (&self.wildcards, &old.wildcards)] {
+            for (key, node) in mine {
+                match theirs.get(key) {
+                    Some(before) if before.answers_like(node) => {}
+                    before => changed.push((before, Some(node))),
+                }
+            }
+            changed.extend(theirs.iter().filter(|(key, _)| !mine.contains_key(*key)).map(|(_, before)| (Some(before), None)));
+        }
+        changed
+    }
+
     /// Who else claimed the name with key `key` and lost to its owner.
     pub fn outvoted(&self, key: &[u8]) -> &[Provenance] {
         self.outvoted.get(key).map_or(&[], Vec::as_slice)
@@ -798,7 +974,7 @@ impl Snapshot {
 
     /// How many records are owned.
     pub fn record_count(&self) -> usize {
-        self.nodes().flat_map(|n| &n.rrsets).map(|s| s.records.len()).sum()
+        self.nodes().flat_map(|n| n.rrsets.iter()).map(RecordSet::len).sum()
     }
 
     /// The serial in this table's SOAs.
@@ -870,99 +1046,70 @@ impl Snapshot {
 }
 
 impl Node {
-    fn new(name: Name, mut records: Vec<Record>, soa: &SoaSettings, serial: u32) -> Self {
+    fn new(name: Name, mut records: Vec<Record>, own: &Arc<OwnSoa>) -> Self {
         // By type, then weighted set: each (type, set) pair is one RRset.
         records.sort_by(|a, b| {
             let set = |r: &Record| r.weight.as_ref().map(|w| w.set.clone());
             u16::from(a.data.record_type()).cmp(&u16::from(b.data.record_type())).then_with(|| set(a).cmp(&set(b)))
         });
-        let mut rrsets: Vec<RecordSet> = Vec::new();
-        // Each set's records' AZs, index for index, until the sets are complete; nothing is
-        // kept (or allocated) for a name none of whose records has an AZ.
         let located = records.iter().any(|r| r.az.is_some());
-        let mut zones: Vec<Vec<Option<Arc<str>>>> = Vec::new();
-        for record in records {
-            let rtype = record.data.record_type();
-            let wire = WireRecord::from_rdata(record.name, record.ttl, record.data);
-            match (rrsets.last_mut(), zones.last_mut()) {
-                (Some(set), set_zones)
-                    if set.rtype == rtype && set.weight.as_ref().map(|w| &w.set) == record.weight.as_ref().map(|w| &w.set) =>
-                {
-                    set.records.push(wire);
-                    set.provenance.push(record.provenance);
-                    if let Some(set_zones) = set_zones {
-                        set_zones.push(record.az);
-                    }
-                }
-                _ => {
-                    rrsets.push(RecordSet {
-                        rtype,
-                        records: vec![wire],
-                        provenance: vec![record.provenance],
-                        prepared: None,
-                        weight: record.weight,
-                        spread: None,
-                        target_key: None,
-                    });
-                    if located {
-                        zones.push(vec![record.az]);
-                    }
-                }
+        let mut rrsets: Vec<RecordSet> = Vec::new();
+        let mut records = records.into_iter().peekable();
+        while let Some(first) = records.next() {
+            let rtype = first.data.record_type();
+            let first_set = first.weight.as_ref().map(|w| w.set.clone());
+            let same_set = |r: &Record| r.data.record_type() == rtype && r.weight.as_ref().map(|w| &w.set) == first_set.as_ref();
+            let mut members = vec![first];
+            while let Some(next) = records.next_if(|r| same_set(r)) {
+                members.push(next);
             }
-        }
-        let wildcard = name.is_wildcard();
-        // Built by pushes, the vectors hold room for four elements or more: a table of 100,000
-        // names keeps only what it uses.
-        rrsets.shrink_to_fit();
-        let mut zones = zones.into_iter();
-        for set in &mut rrsets {
-            set.records.shrink_to_fit();
-            set.provenance.shrink_to_fit();
             // One TTL per RRset (RFC 2181 §5.2): the smallest, so no record outlives its source.
-            let ttl = set.records.iter().map(|r| r.ttl).min().unwrap_or(0);
-            set.records.iter_mut().for_each(|r| r.ttl = ttl);
-            if let Some(RData::CNAME(target)) = set.records.first().map(|r| &r.data) {
-                set.target_key = Some(name_key(&target.0));
-            }
-            // A wildcard's answer is prepared for the `*` name; names in its data would be
-            // compressed against labels a real query name does not have at that offset.
-            if !wildcard || encodes_without_names(set.rtype) {
-                set.prepared = prepare(&name, set.rtype, ResponseCode::NoError, &set.records, &[]);
-            }
+            let ttl = members.iter().map(|r| r.ttl).min().unwrap_or(0);
+            let data: Vec<RData> = members.iter().map(|r| r.data.clone()).collect();
+            let weight = members[0].weight.clone().map(Box::new);
+            let zones: Vec<Option<Arc<str>>> = if located { members.iter().map(|r| r.az.clone()).collect() } else { Vec::new() };
+            let provenance: Box<[Provenance]> = members.into_iter().map(|r| r.provenance).collect();
+            let mut set = RecordSet::new(rtype, ttl, &data, provenance, weight);
             // Only address sets are reordered by AZ: their records encode to equal-sized
             // chunks ([`Prepared::write_in`]).
-            let set_zones = if located { zones.next() } else { None };
-            if let Some(set_zones) = set_zones.filter(|_| matches!(set.rtype, RecordType::A | RecordType::AAAA)) {
-                set.spread = Spread::of(set_zones.into()).map(Box::new);
+            if located && matches!(rtype, RecordType::A | RecordType::AAAA) {
+                set.spread = Spread::of(zones.into()).map(Box::new);
             }
+            rrsets.push(set);
         }
-        // A wildcard's negative answers speak for the name it covers.
-        let apex = if wildcard { name.base_name() } else { name.clone() };
-        let soa_rdata = SOA::new(soa.mname.clone(), soa.rname.clone(), serial, 7200, 900, 1_209_600, soa.negative_ttl);
-        let soa = WireRecord::from_rdata(apex, soa.negative_ttl, RData::SOA(soa_rdata));
-        let nodata = if wildcard {
-            None
-        } else {
-            prepare(&name, RecordType::A, ResponseCode::NoError, &[], std::slice::from_ref(&soa))
-        };
-        Self { name, rrsets, soa, in_zone: false, delegated: false, nodata }
+        let rrsets = rrsets.into_boxed_slice();
+        Self { name, rrsets, zone_soa: None, own_soa: own.clone(), in_zone: false, delegated: false, made: OnceLock::new() }
     }
 
     /// An empty non-terminal of a zone: no records of its own.
-    fn empty(name: Name, soa: WireRecord) -> Self {
-        Self { name, rrsets: Vec::new(), soa, in_zone: true, delegated: false, nodata: None }
+    fn empty(name: Name, soa: Arc<WireRecord>, own: Arc<OwnSoa>) -> Self {
+        Self { name, rrsets: Box::default(), zone_soa: Some(soa), own_soa: own, in_zone: true, delegated: false, made: OnceLock::new() }
     }
 
     /// Puts this node in the zone whose SOA is `soa`.
-    fn join_zone(&mut self, soa: &WireRecord, delegated: bool) {
-        self.soa = soa.clone();
+    fn join_zone(&mut self, soa: &Arc<WireRecord>, delegated: bool) {
+        self.zone_soa = Some(soa.clone());
         self.in_zone = true;
         self.delegated = delegated;
-        self.nodata = if self.name.is_wildcard() {
-            None
-        } else {
-            prepare(&self.name, RecordType::A, ResponseCode::NoError, &[], std::slice::from_ref(soa))
-        };
+        self.made = OnceLock::new();
+    }
+
+    /// Its own SOA (outside a loaded zone) and NODATA answer, made on first use.
+    fn made(&self) -> &MadeNode {
+        self.made.get_or_init(|| {
+            let soa = self.zone_soa.is_none().then(|| {
+                let own = &self.own_soa;
+                // A wildcard's negative answers speak for the name it covers.
+                let apex = if self.name.is_wildcard() { self.name.base_name() } else { self.name.clone() };
+                let data = SOA::new(own.mname.clone(), own.rname.clone(), own.serial, 7200, 900, 1_209_600, own.negative_ttl);
+                WireRecord::from_rdata(apex, own.negative_ttl, RData::SOA(data))
+            });
+            let nodata = match (self.name.is_wildcard(), self.zone_soa.as_deref().or(soa.as_ref())) {
+                (false, Some(authority)) => prepare(&self.name, RecordType::A, ResponseCode::NoError, &[], std::slice::from_ref(authority)),
+                _ => None,
+            };
+            Box::new(MadeNode { soa, nodata })
+        })
     }
 
     /// The RRset answering `qtype` here, if any: for ANY the first set (RFC 8482 §4.1: one
@@ -1026,19 +1173,29 @@ impl Node {
         };
         let set_like = |a: &RecordSet, b: &RecordSet| {
             a.rtype == b.rtype
+                && a.ttl == b.ttl
                 && a.weight == b.weight
                 && a.spread == b.spread
-                && a.records.len() == b.records.len()
-                && a.records.iter().zip(&b.records).all(|(x, y)| match x.record_type() {
-                    RecordType::SOA => soa_like(x, y),
-                    // hickory's record equality leaves the TTL out; a TTL change is a change.
-                    _ => x == y && x.ttl == y.ttl,
-                })
+                && a.len() == b.len()
+                && match a.rtype {
+                    // The serial changes with every build.
+                    RecordType::SOA => a.records(&self.name).iter().zip(b.records(&other.name)).all(|(x, y)| soa_like(x, y)),
+                    _ => a.data == b.data,
+                }
         };
         self.name.eq_case(&other.name)
             && self.in_zone == other.in_zone
             && self.delegated == other.delegated
-            && soa_like(&self.soa, &other.soa)
+            && match (&self.zone_soa, &other.zone_soa) {
+                (Some(a), Some(b)) => soa_like(a, b),
+                // Their own SOAs, made from the table's settings: compared without making them
+                // (the serial changes with every build).
+                (None, None) => {
+                    let (a, b) = (&self.own_soa, &other.own_soa);
+                    (&a.mname, &a.rname, a.negative_ttl) == (&b.mname, &b.rname, b.negative_ttl)
+                }
+                _ => false,
+            }
             && self.rrsets.len() == other.rrsets.len()
             && self.rrsets.iter().zip(&other.rrsets).all(|(a, b)| set_like(a, b))
     }
@@ -1055,7 +1212,11 @@ impl Node {
 
     /// The SOA its negative answers carry.
     pub fn soa(&self) -> &WireRecord {
-        &self.soa
+        match &self.zone_soa {
+            Some(soa) => soa,
+            // Made whenever there is no zone SOA.
+            None => self.made().soa.as_ref().unwrap_or_else(|| unreachable!("a node outside a zone makes its own SOA")),
+        }
     }
 
     /// Whether this is the apex of a zone hubdns serves: a loaded zone's (it holds the SOA),
@@ -1074,9 +1235,9 @@ impl Node {
         name_key(&self.name)[..] == *key
     }
 
-    /// The NODATA answer at this name, pre-encoded.
+    /// The NODATA answer at this name, pre-encoded (made when first asked for).
     pub fn nodata(&self) -> Option<&Prepared> {
-        self.nodata.as_ref()
+        self.made().nodata.as_ref()
     }
 
     /// Whether it lies in a loaded zone (Route 53).
@@ -1086,7 +1247,7 @@ impl Node {
 }
 
 /// The keys of the names that still have aliases pending.
-fn waiting_keys(groups: &HashMap<Box<[u8]>, Group>) -> HashSet<Box<[u8]>> {
+fn waiting_keys(groups: &FastMap<Group>) -> FastSet {
     groups.iter().filter(|(_, g)| !g.pending.is_empty()).map(|(k, _)| k.clone()).collect()
 }
 
@@ -1135,15 +1296,20 @@ impl fmt::Display for Dropped {
             Self::Conflict { name, kept, dropped } => write!(
                 f,
                 "{name}: kept {} ({}), dropped {} ({})",
-                kept.source, kept.origin, dropped.source, dropped.origin
+                kept.source,
+                kept.where_from(),
+                dropped.source,
+                dropped.where_from()
             ),
             Self::UnresolvedAlias { alias, reason } => write!(
                 f,
                 "alias {} -> {} ({}): {reason}",
-                alias.name, alias.target, alias.provenance.origin
+                alias.name,
+                alias.target,
+                alias.provenance.where_from()
             ),
             Self::Refused { name, provenance, reason } => {
-                write!(f, "{name} from {} ({}) refused: {reason}", provenance.source, provenance.origin)
+                write!(f, "{name} from {} ({}) refused: {reason}", provenance.source, provenance.where_from())
             }
         }
     }
@@ -1162,7 +1328,7 @@ mod tests {
     }
 
     fn prov(source: SourceKind, origin: &str) -> Provenance {
-        Provenance { source, origin: Arc::from(origin) }
+        Provenance::new(source, Arc::from(origin))
     }
 
     fn rec(owner: &str, data: RData, source: SourceKind) -> Record {

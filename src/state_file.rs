@@ -53,15 +53,24 @@ pub fn read_checked(path: &Path) -> (BTreeMap<String, Arc<SourceOutput>>, bool) 
     }
 }
 
+/// Whether the state file could be written where it is: its temporary file is created beside
+/// it and removed, and nothing else is touched.
+pub fn check_writable(path: &Path) -> std::io::Result<()> {
+    let tmp: PathBuf = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::File::create(&tmp)?;
+    std::fs::remove_file(&tmp)
+}
+
 /// Writes the state file atomically: a temporary file beside it, fsync, rename, fsync the dir.
 pub fn write(path: &Path, sources: BTreeMap<String, Arc<SourceOutput>>) -> std::io::Result<()> {
     let state = StateFile { format: STATE_FORMAT.into(), written_at: now_rfc3339(), sources };
-    let json = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
     let tmp: PathBuf = path.with_extension(format!("tmp.{}", std::process::id()));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
+        // Streamed: thousands of endpoints make megabytes of JSON, never held whole.
+        let mut file = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
+        serde_json::to_writer(&mut file, &state).map_err(std::io::Error::other)?;
+        file.flush()?;
+        file.get_ref().sync_all()?;
         std::fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::File::open(dir)?.sync_all()?;

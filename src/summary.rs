@@ -70,6 +70,22 @@ pub fn summary(config: &Config) -> (String, bool) {
         let r = record.get_ref();
         let _ = writeln!(out, "  {} {} {}   (line {})", r.name, r.rtype.0, r.values.join(" | "), config.line_of(record));
     }
+    let _ = writeln!(out, "zones         {}", config.zones.len());
+    for (entry, zone) in config.zones.iter().zip(&config.zone_files) {
+        let included = match zone.files.len() {
+            1 => String::new(),
+            n => format!(" and {} included", n - 1),
+        };
+        let _ = writeln!(
+            out,
+            "  {} from {}{included}: {} records, {} delegations   (line {})",
+            zone.origin,
+            zone.files[0].display(),
+            zone.len(),
+            zone.delegations.len(),
+            config.line_of(entry)
+        );
+    }
 
     let f = &config.forward;
     let ups: Vec<String> = f.upstreams.iter().map(ToString::to_string).collect();
@@ -88,7 +104,8 @@ pub fn summary(config: &Config) -> (String, bool) {
     for rule in &f.rules {
         let r = rule.get_ref();
         let ups: Vec<String> = r.upstreams.iter().map(ToString::to_string).collect();
-        let _ = writeln!(out, "  {} -> {}{}", r.domain, ups.join(", "), if r.trust_ad { "  [trust AD]" } else { "" });
+        let from = if r.from_zone { "  (a delegation in a zone file, to its glue)" } else { "" };
+        let _ = writeln!(out, "  {} -> {}{}{from}", r.domain, ups.join(", "), if r.trust_ad { "  [trust AD]" } else { "" });
     }
 
     let (snapshot, dropped) = crate::assemble::build_snapshot(config, &[]);

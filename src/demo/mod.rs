@@ -292,7 +292,7 @@ pub async fn attach(config: &mut Config) -> io::Result<Attached> {
     let dns = crate::server::start(&dns_config).await.map_err(io::Error::other)?;
     for domain in ["vpc-lattice-svcs.us-east-1.on.aws", "vpc-lattice-rsc.us-east-1.on.aws"] {
         let domain = domain.parse().map_err(io::Error::other)?;
-        let rule = ForwardRule { domain, upstreams: vec![Upstream::Addr(dns.addr())], trust_ad: false };
+        let rule = ForwardRule { domain, upstreams: vec![Upstream::Addr(dns.addr())], trust_ad: false, from_zone: false };
         config.forward.rules.push(Spanned::new(0..0, rule));
     }
     Ok(Attached { replay, _dns: dns })

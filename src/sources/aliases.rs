@@ -1,4 +1,5 @@
-//! The config source: `[[records]]` and `[[aliases]]` from the config file, as records.
+//! The config source: `[[records]]`, `[[aliases]]` and the `[[zones]]` files of the config,
+//! as records.
 //!
 //! An alias with fixed `addresses` is simply A/AAAA records; an alias with a `target` stays an
 //! [`Alias`] that the snapshot build flattens once every other source's records are in.
@@ -7,7 +8,7 @@
 use std::{net::IpAddr, sync::Arc};
 
 use hickory_proto::rr::{
-    RData,
+    Name, RData,
     rdata::{A, AAAA},
 };
 use toml::Spanned;
@@ -20,9 +21,12 @@ use crate::{
 /// Everything the config file defines, converted. Record data was validated when the config
 /// loaded; an entry that still fails to convert is logged and skipped, never fatal.
 pub fn from_config(config: &Config) -> (Vec<Record>, Vec<Alias>) {
+    // One origin shared by every entry; each has its line.
+    let origin: Arc<str> = Arc::from(format!("config {}", config.origin));
     let provenance = |entry_line: usize| Provenance {
         source: SourceKind::Config,
-        origin: Arc::from(format!("config {}:{entry_line}", config.origin)),
+        origin: origin.clone(),
+        line: u32::try_from(entry_line).unwrap_or(u32::MAX),
     };
     let line = |entry: &Spanned<_>| config.line_of(entry);
     let default_ttl = config.answers.ttl;
@@ -42,8 +46,19 @@ pub fn from_config(config: &Config) -> (Vec<Record>, Vec<Alias>) {
                 weight: None,
                 az: az_of(i),
             })),
-            Err(error) => tracing::error!(origin = %provenance.origin, %error, "record skipped"),
+            Err(error) => tracing::error!(origin = %provenance.where_from(), %error, "record skipped"),
         }
+    }
+
+    records.reserve(config.zone_files.iter().map(|zone| zone.len()).sum());
+    for zone in &config.zone_files {
+        // A zone inside this one, from another file, answers for its names (RFC 1034 §4.3.2:
+        // the nearest enclosing zone is searched, as BIND does with both loaded): this zone's
+        // data there is left out. (A DS at the cut would be the parent's, but hickory's zone
+        // parser reads no DS.)
+        let inner: Vec<&Name> = config.zone_files.iter().map(|z| &z.origin).filter(|o| **o != zone.origin && zone.origin.zone_of(o)).collect();
+        let shadowed = |r: &Record| inner.iter().any(|o| o.zone_of(&r.name));
+        records.extend(zone.records().filter(|r| !shadowed(r)));
     }
 
     let mut aliases = Vec::new();
@@ -109,14 +124,38 @@ addresses = ["fd00::5", "10.1.0.7"]
         let config = Config::parse(text, "t.toml").unwrap();
         let (records, aliases) = from_config(&config);
         assert_eq!(records.len(), 4);
-        assert_eq!(&*records[0].provenance.origin, "config t.toml:5");
+        assert_eq!(records[0].provenance.where_from().to_string(), "config t.toml:5");
         assert_eq!(records[0].ttl, 10);
         assert_eq!(records[2].data.record_type(), RecordType::AAAA);
         assert_eq!(records[3].data.record_type(), RecordType::A);
         assert_eq!(records[2].ttl, 30, "aliases without ttl take answers.ttl");
-        assert_eq!(&*records[2].provenance.origin, "config t.toml:15");
+        assert_eq!(records[2].provenance.where_from().to_string(), "config t.toml:15");
         assert_eq!(aliases.len(), 1);
         assert_eq!(aliases[0].target.to_string(), "db.corp.example.");
-        assert_eq!(&*aliases[0].provenance.origin, "config t.toml:11");
+        assert_eq!(aliases[0].provenance.where_from().to_string(), "config t.toml:11");
+    }
+
+    #[test]
+    fn a_zone_file_inside_another_answers_for_its_names() {
+        let dir = std::env::temp_dir().join(format!("hubdns-nested-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("parent.zone"),
+            "$ORIGIN corp.example.\n$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.1\nsub NS ns1.sub\nns1.sub A 127.0.0.53\ninner.sub A 10.6.6.6\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("sub.zone"), "$ORIGIN sub.corp.example.\n$TTL 300\n@ SOA ns1 hm 1 2 3 4 5\n@ NS ns1\nns1 A 10.0.0.99\n").unwrap();
+        let text = "[[zones]]\nfile = \"parent.zone\"\n[[zones]]\nfile = \"sub.zone\"\n";
+        let config = Config::parse(text, &dir.join("t.toml").display().to_string()).unwrap();
+        let (records, _) = from_config(&config);
+        let at = |name: &str| -> Vec<String> {
+            let name = Name::from_ascii(name).unwrap();
+            records.iter().filter(|r| r.name == name).map(|r| format!("{} {}", r.data.record_type(), r.data)).collect()
+        };
+        assert_eq!(at("ns1.sub.corp.example."), ["A 10.0.0.99"], "the child's, not the parent's glue");
+        assert!(at("inner.sub.corp.example.").is_empty(), "occluded in the parent, absent from the child");
+        let cut = at("sub.corp.example.");
+        assert!(cut.iter().any(|r| r == "NS ns1.sub.corp.example.") && cut.iter().any(|r| r.starts_with("SOA")), "{cut:?}");
+        assert!(config.forward.rules.is_empty(), "a cut another zone file serves is not forwarded");
     }
 }

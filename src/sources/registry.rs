@@ -57,7 +57,7 @@ pub trait Source: Send + Sync + 'static {
     /// The source's last answer (from the state file, or kept over a reload) before its first
     /// fetch: what it learned from calls that may fail on their own (an upstream's answer,
     /// VPC Lattice's) is kept from it until those calls answer again.
-    fn restore(&self, last: &SourceOutput) {
+    fn restore(&self, last: &Arc<SourceOutput>) {
         let _ = last;
     }
 }

@@ -278,7 +278,7 @@ fn convert_set<'a>(
             Alternative::Located(location) => Weight { set, weight: 0, location: Some(Box::new(location)) },
         }
     });
-    let provenance = Provenance { source: SourceKind::Route53, origin: Arc::from(origin) };
+    let provenance = Provenance::new(SourceKind::Route53, Arc::from(origin));
 
     if let Some(alias) = set.alias_target() {
         let Some(target) = unescape(alias.dns_name()) else {
@@ -339,51 +339,9 @@ fn spf() -> RecordType {
 /// `\ooo` is the byte with that octal value and `\x` is `x` — byte by byte, so `"caf\303\251"`
 /// is the UTF-8 of `café` (Route 53 developer guide, "Supported DNS record types", TXT record
 /// type: <https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/ResourceRecordTypes.html#TXTFormat>).
-/// hickory's presentation-format parser reads such escapes as decimal characters, not bytes.
+/// hickory's presentation-format parser reads such escapes as characters, not bytes.
 fn txt_from_route53(value: &str) -> Result<RData, String> {
-    let mut strings: Vec<Vec<u8>> = Vec::new();
-    let mut bytes = value.bytes().peekable();
-    while let Some(&first) = bytes.peek() {
-        if first.is_ascii_whitespace() {
-            bytes.next();
-            continue;
-        }
-        let quoted = first == b'"';
-        if quoted {
-            bytes.next();
-        }
-        let mut string = Vec::new();
-        loop {
-            match bytes.next() {
-                None if quoted => return Err("a quoted string is not closed".into()),
-                None => break,
-                Some(b'"') if quoted => break,
-                Some(b) if !quoted && (b.is_ascii_whitespace() || b == b'"') => break,
-                Some(b'\\') => match bytes.next() {
-                    Some(d) if d.is_ascii_digit() => {
-                        let digits = [d, bytes.next().ok_or("a cut escape")?, bytes.next().ok_or("a cut escape")?];
-                        if !digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
-                            return Err(format!("`\\{}` is no octal escape", String::from_utf8_lossy(&digits)));
-                        }
-                        let octet = digits.iter().fold(0u16, |acc, d| acc * 8 + u16::from(d - b'0'));
-                        string.push(u8::try_from(octet).map_err(|_| format!("`\\{octet:o}` is more than a byte"))?);
-                    }
-                    Some(other) => string.push(other),
-                    None => return Err("a cut escape".into()),
-                },
-                Some(b) => string.push(b),
-            }
-        }
-        // Each character string holds at most 255 bytes (RFC 1035 §3.3.14).
-        if string.is_empty() {
-            strings.push(Vec::new());
-        }
-        strings.extend(string.chunks(255).map(<[u8]>::to_vec));
-    }
-    if strings.is_empty() {
-        return Err("no text".into());
-    }
-    Ok(RData::TXT(hickory_proto::rr::rdata::TXT::from_bytes(strings.iter().map(Vec::as_slice).collect())))
+    crate::zonefile::txt_rdata(value, crate::zonefile::Escape::Octal)
 }
 
 /// Whether `name` is an interface endpoint's DNS name, whose addresses the endpoint source

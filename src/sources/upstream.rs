@@ -5,13 +5,17 @@
 //! names are public and answer its private addresses). One place keeps the rule for both:
 //! TTL capped at the refresh interval, the last good answer kept through upstream failures.
 
-use std::{collections::HashMap, sync::{Arc, Mutex}};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
 
 use hickory_proto::rr::{Name, RecordType};
 
 use crate::{
     dns::forwarder::{Ask, Forwarder},
     snapshot::{Provenance, Record, Weight},
+    sources::output::SourceOutput,
 };
 
 /// A name answered with the upstreams' records of another (`target`; may be the name itself).
@@ -37,20 +41,16 @@ pub struct ExternalAlias {
 #[derive(Debug, Default)]
 pub struct Resolutions {
     last: Mutex<HashMap<(Name, RecordType, Name), Vec<Record>>>,
-    /// Records of the source's last answer (the state file's, or kept over a reload), by name
-    /// and type: what a name keeps while the upstreams fail before they ever answered it.
-    /// Taken by the first resolution.
-    restored: Mutex<HashMap<(Name, RecordType), Vec<Record>>>,
+    /// The source's last answer (the state file's, or kept over a reload), shared, not
+    /// copied: its records are what a name keeps while the upstreams fail before they ever
+    /// answered it. Taken by the first resolution.
+    restored: Mutex<Option<Arc<SourceOutput>>>,
 }
 
 impl Resolutions {
-    /// Keeps `records` (a restored answer's) to fall back on until the upstreams answer.
-    pub fn restore(&self, records: &[Record]) {
-        let mut restored = self.restored.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        restored.clear();
-        for record in records {
-            restored.entry((record.name.clone(), record.data.record_type())).or_default().push(record.clone());
-        }
+    /// Keeps `last` (a restored answer) to fall back on until the upstreams answer.
+    pub fn restore(&self, last: Arc<SourceOutput>) {
+        *self.restored.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(last);
     }
 
     /// Resolves aliases to outside names through `forwarder`, all at once (the forwarder
@@ -75,7 +75,16 @@ impl Resolutions {
         let last = self.last.lock().map(|last| last.clone()).unwrap_or_default();
         // A restored answer stands in once, for resolutions this process has not made yet:
         // from then on `last` carries what it gave.
-        let restored = std::mem::take(&mut *self.restored.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let restored = self.restored.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        // Of the restored records, those of the names resolved here, by name and type.
+        let wanted: HashSet<(&Name, RecordType)> = aliases.iter().map(|a| (&a.name, a.rtype)).collect();
+        let mut restored_records: HashMap<(Name, RecordType), Vec<Record>> = HashMap::new();
+        for record in restored.iter().flat_map(|last| &last.records) {
+            let key = (&record.name, record.data.record_type());
+            if wanted.contains(&key) {
+                restored_records.entry((record.name.clone(), key.1)).or_default().push(record.clone());
+            }
+        }
         let (mut records, mut skipped, mut resolved) = (Vec::new(), Vec::new(), HashMap::new());
         for (alias, answer) in aliases.iter().zip(answers) {
             let key = (alias.name.clone(), alias.rtype, alias.target.clone());
@@ -94,7 +103,7 @@ impl Resolutions {
                         az: None,
                     })
                     .collect(),
-                _ => last.get(&key).or_else(|| restored.get(&(alias.name.clone(), alias.rtype))).cloned().unwrap_or_default(),
+                _ => last.get(&key).or_else(|| restored_records.get(&(alias.name.clone(), alias.rtype))).cloned().unwrap_or_default(),
             };
             let expected_empty = alias.optional && !failed;
             if found.is_empty() && !expected_empty {

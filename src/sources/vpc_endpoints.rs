@@ -332,6 +332,7 @@ fn convert_endpoint(
     let vpc = endpoint.vpc_id().unwrap_or("");
     let account = endpoint.owner_id().unwrap_or("");
     let service = endpoint.service_name().or(endpoint.resource_configuration_arn()).or(endpoint.service_network_arn()).unwrap_or("");
+    let mut shared_origins: HashMap<(String, usize), Arc<str>> = HashMap::new();
     for (name, scope, source) in &names {
         let what = match origins.get(name) {
             Some(origin) => format!(" type={kind} {origin}"),
@@ -339,10 +340,10 @@ fn convert_endpoint(
             None => String::new(),
         };
         if let Scope::Upstream(target) = scope {
-            let provenance = Provenance {
-                source: *source,
-                origin: Arc::from(format!("vpc_endpoints {id}{what} vpc={vpc} account={account} region={} answered_as={target}", ctx.region)),
-            };
+            let provenance = Provenance::new(
+                *source,
+                Arc::from(format!("vpc_endpoints {id}{what} vpc={vpc} account={account} region={} answered_as={target}", ctx.region)),
+            );
             // Dual-stack: a name the upstreams give only A (or only AAAA) is no news.
             for (rtype, wanted) in [(RecordType::A, want_v4), (RecordType::AAAA, want_v6)] {
                 if wanted {
@@ -352,16 +353,22 @@ fn convert_endpoint(
             }
             continue;
         }
-        for eni in enis.iter().filter(|e| match scope {
+        for (at, eni) in enis.iter().enumerate().filter(|(_, e)| match scope {
             Scope::All => true,
             Scope::Zone(zone) => e.zone == zone,
             Scope::Upstream(_) => false,
         }) {
-            let az_id = eni.zone_id.as_deref().map_or(String::new(), |z| format!(" az_id={z}"));
-            let origin: Arc<str> = Arc::from(format!(
-                "vpc_endpoints {id}{what} eni={} az={}{az_id} vpc={vpc} account={account} region={} service={service}",
-                eni.id, eni.zone, ctx.region
-            ));
+            // One origin per ENI and name kind, shared by the records of all its names.
+            let origin = shared_origins
+                .entry((what.clone(), at))
+                .or_insert_with(|| {
+                    let az_id = eni.zone_id.as_deref().map_or(String::new(), |z| format!(" az_id={z}"));
+                    Arc::from(format!(
+                        "vpc_endpoints {id}{what} eni={} az={}{az_id} vpc={vpc} account={account} region={} service={service}",
+                        eni.id, eni.zone, ctx.region
+                    ))
+                })
+                .clone();
             for address in &eni.addresses {
                 out.records.push(Record {
                     name: name.clone(),
@@ -370,7 +377,7 @@ fn convert_endpoint(
                         IpAddr::V4(v4) => RData::A(A(*v4)),
                         IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
                     },
-                    provenance: Provenance { source: *source, origin: origin.clone() },
+                    provenance: Provenance::new(*source, origin.clone()),
                     weight: None,
                     az: eni.zone_id.clone(),
                 });
@@ -857,8 +864,8 @@ impl Source for VpcEndpointSource {
         self.watched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
 
-    fn restore(&self, last: &SourceOutput) {
-        self.upstream.restore(&last.records);
+    fn restore(&self, last: &Arc<SourceOutput>) {
+        self.upstream.restore(last.clone());
         self.lattice.restore(&last.lattice);
         let mut associations = self.last_associations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for facts in &last.associations {
@@ -884,6 +891,10 @@ impl Source for VpcEndpointSource {
             let (resolved, unresolved) = self.upstream.resolve(&env.forwarder, &converted.external, max_ttl).await;
             converted.records.extend(resolved);
             skipped.extend(unresolved);
+            // Kept until the next fetch: no room to grow (20,000 records grown by doubling
+            // hold room for 32,768).
+            converted.records.shrink_to_fit();
+            converted.endpoints.shrink_to_fit();
             Ok(SourceOutput {
                 records: converted.records,
                 handles: converted.handles,

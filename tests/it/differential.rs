@@ -5,7 +5,12 @@
 //!   served to hubdns by `hubdns::demo::AwsReplay`), written by hand below as a BIND zone file
 //!   with Route 53's aliases flattened to the records they answer with;
 //! - (b) `gen.example`, a zone with every type and shape hubdns serves, created in moto through
-//!   the AWS SDK for hubdns and written as a zone file for BIND from the same table.
+//!   the AWS SDK for hubdns and written as a zone file for BIND from the same table;
+//! - (c) the same zone as one zone file that both servers load (hubdns through `[[zones]]`),
+//!   with `$ORIGIN`, `$TTL`, parentheses, blank owners and `$INCLUDE` with and without an
+//!   origin, and a delegation with glue: `glued`, whose name server is a third BIND on
+//!   127.0.0.1:53 (glue has no port). Both follow it to the glue address: BIND with
+//!   `forwarders { };` on the zone, hubdns by the forward route the delegation becomes.
 //!
 //! BIND runs as the VPC resolver of the hub would: recursion on, the zones primary, every
 //! other name forwarded (`forward only`) to the upstream hubdns forwards to, no DNSSEC
@@ -227,6 +232,30 @@ fn gen_zone_file(zone: &str) -> String {
     out
 }
 
+/// The generated zone file cut in three for (c): the `h*` hosts (for an `$INCLUDE`), the SOA
+/// and NS head, and the rest, with a blank owner and parentheses written in.
+fn split_for_includes(text: &str) -> (String, String, String) {
+    let (mut hosts, mut head, mut rest) = (String::new(), String::new(), String::new());
+    for line in text.lines() {
+        if line.starts_with('h') && line.as_bytes().get(1).is_some_and(u8::is_ascii_digit) {
+            hosts.push_str(line);
+            hosts.push('\n');
+        } else if line.contains(" SOA ") {
+            head.push_str(&line.replace(" 1 7200 900 1209600 60", " (\n        1 7200 900 ; serial refresh retry\n        1209600 60 )"));
+            head.push('\n');
+        } else if line.starts_with('$') || line.contains(" NS ns-1") {
+            head.push_str(line);
+            head.push('\n');
+        } else if let Some(same_owner) = line.strip_prefix("dual ").filter(|l| l.contains(" AAAA ")) {
+            rest.push_str(&format!("\t{same_owner}\n"));
+        } else {
+            rest.push_str(line);
+            rest.push('\n');
+        }
+    }
+    (hosts, head, rest)
+}
+
 async fn create_gen_zone(moto: &Moto, zone: &str) -> String {
     let ec2 = moto.ec2();
     let vpc = ec2.create_vpc().cidr_block("10.50.0.0/16").send().await.expect("create vpc");
@@ -287,12 +316,16 @@ fn free_port() -> u16 {
 /// `zones` (name, zone file text) and forwarding everything else to `upstream`; with no
 /// upstream, an authoritative-only server (the upstream of both servers under test).
 pub(crate) fn start_bind(zones: &[(&str, String)], upstream: Option<SocketAddr>) -> (Running, SocketAddr) {
+    start_bind_with(zones, upstream, free_port(), "")
+}
+
+/// [`start_bind`] on `port`, with `zone_options` in every zone statement.
+fn start_bind_with(zones: &[(&str, String)], upstream: Option<SocketAddr>, port: u16, zone_options: &str) -> (Running, SocketAddr) {
     let named = ["/usr/sbin/named", "/usr/bin/named", "/sbin/named"]
         .iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or_else(|| panic!("named is not installed: apt-get install bind9 (scripts/test does)"));
     let dir = tempdir();
-    let port = free_port();
     let d = dir.display();
     let resolving = match upstream {
         Some(up) => format!(
@@ -310,7 +343,7 @@ pub(crate) fn start_bind(zones: &[(&str, String)], upstream: Option<SocketAddr>)
     for (name, text) in zones {
         let file = dir.join(format!("{}zone", if *name == "." { "root." } else { name }));
         std::fs::write(&file, text).expect("zone file");
-        conf.push_str(&format!("zone \"{name}\" {{ type primary; file \"{}\"; }};\n", file.display()));
+        conf.push_str(&format!("zone \"{name}\" {{ type primary; file \"{}\";{zone_options} }};\n", file.display()));
     }
     std::fs::write(dir.join("named.conf"), conf).expect("named.conf");
     let log = std::fs::File::create(dir.join("named.log")).expect("log");
@@ -497,7 +530,8 @@ impl Ownership<'_> {
     fn owns(&self, name: &str) -> bool {
         let below_cut = self.delegated.iter().any(|d| {
             let n = name.trim_end_matches('.').to_ascii_lowercase();
-            n.ends_with(&format!(".{}", d.trim_end_matches('.')))
+            // The cut itself is the child's too (RFC 1034 §4.2.1): hubdns forwards it.
+            n == d.trim_end_matches('.') || n.ends_with(&format!(".{}", d.trim_end_matches('.')))
         });
         under(name, self.zones) && !below_cut
     }
@@ -829,6 +863,67 @@ async fn hubdns_answers_as_bind_does_on_the_same_zones() {
             report_parts.push(format!("(b) generated gen.example, {} queries:\n{part}", asks.len()));
         }
         hub.server.stop().await;
+    }
+
+    // (c) The same zone as a zone file both servers load, with a delegation to glue.
+    {
+        let zone = "gen.example.";
+        let dir = tempdir();
+        // `sub` (no glue; its servers lie outside every zone here) is (b)'s: BIND would have to
+        // resolve ns1.sub-dns.example., which nothing serves.
+        let file: String = gen_zone_file(zone).lines().filter(|l| !l.starts_with("sub ")).map(|l| format!("{l}\n")).collect();
+        let (hosts, first, rest) = split_for_includes(&file);
+        std::fs::write(dir.join("hosts.inc"), hosts).expect("include");
+        std::fs::write(dir.join("inc.inc"), "; relative to the $INCLUDE's origin\nh0 A 10.50.5.1\n\tAAAA fd00:50::51\n").expect("include");
+        let text = format!(
+            "$ORIGIN {zone}\n{first}\n$INCLUDE {hosts} ; the hosts\n$INCLUDE {inc} inc\n$ORIGIN glued.{zone}\n\
+             @ 3600 IN NS ns\nns IN A 127.0.0.1\n$ORIGIN {zone}\n{rest}",
+            hosts = dir.join("hosts.inc").display(),
+            inc = dir.join("inc.inc").display(),
+        );
+        std::fs::write(dir.join("gen.zone"), &text).expect("zone file");
+        // The glued delegation's server: glue has no port, so it is 53.
+        let glued = "$TTL 300\n@ IN SOA ns.glued.gen.example. hostmaster.glued.gen.example. 1 7200 900 1209600 300\n\
+                     @ IN NS ns\nns IN A 127.0.0.1\nhost IN A 192.0.2.8\n";
+        let (_glued_bind, _) = start_bind_with(&[("glued.gen.example.", glued.to_owned())], None, 53, "");
+        let config = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets_per_address = 1\n\n\
+             [forward]\nupstreams = [\"{upstream}\"]\ntimeout_ms = 500\nattempts = 1\ndeadline_ms = 1500\n\n\
+             [[zones]]\nfile = \"gen.zone\"\n"
+        );
+        std::fs::write(dir.join("hubdns.toml"), &config).expect("config");
+        let loaded = hubdns::config::Config::load(&dir.join("hubdns.toml")).expect("the zone file loads");
+        let hub = hubdns::server::start(&loaded).await.expect("hubdns starts");
+        let (_bind, bind_addr) = start_bind_with(&[(zone, text.clone())], Some(upstream), free_port(), " forwarders { };");
+        let owners: Vec<&str> = gen_zone().iter().map(|g| g.owner).collect::<BTreeSet<_>>().into_iter().collect();
+        let extra = [
+            "nx1.{z}",
+            "below.dual.{z}",
+            "host.w.{z}",
+            "x.*.w.{z}",
+            "q.d2.d1.{z}",
+            "d1.{z}",
+            "c.ent.{z}",
+            "h0.inc.{z}",
+            "inc.{z}",
+            "x.h0.inc.{z}",
+            "glued.{z}",
+            "ns.glued.{z}",
+            "host.glued.{z}",
+            "nx.glued.{z}",
+            "target.fwd.test.",
+        ];
+        let names = names_for(zone, &owners, &extra);
+        let asks = generate(&mut rng, &names, 600);
+        let mut diffs = Differences::default();
+        let owned = Ownership { zones: &[zone], delegated: &["glued.gen.example."], own_apexes: &[] };
+        run(&asks, hub.addr(), bind_addr, &owned, &Draws::new(), &mut diffs).await;
+        total += asks.len();
+        let part = report(&diffs, asks.len(), started);
+        if !part.is_empty() {
+            report_parts.push(format!("(c) gen.example as a zone file, {} queries:\n{part}", asks.len()));
+        }
+        hub.stop().await;
     }
 
     eprintln!("differential: {total} queries to each server in {:?}", started.elapsed());

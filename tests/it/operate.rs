@@ -374,3 +374,68 @@ async fn reload_keeps_the_forwarder_cache_unless_forwarding_changed() {
     assert_eq!(t.udp("cache.fwd.test", RecordType::A).await.answers.len(), 1, "still forwarding to the stub");
     t.server.stop().await;
 }
+
+// A child process: the file watch is the binary's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_zone_file_reloads_and_a_broken_one_is_refused_with_its_file_and_line() {
+    let upstream = StubUpstream::start("127.0.0.133", Ipv4Addr::new(192, 0, 2, 133)).await;
+    let admin_port = free_port();
+    let admin: SocketAddr = ([127, 0, 0, 1], admin_port).into();
+    let dir = tempdir();
+    let zone = |host: &str| {
+        format!(
+            "$ORIGIN zone.test.\n$TTL 300\n@ IN SOA ns hostmaster ( 1 7200 900 1209600 60 )\n  IN NS ns\nns IN A 10.9.0.53\n\
+             $INCLUDE hosts.inc\nwww IN CNAME {host}\n"
+        )
+    };
+    std::fs::write(dir.join("zone.db"), zone("web")).expect("zone");
+    std::fs::write(dir.join("hosts.inc"), "web IN A 10.9.0.1\n").expect("include");
+    let path = dir.join("hubdns.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nwatch_config = true\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
+             [forward]\nupstreams = [\"{}\"]\n\n[[zones]]\nfile = \"zone.db\"\n",
+            upstream.addr
+        ),
+    )
+    .expect("config");
+    let (child, port, logs) = serve_file(&path, &[]);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let answer = |m: &Message| crate::harness::addresses(m);
+    wait_for(addr, "www.zone.test", RecordType::A, Duration::from_secs(10), |m| answer(m) == ["10.9.0.1"]).await;
+
+    // The zone's own SOA in a negative answer: it is served as a whole zone.
+    let missing = udp_query(addr, &query("missing.zone.test", RecordType::A)).await;
+    assert_eq!(missing.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain);
+    let soa = missing.authorities.first().expect("SOA");
+    assert_eq!((soa.name.to_string().as_str(), soa.ttl), ("zone.test.", 60), "{missing:?}");
+
+    // A changed included file alone reloads the zone.
+    std::fs::write(dir.join("hosts.inc"), "web IN A 10.9.0.2\n").expect("include");
+    wait_for(addr, "www.zone.test", RecordType::A, Duration::from_secs(10), |m| answer(m) == ["10.9.0.2"]).await;
+
+    // A broken zone file is refused with its file and line — here a file it newly includes —
+    // and the running zone stays.
+    std::fs::write(dir.join("extra.inc"), "extra IN A 10.9.0.300\n").expect("include");
+    std::fs::write(dir.join("zone.db"), zone("web") + "$INCLUDE extra.inc\n").expect("zone");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logs.lock().expect("logs").iter().any(|l| l.contains("new config refused")) {
+        assert!(Instant::now() < deadline, "refusal not logged:\n{}", logs.lock().expect("logs").join("\n"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refusal = logs.lock().expect("logs").iter().find(|l| l.contains("new config refused")).cloned().unwrap_or_default();
+    assert!(refusal.contains("zones[0].file") && refusal.contains("extra.inc:1:"), "the reason names the file and line: {refusal}");
+    assert_eq!(answer(&udp_query(addr, &query("www.zone.test", RecordType::A)).await), ["10.9.0.2"], "the running zone stays");
+    let (_, metrics) = tokio::task::spawn_blocking(move || get(admin, "/metrics")).await.expect("join");
+    assert_eq!(sample(&metrics, "hubdns_config_reloads_total{result=\"refused\"}"), Some(1.0), "{metrics}");
+
+    // Fixing the file that was refused is seen, though the running config never read it.
+    std::fs::write(dir.join("extra.inc"), "extra IN A 10.9.0.3\n").expect("include");
+    wait_for(addr, "extra.zone.test", RecordType::A, Duration::from_secs(10), |m| answer(m) == ["10.9.0.3"]).await;
+
+    // And the zone file's own edits still are.
+    std::fs::write(dir.join("zone.db"), zone("ns")).expect("zone");
+    wait_for(addr, "www.zone.test", RecordType::A, Duration::from_secs(10), |m| answer(m) == ["10.9.0.53"]).await;
+    drop(child);
+}

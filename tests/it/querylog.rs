@@ -178,7 +178,7 @@ async fn query_log_records_follow_resolvers_schema_over_every_transport() {
     let records = loop {
         let records = lines(&log, 0).await;
         let found = |transport: &str, client: SocketAddr| {
-            records.iter().any(|l| l["transport"] == transport && l["srcaddr"] == client.ip().to_string() && l["srcport"] == client.port().to_string())
+            records.iter().any(|l| l["transport"] == transport && l["srcaddr"] == client.ip().to_string() && l["srcport"].as_str() == Some(client.port().to_string().as_str()))
         };
         let doh = records.iter().any(|l| l["transport"] == "DoH" && l["srcaddr"] == "127.0.6.9");
         if (doh && wanted.iter().all(|(t, c)| found(t, *c))) || Instant::now() > deadline {
@@ -189,7 +189,7 @@ async fn query_log_records_follow_resolvers_schema_over_every_transport() {
     let by = |transport: &str, client: SocketAddr| -> &Value {
         records
             .iter()
-            .find(|l| l["transport"] == transport && l["srcaddr"] == client.ip().to_string() && (client.port() == 0 || l["srcport"] == client.port().to_string()))
+            .find(|l| l["transport"] == transport && l["srcaddr"] == client.ip().to_string() && (client.port() == 0 || l["srcport"].as_str() == Some(client.port().to_string().as_str())))
             .unwrap_or_else(|| panic!("no {transport} record from {client}: {records:?}"))
     };
     let in_spoke = Some((spoke.as_str(), "123456789012"));

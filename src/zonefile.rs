@@ -1,0 +1,975 @@
+//! Zone files for `[[zones]]`: RFC 1035 §5 master files read into records, served as a whole
+//! zone as a Route 53 private hosted zone is (its SOA in negative answers, empty
+//! non-terminals, wildcards, delegations forwarded to their glue).
+//!
+//! Every record is parsed by hickory's zone parser (`hickory_proto::serialize::txt::Parser`),
+//! so each type's presentation format is hickory's. The parser is driven one entry at a time,
+//! because as it stands (0.26) it reports no line numbers and refuses `$INCLUDE <file>
+//! <origin>`, which RFC 1035 §5.1 allows. This module therefore splits the text into entries
+//! itself — one line, or several joined by parentheses, comments dropped (§5.1) — and
+//! handles the control entries: `$ORIGIN`, `$TTL` (RFC 2308 §4) and `$INCLUDE` with its
+//! optional origin, which holds for the included file only ("a $INCLUDE entry never changes
+//! the relative origin of the parent file", §5.1). A relative `$INCLUDE` path is taken from
+//! the including file's directory. Each record entry goes to hickory with its owner made
+//! absolute (a blank owner is the previous entry's, §5.1) and the TTL it defaults to (the
+//! `$TTL`, else the last TTL given, as RFC 1035 §5.1 and BIND do). Any error names file:line.
+//!
+//! Once read, the zone is checked as BIND's `named-checkzone` would refuse it: data outside
+//! the origin, a class other than IN, no SOA or more than one, no NS at the apex (RFC 1035
+//! §5.2), a CNAME beside other data (RFC 1034 §3.6.2, RFC 2181 §10.1), and an NS target
+//! inside a delegation without addresses (its glue, RFC 1034 §4.2.1).
+//!
+//! The records are kept encoded (uncompressed wire format, each with its file and line), not
+//! as parsed records: a zone of 100,000 names is held in a few megabytes between table builds,
+//! and decoded when a table is built.
+
+use std::{
+    borrow::Cow,
+    collections::HashSet,
+    fmt::Write as _,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use hickory_proto::{
+    rr::{DNSClass, Name, RData, Record as WireRecord, RecordType},
+    serialize::{
+        binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder, NameEncoding},
+        txt::{Parser, parse_ttl},
+    },
+};
+
+use crate::{
+    name_key::name_key,
+    snapshot::{FastMap, Provenance, Record, SourceKind},
+};
+
+/// How deep `$INCLUDE`s may nest.
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// A zone file as read: its records, encoded, and what the forwarder needs of it.
+#[derive(Debug, PartialEq)]
+pub struct ZoneFile {
+    /// The zone's apex.
+    pub origin: Name,
+    /// Every file read, the zone file first and then its includes; a record's file is an
+    /// index into it.
+    pub files: Vec<PathBuf>,
+    /// The delegations inside the zone, each with its name servers' glue addresses.
+    pub delegations: Vec<Delegation>,
+    /// The records: for each, its file index (u16), line (u32) and wire length (u16), little
+    /// endian, then the record in uncompressed wire format.
+    encoded: Box<[u8]>,
+    /// How many records `encoded` holds.
+    count: usize,
+}
+
+/// A delegation inside a zone (NS records below its apex, RFC 1034 §4.2.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delegation {
+    /// The zone cut.
+    pub name: Name,
+    /// The addresses of its name servers that the zone holds (glue, or the servers' own
+    /// records elsewhere in the zone), port 53; empty when every server lies outside the zone.
+    pub servers: Vec<SocketAddr>,
+}
+
+/// Why a zone file was refused: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}:{line}: {message}", file.display())]
+pub struct ZoneError {
+    /// The file (the zone file or one it includes).
+    pub file: PathBuf,
+    /// 1-based line of the entry; 0 when the file as a whole is at fault.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+    /// Every file the reading had opened when it stopped (the faulty one among them): what to
+    /// watch for a fix.
+    pub read: Vec<PathBuf>,
+}
+
+/// One entry of a master file: a line, or lines joined by parentheses.
+#[derive(Debug, PartialEq)]
+struct Entry<'a> {
+    /// Where it starts.
+    line: usize,
+    /// Its text, parentheses and comments replaced by spaces; the line itself when it has
+    /// neither (most do).
+    text: Cow<'a, str>,
+}
+
+impl Entry<'_> {
+    /// A blank owner field: the previous entry's owner (RFC 1035 §5.1).
+    fn owner_blank(&self) -> bool {
+        self.text.starts_with([' ', '\t'])
+    }
+}
+
+/// Splits master-file text into entries (RFC 1035 §5.1): `;` starts a comment outside quotes,
+/// parentheses join lines, `\` escapes the next character. `Err` holds a line and why.
+fn entries(text: &str) -> Result<Vec<Entry<'_>>, (usize, &'static str)> {
+    let mut out = Vec::new();
+    // An entry being joined: its first line, text, open parentheses, and whether a quoted
+    // string or an escape runs on to the next line.
+    let (mut start, mut joined, mut depth, mut quoted, mut escaped) = (0usize, String::new(), 0usize, false, false);
+    let mut open = false;
+    for (i, line) in text.split('\n').enumerate() {
+        let number = i + 1;
+        if !open && !line.contains(['(', ')', ';', '"', '\\']) {
+            let line = line.trim_end_matches('\r');
+            if !line.trim().is_empty() {
+                out.push(Entry { line: number, text: Cow::Borrowed(line) });
+            }
+            continue;
+        }
+        if open {
+            joined.push(if quoted || escaped { '\n' } else { ' ' });
+        } else {
+            (open, start) = (true, number);
+            joined.clear();
+        }
+        escaped = false;
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    joined.push(c);
+                    match chars.next() {
+                        Some(next) => joined.push(next),
+                        None => escaped = true,
+                    }
+                }
+                '"' => {
+                    quoted = !quoted;
+                    joined.push(c);
+                }
+                // The comment runs to the end of the line.
+                ';' if !quoted => break,
+                '(' if !quoted => {
+                    depth += 1;
+                    joined.push(' ');
+                }
+                ')' if !quoted => {
+                    depth = depth.checked_sub(1).ok_or((number, "`)` without a `(` before it"))?;
+                    joined.push(' ');
+                }
+                '\r' => joined.push(' '),
+                _ => joined.push(c),
+            }
+        }
+        if depth == 0 && !quoted && !escaped {
+            open = false;
+            if !joined.trim().is_empty() {
+                out.push(Entry { line: start, text: Cow::Owned(std::mem::take(&mut joined)) });
+            }
+        }
+    }
+    if open && quoted {
+        return Err((start, "a quoted string is not closed"));
+    }
+    if open && depth > 0 {
+        return Err((start, "a `(` is not closed"));
+    }
+    Ok(out)
+}
+
+
+/// The fields of a record entry after its owner (RFC 1035 §5.1: `[<TTL>] [<class>] <type>
+/// <RDATA>`, TTL and class in either order): the TTL it gives itself, if any, its type as
+/// written, and its data. Owner, TTL and class hold no quotes, so words are enough.
+struct Fields<'e> {
+    ttl: Option<u32>,
+    rtype: &'e str,
+    data: &'e str,
+}
+
+impl<'e> Fields<'e> {
+    fn of(entry: &'e Entry<'_>) -> Self {
+        let mut rest = entry.text.trim_start();
+        if !entry.owner_blank() {
+            rest = rest.find(char::is_whitespace).map_or("", |end| &rest[end..]);
+        }
+        let mut ttl = None;
+        loop {
+            rest = rest.trim_start();
+            let (word, after) = rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len()));
+            match parse_ttl(word) {
+                Ok(given) if ttl.is_none() => ttl = Some(given),
+                _ if matches!(word.to_ascii_uppercase().as_str(), "IN" | "CH" | "HS" | "CS" | "NONE" | "ANY") => {}
+                _ => return Self { ttl, rtype: word, data: after },
+            }
+            rest = after;
+        }
+    }
+
+    fn is_txt(&self) -> bool {
+        self.rtype.eq_ignore_ascii_case("TXT")
+    }
+}
+
+/// What the digits of a `\ddd` escape in a character string mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// Three decimal digits, one octet (RFC 1035 §5.1): zone files.
+    Decimal,
+    /// Three octal digits, one octet: how Route 53 writes TXT values.
+    Octal,
+}
+
+/// TXT data from its presentation form: character strings, each quoted or a bare word, where
+/// `\ddd` is one octet and `\x` is `x` — byte by byte, so `"caf\195\169"` (decimal) is the
+/// UTF-8 of `café`. hickory 0.26's parser reads `\ddd` as a character, not an octet, so TXT is
+/// read here. A string over 255 bytes is split into 255-byte strings (RFC 1035 §3.3.14), as
+/// Route 53 does.
+pub fn txt_rdata(value: &str, escape: Escape) -> Result<RData, String> {
+    let (radix, top, digits_are) = match escape {
+        Escape::Decimal => (10u16, b'9', "decimal"),
+        Escape::Octal => (8u16, b'7', "octal"),
+    };
+    let mut strings: Vec<Vec<u8>> = Vec::new();
+    let mut bytes = value.bytes().peekable();
+    while let Some(&first) = bytes.peek() {
+        if first.is_ascii_whitespace() {
+            bytes.next();
+            continue;
+        }
+        let quoted = first == b'"';
+        if quoted {
+            bytes.next();
+        }
+        let mut string = Vec::new();
+        loop {
+            match bytes.next() {
+                None if quoted => return Err("a quoted string is not closed".into()),
+                None => break,
+                Some(b'"') if quoted => break,
+                Some(b) if !quoted && (b.is_ascii_whitespace() || b == b'"') => break,
+                Some(b'\\') => match bytes.next() {
+                    Some(d) if d.is_ascii_digit() => {
+                        let digits = [d, bytes.next().ok_or("a cut escape")?, bytes.next().ok_or("a cut escape")?];
+                        if !digits.iter().all(|d| (b'0'..=top).contains(d)) {
+                            return Err(format!("`\\{}` is no escape of three {digits_are} digits", String::from_utf8_lossy(&digits)));
+                        }
+                        let octet = digits.iter().fold(0u16, |acc, d| acc * radix + u16::from(d - b'0'));
+                        string.push(u8::try_from(octet).map_err(|_| format!("`\\{}` is more than a byte", String::from_utf8_lossy(&digits)))?);
+                    }
+                    Some(other) => string.push(other),
+                    None => return Err("a cut escape".into()),
+                },
+                Some(b) => string.push(b),
+            }
+        }
+        if string.is_empty() {
+            strings.push(Vec::new());
+        }
+        strings.extend(string.chunks(255).map(<[u8]>::to_vec));
+    }
+    if strings.is_empty() {
+        return Err("no text".into());
+    }
+    Ok(RData::TXT(hickory_proto::rr::rdata::TXT::from_bytes(strings.iter().map(Vec::as_slice).collect())))
+}
+
+
+/// An entry as hickory 0.26's parser reads it right. RFC 1035 §5.1's `\DDD` is one octet in
+/// decimal, but hickory reads it as octal in names (`\065` would be `5`, not `A`) and as
+/// nonsense inside quotes; and it takes `@` for the origin only as an owner, not inside data
+/// (`@ MX 10 @`, which BIND reads). So, outside quotes, `\DDD` becomes the character itself
+/// when it is a letter, digit, `-`, `_` or `*`, and else hickory's octal escape of the same
+/// octet; inside quotes, a printable ASCII octet becomes the character (escaped when it is
+/// `"` or `\`). A word `@` becomes `origin`. `Err` names an escape hickory cannot carry:
+/// an octet over 127 or a control character inside quotes (TXT data, read by [`txt_rdata`],
+/// is exempt: the caller passes `quoted_bytes_ok`).
+fn for_hickory<'t>(text: &'t str, origin: Option<&str>, quoted_bytes_ok: bool) -> Result<Cow<'t, str>, String> {
+    if !text.contains(['\\', '@']) {
+        return Ok(Cow::Borrowed(text));
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let bytes = text.as_bytes();
+    let (mut i, mut quoted) = (0, false);
+    while i < bytes.len() {
+        let c = bytes[i];
+        let word_start = i == 0 || bytes[i - 1].is_ascii_whitespace();
+        let word_end = bytes.get(i + 1).is_none_or(u8::is_ascii_whitespace);
+        match c {
+            b'"' => {
+                quoted = !quoted;
+                out.push('"');
+                i += 1;
+            }
+            b'@' if !quoted && word_start && word_end && origin.is_some() => {
+                out.push_str(origin.unwrap_or_default());
+                i += 1;
+            }
+            b'\\' if bytes.get(i + 1..i + 4).is_some_and(|d| d.iter().all(u8::is_ascii_digit)) => {
+                let digits = &text[i + 1..i + 4];
+                let octet: u8 = digits.parse().map_err(|_| format!("`\\{digits}` is more than a byte (RFC 1035 §5.1: \\DDD is decimal)"))?;
+                let plain = octet.is_ascii_alphanumeric() || matches!(octet, b'-' | b'_' | b'*');
+                match (quoted, octet) {
+                    (false, _) if plain => out.push(char::from(octet)),
+                    (false, _) => {
+                        let _ = write!(out, "\\{octet:03o}");
+                    }
+                    (true, b'"' | b'\\') => {
+                        out.push('\\');
+                        out.push(char::from(octet));
+                    }
+                    (true, 0x20..=0x7e) => out.push(char::from(octet)),
+                    (true, _) if quoted_bytes_ok => out.push('?'),
+                    (true, _) => return Err(format!("`\\{digits}` inside quotes: only TXT data may hold octets outside printable ASCII here")),
+                }
+                i += 4;
+            }
+            b'\\' => {
+                // `\X`: the character itself, escaped; hickory reads that as BIND does.
+                let end = i + 1 + text[i + 1..].chars().next().map_or(0, char::len_utf8);
+                out.push_str(&text[i..end]);
+                i = end;
+            }
+            _ => {
+                let end = i + text[i..].chars().next().map_or(1, char::len_utf8);
+                out.push_str(&text[i..end]);
+                i = end;
+            }
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// A record's type, file and line, as the checks see it.
+type Seen = (RecordType, usize, u32);
+
+/// The reading of one zone: its state across entries and files.
+struct Reader {
+    files: Vec<PathBuf>,
+    /// The `$TTL` in force (RFC 2308 §4).
+    default_ttl: Option<u32>,
+    /// The TTL of the last record, the default without `$TTL` (RFC 1035 §5.1).
+    last_ttl: Option<u32>,
+    /// The last record's owner, for a blank owner field.
+    last_owner: Option<Name>,
+    /// The last record entry's owner as absolute text, for the entries parsed together.
+    last_owner_text: Option<String>,
+    /// Record entries read but not yet parsed: parsed together, on both cores, then kept in
+    /// order.
+    pending: Vec<Job>,
+    /// The apex: the configured origin, else the first `$ORIGIN`.
+    apex: Option<Name>,
+    encoded: Vec<u8>,
+    count: usize,
+    scratch: Vec<u8>,
+    /// Records as read, by name key and type, for the checks once the file is read.
+    seen: FastMap<Vec<Seen>>,
+    /// NS targets by the owner of the NS, for glue.
+    ns: Vec<(Name, Name, usize, u32)>,
+    /// Addresses by name key.
+    addresses: FastMap<Vec<IpAddr>>,
+    /// The first SOA or CNAME at each name, encoded, to see a repeat of it.
+    singletons: FastMap<Box<[u8]>>,
+}
+
+impl ZoneFile {
+    /// Reads the zone file at `path` with `origin` (else the file's first `$ORIGIN`) as its
+    /// apex.
+    pub fn load(path: &Path, origin: Option<&Name>) -> Result<Self, ZoneError> {
+        let mut reader = Reader {
+            files: Vec::new(),
+            default_ttl: None,
+            last_ttl: None,
+            last_owner: None,
+            last_owner_text: None,
+            pending: Vec::new(),
+            apex: origin.cloned().map(|mut o| {
+                o.set_fqdn(true);
+                o
+            }),
+            encoded: Vec::new(),
+            count: 0,
+            scratch: Vec::new(),
+            seen: FastMap::default(),
+            ns: Vec::new(),
+            addresses: FastMap::default(),
+            singletons: FastMap::default(),
+        };
+        let delegations = match reader.read(path, origin.cloned(), 0).and_then(|()| reader.flush()).and_then(|()| reader.check()) {
+            Ok(delegations) => delegations,
+            Err(mut error) => {
+                error.read = reader.files;
+                if !error.read.contains(&error.file) {
+                    error.read.push(error.file.clone());
+                }
+                return Err(error);
+            }
+        };
+        let Reader { files, encoded, count, apex, .. } = reader;
+        let origin = apex.ok_or_else(|| ZoneError { file: path.to_owned(), line: 0, message: "the zone has no origin".into(), read: Vec::new() })?;
+        Ok(Self { origin, files, delegations, encoded: encoded.into_boxed_slice(), count })
+    }
+
+    /// How many records the zone holds.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the zone holds no record (never true of a zone that loaded: it has an SOA).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The records with the file (index into [`ZoneFile::files`]) and line each came from.
+    pub fn wire_records(&self) -> impl Iterator<Item = (usize, u32, WireRecord)> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            while at + 8 <= self.encoded.len() {
+                let head = &self.encoded[at..at + 8];
+                let file = usize::from(u16::from_le_bytes([head[0], head[1]]));
+                let line = u32::from_le_bytes([head[2], head[3], head[4], head[5]]);
+                let len = usize::from(u16::from_le_bytes([head[6], head[7]]));
+                let body = self.encoded.get(at + 8..at + 8 + len)?;
+                at += 8 + len;
+                // Encoded by `Reader::keep` from a record hickory parsed, so it decodes; a
+                // record that did not would be skipped rather than stop the zone.
+                if let Ok(record) = WireRecord::read(&mut BinDecoder::new(body)) {
+                    return Some((file, line, record));
+                }
+            }
+            None
+        })
+    }
+
+    /// The records as the table takes them, each with its file and line as provenance
+    /// (`zone corp.zone:12`).
+    pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        // One origin per file, shared by its records.
+        let origins: Vec<Arc<str>> = self.files.iter().map(|f| Arc::from(format!("zone {}", f.display()))).collect();
+        self.wire_records().map(move |(file, line, record)| Record {
+            name: record.name,
+            ttl: record.ttl,
+            data: record.data,
+            provenance: Provenance { source: SourceKind::Config, origin: origins[file].clone(), line },
+            weight: None,
+            az: None,
+        })
+    }
+}
+
+/// A record entry ready for hickory, with everything it needs from the entries before it.
+struct Job {
+    file: usize,
+    line: usize,
+    /// The entry as written (its TXT data and TTL field are read from it).
+    entry: String,
+    /// What hickory parses: the default TTL, the owner, the entry.
+    input: String,
+    origin: Name,
+    /// Neither `$TTL` nor an earlier TTL was known (only an SOA may then go without one).
+    no_default_ttl: bool,
+}
+
+/// How many read entries wait before they are parsed.
+const BATCH: usize = 16_384;
+
+
+/// Parses one record entry with hickory, and reads what hickory reads wrong.
+fn parse_job(job: &Job) -> Result<WireRecord, String> {
+    let entry = Entry { line: job.line, text: Cow::Borrowed(&job.entry) };
+    let (_, sets) = Parser::new(job.input.as_str(), None, Some(job.origin.clone())).parse().map_err(|e| e.to_string())?;
+    let mut records = sets.into_values().flat_map(|set| set.into_iter());
+    let mut record = records.next().ok_or("no record")?;
+    let fields = Fields::of(&entry);
+    if job.no_default_ttl && fields.ttl.is_none() {
+        match &record.data {
+            // Without any TTL, an SOA takes its MINIMUM, as BIND does (RFC 1035 §5.1 gives
+            // no default).
+            RData::SOA(soa) => record.ttl = soa.minimum,
+            _ => return Err("no TTL: give one, or a $TTL before it (RFC 2308 §4)".into()),
+        }
+    }
+    // A TTL with the top bit set means 0 (RFC 2181 §8).
+    if record.ttl > i32::MAX as u32 {
+        record.ttl = 0;
+    }
+    if record.record_type() == RecordType::TXT {
+        record.data = txt_rdata(fields.data, Escape::Decimal)?;
+    }
+    if record.dns_class != DNSClass::IN {
+        return Err(format!("class {}: only IN is served", record.dns_class));
+    }
+    Ok(record)
+}
+
+impl Reader {
+    fn error(&self, file: &Path, line: usize, message: impl Into<String>) -> ZoneError {
+        ZoneError { file: file.to_owned(), line, message: message.into(), read: Vec::new() }
+    }
+
+    /// Reads one file with `origin` as its relative origin; `depth` counts the `$INCLUDE`s
+    /// that led here.
+    fn read(&mut self, path: &Path, mut origin: Option<Name>, depth: usize) -> Result<(), ZoneError> {
+        if self.files.len() >= usize::from(u16::MAX) {
+            return Err(self.error(path, 0, "too many included files"));
+        }
+        // A regular file only: a FIFO would hang the load, /dev/zero fill memory.
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(self.error(path, 0, "not a regular file")),
+            Err(e) => return Err(self.error(path, 0, format!("cannot read: {e}"))),
+        }
+        let bytes = std::fs::read(path).map_err(|e| self.error(path, 0, format!("cannot read: {e}")))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let line = 1 + e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count();
+            self.error(path, line, "not UTF-8 text (a zone file is ASCII, names beyond it escaped as \\DDD)")
+        })?;
+        let file = self.files.len();
+        self.files.push(path.to_owned());
+        let entries = entries(&text).map_err(|(line, why)| self.error(path, line, why))?;
+        let mut origin_text = origin.as_ref().map(ToString::to_string);
+        for entry in entries {
+            let at = |message: String| ZoneError { file: path.to_owned(), line: entry.line, message, read: Vec::new() };
+            if !entry.owner_blank() && entry.text.starts_with('$') {
+                // Faults are reported in file order: the records before a control entry are
+                // parsed and kept before it is read.
+                self.flush()?;
+                let mut words = entry.text.split_whitespace();
+                let directive = words.next().unwrap_or_default().to_ascii_uppercase();
+                let args: Vec<&str> = words.collect();
+                match (directive.as_str(), args.as_slice()) {
+                    ("$ORIGIN", [name]) => {
+                        let name = Name::parse(name, origin.as_ref()).map_err(|e| at(format!("$ORIGIN {name}: {e}")))?;
+                        if !name.is_fqdn() {
+                            return Err(at(format!("$ORIGIN {name} is relative and there is no origin before it")));
+                        }
+                        self.apex.get_or_insert_with(|| name.clone());
+                        origin_text = Some(name.to_string());
+                        origin = Some(name);
+                    }
+                    ("$TTL", [ttl]) => self.default_ttl = Some(parse_ttl(ttl).map_err(|e| at(format!("$TTL {ttl}: {e}")))?),
+                    ("$INCLUDE", [file, rest @ ..]) if rest.len() <= 1 => {
+                        if depth >= MAX_INCLUDE_DEPTH {
+                            return Err(at(format!("$INCLUDE nested more than {MAX_INCLUDE_DEPTH} deep")));
+                        }
+                        let included = path.parent().unwrap_or(Path::new(".")).join(file);
+                        let included_origin = match rest.first() {
+                            Some(name) => Some(Name::parse(name, origin.as_ref()).map_err(|e| at(format!("$INCLUDE origin {name}: {e}")))?),
+                            None => origin.clone(),
+                        };
+                        // The included file's owners do not carry over into this one (§5.1).
+                        let (owner, owner_text) = (self.last_owner.take(), self.last_owner_text.take());
+                        self.read(&included, included_origin, depth + 1)?;
+                        self.flush()?;
+                        (self.last_owner, self.last_owner_text) = (owner, owner_text);
+                    }
+                    _ => {
+                        return Err(at(format!(
+                            "`{}`: the control entries are $ORIGIN <name>, $TTL <ttl> and $INCLUDE <file> [<origin>] (RFC 1035 §5.1, RFC 2308 §4)",
+                            entry.text.trim()
+                        )));
+                    }
+                }
+                continue;
+            }
+            let job = self.job(file, &entry, origin.as_ref(), &origin_text).map_err(at);
+            match job {
+                Ok(Some(job)) => self.pending.push(job),
+                // An entry that depends on the record before it is parsed after it.
+                Ok(None) => {
+                    self.flush()?;
+                    let job = self.job(file, &entry, origin.as_ref(), &origin_text).map_err(at)?;
+                    self.pending.extend(job);
+                    self.flush()?;
+                }
+                Err(error) => {
+                    // Faults are reported in file order: the entries before this one first.
+                    self.flush()?;
+                    return Err(error);
+                }
+            }
+            if self.pending.len() >= BATCH {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The job for a record entry; `None` when it needs the record before it parsed first
+    /// (a blank owner after `$ORIGIN` changed, or no TTL known yet).
+    fn job(&mut self, file: usize, entry: &Entry, origin: Option<&Name>, origin_text: &Option<String>) -> Result<Option<Job>, String> {
+        let fields = Fields::of(entry);
+        let text = for_hickory(&entry.text, origin_text.as_deref(), fields.is_txt())?;
+        let given_ttl = fields.ttl;
+        let default_ttl = self.default_ttl.or(self.last_ttl);
+        let mut input = String::with_capacity(text.len() + 64);
+        let _ = writeln!(input, "$TTL {}", default_ttl.unwrap_or(0));
+        if entry.owner_blank() {
+            let owner = match (&self.last_owner_text, self.pending.is_empty()) {
+                (Some(owner), _) => owner.clone(),
+                (None, false) => return Ok(None),
+                (None, true) => self.last_owner.as_ref().map(ToString::to_string).ok_or("the owner is left blank, but no record names one before it")?,
+            };
+            input.push_str(&owner);
+        } else {
+            // The owner as absolute text, for a blank owner after it.
+            let word = text.split_whitespace().next().unwrap_or_default();
+            self.last_owner_text = match (word.ends_with('.') && !word.ends_with("\\."), origin_text) {
+                (true, _) => Some(word.to_owned()),
+                (false, Some(origin)) if origin == "." => Some(format!("{word}.")),
+                (false, Some(origin)) => Some(format!("{word}.{origin}")),
+                (false, None) => None,
+            };
+        }
+        if default_ttl.is_none() && given_ttl.is_none() && !self.pending.is_empty() {
+            return Ok(None);
+        }
+        input.push_str(&text);
+        input.push('\n');
+        if given_ttl.is_some() {
+            self.last_ttl = given_ttl;
+        }
+        Ok(Some(Job {
+            file,
+            line: entry.line,
+            entry: entry.text.to_string(),
+            input,
+            // hickory needs an origin even when every name is absolute.
+            origin: origin.cloned().unwrap_or_else(Name::root),
+            no_default_ttl: default_ttl.is_none(),
+        }))
+    }
+
+    /// Parses the waiting entries — on two threads when there are many — and keeps their
+    /// records in order; the first fault in file order is the error.
+    fn flush(&mut self) -> Result<(), ZoneError> {
+        let jobs = std::mem::take(&mut self.pending);
+        let parsed: Vec<Result<WireRecord, String>> = if jobs.len() < 2048 {
+            jobs.iter().map(parse_job).collect()
+        } else {
+            let (first, second) = jobs.split_at(jobs.len() / 2);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| second.iter().map(parse_job).collect::<Vec<_>>());
+                let mut mine: Vec<_> = first.iter().map(parse_job).collect();
+                // A panic in hickory's parser on the other thread is a fault of that half.
+                mine.extend(other.join().unwrap_or_else(|_| vec![Err("the zone parser failed".into()); second.len()]));
+                mine
+            })
+        };
+        for (job, record) in jobs.iter().zip(parsed) {
+            let kept = record.and_then(|record| {
+                self.last_ttl = Some(record.ttl);
+                self.last_owner = Some(record.name.clone());
+                self.keep(job.file, job.line, record)
+            });
+            if let Err(message) = kept {
+                let file = self.files.get(job.file).cloned().unwrap_or_default();
+                return Err(ZoneError { file, line: job.line, message, read: Vec::new() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes `record` after the others, and notes what the checks need.
+    fn keep(&mut self, file: usize, line: usize, record: WireRecord) -> Result<(), String> {
+        let apex = self.apex.as_ref().ok_or("no origin: set `origin` in [[zones]] or $ORIGIN before the first record")?;
+        if !apex.zone_of(&record.name) {
+            return Err(format!("{} is outside the zone {apex}", record.name));
+        }
+        self.scratch.clear();
+        let mut encoder = BinEncoder::new(&mut self.scratch);
+        encoder.set_name_encoding(NameEncoding::Uncompressed);
+        record.emit(&mut encoder).map_err(|e| format!("cannot encode: {e}"))?;
+        let len = u16::try_from(self.scratch.len()).map_err(|_| "the record is longer than 65535 bytes")?;
+        let key = name_key(&record.name);
+        // A line repeated word for word is one record, as BIND merges it: for the types a name
+        // may hold only one of (SOA, CNAME), a repeat would otherwise read as a second one.
+        if matches!(record.record_type(), RecordType::SOA | RecordType::CNAME) {
+            match self.singletons.entry(key.clone()) {
+                std::collections::hash_map::Entry::Occupied(first) if first.get()[..] == self.scratch[..] => return Ok(()),
+                std::collections::hash_map::Entry::Occupied(_) => {}
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(self.scratch.clone().into_boxed_slice());
+                }
+            }
+        }
+        let line = u32::try_from(line).unwrap_or(u32::MAX);
+        let file_index = u16::try_from(file).unwrap_or(u16::MAX);
+        self.encoded.extend_from_slice(&file_index.to_le_bytes());
+        self.encoded.extend_from_slice(&line.to_le_bytes());
+        self.encoded.extend_from_slice(&len.to_le_bytes());
+        self.encoded.extend_from_slice(&self.scratch);
+        self.count += 1;
+
+        match &record.data {
+            RData::A(a) => self.addresses.entry(key.clone()).or_default().push(IpAddr::V4(a.0)),
+            RData::AAAA(a) => self.addresses.entry(key.clone()).or_default().push(IpAddr::V6(a.0)),
+            RData::NS(ns) => self.ns.push((record.name.clone(), ns.0.clone(), file, line)),
+            _ => {}
+        }
+        self.seen.entry(key).or_default().push((record.record_type(), file, line));
+        Ok(())
+    }
+
+    /// The zone-wide checks (RFC 1035 §5.2, RFC 2181 §10.1, RFC 1034 §4.2.1), and the
+    /// delegations with their servers' addresses.
+    fn check(&self) -> Result<Vec<Delegation>, ZoneError> {
+        let first = self.files.first().cloned().unwrap_or_default();
+        let apex = self.apex.clone().ok_or_else(|| self.error(&first, 0, "no records and no origin"))?;
+        let at = |file: usize, line: u32, message: String| ZoneError {
+            file: self.files.get(file).cloned().unwrap_or_default(),
+            line: line as usize,
+            message,
+            read: Vec::new(),
+        };
+        let apex_key = name_key(&apex);
+        // Every fault, so that the first in the file is reported whatever the map's order.
+        let mut faults: Vec<(usize, u32, String)> = Vec::new();
+        let mut soas: Vec<(usize, u32)> = Vec::new();
+        for (key, types) in &self.seen {
+            for (rtype, file, line) in types {
+                if *rtype == RecordType::SOA {
+                    soas.push((*file, *line));
+                    if *key != apex_key {
+                        faults.push((*file, *line, format!("an SOA may stand only at the apex {apex} (RFC 1035 §5.2)")));
+                    }
+                }
+            }
+            let cname = types.iter().find(|(t, ..)| *t == RecordType::CNAME);
+            let beside = types.iter().any(|(t, ..)| !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC));
+            let cnames = types.iter().filter(|(t, ..)| *t == RecordType::CNAME).count();
+            if let Some((_, file, line)) = cname.filter(|_| beside || cnames > 1) {
+                faults.push((*file, *line, "a CNAME cannot stand beside other data at its name, nor another CNAME (RFC 1034 §3.6.2, RFC 2181 §10.1)".into()));
+            }
+        }
+        soas.sort_unstable();
+        if let Some((file, line)) = soas.get(1) {
+            faults.push((*file, *line, format!("a second SOA: a zone has one, at its apex {apex} (RFC 1035 §5.2)")));
+        }
+        if let Some((file, line, message)) = faults.into_iter().min_by_key(|(file, line, _)| (*file, *line)) {
+            return Err(at(file, line, message));
+        }
+        let apex_types = self.seen.get(&apex_key);
+        if !apex_types.is_some_and(|t| t.iter().any(|(t, ..)| *t == RecordType::SOA)) {
+            return Err(self.error(&first, 0, format!("no SOA record at the apex {apex} (RFC 1035 §5.2)")));
+        }
+        if !apex_types.is_some_and(|t| t.iter().any(|(t, ..)| *t == RecordType::NS)) {
+            return Err(self.error(&first, 0, format!("no NS records at the apex {apex} (RFC 1035 §5.2)")));
+        }
+        // Delegations: NS owners below the apex, each with the addresses the zone has for
+        // its servers.
+        let mut delegations: Vec<Delegation> = Vec::new();
+        let mut cut_seen = HashSet::new();
+        for (owner, target, file, line) in &self.ns {
+            let owner_key = name_key(owner);
+            if owner_key == apex_key {
+                continue;
+            }
+            let addresses = self.addresses.get(&name_key(target));
+            // A server named inside its own delegation can only be reached through glue.
+            if owner.zone_of(target) && addresses.is_none() {
+                return Err(at(*file, *line, format!("{target} lies inside the delegation {owner} and has no A or AAAA record (glue, RFC 1034 §4.2.1)")));
+            }
+            let servers = addresses.into_iter().flatten().map(|ip| SocketAddr::new(*ip, 53));
+            if cut_seen.insert(owner_key) {
+                delegations.push(Delegation { name: owner.clone(), servers: servers.collect() });
+            } else if let Some(cut) = delegations.iter_mut().find(|d| d.name == *owner) {
+                cut.servers.extend(servers);
+            }
+        }
+        for cut in &mut delegations {
+            cut.servers.sort();
+            cut.servers.dedup();
+        }
+        delegations.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(delegations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hubdns-zonefile-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn lines(zone: &ZoneFile) -> Vec<String> {
+        zone.wire_records().map(|(file, line, r)| format!("{file}:{line} {} {} {} {}", r.name, r.ttl, r.record_type(), r.data)).collect()
+    }
+
+    #[test]
+    fn entries_join_parentheses_and_drop_comments() {
+        let text = "@ IN SOA ns hm ( 1 ; serial\n 2 3\n 4 5 )\n\n; only a comment\nwww A 10.0.0.1 ; c\n  TXT \"a ; (b\" \\;\n";
+        let got = entries(text).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!((got[0].line, got[0].text.split_whitespace().collect::<Vec<_>>().join(" ")), (1, "@ IN SOA ns hm 1 2 3 4 5".to_owned()));
+        assert_eq!(got[1].line, 6);
+        assert_eq!(got[2].line, 7);
+        assert!(got[2].owner_blank());
+        assert!(got[2].text.contains("\"a ; (b\" \\;"), "{:?}", got[2].text);
+        assert_eq!(entries("a ( b\n").unwrap_err(), (1, "a `(` is not closed"));
+        assert_eq!(entries("a\nb )\n").unwrap_err(), (2, "`)` without a `(` before it"));
+    }
+
+    #[test]
+    fn reads_origin_ttl_include_with_origin_blank_owners_and_lines() {
+        let d = dir("read");
+        write(&d, "hosts.inc", "; hosts\n$TTL 60\nweb A 10.0.0.9\n    AAAA fd00::9\n");
+        write(&d, "sub/mail.inc", "mx1 A 10.0.0.25\n");
+        let zone = write(
+            &d,
+            "corp.zone",
+            "$ORIGIN corp.example.\n$TTL 1h\n@ IN SOA ns1 hostmaster ( 7 7200 900\n  1209600 300 )\n  NS ns1\nns1 A 10.0.0.2\n\
+             $INCLUDE hosts.inc apps\n$INCLUDE sub/mail.inc\n  A 10.0.0.26\nwww 30 CNAME web.apps\n",
+        );
+        let read = ZoneFile::load(&zone, None).unwrap();
+        assert_eq!(read.origin.to_string(), "corp.example.");
+        assert_eq!(
+            lines(&read),
+            [
+                "0:3 corp.example. 3600 SOA ns1.corp.example. hostmaster.corp.example. 7 7200 900 1209600 300",
+                "0:5 corp.example. 3600 NS ns1.corp.example.",
+                "0:6 ns1.corp.example. 3600 A 10.0.0.2",
+                "1:3 web.apps.corp.example. 60 A 10.0.0.9",
+                "1:4 web.apps.corp.example. 60 AAAA fd00::9",
+                "2:1 mx1.corp.example. 60 A 10.0.0.25",
+                // After an $INCLUDE the owner is the including file's last one (§5.1).
+                "0:9 ns1.corp.example. 60 A 10.0.0.26",
+                "0:10 www.corp.example. 30 CNAME web.apps.corp.example.",
+            ]
+        );
+        assert_eq!(read.files.len(), 3);
+        let provenance: Vec<String> = read.records().map(|r| r.provenance.where_from().to_string()).collect();
+        assert!(provenance[3].ends_with("hosts.inc:3") && provenance[3].starts_with("zone "), "{provenance:?}");
+        assert!(read.delegations.is_empty());
+    }
+
+    #[test]
+    fn without_ttl_the_last_one_is_the_default_and_the_configured_origin_wins() {
+        let d = dir("ttl");
+        let zone = write(&d, "z", "@ 600 SOA ns hm 1 2 3 4 5\n@ NS ns\nns 30 A 10.0.0.1\nx A 10.0.0.3\n");
+        let read = ZoneFile::load(&zone, Some(&Name::from_ascii("z.example.").unwrap())).unwrap();
+        assert_eq!(lines(&read)[1], "0:2 z.example. 600 NS ns.z.example.");
+        assert_eq!(lines(&read)[3], "0:4 x.z.example. 30 A 10.0.0.3");
+    }
+
+    #[test]
+    fn decimal_escapes_the_origin_in_data_and_ttls_read_as_bind_reads_them() {
+        let d = dir("bind");
+        let zone = write(
+            &d,
+            "z",
+            "$ORIGIN z.example.\n@ IN SOA @ hostmaster 1 2 3 4 300\n@ 60 NS ns\n@ MX 10 @\nns A 10.0.0.1\n\\065BC A 10.0.0.2\n\
+             t1 CNAME \\065BC\nx\\046y A 10.0.0.3\nhinfo HINFO \"PC\\033\" \"a\\034b\"\nbig 4294967295 A 10.0.0.4\n",
+        );
+        let read = ZoneFile::load(&zone, None).unwrap();
+        assert_eq!(
+            lines(&read),
+            [
+                // No TTL before it: the SOA takes its MINIMUM, as BIND does.
+                "0:2 z.example. 300 SOA z.example. hostmaster.z.example. 1 2 3 4 300",
+                "0:3 z.example. 60 NS ns.z.example.",
+                "0:4 z.example. 60 MX 10 z.example.",
+                "0:5 ns.z.example. 60 A 10.0.0.1",
+                // RFC 1035 §5.1: \DDD is decimal: \065 is `A`.
+                "0:6 abc.z.example. 60 A 10.0.0.2",
+                "0:7 t1.z.example. 60 CNAME abc.z.example.",
+                "0:8 x\\.y.z.example. 60 A 10.0.0.3",
+                "0:9 hinfo.z.example. 60 HINFO PC! a\"b",
+                // RFC 2181 §8: a TTL with the top bit set is 0.
+                "0:10 big.z.example. 0 A 10.0.0.4",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_large_zone_parsed_on_two_threads_keeps_order_lines_and_the_first_fault() {
+        let d = dir("large");
+        let mut text = String::from("$ORIGIN big.example.\n$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.1\n");
+        for i in 0..5000 {
+            text.push_str(&format!("h{i} A 10.1.{}.{}\n  TXT \"n{i}\"\n", i / 256, i % 256));
+        }
+        let read = ZoneFile::load(&write(&d, "big.zone", &text), None).unwrap();
+        let all = lines(&read);
+        assert_eq!(all.len(), 3 + 10_000);
+        assert_eq!(all[3 + 2 * 4321], "0:8648 h4321.big.example. 300 A 10.1.16.225");
+        assert_eq!(all[3 + 2 * 4321 + 1], "0:8649 h4321.big.example. 300 TXT n4321");
+        // Two faults: the first in the file is the one reported, whichever thread saw it.
+        let bad = text.replace("h100 A 10.1.0.100", "h100 A 10.1.0.300").replace("h4000 A", "h4000 AAAA");
+        let err = ZoneFile::load(&write(&d, "bad.zone", &bad), None).unwrap_err();
+        assert_eq!(err.line, 206, "{err}");
+    }
+
+    #[test]
+    fn delegations_carry_their_glue() {
+        let d = dir("cut");
+        let zone = write(
+            &d,
+            "z",
+            "$ORIGIN z.example.\n$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.1\n\
+             sub NS ns1.sub\nsub NS ns2.sub\nsub NS ns.elsewhere.example.\nns1.sub A 127.0.0.9\nns2.sub AAAA ::1\n\
+             out NS ns.elsewhere.example.\n",
+        );
+        let read = ZoneFile::load(&zone, None).unwrap();
+        let cuts: Vec<(String, Vec<String>)> =
+            read.delegations.iter().map(|c| (c.name.to_string(), c.servers.iter().map(ToString::to_string).collect())).collect();
+        assert_eq!(
+            cuts,
+            [
+                ("out.z.example.".to_owned(), vec![]),
+                ("sub.z.example.".to_owned(), vec!["127.0.0.9:53".to_owned(), "[::1]:53".to_owned()])
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_zone_is_refused_with_file_and_line() {
+        let d = dir("bad");
+        let refused = |text: &str| ZoneFile::load(&write(&d, "bad.zone", text), None).unwrap_err().to_string();
+        let head = "$ORIGIN z.example.\n$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.1\n";
+        let err = refused(&format!("{head}www A 10.0.0.300\n"));
+        assert!(err.contains("bad.zone:6: "), "{err}");
+        let err = refused(&format!("{head}www.other.example. A 10.0.0.3\n"));
+        assert!(err.contains("bad.zone:6: ") && err.contains("outside the zone"), "{err}");
+        // A line repeated word for word is one record (BIND merges it); a different one is not.
+        let twice = ZoneFile::load(&write(&d, "twice.zone", &format!("{head}@ SOA ns hm 1 2 3 4 5\nw CNAME a\nw CNAME a\n")), None).unwrap();
+        assert_eq!(twice.len(), 4, "{:?}", lines(&twice));
+        let err = refused(&format!("{head}w CNAME a\nw CNAME b\n"));
+        assert!(err.contains("bad.zone:6: ") && err.contains("CNAME"), "{err}");
+        let err = refused(&format!("{head}www CNAME a\nwww TXT x\n"));
+        assert!(err.contains("bad.zone:6: ") && err.contains("CNAME"), "{err}");
+        let err = refused(&format!("{head}sub NS ns.sub\n"));
+        assert!(err.contains("bad.zone:6: ") && err.contains("glue"), "{err}");
+        let err = refused(&format!("{head}$GENERATE 1-3 h$ A 10.0.0.$\n"));
+        assert!(err.contains("bad.zone:6: ") && err.contains("$INCLUDE <file> [<origin>]"), "{err}");
+        let err = refused(&format!("{head}x CH TXT hi\n"));
+        assert!(err.contains("bad.zone:6: ") && err.contains("only IN"), "{err}");
+        let err = refused("$ORIGIN z.example.\n$TTL 300\n@ NS ns\nns A 10.0.0.1\n");
+        assert!(err.contains("no SOA"), "{err}");
+        let err = refused("$ORIGIN z.example.\n$TTL 300\n@ SOA ns hm 1 2 3 4 5\nns A 10.0.0.1\n");
+        assert!(err.contains("no NS"), "{err}");
+        let err = refused("$ORIGIN z.example.\nns A 10.0.0.1\n@ SOA ns hm 1 2 3 4 5\n");
+        assert!(err.contains("bad.zone:2: ") && err.contains("no TTL"), "no TTL anywhere: {err}");
+        let err = refused(&format!("{head}hinfo HINFO \"caf\\195\\169\" x\n"));
+        assert!(err.contains("bad.zone:6: ") && err.contains("only TXT"), "{err}");
+        std::fs::write(d.join("latin1.zone"), b"$ORIGIN z.example.\n$TTL 300\n; J\xfcrgen\n").unwrap();
+        let err = ZoneFile::load(&d.join("latin1.zone"), None).unwrap_err().to_string();
+        assert!(err.contains("latin1.zone:3: not UTF-8"), "{err}");
+        let err = ZoneFile::load(&d, None).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let err = refused(&format!("{head}$INCLUDE missing.inc\n"));
+        assert!(err.contains("missing.inc:0: cannot read"), "{err}");
+        write(&d, "loop.inc", "$INCLUDE loop.inc\n");
+        let err = refused(&format!("{head}$INCLUDE loop.inc\n"));
+        assert!(err.contains("nested more than"), "{err}");
+    }
+}
