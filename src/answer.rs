@@ -223,7 +223,7 @@ impl<'a> Plan<'a> {
     /// answer: one RRset (no CNAME to follow), or NODATA at the question's own name.
     pub fn prepared(&self) -> Option<&'a Prepared> {
         match (self.outcome, self.len) {
-            (Outcome::Answer, 1) => self.hops[0].and_then(|hop| hop.set?.prepared(hop.node.name())),
+            (Outcome::Answer, 1) => self.hops[0].and_then(|hop| hop.set?.prepared(hop.node)),
             (Outcome::NoData { node, .. }, 0) => node.nodata(),
             _ => None,
         }
@@ -313,7 +313,7 @@ pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'_>, draw: Draw) -> P
         };
         // Route 53 AZ-affinity alternatives: the one for the client's place.
         let mut answering = node.answering(qtype, draw);
-        if let Some(first) = answering.filter(|s| s.weight.as_ref().is_some_and(|w| w.location.is_some())) {
+        if let Some(first) = answering.filter(|s| s.weight().is_some_and(|w| w.location.is_some())) {
             let client = question.client.map_or(ClientZone::Unknown, |c| snapshot.locator().locate(c));
             let located = node.located(first.rtype, client.place().as_ref());
             plan.located = Some(Located { client, matched: located.map(|(_, kind)| kind) });
@@ -329,7 +329,7 @@ pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'_>, draw: Draw) -> P
             }
             return plan;
         };
-        plan.push(Hop { node, asked, records: set.records(node.name()), set: Some(set), wildcard });
+        plan.push(Hop { node, asked, records: set.records(node), set: Some(set), wildcard });
         if let (Some(spread), Some(client)) = (set.affinity(), question.client) {
             let client = snapshot.locator().locate(client);
             let (choice, order) = spread.decide(&client);
@@ -360,11 +360,11 @@ pub fn broken_chains(snapshot: &Snapshot) -> Vec<(Name, &'static str)> {
         .nodes()
         .filter(|node| node.rrsets().iter().any(|set| set.rtype == RecordType::CNAME))
         .filter_map(|node| {
-            let key = crate::name_key::name_key(node.name());
+            let key = node.key();
             let question = Question { key: &key, qtype: RecordType::A, recursion_desired: true, client: None };
             match plan(snapshot, question, Draw::First).outcome {
-                Outcome::Loop => Some((node.name().clone(), "its CNAME chain loops back")),
-                Outcome::TooLong => Some((node.name().clone(), "its CNAME chain is longer than 11")),
+                Outcome::Loop => Some((node.name(), "its CNAME chain loops back")),
+                Outcome::TooLong => Some((node.name(), "its CNAME chain is longer than 11")),
                 _ => None,
             }
         })

@@ -204,7 +204,7 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
         let owner = hop.asked.unwrap_or(&asked);
         out.matched = Some(hop.node.name().to_string());
         match hop.set {
-            Some(set) => out.records.extend(alternatives(hop.node, set).flat_map(|set| view_set(set, hop.node.name(), owner, hop.wildcard))),
+            Some(set) => out.records.extend(alternatives(hop.node, set).flat_map(|set| view_set(set, &hop.node.name(), owner, hop.wildcard))),
             None => out.records.extend(hop.records.iter().map(|soa| RecordView::synthesized(soa, SOA_OF_OWNED_NAME))),
         }
     }
@@ -244,7 +244,7 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
         }
         Outcome::NoData { node, .. } => {
             out.matched = Some(node.name().to_string());
-            out.outvoted = snapshot.outvoted(&name_key(node.name())).iter().map(view_provenance).collect();
+            out.outvoted = snapshot.outvoted(node.key()).iter().map(view_provenance).collect();
             out.reason = match node.rrsets().is_empty() {
                 _ if plan.located.is_some_and(|l| l.matched.is_none()) => {
                     format!("{} has Route 53 AZ-affinity sets, and none matches this client's location: NODATA", node.name())
@@ -259,9 +259,9 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
         }
         Outcome::Answer => {
             let Some(hop) = plan.hops().last() else { return Ok(out) };
-            out.outvoted = snapshot.outvoted(&name_key(hop.node.name())).iter().map(view_provenance).collect();
+            out.outvoted = snapshot.outvoted(hop.node.key()).iter().map(view_provenance).collect();
             let sets = hop.set.map_or(0, |set| alternatives(hop.node, set).count());
-            let location = hop.set.and_then(|set| set.weight.as_ref()?.location.as_ref());
+            let location = hop.set.and_then(|set| set.weight()?.location.as_ref());
             let how = match (hop.wildcard, sets) {
                 (_, _) if location.is_some() => {
                     let at = location.map(|l| format!("{} {}", l.kind, l.id)).unwrap_or_default();
@@ -273,7 +273,7 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
             };
             let by = hop
                 .set
-                .and_then(|set| set.provenance.first())
+                .and_then(|set| set.provenance().first())
                 .map_or_else(|| format!("hubdns itself ({SOA_OF_OWNED_NAME})"), |p| format!("{} ({})", p.source, p.where_from()));
             out.reason = format!("{how}; answered from {by}");
         }
@@ -297,7 +297,7 @@ fn target_of<'a>(hop: &Hop<'a>) -> Option<&'a Name> {
 /// Whether `set` is one of several weighted alternatives drawn per query (an AZ-affinity set
 /// is chosen for the client instead, and stands alone).
 fn drawn(set: &RecordSet) -> bool {
-    set.weight.as_ref().is_some_and(|w| w.location.is_none())
+    set.weight().is_some_and(|w| w.location.is_none())
 }
 
 /// `set` and, when it is one of several weighted alternatives, the others of its type.
@@ -308,7 +308,7 @@ fn alternatives<'a>(node: &'a Node, set: &'a RecordSet) -> impl Iterator<Item = 
 }
 
 /// The records of `set` at `node_name` as views; a wildcard's owned by `owner`, the name asked.
-fn view_set<'a>(set: &'a RecordSet, node_name: &'a Name, owner: &'a Name, wildcard: bool) -> impl Iterator<Item = RecordView> + 'a {
+fn view_set<'a>(set: &'a RecordSet, node_name: &Name, owner: &'a Name, wildcard: bool) -> impl Iterator<Item = RecordView> + use<'a> {
     RecordView::of_set(set, node_name).map(move |mut view| {
         if wildcard {
             view.name = owner.to_string();
@@ -332,16 +332,16 @@ impl RecordView {
     }
 
     /// Every record of `set`, owned by `owner`, with its provenance and the set's weight.
-    pub fn of_set<'a>(set: &'a RecordSet, owner: &Name) -> impl Iterator<Item = RecordView> + 'a {
+    pub fn of_set<'a>(set: &'a RecordSet, owner: &Name) -> impl Iterator<Item = RecordView> + use<'a> {
         let name = owner.to_string();
-        set.data().zip(set.provenance.iter()).map(move |(data, provenance)| RecordView {
+        set.data().zip(set.provenance()).map(move |(data, provenance)| RecordView {
             name: name.clone(),
             rtype: type_name(set.rtype),
             ttl: set.ttl,
             data: data.to_string(),
             source: provenance.source.to_string(),
             origin: provenance.where_from().to_string(),
-            weight: set.weight.as_ref().map(|w| (w.set.to_string(), w.weight)),
+            weight: set.weight().map(|w| (w.set.to_string(), w.weight)),
         })
     }
 }
@@ -381,7 +381,7 @@ fn forwarded(mut out: Explanation, forwarder: &Forwarder, target: &Name, qtype: 
 fn az_view(plan: &answer::Plan<'_>, client: Option<IpAddr>) -> Option<AzView> {
     let (affinity, zones, decided) = match (plan.located, plan.az) {
         (Some(located), _) => {
-            let matched = plan.hops().last().and_then(|hop| hop.set?.weight.as_ref()?.location.as_ref());
+            let matched = plan.hops().last().and_then(|hop| hop.set?.weight()?.location.as_ref());
             let zones = matched.map(|l| format!("{} {}", l.kind, l.id)).into_iter().collect();
             ("route53 AZ-affinity".to_owned(), zones, Some((located.client, located.choice())))
         }

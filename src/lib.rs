@@ -19,6 +19,7 @@
 //! - [`config`]: the TOML file: serde structs, defaults, load = read → parse → validate.
 //! - [`zonefile`]: `[[zones]]` zone files (RFC 1035 master format), read with hickory's parser.
 //! - [`snapshot`]: records with provenance, the immutable table, name matching.
+//! - [`node_table`]: the table's storage: nodes in one vector, found by key through an index.
 //! - [`answer`]: the answer engine: what a question gets, as a plan the DNS paths encode
 //!   and `explain` renders.
 //! - [`memory`]: returning freed heap to the OS after large builds.
@@ -70,6 +71,7 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod name_key;
+pub mod node_table;
 pub mod prepared;
 pub mod querylog;
 #[cfg(feature = "aws")]

@@ -612,7 +612,7 @@ fn record_lines(node: Option<&Node>, lines: &mut BTreeSet<String>) {
     let Some(node) = node else { return };
     let name = node.name().to_lowercase();
     for set in node.rrsets() {
-        let weight = set.weight.as_ref().map(|w| format!(" [set {} weight {}]", w.set, w.weight)).unwrap_or_default();
+        let weight = set.weight().map(|w| format!(" [set {} weight {}]", w.set, w.weight)).unwrap_or_default();
         lines.extend(set.data().map(|data| format!("{name} {} {} {data}{weight}", set.ttl, set.rtype)));
     }
 }

@@ -71,11 +71,11 @@ pub fn apexes(snapshot: &Snapshot) -> Vec<Apex> {
     let mut apexes: Vec<Apex> = snapshot
         .nodes()
         // A wildcard outside a loaded zone owns the names below its parent.
-        .filter(|node| node.is_apex() || node.name().is_wildcard())
+        .filter(|node| node.is_apex() || crate::name_key::is_wildcard(node.key()))
         .map(|node| {
             let name = node.name();
             let loaded = node.rrsets().iter().any(|set| set.rtype == RecordType::SOA);
-            Apex { name: if name.is_wildcard() { name.base_name() } else { name.clone() }, loaded }
+            Apex { name: if name.is_wildcard() { name.base_name() } else { name }, loaded }
         })
         .collect();
     apexes.sort_by_key(|apex| apex.name.num_labels());

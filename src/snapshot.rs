@@ -23,7 +23,7 @@
 use std::{
     collections::{HashMap, HashSet},
     fmt,
-    sync::{Arc, OnceLock},
+    sync::Arc,
 };
 
 use arc_swap::ArcSwap;
@@ -32,11 +32,14 @@ use hickory_proto::{
     rr::{Name, RData, Record as WireRecord, RecordType, rdata::SOA},
     serialize::binary::{BinDecoder, BinEncodable, BinEncoder, NameEncoding, Restrict},
 };
+use once_cell::race::OnceBox;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::{
     az::{Affinity, AffinityRules, Location, LocationType, Locator, Place, Spread},
     name_key::{is_wildcard, name_key, parent, self_and_ancestors},
+    node_table::{Keyed, KeyedTable},
     prepared::Prepared,
 };
 
@@ -190,26 +193,37 @@ pub struct SoaSettings {
 
 /// One owned name: its record sets and the SOA for its negative answers.
 ///
-/// Kept small, as a table may hold 100,000 of them: what only some queries need (the SOA of
-/// an owned name outside a zone, the NODATA answer, each set's records as hickory records and
-/// its pre-encoded answer) is made the first time it is asked for and kept from then on.
+/// Kept small, as a table may hold 100,000 of them: the name is kept once, as its wire-format
+/// key, and what only some queries need (the SOA of an owned name outside a zone, the NODATA
+/// answer, each set's records as hickory records and its pre-encoded answer) is made the
+/// first time it is asked for and kept from then on.
 #[derive(Debug)]
 pub struct Node {
-    name: Name,
-    rrsets: Box<[RecordSet]>,
-    /// Its zone's SOA when it lies in a loaded zone (one copy for the whole zone).
-    zone_soa: Option<Arc<WireRecord>>,
-    /// What its own SOA holds when it lies in no loaded zone: it is the apex of its own
-    /// little zone.
-    own_soa: Arc<OwnSoa>,
+    /// The lowercase wire-format key ([`crate::name_key`]), then, only when the source spelled
+    /// the name with capitals, the name as spelled, in wire format.
+    wire: Box<[u8]>,
+    /// Where the key ends in `wire`.
+    key_len: u8,
     /// In a loaded zone (Route 53): negative answers carry the zone's SOA, and an SOA query
     /// below the apex is NODATA.
     in_zone: bool,
     /// A delegation inside a zone (NS below the apex): the name and everything below it is
     /// forwarded, as a resolver inside the VPC would follow the delegation.
     delegated: bool,
+    rrsets: Box<[RecordSet]>,
+    /// Its zone's SOA when it lies in a loaded zone (one copy for the whole zone).
+    zone_soa: Option<Arc<WireRecord>>,
+    /// What its own SOA holds when it lies in no loaded zone: it is the apex of its own
+    /// little zone.
+    own_soa: Arc<OwnSoa>,
     /// Its own SOA and its NODATA answer, made when first needed.
-    made: OnceLock<Box<MadeNode>>,
+    made: OnceBox<MadeNode>,
+}
+
+impl Keyed for Node {
+    fn key(&self) -> &[u8] {
+        &self.wire[..usize::from(self.key_len)]
+    }
 }
 
 /// What a node makes when first asked for a negative answer.
@@ -234,7 +248,8 @@ struct OwnSoa {
 /// The records of one type at one name, ready to encode, with their provenance.
 ///
 /// The data is kept in wire format; the records as hickory records, and the answer
-/// pre-encoded for the fast path, are made from it when first needed.
+/// pre-encoded for the fast path, are made from it when first needed. What few sets have
+/// (weights, AZs, a CNAME's target) sits in one box beside it.
 #[derive(Debug)]
 pub struct RecordSet {
     /// The type.
@@ -243,20 +258,25 @@ pub struct RecordSet {
     pub ttl: u32,
     /// Each record's data in wire format (names uncompressed), after its length (u16, big endian).
     data: Box<[u8]>,
-    /// Where each record came from, index for index.
-    pub provenance: Box<[Provenance]>,
-    /// Set among weighted alternatives of the same type; `None` for a plain RRset (boxed, as
-    /// most sets have none).
-    pub weight: Option<Box<Weight>>,
+    /// Where each record came from, index for index (most sets have one record).
+    provenance: SmallVec<[Provenance; 1]>,
+    /// Weight, AZ spread and CNAME target, for the sets that have one.
+    extra: Option<Box<SetExtra>>,
+    /// The records as hickory records and pre-encoded, made together when first needed.
+    made: OnceBox<MadeSet>,
+}
+
+/// What only some record sets have.
+#[derive(Debug, Default)]
+struct SetExtra {
+    /// Set among weighted alternatives of the same type; `None` for a plain RRset.
+    weight: Option<Weight>,
     /// The records' Availability Zones, for an A/AAAA set whose addresses lie in two AZs or
-    /// more, with the name's affinity ([`Snapshot::apply_affinity`]); boxed, as most sets
-    /// have none.
-    pub spread: Option<Box<Spread>>,
+    /// more, with the name's affinity ([`Snapshot::apply_affinity`]).
+    spread: Option<Spread>,
     /// For a CNAME: its target and the target's lookup key, so chains are followed without
     /// allocating.
-    target: Option<Box<(Name, Box<[u8]>)>>,
-    /// The records as hickory records and pre-encoded, made together when first needed.
-    made: OnceLock<Box<MadeSet>>,
+    target: Option<(Name, Box<[u8]>)>,
 }
 
 /// What a record set makes of its data when first asked.
@@ -271,7 +291,7 @@ struct MadeSet {
 
 impl RecordSet {
     /// A set of `rtype` records with `data`, all with `ttl`.
-    fn new(rtype: RecordType, ttl: u32, data: &[RData], provenance: Box<[Provenance]>, weight: Option<Box<Weight>>) -> Self {
+    fn new(rtype: RecordType, ttl: u32, data: &[RData], provenance: SmallVec<[Provenance; 1]>, weight: Option<Weight>) -> Self {
         thread_local! {
             /// Where each record's data is encoded first: one buffer per building thread.
             static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -290,19 +310,11 @@ impl RecordSet {
             }
         });
         let target = match data.first() {
-            Some(RData::CNAME(target)) => Some(Box::new((target.0.clone(), name_key(&target.0)))),
+            Some(RData::CNAME(target)) => Some((target.0.clone(), name_key(&target.0))),
             _ => None,
         };
-        Self {
-            rtype,
-            ttl,
-            data: wire.into_boxed_slice(),
-            provenance,
-            weight,
-            spread: None,
-            target,
-            made: OnceLock::new(),
-        }
+        let extra = (weight.is_some() || target.is_some()).then(|| Box::new(SetExtra { weight, spread: None, target }));
+        Self { rtype, ttl, data: wire.into_boxed_slice(), provenance, extra, made: OnceBox::new() }
     }
 
     /// The records' data, decoded.
@@ -332,37 +344,65 @@ impl RecordSet {
         self.provenance.is_empty()
     }
 
-    /// The records as hickory records and pre-encoded, for `owner` (the node's name).
-    fn made(&self, owner: &Name) -> &MadeSet {
+    /// Where each record came from, index for index.
+    pub fn provenance(&self) -> &[Provenance] {
+        &self.provenance
+    }
+
+    /// Its set and weight among weighted alternatives of the same type; `None` for a plain
+    /// RRset.
+    pub fn weight(&self) -> Option<&Weight> {
+        self.extra.as_ref()?.weight.as_ref()
+    }
+
+    /// The records' Availability Zones, when its addresses lie in two AZs or more.
+    pub fn spread(&self) -> Option<&Spread> {
+        self.extra.as_ref()?.spread.as_ref()
+    }
+
+    /// The records as hickory records and pre-encoded, for `owner` (the node it belongs to).
+    fn made(&self, owner: &Node) -> &MadeSet {
         self.made.get_or_init(|| {
-            let records: Box<[WireRecord]> = self.data().map(|data| WireRecord::from_rdata(owner.clone(), self.ttl, data)).collect();
+            let name = owner.name();
+            let records: Box<[WireRecord]> = self.data().map(|data| WireRecord::from_rdata(name.clone(), self.ttl, data)).collect();
             // A wildcard's answer is prepared for the `*` name; names in its data would be
             // compressed against labels a real query name does not have at that offset.
-            let preparable = !owner.is_wildcard() || encodes_without_names(self.rtype);
-            let prepared = if preparable { prepare(owner, self.rtype, ResponseCode::NoError, &records, &[]) } else { None };
+            let preparable = !name.is_wildcard() || encodes_without_names(self.rtype);
+            let prepared = if preparable { prepare(&name, self.rtype, ResponseCode::NoError, &records, &[]) } else { None };
             Box::new(MadeSet { records, prepared })
         })
     }
 
-    /// The records as hickory records owned by `owner` (the node's name).
-    pub fn records(&self, owner: &Name) -> &[WireRecord] {
+    /// The records as hickory records owned by `owner` (the node it belongs to).
+    pub fn records(&self, owner: &Node) -> &[WireRecord] {
         &self.made(owner).records
     }
 
-    /// The records pre-encoded for a question named `owner` (the node's name), if they can be.
-    pub fn prepared(&self, owner: &Name) -> Option<&Prepared> {
+    /// The records pre-encoded for a question named as `owner` (the node it belongs to), if
+    /// they can be.
+    pub fn prepared(&self, owner: &Node) -> Option<&Prepared> {
         self.made(owner).prepared.as_ref()
     }
 
     /// The AZ spread the answer engine applies: `None` when the addresses lie in one AZ or
     /// the name's affinity is off.
     pub fn affinity(&self) -> Option<&Spread> {
-        self.spread.as_deref().filter(|s| s.affinity != Affinity::Off)
+        self.spread().filter(|s| s.affinity != Affinity::Off)
     }
 
     /// A CNAME's target name and its lookup key.
     pub fn cname_target(&self) -> Option<(&Name, &[u8])> {
-        self.target.as_deref().map(|(name, key)| (name, &key[..]))
+        self.extra.as_ref()?.target.as_ref().map(|(name, key)| (name, &key[..]))
+    }
+
+    /// Whether `other` holds the same answer: type, TTL, weight, AZs and data.
+    fn same_data(&self, other: &RecordSet) -> bool {
+        self.rtype == other.rtype
+            && self.ttl == other.ttl
+            && self.weight() == other.weight()
+            && self.spread() == other.spread()
+            && self.len() == other.len()
+            && self.data == other.data
     }
 }
 
@@ -412,13 +452,12 @@ pub enum Dropped {
     },
 }
 
-/// The immutable owned-name table. Its maps hash with foldhash: several times cheaper than
-/// SipHash on short keys, and seeded at random per process, so clients cannot aim collisions.
-#[derive(Debug, Default)]
+/// The immutable owned-name table ([`KeyedTable`]s of nodes, found by lowercase key).
+#[derive(Debug)]
 pub struct Snapshot {
-    exact: FastMap<Node>,
-    /// Wildcard nodes, keyed by the name they cover (the owner without its `*` label).
-    wildcards: FastMap<Node>,
+    exact: KeyedTable<Node>,
+    /// Wildcard nodes, found by the name they cover (the owner without its `*` label).
+    wildcards: KeyedTable<Node>,
     serial: u32,
     /// Records and aliases left out because a higher-precedence source owns their name.
     conflicts: usize,
@@ -432,6 +471,23 @@ pub struct Snapshot {
     locator: Locator,
     /// The affinity of names (`[az]`), as applied.
     affinity: AffinityRules,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self {
+            exact: KeyedTable::new(0),
+            // `\x01*` and the base name.
+            wildcards: KeyedTable::new(2),
+            serial: 0,
+            conflicts: 0,
+            refused: 0,
+            outvoted: FastMap::default(),
+            by_kind: [0; 4],
+            locator: Locator::default(),
+            affinity: AffinityRules::default(),
+        }
+    }
 }
 
 /// Where a name stands in the table: the name matching of RFC 1034 §4.3.2 and RFC 4592, for
@@ -656,7 +712,7 @@ impl Snapshot {
             }
             // Only a name with aliases to flatten needs its records again.
             let records = if group.pending.is_empty() { std::mem::take(&mut group.records) } else { group.records.clone() };
-            snapshot.insert(key.clone(), Node::new(group.name.clone(), records, &own));
+            snapshot.insert(Node::new(key.clone(), &group.name, records, &own));
         }
         snapshot.flatten_aliases(&mut groups, &own, &mut dropped);
 
@@ -678,10 +734,12 @@ impl Snapshot {
             }
         }
         snapshot.apply_zones(&own);
+        snapshot.exact.shrink_to_fit();
+        snapshot.wildcards.shrink_to_fit();
         snapshot.conflicts = dropped.iter().filter(|d| matches!(d, Dropped::Conflict { .. })).count();
         snapshot.refused = dropped.iter().filter(|d| matches!(d, Dropped::Refused { .. })).count();
         let mut by_kind = [0; 4];
-        for provenance in snapshot.nodes().flat_map(|n| n.rrsets.iter()).flat_map(|set| set.provenance.iter()) {
+        for provenance in snapshot.nodes().flat_map(|n| n.rrsets.iter()).flat_map(|set| set.provenance()) {
             by_kind[provenance.source as usize] += 1;
         }
         snapshot.by_kind = by_kind;
@@ -719,7 +777,7 @@ impl Snapshot {
                 }
                 for key in &changed {
                     let group = &groups[key];
-                    self.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), own));
+                    self.insert(Node::new(key.clone(), &group.name, group.records.clone(), own));
                 }
                 if changed.is_empty() {
                     break;
@@ -738,7 +796,7 @@ impl Snapshot {
                 }
                 group.answer_with(next, dropped);
                 if !group.records.is_empty() {
-                    self.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), own));
+                    self.insert(Node::new(key.clone(), &group.name, group.records.clone(), own));
                 }
                 fell_back = true;
             }
@@ -768,7 +826,7 @@ impl Snapshot {
                 dropped.push(Dropped::UnresolvedAlias { alias, reason });
             }
             if filled {
-                self.insert(key.clone(), Node::new(group.name.clone(), group.records.clone(), own));
+                self.insert(Node::new(key.clone(), &group.name, group.records.clone(), own));
             }
         }
     }
@@ -782,13 +840,13 @@ impl Snapshot {
         let apexes: FastMap<Arc<WireRecord>> = self
             .exact
             .iter()
-            .filter_map(|(key, node)| {
+            .filter_map(|node| {
                 let set = node.rrsets.iter().find(|s| s.rtype == RecordType::SOA)?;
-                let mut soa = set.records(&node.name).first()?.clone();
+                let mut soa = set.records(node).first()?.clone();
                 if let RData::SOA(data) = &soa.data {
                     soa.ttl = soa.ttl.min(data.minimum);
                 }
-                Some((key.clone(), Arc::new(soa)))
+                Some((node.key().into(), Arc::new(soa)))
             })
             .collect();
         if apexes.is_empty() {
@@ -796,57 +854,53 @@ impl Snapshot {
         }
         let zone_of = |key: &[u8]| self_and_ancestors(key).find_map(|k| apexes.get(k).map(|soa| (k.len(), soa)));
         let mut empty_non_terminals: Vec<(Box<[u8]>, Arc<WireRecord>)> = Vec::new();
-        for (key, node) in self.exact.iter_mut() {
+        for node in self.exact.iter_mut() {
+            let key = &node.wire[..usize::from(node.key_len)];
             let Some((apex_len, soa)) = zone_of(key) else { continue };
             let is_apex = apex_len == key.len();
-            node.join_zone(soa, !is_apex && node.rrsets.iter().any(|s| s.rtype == RecordType::NS));
             // The names between this one and the apex, exclusive.
             let mut at = parent(key);
             while let Some(ancestor) = at.filter(|a| a.len() > apex_len) {
                 empty_non_terminals.push((ancestor.into(), soa.clone()));
                 at = parent(ancestor);
             }
+            let delegated = !is_apex && node.rrsets.iter().any(|s| s.rtype == RecordType::NS);
+            node.join_zone(soa, delegated);
         }
-        for (base, node) in self.wildcards.iter_mut() {
+        for node in self.wildcards.iter_mut() {
+            let base = &node.wire[2..usize::from(node.key_len)];
             let Some((apex_len, soa)) = zone_of(base) else { continue };
-            node.join_zone(soa, false);
-            let mut at = Some(&base[..]);
+            let mut at = Some(base);
             while let Some(ancestor) = at.filter(|a| a.len() > apex_len) {
                 empty_non_terminals.push((ancestor.into(), soa.clone()));
                 at = parent(ancestor);
             }
+            node.join_zone(soa, false);
         }
         for (key, soa) in empty_non_terminals {
-            if let std::collections::hash_map::Entry::Vacant(slot) = self.exact.entry(key) {
-                let name = name_from_key(slot.key());
-                slot.insert(Node::empty(name, soa, own.clone()));
-            }
+            self.exact.insert_if_absent(&key, || Node::empty(key.clone(), soa, own.clone()));
         }
         // Names below a zone cut are not the zone's to answer (RFC 1034 §4.2.1: data there is
         // glue or occluded): they are forwarded like the cut itself.
-        let cuts: FastSet = self.exact.iter().filter(|(_, n)| n.delegated).map(|(k, _)| k.clone()).collect();
+        let cuts: FastSet = self.exact.iter().filter(|n| n.delegated).map(|n| n.key().into()).collect();
         if cuts.is_empty() {
             return;
         }
-        for (key, node) in &mut self.exact {
-            if self_and_ancestors(key).skip(1).any(|a| cuts.contains(a)) {
+        for node in self.exact.iter_mut() {
+            if self_and_ancestors(node.key()).skip(1).any(|a| cuts.contains(a)) {
                 node.delegated = true;
             }
         }
-        for (base, node) in &mut self.wildcards {
-            if self_and_ancestors(base).any(|a| cuts.contains(a)) {
+        for node in self.wildcards.iter_mut() {
+            // Below the `*` label: the base and its ancestors.
+            if self_and_ancestors(node.key()).skip(1).any(|a| cuts.contains(a)) {
                 node.delegated = true;
             }
         }
     }
 
-    fn insert(&mut self, key: Box<[u8]>, node: Node) {
-        if is_wildcard(&key) {
-            let base = parent(&key).unwrap_or(b"\x00");
-            self.wildcards.insert(base.into(), node);
-        } else {
-            self.exact.insert(key, node);
-        }
+    fn insert(&mut self, node: Node) {
+        if is_wildcard(node.key()) { self.wildcards.insert(node) } else { self.exact.insert(node) }
     }
 
     /// The A/AAAA records an alias flattens to, owned by the alias name: every RRset of its
@@ -865,12 +919,12 @@ impl Snapshot {
                     ttl: alias.ttl.unwrap_or(set.ttl),
                     data,
                     provenance: alias.provenance.clone(),
-                    weight: alias.weight.clone().or_else(|| set.weight.as_deref().cloned()),
+                    weight: alias.weight.clone().or_else(|| set.weight().cloned()),
                     az: None,
                 }));
                 // The addresses keep their AZs: an alias of an endpoint name is ordered as
                 // the endpoint name is.
-                if let Some(spread) = &set.spread {
+                if let Some(spread) = set.spread() {
                     let first = out.len() - set.len();
                     for (record, zone) in out[first..].iter_mut().zip(spread.zones.iter()) {
                         record.az = zone.clone();
@@ -929,8 +983,8 @@ impl Snapshot {
     /// sets (data, TTLs, weights and set identifiers), SOAs (serial aside) and zone cuts.
     /// Provenance is left out: it changes with every fetch.
     pub fn answers_like(&self, other: &Snapshot) -> bool {
-        let same = |a: &FastMap<Node>, b: &FastMap<Node>| {
-            a.len() == b.len() && a.iter().all(|(key, node)| b.get(key).is_some_and(|o| node.answers_like(o)))
+        let same = |a: &KeyedTable<Node>, b: &KeyedTable<Node>| {
+            a.len() == b.len() && a.iter().all(|node| b.get(a.key_of(node)).is_some_and(|o| node.answers_like(o)))
         };
         same(&self.exact, &other.exact) && same(&self.wildcards, &other.wildcards)
     }
@@ -940,13 +994,13 @@ impl Snapshot {
     pub fn changed_since<'a>(&'a self, old: &'a Snapshot) -> Vec<(Option<&'a Node>, Option<&'a Node>)> {
         let mut changed = Vec::new();
         for (mine, theirs) in [(&self.exact, &old.exact), (&self.wildcards, &old.wildcards)] {
-            for (key, node) in mine {
-                match theirs.get(key) {
+            for node in mine.iter() {
+                match theirs.get(mine.key_of(node)) {
                     Some(before) if before.answers_like(node) => {}
                     before => changed.push((before, Some(node))),
                 }
             }
-            changed.extend(theirs.iter().filter(|(key, _)| !mine.contains_key(*key)).map(|(_, before)| (Some(before), None)));
+            changed.extend(theirs.iter().filter(|before| !mine.contains_key(theirs.key_of(before))).map(|before| (Some(before), None)));
         }
         changed
     }
@@ -962,9 +1016,9 @@ impl Snapshot {
             .map(|kind| (kind, self.by_kind[kind as usize]))
     }
 
-    /// Every owned node, exact names first, in no particular order.
+    /// Every owned node, exact names first, each kind in the order the build added them.
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
-        self.exact.values().chain(self.wildcards.values())
+        self.exact.iter().chain(self.wildcards.iter())
     }
 
     /// How many names (wildcards included) are owned.
@@ -1006,9 +1060,12 @@ impl Snapshot {
         // One copy of each AZ ID for the whole table (records restored from the state file
         // carry one each).
         let mut ids: HashSet<Arc<str>> = HashSet::new();
-        for node in self.exact.values_mut().chain(self.wildcards.values_mut()) {
-            let affinity = rules.for_name(&node.name);
-            for set in &mut node.rrsets {
+        for node in self.exact.iter_mut().chain(self.wildcards.iter_mut()) {
+            if node.rrsets.iter().all(|set| set.spread().is_none()) {
+                continue;
+            }
+            let affinity = rules.for_name(&node.name());
+            for set in node.rrsets.iter_mut().filter_map(|set| set.extra.as_deref_mut()) {
                 if affinity == Affinity::Off {
                     set.spread = None;
                 } else if let Some(spread) = &mut set.spread {
@@ -1046,7 +1103,8 @@ impl Snapshot {
 }
 
 impl Node {
-    fn new(name: Name, mut records: Vec<Record>, own: &Arc<OwnSoa>) -> Self {
+    /// The node of `name`, whose key is `key`, holding `records`.
+    fn new(key: Box<[u8]>, name: &Name, mut records: Vec<Record>, own: &Arc<OwnSoa>) -> Self {
         // By type, then weighted set: each (type, set) pair is one RRset.
         records.sort_by(|a, b| {
             let set = |r: &Record| r.weight.as_ref().map(|w| w.set.clone());
@@ -1066,24 +1124,48 @@ impl Node {
             // One TTL per RRset (RFC 2181 §5.2): the smallest, so no record outlives its source.
             let ttl = members.iter().map(|r| r.ttl).min().unwrap_or(0);
             let data: Vec<RData> = members.iter().map(|r| r.data.clone()).collect();
-            let weight = members[0].weight.clone().map(Box::new);
+            let weight = members[0].weight.clone();
             let zones: Vec<Option<Arc<str>>> = if located { members.iter().map(|r| r.az.clone()).collect() } else { Vec::new() };
-            let provenance: Box<[Provenance]> = members.into_iter().map(|r| r.provenance).collect();
+            let provenance: SmallVec<[Provenance; 1]> = members.into_iter().map(|r| r.provenance).collect();
             let mut set = RecordSet::new(rtype, ttl, &data, provenance, weight);
             // Only address sets are reordered by AZ: their records encode to equal-sized
             // chunks ([`Prepared::write_in`]).
-            if located && matches!(rtype, RecordType::A | RecordType::AAAA) {
-                set.spread = Spread::of(zones.into()).map(Box::new);
+            if located
+                && matches!(rtype, RecordType::A | RecordType::AAAA)
+                && let Some(spread) = Spread::of(zones.into())
+            {
+                set.extra.get_or_insert_default().spread = Some(spread);
             }
             rrsets.push(set);
         }
-        let rrsets = rrsets.into_boxed_slice();
-        Self { name, rrsets, zone_soa: None, own_soa: own.clone(), in_zone: false, delegated: false, made: OnceLock::new() }
+        Self::with_sets(key, name, rrsets.into_boxed_slice(), own.clone())
     }
 
-    /// An empty non-terminal of a zone: no records of its own.
-    fn empty(name: Name, soa: Arc<WireRecord>, own: Arc<OwnSoa>) -> Self {
-        Self { name, rrsets: Box::default(), zone_soa: Some(soa), own_soa: own, in_zone: true, delegated: false, made: OnceLock::new() }
+    /// A node of `name` (key `key`) with `rrsets`, outside any zone so far.
+    fn with_sets(key: Box<[u8]>, name: &Name, rrsets: Box<[RecordSet]>, own_soa: Arc<OwnSoa>) -> Self {
+        // The key is lowercase; the name as spelled follows it only when that differs.
+        let spelled = name.iter().any(|label| label.iter().any(u8::is_ascii_uppercase));
+        let mut wire = Vec::with_capacity(if spelled { 2 * key.len() } else { key.len() });
+        wire.extend_from_slice(&key);
+        if spelled {
+            for label in name.iter() {
+                // A label is at most 63 bytes (hickory enforces it when the name is built).
+                wire.push(label.len() as u8);
+                wire.extend_from_slice(label);
+            }
+            wire.push(0);
+        }
+        // A wire-format name is at most 255 bytes (RFC 1035 §3.1).
+        let key_len = u8::try_from(key.len()).unwrap_or(u8::MAX);
+        Self { wire: wire.into_boxed_slice(), key_len, in_zone: false, delegated: false, rrsets, zone_soa: None, own_soa, made: OnceBox::new() }
+    }
+
+    /// An empty non-terminal of a zone, whose key is `key`: no records of its own.
+    fn empty(key: Box<[u8]>, soa: Arc<WireRecord>, own: Arc<OwnSoa>) -> Self {
+        let mut node = Self::with_sets(key, &Name::root(), Box::default(), own);
+        node.zone_soa = Some(soa);
+        node.in_zone = true;
+        node
     }
 
     /// Puts this node in the zone whose SOA is `soa`.
@@ -1091,21 +1173,22 @@ impl Node {
         self.zone_soa = Some(soa.clone());
         self.in_zone = true;
         self.delegated = delegated;
-        self.made = OnceLock::new();
+        self.made = OnceBox::new();
     }
 
     /// Its own SOA (outside a loaded zone) and NODATA answer, made on first use.
     fn made(&self) -> &MadeNode {
         self.made.get_or_init(|| {
+            let name = self.name();
             let soa = self.zone_soa.is_none().then(|| {
                 let own = &self.own_soa;
                 // A wildcard's negative answers speak for the name it covers.
-                let apex = if self.name.is_wildcard() { self.name.base_name() } else { self.name.clone() };
+                let apex = if name.is_wildcard() { name.base_name() } else { name.clone() };
                 let data = SOA::new(own.mname.clone(), own.rname.clone(), own.serial, 7200, 900, 1_209_600, own.negative_ttl);
                 WireRecord::from_rdata(apex, own.negative_ttl, RData::SOA(data))
             });
-            let nodata = match (self.name.is_wildcard(), self.zone_soa.as_deref().or(soa.as_ref())) {
-                (false, Some(authority)) => prepare(&self.name, RecordType::A, ResponseCode::NoError, &[], std::slice::from_ref(authority)),
+            let nodata = match (name.is_wildcard(), self.zone_soa.as_deref().or(soa.as_ref())) {
+                (false, Some(authority)) => prepare(&name, RecordType::A, ResponseCode::NoError, &[], std::slice::from_ref(authority)),
                 _ => None,
             };
             Box::new(MadeNode { soa, nodata })
@@ -1126,17 +1209,17 @@ impl Node {
         let mut matching = self.rrsets.iter().filter(|s| s.rtype == qtype || (cname_answers && s.rtype == RecordType::CNAME));
         let first = matching.next()?;
         // AZ-affinity alternatives are chosen by the client's place, not drawn ([`Node::located`]).
-        if first.weight.as_ref().is_none_or(|w| w.location.is_some()) || draw == crate::answer::Draw::First {
+        if first.weight().is_none_or(|w| w.location.is_some()) || draw == crate::answer::Draw::First {
             return Some(first);
         }
         let candidates = || self.rrsets.iter().filter(|s| s.rtype == first.rtype);
-        let total: u64 = candidates().map(|s| u64::from(s.weight.as_ref().map_or(0, |w| w.weight))).sum();
+        let total: u64 = candidates().map(|s| u64::from(s.weight().map_or(0, |w| w.weight))).sum();
         if total == 0 {
             return candidates().nth(fastrand::usize(..candidates().count()));
         }
         let mut ticket = fastrand::u64(..total);
         candidates().find(|s| {
-            let weight = u64::from(s.weight.as_ref().map_or(0, |w| w.weight));
+            let weight = u64::from(s.weight().map_or(0, |w| w.weight));
             if ticket < weight {
                 return true;
             }
@@ -1153,7 +1236,7 @@ impl Node {
         self.rrsets
             .iter()
             .filter(|s| s.rtype == rtype)
-            .filter_map(|s| Some((s, s.weight.as_ref()?.location.as_ref()?)))
+            .filter_map(|s| Some((s, s.weight()?.location.as_ref()?)))
             .filter(|(_, location)| location.matches(place))
             .min_by_key(|(_, location)| location.kind)
             .map(|(set, location)| (set, location.kind))
@@ -1171,19 +1254,16 @@ impl Node {
             }
             _ => a == b,
         };
-        let set_like = |a: &RecordSet, b: &RecordSet| {
-            a.rtype == b.rtype
-                && a.ttl == b.ttl
-                && a.weight == b.weight
-                && a.spread == b.spread
-                && a.len() == b.len()
-                && match a.rtype {
-                    // The serial changes with every build.
-                    RecordType::SOA => a.records(&self.name).iter().zip(b.records(&other.name)).all(|(x, y)| soa_like(x, y)),
-                    _ => a.data == b.data,
-                }
+        let set_like = |a: &RecordSet, b: &RecordSet| match a.rtype {
+            // The serial changes with every build.
+            RecordType::SOA => {
+                b.rtype == RecordType::SOA
+                    && a.len() == b.len()
+                    && a.records(self).iter().zip(b.records(other)).all(|(x, y)| soa_like(x, y))
+            }
+            _ => a.same_data(b),
         };
-        self.name.eq_case(&other.name)
+        self.wire == other.wire
             && self.in_zone == other.in_zone
             && self.delegated == other.delegated
             && match (&self.zone_soa, &other.zone_soa) {
@@ -1200,9 +1280,17 @@ impl Node {
             && self.rrsets.iter().zip(&other.rrsets).all(|(a, b)| set_like(a, b))
     }
 
-    /// The owner name as the source wrote it.
-    pub fn name(&self) -> &Name {
-        &self.name
+    /// The owner name as the source wrote it (made from its wire form: names are kept once,
+    /// compactly, and made into hickory names only where an answer or a view needs one).
+    pub fn name(&self) -> Name {
+        let key_len = usize::from(self.key_len);
+        let spelled = if self.wire.len() > key_len { &self.wire[key_len..] } else { &self.wire[..key_len] };
+        name_from_key(spelled)
+    }
+
+    /// The lowercase wire-format lookup key of its name ([`crate::name_key`]).
+    pub fn key(&self) -> &[u8] {
+        Keyed::key(self)
     }
 
     /// The record sets, ordered by type.
@@ -1222,7 +1310,7 @@ impl Node {
     /// Whether this is the apex of a zone hubdns serves: a loaded zone's (it holds the SOA),
     /// or an owned name outside any loaded zone, which is the apex of its own little zone.
     pub fn is_apex(&self) -> bool {
-        (!self.in_zone && !self.name.is_wildcard()) || self.rrsets.iter().any(|s| s.rtype == RecordType::SOA)
+        (!self.in_zone && !is_wildcard(self.key())) || self.rrsets.iter().any(|s| s.rtype == RecordType::SOA)
     }
 
     /// Whether this is a zone cut: NS records below a loaded zone's apex.
@@ -1232,7 +1320,7 @@ impl Node {
 
     /// Whether this node's name has the lookup key `key`.
     pub fn key_is(&self, key: &[u8]) -> bool {
-        name_key(&self.name)[..] == *key
+        self.key() == key
     }
 
     /// The NODATA answer at this name, pre-encoded (made when first asked for).
@@ -1251,7 +1339,7 @@ fn waiting_keys(groups: &FastMap<Group>) -> FastSet {
     groups.iter().filter(|(_, g)| !g.pending.is_empty()).map(|(k, _)| k.clone()).collect()
 }
 
-/// The name whose lowercase wire key is `key`.
+/// The name whose wire form (a lowercase key, or a name as spelled) is `key`.
 fn name_from_key(key: &[u8]) -> Name {
     let labels = self_and_ancestors(key).filter_map(|rest| {
         let len = usize::from(*rest.first()?);

@@ -45,7 +45,7 @@ fn with_domains_kept_elsewhere(source: &crate::status::SourceStatus, snapshot: &
 pub fn records(snapshot: &Snapshot) -> Records {
     let mut records: Vec<RecordView> = snapshot
         .nodes()
-        .flat_map(|node| node.rrsets().iter().flat_map(|set| RecordView::of_set(set, node.name())))
+        .flat_map(|node| node.rrsets().iter().flat_map(|set| RecordView::of_set(set, &node.name())))
         .collect();
     records.sort_by(|a, b| (a.name.to_ascii_lowercase(), &a.rtype, &a.data).cmp(&(b.name.to_ascii_lowercase(), &b.rtype, &b.data)));
     Records { serial: snapshot.serial(), names: snapshot.name_count(), records }
