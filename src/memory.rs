@@ -20,13 +20,22 @@ unsafe extern "C" {
 #[cfg(feature = "mimalloc")]
 const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
 
+/// `mi_option_purge_delay` in mimalloc 3's `mi_option_e`.
+#[cfg(feature = "mimalloc")]
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
 /// Sets the allocator up before the first large allocation: mimalloc commits arena memory as
-/// it is used rather than 64 MiB at a time.
+/// it is used rather than 64 MiB at a time, and returns a page to the OS as soon as it comes
+/// back to the arena empty. With its default delay (10 ms, then a purge on later
+/// allocations), pages emptied after the last collection — those of the zone reader's
+/// thread, freed from another — stayed resident while the server sat idle: 100,000
+/// zone-file records, 27.3 MB anonymous memory with the delay, 22.9 MB without.
 pub fn tune() {
     #[cfg(feature = "mimalloc")]
     // SAFETY: mi_option_set takes plain integers and may be called at any time.
     unsafe {
         mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+        mi_option_set(MI_OPTION_PURGE_DELAY, 0);
     }
 }
 

@@ -210,15 +210,17 @@ pub struct Node {
     /// A delegation inside a zone (NS below the apex): the name and everything below it is
     /// forwarded, as a resolver inside the VPC would follow the delegation.
     delegated: bool,
-    rrsets: Box<[RecordSet]>,
-    /// Its zone's SOA when it lies in a loaded zone (one copy for the whole zone).
-    zone_soa: Option<Arc<WireRecord>>,
-    /// What its own SOA holds when it lies in no loaded zone: it is the apex of its own
-    /// little zone.
-    own_soa: Arc<OwnSoa>,
+    /// Its record sets, by type; most names have one, kept inline.
+    rrsets: SmallVec<[RecordSet; 1]>,
+    /// Where its negative answers' SOA comes from: its zone's (one copy for the whole zone),
+    /// or the table's settings for names in no loaded zone (one copy for the table).
+    authority: Arc<Authority>,
     /// Its own SOA and its NODATA answer, made when first needed.
     made: OnceBox<MadeNode>,
 }
+
+// A table holds a node per name and a set per type: growing either costs every name.
+const _: () = assert!(std::mem::size_of::<Node>() <= 120 && std::mem::size_of::<RecordSet>() <= 72);
 
 impl Keyed for Node {
     fn key(&self) -> &[u8] {
@@ -234,6 +236,16 @@ struct MadeNode {
     /// The NODATA answer (SOA in the authority section), pre-encoded; `None` for wildcards,
     /// whose SOA is owned by another name than the query's.
     nodata: Option<Prepared>,
+}
+
+/// Where a node's SOA comes from.
+#[derive(Debug)]
+enum Authority {
+    /// The SOA of the loaded zone it lies in, its TTL already the negative one.
+    Zone(WireRecord),
+    /// The settings of the SOA it makes for itself: it lies in no loaded zone, so it is the
+    /// apex of its own little zone.
+    Own(OwnSoa),
 }
 
 /// What every synthesized SOA of one table holds.
@@ -702,7 +714,7 @@ impl Snapshot {
             group.answer_with(best, &mut dropped);
         }
 
-        let own = Arc::new(OwnSoa { mname: soa.mname.clone(), rname: soa.rname.clone(), serial, negative_ttl: soa.negative_ttl });
+        let own = Arc::new(Authority::Own(OwnSoa { mname: soa.mname.clone(), rname: soa.rname.clone(), serial, negative_ttl: soa.negative_ttl }));
         let mut snapshot = Self { serial, ..Self::default() };
         snapshot.exact.reserve(groups.len());
         for (key, group) in &mut groups {
@@ -751,7 +763,7 @@ impl Snapshot {
     /// while its target still has aliases pending. A name whose answering claim had only
     /// aliases, none of which resolved, falls back on the next source's claim (a broken alias
     /// never hides another source's records); what is left pending then is reported.
-    fn flatten_aliases(&mut self, groups: &mut FastMap<Group>, own: &Arc<OwnSoa>, dropped: &mut Vec<Dropped>) {
+    fn flatten_aliases(&mut self, groups: &mut FastMap<Group>, own: &Arc<Authority>, dropped: &mut Vec<Dropped>) {
         loop {
             loop {
                 let waiting = waiting_keys(groups);
@@ -834,10 +846,10 @@ impl Snapshot {
     /// Gives names inside loaded zones (those with an SOA record at their apex) the zone's
     /// SOA, marks delegations, and adds the empty non-terminals between names and their apex
     /// so that they answer NODATA rather than NXDOMAIN (RFC 8020).
-    fn apply_zones(&mut self, own: &Arc<OwnSoa>) {
+    fn apply_zones(&mut self, own: &Arc<Authority>) {
         // Negative answers carry the zone's SOA with the TTL of the lesser of its own TTL and
         // its MINIMUM (RFC 2308 §3, §5); an SOA query at the apex gets the record as it is.
-        let apexes: FastMap<Arc<WireRecord>> = self
+        let apexes: FastMap<Arc<Authority>> = self
             .exact
             .iter()
             .filter_map(|node| {
@@ -846,14 +858,14 @@ impl Snapshot {
                 if let RData::SOA(data) = &soa.data {
                     soa.ttl = soa.ttl.min(data.minimum);
                 }
-                Some((node.key().into(), Arc::new(soa)))
+                Some((node.key().into(), Arc::new(Authority::Zone(soa))))
             })
             .collect();
         if apexes.is_empty() {
             return;
         }
         let zone_of = |key: &[u8]| self_and_ancestors(key).find_map(|k| apexes.get(k).map(|soa| (k.len(), soa)));
-        let mut empty_non_terminals: Vec<(Box<[u8]>, Arc<WireRecord>)> = Vec::new();
+        let mut empty_non_terminals: Vec<(Box<[u8]>, Arc<Authority>)> = Vec::new();
         for node in self.exact.iter_mut() {
             let key = &node.wire[..usize::from(node.key_len)];
             let Some((apex_len, soa)) = zone_of(key) else { continue };
@@ -1104,14 +1116,14 @@ impl Snapshot {
 
 impl Node {
     /// The node of `name`, whose key is `key`, holding `records`.
-    fn new(key: Box<[u8]>, name: &Name, mut records: Vec<Record>, own: &Arc<OwnSoa>) -> Self {
+    fn new(key: Box<[u8]>, name: &Name, mut records: Vec<Record>, own: &Arc<Authority>) -> Self {
         // By type, then weighted set: each (type, set) pair is one RRset.
         records.sort_by(|a, b| {
             let set = |r: &Record| r.weight.as_ref().map(|w| w.set.clone());
             u16::from(a.data.record_type()).cmp(&u16::from(b.data.record_type())).then_with(|| set(a).cmp(&set(b)))
         });
         let located = records.iter().any(|r| r.az.is_some());
-        let mut rrsets: Vec<RecordSet> = Vec::new();
+        let mut rrsets: SmallVec<[RecordSet; 1]> = SmallVec::new();
         let mut records = records.into_iter().peekable();
         while let Some(first) = records.next() {
             let rtype = first.data.record_type();
@@ -1138,39 +1150,44 @@ impl Node {
             }
             rrsets.push(set);
         }
-        Self::with_sets(key, name, rrsets.into_boxed_slice(), own.clone())
+        rrsets.shrink_to_fit();
+        Self::with_sets(key, name, rrsets, own.clone())
     }
 
     /// A node of `name` (key `key`) with `rrsets`, outside any zone so far.
-    fn with_sets(key: Box<[u8]>, name: &Name, rrsets: Box<[RecordSet]>, own_soa: Arc<OwnSoa>) -> Self {
+    fn with_sets(key: Box<[u8]>, name: &Name, rrsets: SmallVec<[RecordSet; 1]>, own: Arc<Authority>) -> Self {
         // The key is lowercase; the name as spelled follows it only when that differs.
+        // A wire-format name is at most 255 bytes (RFC 1035 §3.1).
+        let key_len = u8::try_from(key.len()).unwrap_or(u8::MAX);
         let spelled = name.iter().any(|label| label.iter().any(u8::is_ascii_uppercase));
-        let mut wire = Vec::with_capacity(if spelled { 2 * key.len() } else { key.len() });
-        wire.extend_from_slice(&key);
-        if spelled {
+        // The key itself when the name has no capitals: no second allocation beside it, which
+        // would leave the allocator's pages of small blocks half empty.
+        let wire = if !spelled {
+            key
+        } else {
+            let mut wire = Vec::with_capacity(2 * key.len());
+            wire.extend_from_slice(&key);
             for label in name.iter() {
                 // A label is at most 63 bytes (hickory enforces it when the name is built).
                 wire.push(label.len() as u8);
                 wire.extend_from_slice(label);
             }
             wire.push(0);
-        }
-        // A wire-format name is at most 255 bytes (RFC 1035 §3.1).
-        let key_len = u8::try_from(key.len()).unwrap_or(u8::MAX);
-        Self { wire: wire.into_boxed_slice(), key_len, in_zone: false, delegated: false, rrsets, zone_soa: None, own_soa, made: OnceBox::new() }
+            wire.into_boxed_slice()
+        };
+        Self { wire, key_len, in_zone: false, delegated: false, rrsets, authority: own, made: OnceBox::new() }
     }
 
     /// An empty non-terminal of a zone, whose key is `key`: no records of its own.
-    fn empty(key: Box<[u8]>, soa: Arc<WireRecord>, own: Arc<OwnSoa>) -> Self {
-        let mut node = Self::with_sets(key, &Name::root(), Box::default(), own);
-        node.zone_soa = Some(soa);
-        node.in_zone = true;
+    fn empty(key: Box<[u8]>, zone: Arc<Authority>, own: Arc<Authority>) -> Self {
+        let mut node = Self::with_sets(key, &Name::root(), SmallVec::new(), own);
+        node.join_zone(&zone, false);
         node
     }
 
     /// Puts this node in the zone whose SOA is `soa`.
-    fn join_zone(&mut self, soa: &Arc<WireRecord>, delegated: bool) {
-        self.zone_soa = Some(soa.clone());
+    fn join_zone(&mut self, zone: &Arc<Authority>, delegated: bool) {
+        self.authority = zone.clone();
         self.in_zone = true;
         self.delegated = delegated;
         self.made = OnceBox::new();
@@ -1180,14 +1197,21 @@ impl Node {
     fn made(&self) -> &MadeNode {
         self.made.get_or_init(|| {
             let name = self.name();
-            let soa = self.zone_soa.is_none().then(|| {
-                let own = &self.own_soa;
+            let soa = match &*self.authority {
+                Authority::Zone(_) => None,
+                Authority::Own(own) => Some(own),
+            }
+            .map(|own| {
                 // A wildcard's negative answers speak for the name it covers.
                 let apex = if name.is_wildcard() { name.base_name() } else { name.clone() };
                 let data = SOA::new(own.mname.clone(), own.rname.clone(), own.serial, 7200, 900, 1_209_600, own.negative_ttl);
                 WireRecord::from_rdata(apex, own.negative_ttl, RData::SOA(data))
             });
-            let nodata = match (name.is_wildcard(), self.zone_soa.as_deref().or(soa.as_ref())) {
+            let zone_soa = match &*self.authority {
+                Authority::Zone(soa) => Some(soa),
+                Authority::Own(_) => None,
+            };
+            let nodata = match (name.is_wildcard(), zone_soa.or(soa.as_ref())) {
                 (false, Some(authority)) => prepare(&name, RecordType::A, ResponseCode::NoError, &[], std::slice::from_ref(authority)),
                 _ => None,
             };
@@ -1266,14 +1290,11 @@ impl Node {
         self.wire == other.wire
             && self.in_zone == other.in_zone
             && self.delegated == other.delegated
-            && match (&self.zone_soa, &other.zone_soa) {
-                (Some(a), Some(b)) => soa_like(a, b),
+            && match (&*self.authority, &*other.authority) {
+                (Authority::Zone(a), Authority::Zone(b)) => soa_like(a, b),
                 // Their own SOAs, made from the table's settings: compared without making them
                 // (the serial changes with every build).
-                (None, None) => {
-                    let (a, b) = (&self.own_soa, &other.own_soa);
-                    (&a.mname, &a.rname, a.negative_ttl) == (&b.mname, &b.rname, b.negative_ttl)
-                }
+                (Authority::Own(a), Authority::Own(b)) => (&a.mname, &a.rname, a.negative_ttl) == (&b.mname, &b.rname, b.negative_ttl),
                 _ => false,
             }
             && self.rrsets.len() == other.rrsets.len()
@@ -1300,10 +1321,10 @@ impl Node {
 
     /// The SOA its negative answers carry.
     pub fn soa(&self) -> &WireRecord {
-        match &self.zone_soa {
-            Some(soa) => soa,
+        match &*self.authority {
+            Authority::Zone(soa) => soa,
             // Made whenever there is no zone SOA.
-            None => self.made().soa.as_ref().unwrap_or_else(|| unreachable!("a node outside a zone makes its own SOA")),
+            Authority::Own(_) => self.made().soa.as_ref().unwrap_or_else(|| unreachable!("a node outside a zone makes its own SOA")),
         }
     }
 

@@ -19,9 +19,9 @@
 //! §5.2), a CNAME beside other data (RFC 1034 §3.6.2, RFC 2181 §10.1), and an NS target
 //! inside a delegation without addresses (its glue, RFC 1034 §4.2.1).
 //!
-//! The records are kept encoded (uncompressed wire format, each with its file and line), not
-//! as parsed records: a zone of 100,000 names is held in a few megabytes between table builds,
-//! and decoded when a table is built.
+//! The records are kept encoded (wire format with the owner relative to the origin, each
+//! with its file and line, LZ4-compressed in blocks), not as parsed records: a zone of 100,000
+//! names is held in about a megabyte between table builds, and decoded when a table is built.
 
 use std::{
     borrow::Cow,
@@ -58,10 +58,14 @@ pub struct ZoneFile {
     pub files: Vec<PathBuf>,
     /// The delegations inside the zone, each with its name servers' glue addresses.
     pub delegations: Vec<Delegation>,
-    /// The records: for each, its file index (u16), line (u32) and wire length (u16), little
-    /// endian, then the record in uncompressed wire format.
-    encoded: Box<[u8]>,
-    /// How many records `encoded` holds.
+    /// The records, in LZ4 blocks of about [`BLOCK`] bytes (size prepended). In a block,
+    /// for each record: its file index (u16), line (u32) and length (u16), little endian,
+    /// then the record in uncompressed wire format, its owner written relative to the origin
+    /// ([`relative_owner`]).
+    blocks: Vec<Box<[u8]>>,
+    /// The origin in wire format, as spelled: what a relative owner ends with.
+    origin_wire: Box<[u8]>,
+    /// How many records `blocks` hold.
     count: usize,
 }
 
@@ -357,7 +361,10 @@ struct Reader {
     pending: Vec<Job>,
     /// The apex: the configured origin, else the first `$ORIGIN`.
     apex: Option<Name>,
+    /// The block being filled.
     encoded: Vec<u8>,
+    /// The blocks filled, compressed.
+    blocks: Vec<Box<[u8]>>,
     count: usize,
     scratch: Vec<u8>,
     /// Records as read, by name key and type, for the checks once the file is read.
@@ -386,6 +393,7 @@ impl ZoneFile {
                 o
             }),
             encoded: Vec::new(),
+            blocks: Vec::new(),
             count: 0,
             scratch: Vec::new(),
             seen: FastMap::default(),
@@ -403,9 +411,12 @@ impl ZoneFile {
                 return Err(error);
             }
         };
-        let Reader { files, encoded, count, apex, .. } = reader;
+        reader.seal();
+        let Reader { files, mut blocks, count, apex, .. } = reader;
+        blocks.shrink_to_fit();
         let origin = apex.ok_or_else(|| ZoneError { file: path.to_owned(), line: 0, message: "the zone has no origin".into(), read: Vec::new() })?;
-        Ok(Self { origin, files, delegations, encoded: encoded.into_boxed_slice(), count })
+        let origin_wire = wire_name(&origin).into_boxed_slice();
+        Ok(Self { origin, files, delegations, blocks, origin_wire, count })
     }
 
     /// How many records the zone holds.
@@ -420,18 +431,31 @@ impl ZoneFile {
 
     /// The records with the file (index into [`ZoneFile::files`]) and line each came from.
     pub fn wire_records(&self) -> impl Iterator<Item = (usize, u32, WireRecord)> + '_ {
+        self.blocks.iter().flat_map(|block| {
+            // Compressed by `Reader::seal`, so it decompresses; a block that did not would be
+            // skipped rather than stop the zone.
+            let plain = lz4_flex::block::decompress_size_prepended(block).unwrap_or_default();
+            self.block_records(plain)
+        })
+    }
+
+    /// The records of one decompressed block.
+    fn block_records(&self, block: Vec<u8>) -> impl Iterator<Item = (usize, u32, WireRecord)> + '_ {
         let mut at = 0;
+        let mut whole = Vec::new();
         std::iter::from_fn(move || {
-            while at + 8 <= self.encoded.len() {
-                let head = &self.encoded[at..at + 8];
+            while at + 8 <= block.len() {
+                let head = &block[at..at + 8];
                 let file = usize::from(u16::from_le_bytes([head[0], head[1]]));
                 let line = u32::from_le_bytes([head[2], head[3], head[4], head[5]]);
                 let len = usize::from(u16::from_le_bytes([head[6], head[7]]));
-                let body = self.encoded.get(at + 8..at + 8 + len)?;
+                let body = block.get(at + 8..at + 8 + len)?;
                 at += 8 + len;
+                whole.clear();
+                absolute_owner(body, &self.origin_wire, &mut whole);
                 // Encoded by `Reader::keep` from a record hickory parsed, so it decodes; a
                 // record that did not would be skipped rather than stop the zone.
-                if let Ok(record) = WireRecord::read(&mut BinDecoder::new(body)) {
+                if let Ok(record) = WireRecord::read(&mut BinDecoder::new(&whole)) {
                     return Some((file, line, record));
                 }
             }
@@ -455,6 +479,68 @@ impl ZoneFile {
     }
 }
 
+/// `name` in uncompressed wire format, as spelled.
+fn wire_name(name: &Name) -> Vec<u8> {
+    let mut wire = Vec::with_capacity(name.len() + 2);
+    for label in name.iter() {
+        // A label is at most 63 bytes (hickory enforces it when the name is built).
+        wire.push(label.len() as u8);
+        wire.extend_from_slice(label);
+    }
+    wire.push(0);
+    wire
+}
+
+/// Marks an owner written whole in [`relative_owner`]'s output: no label is this long.
+const WHOLE_OWNER: u8 = 0xff;
+
+/// `record` (uncompressed wire format) with its owner written relative to `origin` (wire
+/// format): the owner's labels above the origin, then a 0 byte. An owner that does not end
+/// with the origin as spelled follows [`WHOLE_OWNER`] whole. Saves the origin's bytes on each
+/// record.
+fn relative_owner(record: &[u8], origin: &[u8]) -> Vec<u8> {
+    let mut owner_len = 0;
+    while let Some(&len) = record.get(owner_len) {
+        owner_len += 1 + usize::from(len);
+        if len == 0 {
+            break;
+        }
+    }
+    let (owner, rest) = record.split_at(owner_len.min(record.len()));
+    let mut out = Vec::with_capacity(record.len() + 1);
+    match owner.strip_suffix(origin) {
+        Some(above) => {
+            out.extend_from_slice(above);
+            out.push(0);
+        }
+        None => {
+            out.push(WHOLE_OWNER);
+            out.extend_from_slice(owner);
+        }
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// The record [`relative_owner`] wrote, whole again, appended to `out`.
+fn absolute_owner(body: &[u8], origin: &[u8], out: &mut Vec<u8>) {
+    if let Some(whole) = body.strip_prefix(&[WHOLE_OWNER]) {
+        out.extend_from_slice(whole);
+        return;
+    }
+    let mut at = 0;
+    while let Some(&len) = body.get(at) {
+        if len == 0 {
+            break;
+        }
+        at += 1 + usize::from(len);
+    }
+    let at = at.min(body.len());
+    out.extend_from_slice(&body[..at]);
+    out.extend_from_slice(origin);
+    out.extend_from_slice(body.get(at + 1..).unwrap_or_default());
+}
+
 /// A record entry ready for hickory, with everything it needs from the entries before it.
 struct Job {
     file: usize,
@@ -467,6 +553,11 @@ struct Job {
     /// Neither `$TTL` nor an earlier TTL was known (only an SOA may then go without one).
     no_default_ttl: bool,
 }
+
+/// How many bytes of encoded records are compressed together: large enough for LZ4 to find
+/// the repeats between records (owners, TTLs, address prefixes), small enough that a build
+/// decompresses one block at a time.
+const BLOCK: usize = 64 * 1024;
 
 /// How many read entries wait before they are parsed.
 const BATCH: usize = 16_384;
@@ -669,6 +760,14 @@ impl Reader {
         Ok(())
     }
 
+    /// Compresses the block being filled into `blocks`.
+    fn seal(&mut self) {
+        if !self.encoded.is_empty() {
+            self.blocks.push(lz4_flex::block::compress_prepend_size(&self.encoded).into_boxed_slice());
+            self.encoded.clear();
+        }
+    }
+
     /// Encodes `record` after the others, and notes what the checks need.
     fn keep(&mut self, file: usize, line: usize, record: WireRecord) -> Result<(), String> {
         let apex = self.apex.as_ref().ok_or("no origin: set `origin` in [[zones]] or $ORIGIN before the first record")?;
@@ -679,7 +778,8 @@ impl Reader {
         let mut encoder = BinEncoder::new(&mut self.scratch);
         encoder.set_name_encoding(NameEncoding::Uncompressed);
         record.emit(&mut encoder).map_err(|e| format!("cannot encode: {e}"))?;
-        let len = u16::try_from(self.scratch.len()).map_err(|_| "the record is longer than 65535 bytes")?;
+        let relative = relative_owner(&self.scratch, &wire_name(apex));
+        let len = u16::try_from(relative.len()).map_err(|_| "the record is longer than 65535 bytes")?;
         let key = name_key(&record.name);
         // A line repeated word for word is one record, as BIND merges it: for the types a name
         // may hold only one of (SOA, CNAME), a repeat would otherwise read as a second one.
@@ -697,8 +797,11 @@ impl Reader {
         self.encoded.extend_from_slice(&file_index.to_le_bytes());
         self.encoded.extend_from_slice(&line.to_le_bytes());
         self.encoded.extend_from_slice(&len.to_le_bytes());
-        self.encoded.extend_from_slice(&self.scratch);
+        self.encoded.extend_from_slice(&relative);
         self.count += 1;
+        if self.encoded.len() >= BLOCK {
+            self.seal();
+        }
 
         match &record.data {
             RData::A(a) => self.addresses.entry(key.clone()).or_default().push(IpAddr::V4(a.0)),
@@ -789,6 +892,22 @@ impl Reader {
 mod tests {
     use super::*;
 
+    #[test]
+    fn owners_are_kept_relative_to_the_origin_and_come_back_whole() {
+        let origin = wire_name(&Name::from_ascii("Static.example.").unwrap());
+        for owner in ["r1.Static.example.", "Static.example.", "a.b.Static.example.", "r1.static.example.", "other.test."] {
+            let mut record = wire_name(&Name::from_ascii(owner).unwrap());
+            record.extend_from_slice(&[0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 10, 0, 0, 1]);
+            let kept = relative_owner(&record, &origin);
+            let mut back = Vec::new();
+            absolute_owner(&kept, &origin, &mut back);
+            assert_eq!(back, record, "{owner}");
+            if owner.ends_with("Static.example.") {
+                assert!(kept.len() < record.len(), "{owner} is kept shorter");
+            }
+        }
+    }
+
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let path = dir.join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -804,6 +923,21 @@ mod tests {
 
     fn lines(zone: &ZoneFile) -> Vec<String> {
         zone.wire_records().map(|(file, line, r)| format!("{file}:{line} {} {} {} {}", r.name, r.ttl, r.record_type(), r.data)).collect()
+    }
+
+    #[test]
+    fn a_zone_larger_than_a_block_comes_back_whole_and_in_order() {
+        let d = dir("blocks");
+        let mut text = String::from("$ORIGIN big.example.\n$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.53\n");
+        for i in 0..6000 {
+            text.push_str(&format!("r{i} A 10.1.{}.{}\n", i / 256, i % 256));
+        }
+        let zone = ZoneFile::load(&write(&d, "big.zone", &text), None).unwrap();
+        assert!(zone.blocks.len() > 1, "more than one block: {}", zone.blocks.len());
+        let got = lines(&zone);
+        assert_eq!(got.len(), 6003);
+        assert_eq!(got[3], "0:6 r0.big.example. 300 A 10.1.0.0");
+        assert_eq!(got[6002], "0:6005 r5999.big.example. 300 A 10.1.23.111");
     }
 
     #[test]
