@@ -890,6 +890,11 @@ impl Snapshot {
             node.join_zone(soa, false);
         }
         for (key, soa) in empty_non_terminals {
+            // A wildcard owner with names below it (`x.*.w`) is no empty non-terminal: it has
+            // its records, in the wildcard table.
+            if is_wildcard(&key) && self.wildcards.contains_key(&key[2..]) {
+                continue;
+            }
             self.exact.insert_if_absent(&key, || Node::empty(key.clone(), soa, own.clone()));
         }
         // Names below a zone cut are not the zone's to answer (RFC 1034 §4.2.1: data there is
@@ -980,7 +985,13 @@ impl Snapshot {
                 return if node.delegated { Resolution::Delegated(node) } else { Resolution::Wildcard(node) };
             }
             if let Some(node) = exact {
-                return Resolution::Below(node);
+                // The source of synthesis `*.<encloser>` may exist only as an empty
+                // non-terminal (it has names below it, `*.*.w`): it matches, with no data
+                // (RFC 4592 §4.2), as BIND answers.
+                return match self.empty_wildcard(ancestor) {
+                    Some(empty) => Resolution::Wildcard(empty),
+                    None => Resolution::Below(node),
+                };
             }
             if is_wildcard(ancestor)
                 && let Some(node) = parent(ancestor).and_then(|base| self.wildcards.get(base))
@@ -989,6 +1000,16 @@ impl Snapshot {
             }
         }
         Resolution::NotOwned
+    }
+
+    /// The empty non-terminal `*.<encloser>` (`encloser` a lowercase key), if the table has
+    /// one: a wildcard owner that holds no records but has names below it.
+    fn empty_wildcard(&self, encloser: &[u8]) -> Option<&Node> {
+        let mut key = [0u8; 2 + 255];
+        let wildcard = key.get_mut(..2 + encloser.len())?;
+        wildcard[..2].copy_from_slice(b"\x01*");
+        wildcard[2..].copy_from_slice(encloser);
+        self.exact.get(wildcard)
     }
 
     /// Whether `other` answers every question as this table does: the same names, record
@@ -1706,6 +1727,34 @@ mod tests {
         };
         assert_eq!(soa.data, RData::SOA(zone_soa));
         assert_eq!(prepared.authorities, 1);
+    }
+
+    #[test]
+    fn wildcards_with_names_below_them_match_as_bind_answers() {
+        // Checked against BIND 9.18 serving the same names from a zone file.
+        let zone_soa = rdata::SOA::new(name("ns.zone.example."), name("hm.zone.example."), 1, 7200, 900, 1_209_600, 300);
+        let a = |owner: &str, last: u8| r53(owner, RData::A(rdata::A(Ipv4Addr::new(10, 3, 0, last))));
+        let (snapshot, dropped) = build(
+            vec![
+                r53("zone.example.", RData::SOA(zone_soa)),
+                r53("zone.example.", ns("ns.zone.example.")),
+                a("*.w.zone.example.", 7),
+                a("x.*.w.zone.example.", 8),
+                a("*.*.w2.zone.example.", 9),
+            ],
+            vec![],
+        );
+        assert!(dropped.is_empty(), "{dropped:?}");
+        let zone = || "zone.example.".to_owned();
+        // The wildcard owner asked literally has its records, though a name lies below it.
+        assert_eq!(got(&snapshot, "*.w.zone.example.", RecordType::A), Got::Found(RecordType::A, 1, false));
+        assert_eq!(got(&snapshot, "q.w.zone.example.", RecordType::A), Got::Found(RecordType::A, 1, true));
+        assert_eq!(got(&snapshot, "x.*.w.zone.example.", RecordType::A), Got::Found(RecordType::A, 1, false));
+        assert_eq!(got(&snapshot, "y.*.w.zone.example.", RecordType::A), Got::NxDomain(zone()), "no `*.*.w`");
+        // `*.w2` exists only as an empty non-terminal: it matches, with no data (RFC 4592 §4.2).
+        assert_eq!(got(&snapshot, "a.w2.zone.example.", RecordType::A), Got::NoData(zone()));
+        assert_eq!(got(&snapshot, "b.a.w2.zone.example.", RecordType::A), Got::NoData(zone()));
+        assert_eq!(got(&snapshot, "q.*.w2.zone.example.", RecordType::A), Got::Found(RecordType::A, 1, true));
     }
 
     #[test]

@@ -643,6 +643,12 @@ impl Reader {
                             return Err(at(format!("$INCLUDE nested more than {MAX_INCLUDE_DEPTH} deep")));
                         }
                         let included = path.parent().unwrap_or(Path::new(".")).join(file);
+                        // Named at the entry that asks for it, as BIND does; kept in the list of
+                        // files read, so that its appearing is a change a reload looks for.
+                        if let Err(e) = std::fs::metadata(&included) {
+                            self.files.push(included.clone());
+                            return Err(at(format!("$INCLUDE {file}: cannot read {}: {e}", included.display())));
+                        }
                         let included_origin = match rest.first() {
                             Some(name) => Some(Name::parse(name, origin.as_ref()).map_err(|e| at(format!("$INCLUDE origin {name}: {e}")))?),
                             None => origin.clone(),
@@ -1101,7 +1107,7 @@ mod tests {
         let err = ZoneFile::load(&d, None).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
         let err = refused(&format!("{head}$INCLUDE missing.inc\n"));
-        assert!(err.contains("missing.inc:0: cannot read"), "{err}");
+        assert!(err.contains("bad.zone:") && err.contains(": $INCLUDE missing.inc: cannot read"), "named where it is included: {err}");
         write(&d, "loop.inc", "$INCLUDE loop.inc\n");
         let err = refused(&format!("{head}$INCLUDE loop.inc\n"));
         assert!(err.contains("nested more than"), "{err}");

@@ -877,7 +877,10 @@ async fn hubdns_answers_as_bind_does_on_the_same_zones() {
         std::fs::write(dir.join("inc.inc"), "; relative to the $INCLUDE's origin\nh0 A 10.50.5.1\n\tAAAA fd00:50::51\n").expect("include");
         let text = format!(
             "$ORIGIN {zone}\n{first}\n$INCLUDE {hosts} ; the hosts\n$INCLUDE {inc} inc\n$ORIGIN glued.{zone}\n\
-             @ 3600 IN NS ns\nns IN A 127.0.0.1\n$ORIGIN {zone}\n{rest}",
+             @ 3600 IN NS ns\nns IN A 127.0.0.1\n$ORIGIN {zone}\n{rest}\
+             ; a wildcard with a name below it (an owner BIND's check-names refuses unless told not to),\n\
+             ; and one that is only an empty non-terminal\n\
+             *.wc 300 IN A 10.50.7.7\nx.*.wc 300 IN A 10.50.7.8\n*.*.wc2 300 IN A 10.50.7.9\n",
             hosts = dir.join("hosts.inc").display(),
             inc = dir.join("inc.inc").display(),
         );
@@ -894,7 +897,7 @@ async fn hubdns_answers_as_bind_does_on_the_same_zones() {
         std::fs::write(dir.join("hubdns.toml"), &config).expect("config");
         let loaded = hubdns::config::Config::load(&dir.join("hubdns.toml")).expect("the zone file loads");
         let hub = hubdns::server::start(&loaded).await.expect("hubdns starts");
-        let (_bind, bind_addr) = start_bind_with(&[(zone, text.clone())], Some(upstream), free_port(), " forwarders { };");
+        let (_bind, bind_addr) = start_bind_with(&[(zone, text.clone())], Some(upstream), free_port(), " forwarders { }; check-names ignore;");
         let owners: Vec<&str> = gen_zone().iter().map(|g| g.owner).collect::<BTreeSet<_>>().into_iter().collect();
         let extra = [
             "nx1.{z}",
@@ -912,6 +915,15 @@ async fn hubdns_answers_as_bind_does_on_the_same_zones() {
             "host.glued.{z}",
             "nx.glued.{z}",
             "target.fwd.test.",
+            "*.wc.{z}",
+            "q.wc.{z}",
+            "x.*.wc.{z}",
+            "y.*.wc.{z}",
+            "wc.{z}",
+            "a.wc2.{z}",
+            "b.a.wc2.{z}",
+            "*.wc2.{z}",
+            "q.*.wc2.{z}",
         ];
         let names = names_for(zone, &owners, &extra);
         let asks = generate(&mut rng, &names, 600);
