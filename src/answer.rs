@@ -361,7 +361,7 @@ pub fn broken_chains(snapshot: &Snapshot) -> Vec<(Name, &'static str)> {
         .filter(|node| node.rrsets().iter().any(|set| set.rtype == RecordType::CNAME))
         .filter_map(|node| {
             let key = node.key();
-            let question = Question { key: &key, qtype: RecordType::A, recursion_desired: true, client: None };
+            let question = Question { key, qtype: RecordType::A, recursion_desired: true, client: None };
             match plan(snapshot, question, Draw::First).outcome {
                 Outcome::Loop => Some((node.name(), "its CNAME chain loops back")),
                 Outcome::TooLong => Some((node.name(), "its CNAME chain is longer than 11")),
