@@ -23,6 +23,17 @@ pub fn name_key(name: &Name) -> Box<[u8]> {
     key.into_boxed_slice()
 }
 
+/// Appends `name` in uncompressed wire format, spelled as it is (not lowercased, unlike its
+/// key): labels after their lengths, then the root's 0.
+pub fn write_spelled(name: &Name, out: &mut Vec<u8>) {
+    for label in name.iter() {
+        // A label is at most 63 bytes (hickory enforces it when the name is built).
+        out.push(label.len() as u8);
+        out.extend_from_slice(label);
+    }
+    out.push(0);
+}
+
 /// The key of the first name in `wire` (a question section as the client sent it), lowercased
 /// while copied. `None` if the name is compressed or truncated; the caller then falls back to
 /// [`name_key`] on the parsed name. Saves walking the labels of a name hickory already parsed.

@@ -867,7 +867,7 @@ impl Snapshot {
         let zone_of = |key: &[u8]| self_and_ancestors(key).find_map(|k| apexes.get(k).map(|soa| (k.len(), soa)));
         let mut empty_non_terminals: Vec<(Box<[u8]>, Arc<Authority>)> = Vec::new();
         for node in self.exact.iter_mut() {
-            let key = &node.wire[..usize::from(node.key_len)];
+            let key = node.key();
             let Some((apex_len, soa)) = zone_of(key) else { continue };
             let is_apex = apex_len == key.len();
             // The names between this one and the apex, exclusive.
@@ -880,7 +880,7 @@ impl Snapshot {
             node.join_zone(soa, delegated);
         }
         for node in self.wildcards.iter_mut() {
-            let base = &node.wire[2..usize::from(node.key_len)];
+            let base = &node.key()[2..];
             let Some((apex_len, soa)) = zone_of(base) else { continue };
             let mut at = Some(base);
             while let Some(ancestor) = at.filter(|a| a.len() > apex_len) {
@@ -1188,12 +1188,7 @@ impl Node {
         } else {
             let mut wire = Vec::with_capacity(2 * key.len());
             wire.extend_from_slice(&key);
-            for label in name.iter() {
-                // A label is at most 63 bytes (hickory enforces it when the name is built).
-                wire.push(label.len() as u8);
-                wire.extend_from_slice(label);
-            }
-            wire.push(0);
+            crate::name_key::write_spelled(name, &mut wire);
             wire.into_boxed_slice()
         };
         Self { wire, key_len, in_zone: false, delegated: false, rrsets, authority: own, made: OnceBox::new() }

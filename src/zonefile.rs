@@ -482,12 +482,7 @@ impl ZoneFile {
 /// `name` in uncompressed wire format, as spelled.
 fn wire_name(name: &Name) -> Vec<u8> {
     let mut wire = Vec::with_capacity(name.len() + 2);
-    for label in name.iter() {
-        // A label is at most 63 bytes (hickory enforces it when the name is built).
-        wire.push(label.len() as u8);
-        wire.extend_from_slice(label);
-    }
-    wire.push(0);
+    crate::name_key::write_spelled(name, &mut wire);
     wire
 }
 
