@@ -537,16 +537,19 @@ impl Refresher {
         if !self.config.forward.check_signed_parents {
             return;
         }
-        let snapshot = self.snapshot.load_full();
+        let shared = self.snapshot.clone();
         let forwarder = self.forwarder.clone();
         let generation = self.signed_checks.fetch_add(1, Ordering::Relaxed) + 1;
         let checks = self.signed_checks.clone();
         tokio::spawn(async move {
-            // Listing the apexes walks the whole table (70 ms at 15,000 names): off the path
-            // to the first answer, and off the runtime's threads.
-            let Ok(apexes) = tokio::task::spawn_blocking(move || crate::signed_parents::apexes(&snapshot)).await else { return };
             for _ in 0..SIGNED_CHECK_TRIES {
-                let (found, unknown) = crate::signed_parents::find(&forwarder, apexes.clone()).await;
+                // Listing the apexes walks the whole table (70 ms at 15,000 names): off the
+                // path to the first answer, and off the runtime's threads. Listed again for
+                // each try rather than kept through the wait (megabytes at 15,000 names); the
+                // table is this check's until a newer check begins.
+                let snapshot = shared.load_full();
+                let Ok(apexes) = tokio::task::spawn_blocking(move || crate::signed_parents::apexes(&snapshot)).await else { return };
+                let (found, unknown) = crate::signed_parents::find(&forwarder, apexes).await;
                 if checks.load(Ordering::Relaxed) != generation {
                     return;
                 }

@@ -146,18 +146,25 @@ pub async fn find(forwarder: &Arc<Forwarder>, apexes: Vec<Apex>) -> (Vec<SignedO
     // are asked about through their parent, once per parent: the public zone that holds the
     // parent holds them too (unless one is a public zone of its own, which private names
     // are not expected to be), and the upstream is spared a query per name.
-    let slots = Arc::new(tokio::sync::Semaphore::new(ASKING_AT_ONCE));
+    //
+    // Only the questions in flight are tasks: the rest wait as plain names, and each group is
+    // freed once answered (5,000 tasks spawned at once held megabytes while an upstream was
+    // down).
+    let mut waiting = asks(apexes).into_iter();
     let mut asking = tokio::task::JoinSet::new();
-    for (ask, owned) in asks(apexes) {
-        let (forwarder, slots) = (forwarder.clone(), slots.clone());
-        asking.spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            let answer = forwarder.forward(&Ask { name: ask.clone(), qtype: RecordType::SOA, checking_disabled: true }).await;
-            (owned, verdict(&ask, &answer))
-        });
-    }
     let (mut found, mut unknown) = (Vec::new(), Vec::new());
-    for (owned, verdict) in asking.join_all().await {
+    loop {
+        while asking.len() < ASKING_AT_ONCE {
+            let Some((ask, owned)) = waiting.next() else { break };
+            let forwarder = forwarder.clone();
+            asking.spawn(async move {
+                let answer = forwarder.forward(&Ask { name: ask.clone(), qtype: RecordType::SOA, checking_disabled: true }).await;
+                (owned, verdict(&ask, &answer))
+            });
+        }
+        let Some(joined) = asking.join_next().await else { break };
+        // A task that panicked (forwarding does not) taught nothing.
+        let Ok((owned, verdict)) = joined else { continue };
         for apex in owned {
             match &verdict {
                 Verdict::Signed(overlap) => found.push(SignedOverlap { name: apex.to_ascii(), ..overlap.clone() }),
