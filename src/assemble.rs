@@ -43,7 +43,7 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
     for (i, output) in outputs.iter().enumerate() {
         let lost = zones_lost(config, outputs, i, &mut zone_conflicts);
         if lost.is_empty() && domains_lost[i].is_empty() {
-            records.extend(output.records.iter().cloned());
+            records.extend(output.records.iter());
             aliases.extend(output.aliases.iter().cloned());
             continue;
         }
@@ -53,7 +53,7 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
         let in_lost_zone = |name: &Name| {
             output.zones.iter().filter(|z| z.name.zone_of(name)).max_by_key(|z| z.name.num_labels()).is_some_and(|z| lost.contains(&z.id))
         };
-        records.extend(output.records.iter().filter(|r| !in_lost_zone(&r.name) && !domain_lost(r)).cloned());
+        records.extend(output.records.iter().filter(|r| !in_lost_zone(&r.name) && !domain_lost(r)));
         aliases.extend(output.aliases.iter().filter(|a| !in_lost_zone(&a.name)).cloned());
     }
     let (mut snapshot, mut dropped) = Snapshot::build(records, aliases, &soa_settings(config), serial_now());
@@ -196,16 +196,16 @@ fn custom_domains_lost(outputs: &[Arc<SourceOutput>], conflicts: &mut Vec<Droppe
     }
     let all: HashSet<&Name> = custom.iter().flatten().collect();
     // The first source with an endpoint record at each such name owns it.
-    let mut owner: HashMap<&Name, (usize, &Provenance)> = HashMap::new();
+    let mut owner: HashMap<Name, (usize, Provenance)> = HashMap::new();
     for (i, output) in outputs.iter().enumerate() {
         for record in output.records.iter().filter(|r| r.provenance.source == SourceKind::EndpointDns && all.contains(&r.name)) {
-            owner.entry(&record.name).or_insert((i, &record.provenance));
+            owner.entry(record.name).or_insert((i, record.provenance));
         }
     }
     // Every other source with an endpoint record there loses it, custom domain or not.
     for (i, output) in outputs.iter().enumerate() {
         for record in output.records.iter().filter(|r| r.provenance.source == SourceKind::EndpointDns) {
-            let Some(&(first, kept)) = owner.get(&record.name).filter(|(first, _)| *first != i) else { continue };
+            let Some((first, kept)) = owner.get(&record.name).filter(|(first, _)| *first != i) else { continue };
             if lost[i].insert(record.name.clone()) {
                 tracing::debug!(name = %record.name, kept_by = first, "custom domain name kept by an earlier source");
                 conflicts.push(Dropped::Conflict { name: record.name.clone(), kept: kept.clone(), dropped: record.provenance.clone() });
@@ -272,14 +272,16 @@ mod tests {
     fn zone_output(id: &str, apex: &str, host: &str, ip: [u8; 4]) -> SourceOutput {
         let name = |s: &str| Name::from_ascii(s).unwrap();
         SourceOutput {
-            records: vec![Record {
+            records: [Record {
                 name: name(host),
                 ttl: 60,
                 data: RData::A(A(Ipv4Addr::from(ip))),
                 provenance: Provenance::new(SourceKind::Route53, Arc::from(format!("route53 zone={id}"))),
                 weight: None,
                 az: None,
-            }],
+            }]
+            .into_iter()
+            .collect(),
             zones: vec![ZoneSummary { id: id.into(), name: name(apex) }],
             fetched_at: "2026-11-21T15:00:00Z".into(),
             ..SourceOutput::default()
@@ -301,12 +303,13 @@ mod tests {
                     provenance: Provenance::new(SourceKind::EndpointDns, Arc::from(format!("vpc_endpoints {endpoint}"))),
                     az: None,
                     weight: None,
-                }],
-                endpoints: vec![crate::sources::output::EndpointSummary {
+                }]
+                .into(),
+                endpoints: Arc::new(vec![crate::sources::output::EndpointSummary {
                     id: endpoint.into(),
                     domains: vec![crate::sources::output::DomainSummary { name: "proxy.egress.example".into(), served: true, ..Default::default() }],
                     ..Default::default()
-                }],
+                }]),
                 fetched_at: "2026-12-05T10:00:00Z".into(),
                 ..SourceOutput::default()
             }
@@ -320,7 +323,7 @@ mod tests {
 
         // The later source's endpoint name (not a custom domain there) loses too.
         let mut plain = output([10, 0, 0, 3], "vpce-3");
-        plain.endpoints.clear();
+        plain.endpoints = Arc::default();
         let (snapshot, _) = build_snapshot(&config, &[Arc::new(output([10, 0, 0, 1], "vpce-1")), Arc::new(plain)]);
         assert_eq!(snapshot.record_count(), 1);
     }
@@ -332,7 +335,7 @@ mod tests {
         let first = zone_output("Z1", "corp.example.", "a.corp.example.", [10, 0, 0, 1]);
         let second = zone_output("Z2", "corp.example.", "b.corp.example.", [10, 0, 0, 2]);
         let other = zone_output("Z3", "other.example.", "c.other.example.", [10, 0, 0, 3]);
-        let second = SourceOutput { records: [second.records, other.records].concat(), zones: [second.zones, other.zones].concat(), ..second };
+        let second = SourceOutput { records: second.records.iter().chain(other.records.iter()).collect(), zones: [second.zones, other.zones].concat(), ..second };
         let config = Config::parse("", "t.toml").unwrap();
         let (snapshot, dropped) = build_snapshot(&config, &[Arc::new(first), Arc::new(second)]);
         let answers = |n: &str| {

@@ -74,6 +74,7 @@ pub mod name_key;
 pub mod node_table;
 pub mod prepared;
 pub mod querylog;
+pub mod record_list;
 #[cfg(feature = "aws")]
 pub mod refresh;
 #[cfg(feature = "aws")]

@@ -34,6 +34,17 @@ pub fn write_spelled(name: &Name, out: &mut Vec<u8>) {
     out.push(0);
 }
 
+/// The name whose uncompressed wire form (a key, or a name as [`write_spelled`] wrote it) is
+/// `wire`, absolute.
+pub fn name_from_wire(wire: &[u8]) -> Name {
+    let labels = self_and_ancestors(wire).filter_map(|rest| {
+        let len = usize::from(*rest.first()?);
+        (len > 0).then(|| &rest[1..=len])
+    });
+    // The bytes were written from a valid name, so its labels make a valid name again.
+    Name::from_labels(labels).unwrap_or_else(|_| Name::root())
+}
+
 /// The key of the first name in `wire` (a question section as the client sent it), lowercased
 /// while copied. `None` if the name is compressed or truncated; the caller then falls back to
 /// [`name_key`] on the parsed name. Saves walking the labels of a name hickory already parsed.

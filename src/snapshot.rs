@@ -1322,7 +1322,7 @@ impl Node {
     pub fn name(&self) -> Name {
         let key_len = usize::from(self.key_len);
         let spelled = if self.wire.len() > key_len { &self.wire[key_len..] } else { &self.wire[..key_len] };
-        name_from_key(spelled)
+        crate::name_key::name_from_wire(spelled)
     }
 
     /// The lowercase wire-format lookup key of its name ([`crate::name_key`]).
@@ -1374,16 +1374,6 @@ impl Node {
 /// The keys of the names that still have aliases pending.
 fn waiting_keys(groups: &FastMap<Group>) -> FastSet {
     groups.iter().filter(|(_, g)| !g.pending.is_empty()).map(|(k, _)| k.clone()).collect()
-}
-
-/// The name whose wire form (a lowercase key, or a name as spelled) is `key`.
-fn name_from_key(key: &[u8]) -> Name {
-    let labels = self_and_ancestors(key).filter_map(|rest| {
-        let len = usize::from(*rest.first()?);
-        (len > 0).then(|| &rest[1..=len])
-    });
-    // A key is a valid wire name (it was made from one), so its labels make a valid name.
-    Name::from_labels(labels).unwrap_or_else(|_| Name::root())
 }
 
 /// Whether records of `rtype` carry no domain names in their data, so that a wildcard's

@@ -14,7 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::sources::{SourceOutput, aws::now_rfc3339};
 
 /// Identifies the state file's layout; a file with another value is ignored.
-const STATE_FORMAT: &str = "hubdns-state/1";
+const STATE_FORMAT: &str = "hubdns-state/2";
+
+/// Layouts read as well: `/1` wrote each source's records one by one (a
+/// [`crate::record_list::RecordList`] reads either).
+const READABLE_FORMATS: [&str; 2] = [STATE_FORMAT, "hubdns-state/1"];
 
 #[derive(Serialize, Deserialize)]
 struct StateFile {
@@ -41,7 +45,7 @@ pub fn read_checked(path: &Path) -> (BTreeMap<String, Arc<SourceOutput>>, bool) 
         }
     };
     match serde_json::from_str::<StateFile>(&text) {
-        Ok(state) if state.format == STATE_FORMAT => (state.sources, true),
+        Ok(state) if READABLE_FORMATS.contains(&state.format.as_str()) => (state.sources, true),
         Ok(state) => {
             tracing::warn!(path = %path.display(), format = %state.format, expected = STATE_FORMAT, "state file of another format; ignored, and kept until a source answers");
             (BTreeMap::new(), false)
@@ -98,6 +102,10 @@ mod tests {
         assert_eq!(back["vpc_endpoints/us-east-1"].handles, crate::sources::output::sample_output().handles);
 
         assert!(read_checked(&path).1, "a state file read may be replaced");
+        // A file of the layout before, each record written whole, is read the same.
+        let old = r#"{"format":"hubdns-state/1","written_at":"","sources":{"vpc_endpoints/us-east-1":{"records":[{"name":"vpce-1.svc.us-east-1.vpce.amazonaws.com.","ttl":60,"data":{"A":"10.0.0.1"},"provenance":{"source":"endpoint-dns","origin":"vpc_endpoints vpce-1"}}],"handles":{"vpce-1":"vpce-1.svc.us-east-1.vpce.amazonaws.com."},"fetched_at":"2026-11-21T15:00:00Z"}}}"#;
+        std::fs::write(&path, old).unwrap();
+        assert_eq!(read_checked(&path), ([("vpc_endpoints/us-east-1".to_owned(), Arc::new(crate::sources::output::sample_output()))].into(), true));
         std::fs::write(&path, b"{\"format\": \"hubdns-state/1\", \"sources\": {").unwrap();
         assert_eq!(read_checked(&path), (BTreeMap::new(), false), "corrupt: ignored, and not to be written over before an answer");
         std::fs::write(&path, br#"{"format":"hubdns-state/99","written_at":"","sources":{}}"#).unwrap();

@@ -5,7 +5,7 @@
 //! so a mutex is plenty; nothing on the query path touches it.
 
 use std::{
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::SystemTime,
 };
 
@@ -44,8 +44,9 @@ pub struct SourceStatus {
     pub restored: bool,
     /// What its last conversion left out, and why.
     pub skipped: Vec<String>,
-    /// Endpoints in its last good answer (vpc_endpoints sources).
-    pub endpoints: Vec<EndpointSummary>,
+    /// Endpoints in its last good answer (vpc_endpoints sources): the answer's own list, not a
+    /// copy.
+    pub endpoints: Arc<Vec<EndpointSummary>>,
 }
 
 /// What the consumer has done, for the status page and `/metrics`.

@@ -1,6 +1,8 @@
 //! The JSON views: `/records` (every owned record with its provenance) and `/status.json`
 //! (what the status page shows: sources, endpoints, forwarding, the table, the config).
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::{
@@ -28,7 +30,7 @@ pub struct Records {
 /// not served.
 fn with_domains_kept_elsewhere(source: &crate::status::SourceStatus, snapshot: &Snapshot) -> crate::status::SourceStatus {
     let mut source = source.clone();
-    for endpoint in &mut source.endpoints {
+    for endpoint in Arc::make_mut(&mut source.endpoints) {
         let mine = format!("vpc_endpoints {} ", endpoint.id);
         for domain in endpoint.domains.iter_mut().filter(|d| d.served) {
             let Ok(name) = hickory_proto::rr::Name::from_ascii(format!("{}.", domain.name.trim_end_matches('.'))) else { continue };

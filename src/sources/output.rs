@@ -3,28 +3,28 @@
 //! built from it anywhere (`assemble`), the state file can keep it, and the status page can
 //! show it.
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use hickory_proto::rr::Name;
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{Alias, Record};
+use crate::{record_list::RecordList, snapshot::Alias};
 
 /// One source's last good answer: what the table is built from, and what the state file keeps.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceOutput {
-    /// The records.
-    pub records: Vec<Record>,
+    /// The records, compact between builds ([`RecordList`]).
+    pub records: RecordList,
     /// Aliases (Route 53 alias records), flattened when the table is built.
     #[serde(default)]
     pub aliases: Vec<Alias>,
     /// Endpoint ids and service names → regional DNS name, for config aliases.
     #[serde(default)]
     pub handles: BTreeMap<String, Name>,
-    /// The endpoints behind the records, in brief (vpc_endpoints sources).
+    /// The endpoints behind the records, in brief (vpc_endpoints sources); shared with the
+    /// status board, which shows them.
     #[serde(default)]
-    pub endpoints: Vec<EndpointSummary>,
+    pub endpoints: Arc<Vec<EndpointSummary>>,
     /// The private zones whose records these are (route53 sources).
     #[serde(default)]
     pub zones: Vec<ZoneSummary>,
@@ -229,14 +229,14 @@ pub struct ZoneSummary {
 pub(crate) fn sample_output() -> SourceOutput {
     let name = Name::from_ascii("vpce-1.svc.us-east-1.vpce.amazonaws.com.").unwrap();
     SourceOutput {
-        records: vec![crate::snapshot::Record {
+        records: RecordList::from(vec![crate::snapshot::Record {
             name: name.clone(),
             ttl: 60,
             data: hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A(std::net::Ipv4Addr::new(10, 0, 0, 1))),
             provenance: crate::snapshot::Provenance::new(crate::snapshot::SourceKind::EndpointDns, std::sync::Arc::from("vpc_endpoints vpce-1")),
             weight: None,
             az: None,
-        }],
+        }]),
         handles: [("vpce-1".to_owned(), name)].into(),
         fetched_at: "2026-11-21T15:00:00Z".into(),
         ..SourceOutput::default()

@@ -111,7 +111,7 @@ pub struct Converted {
     /// Zones left out for one of the same name: (the winner's id, the zone left out).
     pub lost_zones: Vec<(String, ZoneSummary)>,
     /// Records, weighted alternatives included.
-    pub records: Vec<Record>,
+    pub records: crate::record_list::RecordList,
     /// Aliases to endpoint names and to names in loaded zones.
     pub aliases: Vec<Alias>,
     /// Aliases to resolve through the forwarder.
@@ -914,7 +914,7 @@ mod tests {
         );
         let child = zone("Z2", "sub.corp.example.", vec![set("x.sub.corp.example.", RrType::A, 300, &["10.9.0.1"]).build().expect("set")]);
         let out = records_from_zones(&[parent, child], &ctx());
-        let x: Vec<&Record> = out.records.iter().filter(|r| r.name.to_ascii() == "x.sub.corp.example.").collect();
+        let x: Vec<Record> = out.records.iter().filter(|r| r.name.to_ascii() == "x.sub.corp.example.").collect();
         assert_eq!(x.len(), 1);
         assert!(x[0].provenance.origin.contains("zone=Z2"));
         assert_eq!(out.skipped.len(), 2, "{:?}", out.skipped);

@@ -126,7 +126,7 @@ impl Runner {
                         s.last_duration_ms = took_ms;
                         s.records = output.records.len();
                         s.skipped.clone_from(&output.skipped);
-                        s.endpoints.clone_from(&output.endpoints);
+                        s.endpoints = output.endpoints.clone();
                     });
                     // The first fresh answer is always published (it is no longer the state
                     // file's); later ones only when they would build another table.

@@ -79,10 +79,10 @@ impl Resolutions {
         // Of the restored records, those of the names resolved here, by name and type.
         let wanted: HashSet<(&Name, RecordType)> = aliases.iter().map(|a| (&a.name, a.rtype)).collect();
         let mut restored_records: HashMap<(Name, RecordType), Vec<Record>> = HashMap::new();
-        for record in restored.iter().flat_map(|last| &last.records) {
-            let key = (&record.name, record.data.record_type());
-            if wanted.contains(&key) {
-                restored_records.entry((record.name.clone(), key.1)).or_default().push(record.clone());
+        for record in restored.iter().flat_map(|last| last.records.iter()) {
+            let rtype = record.data.record_type();
+            if wanted.contains(&(&record.name, rtype)) {
+                restored_records.entry((record.name.clone(), rtype)).or_default().push(record);
             }
         }
         let (mut records, mut skipped, mut resolved) = (Vec::new(), Vec::new(), HashMap::new());
