@@ -583,10 +583,21 @@ pub fn absolute_names(rdata: &mut RData) {
     }
 }
 
+/// Records of a build by their place in its list: each record stays where it came in, and
+/// the groups pass indexes around. Moving the records themselves (386 bytes each) into a
+/// vector per name was half of building 100,000 names (perf).
+type Ids = SmallVec<[u32; 2]>;
+
+/// The index of the record at `at` in a build's list. A list of four billion records would
+/// need terabytes before it got here.
+fn id(at: usize) -> u32 {
+    u32::try_from(at).unwrap_or(u32::MAX)
+}
+
 /// What one kind of source claims at one name.
 #[derive(Default)]
 struct Claim {
-    records: Vec<Record>,
+    records: Ids,
     aliases: Vec<Alias>,
 }
 
@@ -594,14 +605,14 @@ struct Claim {
 struct Group {
     name: Name,
     /// Every kind's claim, in precedence order.
-    /// A short list (one entry per kind, at most four): a map here would cost far more per
-    /// name than the records it holds.
-    claims: Vec<(SourceKind, Claim)>,
+    /// A short list (one entry per kind, at most four; inline for the usual one): a map here
+    /// would cost far more per name than the records it holds.
+    claims: SmallVec<[(SourceKind, Claim); 1]>,
     /// The kind whose claim answers now: the best, or the next when the best had nothing but
     /// aliases and none of them resolved.
     kind: SourceKind,
     /// The answering claim's plain records, then its aliases flattened so far.
-    records: Vec<Record>,
+    records: Ids,
     /// The answering claim's aliases not yet flattened.
     pending: Vec<Alias>,
     /// Who answers the name, once its node is built: what a loser is reported against. (A
@@ -616,7 +627,7 @@ fn claim<'g>(groups: &'g mut FastMap<Group>, name: &Name, kind: SourceKind) -> R
         std::collections::hash_map::Entry::Occupied(group) => group.into_mut(),
         std::collections::hash_map::Entry::Vacant(slot) => {
             ownable_key(slot.key())?;
-            slot.insert(Group { name: name.clone(), claims: Vec::with_capacity(1), kind, records: Vec::new(), pending: Vec::new(), kept: None })
+            slot.insert(Group { name: name.clone(), claims: SmallVec::new(), kind, records: Ids::new(), pending: Vec::new(), kept: None })
         }
     };
     let at = match group.claims.binary_search_by_key(&kind, |(k, _)| *k) {
@@ -632,29 +643,31 @@ fn claim<'g>(groups: &'g mut FastMap<Group>, name: &Name, kind: SourceKind) -> R
 impl Group {
     /// Makes the claim of `kind` the answering one. A CNAME beside other data, and an alias
     /// of a type the claim also has plain records of, are left out and reported.
-    fn answer_with(&mut self, kind: SourceKind, dropped: &mut Vec<Dropped>) {
+    fn answer_with(&mut self, kind: SourceKind, all: &[Record], dropped: &mut Vec<Dropped>) {
         self.kind = kind;
         let claim = match self.claims.iter().position(|(k, _)| *k == kind) {
             Some(at) => self.claims.remove(at).1,
             None => Claim::default(),
         };
+        let rtype = |at: u32| all[at as usize].data.record_type();
         let (mut records, mut aliases) = (claim.records, claim.aliases);
-        let has_other = records.iter().any(|r| r.data.record_type() != RecordType::CNAME) || !aliases.is_empty();
+        let has_other = records.iter().any(|&at| rtype(at) != RecordType::CNAME) || !aliases.is_empty();
         if has_other {
-            records.retain(|r| {
-                let keep = r.data.record_type() != RecordType::CNAME;
+            records.retain(|at| {
+                let keep = rtype(*at) != RecordType::CNAME;
                 if !keep {
+                    let r = &all[*at as usize];
                     dropped.push(Dropped::Refused { name: r.name.clone(), provenance: r.provenance.clone(), reason: CNAME_BESIDE_DATA });
                 }
                 keep
             });
         }
         aliases.retain(|alias| {
-            let clash = records.iter().find(|r| alias.types().any(|t| t == r.data.record_type()));
-            if let Some(record) = clash {
+            let clash = records.iter().find(|&&at| alias.types().any(|t| t == rtype(at)));
+            if let Some(&at) = clash {
                 dropped.push(Dropped::Conflict {
                     name: alias.name.clone(),
-                    kept: record.provenance.clone(),
+                    kept: all[at as usize].provenance.clone(),
                     dropped: alias.provenance.clone(),
                 });
             }
@@ -662,10 +675,9 @@ impl Group {
         });
         // A zone's apex stays its zone's: whoever wins the name, the SOA and NS of a zone
         // there are kept beside it (a config record at an apex must not unmake the zone).
-        if !records.iter().any(|r| r.data.record_type() == RecordType::SOA) {
-            for (_, claim) in self.claims.iter_mut().filter(|(_, c)| c.records.iter().any(|r| r.data.record_type() == RecordType::SOA)) {
-                let (zone, rest): (Vec<Record>, Vec<Record>) =
-                    claim.records.drain(..).partition(|r| matches!(r.data.record_type(), RecordType::SOA | RecordType::NS));
+        if !records.iter().any(|&at| rtype(at) == RecordType::SOA) {
+            for (_, claim) in self.claims.iter_mut().filter(|(_, c)| c.records.iter().any(|&at| rtype(at) == RecordType::SOA)) {
+                let (zone, rest): (Ids, Ids) = claim.records.iter().copied().partition(|&at| matches!(rtype(at), RecordType::SOA | RecordType::NS));
                 claim.records = rest;
                 records.extend(zone);
             }
@@ -691,16 +703,14 @@ impl Snapshot {
     pub fn build(records: Vec<Record>, aliases: Vec<Alias>, soa: &SoaSettings, serial: u32) -> (Self, Vec<Dropped>) {
         let mut dropped = Vec::new();
         let mut groups: FastMap<Group> = FastMap::with_capacity_and_hasher(records.len(), Default::default());
-        for record in records {
+        // Every record stays here; alias flattening adds its records at the end.
+        let mut all = records;
+        for (at, record) in all.iter().enumerate() {
             match claim(&mut groups, &record.name, record.provenance.source) {
                 // Identical data from the same source (one name listed twice) is kept once.
-                Ok(claim) if claim.records.iter().any(|r| r.data == record.data && r.weight == record.weight) => {}
-                Ok(claim) => {
-                    // Most names have one record: a first push would make room for four.
-                    claim.records.reserve_exact(1);
-                    claim.records.push(record);
-                }
-                Err(reason) => dropped.push(Dropped::Refused { name: record.name, provenance: record.provenance, reason }),
+                Ok(claim) if claim.records.iter().any(|&i| all[i as usize].data == record.data && all[i as usize].weight == record.weight) => {}
+                Ok(claim) => claim.records.push(id(at)),
+                Err(reason) => dropped.push(Dropped::Refused { name: record.name.clone(), provenance: record.provenance.clone(), reason }),
             }
         }
         for alias in aliases {
@@ -711,31 +721,29 @@ impl Snapshot {
         }
         for group in groups.values_mut() {
             let best = group.claims.first().map_or(SourceKind::Config, |(k, _)| *k);
-            group.answer_with(best, &mut dropped);
+            group.answer_with(best, &all, &mut dropped);
         }
 
         let own = Arc::new(Authority::Own(OwnSoa { mname: soa.mname.clone(), rname: soa.rname.clone(), serial, negative_ttl: soa.negative_ttl }));
         let mut snapshot = Self { serial, ..Self::default() };
         snapshot.exact.reserve(groups.len());
         for (key, group) in &mut groups {
-            group.kept = group.records.first().map(|r| r.provenance.clone());
+            group.kept = group.records.first().map(|&at| all[at as usize].provenance.clone());
             if group.records.is_empty() {
                 continue;
             }
-            // Only a name with aliases to flatten needs its records again.
-            let records = if group.pending.is_empty() { std::mem::take(&mut group.records) } else { group.records.clone() };
-            snapshot.insert(Node::new(key.clone(), &group.name, records, &own));
+            snapshot.insert(Node::new(key.clone(), &group.name, group.records.iter().map(|&at| &all[at as usize]), &own));
         }
-        snapshot.flatten_aliases(&mut groups, &own, &mut dropped);
+        snapshot.flatten_aliases(&mut groups, &mut all, &own, &mut dropped);
 
         // Who lost on precedence, now that every name's answering claim is final.
         for (key, group) in &groups {
-            let Some(kept) = group.kept.clone().or_else(|| group.records.first().map(|r| r.provenance.clone())) else { continue };
+            let Some(kept) = group.kept.clone().or_else(|| group.records.first().map(|&at| all[at as usize].provenance.clone())) else { continue };
             // The claims left are those after the answering one (earlier ones failed).
             let losers: Vec<Provenance> = group
                 .claims
                 .iter()
-                .flat_map(|(_, claim)| claim.records.iter().map(|r| &r.provenance).chain(claim.aliases.iter().map(|a| &a.provenance)))
+                .flat_map(|(_, claim)| claim.records.iter().map(|&at| &all[at as usize].provenance).chain(claim.aliases.iter().map(|a| &a.provenance)))
                 .cloned()
                 .collect();
             for loser in &losers {
@@ -763,7 +771,7 @@ impl Snapshot {
     /// while its target still has aliases pending. A name whose answering claim had only
     /// aliases, none of which resolved, falls back on the next source's claim (a broken alias
     /// never hides another source's records); what is left pending then is reported.
-    fn flatten_aliases(&mut self, groups: &mut FastMap<Group>, own: &Arc<Authority>, dropped: &mut Vec<Dropped>) {
+    fn flatten_aliases(&mut self, groups: &mut FastMap<Group>, all: &mut Vec<Record>, own: &Arc<Authority>, dropped: &mut Vec<Dropped>) {
         loop {
             loop {
                 let waiting = waiting_keys(groups);
@@ -783,13 +791,16 @@ impl Snapshot {
                         }
                     });
                     if !flattened.is_empty() {
-                        group.records.extend(flattened);
+                        for record in flattened {
+                            group.records.push(id(all.len()));
+                            all.push(record);
+                        }
                         changed.push(key.clone());
                     }
                 }
                 for key in &changed {
                     let group = &groups[key];
-                    self.insert(Node::new(key.clone(), &group.name, group.records.clone(), own));
+                    self.insert(Node::new(key.clone(), &group.name, group.records.iter().map(|&at| &all[at as usize]), own));
                 }
                 if changed.is_empty() {
                     break;
@@ -806,9 +817,9 @@ impl Snapshot {
                     let reason = self.alias_failure(&alias, &waiting);
                     dropped.push(Dropped::UnresolvedAlias { alias, reason });
                 }
-                group.answer_with(next, dropped);
+                group.answer_with(next, all, dropped);
                 if !group.records.is_empty() {
-                    self.insert(Node::new(key.clone(), &group.name, group.records.clone(), own));
+                    self.insert(Node::new(key.clone(), &group.name, group.records.iter().map(|&at| &all[at as usize]), own));
                 }
                 fell_back = true;
             }
@@ -822,13 +833,14 @@ impl Snapshot {
         for (key, group) in groups.iter_mut() {
             let mut filled = false;
             for alias in std::mem::take(&mut group.pending) {
+                let type_of = |at: u32| all[at as usize].data.record_type();
                 for rtype in alias.types() {
-                    if group.records.iter().any(|r| r.data.record_type() == rtype) {
+                    if group.records.iter().any(|&at| type_of(at) == rtype) {
                         continue;
                     }
-                    let next = group.claims.iter_mut().find(|(_, c)| c.records.iter().any(|r| r.data.record_type() == rtype));
+                    let next = group.claims.iter_mut().find(|(_, c)| c.records.iter().any(|&at| type_of(at) == rtype));
                     if let Some((_, claim)) = next {
-                        let (taken, rest): (Vec<Record>, Vec<Record>) = claim.records.drain(..).partition(|r| r.data.record_type() == rtype);
+                        let (taken, rest): (Ids, Ids) = claim.records.iter().copied().partition(|&at| type_of(at) == rtype);
                         claim.records = rest;
                         group.records.extend(taken);
                         filled = true;
@@ -838,7 +850,7 @@ impl Snapshot {
                 dropped.push(Dropped::UnresolvedAlias { alias, reason });
             }
             if filled {
-                self.insert(Node::new(key.clone(), &group.name, group.records.clone(), own));
+                self.insert(Node::new(key.clone(), &group.name, group.records.iter().map(|&at| &all[at as usize]), own));
             }
         }
     }
@@ -1137,8 +1149,9 @@ impl Snapshot {
 
 impl Node {
     /// The node of `name`, whose key is `key`, holding `records`.
-    fn new(key: Box<[u8]>, name: &Name, mut records: Vec<Record>, own: &Arc<Authority>) -> Self {
+    fn new<'r>(key: Box<[u8]>, name: &Name, records: impl Iterator<Item = &'r Record>, own: &Arc<Authority>) -> Self {
         // By type, then weighted set: each (type, set) pair is one RRset.
+        let mut records: SmallVec<[&Record; 2]> = records.collect();
         records.sort_by(|a, b| {
             let set = |r: &Record| r.weight.as_ref().map(|w| w.set.clone());
             u16::from(a.data.record_type()).cmp(&u16::from(b.data.record_type())).then_with(|| set(a).cmp(&set(b)))
@@ -1150,7 +1163,8 @@ impl Node {
             let rtype = first.data.record_type();
             let first_set = first.weight.as_ref().map(|w| w.set.clone());
             let same_set = |r: &Record| r.data.record_type() == rtype && r.weight.as_ref().map(|w| &w.set) == first_set.as_ref();
-            let mut members = vec![first];
+            let mut members: SmallVec<[&Record; 2]> = SmallVec::new();
+            members.push(first);
             while let Some(next) = records.next_if(|r| same_set(r)) {
                 members.push(next);
             }
@@ -1159,7 +1173,7 @@ impl Node {
             let data: Vec<RData> = members.iter().map(|r| r.data.clone()).collect();
             let weight = members[0].weight.clone();
             let zones: Vec<Option<Arc<str>>> = if located { members.iter().map(|r| r.az.clone()).collect() } else { Vec::new() };
-            let provenance: SmallVec<[Provenance; 1]> = members.into_iter().map(|r| r.provenance).collect();
+            let provenance: SmallVec<[Provenance; 1]> = members.iter().map(|r| r.provenance.clone()).collect();
             let mut set = RecordSet::new(rtype, ttl, &data, provenance, weight);
             // Only address sets are reordered by AZ: their records encode to equal-sized
             // chunks ([`Prepared::write_in`]).
