@@ -10,7 +10,7 @@
 //!
 //! The state file keeps the same layout: each table once, then the records as rows of
 //! indexes (see [`Stored`]). Names are written as `Name::to_ascii` spells them and read back
-//! with `Name::from_ascii`, exact and without IDNA processing: reading 20,000 records' names
+//! with `name_key::name_from_text`, exact and without IDNA processing: reading 20,000 records' names
 //! through hickory's `FromStr` was most of a restart's 80 ms of parsing (perf). A list written
 //! as a plain sequence of records (`hubdns-state/1`) is read too.
 
@@ -21,7 +21,7 @@ use std::{
 };
 
 use hickory_proto::rr::{
-    Name, RData,
+    RData,
     rdata::{A, AAAA},
 };
 use serde::{
@@ -30,7 +30,7 @@ use serde::{
 };
 
 use crate::{
-    name_key::{name_from_wire, write_spelled},
+    name_key::{name_from_text, name_from_wire, wire_from_plain_text, write_spelled},
     snapshot::{Provenance, Record, Weight},
 };
 
@@ -234,8 +234,10 @@ impl RecordList {
     fn from_stored(stored: Read) -> Result<Self, String> {
         let mut list = Self { provenances: stored.provenances, azs: stored.azs, weights: stored.weights, ..Self::default() };
         for text in &stored.names {
-            let name = Name::from_ascii(text).map_err(|e| format!("name {text:?}: {e}"))?;
-            write_spelled(&name, &mut list.names);
+            match wire_from_plain_text(text) {
+                Some(wire) => list.names.extend_from_slice(&wire),
+                None => write_spelled(&name_from_text(text).map_err(|e| format!("name {text:?}: {e}"))?, &mut list.names),
+            }
             list.name_ends.push(index(list.names.len()));
         }
         let within = |at: u32, len: usize, what: &str| if (at as usize) < len { Ok(at) } else { Err(format!("{what} index {at} out of range")) };
@@ -296,6 +298,8 @@ impl<'de> Deserialize<'de> for RecordList {
 
 #[cfg(test)]
 mod tests {
+    use hickory_proto::rr::Name;
+
     use super::*;
     use crate::snapshot::SourceKind;
 

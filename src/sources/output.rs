@@ -19,7 +19,7 @@ pub struct SourceOutput {
     #[serde(default)]
     pub aliases: Vec<Alias>,
     /// Endpoint ids and service names → regional DNS name, for config aliases.
-    #[serde(default)]
+    #[serde(default, with = "ascii_names")]
     pub handles: BTreeMap<String, Name>,
     /// The endpoints behind the records, in brief (vpc_endpoints sources); shared with the
     /// status board, which shows them.
@@ -65,6 +65,38 @@ pub struct SubnetFacts {
     pub az_id: String,
     /// Its IPv4 range and IPv6 ranges.
     pub cidrs: Vec<ipnet::IpNet>,
+}
+
+/// [`SourceOutput::handles`] in the state file: each name spelled by `Name::to_ascii` and read
+/// back by [`crate::name_key::name_from_text`] (10,000 of them went through IDNA before).
+mod ascii_names {
+    use std::{collections::BTreeMap, fmt};
+
+    use hickory_proto::rr::Name;
+    use serde::{Deserializer, Serializer, de::MapAccess};
+
+    pub fn serialize<S: Serializer>(handles: &BTreeMap<String, Name>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(handles.iter().map(|(handle, name)| (handle, name.to_ascii())))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, Name>, D::Error> {
+        struct Handles;
+        impl<'de> serde::de::Visitor<'de> for Handles {
+            type Value = BTreeMap<String, Name>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of handles to DNS names")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut handles = BTreeMap::new();
+                while let Some((handle, text)) = map.next_entry::<String, std::borrow::Cow<'de, str>>()? {
+                    let name = crate::name_key::name_from_text(&text).map_err(serde::de::Error::custom)?;
+                    handles.insert(handle, name);
+                }
+                Ok(handles)
+            }
+        }
+        deserializer.deserialize_map(Handles)
+    }
 }
 
 fn lattice_unknown(memory: &LatticeMemory) -> bool {
