@@ -601,9 +601,17 @@ struct Claim {
     aliases: Vec<Alias>,
 }
 
+/// Where a group's name is spelled: the record that claimed it first (no copy per name), or
+/// the alias that did.
+enum Owner {
+    Record(u32),
+    Alias(Name),
+}
+
 /// Everything claimed at one name while a build groups them, and which claim answers.
 struct Group {
-    name: Name,
+    /// Its name as first claimed.
+    owner: Owner,
     /// Every kind's claim, in precedence order.
     /// A short list (one entry per kind, at most four; inline for the usual one): a map here
     /// would cost far more per name than the records it holds.
@@ -622,12 +630,13 @@ struct Group {
 
 /// The claim of `kind` at `name`, made empty if new; `Err` with the reason for a name no one
 /// may own ([`ownable`], judged once per name).
-fn claim<'g>(groups: &'g mut FastMap<Group>, name: &Name, kind: SourceKind) -> Result<&'g mut Claim, &'static str> {
+fn claim<'g>(groups: &'g mut FastMap<Group>, name: &Name, record: Option<u32>, kind: SourceKind) -> Result<&'g mut Claim, &'static str> {
     let group = match groups.entry(name_key(name)) {
         std::collections::hash_map::Entry::Occupied(group) => group.into_mut(),
         std::collections::hash_map::Entry::Vacant(slot) => {
             ownable_key(slot.key())?;
-            slot.insert(Group { name: name.clone(), claims: SmallVec::new(), kind, records: Ids::new(), pending: Vec::new(), kept: None })
+            let owner = record.map_or_else(|| Owner::Alias(name.clone()), Owner::Record);
+            slot.insert(Group { owner, claims: SmallVec::new(), kind, records: Ids::new(), pending: Vec::new(), kept: None })
         }
     };
     let at = match group.claims.binary_search_by_key(&kind, |(k, _)| *k) {
@@ -641,6 +650,14 @@ fn claim<'g>(groups: &'g mut FastMap<Group>, name: &Name, kind: SourceKind) -> R
 }
 
 impl Group {
+    /// Its name, as first claimed (`all`: the build's records).
+    fn name<'a>(&'a self, all: &'a [Record]) -> &'a Name {
+        match &self.owner {
+            Owner::Record(at) => &all[*at as usize].name,
+            Owner::Alias(name) => name,
+        }
+    }
+
     /// Makes the claim of `kind` the answering one. A CNAME beside other data, and an alias
     /// of a type the claim also has plain records of, are left out and reported.
     fn answer_with(&mut self, kind: SourceKind, all: &[Record], dropped: &mut Vec<Dropped>) {
@@ -706,7 +723,7 @@ impl Snapshot {
         // Every record stays here; alias flattening adds its records at the end.
         let mut all = records;
         for (at, record) in all.iter().enumerate() {
-            match claim(&mut groups, &record.name, record.provenance.source) {
+            match claim(&mut groups, &record.name, Some(id(at)), record.provenance.source) {
                 // Identical data from the same source (one name listed twice) is kept once.
                 Ok(claim) if claim.records.iter().any(|&i| all[i as usize].data == record.data && all[i as usize].weight == record.weight) => {}
                 Ok(claim) => claim.records.push(id(at)),
@@ -714,7 +731,7 @@ impl Snapshot {
             }
         }
         for alias in aliases {
-            match claim(&mut groups, &alias.name, alias.provenance.source) {
+            match claim(&mut groups, &alias.name, None, alias.provenance.source) {
                 Ok(claim) => claim.aliases.push(alias),
                 Err(reason) => dropped.push(Dropped::Refused { name: alias.name, provenance: alias.provenance, reason }),
             }
@@ -732,7 +749,7 @@ impl Snapshot {
             if group.records.is_empty() {
                 continue;
             }
-            snapshot.insert(Node::new(key.clone(), &group.name, group.records.iter().map(|&at| &all[at as usize]), &own));
+            snapshot.insert(Node::new(key.clone(), group.name(&all), group.records.iter().map(|&at| &all[at as usize]), &own));
         }
         snapshot.flatten_aliases(&mut groups, &mut all, &own, &mut dropped);
 
@@ -747,7 +764,7 @@ impl Snapshot {
                 .cloned()
                 .collect();
             for loser in &losers {
-                dropped.push(Dropped::Conflict { name: group.name.clone(), kept: kept.clone(), dropped: loser.clone() });
+                dropped.push(Dropped::Conflict { name: group.name(&all).clone(), kept: kept.clone(), dropped: loser.clone() });
             }
             if !losers.is_empty() {
                 snapshot.outvoted.insert(key.clone(), losers);
@@ -800,7 +817,7 @@ impl Snapshot {
                 }
                 for key in &changed {
                     let group = &groups[key];
-                    self.insert(Node::new(key.clone(), &group.name, group.records.iter().map(|&at| &all[at as usize]), own));
+                    self.insert(Node::new(key.clone(), group.name(all), group.records.iter().map(|&at| &all[at as usize]), own));
                 }
                 if changed.is_empty() {
                     break;
@@ -819,7 +836,7 @@ impl Snapshot {
                 }
                 group.answer_with(next, all, dropped);
                 if !group.records.is_empty() {
-                    self.insert(Node::new(key.clone(), &group.name, group.records.iter().map(|&at| &all[at as usize]), own));
+                    self.insert(Node::new(key.clone(), group.name(all), group.records.iter().map(|&at| &all[at as usize]), own));
                 }
                 fell_back = true;
             }
@@ -850,7 +867,7 @@ impl Snapshot {
                 dropped.push(Dropped::UnresolvedAlias { alias, reason });
             }
             if filled {
-                self.insert(Node::new(key.clone(), &group.name, group.records.iter().map(|&at| &all[at as usize]), own));
+                self.insert(Node::new(key.clone(), group.name(all), group.records.iter().map(|&at| &all[at as usize]), own));
             }
         }
     }
