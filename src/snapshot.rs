@@ -583,6 +583,10 @@ pub fn absolute_names(rdata: &mut RData) {
     }
 }
 
+/// From how many records a build's scratch is freed on a thread of its own
+/// ([`crate::memory::free_later`]).
+const FREE_LATER_FROM: usize = 10_000;
+
 /// Records of a build by their place in its list: each record stays where it came in, and
 /// the groups pass indexes around. Moving the records themselves (386 bytes each) into a
 /// vector per name was half of building 100,000 names (perf).
@@ -780,6 +784,8 @@ impl Snapshot {
             by_kind[provenance.source as usize] += 1;
         }
         snapshot.by_kind = by_kind;
+        let large = all.len() >= FREE_LATER_FROM;
+        crate::memory::free_later((all, groups), large);
         (snapshot, dropped)
     }
 
