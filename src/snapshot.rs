@@ -605,6 +605,30 @@ struct Claim {
     aliases: Vec<Alias>,
 }
 
+/// From how many names their nodes are made on two threads ([`make_nodes`]).
+const PARALLEL_FROM: usize = 10_000;
+
+/// The node of every group that answers with records, in the map's order. Each node is made
+/// on its own (sorted, grouped into sets, encoded): with many names, half are made on a second
+/// thread — 90 ms of building 100,000 names on one.
+fn make_nodes(groups: &FastMap<Group>, all: &[Record], own: &Arc<Authority>) -> Vec<Node> {
+    let answering: Vec<(&Box<[u8]>, &Group)> = groups.iter().filter(|(_, group)| !group.records.is_empty()).collect();
+    let make = |part: &[(&Box<[u8]>, &Group)]| -> Vec<Node> {
+        part.iter().map(|(key, group)| Node::new((*key).clone(), group.name(all), group.records.iter().map(|&at| &all[at as usize]), own)).collect()
+    };
+    if answering.len() < PARALLEL_FROM {
+        return make(&answering);
+    }
+    let (mine, theirs) = answering.split_at(answering.len() / 2);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| make(theirs));
+        let mut nodes = make(mine);
+        // Making a node does not panic; if it ever did, that half is made again here.
+        nodes.extend(other.join().unwrap_or_else(|_| make(theirs)));
+        nodes
+    })
+}
+
 /// Where a group's name is spelled: the record that claimed it first (no copy per name), or
 /// the alias that did.
 enum Owner {
@@ -748,12 +772,11 @@ impl Snapshot {
         let own = Arc::new(Authority::Own(OwnSoa { mname: soa.mname.clone(), rname: soa.rname.clone(), serial, negative_ttl: soa.negative_ttl }));
         let mut snapshot = Self { serial, ..Self::default() };
         snapshot.exact.reserve(groups.len());
-        for (key, group) in &mut groups {
+        for group in groups.values_mut() {
             group.kept = group.records.first().map(|&at| all[at as usize].provenance.clone());
-            if group.records.is_empty() {
-                continue;
-            }
-            snapshot.insert(Node::new(key.clone(), group.name(&all), group.records.iter().map(|&at| &all[at as usize]), &own));
+        }
+        for node in make_nodes(&groups, &all, &own) {
+            snapshot.insert(node);
         }
         snapshot.flatten_aliases(&mut groups, &mut all, &own, &mut dropped);
 
@@ -1501,6 +1524,31 @@ mod tests {
 
     fn build(records: Vec<Record>, aliases: Vec<Alias>) -> (Snapshot, Vec<Dropped>) {
         Snapshot::build(records, aliases, &soa(), 7)
+    }
+
+    /// Past `PARALLEL_FROM` names the nodes are made on two threads (and the scratch freed on
+    /// a third): every name is there once, with its own records, spelling and provenance.
+    #[test]
+    fn a_table_large_enough_to_be_made_on_two_threads_holds_every_name() {
+        let count = PARALLEL_FROM + FREE_LATER_FROM;
+        let mut records: Vec<Record> = (0..count).map(|i| a(&format!("R{i}.corp.example."), [10, 2, (i / 256 % 256) as u8, (i % 256) as u8])).collect();
+        records.push(a("r7.corp.example.", [10, 9, 9, 9]));
+        let (snapshot, dropped) = build(records, vec![]);
+        assert!(dropped.is_empty(), "{dropped:?}");
+        assert_eq!(snapshot.name_count(), count);
+        for i in [0, 7, PARALLEL_FROM / 2, PARALLEL_FROM, count - 1] {
+            let node = snapshot.exact.get(&name_key(&name(&format!("r{i}.corp.example.")))).expect("every name");
+            assert_eq!(node.name().to_ascii(), format!("R{i}.corp.example."), "spelled as first claimed");
+            let set = &node.rrsets()[0];
+            let mut data: Vec<String> = set.data().map(|d| d.to_string()).collect();
+            data.sort();
+            let mut want = vec![format!("10.2.{}.{}", i / 256 % 256, i % 256)];
+            if i == 7 {
+                want.push("10.9.9.9".into());
+            }
+            assert_eq!(data, want, "r{i}");
+            assert!(set.provenance().iter().all(|p| p.origin.starts_with('R') || p.origin.starts_with('r')));
+        }
     }
 
     /// What a lookup returned, reduced to something comparable.

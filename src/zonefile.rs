@@ -442,7 +442,12 @@ impl ZoneFile {
 
     /// The records with the file (index into [`ZoneFile::files`]) and line each came from.
     pub fn wire_records(&self) -> impl Iterator<Item = (usize, u32, WireRecord)> + '_ {
-        self.blocks.iter().flat_map(|block| {
+        self.wire_records_of(&self.blocks)
+    }
+
+    /// [`ZoneFile::wire_records`] of some of the blocks.
+    fn wire_records_of<'z>(&'z self, blocks: &'z [Box<[u8]>]) -> impl Iterator<Item = (usize, u32, WireRecord)> + 'z {
+        blocks.iter().flat_map(|block| {
             // Compressed by `Reader::seal`, so it decompresses; a block that did not would be
             // skipped rather than stop the zone.
             let plain = lz4_flex::block::decompress_size_prepended(block).unwrap_or_default();
@@ -477,9 +482,35 @@ impl ZoneFile {
     /// The records as the table takes them, each with its file and line as provenance
     /// (`zone corp.zone:12`).
     pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
-        // One origin per file, shared by its records.
-        let origins: Vec<Arc<str>> = self.files.iter().map(|f| Arc::from(format!("zone {}", f.display()))).collect();
-        self.wire_records().map(move |(file, line, record)| Record {
+        self.records_of(&self.blocks, self.origins())
+    }
+
+    /// Every record, as [`ZoneFile::records`] gives them, the blocks decoded on two threads
+    /// when there are many (each block is compressed on its own): 50 ms for 100,000 records
+    /// on one, on the path to the first answer.
+    pub fn all_records(&self) -> Vec<Record> {
+        let origins = self.origins();
+        if self.blocks.len() < 8 {
+            return self.records_of(&self.blocks, origins).collect();
+        }
+        let (mine, theirs) = self.blocks.split_at(self.blocks.len() / 2);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| self.records_of(theirs, origins.clone()).collect::<Vec<_>>());
+            let mut records: Vec<Record> = self.records_of(mine, origins.clone()).collect();
+            // Decoding does not panic; if it ever did, that half is decoded again here.
+            records.extend(other.join().unwrap_or_else(|_| self.records_of(theirs, origins.clone()).collect()));
+            records
+        })
+    }
+
+    /// One provenance origin per file, shared by its records.
+    fn origins(&self) -> Vec<Arc<str>> {
+        self.files.iter().map(|f| Arc::from(format!("zone {}", f.display()))).collect()
+    }
+
+    /// The records of some of the blocks, with their provenance.
+    fn records_of<'z>(&'z self, blocks: &'z [Box<[u8]>], origins: Vec<Arc<str>>) -> impl Iterator<Item = Record> + 'z {
+        self.wire_records_of(blocks).map(move |(file, line, record)| Record {
             name: record.name,
             ttl: record.ttl,
             data: record.data,
@@ -946,15 +977,17 @@ mod tests {
     fn a_zone_larger_than_a_block_comes_back_whole_and_in_order() {
         let d = dir("blocks");
         let mut text = String::from("$ORIGIN big.example.\n$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.53\n");
-        for i in 0..6000 {
+        for i in 0..40_000 {
             text.push_str(&format!("r{i} A 10.1.{}.{}\n", i / 256, i % 256));
         }
         let zone = ZoneFile::load(&write(&d, "big.zone", &text), None).unwrap();
-        assert!(zone.blocks.len() > 1, "more than one block: {}", zone.blocks.len());
+        assert!(zone.blocks.len() >= 8, "enough blocks to be decoded on two threads: {}", zone.blocks.len());
         let got = lines(&zone);
-        assert_eq!(got.len(), 6003);
+        assert_eq!(got.len(), 40_003);
         assert_eq!(got[3], "0:6 r0.big.example. 300 A 10.1.0.0");
-        assert_eq!(got[6002], "0:6005 r5999.big.example. 300 A 10.1.23.111");
+        assert_eq!(got[40_002], "0:40005 r39999.big.example. 300 A 10.1.156.63");
+        // Decoded on two threads, the records come back the same and in the same order.
+        assert_eq!(zone.all_records(), zone.records().collect::<Vec<_>>());
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub fn from_config(config: &Config) -> (Vec<Record>, Vec<Alias>) {
         // parser reads no DS.)
         let inner: Vec<&Name> = config.zone_files.iter().map(|z| &z.origin).filter(|o| **o != zone.origin && zone.origin.zone_of(o)).collect();
         let shadowed = |r: &Record| inner.iter().any(|o| o.zone_of(&r.name));
-        records.extend(zone.records().filter(|r| !shadowed(r)));
+        records.extend(zone.all_records().into_iter().filter(|r| !shadowed(r)));
     }
 
     let mut aliases = Vec::new();
