@@ -633,7 +633,8 @@ fn make_nodes(groups: &FastMap<Group>, all: &[Record], own: &Arc<Authority>) -> 
 /// the alias that did.
 enum Owner {
     Record(u32),
-    Alias(Name),
+    /// Boxed: a group per name, and most are a record's.
+    Alias(Box<Name>),
 }
 
 /// Everything claimed at one name while a build groups them, and which claim answers.
@@ -663,7 +664,7 @@ fn claim<'g>(groups: &'g mut FastMap<Group>, name: &Name, record: Option<u32>, k
         std::collections::hash_map::Entry::Occupied(group) => group.into_mut(),
         std::collections::hash_map::Entry::Vacant(slot) => {
             ownable_key(slot.key())?;
-            let owner = record.map_or_else(|| Owner::Alias(name.clone()), Owner::Record);
+            let owner = record.map_or_else(|| Owner::Alias(Box::new(name.clone())), Owner::Record);
             slot.insert(Group { owner, claims: SmallVec::new(), kind, records: Ids::new(), pending: Vec::new(), kept: None })
         }
     };

@@ -496,7 +496,8 @@ impl ZoneFile {
         let (mine, theirs) = self.blocks.split_at(self.blocks.len() / 2);
         std::thread::scope(|scope| {
             let other = scope.spawn(|| self.records_of(theirs, origins.clone()).collect::<Vec<_>>());
-            let mut records: Vec<Record> = self.records_of(mine, origins.clone()).collect();
+            let mut records: Vec<Record> = Vec::with_capacity(self.count);
+            records.extend(self.records_of(mine, origins.clone()));
             // Decoding does not panic; if it ever did, that half is decoded again here.
             records.extend(other.join().unwrap_or_else(|_| self.records_of(theirs, origins.clone()).collect()));
             records
