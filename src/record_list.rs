@@ -9,8 +9,8 @@
 //! records, in the same order, come back out.
 //!
 //! The state file keeps the same layout: each table once, then the records as rows of
-//! indexes (see [`Stored`]). Names are written as `Name::to_ascii` spells them and read back
-//! with `name_key::name_from_text`, exact and without IDNA processing: reading 20,000 records' names
+//! indexes (see [`Stored`]). Names are written by `name_key::text_of` and read back
+//! by `name_key::wire_from_text`, exact and without IDNA processing: reading 20,000 records' names
 //! through hickory's `FromStr` was most of a restart's 80 ms of parsing (perf). A list written
 //! as a plain sequence of records (`hubdns-state/1`) is read too.
 
@@ -30,7 +30,7 @@ use serde::{
 };
 
 use crate::{
-    name_key::{name_from_text, name_from_wire, wire_from_plain_text, write_spelled},
+    name_key::{name_from_text, name_from_wire, text_of, wire_from_text, write_spelled},
     snapshot::{Provenance, Record, Weight},
 };
 
@@ -217,7 +217,7 @@ type Row<D> = (u32, u32, u32, Option<u32>, Option<u32>, D);
 
 impl Serialize for RecordList {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let names: Vec<String> = (0..self.name_ends.len()).map(|at| name_from_wire(&self.names[self.name_range(at)]).to_ascii()).collect();
+        let names: Vec<String> = (0..self.name_ends.len()).map(|at| text_of(&name_from_wire(&self.names[self.name_range(at)]))).collect();
         let some = |at: u32| (at != NONE).then_some(at);
         let records: Vec<Row<RData>> = self
             .entries
@@ -234,7 +234,7 @@ impl RecordList {
     fn from_stored(stored: Read) -> Result<Self, String> {
         let mut list = Self { provenances: stored.provenances, azs: stored.azs, weights: stored.weights, ..Self::default() };
         for text in &stored.names {
-            match wire_from_plain_text(text) {
+            match wire_from_text(text) {
                 Some(wire) => list.names.extend_from_slice(&wire),
                 None => write_spelled(&name_from_text(text).map_err(|e| format!("name {text:?}: {e}"))?, &mut list.names),
             }
@@ -350,6 +350,13 @@ mod tests {
         let old: RecordList = serde_json::from_str(&serde_json::to_string(&records).unwrap()).unwrap();
         assert_eq!(old.iter().collect::<Vec<_>>(), records);
         assert_eq!(RecordList::new().iter().count(), 0);
+
+        // A name hickory's text parsers refuse, which Route 53 may hold (RFC 2317), comes back.
+        let mut classless = record("x.in-addr.arpa.", RData::PTR(hickory_proto::rr::rdata::PTR(Name::from_ascii("h.corp.example.").unwrap())), "route53 zone=Z2", None);
+        classless.name = Name::from_labels([&b"1"[..], b"0/25", b"1", b"168", b"192", b"in-addr", b"arpa"]).unwrap();
+        let list = RecordList::from(vec![classless.clone()]);
+        let read: RecordList = serde_json::from_str(&serde_json::to_string(&list).unwrap()).unwrap();
+        assert_eq!(read.iter().next().map(|r| r.name.iter().map(<[u8]>::to_vec).collect::<Vec<_>>()), Some(classless.name.iter().map(<[u8]>::to_vec).collect()));
     }
 
     /// A damaged file is refused, never read as records with the wrong owner.

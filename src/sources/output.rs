@@ -67,8 +67,9 @@ pub struct SubnetFacts {
     pub cidrs: Vec<ipnet::IpNet>,
 }
 
-/// [`SourceOutput::handles`] in the state file: each name spelled by `Name::to_ascii` and read
-/// back by [`crate::name_key::name_from_text`] (10,000 of them went through IDNA before).
+/// [`SourceOutput::handles`] in the state file: each name spelled by
+/// [`crate::name_key::text_of`] and read back by [`crate::name_key::name_from_text`] (10,000
+/// of them went through IDNA before).
 mod ascii_names {
     use std::{collections::BTreeMap, fmt};
 
@@ -76,7 +77,7 @@ mod ascii_names {
     use serde::{Deserializer, Serializer, de::MapAccess};
 
     pub fn serialize<S: Serializer>(handles: &BTreeMap<String, Name>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(handles.iter().map(|(handle, name)| (handle, name.to_ascii())))
+        serializer.collect_map(handles.iter().map(|(handle, name)| (handle, crate::name_key::text_of(name))))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, Name>, D::Error> {
