@@ -655,6 +655,8 @@ impl Reader {
         let file = self.files.len();
         self.files.push(path.to_owned());
         let entries = entries(&text).map_err(|(line, why)| self.error(path, line, why))?;
+        // At most a name per entry: the checks' map is sized once, not rehashed as it grows.
+        self.seen.reserve(entries.len());
         let mut origin_text = origin.as_ref().map(ToString::to_string);
         for entry in entries {
             let at = |message: String| ZoneError { file: path.to_owned(), line: entry.line, message, read: Vec::new() };
