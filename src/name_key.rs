@@ -284,6 +284,6 @@ mod tests {
         assert_eq!(wire_from_text("a\\032b.\\.."), Some(b"\x03a b\x01.\x00".to_vec()));
         // A Unicode spelling (what `hubdns-state/1` wrote) is read as that version read it.
         assert_eq!(name_from_text("bücher.example.").unwrap().to_ascii(), "xn--bcher-kva.example.");
-        assert_eq!(name_from_text("relative.corp").unwrap().is_fqdn(), false);
+        assert!(!name_from_text("relative.corp").unwrap().is_fqdn());
     }
 }

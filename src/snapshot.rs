@@ -612,9 +612,9 @@ const PARALLEL_FROM: usize = 10_000;
 /// on its own (sorted, grouped into sets, encoded): with many names, half are made on a second
 /// thread — 90 ms of building 100,000 names on one.
 fn make_nodes(groups: &FastMap<Group>, all: &[Record], own: &Arc<Authority>) -> Vec<Node> {
-    let answering: Vec<(&Box<[u8]>, &Group)> = groups.iter().filter(|(_, group)| !group.records.is_empty()).collect();
-    let make = |part: &[(&Box<[u8]>, &Group)]| -> Vec<Node> {
-        part.iter().map(|(key, group)| Node::new((*key).clone(), group.name(all), group.records.iter().map(|&at| &all[at as usize]), own)).collect()
+    let answering: Vec<(&[u8], &Group)> = groups.iter().filter(|(_, group)| !group.records.is_empty()).map(|(key, group)| (&key[..], group)).collect();
+    let make = |part: &[(&[u8], &Group)]| -> Vec<Node> {
+        part.iter().map(|(key, group)| Node::new(Box::from(*key), group.name(all), group.records.iter().map(|&at| &all[at as usize]), own)).collect()
     };
     if answering.len() < PARALLEL_FROM {
         return make(&answering);
