@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(parent(b"\x00"), None);
     }
 
-    /// Any name `Name::to_ascii` writes reads back as the same name, spelled the same —
+    /// Any name [`text_of`] writes reads back as the same name, spelled the same —
     /// including labels hickory's own text parsers refuse (break-it review: an RFC 2317 name
     /// `0/25.1.168.192.in-addr.arpa.`, which Route 53 may hold, made the whole state file
     /// unreadable).

@@ -133,11 +133,7 @@ impl RecordList {
         Record {
             name: name_from_wire(&self.names[self.name_range(entry.name as usize)]),
             ttl: entry.ttl,
-            data: match &entry.data {
-                Data::A(v4) => RData::A(A(*v4)),
-                Data::Aaaa(v6) => RData::AAAA(AAAA(*v6)),
-                Data::Other(data) => RData::clone(data),
-            },
+            data: entry.data.rdata(),
             // Every entry has a provenance (push stores one for each).
             provenance: self.provenances[entry.provenance as usize].clone(),
             weight: (entry.weight != NONE).then(|| self.weights[entry.weight as usize].clone()),
@@ -222,7 +218,7 @@ impl Serialize for RecordList {
         let records: Vec<Row<RData>> = self
             .entries
             .iter()
-            .map(|e| (e.name, e.ttl, e.provenance, some(e.az), some(e.weight), self.record(e).data))
+            .map(|e| (e.name, e.ttl, e.provenance, some(e.az), some(e.weight), e.data.rdata()))
             .collect();
         Stored { names, provenances: &self.provenances, azs: &self.azs, weights: &self.weights, records }.serialize(serializer)
     }
@@ -257,6 +253,17 @@ impl RecordList {
             .collect::<Result<_, String>>()?;
         list.shrink_to_fit();
         Ok(list)
+    }
+}
+
+impl Data {
+    /// The record data it holds.
+    fn rdata(&self) -> RData {
+        match self {
+            Self::A(v4) => RData::A(A(*v4)),
+            Self::Aaaa(v6) => RData::AAAA(AAAA(*v6)),
+            Self::Other(data) => RData::clone(data),
+        }
     }
 }
 

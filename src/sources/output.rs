@@ -19,7 +19,7 @@ pub struct SourceOutput {
     #[serde(default)]
     pub aliases: Vec<Alias>,
     /// Endpoint ids and service names → regional DNS name, for config aliases.
-    #[serde(default, with = "ascii_names")]
+    #[serde(default, with = "name_text")]
     pub handles: BTreeMap<String, Name>,
     /// The endpoints behind the records, in brief (vpc_endpoints sources); shared with the
     /// status board, which shows them.
@@ -70,7 +70,7 @@ pub struct SubnetFacts {
 /// [`SourceOutput::handles`] in the state file: each name spelled by
 /// [`crate::name_key::text_of`] and read back by [`crate::name_key::name_from_text`] (10,000
 /// of them went through IDNA before).
-mod ascii_names {
+mod name_text {
     use std::{collections::BTreeMap, fmt};
 
     use hickory_proto::rr::Name;
