@@ -106,6 +106,7 @@ struct Shard {
     latency: [[AtomicU64; N_BUCKETS]; N_PATHS],
     latency_ns: [AtomicU64; N_PATHS],
     dropped: AtomicU64,
+    send_failed: AtomicU64,
     limited: [AtomicU64; 3],
     az: [AtomicU64; 3],
 }
@@ -117,6 +118,7 @@ impl Default for Shard {
             latency: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             latency_ns: std::array::from_fn(|_| AtomicU64::new(0)),
             dropped: AtomicU64::new(0),
+            send_failed: AtomicU64::new(0),
             limited: std::array::from_fn(|_| AtomicU64::new(0)),
             az: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -167,6 +169,8 @@ pub struct QueryTotals {
     pub latency: Vec<(QueryPath, [u64; N_BUCKETS], f64)>,
     /// Packets dropped unanswered (responses, runts).
     pub dropped: u64,
+    /// UDP answers the kernel refused to send.
+    pub send_failed: u64,
     /// Rate-limit actions, in [`Limited::ALL`] order.
     pub limited: [u64; 3],
     /// Answers AZ affinity applied to, by [`Choice::ALL`] order.
@@ -212,6 +216,11 @@ impl Metrics {
         self.shards[shard_index()].dropped.fetch_add(1, Relaxed);
     }
 
+    /// Counts a UDP answer the kernel would not send (a full buffer, an unreachable client).
+    pub fn record_send_failed(&self) {
+        self.shards[shard_index()].send_failed.fetch_add(1, Relaxed);
+    }
+
     /// Sums the shards.
     pub fn totals(&self) -> QueryTotals {
         let sum = |f: &dyn Fn(&Shard) -> &AtomicU64| self.shards.iter().map(|s| f(s).load(Relaxed)).sum::<u64>();
@@ -241,7 +250,7 @@ impl Metrics {
             .collect();
         let limited = std::array::from_fn(|i| sum(&|s| &s.limited[i]));
         let az = std::array::from_fn(|i| sum(&|s| &s.az[i]));
-        QueryTotals { queries, latency, dropped: sum(&|s| &s.dropped), limited, az }
+        QueryTotals { queries, latency, dropped: sum(&|s| &s.dropped), send_failed: sum(&|s| &s.send_failed), limited, az }
     }
 }
 

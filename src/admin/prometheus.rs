@@ -52,6 +52,8 @@ pub fn render(live: &Live) -> String {
     }
     out.family("hubdns_packets_dropped_total", "counter", "Packets dropped unanswered: responses and runts, which are never answered.");
     out.sample("hubdns_packets_dropped_total", &[], totals.dropped as f64);
+    out.family("hubdns_udp_send_failures_total", "counter", "UDP answers the kernel refused to send (a full send buffer, an unreachable client): answered, never delivered.");
+    out.sample("hubdns_udp_send_failures_total", &[], totals.send_failed as f64);
     if let Some(log) = live.handler.load().query_log() {
         let counters = log.counters();
         out.family("hubdns_query_log_lines_total", "counter", "Query log lines: written, dropped because the writer was behind, or lost to a failed write.");

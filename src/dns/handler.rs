@@ -346,6 +346,11 @@ impl Handler {
         self.metrics.record_dropped();
     }
 
+    /// Counts a UDP answer the kernel would not send.
+    pub fn observe_send_failed(&self) {
+        self.metrics.record_send_failed();
+    }
+
     /// Decides what `packet` from `src` gets; a reply is written to `out`. Never blocks.
     pub fn handle(&self, packet: &[u8], src: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> Outcome {
         if let Some(query) = PlainQuery::parse(packet) {

@@ -174,8 +174,8 @@ fn serve_udp(socket: &Arc<UdpSocket>, handler: &SharedHandler, shutdown: &Cancel
             Verdict::Allow => {}
             Verdict::Drop => continue,
             Verdict::Slip => {
-                if handler.truncated(query, src, &mut reply) {
-                    send_udp(socket, &reply, src, 0);
+                if handler.truncated(query, src, &mut reply) && !send_udp(socket, &reply, src, 0) {
+                    handler.observe_send_failed();
                 }
                 continue;
             }
@@ -183,7 +183,9 @@ fn serve_udp(socket: &Arc<UdpSocket>, handler: &SharedHandler, shutdown: &Cancel
         match handler.handle(query, src, Transport::Udp, &mut reply) {
             Outcome::Reply(served) if served.rcode == ResponseCode::Refused && !handler.admit_refused(src, started) => {}
             Outcome::Reply(served) => {
-                send_udp(socket, &reply, src, 0);
+                if !send_udp(socket, &reply, src, 0) {
+                    handler.observe_send_failed();
+                }
                 let seen = Seen { src, transport: Transport::Udp, question: query.get(HEADER_LEN..).unwrap_or_default(), reply: &reply };
                 handler.observe(served, seen, started);
             }
@@ -192,9 +194,12 @@ fn serve_udp(socket: &Arc<UdpSocket>, handler: &SharedHandler, shutdown: &Cancel
                 // runtime thread that receives it. The token keeps shutdown waiting for it.
                 let _runtime = runtime.enter();
                 let (socket, handler, token) = (socket.clone(), arc_swap::Guard::into_inner(handler), tracker.token());
+                let counter = handler.clone();
                 handler.start_forward(job, move |bytes| {
-                    // Never block the runtime: a full send buffer drops the answer.
-                    send_udp(&socket, &bytes, src, libc::MSG_DONTWAIT);
+                    // Never block the runtime: a full send buffer drops the answer (counted).
+                    if !send_udp(&socket, &bytes, src, libc::MSG_DONTWAIT) {
+                        counter.observe_send_failed();
+                    }
                     drop(token);
                 });
             }
@@ -245,9 +250,14 @@ impl Drop for ClientSlot {
     }
 }
 
-fn send_udp(socket: &UdpSocket, bytes: &[u8], to: SocketAddr, flags: libc::c_int) {
-    if let Err(error) = SockRef::from(socket).send_to_with_flags(bytes, &to.into(), flags) {
-        tracing::debug!(%to, %error, "UDP send failed");
+/// Sends one UDP answer; `false` (logged at debug) if the kernel refused it.
+fn send_udp(socket: &UdpSocket, bytes: &[u8], to: SocketAddr, flags: libc::c_int) -> bool {
+    match SockRef::from(socket).send_to_with_flags(bytes, &to.into(), flags) {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::debug!(%to, %error, "UDP send failed");
+            false
+        }
     }
 }
 
@@ -439,5 +449,19 @@ async fn write_responses<W: AsyncWrite + Unpin>(mut writer: W, mut pending: mpsc
         if !matches!(timeout(idle, writer.write_all(&framed)).await, Ok(Ok(()))) {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_the_kernel_refuses_is_reported_not_ignored() {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let peer = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        assert!(send_udp(&socket, b"answer", peer.local_addr().expect("addr"), 0));
+        // An IPv4 socket cannot send to an IPv6 address: the caller must hear of it.
+        assert!(!send_udp(&socket, b"answer", "[::1]:53".parse().expect("addr"), libc::MSG_DONTWAIT));
     }
 }
