@@ -370,6 +370,8 @@ struct Reader {
     /// Record entries read but not yet parsed: parsed together, on both cores, then kept in
     /// order.
     pending: Vec<Job>,
+    /// What [`Reader::flush`] parses them into, on this thread and the other; kept for reuse.
+    parsed: (Vec<Result<WireRecord, String>>, Vec<Result<WireRecord, String>>),
     /// The apex: the configured origin, else the first `$ORIGIN`.
     apex: Option<Name>,
     /// The block being filled.
@@ -399,6 +401,7 @@ impl ZoneFile {
             last_owner: None,
             last_owner_text: None,
             pending: Vec::new(),
+            parsed: (Vec::new(), Vec::new()),
             apex: origin.cloned().map(|mut o| {
                 o.set_fqdn(true);
                 o
@@ -494,8 +497,15 @@ impl ZoneFile {
             return self.records_of(&self.blocks, origins).collect();
         }
         let (mine, theirs) = self.blocks.split_at(self.blocks.len() / 2);
+        // Blocks hold about as many records each: the other half's vector sized from that, not
+        // grown (and copied, and faulted in afresh) by doubling.
+        let their_share = self.count * theirs.len() / self.blocks.len() + 64;
         std::thread::scope(|scope| {
-            let other = scope.spawn(|| self.records_of(theirs, origins.clone()).collect::<Vec<_>>());
+            let other = scope.spawn(|| {
+                let mut records = Vec::with_capacity(their_share);
+                records.extend(self.records_of(theirs, origins.clone()));
+                records
+            });
             let mut records: Vec<Record> = Vec::with_capacity(self.count);
             records.extend(self.records_of(mine, origins.clone()));
             // Decoding does not panic; if it ever did, that half is decoded again here.
@@ -779,20 +789,27 @@ impl Reader {
     /// Parses the waiting entries — on two threads when there are many — and keeps their
     /// records in order; the first fault in file order is the error.
     fn flush(&mut self) -> Result<(), ZoneError> {
-        let jobs = std::mem::take(&mut self.pending);
-        let parsed: Vec<Result<WireRecord, String>> = if jobs.len() < 2048 {
-            jobs.iter().map(parse_job).collect()
+        // The batch's vectors are handed back, emptied, for the next: a batch's parsed records
+        // are megabytes, which freed and allocated afresh were faulted in again each time.
+        let mut jobs = std::mem::take(&mut self.pending);
+        let (mut parsed, mut theirs) = std::mem::take(&mut self.parsed);
+        if jobs.len() < 2048 {
+            parsed.extend(jobs.iter().map(parse_job));
         } else {
             let (first, second) = jobs.split_at(jobs.len() / 2);
-            std::thread::scope(|scope| {
-                let other = scope.spawn(|| second.iter().map(parse_job).collect::<Vec<_>>());
-                let mut mine: Vec<_> = first.iter().map(parse_job).collect();
-                // A panic in hickory's parser on the other thread is a fault of that half.
-                mine.extend(other.join().unwrap_or_else(|_| vec![Err("the zone parser failed".into()); second.len()]));
-                mine
-            })
-        };
-        for (job, record) in jobs.iter().zip(parsed) {
+            let joined = std::thread::scope(|scope| {
+                let other = scope.spawn(|| theirs.extend(second.iter().map(parse_job)));
+                parsed.extend(first.iter().map(parse_job));
+                other.join()
+            });
+            // A panic in hickory's parser on the other thread is a fault of that half.
+            if joined.is_err() {
+                theirs.clear();
+                theirs.extend(second.iter().map(|_| Err("the zone parser failed".to_owned())));
+            }
+            parsed.append(&mut theirs);
+        }
+        for (job, record) in jobs.iter().zip(parsed.drain(..)) {
             let kept = record.and_then(|record| {
                 self.last_ttl = Some(record.ttl);
                 self.last_owner = Some(record.name.clone());
@@ -803,6 +820,9 @@ impl Reader {
                 return Err(ZoneError { file, line: job.line, message, read: Vec::new() });
             }
         }
+        jobs.clear();
+        self.pending = jobs;
+        self.parsed = (parsed, theirs);
         Ok(())
     }
 
