@@ -371,7 +371,12 @@ struct Reader {
     /// order.
     pending: Vec<Job>,
     /// What [`Reader::flush`] parses them into, on this thread and the other; kept for reuse.
-    parsed: (Vec<Result<WireRecord, String>>, Vec<Result<WireRecord, String>>),
+    parsed: (Vec<ParseResult>, Vec<ParseResult>),
+    /// A full batch being parsed on a thread of its own while the next is read, with the file
+    /// and line of its first entry.
+    in_flight: Option<(std::thread::JoinHandle<ParsedBatch>, usize, usize)>,
+    /// The vector of the batch kept last, emptied: the next batch's, not grown afresh.
+    spare: Vec<Job>,
     /// The apex: the configured origin, else the first `$ORIGIN`.
     apex: Option<Name>,
     /// The block being filled.
@@ -402,6 +407,8 @@ impl ZoneFile {
             last_owner_text: None,
             pending: Vec::new(),
             parsed: (Vec::new(), Vec::new()),
+            in_flight: None,
+            spare: Vec::new(),
             apex: origin.cloned().map(|mut o| {
                 o.set_fqdn(true);
                 o
@@ -602,6 +609,12 @@ struct Job {
     no_default_ttl: bool,
 }
 
+/// What parsing one entry gave.
+type ParseResult = Result<WireRecord, String>;
+
+/// A batch of entries and, in the same order, what parsing each gave.
+type ParsedBatch = (Vec<Job>, Vec<ParseResult>);
+
 /// How many bytes of encoded records are compressed together: large enough for LZ4 to find
 /// the repeats between records (owners, TTLs, address prefixes), small enough that a build
 /// decompresses one block at a time.
@@ -735,7 +748,7 @@ impl Reader {
                 }
             }
             if self.pending.len() >= BATCH {
-                self.flush()?;
+                self.submit(path)?;
             }
         }
         Ok(())
@@ -751,7 +764,7 @@ impl Reader {
         let mut input = String::with_capacity(text.len() + 64);
         let _ = writeln!(input, "$TTL {}", default_ttl.unwrap_or(0));
         if entry.owner_blank() {
-            let owner = match (&self.last_owner_text, self.pending.is_empty()) {
+            let owner = match (&self.last_owner_text, self.settled()) {
                 (Some(owner), _) => owner.clone(),
                 (None, false) => return Ok(None),
                 (None, true) => self.last_owner.as_ref().map(ToString::to_string).ok_or("the owner is left blank, but no record names one before it")?,
@@ -767,7 +780,7 @@ impl Reader {
                 (false, None) => None,
             };
         }
-        if default_ttl.is_none() && given_ttl.is_none() && !self.pending.is_empty() {
+        if default_ttl.is_none() && given_ttl.is_none() && !self.settled() {
             return Ok(None);
         }
         input.push_str(&text);
@@ -786,9 +799,73 @@ impl Reader {
         }))
     }
 
-    /// Parses the waiting entries — on two threads when there are many — and keeps their
-    /// records in order; the first fault in file order is the error.
+    /// Whether every entry read so far is kept: the last record's owner and TTL are known.
+    fn settled(&self) -> bool {
+        self.pending.is_empty() && self.in_flight.is_none()
+    }
+
+    /// Hands a full batch to a thread of its own, to be parsed while this one reads the next,
+    /// and keeps the batch handed over before it. Reading, parsing and keeping then overlap on
+    /// the two cores, where [`Reader::flush`] leaves one idle while entries are read and kept.
+    fn submit(&mut self, path: &Path) -> Result<(), ZoneError> {
+        let (file, line) = self.pending.first().map_or((0, 0), |job| (job.file, job.line));
+        let jobs = std::mem::replace(&mut self.pending, std::mem::take(&mut self.spare));
+        let mut out = std::mem::take(&mut self.parsed.1);
+        let handle = std::thread::Builder::new()
+            .name("hubdns-zone".into())
+            .spawn(move || {
+                out.extend(jobs.iter().map(parse_job));
+                (jobs, out)
+            })
+            .map_err(|e| self.error(path, line, format!("cannot start a thread to parse the zone: {e}")))?;
+        match self.in_flight.replace((handle, file, line)) {
+            // The owner and TTL a blank field takes are the reading's own until all is kept.
+            Some(previous) => self.keep_in_flight(previous, false),
+            None => Ok(()),
+        }
+    }
+
+    /// Keeps the batch parsed on its own thread; `track_last`: its last record's owner and
+    /// TTL become the reading's.
+    fn keep_in_flight(&mut self, (handle, file, line): (std::thread::JoinHandle<ParsedBatch>, usize, usize), track_last: bool) -> Result<(), ZoneError> {
+        let Ok((mut jobs, mut parsed)) = handle.join() else {
+            // A panic in hickory's parser is a fault of its batch.
+            let file = self.files.get(file).cloned().unwrap_or_default();
+            return Err(ZoneError { file, line, message: "the zone parser failed".into(), read: Vec::new() });
+        };
+        self.keep_parsed(&jobs, &mut parsed, track_last)?;
+        jobs.clear();
+        self.spare = jobs;
+        self.parsed.1 = parsed;
+        Ok(())
+    }
+
+    /// Keeps `parsed` (the records of `jobs`, in order), draining it; the first fault in file
+    /// order is the error.
+    fn keep_parsed(&mut self, jobs: &[Job], parsed: &mut Vec<ParseResult>, track_last: bool) -> Result<(), ZoneError> {
+        for (job, record) in jobs.iter().zip(parsed.drain(..)) {
+            let kept = record.and_then(|record| {
+                if track_last {
+                    self.last_ttl = Some(record.ttl);
+                    self.last_owner = Some(record.name.clone());
+                }
+                self.keep(job.file, job.line, record)
+            });
+            if let Err(message) = kept {
+                let file = self.files.get(job.file).cloned().unwrap_or_default();
+                return Err(ZoneError { file, line: job.line, message, read: Vec::new() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the batch in flight, then parses the waiting entries — on two threads when there
+    /// are many — and keeps their records in order; the first fault in file order is the
+    /// error.
     fn flush(&mut self) -> Result<(), ZoneError> {
+        if let Some(in_flight) = self.in_flight.take() {
+            self.keep_in_flight(in_flight, true)?;
+        }
         // The batch's vectors are handed back, emptied, for the next: a batch's parsed records
         // are megabytes, which freed and allocated afresh were faulted in again each time.
         let mut jobs = std::mem::take(&mut self.pending);
@@ -809,17 +886,7 @@ impl Reader {
             }
             parsed.append(&mut theirs);
         }
-        for (job, record) in jobs.iter().zip(parsed.drain(..)) {
-            let kept = record.and_then(|record| {
-                self.last_ttl = Some(record.ttl);
-                self.last_owner = Some(record.name.clone());
-                self.keep(job.file, job.line, record)
-            });
-            if let Err(message) = kept {
-                let file = self.files.get(job.file).cloned().unwrap_or_default();
-                return Err(ZoneError { file, line: job.line, message, read: Vec::new() });
-            }
-        }
+        self.keep_parsed(&jobs, &mut parsed, true)?;
         jobs.clear();
         self.pending = jobs;
         self.parsed = (parsed, theirs);
@@ -1114,6 +1181,42 @@ mod tests {
         let bad = text.replace("h100 A 10.1.0.100", "h100 A 10.1.0.300").replace("h4000 A", "h4000 AAAA");
         let err = ZoneFile::load(&write(&d, "bad.zone", &bad), None).unwrap_err();
         assert_eq!(err.line, 206, "{err}");
+    }
+
+    #[test]
+    fn batches_parsed_while_the_next_is_read_keep_order_owners_ttls_and_the_first_fault() {
+        let d = dir("batches");
+        // No $TTL: each record without a TTL takes the last one written (RFC 1035 §5.1), and a
+        // blank owner the last owner — across the batches parsed on their own threads.
+        let mut text = String::from("$ORIGIN big.example.\n@ 100 SOA ns hm 1 2 3 4 5\n@ 100 NS ns\nns 100 A 10.0.0.1\n");
+        let mut expected = vec!["0:2 big.example. 100 SOA ns.big.example. hm.big.example. 1 2 3 4 5".to_owned()];
+        let mut line = 4;
+        for i in 0..2 * BATCH + 1000 {
+            let ttl = 1000 + i / 1000;
+            let address = format!("10.{}.{}.{}", i / 65536, i / 256 % 256, i % 256);
+            line += 1;
+            match i % 1000 {
+                0 => text.push_str(&format!("h{i} {ttl} A {address}\n")),
+                _ => text.push_str(&format!("h{i} A {address}\n")),
+            }
+            expected.push(format!("0:{line} h{i}.big.example. {ttl} A {address}"));
+            if i % 7 == 0 {
+                line += 1;
+                text.push_str(&format!("  TXT \"n{i}\"\n"));
+                expected.push(format!("0:{line} h{i}.big.example. {ttl} TXT n{i}"));
+            }
+        }
+        let read = ZoneFile::load(&write(&d, "big.zone", &text), None).unwrap();
+        let mut all = lines(&read);
+        // The apex NS and the server's address come first in `lines`' order too.
+        all.retain(|l| !l.starts_with("0:3 ") && !l.starts_with("0:4 "));
+        assert_eq!(all.len(), expected.len());
+        assert_eq!(all, expected);
+        // Two faults, in the second and the third batch: the first in the file is reported.
+        let bad = text.replace("h20001 A 10.0.78.33", "h20001 A 10.0.78.330").replace("h33000 1033 A", "h33000 1033 AAAA");
+        let err = ZoneFile::load(&write(&d, "bad.zone", &bad), None).unwrap_err();
+        let want = text.lines().position(|l| l.starts_with("h20001 ")).unwrap() + 1;
+        assert_eq!(err.line, want, "{err}");
     }
 
     #[test]
