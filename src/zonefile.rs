@@ -1208,7 +1208,7 @@ mod tests {
         }
         let read = ZoneFile::load(&write(&d, "big.zone", &text), None).unwrap();
         let mut all = lines(&read);
-        // The apex NS and the server's address come first in `lines`' order too.
+        // The apex's NS and its server's address (lines 3 and 4) are not in `expected`.
         all.retain(|l| !l.starts_with("0:3 ") && !l.starts_with("0:4 "));
         assert_eq!(all.len(), expected.len());
         assert_eq!(all, expected);
