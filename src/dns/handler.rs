@@ -513,9 +513,9 @@ impl Handler {
     }
 
     /// Sends a forward job's question upstream; `reply` gets the encoded response when the
-    /// answer comes, on whichever thread settles it, and the reply is counted. Must run
-    /// inside the runtime; never blocks.
-    pub fn start_forward(self: Arc<Self>, job: Box<ForwardJob>, reply: impl FnOnce(Vec<u8>) + Send + 'static) {
+    /// answer comes, on whichever thread settles it, and says whether it could send it (a
+    /// refused send is counted, as the reply is). Must run inside the runtime; never blocks.
+    pub fn start_forward(self: Arc<Self>, job: Box<ForwardJob>, reply: impl FnOnce(Vec<u8>) -> bool + Send + 'static) {
         let forwarder = self.forwarder.clone();
         let ask = job.ask.clone();
         forwarder.start(
@@ -550,8 +550,8 @@ impl Handler {
                 let served = Served { qtype: Some(job.ask.qtype), rcode: forwarded.rcode, path };
                 let seen = Seen { src: job.query.src(), transport: job.transport, question: job.query.question(), reply: &out };
                 self.observe(served, seen, job.started);
-                if !out.is_empty() {
-                    reply(out);
+                if !out.is_empty() && !reply(out) {
+                    self.observe_send_failed();
                 }
             }),
         );
@@ -561,7 +561,9 @@ impl Handler {
     pub async fn forward(self: Arc<Self>, job: Box<ForwardJob>) -> Vec<u8> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.start_forward(job, move |bytes| {
+            // A caller that went away is no failed send: nothing was sent.
             let _ = tx.send(bytes);
+            true
         });
         // The forwarder tells every question its answer; should that ever fail, nothing is sent.
         rx.await.unwrap_or_default()

@@ -194,13 +194,11 @@ fn serve_udp(socket: &Arc<UdpSocket>, handler: &SharedHandler, shutdown: &Cancel
                 // runtime thread that receives it. The token keeps shutdown waiting for it.
                 let _runtime = runtime.enter();
                 let (socket, handler, token) = (socket.clone(), arc_swap::Guard::into_inner(handler), tracker.token());
-                let counter = handler.clone();
                 handler.start_forward(job, move |bytes| {
                     // Never block the runtime: a full send buffer drops the answer (counted).
-                    if !send_udp(&socket, &bytes, src, libc::MSG_DONTWAIT) {
-                        counter.observe_send_failed();
-                    }
+                    let sent = send_udp(&socket, &bytes, src, libc::MSG_DONTWAIT);
                     drop(token);
+                    sent
                 });
             }
             Outcome::Drop => handler.observe_drop(),
