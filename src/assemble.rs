@@ -27,16 +27,21 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
     let started = std::time::Instant::now();
     let (mut records, aliases) = sources::aliases::from_config(config);
     records.reserve(outputs.iter().map(|o| o.records.len()).sum());
+    let handles = match aliases.is_empty() {
+        true => Default::default(),
+        false => sources::output::handles(outputs.iter().flat_map(|o| o.endpoints.iter())),
+    };
     let aliases: Vec<Alias> = aliases
         .into_iter()
         .map(|mut alias| {
             let handle = alias.target.to_ascii().trim_end_matches('.').to_ascii_lowercase();
-            if let Some(target) = outputs.iter().find_map(|o| o.handles.get(&handle)) {
-                alias.target = target.clone();
+            if let Some(target) = handles.get(&handle).and_then(|text| Name::from_ascii(text).ok()) {
+                alias.target = target;
             }
             alias
         })
         .collect();
+    drop(handles);
     let mut aliases = aliases;
     let mut zone_conflicts = Vec::new();
     let domains_lost = custom_domains_lost(outputs, &mut zone_conflicts);
@@ -351,16 +356,25 @@ mod tests {
     #[test]
     fn config_aliases_may_name_an_endpoint_by_id_or_service() {
         let config = Config::parse(
-            "[[aliases]]\nname = \"api.example.\"\ntarget = \"VPCE-1\"\n",
+            "[[aliases]]\nname = \"api.example.\"\ntarget = \"VPCE-1\"\n\n[[aliases]]\nname = \"svc.example.\"\ntarget = \"com.amazonaws.vpce.us-east-1.vpce-svc-1\"\n",
             "t.toml",
         )
         .unwrap();
-        let out = crate::sources::output::sample_output();
+        let mut out = crate::sources::output::sample_output();
+        // Handles come from the endpoint summaries: the first name is the regional one.
+        out.endpoints = Arc::new(vec![crate::sources::output::EndpointSummary {
+            id: "vpce-1".into(),
+            service: "com.amazonaws.vpce.us-east-1.vpce-svc-1".into(),
+            names: vec!["vpce-1.svc.us-east-1.vpce.amazonaws.com.".into()],
+            ..Default::default()
+        }]);
         let (snapshot, dropped) = build_snapshot(&config, &[Arc::new(out)]);
         assert!(dropped.is_empty(), "{dropped:?}");
-        let key = crate::name_key::name_key(&Name::from_ascii("api.example.").unwrap());
-        let question = crate::answer::Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true, client: None };
-        let plan = crate::answer::plan(&snapshot, question, crate::answer::Draw::First);
-        assert!(matches!(plan.outcome, crate::answer::Outcome::Answer), "{plan:?}");
+        for alias in ["api.example.", "svc.example."] {
+            let key = crate::name_key::name_key(&Name::from_ascii(alias).unwrap());
+            let question = crate::answer::Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true, client: None };
+            let plan = crate::answer::plan(&snapshot, question, crate::answer::Draw::First);
+            assert!(matches!(plan.outcome, crate::answer::Outcome::Answer), "{alias}: {plan:?}");
+        }
     }
 }

@@ -556,10 +556,15 @@ impl Refresher {
                 for overlap in forwarder.set_signed_overlaps(found, &unknown) {
                     tracing::warn!(name = %overlap.name, signed_zone = %overlap.signed_zone, "{}", overlap.advice());
                 }
-                if unknown.is_empty() {
+                // Only the count waits with the task: the names are listed again for the next
+                // try (15,000 endpoint names held 1.8 MB through the minute while an upstream
+                // was down, heaptrack).
+                let unanswered = unknown.len();
+                drop(unknown);
+                if unanswered == 0 {
                     return;
                 }
-                tracing::debug!(apexes = unknown.len(), "no answer about some owned apexes' public zones; asking again in a minute");
+                tracing::debug!(apexes = unanswered, "no answer about some owned apexes' public zones; asking again in a minute");
                 tokio::time::sleep(SIGNED_CHECK_RETRY).await;
             }
         });

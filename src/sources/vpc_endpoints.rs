@@ -32,7 +32,7 @@
 //! resolved at fetch time (`upstream`). Gateway endpoints have no addresses and are ignored.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     net::IpAddr,
     sync::{Arc, Mutex},
 };
@@ -144,9 +144,6 @@ pub struct FetchContext {
 pub struct Converted {
     /// The records.
     pub records: crate::record_list::RecordList,
-    /// Endpoint ids and service names (lowercase) → the endpoint's regional DNS name, so config
-    /// aliases can target an endpoint by id or by service.
-    pub handles: BTreeMap<String, Name>,
     /// Endpoints left out, and why (not available, no ENI known, …), for the log.
     pub skipped: Vec<String>,
     /// Each published endpoint in brief, for the status page.
@@ -415,11 +412,21 @@ fn convert_endpoint(
         }
     }
 
+    // The regional name first: config aliases that name the endpoint by id or by service
+    // answer as it (`output::handles`); without one served, the first name served.
+    let mut listed: Vec<String> = names.iter().map(|(n, _, _)| n.to_string()).collect();
+    let regional = regional.and_then(|text| Name::from_ascii(text.trim_end_matches('.')).ok()).map(|mut n| {
+        n.set_fqdn(true);
+        n
+    });
+    if let Some(at) = regional.and_then(|regional| names.iter().position(|(n, _, _)| *n == regional)) {
+        listed[..=at].rotate_right(1);
+    }
     out.endpoints.push(EndpointSummary {
         id: id.to_owned(),
         service: service.to_owned(),
         vpc: vpc.to_owned(),
-        names: names.iter().map(|(n, _, _)| n.to_string()).collect(),
+        names: listed,
         interfaces: enis
             .iter()
             .map(|e| InterfaceSummary {
@@ -433,17 +440,6 @@ fn convert_endpoint(
         domains,
     });
 
-    // Config aliases may name the endpoint by id or by service instead of a DNS name.
-    let target = regional
-        .and_then(|text| Name::from_ascii(&text).ok())
-        .or_else(|| names.first().map(|(n, _, _)| n.clone()));
-    if let Some(mut target) = target {
-        target.set_fqdn(true);
-        out.handles.insert(id.to_ascii_lowercase(), target.clone());
-        if !service.is_empty() {
-            out.handles.entry(service.to_ascii_lowercase()).or_insert(target);
-        }
-    }
     Ok(())
 }
 
@@ -927,7 +923,6 @@ impl Source for VpcEndpointSource {
             converted.endpoints.shrink_to_fit();
             Ok(SourceOutput {
                 records: converted.records,
-                handles: converted.handles,
                 endpoints: Arc::new(converted.endpoints),
                 skipped,
                 lattice: self.lattice.remember(),
@@ -945,6 +940,8 @@ mod tests {
     use aws_sdk_ec2::types::{
         DnsEntry, DnsOptions, DnsRecordIpType, IpAddressType, NetworkInterfaceIpv6Address, State, Tag, VpcEndpointType,
     };
+    use std::collections::BTreeMap;
+
     use hickory_proto::rr::RecordType;
 
     use super::*;
@@ -1052,16 +1049,30 @@ mod tests {
         for part in [SM_ID, "eni=eni-0aaa1111bbbb2222c", "az=us-east-1a", "vpc=vpc-0a1b2c3d4e5f60718", "account=111122223333", "region=us-east-1", "service=com.amazonaws.us-east-1.secretsmanager"] {
             assert!(r.provenance.origin.contains(part), "{part} missing from {}", r.provenance.origin);
         }
-        assert_eq!(converted.handles.get(SM_ID).map(ToString::to_string), Some(format!("{SM_REGIONAL}.")));
+        let handles = crate::sources::output::handles(&converted.endpoints);
+        assert_eq!(handles.get(SM_ID).copied(), Some(format!("{SM_REGIONAL}.").as_str()));
         let [summary] = converted.endpoints.as_slice() else { panic!("one endpoint: {:?}", converted.endpoints) };
         assert_eq!((summary.id.as_str(), summary.service.as_str()), (SM_ID, "com.amazonaws.us-east-1.secretsmanager"));
         assert_eq!(summary.names.len(), 4);
         let per_az: Vec<(String, String)> = summary.interfaces.iter().map(|i| (i.az.clone(), i.addresses[0].to_string())).collect();
         assert_eq!(per_az, [("us-east-1a".into(), "10.10.1.25".into()), ("us-east-1b".into(), "10.10.2.41".into())]);
-        assert_eq!(
-            converted.handles.get("com.amazonaws.us-east-1.secretsmanager").map(ToString::to_string),
-            Some(format!("{SM_REGIONAL}."))
-        );
+        assert_eq!(handles.get("com.amazonaws.us-east-1.secretsmanager").copied(), Some(format!("{SM_REGIONAL}.").as_str()));
+    }
+
+    /// EC2 does not promise the regional name first among `DnsEntries`: the summary puts it
+    /// first whatever the order, so an alias by endpoint id or service answers as the regional
+    /// name, not as one AZ's.
+    #[test]
+    fn an_alias_by_id_answers_as_the_regional_name_whatever_order_ec2_lists_them() {
+        let zonal = "vpce-0f1e2d3c4b5a69788-8m2kq4xz-us-east-1b.secretsmanager.us-east-1.vpce.amazonaws.com";
+        let endpoint = sm().set_dns_entries(Some(vec![entry(zonal), entry("secretsmanager.us-east-1.amazonaws.com"), entry(SM_REGIONAL)])).build();
+        let converted = records_from(&inventory(vec![endpoint]), &ctx());
+        let [summary] = converted.endpoints.as_slice() else { panic!("one endpoint: {:?}", converted.endpoints) };
+        let regional = format!("{SM_REGIONAL}.");
+        assert_eq!(summary.names, [regional.clone(), format!("{zonal}."), "secretsmanager.us-east-1.amazonaws.com.".into()]);
+        let handles = crate::sources::output::handles(&converted.endpoints);
+        assert_eq!(handles.get(SM_ID).copied(), Some(regional.as_str()));
+        assert_eq!(handles.get("com.amazonaws.us-east-1.secretsmanager").copied(), Some(regional.as_str()));
     }
 
     #[test]
@@ -1189,7 +1200,7 @@ mod tests {
         assert_eq!(get(&t, "db.corp.example."), ["A 10.10.2.91"], "resource endpoint under its tag name");
         assert!(get(&t, "vpce-0rc-abc.rcfg-0abc.4232ccc.vpc-lattice-rsc.us-east-1.on.aws.").is_empty());
         assert!(converted.skipped.iter().any(|s| s.starts_with("vpce-0rc2") && s.contains(ALIAS_TAG)));
-        assert_eq!(converted.handles.get("vpce-0rc").map(ToString::to_string).as_deref(), Some("db.corp.example."));
+        assert_eq!(crate::sources::output::handles(&converted.endpoints).get("vpce-0rc").copied(), Some("db.corp.example."));
     }
 
     /// A service-network endpoint's names are answered from upstream (records come later, from
