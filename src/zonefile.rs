@@ -12,7 +12,8 @@
 //! the relative origin of the parent file", §5.1). A relative `$INCLUDE` path is taken from
 //! the including file's directory. Each record entry goes to hickory with its owner made
 //! absolute (a blank owner is the previous entry's, §5.1) and the TTL it defaults to (the
-//! `$TTL`, else the last TTL given, as RFC 1035 §5.1 and BIND do). Any error names file:line.
+//! `$TTL`, else the last TTL given, as RFC 1035 §5.1 and BIND do; after an SOA without a TTL
+//! before any, that SOA's MINIMUM, as BIND does). Any error names file:line.
 //!
 //! Once read, the zone is checked as BIND's `named-checkzone` would refuse it: data outside
 //! the origin, a class other than IN, no SOA or more than one, no NS at the apex (RFC 1035
@@ -716,8 +717,10 @@ impl Reader {
                             Some(name) => Some(Name::parse(name, origin.as_ref()).map_err(|e| at(format!("$INCLUDE origin {name}: {e}")))?),
                             None => origin.clone(),
                         };
-                        // The included file's owners do not carry over into this one (§5.1).
-                        let (owner, owner_text) = (self.last_owner.take(), self.last_owner_text.take());
+                        // The included file starts with this one's owner, and its owners do not
+                        // carry back: BIND reads a blank owner so on either side (§5.1 says only
+                        // that an $INCLUDE never changes the parent's origin).
+                        let (owner, owner_text) = (self.last_owner.clone(), self.last_owner_text.clone());
                         self.read(&included, included_origin, depth + 1)?;
                         self.flush()?;
                         (self.last_owner, self.last_owner_text) = (owner, owner_text);
@@ -733,6 +736,12 @@ impl Reader {
             }
             let job = self.job(file, &entry, origin.as_ref(), &origin_text).map_err(at);
             match job {
+                // A record before any TTL is kept before the next is read: an SOA's MINIMUM
+                // may become the default (`keep_parsed`).
+                Ok(Some(job)) if job.no_default_ttl => {
+                    self.pending.push(job);
+                    self.flush()?;
+                }
                 Ok(Some(job)) => self.pending.push(job),
                 // An entry that depends on the record before it is parsed after it.
                 Ok(None) => {
@@ -845,6 +854,13 @@ impl Reader {
     fn keep_parsed(&mut self, jobs: &[Job], parsed: &mut Vec<ParseResult>, track_last: bool) -> Result<(), ZoneError> {
         for (job, record) in jobs.iter().zip(parsed.drain(..)) {
             let kept = record.and_then(|record| {
+                if job.no_default_ttl && matches!(record.data, RData::SOA(_)) && Fields::of(&Entry { line: job.line, text: Cow::Borrowed(&job.entry) }).ttl.is_none() {
+                    // An SOA before any TTL took its MINIMUM (`parse_job`), which is then the
+                    // default for the records after it without one until a `$TTL`, as BIND
+                    // reads it ("using SOA MINTTL instead"): RFC 1035 §3.3.13 made MINIMUM
+                    // the least TTL "exported with any RR from this zone".
+                    self.default_ttl.get_or_insert(record.ttl);
+                }
                 if track_last {
                     self.last_ttl = Some(record.ttl);
                     self.last_owner = Some(record.name.clone());
@@ -1127,6 +1143,39 @@ mod tests {
         assert!(read.delegations.is_empty());
     }
 
+    /// What BIND 9.18's `named-checkzone -D` reads from the same two files (its output, sorted
+    /// the same way, is in the comment): a blank owner at the top of an included file is the
+    /// including file's last owner, and an SOA without a TTL before any makes its MINIMUM the
+    /// default, even after a record with a TTL of its own.
+    #[test]
+    fn an_include_starts_with_the_owner_before_it_and_an_soa_without_a_ttl_sets_the_default() {
+        let d = dir("bindlike");
+        write(&d, "inc.zone", "  TXT \"blank at top\"\nmail 600 A 192.0.2.3\n  AAAA 2001:db8::4\n");
+        let zone = write(&d, "p.zone", "$ORIGIN r.example.\n@ SOA ns1 h 1 2 3 4 5\n  NS ns1\nns1 A 127.0.0.2\nwww 300 A 192.0.2.1\n$INCLUDE inc.zone\n  TXT \"after the include\"\n");
+        // r.example.       5   IN SOA  ns1.r.example. h.r.example. 1 2 3 4 5
+        // r.example.       5   IN NS   ns1.r.example.
+        // mail.r.example.  600 IN A    192.0.2.3
+        // mail.r.example.  5   IN AAAA 2001:db8::4
+        // ns1.r.example.   5   IN A    127.0.0.2
+        // www.r.example.   300 IN A    192.0.2.1
+        // www.r.example.   5   IN TXT  "blank at top"
+        // www.r.example.   5   IN TXT  "after the include"
+        let read = ZoneFile::load(&zone, None).unwrap();
+        assert_eq!(
+            lines(&read),
+            [
+                "0:2 r.example. 5 SOA ns1.r.example. h.r.example. 1 2 3 4 5",
+                "0:3 r.example. 5 NS ns1.r.example.",
+                "0:4 ns1.r.example. 5 A 127.0.0.2",
+                "0:5 www.r.example. 300 A 192.0.2.1",
+                "1:1 www.r.example. 5 TXT blank at top",
+                "1:2 mail.r.example. 600 A 192.0.2.3",
+                "1:3 mail.r.example. 5 AAAA 2001:db8::4",
+                "0:7 www.r.example. 5 TXT after the include",
+            ]
+        );
+    }
+
     #[test]
     fn without_ttl_the_last_one_is_the_default_and_the_configured_origin_wins() {
         let d = dir("ttl");
@@ -1149,16 +1198,18 @@ mod tests {
         assert_eq!(
             lines(&read),
             [
-                // No TTL before it: the SOA takes its MINIMUM, as BIND does.
+                // No TTL before it: the SOA takes its MINIMUM, and the records after it without
+                // a TTL too, even after the NS's own 60 — as BIND 9.18 reads this file ("using
+                // SOA MINTTL instead"; `named-checkzone -D` gives these TTLs).
                 "0:2 z.example. 300 SOA z.example. hostmaster.z.example. 1 2 3 4 300",
                 "0:3 z.example. 60 NS ns.z.example.",
-                "0:4 z.example. 60 MX 10 z.example.",
-                "0:5 ns.z.example. 60 A 10.0.0.1",
+                "0:4 z.example. 300 MX 10 z.example.",
+                "0:5 ns.z.example. 300 A 10.0.0.1",
                 // RFC 1035 §5.1: \DDD is decimal: \065 is `A`.
-                "0:6 abc.z.example. 60 A 10.0.0.2",
-                "0:7 t1.z.example. 60 CNAME abc.z.example.",
-                "0:8 x\\.y.z.example. 60 A 10.0.0.3",
-                "0:9 hinfo.z.example. 60 HINFO PC! a\"b",
+                "0:6 abc.z.example. 300 A 10.0.0.2",
+                "0:7 t1.z.example. 300 CNAME abc.z.example.",
+                "0:8 x\\.y.z.example. 300 A 10.0.0.3",
+                "0:9 hinfo.z.example. 300 HINFO PC! a\"b",
                 // RFC 2181 §8: a TTL with the top bit set is 0.
                 "0:10 big.z.example. 0 A 10.0.0.4",
             ]
