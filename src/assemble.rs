@@ -29,7 +29,7 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
     records.reserve(outputs.iter().map(|o| o.records.len()).sum());
     let handles = match aliases.is_empty() {
         true => Default::default(),
-        false => sources::output::handles(outputs.iter().flat_map(|o| o.endpoints.iter())),
+        false => sources::output::handles_of(outputs),
     };
     let aliases: Vec<Alias> = aliases
         .into_iter()
@@ -351,6 +351,36 @@ mod tests {
         assert_eq!((answers("a.corp.example."), answers("b.corp.example."), answers("c.other.example.")), (1, 0, 1));
         assert_eq!(snapshot.conflicts(), 1);
         assert!(matches!(&dropped[0], Dropped::Conflict { kept, dropped, .. } if kept.origin.contains("Z1") && dropped.origin.contains("Z2")), "{dropped:?}");
+    }
+
+    /// A restart from a state file written before the summaries listed the regional name
+    /// first: its `handles` map says which name an id or service stands for, whatever the
+    /// summaries' order, and stands in for summaries the oldest files lack.
+    #[test]
+    fn a_state_file_s_old_handles_point_aliases_until_the_source_answers() {
+        let config = Config::parse("[[aliases]]\nname = \"api.example.\"\ntarget = \"vpce-1\"\n", "t.toml").unwrap();
+        let regional = "vpce-1.svc.us-east-1.vpce.amazonaws.com.";
+        let zonal = "vpce-1-us-east-1a.svc.us-east-1.vpce.amazonaws.com.";
+        let answers = |out: SourceOutput| {
+            let (snapshot, _) = build_snapshot(&config, &[Arc::new(out)]);
+            let key = crate::name_key::name_key(&Name::from_ascii("api.example.").unwrap());
+            let question = crate::answer::Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true, client: None };
+            matches!(crate::answer::plan(&snapshot, question, crate::answer::Draw::First).outcome, crate::answer::Outcome::Answer)
+        };
+        // The oldest layout: handles, no summaries.
+        let mut out = crate::sources::output::sample_output();
+        out.legacy_handles = [("vpce-1".to_owned(), regional.to_owned())].into();
+        assert!(answers(out.clone()), "by the old handles alone");
+        // Summaries in EC2's order (a zonal name first, which has no record here): the old
+        // handles win.
+        out.endpoints = Arc::new(vec![crate::sources::output::EndpointSummary {
+            id: "vpce-1".into(),
+            names: vec![zonal.into(), regional.into()],
+            ..Default::default()
+        }]);
+        assert!(answers(out.clone()), "the old handles before the summaries");
+        out.legacy_handles.clear();
+        assert!(!answers(out), "without them, the first name listed");
     }
 
     #[test]

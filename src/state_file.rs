@@ -104,6 +104,15 @@ mod tests {
         // A file of the layout before, each record written whole, is read the same.
         let old = r#"{"format":"hubdns-state/1","written_at":"","sources":{"vpc_endpoints/us-east-1":{"records":[{"name":"vpce-1.svc.us-east-1.vpce.amazonaws.com.","ttl":60,"data":{"A":"10.0.0.1"},"provenance":{"source":"endpoint-dns","origin":"vpc_endpoints vpce-1"}}],"handles":{"vpce-1":"vpce-1.svc.us-east-1.vpce.amazonaws.com."},"fetched_at":"2026-11-21T15:00:00Z"}}}"#;
         std::fs::write(&path, old).unwrap();
+        // Its handles are kept for config aliases until the source answers (`handles_of`), and
+        // never written again.
+        let mut legacy = crate::sources::output::sample_output();
+        legacy.legacy_handles = [("vpce-1".to_owned(), "vpce-1.svc.us-east-1.vpce.amazonaws.com.".to_owned())].into();
+        assert_eq!(read_checked(&path), ([("vpc_endpoints/us-east-1".to_owned(), Arc::new(legacy.clone()))].into(), true));
+        write(&path, [("vpc_endpoints/us-east-1".to_owned(), Arc::new(legacy))].into()).unwrap();
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("handles"));
+        // A `handles` that is not a map of names is ignored, as before.
+        std::fs::write(&path, old.replace(r#"{"vpce-1":"vpce-1.svc.us-east-1.vpce.amazonaws.com."}"#, "[1, null]")).unwrap();
         assert_eq!(read_checked(&path), ([("vpc_endpoints/us-east-1".to_owned(), Arc::new(crate::sources::output::sample_output()))].into(), true));
         std::fs::write(&path, b"{\"format\": \"hubdns-state/1\", \"sources\": {").unwrap();
         assert_eq!(read_checked(&path), (BTreeMap::new(), false), "corrupt: ignored, and not to be written over before an answer");

@@ -3,7 +3,11 @@
 //! built from it anywhere (`assemble`), the state file can keep it, and the status page can
 //! show it.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    sync::Arc,
+};
 
 use hickory_proto::rr::Name;
 use serde::{Deserialize, Serialize};
@@ -18,6 +22,11 @@ pub struct SourceOutput {
     /// Aliases (Route 53 alias records), flattened when the table is built.
     #[serde(default)]
     pub aliases: Vec<Alias>,
+    /// Endpoint ids and services → DNS names, as state files kept them before the summaries
+    /// listed the regional name first (`handles`): read from such a file, never written, and
+    /// gone with the source's next answer. [`handles_of`] puts them before the summaries.
+    #[serde(default, rename = "handles", skip_serializing, deserialize_with = "legacy_handles")]
+    pub legacy_handles: BTreeMap<String, String>,
     /// The endpoints behind the records, in brief (vpc_endpoints sources); shared with the
     /// status board, which shows them.
     #[serde(default)]
@@ -64,6 +73,20 @@ pub struct SubnetFacts {
     pub cidrs: Vec<ipnet::IpNet>,
 }
 
+/// A state file's old `handles` map; anything else there is ignored, as it was before.
+fn legacy_handles<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Legacy {
+        Map(BTreeMap<String, String>),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Legacy::deserialize(deserializer)? {
+        Legacy::Map(handles) => handles,
+        Legacy::Other(_) => BTreeMap::new(),
+    })
+}
+
 fn lattice_unknown(memory: &LatticeMemory) -> bool {
     *memory == LatticeMemory::default()
 }
@@ -79,6 +102,19 @@ impl SourceOutput {
             && self.lost_zones == other.lost_zones
             && self.subnets == other.subnets
     }
+}
+
+/// [`handles`] of every source's summaries, for the table's config aliases; a state file's
+/// old map first, where a restart from one has it (its summaries may list a zonal name first).
+pub fn handles_of(outputs: &[Arc<SourceOutput>]) -> HashMap<String, &str> {
+    let mut handles: HashMap<String, &str> = HashMap::new();
+    for (handle, name) in outputs.iter().flat_map(|o| o.legacy_handles.iter()) {
+        handles.entry(handle.clone()).or_insert(name.as_str());
+    }
+    for (handle, name) in self::handles(outputs.iter().flat_map(|o| o.endpoints.iter())) {
+        handles.entry(handle).or_insert(name);
+    }
+    handles
 }
 
 /// Endpoint ids and service names, lowercase, → the endpoint's regional DNS name (its

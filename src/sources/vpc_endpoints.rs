@@ -310,7 +310,11 @@ fn convert_endpoint(
         for entry in endpoint.dns_entries() {
             let Some(text) = entry.dns_name() else { continue };
             let scope = vpce_zone(text).map_or(Scope::All, Scope::Zone);
-            if scope == Scope::All && regional.is_none() && is_vpce_name(text) && !text.starts_with("*.") {
+            // The regional name: the first vpce name for every AZ, a wildcard only if there is
+            // no other (an S3 endpoint's are all wildcards).
+            let wildcard = text.starts_with("*.");
+            let better = regional.as_deref().is_none_or(|r| r.starts_with("*.") && !wildcard);
+            if scope == Scope::All && is_vpce_name(text) && better {
                 regional = Some(text.to_ascii_lowercase());
             }
             add(text, scope, SourceKind::EndpointDns, &mut names);
@@ -1073,6 +1077,21 @@ mod tests {
         let handles = crate::sources::output::handles(&converted.endpoints);
         assert_eq!(handles.get(SM_ID).copied(), Some(regional.as_str()));
         assert_eq!(handles.get("com.amazonaws.us-east-1.secretsmanager").copied(), Some(regional.as_str()));
+
+        // An S3 endpoint's names are all wildcards: the regional one is still first.
+        let s3 = VpcEndpoint::builder()
+            .vpc_endpoint_id("vpce-0aa11bb22cc33dd44")
+            .vpc_endpoint_type(VpcEndpointType::from("interface"))
+            .service_name("com.amazonaws.us-east-1.s3")
+            .state(State::from("available"))
+            .network_interface_ids("eni-0s3a")
+            .network_interface_ids("eni-0s3b")
+            .dns_entries(entry("*.vpce-0aa11bb22cc33dd44-q1w2e3r4-us-east-1a.s3.us-east-1.vpce.amazonaws.com"))
+            .dns_entries(entry("*.vpce-0aa11bb22cc33dd44-q1w2e3r4.s3.us-east-1.vpce.amazonaws.com"))
+            .build();
+        let converted = records_from(&inventory(vec![s3]), &ctx());
+        let handles = crate::sources::output::handles(&converted.endpoints);
+        assert_eq!(handles.get("vpce-0aa11bb22cc33dd44").copied(), Some("*.vpce-0aa11bb22cc33dd44-q1w2e3r4.s3.us-east-1.vpce.amazonaws.com."));
     }
 
     #[test]
