@@ -625,6 +625,16 @@ const BLOCK: usize = 64 * 1024;
 const BATCH: usize = 16_384;
 
 
+/// The name a `$ORIGIN` or `$INCLUDE` gives as origin: relative to the one in force, and `@`
+/// for that one itself (RFC 1035 §5.1's "@ … denotes the current origin"; BIND reads it so).
+fn origin_named(text: &str, origin: Option<&Name>) -> Result<Name, String> {
+    match (text, origin) {
+        ("@", Some(origin)) => Ok(origin.clone()),
+        ("@", None) => Err("`@` is the origin, and there is none before it".into()),
+        _ => Name::parse(text, origin).map_err(|e| e.to_string()),
+    }
+}
+
 /// Parses one record entry with hickory, and reads what hickory reads wrong.
 fn parse_job(job: &Job) -> Result<WireRecord, String> {
     let entry = Entry { line: job.line, text: Cow::Borrowed(&job.entry) };
@@ -693,7 +703,7 @@ impl Reader {
                 let args: Vec<&str> = words.collect();
                 match (directive.as_str(), args.as_slice()) {
                     ("$ORIGIN", [name]) => {
-                        let name = Name::parse(name, origin.as_ref()).map_err(|e| at(format!("$ORIGIN {name}: {e}")))?;
+                        let name = origin_named(name, origin.as_ref()).map_err(|e| at(format!("$ORIGIN {name}: {e}")))?;
                         if !name.is_fqdn() {
                             return Err(at(format!("$ORIGIN {name} is relative and there is no origin before it")));
                         }
@@ -706,6 +716,8 @@ impl Reader {
                         if depth >= MAX_INCLUDE_DEPTH {
                             return Err(at(format!("$INCLUDE nested more than {MAX_INCLUDE_DEPTH} deep")));
                         }
+                        // A quoted file name is the name inside the quotes, as BIND reads it.
+                        let file = file.strip_prefix('"').and_then(|f| f.strip_suffix('"')).unwrap_or(file);
                         let included = path.parent().unwrap_or(Path::new(".")).join(file);
                         // Named at the entry that asks for it, as BIND does; kept in the list of
                         // files read, so that its appearing is a change a reload looks for.
@@ -714,7 +726,7 @@ impl Reader {
                             return Err(at(format!("$INCLUDE {file}: cannot read {}: {e}", included.display())));
                         }
                         let included_origin = match rest.first() {
-                            Some(name) => Some(Name::parse(name, origin.as_ref()).map_err(|e| at(format!("$INCLUDE origin {name}: {e}")))?),
+                            Some(name) => Some(origin_named(name, origin.as_ref()).map_err(|e| at(format!("$INCLUDE origin {name}: {e}")))?),
                             None => origin.clone(),
                         };
                         // The included file starts with this one's owner, and its owners do not

@@ -947,8 +947,9 @@ async fn hubdns_answers_as_bind_does_on_the_same_zones() {
 /// canonically (every owner absolute, every TTL given), and hubdns's reader must give the same
 /// records. The cases are where a reader could go its own way: an SOA without a TTL before
 /// any (BIND: its MINIMUM is then the default, "using SOA MINTTL instead"), a blank owner at
-/// the top of an `$INCLUDE`d file and after it, and TTLs without `$TTL` (RFC 1035 §5.1: the
-/// last one given) and with it (RFC 2308 §4).
+/// the top of an `$INCLUDE`d file and after it, a quoted `$INCLUDE` file name, `@` as the origin
+/// of a `$ORIGIN` or `$INCLUDE`, and TTLs without `$TTL` (RFC 1035 §5.1: the last one given)
+/// and with it (RFC 2308 §4).
 #[test]
 fn zone_files_read_as_bind_reads_them() {
     let checkzone = ["/usr/bin/named-checkzone", "/usr/sbin/named-checkzone"]
@@ -964,6 +965,14 @@ fn zone_files_read_as_bind_reads_them() {
             ],
         ),
         ("z.example", &[("z.zone", "$ORIGIN z.example.\n@ IN SOA @ hostmaster 1 2 3 4 300\n@ 60 NS ns\n@ MX 10 @\nns A 10.0.0.1\nt1 CNAME ns\nbig 4294967295 A 10.0.0.4\n")]),
+        (
+            "q.example",
+            &[
+                ("m.zone", "$ORIGIN q.example.\n$TTL 300\n@ SOA ns h 1 2 3 4 5\n  NS ns\nns A 10.0.0.1\n$INCLUDE \"inc.zone\" ; quoted\n$ORIGIN sub.q.example.\n$ORIGIN @\nw A 10.0.0.2\n$INCLUDE i.inc @\n"),
+                ("inc.zone", "x A 10.0.0.3\n"),
+                ("i.inc", "@ TXT \"at\"\nv A 10.0.0.4\n"),
+            ],
+        ),
         (
             "s.example",
             &[("s.zone", "$ORIGIN s.example.\n@ 3600 SOA ns h 1 2 3 4 5\n  NS ns\nns A 10.0.0.1\na 600 A 10.0.0.2\nb A 10.0.0.3\n$TTL 120\nc A 10.0.0.4\nd 30 A 10.0.0.5\ne A 10.0.0.6\n")],
