@@ -186,16 +186,20 @@ pub fn summary(config: &Config) -> (String, bool) {
         let _ = writeln!(out, "warning       [az] affinity is off for every name: its clients, forwarders and default change no answer");
     }
     let from_aws = !config.sources.vpc_endpoints.is_empty() || !config.sources.route53.is_empty();
-    for item in &dropped {
-        match item {
+    // Sorted: the build finds them in no fixed order, and a check should read the same twice.
+    let mut lines: Vec<String> = dropped
+        .iter()
+        .map(|item| match item {
             // `check` makes no AWS calls: such a target may well be an endpoint name or id.
             Dropped::UnresolvedAlias { alias, reason } if from_aws && *reason == TARGET_NOT_OWNED => {
-                let _ = writeln!(out, "pending       alias {} -> {}: resolves when the AWS sources answer", alias.name, alias.target);
+                format!("pending       alias {} -> {}: resolves when the AWS sources answer", alias.name, alias.target)
             }
-            _ => {
-                let _ = writeln!(out, "warning       {item}");
-            }
-        }
+            _ => format!("warning       {item}"),
+        })
+        .collect();
+    lines.sort();
+    for line in lines {
+        let _ = writeln!(out, "{line}");
     }
     let broken = answer::broken_chains(&snapshot);
     for (name, why) in &broken {
