@@ -746,6 +746,11 @@ impl Reader {
                 }
                 continue;
             }
+            if entry.owner_blank() && entry.text.trim_start().starts_with('$') {
+                // BIND reads it as a record of type `$…` and refuses it too; say why.
+                self.flush()?;
+                return Err(at(format!("`{}`: a control entry starts at the beginning of its line (RFC 1035 §5.1)", entry.text.trim())));
+            }
             let job = self.job(file, &entry, origin.as_ref(), &origin_text).map_err(at);
             match job {
                 // A record before any TTL is kept before the next is read: an SOA's MINIMUM
@@ -1339,6 +1344,8 @@ mod tests {
         assert!(err.contains("latin1.zone:3: not UTF-8"), "{err}");
         let err = ZoneFile::load(&d, None).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
+        let err = refused(&format!("{head}  $TTL 60\n"));
+        assert!(err.contains("bad.zone:6: ") && err.contains("beginning of its line"), "an indented control entry: {err}");
         let err = refused(&format!("{head}$INCLUDE missing.inc\n"));
         assert!(err.contains("bad.zone:") && err.contains(": $INCLUDE missing.inc: cannot read"), "named where it is included: {err}");
         write(&d, "loop.inc", "$INCLUDE loop.inc\n");
