@@ -22,9 +22,9 @@ pub struct SourceOutput {
     /// Aliases (Route 53 alias records), flattened when the table is built.
     #[serde(default)]
     pub aliases: Vec<Alias>,
-    /// Endpoint ids and services → DNS names, as state files kept them before the summaries
-    /// listed the regional name first (`handles`): read from such a file, never written, and
-    /// gone with the source's next answer. [`handles_of`] puts them before the summaries.
+    /// Endpoint ids and services → DNS names, as state files of earlier releases kept them
+    /// (`handles`): read from such a file, never written, and gone with the source's next
+    /// answer. [`handles_of`] uses them only for what no summary names.
     #[serde(default, rename = "handles", skip_serializing, deserialize_with = "legacy_handles")]
     pub legacy_handles: BTreeMap<String, String>,
     /// The endpoints behind the records, in brief (vpc_endpoints sources); shared with the
@@ -105,26 +105,23 @@ impl SourceOutput {
 }
 
 /// [`handles`] of every source's summaries, for the table's config aliases; a state file's
-/// old map first, where a restart from one has it (its summaries may list a zonal name first).
+/// old map only for what no summary names (the oldest files have no summaries).
 pub fn handles_of(outputs: &[Arc<SourceOutput>]) -> HashMap<String, &str> {
-    let mut handles: HashMap<String, &str> = HashMap::new();
+    let mut handles = self::handles(outputs.iter().flat_map(|o| o.endpoints.iter()));
     for (handle, name) in outputs.iter().flat_map(|o| o.legacy_handles.iter()) {
-        handles.entry(handle.clone()).or_insert(name.as_str());
-    }
-    for (handle, name) in self::handles(outputs.iter().flat_map(|o| o.endpoints.iter())) {
-        handles.entry(handle).or_insert(name);
+        handles.entry(handle.to_ascii_lowercase()).or_insert(name.as_str());
     }
     handles
 }
 
-/// Endpoint ids and service names, lowercase, → the endpoint's regional DNS name (its
-/// summary's first name), for config aliases that name an endpoint so; the first endpoint of
+/// Endpoint ids and service names, lowercase, → the endpoint's regional DNS name
+/// ([`EndpointSummary::regional_at`]), for config aliases that name an endpoint so; the first endpoint of
 /// a service wins. Derived from the summaries when a table is built rather than kept beside
 /// them: kept, 5,000 endpoints' 10,000 handles held 2.8 MB between builds (heaptrack).
 pub fn handles<'a>(endpoints: impl IntoIterator<Item = &'a EndpointSummary>) -> HashMap<String, &'a str> {
     let mut handles = HashMap::new();
     for endpoint in endpoints {
-        let Some(regional) = endpoint.names.first() else { continue };
+        let Some(regional) = endpoint.regional_at().map(|at| &endpoint.names[at]) else { continue };
         for handle in [&endpoint.id, &endpoint.service].into_iter().filter(|h| !h.is_empty()) {
             handles.entry(handle.to_ascii_lowercase()).or_insert(regional.as_str());
         }
@@ -142,8 +139,7 @@ pub struct EndpointSummary {
     /// Its VPC.
     pub vpc: String,
     /// Every name it is published under, the regional one first (then zonal, private, tag
-    /// aliases): config aliases that name the endpoint by id or service answer as that first
-    /// name ([`handles`]).
+    /// aliases).
     pub names: Vec<String>,
     /// Its network interfaces.
     pub interfaces: Vec<InterfaceSummary>,
@@ -171,6 +167,39 @@ pub struct DomainSummary {
     pub served: bool,
     /// Why (not).
     pub why: String,
+}
+
+impl EndpointSummary {
+    /// Where its regional DNS name is among its names: the one config aliases that name the
+    /// endpoint by id or service answer as ([`handles`]). An interface endpoint's is the first
+    /// `vpce-…` name without an AZ (EC2 lists `DnsEntries` in no promised order), a wildcard
+    /// only when there is none other (an S3 endpoint's are all wildcards), else a name for
+    /// every AZ (its private DNS name); a resource or service-network endpoint's is its first
+    /// association's name, which it lists first.
+    pub fn regional_at(&self) -> Option<usize> {
+        if !(self.kind.is_empty() || self.kind == "Interface") {
+            return (!self.names.is_empty()).then_some(0);
+        }
+        let rank = |name: &String| (vpce_zone(name).is_some(), !is_vpce_name(name), name.starts_with("*."));
+        self.names.iter().enumerate().min_by_key(|(_, name)| rank(name)).map(|(at, _)| at)
+    }
+}
+
+/// Whether `name` is an endpoint-specific `vpce-…` name (regional or zonal, wildcard or not).
+pub fn is_vpce_name(name: &str) -> bool {
+    name.trim_start_matches("*.").starts_with("vpce-")
+}
+
+/// The AZ of a zonal endpoint name: `vpce-<id>-<suffix>-<az>.…` → `<az>`; `None` for regional
+/// and private names.
+pub fn vpce_zone(name: &str) -> Option<String> {
+    if !is_vpce_name(name) {
+        return None;
+    }
+    let label = name.trim_start_matches("*.").split('.').next()?;
+    let mut parts = label.splitn(4, '-');
+    let (_vpce, _id, _suffix) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next().filter(|az| !az.is_empty()).map(str::to_ascii_lowercase)
 }
 
 /// One endpoint network interface.

@@ -48,7 +48,7 @@ use hickory_proto::rr::{
 
 use crate::{
     config::{Accounts, AwsAccess, VpcEndpointsConfig},
-    sources::output::{AssociationFacts, EndpointSummary, InterfaceSummary, SubnetFacts},
+    sources::output::{AssociationFacts, EndpointSummary, InterfaceSummary, SubnetFacts, vpce_zone},
     snapshot::{Provenance, Record, SourceKind, ownable},
     sources::{
         BoxFuture, Build, Entry, Env, Source, SourceOutput, SubnetNeed,
@@ -277,7 +277,6 @@ fn convert_endpoint(
             Err(error) => out.skipped.push(format!("{id}: name `{text}` skipped: {error}")),
         }
     };
-    let mut regional = None;
     let (mut domains, mut association_skipped) = (Vec::new(), Vec::new());
     if associated {
         let associations: Vec<&VpcEndpointAssociation> = inventory.associations.get(id).into_iter().flatten().collect();
@@ -298,9 +297,6 @@ fn convert_endpoint(
                 }
                 continue;
             }
-            if regional.is_none() {
-                regional = Some(named.name.to_string());
-            }
             origins.insert(named.name.clone(), named.origin);
             if !names.iter().any(|(n, _, _)| *n == named.name) {
                 names.push((named.name, scope, SourceKind::EndpointDns));
@@ -310,13 +306,6 @@ fn convert_endpoint(
         for entry in endpoint.dns_entries() {
             let Some(text) = entry.dns_name() else { continue };
             let scope = vpce_zone(text).map_or(Scope::All, Scope::Zone);
-            // The regional name: the first vpce name for every AZ, a wildcard only if there is
-            // no other (an S3 endpoint's are all wildcards).
-            let wildcard = text.starts_with("*.");
-            let better = regional.as_deref().is_none_or(|r| r.starts_with("*.") && !wildcard);
-            if scope == Scope::All && is_vpce_name(text) && better {
-                regional = Some(text.to_ascii_lowercase());
-            }
             add(text, scope, SourceKind::EndpointDns, &mut names);
         }
         if endpoint.private_dns_enabled() == Some(true) {
@@ -416,21 +405,11 @@ fn convert_endpoint(
         }
     }
 
-    // The regional name first: config aliases that name the endpoint by id or by service
-    // answer as it (`output::handles`); without one served, the first name served.
-    let mut listed: Vec<String> = names.iter().map(|(n, _, _)| n.to_string()).collect();
-    let regional = regional.and_then(|text| Name::from_ascii(text.trim_end_matches('.')).ok()).map(|mut n| {
-        n.set_fqdn(true);
-        n
-    });
-    if let Some(at) = regional.and_then(|regional| names.iter().position(|(n, _, _)| *n == regional)) {
-        listed[..=at].rotate_right(1);
-    }
-    out.endpoints.push(EndpointSummary {
+    let mut summary = EndpointSummary {
         id: id.to_owned(),
         service: service.to_owned(),
         vpc: vpc.to_owned(),
-        names: listed,
+        names: names.iter().map(|(n, _, _)| n.to_string()).collect(),
         interfaces: enis
             .iter()
             .map(|e| InterfaceSummary {
@@ -442,7 +421,12 @@ fn convert_endpoint(
             .collect(),
         kind: kind.to_owned(),
         domains,
-    });
+    };
+    // Listed first, for the status board.
+    if let Some(at) = summary.regional_at() {
+        summary.names[..=at].rotate_right(1);
+    }
+    out.endpoints.push(summary);
 
     Ok(())
 }
@@ -514,23 +498,6 @@ fn association_from(facts: &AssociationFacts) -> VpcEndpointAssociation {
         .set_failure_code(facts.failure_code.clone())
         .set_failure_reason(facts.failure_reason.clone())
         .build()
-}
-
-/// Whether `name` is an endpoint-specific `vpce-…` name (regional or zonal, wildcard or not).
-fn is_vpce_name(name: &str) -> bool {
-    name.trim_start_matches("*.").starts_with("vpce-")
-}
-
-/// The AZ of a zonal endpoint name: `vpce-<id>-<suffix>-<az>.…` → `<az>`; `None` for regional
-/// and private names.
-fn vpce_zone(name: &str) -> Option<String> {
-    if !is_vpce_name(name) {
-        return None;
-    }
-    let label = name.trim_start_matches("*.").split('.').next()?;
-    let mut parts = label.splitn(4, '-');
-    let (_vpce, _id, _suffix) = (parts.next()?, parts.next()?, parts.next()?);
-    parts.next().filter(|az| !az.is_empty()).map(str::to_ascii_lowercase)
 }
 
 /// One `[[sources.vpc_endpoints]]` entry: a region, maybe an account through a role.
@@ -1092,6 +1059,19 @@ mod tests {
         let converted = records_from(&inventory(vec![s3]), &ctx());
         let handles = crate::sources::output::handles(&converted.endpoints);
         assert_eq!(handles.get("vpce-0aa11bb22cc33dd44").copied(), Some("*.vpce-0aa11bb22cc33dd44-q1w2e3r4.s3.us-east-1.vpce.amazonaws.com."));
+        // With no regional name at all, a name for every AZ rather than one AZ's.
+        let zonal_only = VpcEndpoint::builder()
+            .vpc_endpoint_id("vpce-0aa11bb22cc33dd44")
+            .vpc_endpoint_type(VpcEndpointType::from("interface"))
+            .service_name("com.amazonaws.us-east-1.s3")
+            .state(State::from("available"))
+            .network_interface_ids("eni-0s3a")
+            .dns_entries(entry("*.vpce-0aa11bb22cc33dd44-q1w2e3r4-us-east-1a.s3.us-east-1.vpce.amazonaws.com"))
+            .dns_entries(entry("s3.us-east-1.amazonaws.com"))
+            .build();
+        let converted = records_from(&inventory(vec![zonal_only]), &ctx());
+        let handles = crate::sources::output::handles(&converted.endpoints);
+        assert_eq!(handles.get("vpce-0aa11bb22cc33dd44").copied(), Some("s3.us-east-1.amazonaws.com."));
     }
 
     #[test]
