@@ -1030,6 +1030,18 @@ mod tests {
         assert_eq!(handles.get("com.amazonaws.us-east-1.secretsmanager").copied(), Some(format!("{SM_REGIONAL}.").as_str()));
     }
 
+    /// An S3 interface endpoint with these ENIs and DNS entries, in this order.
+    fn s3_endpoint(enis: &[&str], entries: &[&str]) -> VpcEndpoint {
+        VpcEndpoint::builder()
+            .vpc_endpoint_id("vpce-0aa11bb22cc33dd44")
+            .vpc_endpoint_type(VpcEndpointType::from("interface"))
+            .service_name("com.amazonaws.us-east-1.s3")
+            .state(State::from("available"))
+            .set_network_interface_ids(Some(enis.iter().map(|e| e.to_string()).collect()))
+            .set_dns_entries(Some(entries.iter().map(|e| entry(e)).collect()))
+            .build()
+    }
+
     /// EC2 does not promise the regional name first among `DnsEntries`: the summary puts it
     /// first whatever the order, so an alias by endpoint id or service answers as the regional
     /// name, not as one AZ's.
@@ -1046,29 +1058,15 @@ mod tests {
         assert_eq!(handles.get("com.amazonaws.us-east-1.secretsmanager").copied(), Some(regional.as_str()));
 
         // An S3 endpoint's names are all wildcards: the regional one is still first.
-        let s3 = VpcEndpoint::builder()
-            .vpc_endpoint_id("vpce-0aa11bb22cc33dd44")
-            .vpc_endpoint_type(VpcEndpointType::from("interface"))
-            .service_name("com.amazonaws.us-east-1.s3")
-            .state(State::from("available"))
-            .network_interface_ids("eni-0s3a")
-            .network_interface_ids("eni-0s3b")
-            .dns_entries(entry("*.vpce-0aa11bb22cc33dd44-q1w2e3r4-us-east-1a.s3.us-east-1.vpce.amazonaws.com"))
-            .dns_entries(entry("*.vpce-0aa11bb22cc33dd44-q1w2e3r4.s3.us-east-1.vpce.amazonaws.com"))
-            .build();
+        let s3 = s3_endpoint(
+            &["eni-0s3a", "eni-0s3b"],
+            &["*.vpce-0aa11bb22cc33dd44-q1w2e3r4-us-east-1a.s3.us-east-1.vpce.amazonaws.com", "*.vpce-0aa11bb22cc33dd44-q1w2e3r4.s3.us-east-1.vpce.amazonaws.com"],
+        );
         let converted = records_from(&inventory(vec![s3]), &ctx());
         let handles = crate::sources::output::handles(&converted.endpoints);
         assert_eq!(handles.get("vpce-0aa11bb22cc33dd44").copied(), Some("*.vpce-0aa11bb22cc33dd44-q1w2e3r4.s3.us-east-1.vpce.amazonaws.com."));
         // With no regional name at all, a name for every AZ rather than one AZ's.
-        let zonal_only = VpcEndpoint::builder()
-            .vpc_endpoint_id("vpce-0aa11bb22cc33dd44")
-            .vpc_endpoint_type(VpcEndpointType::from("interface"))
-            .service_name("com.amazonaws.us-east-1.s3")
-            .state(State::from("available"))
-            .network_interface_ids("eni-0s3a")
-            .dns_entries(entry("*.vpce-0aa11bb22cc33dd44-q1w2e3r4-us-east-1a.s3.us-east-1.vpce.amazonaws.com"))
-            .dns_entries(entry("s3.us-east-1.amazonaws.com"))
-            .build();
+        let zonal_only = s3_endpoint(&["eni-0s3a"], &["*.vpce-0aa11bb22cc33dd44-q1w2e3r4-us-east-1a.s3.us-east-1.vpce.amazonaws.com", "s3.us-east-1.amazonaws.com"]);
         let converted = records_from(&inventory(vec![zonal_only]), &ctx());
         let handles = crate::sources::output::handles(&converted.endpoints);
         assert_eq!(handles.get("vpce-0aa11bb22cc33dd44").copied(), Some("s3.us-east-1.amazonaws.com."));
