@@ -625,6 +625,34 @@ const BLOCK: usize = 64 * 1024;
 const BATCH: usize = 16_384;
 
 
+/// A control entry's words: split at blanks outside double quotes; a quoted word (a file name
+/// with a space) is what is inside its quotes, `\x` standing for `x`, as BIND reads it.
+fn control_words(text: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted, mut escaped, mut started) = (Vec::new(), String::new(), false, false, false);
+    for c in text.chars() {
+        if escaped {
+            word.push(c);
+            escaped = false;
+        } else if quoted && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            (quoted, started) = (!quoted, true);
+        } else if c.is_whitespace() && !quoted {
+            if started {
+                words.push(std::mem::take(&mut word));
+            }
+            started = false;
+        } else {
+            word.push(c);
+            started = true;
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
 /// The name a `$ORIGIN` or `$INCLUDE` gives as origin: relative to the one in force, and `@`
 /// for that one itself (RFC 1035 §5.1's "@ … denotes the current origin"; BIND reads it so).
 fn origin_named(text: &str, origin: Option<&Name>) -> Result<Name, String> {
@@ -698,9 +726,9 @@ impl Reader {
                 // Faults are reported in file order: the records before a control entry are
                 // parsed and kept before it is read.
                 self.flush()?;
-                let mut words = entry.text.split_whitespace();
-                let directive = words.next().unwrap_or_default().to_ascii_uppercase();
-                let args: Vec<&str> = words.collect();
+                let words = control_words(&entry.text);
+                let directive = words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default();
+                let args: Vec<&str> = words.iter().skip(1).map(String::as_str).collect();
                 match (directive.as_str(), args.as_slice()) {
                     ("$ORIGIN", [name]) => {
                         let name = origin_named(name, origin.as_ref()).map_err(|e| at(format!("$ORIGIN {name}: {e}")))?;
@@ -716,8 +744,6 @@ impl Reader {
                         if depth >= MAX_INCLUDE_DEPTH {
                             return Err(at(format!("$INCLUDE nested more than {MAX_INCLUDE_DEPTH} deep")));
                         }
-                        // A quoted file name is the name inside the quotes, as BIND reads it.
-                        let file = file.strip_prefix('"').and_then(|f| f.strip_suffix('"')).unwrap_or(file);
                         let included = path.parent().unwrap_or(Path::new(".")).join(file);
                         // Named at the entry that asks for it, as BIND does; kept in the list of
                         // files read, so that its appearing is a change a reload looks for.

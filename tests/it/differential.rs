@@ -947,7 +947,7 @@ async fn hubdns_answers_as_bind_does_on_the_same_zones() {
 /// canonically (every owner absolute, every TTL given), and hubdns's reader must give the same
 /// records. The cases are where a reader could go its own way: an SOA without a TTL before
 /// any (BIND: its MINIMUM is then the default, "using SOA MINTTL instead"), a blank owner at
-/// the top of an `$INCLUDE`d file and after it, a quoted `$INCLUDE` file name, `@` as the origin
+/// the top of an `$INCLUDE`d file and after it, a quoted `$INCLUDE` file name with a space, `@` as the origin
 /// of a `$ORIGIN` or `$INCLUDE`, and TTLs without `$TTL` (RFC 1035 §5.1: the last one given)
 /// and with it (RFC 2308 §4).
 #[test]
@@ -968,8 +968,8 @@ fn zone_files_read_as_bind_reads_them() {
         (
             "q.example",
             &[
-                ("m.zone", "$ORIGIN q.example.\n$TTL 300\n@ SOA ns h 1 2 3 4 5\n  NS ns\nns A 10.0.0.1\n$INCLUDE \"inc.zone\" ; quoted\n$ORIGIN sub.q.example.\n$ORIGIN @\nw A 10.0.0.2\n$INCLUDE i.inc @\n"),
-                ("inc.zone", "x A 10.0.0.3\n"),
+                ("m.zone", "$ORIGIN q.example.\n$TTL 300\n@ SOA ns h 1 2 3 4 5\n  NS ns\nns A 10.0.0.1\n$INCLUDE \"inc zone\" ; quoted\n$ORIGIN sub.q.example.\n$ORIGIN @\nw A 10.0.0.2\n$INCLUDE i.inc @\n"),
+                ("inc zone", "x A 10.0.0.3\n"),
                 ("i.inc", "@ TXT \"at\"\nv A 10.0.0.4\n"),
             ],
         ),
