@@ -610,6 +610,14 @@ struct Job {
     no_default_ttl: bool,
 }
 
+impl Job {
+    /// Whether its record has no TTL at all: none given, none to default to. An SOA then
+    /// takes its MINIMUM (`parse_job`), which becomes the default (`keep_parsed`).
+    fn without_ttl(&self) -> bool {
+        self.no_default_ttl && Fields::of(&Entry { line: self.line, text: Cow::Borrowed(&self.entry) }).ttl.is_none()
+    }
+}
+
 /// What parsing one entry gave.
 type ParseResult = Result<WireRecord, String>;
 
@@ -670,7 +678,7 @@ fn parse_job(job: &Job) -> Result<WireRecord, String> {
     let mut records = sets.into_values().flat_map(|set| set.into_iter());
     let mut record = records.next().ok_or("no record")?;
     let fields = Fields::of(&entry);
-    if job.no_default_ttl && fields.ttl.is_none() {
+    if job.without_ttl() {
         match &record.data {
             // Without any TTL, an SOA takes its MINIMUM, as BIND does (RFC 1035 §5.1 gives
             // no default).
@@ -897,7 +905,7 @@ impl Reader {
     fn keep_parsed(&mut self, jobs: &[Job], parsed: &mut Vec<ParseResult>, track_last: bool) -> Result<(), ZoneError> {
         for (job, record) in jobs.iter().zip(parsed.drain(..)) {
             let kept = record.and_then(|record| {
-                if job.no_default_ttl && matches!(record.data, RData::SOA(_)) && Fields::of(&Entry { line: job.line, text: Cow::Borrowed(&job.entry) }).ttl.is_none() {
+                if matches!(record.data, RData::SOA(_)) && job.without_ttl() {
                     // An SOA before any TTL took its MINIMUM (`parse_job`), which is then the
                     // default for the records after it without one until a `$TTL`, as BIND
                     // reads it ("using SOA MINTTL instead"): RFC 1035 §3.3.13 made MINIMUM
