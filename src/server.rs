@@ -221,8 +221,25 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
         }
     };
     let (updates, updates_rx) = mpsc::channel(1);
-    tracker.spawn(refresher.run(shutdown.clone(), updates_rx));
+    run_refresher(refresher, shutdown.clone(), updates_rx, &tracker);
     Ok(Server { addrs, tls_addrs, https_addrs, admin, live, config: Mutex::new(config.clone()), updates, shutdown, tracker, udp })
+}
+
+/// Runs the refresh loop — every source's API calls and the parsing of their responses, the
+/// conversions, the table builds, the state file — on a thread of its own, in a
+/// single-threaded runtime, apart from the workers that answer TCP, DoT, DoH and forwarded
+/// queries. The SDK parses a response inside the task that awaits it: 5,000 endpoints are
+/// five pages of XML, parsed and converted in one poll, which on a worker would hold up the
+/// answers queued behind it. Kept apart, the SDK's short-lived allocations also stay in that
+/// thread's heap instead of being spread over the workers' (5,000 endpoints: 22.6–23.7 MiB
+/// anonymous memory over six runs, against 22.7–27.6 with the loop on the workers).
+fn run_refresher(refresher: Refresher, shutdown: CancellationToken, updates: mpsc::Receiver<Update>, tracker: &TaskTracker) {
+    tracker.spawn_blocking(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(refresher.run(shutdown, updates)),
+        // Only when the system refuses an epoll instance or a timer: hubdns serves what
+        // it has (config records, the state file's answers) and says it cannot refresh.
+        Err(error) => tracing::error!(%error, "cannot start the refresh loop's runtime: sources will not be refreshed"),
+    });
 }
 
 /// The query log `target` asks for, opened, writing from a thread of its own.
