@@ -376,7 +376,7 @@ mod tests {
         out.legacy_handles = [("vpce-1".to_owned(), zonal.to_owned())].into();
         out.endpoints = Arc::new(vec![crate::sources::output::EndpointSummary {
             id: "vpce-1".into(),
-            names: vec![zonal.into(), regional.into()],
+            names: [zonal.into(), regional.into()].into(),
             ..Default::default()
         }]);
         assert!(answers(&out), "the summaries before the old handles");
@@ -396,7 +396,7 @@ mod tests {
         out.endpoints = Arc::new(vec![crate::sources::output::EndpointSummary {
             id: "vpce-1".into(),
             service: "com.amazonaws.vpce.us-east-1.vpce-svc-1".into(),
-            names: vec!["vpce-1.svc.us-east-1.vpce.amazonaws.com.".into()],
+            names: ["vpce-1.svc.us-east-1.vpce.amazonaws.com.".into()].into(),
             ..Default::default()
         }]);
         let (snapshot, dropped) = build_snapshot(&config, &[Arc::new(out)]);

@@ -45,7 +45,10 @@ pub fn read_checked(path: &Path) -> (BTreeMap<String, Arc<SourceOutput>>, bool) 
         }
     };
     match serde_json::from_str::<StateFile>(&text) {
-        Ok(state) if READABLE_FORMATS.contains(&state.format.as_str()) => (state.sources, true),
+        Ok(mut state) if READABLE_FORMATS.contains(&state.format.as_str()) => {
+            state.sources.values_mut().for_each(|output| Arc::make_mut(output).share_repeated());
+            (state.sources, true)
+        }
         Ok(state) => {
             tracing::warn!(path = %path.display(), format = %state.format, expected = STATE_FORMAT, "state file of another format; ignored, and kept until a source answers");
             (BTreeMap::new(), false)
@@ -120,6 +123,56 @@ mod tests {
         assert_eq!(read_checked(&path), (BTreeMap::new(), false), "other format: ignored, and kept");
         assert_eq!(read_checked(&dir.join("missing.json")), (BTreeMap::new(), true));
         assert!(write(&dir.join("no/such/dir/state.json"), BTreeMap::new()).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Endpoint summaries are written in the JSON shape they always had, and read back with one
+    /// copy of what endpoints repeat (VPC, type, AZ, AZ ID), as a conversion makes them.
+    #[test]
+    fn endpoint_summaries_keep_their_shape_and_share_what_repeats() {
+        let dir = std::env::temp_dir().join(format!("hubdns-state-share-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let interface = |id: &str, az: &str, az_id: &str, ip: &str| crate::sources::output::InterfaceSummary {
+            id: id.into(),
+            az: az.into(),
+            az_id: az_id.into(),
+            addresses: [ip.parse().unwrap()].into(),
+        };
+        let endpoint = |id: &str, eni: &str| crate::sources::output::EndpointSummary {
+            id: id.into(),
+            service: "com.amazonaws.us-east-1.secretsmanager".into(),
+            vpc: "vpc-0a1b2c3d4e5f60718".into(),
+            names: [format!("{id}-8m2kq4xz.secretsmanager.us-east-1.vpce.amazonaws.com.").into_boxed_str()].into(),
+            interfaces: [interface(eni, "us-east-1a", "use1-az1", "10.10.1.25"), interface("eni-b", "us-east-1b", "", "10.10.2.41")].into(),
+            kind: "Interface".into(),
+            domains: Vec::new(),
+        };
+        let mut output = crate::sources::output::sample_output();
+        output.endpoints = Arc::new(vec![endpoint("vpce-1", "eni-a"), endpoint("vpce-2", "eni-c")]);
+        write(&path, [("vpc_endpoints/us-east-1".to_owned(), Arc::new(output.clone()))].into()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            json["sources"]["vpc_endpoints/us-east-1"]["endpoints"][0],
+            serde_json::json!({
+                "id": "vpce-1", "service": "com.amazonaws.us-east-1.secretsmanager", "vpc": "vpc-0a1b2c3d4e5f60718",
+                "names": ["vpce-1-8m2kq4xz.secretsmanager.us-east-1.vpce.amazonaws.com."],
+                "interfaces": [
+                    {"id": "eni-a", "az": "us-east-1a", "az_id": "use1-az1", "addresses": ["10.10.1.25"]},
+                    {"id": "eni-b", "az": "us-east-1b", "addresses": ["10.10.2.41"]}
+                ],
+                "kind": "Interface", "domains": []
+            })
+        );
+        let back = read(&path);
+        let back = &back["vpc_endpoints/us-east-1"];
+        assert_eq!(**back, output);
+        let [one, two] = back.endpoints.as_slice() else { panic!("two endpoints: {:?}", back.endpoints) };
+        assert!(Arc::ptr_eq(&one.vpc, &two.vpc) && Arc::ptr_eq(&one.kind, &two.kind));
+        assert!(Arc::ptr_eq(&one.interfaces[0].az, &two.interfaces[0].az));
+        assert!(Arc::ptr_eq(&one.interfaces[1].az_id, &two.interfaces[1].az_id));
+        assert!(!Arc::ptr_eq(&one.interfaces[0].az, &one.interfaces[1].az));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

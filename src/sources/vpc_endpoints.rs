@@ -48,7 +48,7 @@ use hickory_proto::rr::{
 
 use crate::{
     config::{Accounts, AwsAccess, VpcEndpointsConfig},
-    sources::output::{AssociationFacts, EndpointSummary, InterfaceSummary, SubnetFacts, vpce_zone},
+    sources::output::{AssociationFacts, EndpointSummary, InterfaceSummary, SharedStrings, SubnetFacts, vpce_zone},
     snapshot::{Provenance, Record, SourceKind, ownable},
     sources::{
         BoxFuture, Build, Entry, Env, Source, SourceOutput, SubnetNeed,
@@ -150,6 +150,8 @@ pub struct Converted {
     pub endpoints: Vec<EndpointSummary>,
     /// Names answered with what the upstreams say of another (service-network endpoints).
     pub external: Vec<ExternalAlias>,
+    /// One copy of each string many endpoints repeat.
+    shared: SharedStrings,
 }
 
 /// Which addresses a name answers with.
@@ -247,7 +249,7 @@ fn convert_endpoint(
             .as_deref()
             .or_else(|| inventory.subnets.get(eni.subnet.as_deref()?)?.availability_zone_id())
             .filter(|z| !z.is_empty())
-            .map(Arc::from);
+            .map(|z| out.shared.get(z));
         enis.push(EniAddresses { id: eni_id, zone: eni.zone.as_deref().unwrap_or(""), zone_id, addresses });
     }
     // A service-network endpoint's names are answered from upstream, not from its ENIs.
@@ -405,21 +407,22 @@ fn convert_endpoint(
         }
     }
 
+    let interfaces = enis
+        .iter()
+        .map(|e| InterfaceSummary {
+            id: e.id.into(),
+            az: out.shared.get(e.zone),
+            az_id: e.zone_id.clone().unwrap_or_default(),
+            addresses: e.addresses.as_slice().into(),
+        })
+        .collect();
     let mut summary = EndpointSummary {
-        id: id.to_owned(),
-        service: service.to_owned(),
-        vpc: vpc.to_owned(),
-        names: names.iter().map(|(n, _, _)| n.to_string()).collect(),
-        interfaces: enis
-            .iter()
-            .map(|e| InterfaceSummary {
-                id: e.id.to_owned(),
-                az: e.zone.to_owned(),
-                az_id: e.zone_id.as_deref().unwrap_or_default().to_owned(),
-                addresses: e.addresses.clone(),
-            })
-            .collect(),
-        kind: kind.to_owned(),
+        id: id.into(),
+        service: service.into(),
+        vpc: out.shared.get(vpc),
+        names: names.iter().map(|(n, _, _)| n.to_string().into_boxed_str()).collect(),
+        interfaces,
+        kind: out.shared.get(kind),
         domains,
     };
     // Listed first, for the status board.
@@ -1023,9 +1026,9 @@ mod tests {
         let handles = crate::sources::output::handles(&converted.endpoints);
         assert_eq!(handles.get(SM_ID).copied(), Some(format!("{SM_REGIONAL}.").as_str()));
         let [summary] = converted.endpoints.as_slice() else { panic!("one endpoint: {:?}", converted.endpoints) };
-        assert_eq!((summary.id.as_str(), summary.service.as_str()), (SM_ID, "com.amazonaws.us-east-1.secretsmanager"));
+        assert_eq!((&*summary.id, &*summary.service), (SM_ID, "com.amazonaws.us-east-1.secretsmanager"));
         assert_eq!(summary.names.len(), 4);
-        let per_az: Vec<(String, String)> = summary.interfaces.iter().map(|i| (i.az.clone(), i.addresses[0].to_string())).collect();
+        let per_az: Vec<(String, String)> = summary.interfaces.iter().map(|i| (i.az.to_string(), i.addresses[0].to_string())).collect();
         assert_eq!(per_az, [("us-east-1a".into(), "10.10.1.25".into()), ("us-east-1b".into(), "10.10.2.41".into())]);
         assert_eq!(handles.get("com.amazonaws.us-east-1.secretsmanager").copied(), Some(format!("{SM_REGIONAL}.").as_str()));
     }
@@ -1052,7 +1055,7 @@ mod tests {
         let converted = records_from(&inventory(vec![endpoint]), &ctx());
         let [summary] = converted.endpoints.as_slice() else { panic!("one endpoint: {:?}", converted.endpoints) };
         let regional = format!("{SM_REGIONAL}.");
-        assert_eq!(summary.names, [regional.clone(), format!("{zonal}."), "secretsmanager.us-east-1.amazonaws.com.".into()]);
+        assert_eq!(*summary.names, [regional.clone(), format!("{zonal}."), "secretsmanager.us-east-1.amazonaws.com.".into()].map(String::into_boxed_str));
         let handles = crate::sources::output::handles(&converted.endpoints);
         assert_eq!(handles.get(SM_ID).copied(), Some(regional.as_str()));
         assert_eq!(handles.get("com.amazonaws.us-east-1.secretsmanager").copied(), Some(regional.as_str()));
@@ -1160,6 +1163,18 @@ mod tests {
         assert!(converted.skipped[0].contains("Gateway"));
     }
 
+    /// Thousands of endpoints' summaries name a handful of VPCs, types and AZs: one copy each.
+    #[test]
+    fn summaries_share_what_endpoints_repeat() {
+        let other = sm().vpc_endpoint_id("vpce-0other").set_dns_entries(Some(vec![entry("vpce-0other-1.secretsmanager.us-east-1.vpce.amazonaws.com")]));
+        let converted = records_from(&inventory(vec![sm().build(), other.build()]), &ctx());
+        let [one, two] = converted.endpoints.as_slice() else { panic!("two endpoints: {:?}", converted.endpoints) };
+        assert_eq!((&*one.id, &*two.id), (SM_ID, "vpce-0other"));
+        assert!(Arc::ptr_eq(&one.vpc, &two.vpc) && Arc::ptr_eq(&one.kind, &two.kind));
+        assert!(Arc::ptr_eq(&one.interfaces[0].az, &two.interfaces[0].az));
+        assert_eq!((&*one.interfaces[1].az, &*one.interfaces[1].id), ("us-east-1b", "eni-0ddd3333eeee4444f"));
+    }
+
     #[test]
     fn missing_enis_are_skipped_not_fatal() {
         let mut e = sm();
@@ -1239,7 +1254,7 @@ mod tests {
             ],
             "dual-stack: A and AAAA, the tag name as the association"
         );
-        assert_eq!(converted.endpoints[0].kind, "ServiceNetwork");
+        assert_eq!(&*converted.endpoints[0].kind, "ServiceNetwork");
 
         inv.associations.insert("vpce-0f3e".into(), vec![association("a1", snsa), association("a2", "vpce-0f3e-snsa-0999.7d67968.vpc-lattice-svcs.us-east-1.on.aws")]);
         let converted = records_from(&inv, &ctx());
@@ -1279,8 +1294,8 @@ mod tests {
         let t = table(&converted);
         assert_eq!(get(&t, "secretsmanager.us-east-1.amazonaws.com."), ["A 10.10.1.25", "A 10.10.2.41"], "the interface endpoint's alone");
         assert!(converted.skipped.iter().any(|s| s.contains("already served for vpce-0f1e2d3c4b5a69788")), "{:?}", converted.skipped);
-        let summary = converted.endpoints.iter().find(|e| e.id == "vpce-0rc").expect("published");
-        assert_eq!(summary.kind, "Resource", "EC2's spelling, whatever the case it came in");
+        let summary = converted.endpoints.iter().find(|e| &*e.id == "vpce-0rc").expect("published");
+        assert_eq!(&*summary.kind, "Resource", "EC2's spelling, whatever the case it came in");
         assert!(!summary.domains[0].served);
     }
 
