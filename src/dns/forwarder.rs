@@ -60,7 +60,7 @@ use crate::{
     dns::{
         cache::{AnswerCache, Entry, Key},
         health::{Failure, UpstreamStats},
-        upstream::{Callback, Exchange, ExchangeError, ask_tcp, truncated},
+        upstream::{self, Callback, Exchange, ExchangeError, ask_tcp, truncated},
     },
     metrics::monotonic_ms,
     name_key::{name_key, self_and_ancestors},
@@ -141,6 +141,8 @@ pub struct Forwarder {
     pub counters: ForwardCounters,
     /// Owned apexes whose public names lie in signed zones, as last found upstream.
     signed: arc_swap::ArcSwap<Vec<SignedOverlap>>,
+    /// The runtime it was made in, where its own tasks run ([`upstream::home_runtime`]).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// How often the forwarder fell back, saved work or worked ahead.
@@ -285,7 +287,16 @@ impl Forwarder {
             failure_ttl: Duration::from_secs(config.servfail_cache_secs),
             counters: ForwardCounters::default(),
             signed: arc_swap::ArcSwap::default(),
+            runtime: upstream::home_runtime(),
         })
+    }
+
+    /// Starts `task` in the runtime the forwarder was made in, whoever calls.
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> tokio::task::JoinHandle<()> {
+        match &self.runtime {
+            Some(runtime) => runtime.spawn(task),
+            None => tokio::spawn(task),
+        }
     }
 
     /// A live cached answer for `key` (a lowercase name key), `qtype` and CD bit.
@@ -483,7 +494,7 @@ impl Forwarder {
                 attempt.tcp = true;
                 let (this, wait) = (self.clone(), attempt.deadline.saturating_duration_since(Instant::now()));
                 let query = attempt.query.0.clone();
-                tokio::spawn(async move {
+                self.spawn(async move {
                     let reply = ask_tcp(server.exchange.addr(), query, attempt.query.1, wait).await;
                     this.on_reply(attempt, reply.as_deref().map_err(|e| ExchangeError::Io(std::io::Error::other(e.to_string()))));
                 });
@@ -547,7 +558,7 @@ impl Forwarder {
             return;
         }
         let forwarder = Arc::downgrade(self);
-        let task = tokio::spawn(async move {
+        let task = self.spawn(async move {
             let mut idle = false;
             loop {
                 // Nothing under way, nothing can time out: look less often. A flight that
@@ -873,6 +884,44 @@ mod tests {
         assert!(!read_reply(&bytes, false).expect("parses").expect("answer").authentic, "untrusted route: AD dropped");
         reply.metadata.response_code = ResponseCode::ServFail;
         assert_eq!(read_reply(&reply.to_vec().expect("encodes"), true).expect("parses").err(), Some(ResponseCode::ServFail));
+    }
+
+    /// A forwarder first asked from another runtime — as the refresh loop, which runs on one of
+    /// its own and ends first on shutdown, may ask it — keeps its sockets, their readers and its
+    /// sweeper in the runtime it was made in: once that other runtime is gone, queries are
+    /// still answered (they were not: the readers had died with it, and every query waited out
+    /// its deadline).
+    #[test]
+    fn a_forwarder_first_asked_from_another_runtime_answers_once_that_runtime_is_gone() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = server.local_addr().expect("addr");
+        server.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let answering = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            for _ in 0..2 {
+                let Ok((len, from)) = server.recv_from(&mut buf) else { return };
+                let query = Message::from_vec(&buf[..len]).expect("parses");
+                let mut reply = Message::new(query.metadata.id, MessageType::Response, hickory_proto::op::OpCode::Query);
+                let question = query.queries[0].clone();
+                let owner = question.name().clone();
+                reply.add_query(question);
+                reply.add_answer(Record::from_rdata(owner, 60, RData::A(A(Ipv4Addr::new(192, 0, 2, 7)))));
+                server.send_to(&reply.to_vec().expect("encodes"), from).expect("answer");
+            }
+        });
+        let home = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let config = ForwardConfig { upstreams: vec![crate::config::Upstream::Addr(addr)], deadline_ms: 2000, ..ForwardConfig::default() };
+        let forwarder = home.block_on(async { Arc::new(Forwarder::new(&config).expect("forwarder")) });
+        let other = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let first = other.block_on(forwarder.forward(&Ask::new(name("first.example."), RecordType::A)));
+        assert_eq!((first.rcode, first.answers.len()), (ResponseCode::NoError, 1));
+        drop(other);
+        // Bounded: with its sweeper gone too, a query nobody reads would never end.
+        let ask = Ask::new(name("second.example."), RecordType::A);
+        let second = home.block_on(async { tokio::time::timeout(Duration::from_secs(10), forwarder.forward(&ask)).await });
+        let second = second.expect("the query ended");
+        assert_eq!((second.rcode, second.answers.len()), (ResponseCode::NoError, 1), "answered, not timed out");
+        answering.join().expect("server");
     }
 
     #[test]

@@ -66,6 +66,17 @@ pub struct Exchange {
     sent: std::sync::atomic::AtomicU64,
     /// Lanes replaced while queries still waited on them, and when they were replaced.
     retired: Mutex<Vec<(Arc<Lanes>, Instant)>>,
+    /// The runtime it was made in, where its sockets and readers live ([`home_runtime`]).
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// The runtime the caller runs in, for what a forwarder starts later on behalf of whoever asks
+/// first: its sockets and their readers, its sweeper. The refresh loop asks too (the check for
+/// signed parents, names answered from upstream), but runs on a runtime of its own, one
+/// thread, that ends first on shutdown: started there, the readers of every client's
+/// forwarded queries waited behind each refresh's parsing, and died with that runtime.
+pub fn home_runtime() -> Option<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current().ok()
 }
 
 /// The open sockets and the tasks reading them; dropping it stops the tasks.
@@ -142,7 +153,7 @@ impl ExchangeError {
 impl Exchange {
     /// The sockets for `addr`, opened when first needed.
     pub fn new(addr: SocketAddr) -> Self {
-        Self { addr, lanes: ArcSwapOption::empty(), sent: std::sync::atomic::AtomicU64::new(0), retired: Mutex::new(Vec::new()) }
+        Self { addr, lanes: ArcSwapOption::empty(), sent: std::sync::atomic::AtomicU64::new(0), retired: Mutex::new(Vec::new()), runtime: home_runtime() }
     }
 
     /// The server's address.
@@ -257,6 +268,9 @@ impl Exchange {
 
     /// A new set of lanes, each a socket on a new random port with its reader started.
     fn open_lanes(&self) -> Result<Arc<Lanes>, ExchangeError> {
+        // In the runtime the exchange was made in, whoever asks: the sockets register with
+        // its reactor, the readers are its tasks.
+        let _home = self.runtime.as_ref().map(tokio::runtime::Handle::enter);
         let mut lanes = Vec::with_capacity(LANES);
         let mut readers = Vec::with_capacity(LANES);
         for _ in 0..LANES {
