@@ -249,7 +249,7 @@ impl Handler {
             metrics,
             query_log: None,
             query_seq: AtomicU64::new(0),
-            runtime: tokio::runtime::Handle::try_current().ok(),
+            runtime: crate::dns::upstream::home_runtime(),
             tcp_forwards: config.server.tcp_forwards_per_connection,
             limits: Arc::new(RateLimiter::new(&config.rate_limit)),
         }

@@ -71,7 +71,8 @@ pub struct Exchange {
 }
 
 /// The runtime the caller runs in, for what a forwarder starts later on behalf of whoever asks
-/// first: its sockets and their readers, its sweeper. The refresh loop asks too (the check for
+/// first — its sockets and their readers, its sweeper — and the handler's prefetches, started
+/// from the UDP threads, which have none. The refresh loop asks the forwarder too (the check for
 /// signed parents, names answered from upstream), but runs on a runtime of its own, one
 /// thread, that ends first on shutdown: started there, the readers of every client's
 /// forwarded queries waited behind each refresh's parsing, and died with that runtime.
