@@ -185,7 +185,7 @@ fn custom_domains_lost(outputs: &[Arc<SourceOutput>], conflicts: &mut Vec<Droppe
         output
             .endpoints
             .iter()
-            .flat_map(|e| &e.domains)
+            .flat_map(|e| e.domains())
             .filter(|d| d.served)
             .filter_map(|d| Name::from_ascii(d.name.trim_end_matches('.')).ok())
             .map(|mut n| {
@@ -310,11 +310,11 @@ mod tests {
                     weight: None,
                 }]
                 .into(),
-                endpoints: Arc::new(vec![crate::sources::output::EndpointSummary {
+                endpoints: Arc::new(crate::endpoint_list::EndpointList::from(vec![crate::sources::output::EndpointSummary {
                     id: endpoint.into(),
                     domains: vec![crate::sources::output::DomainSummary { name: "proxy.egress.example".into(), served: true, ..Default::default() }],
                     ..Default::default()
-                }]),
+                }])),
                 fetched_at: "2026-12-05T10:00:00Z".into(),
                 ..SourceOutput::default()
             }
@@ -374,11 +374,11 @@ mod tests {
         // Summaries in EC2's order (a zonal name first, which has no record here), and an old
         // handle gone stale: the summaries' regional name.
         out.legacy_handles = [("vpce-1".to_owned(), zonal.to_owned())].into();
-        out.endpoints = Arc::new(vec![crate::sources::output::EndpointSummary {
+        out.endpoints = Arc::new(crate::endpoint_list::EndpointList::from(vec![crate::sources::output::EndpointSummary {
             id: "vpce-1".into(),
             names: [zonal.into(), regional.into()].into(),
             ..Default::default()
-        }]);
+        }]));
         assert!(answers(&out), "the summaries before the old handles");
         out.legacy_handles.clear();
         assert!(answers(&out), "the regional name, not the first listed");
@@ -393,12 +393,12 @@ mod tests {
         .unwrap();
         let mut out = crate::sources::output::sample_output();
         // Handles come from the endpoint summaries: the first name is the regional one.
-        out.endpoints = Arc::new(vec![crate::sources::output::EndpointSummary {
+        out.endpoints = Arc::new(crate::endpoint_list::EndpointList::from(vec![crate::sources::output::EndpointSummary {
             id: "vpce-1".into(),
             service: "com.amazonaws.vpce.us-east-1.vpce-svc-1".into(),
             names: ["vpce-1.svc.us-east-1.vpce.amazonaws.com.".into()].into(),
             ..Default::default()
-        }]);
+        }]));
         let (snapshot, dropped) = build_snapshot(&config, &[Arc::new(out)]);
         assert!(dropped.is_empty(), "{dropped:?}");
         for alias in ["api.example.", "svc.example."] {

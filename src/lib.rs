@@ -69,6 +69,7 @@ pub mod explain;
 pub mod inspect;
 pub mod live;
 pub mod logging;
+pub mod endpoint_list;
 pub mod memory;
 pub mod metrics;
 pub mod name_key;

@@ -11,7 +11,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::sources::output::EndpointSummary;
+use crate::endpoint_list::EndpointList;
 
 /// One AWS source as the refresh loop last saw it.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -46,7 +46,7 @@ pub struct SourceStatus {
     pub skipped: Vec<String>,
     /// Endpoints in its last good answer (vpc_endpoints sources): the answer's own list, not a
     /// copy.
-    pub endpoints: Arc<Vec<EndpointSummary>>,
+    pub endpoints: Arc<EndpointList>,
 }
 
 /// What the consumer has done, for the status page and `/metrics`.

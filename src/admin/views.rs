@@ -30,9 +30,9 @@ pub struct Records {
 /// not served.
 fn with_domains_kept_elsewhere(source: &crate::status::SourceStatus, snapshot: &Snapshot) -> crate::status::SourceStatus {
     let mut source = source.clone();
-    for endpoint in Arc::make_mut(&mut source.endpoints) {
-        let mine = format!("vpc_endpoints {} ", endpoint.id);
-        for domain in endpoint.domains.iter_mut().filter(|d| d.served) {
+    for (id, domains) in Arc::make_mut(&mut source.endpoints).domains_mut() {
+        let mine = format!("vpc_endpoints {id} ");
+        for domain in domains.iter_mut().filter(|d| d.served) {
             let Ok(name) = hickory_proto::rr::Name::from_ascii(format!("{}.", domain.name.trim_end_matches('.'))) else { continue };
             let key = crate::name_key::name_key(&name.to_lowercase());
             if snapshot.outvoted(&key).iter().any(|p| p.origin.starts_with(&mine)) {

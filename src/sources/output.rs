@@ -12,7 +12,11 @@ use std::{
 use hickory_proto::rr::Name;
 use serde::{Deserialize, Serialize};
 
-use crate::{record_list::RecordList, snapshot::Alias};
+use crate::{
+    endpoint_list::{Endpoint, EndpointList},
+    record_list::RecordList,
+    snapshot::Alias,
+};
 
 /// One source's last good answer: what the table is built from, and what the state file keeps.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -30,7 +34,7 @@ pub struct SourceOutput {
     /// The endpoints behind the records, in brief (vpc_endpoints sources); shared with the
     /// status board, which shows them.
     #[serde(default)]
-    pub endpoints: Arc<Vec<EndpointSummary>>,
+    pub endpoints: Arc<EndpointList>,
     /// The private zones whose records these are (route53 sources).
     #[serde(default)]
     pub zones: Vec<ZoneSummary>,
@@ -104,24 +108,8 @@ impl SourceOutput {
     }
 }
 
-impl SourceOutput {
-    /// Makes the strings its summaries repeat one copy each, as a conversion makes them
-    /// ([`SharedStrings`]): a state file gives every endpoint its own.
-    pub fn share_repeated(&mut self) {
-        let mut shared = SharedStrings::default();
-        for endpoint in Arc::make_mut(&mut self.endpoints) {
-            shared.share(&mut endpoint.vpc);
-            shared.share(&mut endpoint.kind);
-            for interface in &mut endpoint.interfaces {
-                shared.share(&mut interface.az);
-                shared.share(&mut interface.az_id);
-            }
-        }
-    }
-}
-
 /// One copy of each string many endpoints repeat — VPC, type, AZ, AZ ID — for the summaries
-/// and records of one answer: thousands of endpoints name a handful of each.
+/// and records of one conversion: thousands of endpoints name a handful of each.
 #[derive(Debug, Default)]
 pub struct SharedStrings(HashSet<Arc<str>>);
 
@@ -134,16 +122,6 @@ impl SharedStrings {
         let copy: Arc<str> = Arc::from(text);
         self.0.insert(copy.clone());
         copy
-    }
-
-    /// Replaces `text` by the copy kept of it, keeping it if it is the first.
-    pub fn share(&mut self, text: &mut Arc<str>) {
-        match self.0.get(&**text) {
-            Some(copy) => *text = copy.clone(),
-            None => {
-                self.0.insert(text.clone());
-            }
-        }
     }
 }
 
@@ -161,22 +139,20 @@ pub fn handles_of(outputs: &[Arc<SourceOutput>]) -> HashMap<String, &str> {
 /// ([`EndpointSummary::regional_at`]), for config aliases that name an endpoint so; the first endpoint of
 /// a service wins. Derived from the summaries when a table is built rather than kept beside
 /// them: kept, 5,000 endpoints' 10,000 handles held 2.8 MB between builds (heaptrack).
-pub fn handles<'a>(endpoints: impl IntoIterator<Item = &'a EndpointSummary>) -> HashMap<String, &'a str> {
+pub fn handles<'a>(endpoints: impl IntoIterator<Item = Endpoint<'a>>) -> HashMap<String, &'a str> {
     let mut handles = HashMap::new();
     for endpoint in endpoints {
-        let Some(regional) = endpoint.regional_at().map(|at| &endpoint.names[at]) else { continue };
-        for handle in [&endpoint.id, &endpoint.service].into_iter().filter(|h| !h.is_empty()) {
-            handles.entry(handle.to_ascii_lowercase()).or_insert(&**regional);
+        let Some(regional) = endpoint.regional() else { continue };
+        for handle in [endpoint.id(), endpoint.service()].into_iter().filter(|h| !h.is_empty()) {
+            handles.entry(handle.to_ascii_lowercase()).or_insert(regional);
         }
     }
     handles
 }
 
-/// One published endpoint in brief: its names and its addresses per AZ.
-///
-/// Kept for every endpoint between fetches, so held tightly: text boxed to its length, and
-/// what many endpoints repeat (VPC, type, AZ, AZ ID) shared, one copy per conversion. As
-/// `String`s and `Vec`s, 5,000 endpoints' summaries took 5.1 MB (heaptrack).
+/// One published endpoint in brief: its names and its addresses per AZ. What a conversion
+/// makes and the state file and `/status.json` show; kept between fetches in an
+/// [`EndpointList`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EndpointSummary {
     /// `vpce-…`.
@@ -224,12 +200,18 @@ impl EndpointSummary {
     /// every AZ (its private DNS name); a resource or service-network endpoint's is its first
     /// association's name, which it lists first.
     pub fn regional_at(&self) -> Option<usize> {
-        if !(self.kind.is_empty() || &*self.kind == "Interface") {
-            return (!self.names.is_empty()).then_some(0);
-        }
-        let rank = |name: &Box<str>| (vpce_zone(name).is_some(), !is_vpce_name(name), name.starts_with("*."));
-        self.names.iter().enumerate().min_by_key(|(_, name)| rank(name)).map(|(at, _)| at)
+        regional_at(&self.kind, self.names.iter().map(|n| &**n))
     }
+}
+
+/// Where the regional DNS name is among an endpoint's `names`, given its `kind`
+/// ([`EndpointSummary::regional_at`]).
+pub fn regional_at<'a>(kind: &str, mut names: impl Iterator<Item = &'a str>) -> Option<usize> {
+    if !(kind.is_empty() || kind == "Interface") {
+        return names.next().map(|_| 0);
+    }
+    let rank = |name: &str| (vpce_zone(name).is_some(), !is_vpce_name(name), name.starts_with("*."));
+    names.enumerate().min_by_key(|(_, name)| rank(name)).map(|(at, _)| at)
 }
 
 /// Whether `name` is an endpoint-specific `vpce-…` name (regional or zonal, wildcard or not).

@@ -894,10 +894,9 @@ impl Source for VpcEndpointSource {
             // Kept until the next fetch: no room to grow (20,000 records grown by doubling
             // hold room for 32,768).
             converted.records.shrink_to_fit();
-            converted.endpoints.shrink_to_fit();
             Ok(SourceOutput {
                 records: converted.records,
-                endpoints: Arc::new(converted.endpoints),
+                endpoints: Arc::new(converted.endpoints.into()),
                 skipped,
                 lattice: self.lattice.remember(),
                 associations: self.remembered_associations(),
@@ -919,6 +918,7 @@ mod tests {
     use hickory_proto::rr::RecordType;
 
     use super::*;
+    use crate::endpoint_list::EndpointList;
 
     const SM_ID: &str = "vpce-0f1e2d3c4b5a69788";
     const SM_REGIONAL: &str = "vpce-0f1e2d3c4b5a69788-8m2kq4xz.secretsmanager.us-east-1.vpce.amazonaws.com";
@@ -1023,7 +1023,8 @@ mod tests {
         for part in [SM_ID, "eni=eni-0aaa1111bbbb2222c", "az=us-east-1a", "vpc=vpc-0a1b2c3d4e5f60718", "account=111122223333", "region=us-east-1", "service=com.amazonaws.us-east-1.secretsmanager"] {
             assert!(r.provenance.origin.contains(part), "{part} missing from {}", r.provenance.origin);
         }
-        let handles = crate::sources::output::handles(&converted.endpoints);
+        let list = EndpointList::from(converted.endpoints.clone());
+        let handles = crate::sources::output::handles(list.iter());
         assert_eq!(handles.get(SM_ID).copied(), Some(format!("{SM_REGIONAL}.").as_str()));
         let [summary] = converted.endpoints.as_slice() else { panic!("one endpoint: {:?}", converted.endpoints) };
         assert_eq!((&*summary.id, &*summary.service), (SM_ID, "com.amazonaws.us-east-1.secretsmanager"));
@@ -1056,7 +1057,8 @@ mod tests {
         let [summary] = converted.endpoints.as_slice() else { panic!("one endpoint: {:?}", converted.endpoints) };
         let regional = format!("{SM_REGIONAL}.");
         assert_eq!(*summary.names, [regional.clone(), format!("{zonal}."), "secretsmanager.us-east-1.amazonaws.com.".into()].map(String::into_boxed_str));
-        let handles = crate::sources::output::handles(&converted.endpoints);
+        let list = EndpointList::from(converted.endpoints.clone());
+        let handles = crate::sources::output::handles(list.iter());
         assert_eq!(handles.get(SM_ID).copied(), Some(regional.as_str()));
         assert_eq!(handles.get("com.amazonaws.us-east-1.secretsmanager").copied(), Some(regional.as_str()));
 
@@ -1066,12 +1068,14 @@ mod tests {
             &["*.vpce-0aa11bb22cc33dd44-q1w2e3r4-us-east-1a.s3.us-east-1.vpce.amazonaws.com", "*.vpce-0aa11bb22cc33dd44-q1w2e3r4.s3.us-east-1.vpce.amazonaws.com"],
         );
         let converted = records_from(&inventory(vec![s3]), &ctx());
-        let handles = crate::sources::output::handles(&converted.endpoints);
+        let list = EndpointList::from(converted.endpoints.clone());
+        let handles = crate::sources::output::handles(list.iter());
         assert_eq!(handles.get("vpce-0aa11bb22cc33dd44").copied(), Some("*.vpce-0aa11bb22cc33dd44-q1w2e3r4.s3.us-east-1.vpce.amazonaws.com."));
         // With no regional name at all, a name for every AZ rather than one AZ's.
         let zonal_only = s3_endpoint(&["eni-0s3a"], &["*.vpce-0aa11bb22cc33dd44-q1w2e3r4-us-east-1a.s3.us-east-1.vpce.amazonaws.com", "s3.us-east-1.amazonaws.com"]);
         let converted = records_from(&inventory(vec![zonal_only]), &ctx());
-        let handles = crate::sources::output::handles(&converted.endpoints);
+        let list = EndpointList::from(converted.endpoints.clone());
+        let handles = crate::sources::output::handles(list.iter());
         assert_eq!(handles.get("vpce-0aa11bb22cc33dd44").copied(), Some("s3.us-east-1.amazonaws.com."));
     }
 
@@ -1165,14 +1169,19 @@ mod tests {
 
     /// Thousands of endpoints' summaries name a handful of VPCs, types and AZs: one copy each.
     #[test]
-    fn summaries_share_what_endpoints_repeat() {
+    fn summaries_keep_what_endpoints_repeat_once() {
         let other = sm().vpc_endpoint_id("vpce-0other").set_dns_entries(Some(vec![entry("vpce-0other-1.secretsmanager.us-east-1.vpce.amazonaws.com")]));
         let converted = records_from(&inventory(vec![sm().build(), other.build()]), &ctx());
-        let [one, two] = converted.endpoints.as_slice() else { panic!("two endpoints: {:?}", converted.endpoints) };
-        assert_eq!((&*one.id, &*two.id), (SM_ID, "vpce-0other"));
-        assert!(Arc::ptr_eq(&one.vpc, &two.vpc) && Arc::ptr_eq(&one.kind, &two.kind));
-        assert!(Arc::ptr_eq(&one.interfaces[0].az, &two.interfaces[0].az));
-        assert_eq!((&*one.interfaces[1].az, &*one.interfaces[1].id), ("us-east-1b", "eni-0ddd3333eeee4444f"));
+        let list = EndpointList::from(converted.endpoints);
+        let [one, two] = list.iter().collect::<Vec<_>>()[..] else { panic!("two endpoints: {list:?}") };
+        assert_eq!((one.id(), two.id()), (SM_ID, "vpce-0other"));
+        assert_eq!((one.vpc(), one.kind()), (two.vpc(), two.kind()));
+        let second = one.interfaces().nth(1).expect("a second ENI");
+        assert_eq!((&*second.az, &*second.id), ("us-east-1b", "eni-0ddd3333eeee4444f"));
+        // The VPC, the type, and each ENI's AZ and AZ ID: once for both endpoints.
+        let distinct: std::collections::HashSet<String> =
+            [one.vpc(), one.kind()].into_iter().map(str::to_owned).chain(one.interfaces().flat_map(|i| [i.az.to_string(), i.az_id.to_string()])).collect();
+        assert_eq!(list.distinct_shared(), distinct.len());
     }
 
     #[test]
@@ -1212,7 +1221,8 @@ mod tests {
         assert_eq!(get(&t, "db.corp.example."), ["A 10.10.2.91"], "resource endpoint under its tag name");
         assert!(get(&t, "vpce-0rc-abc.rcfg-0abc.4232ccc.vpc-lattice-rsc.us-east-1.on.aws.").is_empty());
         assert!(converted.skipped.iter().any(|s| s.starts_with("vpce-0rc2") && s.contains(ALIAS_TAG)));
-        assert_eq!(crate::sources::output::handles(&converted.endpoints).get("vpce-0rc").copied(), Some("db.corp.example."));
+        let list = EndpointList::from(converted.endpoints.clone());
+        assert_eq!(crate::sources::output::handles(list.iter()).get("vpce-0rc").copied(), Some("db.corp.example."));
     }
 
     /// A service-network endpoint's names are answered from upstream (records come later, from
