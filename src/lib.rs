@@ -27,6 +27,8 @@
 //! - [`prepared`]: answers encoded once and copied into responses (the fast path's data).
 //! - [`sources`]: one module per source of owned names, each a pure conversion.
 //! - [`record_list`]: a source's records between builds, compact (and in the state file).
+//! - [`endpoint_list`]: a source's endpoint summaries between fetches, compact (and in the
+//!   state file).
 //! - [`assemble`]: config + every source's answer → the table (pure).
 //! - [`refresh`]: the refresh loop: a task per source, rebuilding the table, readiness.
 //! - [`state_file`]: every source's last good answer, kept across restarts.
