@@ -81,14 +81,11 @@ impl EndpointList {
     /// status board shows of them.
     pub fn domains_mut(&mut self) -> impl Iterator<Item = (&str, &mut [DomainSummary])> + '_ {
         let (text, ends) = (&self.text, &self.ends);
+        // Rows hold their domains in row order, back to back (`push`).
         let mut rest = &mut self.domains[..];
-        let mut taken = 0;
         self.rows.iter().map(move |row| {
-            let skip = row.first_domain as usize - taken;
-            let (_, after) = std::mem::take(&mut rest).split_at_mut(skip);
-            let (mine, after) = after.split_at_mut(row.domain_count as usize);
+            let (mine, after) = std::mem::take(&mut rest).split_at_mut(row.domain_count as usize);
             rest = after;
-            taken += skip + mine.len();
             (piece(text, ends, row.first_piece), mine)
         })
     }
