@@ -81,7 +81,7 @@ impl EndpointList {
     /// status board shows of them.
     pub fn domains_mut(&mut self) -> impl Iterator<Item = (&str, &mut [DomainSummary])> + '_ {
         let (text, ends) = (&self.text, &self.ends);
-        // Rows hold their domains in row order, back to back (`push`).
+        // Rows hold their domains in row order, back to back (`Builder::push`).
         let mut rest = &mut self.domains[..];
         self.rows.iter().map(move |row| {
             let (mine, after) = std::mem::take(&mut rest).split_at_mut(row.domain_count as usize);
@@ -95,32 +95,35 @@ impl EndpointList {
     pub fn distinct_shared(&self) -> usize {
         self.shared.len()
     }
+}
 
-    /// Adds `endpoint` at the end, sharing the strings it repeats through `shared`.
-    fn push(&mut self, endpoint: &EndpointSummary, shared: &mut HashMap<Arc<str>, u32>) {
-        let mut share = |text: &Arc<str>| -> u32 {
-            *shared.entry(text.clone()).or_insert_with(|| {
-                self.shared.push(text.clone());
-                index(self.shared.len() - 1)
-            })
-        };
-        let (vpc, kind) = (share(&endpoint.vpc), share(&endpoint.kind));
-        let interfaces: Vec<(u32, u32)> = endpoint.interfaces.iter().map(|i| (share(&i.az), share(&i.az_id))).collect();
-        let first_piece = index(self.ends.len());
+/// An [`EndpointList`] being filled: the list, and where each shared string already is in it.
+#[derive(Default)]
+struct Builder {
+    list: EndpointList,
+    shared_at: HashMap<Arc<str>, u32>,
+}
+
+impl Builder {
+    /// Adds `endpoint` at the end of the list.
+    fn push(&mut self, endpoint: &EndpointSummary) {
+        let (vpc, kind) = (self.share(&endpoint.vpc), self.share(&endpoint.kind));
+        let first_piece = index(self.list.ends.len());
         for text in [&endpoint.id, &endpoint.service].into_iter().chain(endpoint.names.iter()) {
             self.add_piece(text);
         }
-        let first_interface = index(self.interfaces.len());
-        for (interface, (az, az_id)) in endpoint.interfaces.iter().zip(interfaces) {
-            let piece = index(self.ends.len());
+        let first_interface = index(self.list.interfaces.len());
+        for interface in &endpoint.interfaces {
+            let (az, az_id) = (self.share(&interface.az), self.share(&interface.az_id));
+            let piece = index(self.list.ends.len());
             self.add_piece(&interface.id);
-            let first_address = index(self.addresses.len());
-            self.addresses.extend_from_slice(&interface.addresses);
-            self.interfaces.push(Interface { piece, az, az_id, first_address, address_count: index(interface.addresses.len()) });
+            let first_address = index(self.list.addresses.len());
+            self.list.addresses.extend_from_slice(&interface.addresses);
+            self.list.interfaces.push(Interface { piece, az, az_id, first_address, address_count: index(interface.addresses.len()) });
         }
-        let first_domain = index(self.domains.len());
-        self.domains.extend_from_slice(&endpoint.domains);
-        self.rows.push(Row {
+        let first_domain = index(self.list.domains.len());
+        self.list.domains.extend_from_slice(&endpoint.domains);
+        self.list.rows.push(Row {
             first_piece,
             names: index(endpoint.names.len()),
             vpc,
@@ -132,21 +135,32 @@ impl EndpointList {
         });
     }
 
-    fn add_piece(&mut self, text: &str) {
-        self.text.push_str(text);
-        self.ends.push(index(self.text.len()));
+    /// Where `text` is among the list's shared strings, added if it is new.
+    fn share(&mut self, text: &Arc<str>) -> u32 {
+        let shared = &mut self.list.shared;
+        *self.shared_at.entry(text.clone()).or_insert_with(|| {
+            shared.push(text.clone());
+            index(shared.len() - 1)
+        })
     }
 
-    /// Gives back room grown for endpoints no longer coming (the list is kept until the next
-    /// fetch).
-    fn shrink_to_fit(&mut self) {
-        self.text.shrink_to_fit();
-        self.ends.shrink_to_fit();
-        self.shared.shrink_to_fit();
-        self.rows.shrink_to_fit();
-        self.interfaces.shrink_to_fit();
-        self.addresses.shrink_to_fit();
-        self.domains.shrink_to_fit();
+    fn add_piece(&mut self, text: &str) {
+        self.list.text.push_str(text);
+        self.list.ends.push(index(self.list.text.len()));
+    }
+
+    /// The list, without the room grown for endpoints no longer coming (it is kept until the
+    /// next fetch).
+    fn finish(self) -> EndpointList {
+        let mut list = self.list;
+        list.text.shrink_to_fit();
+        list.ends.shrink_to_fit();
+        list.shared.shrink_to_fit();
+        list.rows.shrink_to_fit();
+        list.interfaces.shrink_to_fit();
+        list.addresses.shrink_to_fit();
+        list.domains.shrink_to_fit();
+        list
     }
 }
 
@@ -159,13 +173,11 @@ fn piece<'a>(text: &'a str, ends: &[u32], at: u32) -> &'a str {
 
 impl FromIterator<EndpointSummary> for EndpointList {
     fn from_iter<I: IntoIterator<Item = EndpointSummary>>(endpoints: I) -> Self {
-        let mut list = Self::default();
-        let mut shared = HashMap::new();
+        let mut builder = Builder::default();
         for endpoint in endpoints {
-            list.push(&endpoint, &mut shared);
+            builder.push(&endpoint);
         }
-        list.shrink_to_fit();
-        list
+        builder.finish()
     }
 }
 
@@ -274,13 +286,11 @@ impl<'de> Deserialize<'de> for EndpointList {
             }
             // One summary at a time, straight into the list.
             fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<EndpointList, S::Error> {
-                let mut list = EndpointList::default();
-                let mut shared = HashMap::new();
+                let mut builder = Builder::default();
                 while let Some(endpoint) = seq.next_element::<EndpointSummary>()? {
-                    list.push(&endpoint, &mut shared);
+                    builder.push(&endpoint);
                 }
-                list.shrink_to_fit();
-                Ok(list)
+                Ok(builder.finish())
             }
         }
         deserializer.deserialize_seq(Endpoints)
