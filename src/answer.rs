@@ -396,7 +396,7 @@ mod tests {
     }
 
     fn owned(owner: &str, data: RData, source: SourceKind) -> Owned {
-        Owned { name: name(owner), ttl: 300, data, provenance: Provenance::new(source, Arc::from(owner)), weight: None, az: None }
+        Owned { name: name(owner), ttl: 300, data, provenance: Provenance::new(source, owner), weight: None, az: None }
     }
 
     fn a(owner: &str, last: u8, source: SourceKind) -> Owned {
@@ -404,7 +404,7 @@ mod tests {
     }
 
     fn alias(owner: &str, target: &str, rtype: Option<RecordType>, source: SourceKind) -> Alias {
-        Alias { name: name(owner), target: name(target), ttl: None, provenance: Provenance::new(source, Arc::from(owner)), rtype, weight: None }
+        Alias { name: name(owner), target: name(target), ttl: None, provenance: Provenance::new(source, owner), rtype, weight: None }
     }
 
     fn zone_soa(apex: &str) -> Owned {

@@ -154,7 +154,7 @@ fn subnet_placements(outputs: &[Arc<SourceOutput>], out: &mut Vec<Placement>) {
 /// (issue 14: one view, never a mix). Each loss is added to `conflicts`, and so is each zone
 /// the source itself left out for one of the same name.
 fn zones_lost(config: &Config, outputs: &[Arc<SourceOutput>], i: usize, conflicts: &mut Vec<Dropped>) -> Vec<String> {
-    let provenance = |id: &str| Provenance::new(SourceKind::Route53, Arc::from(format!("route53 zone={id}")));
+    let provenance = |id: &str| Provenance::new(SourceKind::Route53, format!("route53 zone={id}"));
     // Zones the source itself left out for one of the same name, counted as conflicts too.
     for (winner, zone) in &outputs[i].lost_zones {
         conflicts.push(Dropped::Conflict { name: zone.name.clone(), kept: provenance(winner), dropped: provenance(&zone.id) });
@@ -164,7 +164,7 @@ fn zones_lost(config: &Config, outputs: &[Arc<SourceOutput>], i: usize, conflict
         // A `[[zones]]` file comes first: the config's data outranks every source's.
         let file = config.zone_files.iter().find(|z| z.origin == zone.name);
         let winner = match file {
-            Some(file) => Some(Provenance::new(SourceKind::Config, Arc::from(format!("zone {}", file.files[0].display())))),
+            Some(file) => Some(Provenance::new(SourceKind::Config, format!("zone {}", file.files[0].display()))),
             None => outputs[..i].iter().flat_map(|o| &o.zones).find(|earlier| earlier.name == zone.name).map(|w| provenance(&w.id)),
         };
         if let Some(kept) = winner {
@@ -281,7 +281,7 @@ mod tests {
                 name: name(host),
                 ttl: 60,
                 data: RData::A(A(Ipv4Addr::from(ip))),
-                provenance: Provenance::new(SourceKind::Route53, Arc::from(format!("route53 zone={id}"))),
+                provenance: Provenance::new(SourceKind::Route53, format!("route53 zone={id}")),
                 weight: None,
                 az: None,
             }]
@@ -305,7 +305,7 @@ mod tests {
                     name: name.clone(),
                     ttl: 60,
                     data: RData::A(A(Ipv4Addr::from(ip))),
-                    provenance: Provenance::new(SourceKind::EndpointDns, Arc::from(format!("vpc_endpoints {endpoint}"))),
+                    provenance: Provenance::new(SourceKind::EndpointDns, format!("vpc_endpoints {endpoint}")),
                     az: None,
                     weight: None,
                 }]

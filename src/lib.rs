@@ -27,6 +27,7 @@
 //! - [`prepared`]: answers encoded once and copied into responses (the fast path's data).
 //! - [`sources`]: one module per source of owned names, each a pure conversion.
 //! - [`record_list`]: a source's records between builds, compact (and in the state file).
+//! - [`origin`]: provenance text, a source's origins packed in one shared buffer.
 //! - [`endpoint_list`]: a source's endpoint summaries between fetches, compact (and in the
 //!   state file).
 //! - [`assemble`]: config + every source's answer → the table (pure).
@@ -76,6 +77,7 @@ pub mod memory;
 pub mod metrics;
 pub mod name_key;
 pub mod node_table;
+pub mod origin;
 pub mod prepared;
 pub mod querylog;
 pub mod record_list;

@@ -112,9 +112,10 @@ impl RecordList {
         self.entries.iter().map(|entry| self.record(entry))
     }
 
-    /// Gives back room grown for records no longer coming (the list is kept until the next
-    /// fetch).
-    pub fn shrink_to_fit(&mut self) {
+    /// Readies the list to be kept until the next fetch: gives back room grown for records no
+    /// longer coming, and moves the provenances' origins into one buffer ([`crate::origin`]).
+    pub fn compact(&mut self) {
+        crate::origin::pack(self.provenances.iter_mut().map(|p| &mut p.origin));
         self.names.shrink_to_fit();
         self.name_ends.shrink_to_fit();
         self.provenances.shrink_to_fit();
@@ -170,6 +171,7 @@ impl FromIterator<Record> for RecordList {
     fn from_iter<I: IntoIterator<Item = Record>>(records: I) -> Self {
         let mut list = Self::new();
         list.extend(records);
+        list.compact();
         list
     }
 }
@@ -251,7 +253,7 @@ impl RecordList {
                 })
             })
             .collect::<Result<_, String>>()?;
-        list.shrink_to_fit();
+        list.compact();
         Ok(list)
     }
 }
@@ -295,7 +297,7 @@ impl<'de> Deserialize<'de> for RecordList {
                 while let Some(record) = seq.next_element::<Record>()? {
                     list.push(record);
                 }
-                list.shrink_to_fit();
+                list.compact();
                 Ok(list)
             }
         }
@@ -315,7 +317,7 @@ mod tests {
             name: Name::from_ascii(owner).unwrap(),
             ttl: 60,
             data,
-            provenance: Provenance::new(SourceKind::EndpointDns, Arc::from(origin)),
+            provenance: Provenance::new(SourceKind::EndpointDns, origin),
             weight: None,
             az: az.map(Arc::from),
         }

@@ -40,6 +40,7 @@ use crate::{
     az::{Affinity, AffinityRules, Location, LocationType, Locator, Place, Spread},
     name_key::{is_wildcard, name_key, parent, self_and_ancestors},
     node_table::{Keyed, KeyedTable},
+    origin::Origin,
     prepared::Prepared,
 };
 
@@ -74,8 +75,9 @@ pub struct Provenance {
     /// The kind of source, which sets the precedence.
     pub source: SourceKind,
     /// Human-readable origin: `config demo.toml`, an endpoint id and ENI, a zone id. One copy
-    /// is shared by every record of a file.
-    pub origin: Arc<str>,
+    /// is shared by every record of a file, and a source's records share one buffer
+    /// ([`crate::origin`]).
+    pub origin: Origin,
     /// The line in the file `origin` names, for records from a file; 0 otherwise.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub line: u32,
@@ -87,8 +89,8 @@ fn is_zero(line: &u32) -> bool {
 
 impl Provenance {
     /// Provenance without a line: an AWS source's.
-    pub fn new(source: SourceKind, origin: Arc<str>) -> Self {
-        Self { source, origin, line: 0 }
+    pub fn new(source: SourceKind, origin: impl Into<Origin>) -> Self {
+        Self { source, origin: origin.into(), line: 0 }
     }
 
     /// Where it came from, as people read it: `config demo.toml:42`, `route53 zone=Z…`.
@@ -1504,7 +1506,7 @@ mod tests {
     }
 
     fn prov(source: SourceKind, origin: &str) -> Provenance {
-        Provenance::new(source, Arc::from(origin))
+        Provenance::new(source, origin)
     }
 
     fn rec(owner: &str, data: RData, source: SourceKind) -> Record {

@@ -30,7 +30,6 @@ use std::{
     fmt::Write as _,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
 use hickory_proto::{
@@ -45,6 +44,7 @@ use smallvec::SmallVec;
 
 use crate::{
     name_key::name_key,
+    origin::Origin,
     snapshot::{FastMap, Provenance, Record, SourceKind},
 };
 
@@ -523,12 +523,12 @@ impl ZoneFile {
     }
 
     /// One provenance origin per file, shared by its records.
-    fn origins(&self) -> Vec<Arc<str>> {
-        self.files.iter().map(|f| Arc::from(format!("zone {}", f.display()))).collect()
+    fn origins(&self) -> Vec<Origin> {
+        self.files.iter().map(|f| Origin::from(format!("zone {}", f.display()))).collect()
     }
 
     /// The records of some of the blocks, with their provenance.
-    fn records_of<'z>(&'z self, blocks: &'z [Box<[u8]>], origins: Vec<Arc<str>>) -> impl Iterator<Item = Record> + 'z {
+    fn records_of<'z>(&'z self, blocks: &'z [Box<[u8]>], origins: Vec<Origin>) -> impl Iterator<Item = Record> + 'z {
         self.wire_records_of(blocks).map(move |(file, line, record)| Record {
             name: record.name,
             ttl: record.ttl,

@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use crate::{
     config::Config,
+    origin::Origin,
     snapshot::{Alias, Provenance, Record, SourceKind},
 };
 
@@ -22,7 +23,7 @@ use crate::{
 /// loaded; an entry that still fails to convert is logged and skipped, never fatal.
 pub fn from_config(config: &Config) -> (Vec<Record>, Vec<Alias>) {
     // One origin shared by every entry; each has its line.
-    let origin: Arc<str> = Arc::from(format!("config {}", config.origin));
+    let origin = Origin::from(format!("config {}", config.origin));
     let provenance = |entry_line: usize| Provenance {
         source: SourceKind::Config,
         origin: origin.clone(),

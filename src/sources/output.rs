@@ -344,7 +344,7 @@ pub(crate) fn sample_output() -> SourceOutput {
             name,
             ttl: 60,
             data: hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A(std::net::Ipv4Addr::new(10, 0, 0, 1))),
-            provenance: crate::snapshot::Provenance::new(crate::snapshot::SourceKind::EndpointDns, std::sync::Arc::from("vpc_endpoints vpce-1")),
+            provenance: crate::snapshot::Provenance::new(crate::snapshot::SourceKind::EndpointDns, "vpc_endpoints vpce-1"),
             weight: None,
             az: None,
         }]),

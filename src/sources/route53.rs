@@ -278,7 +278,7 @@ fn convert_set<'a>(
             Alternative::Located(location) => Weight { set, weight: 0, location: Some(Box::new(location)) },
         }
     });
-    let provenance = Provenance::new(SourceKind::Route53, Arc::from(origin));
+    let provenance = Provenance::new(SourceKind::Route53, origin);
 
     if let Some(alias) = set.alias_target() {
         let Some(target) = unescape(alias.dns_name()) else {
@@ -651,6 +651,7 @@ impl Source for Route53Source {
             let max_ttl = u32::try_from(env.interval.as_secs()).unwrap_or(u32::MAX);
             let (external, unresolved) = self.external.resolve(&env.forwarder, &converted.external, max_ttl).await;
             converted.records.extend(external);
+            converted.records.compact();
             skipped.extend(unresolved);
             Ok(SourceOutput {
                 records: converted.records,

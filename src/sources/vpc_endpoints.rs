@@ -49,6 +49,7 @@ use hickory_proto::rr::{
 use crate::{
     config::{Accounts, AwsAccess, VpcEndpointsConfig},
     sources::output::{AssociationFacts, EndpointSummary, InterfaceSummary, SharedStrings, SubnetFacts, vpce_zone},
+    origin::Origin,
     snapshot::{Provenance, Record, SourceKind, ownable},
     sources::{
         BoxFuture, Build, Entry, Env, Source, SourceOutput, SubnetNeed,
@@ -354,7 +355,7 @@ fn convert_endpoint(
     let vpc = endpoint.vpc_id().unwrap_or("");
     let account = endpoint.owner_id().unwrap_or("");
     let service = endpoint.service_name().or(endpoint.resource_configuration_arn()).or(endpoint.service_network_arn()).unwrap_or("");
-    let mut shared_origins: HashMap<(String, usize), Arc<str>> = HashMap::new();
+    let mut shared_origins: HashMap<(String, usize), Origin> = HashMap::new();
     for (name, scope, source) in &names {
         let what = match origins.get(name) {
             Some(origin) => format!(" type={kind} {origin}"),
@@ -364,7 +365,7 @@ fn convert_endpoint(
         if let Scope::Upstream(target) = scope {
             let provenance = Provenance::new(
                 *source,
-                Arc::from(format!("vpc_endpoints {id}{what} vpc={vpc} account={account} region={} answered_as={target}", ctx.region)),
+                format!("vpc_endpoints {id}{what} vpc={vpc} account={account} region={} answered_as={target}", ctx.region),
             );
             // Dual-stack: a name the upstreams give only A (or only AAAA) is no news.
             for (rtype, wanted) in [(RecordType::A, want_v4), (RecordType::AAAA, want_v6)] {
@@ -385,7 +386,7 @@ fn convert_endpoint(
                 .entry((what.clone(), at))
                 .or_insert_with(|| {
                     let az_id = eni.zone_id.as_deref().map_or(String::new(), |z| format!(" az_id={z}"));
-                    Arc::from(format!(
+                    Origin::from(format!(
                         "vpc_endpoints {id}{what} eni={} az={}{az_id} vpc={vpc} account={account} region={} service={service}",
                         eni.id, eni.zone, ctx.region
                     ))
@@ -892,8 +893,8 @@ impl Source for VpcEndpointSource {
             converted.records.extend(resolved);
             skipped.extend(unresolved);
             // Kept until the next fetch: no room to grow (20,000 records grown by doubling
-            // hold room for 32,768).
-            converted.records.shrink_to_fit();
+            // hold room for 32,768), origins in one buffer.
+            converted.records.compact();
             Ok(SourceOutput {
                 records: converted.records,
                 endpoints: Arc::new(converted.endpoints.into()),
