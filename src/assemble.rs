@@ -184,8 +184,7 @@ fn custom_domains_lost(outputs: &[Arc<SourceOutput>], conflicts: &mut Vec<Droppe
     let served = |output: &SourceOutput| -> HashSet<Name> {
         output
             .endpoints
-            .iter()
-            .flat_map(|e| e.domains())
+            .domains()
             .filter(|d| d.served)
             .filter_map(|d| Name::from_ascii(d.name.trim_end_matches('.')).ok())
             .map(|mut n| {

@@ -7,8 +7,13 @@
 //! 5 MiB resident, a seventh of the process (bench/scale; measured by leaving them out). An
 //! [`EndpointList`] keeps all their text back to back in one buffer, each VPC, type, AZ and
 //! AZ ID once, and the rest in fixed-size rows: a handful of allocations for the whole list.
-//! The same summaries, in the same order, come back out ([`EndpointList::iter`]), and the
-//! state file and `/status.json` keep their shape: a sequence of summaries.
+//!
+//! The text is read only when the status board is shown, a table with config aliases is
+//! built, or the state file is written, so it is kept LZ4-compressed between those: 5,000
+//! endpoints' ids, services, names and ENI ids are 2.0 MB of text, 0.3 MB sealed (their names
+//! differ in a few characters). A reader opens the list ([`EndpointList::open`], a copy at
+//! memory speed) and gets the same summaries, in the same order ([`Opened::iter`]); the state
+//! file and `/status.json` keep their shape: a sequence of summaries.
 
 use std::{collections::HashMap, fmt, net::IpAddr, sync::Arc};
 
@@ -16,12 +21,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de::SeqAccess};
 
 use crate::sources::output::{DomainSummary, EndpointSummary, InterfaceSummary, regional_at};
 
-/// Endpoint summaries in order, their text in one buffer.
+/// Endpoint summaries in order, their text in one sealed buffer.
 #[derive(Clone, Default, PartialEq)]
 pub struct EndpointList {
-    /// Every endpoint's id, service, names and ENI ids, back to back; piece `i` ends at
-    /// `ends[i]`.
-    text: String,
+    /// Every endpoint's id, service, names and ENI ids, back to back, LZ4-compressed
+    /// ([`seal`]); piece `i` ends at `ends[i]` of the text opened.
+    text: Box<[u8]>,
     ends: Vec<u32>,
     /// VPCs, types, AZs and AZ IDs, each once.
     shared: Vec<Arc<str>>,
@@ -72,22 +77,27 @@ impl EndpointList {
         self.rows.is_empty()
     }
 
-    /// The endpoints, in the order they were added.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = Endpoint<'_>> + '_ {
-        self.rows.iter().map(|row| Endpoint { list: self, row })
+    /// The list with its text unsealed, to read its endpoints.
+    pub fn open(&self) -> Opened<'_> {
+        Opened { list: self, text: unseal(&self.text) }
     }
 
-    /// Every endpoint's custom domain names, each with its endpoint's id, to change what the
+    /// Every endpoint's custom domain names, without opening the text.
+    pub fn domains(&self) -> impl Iterator<Item = &DomainSummary> + '_ {
+        self.domains.iter()
+    }
+
+    /// Calls `edit` with every endpoint's id and its custom domain names, to change what the
     /// status board shows of them.
-    pub fn domains_mut(&mut self) -> impl Iterator<Item = (&str, &mut [DomainSummary])> + '_ {
-        let (text, ends) = (&self.text, &self.ends);
+    pub fn edit_domains(&mut self, mut edit: impl FnMut(&str, &mut [DomainSummary])) {
+        let text = unseal(&self.text);
         // Rows hold their domains in row order, back to back (`Builder::push`).
         let mut rest = &mut self.domains[..];
-        self.rows.iter().map(move |row| {
+        for row in &self.rows {
             let (mine, after) = std::mem::take(&mut rest).split_at_mut(row.domain_count as usize);
             rest = after;
-            (piece(text, ends, row.first_piece), mine)
-        })
+            edit(piece(&text, &self.ends, row.first_piece), mine);
+        }
     }
 
     /// How many distinct VPCs, types, AZs and AZ IDs it holds (each is kept once).
@@ -97,10 +107,38 @@ impl EndpointList {
     }
 }
 
-/// An [`EndpointList`] being filled: the list, and where each shared string already is in it.
+/// An [`EndpointList`] with its text unsealed ([`EndpointList::open`]).
+pub struct Opened<'a> {
+    list: &'a EndpointList,
+    text: String,
+}
+
+impl Opened<'_> {
+    /// The endpoints, in the order they were added.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Endpoint<'_>> + '_ {
+        self.list.rows.iter().map(|row| Endpoint { list: self.list, text: &self.text, row })
+    }
+}
+
+/// `text` LZ4-compressed, its length first.
+fn seal(text: &str) -> Box<[u8]> {
+    lz4_flex::block::compress_prepend_size(text.as_bytes()).into_boxed_slice()
+}
+
+/// The text [`seal`] sealed.
+fn unseal(sealed: &[u8]) -> String {
+    // Sealed by `seal` from a `String`, so it decompresses to UTF-8; a buffer that did not
+    // would be a bug here, and reads as empty pieces rather than as wrong ones.
+    let plain = lz4_flex::block::decompress_size_prepended(sealed).unwrap_or_default();
+    String::from_utf8(plain).unwrap_or_default()
+}
+
+/// An [`EndpointList`] being filled: the list, its text still open, and where each shared
+/// string already is in it.
 #[derive(Default)]
 struct Builder {
     list: EndpointList,
+    text: String,
     shared_at: HashMap<Arc<str>, u32>,
 }
 
@@ -145,15 +183,15 @@ impl Builder {
     }
 
     fn add_piece(&mut self, text: &str) {
-        self.list.text.push_str(text);
-        self.list.ends.push(index(self.list.text.len()));
+        self.text.push_str(text);
+        self.list.ends.push(index(self.text.len()));
     }
 
-    /// The list, without the room grown for endpoints no longer coming (it is kept until the
-    /// next fetch).
+    /// The list, its text sealed, without the room grown for endpoints no longer coming (it is
+    /// kept until the next fetch).
     fn finish(self) -> EndpointList {
         let mut list = self.list;
-        list.text.shrink_to_fit();
+        list.text = seal(&self.text);
         list.ends.shrink_to_fit();
         list.shared.shrink_to_fit();
         list.rows.shrink_to_fit();
@@ -164,11 +202,11 @@ impl Builder {
     }
 }
 
-/// Piece `at` of `text`.
+/// Piece `at` of `text` (empty if the text is not the one the ends were counted in).
 fn piece<'a>(text: &'a str, ends: &[u32], at: u32) -> &'a str {
     let at = at as usize;
     let start = if at == 0 { 0 } else { ends[at - 1] as usize };
-    &text[start..ends[at] as usize]
+    text.get(start..ends[at] as usize).unwrap_or_default()
 }
 
 impl FromIterator<EndpointSummary> for EndpointList {
@@ -187,16 +225,17 @@ impl From<Vec<EndpointSummary>> for EndpointList {
     }
 }
 
-/// One endpoint of an [`EndpointList`], read in place.
+/// One endpoint of an opened [`EndpointList`], read in place.
 #[derive(Clone, Copy)]
 pub struct Endpoint<'a> {
     list: &'a EndpointList,
+    text: &'a str,
     row: &'a Row,
 }
 
 impl<'a> Endpoint<'a> {
     fn piece(&self, at: u32) -> &'a str {
-        piece(&self.list.text, &self.list.ends, at)
+        piece(self.text, &self.list.ends, at)
     }
 
     /// `vpce-…`.
@@ -238,11 +277,11 @@ impl<'a> Endpoint<'a> {
 
     /// Its network interfaces, as summaries.
     pub fn interfaces(&self) -> impl Iterator<Item = InterfaceSummary> + 'a {
-        let (list, start) = (self.list, self.row.first_interface as usize);
+        let (list, text, start) = (self.list, self.text, self.row.first_interface as usize);
         list.interfaces[start..start + self.row.interface_count as usize].iter().map(move |i| {
             let first = i.first_address as usize;
             InterfaceSummary {
-                id: piece(&list.text, &list.ends, i.piece).into(),
+                id: piece(text, &list.ends, i.piece).into(),
                 az: list.shared[i.az as usize].clone(),
                 az_id: list.shared[i.az_id as usize].clone(),
                 addresses: list.addresses[first..first + i.address_count as usize].into(),
@@ -266,13 +305,13 @@ impl<'a> Endpoint<'a> {
 
 impl fmt::Debug for EndpointList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter().map(|e| e.to_summary())).finish()
+        f.debug_list().entries(self.open().iter().map(|e| e.to_summary())).finish()
     }
 }
 
 impl Serialize for EndpointList {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter().map(|e| e.to_summary()))
+        serializer.collect_seq(self.open().iter().map(|e| e.to_summary()))
     }
 }
 
@@ -334,8 +373,9 @@ mod tests {
     fn the_same_summaries_come_back_out_in_order() {
         let list = EndpointList::from(sample());
         assert_eq!(list.len(), 4);
-        assert_eq!(list.iter().map(|e| e.to_summary()).collect::<Vec<_>>(), sample());
-        let second = list.iter().nth(1).expect("second");
+        let open = list.open();
+        assert_eq!(open.iter().map(|e| e.to_summary()).collect::<Vec<_>>(), sample());
+        let second = open.iter().nth(1).expect("second");
         assert_eq!((second.id(), second.service(), second.vpc(), second.kind()), ("vpce-2", "com.amazonaws.us-east-1.vpce-2", "vpc-1", "Resource"));
         assert_eq!(second.names().collect::<Vec<_>>(), ["db.corp.example"]);
         assert_eq!(second.domains().len(), 2);
@@ -348,12 +388,29 @@ mod tests {
         assert_eq!(list.distinct_shared(), 8);
     }
 
+    /// The text is sealed, a fraction of its size: endpoints' names differ in a few characters.
+    #[test]
+    fn the_text_is_kept_sealed() {
+        let many: Vec<EndpointSummary> = (0..1_000)
+            .map(|i| {
+                let regional = format!("vpce-{i:017}-abcd1234.vpce-svc-{i:017}.us-east-1.vpce.amazonaws.com");
+                let zonal = format!("vpce-{i:017}-abcd1234-us-east-1a.vpce-svc-{i:017}.us-east-1.vpce.amazonaws.com");
+                endpoint(&format!("vpce-{i:017}"), "Interface", &[&regional, &zonal], 0)
+            })
+            .collect();
+        let list = EndpointList::from(many.clone());
+        let plain = unseal(&list.text);
+        assert_eq!(plain.len() as u32, *list.ends.last().expect("pieces"));
+        assert!(list.text.len() * 4 < plain.len(), "sealed {} bytes of {}", list.text.len(), plain.len());
+        assert_eq!(list.open().iter().map(|e| e.to_summary()).collect::<Vec<_>>(), many);
+    }
+
     #[test]
     fn the_regional_name_is_the_summarys() {
         for summary in sample() {
             let list = EndpointList::from(vec![summary.clone()]);
             let regional = summary.regional_at().map(|at| &*summary.names[at]);
-            assert_eq!(list.iter().next().and_then(|e| e.regional()), regional, "{}", summary.id);
+            assert_eq!(list.open().iter().next().and_then(|e| e.regional()), regional, "{}", summary.id);
         }
     }
 
@@ -361,17 +418,18 @@ mod tests {
     fn domains_can_be_changed_in_place_each_with_its_endpoint() {
         let mut list = EndpointList::from(sample());
         let mut seen = Vec::new();
-        for (id, domains) in list.domains_mut() {
+        list.edit_domains(|id, domains| {
             seen.push((id.to_owned(), domains.len()));
             for domain in domains {
                 domain.served = false;
                 domain.why = format!("changed for {id}");
             }
-        }
+        });
         assert_eq!(seen, [("vpce-1".to_owned(), 0), ("vpce-2".to_owned(), 2), ("vpce-3".to_owned(), 0), ("vpce-4".to_owned(), 1)]);
-        let fourth = list.iter().nth(3).expect("fourth");
+        let open = list.open();
+        let fourth = open.iter().nth(3).expect("fourth");
         assert_eq!(fourth.domains()[0].why, "changed for vpce-4");
-        assert!(list.iter().flat_map(|e| e.domains()).all(|d| !d.served));
+        assert!(list.domains().all(|d| !d.served));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub struct Records {
 /// not served.
 fn with_domains_kept_elsewhere(source: &crate::status::SourceStatus, snapshot: &Snapshot) -> crate::status::SourceStatus {
     let mut source = source.clone();
-    for (id, domains) in Arc::make_mut(&mut source.endpoints).domains_mut() {
+    Arc::make_mut(&mut source.endpoints).edit_domains(|id, domains| {
         let mine = format!("vpc_endpoints {id} ");
         for domain in domains.iter_mut().filter(|d| d.served) {
             let Ok(name) = hickory_proto::rr::Name::from_ascii(format!("{}.", domain.name.trim_end_matches('.'))) else { continue };
@@ -39,7 +39,7 @@ fn with_domains_kept_elsewhere(source: &crate::status::SourceStatus, snapshot: &
                 (domain.served, domain.why) = (false, "another source keeps it (explain shows which)".to_owned());
             }
         }
-    }
+    });
     source
 }
 

@@ -127,10 +127,11 @@ impl SharedStrings {
 
 /// [`handles`] of every source's summaries, for the table's config aliases; a state file's
 /// old map only for what no summary names (the oldest files have no summaries).
-pub fn handles_of(outputs: &[Arc<SourceOutput>]) -> HashMap<String, &str> {
-    let mut handles = self::handles(outputs.iter().flat_map(|o| o.endpoints.iter()));
+pub fn handles_of(outputs: &[Arc<SourceOutput>]) -> HashMap<String, String> {
+    let opened: Vec<_> = outputs.iter().map(|o| o.endpoints.open()).collect();
+    let mut handles: HashMap<String, String> = self::handles(opened.iter().flat_map(|o| o.iter())).into_iter().map(|(handle, name)| (handle, name.to_owned())).collect();
     for (handle, name) in outputs.iter().flat_map(|o| o.legacy_handles.iter()) {
-        handles.entry(handle.to_ascii_lowercase()).or_insert(name.as_str());
+        handles.entry(handle.to_ascii_lowercase()).or_insert_with(|| name.clone());
     }
     handles
 }

@@ -1025,7 +1025,8 @@ mod tests {
             assert!(r.provenance.origin.contains(part), "{part} missing from {}", r.provenance.origin);
         }
         let list = EndpointList::from(converted.endpoints.clone());
-        let handles = crate::sources::output::handles(list.iter());
+        let open = list.open();
+        let handles = crate::sources::output::handles(open.iter());
         assert_eq!(handles.get(SM_ID).copied(), Some(format!("{SM_REGIONAL}.").as_str()));
         let [summary] = converted.endpoints.as_slice() else { panic!("one endpoint: {:?}", converted.endpoints) };
         assert_eq!((&*summary.id, &*summary.service), (SM_ID, "com.amazonaws.us-east-1.secretsmanager"));
@@ -1059,7 +1060,8 @@ mod tests {
         let regional = format!("{SM_REGIONAL}.");
         assert_eq!(*summary.names, [regional.clone(), format!("{zonal}."), "secretsmanager.us-east-1.amazonaws.com.".into()].map(String::into_boxed_str));
         let list = EndpointList::from(converted.endpoints.clone());
-        let handles = crate::sources::output::handles(list.iter());
+        let open = list.open();
+        let handles = crate::sources::output::handles(open.iter());
         assert_eq!(handles.get(SM_ID).copied(), Some(regional.as_str()));
         assert_eq!(handles.get("com.amazonaws.us-east-1.secretsmanager").copied(), Some(regional.as_str()));
 
@@ -1070,13 +1072,15 @@ mod tests {
         );
         let converted = records_from(&inventory(vec![s3]), &ctx());
         let list = EndpointList::from(converted.endpoints.clone());
-        let handles = crate::sources::output::handles(list.iter());
+        let open = list.open();
+        let handles = crate::sources::output::handles(open.iter());
         assert_eq!(handles.get("vpce-0aa11bb22cc33dd44").copied(), Some("*.vpce-0aa11bb22cc33dd44-q1w2e3r4.s3.us-east-1.vpce.amazonaws.com."));
         // With no regional name at all, a name for every AZ rather than one AZ's.
         let zonal_only = s3_endpoint(&["eni-0s3a"], &["*.vpce-0aa11bb22cc33dd44-q1w2e3r4-us-east-1a.s3.us-east-1.vpce.amazonaws.com", "s3.us-east-1.amazonaws.com"]);
         let converted = records_from(&inventory(vec![zonal_only]), &ctx());
         let list = EndpointList::from(converted.endpoints.clone());
-        let handles = crate::sources::output::handles(list.iter());
+        let open = list.open();
+        let handles = crate::sources::output::handles(open.iter());
         assert_eq!(handles.get("vpce-0aa11bb22cc33dd44").copied(), Some("s3.us-east-1.amazonaws.com."));
     }
 
@@ -1174,7 +1178,8 @@ mod tests {
         let other = sm().vpc_endpoint_id("vpce-0other").set_dns_entries(Some(vec![entry("vpce-0other-1.secretsmanager.us-east-1.vpce.amazonaws.com")]));
         let converted = records_from(&inventory(vec![sm().build(), other.build()]), &ctx());
         let list = EndpointList::from(converted.endpoints);
-        let [one, two] = list.iter().collect::<Vec<_>>()[..] else { panic!("two endpoints: {list:?}") };
+        let open = list.open();
+        let [one, two] = open.iter().collect::<Vec<_>>()[..] else { panic!("two endpoints: {list:?}") };
         assert_eq!((one.id(), two.id()), (SM_ID, "vpce-0other"));
         assert_eq!((one.vpc(), one.kind()), (two.vpc(), two.kind()));
         let second = one.interfaces().nth(1).expect("a second ENI");
@@ -1223,7 +1228,7 @@ mod tests {
         assert!(get(&t, "vpce-0rc-abc.rcfg-0abc.4232ccc.vpc-lattice-rsc.us-east-1.on.aws.").is_empty());
         assert!(converted.skipped.iter().any(|s| s.starts_with("vpce-0rc2") && s.contains(ALIAS_TAG)));
         let list = EndpointList::from(converted.endpoints.clone());
-        assert_eq!(crate::sources::output::handles(list.iter()).get("vpce-0rc").copied(), Some("db.corp.example."));
+        assert_eq!(crate::sources::output::handles(list.open().iter()).get("vpce-0rc").copied(), Some("db.corp.example."));
     }
 
     /// A service-network endpoint's names are answered from upstream (records come later, from
