@@ -321,9 +321,9 @@ mod tests {
         let config = Config::parse("", "t.toml").unwrap();
         let (snapshot, dropped) = build_snapshot(&config, &[Arc::new(output([10, 0, 0, 1], "vpce-1")), Arc::new(output([10, 0, 0, 2], "vpce-2"))]);
         assert_eq!(snapshot.record_count(), 1, "one endpoint's address, not both");
-        assert!(dropped.iter().any(|d| matches!(d, Dropped::Conflict { dropped, .. } if dropped.origin.contains("vpce-2"))), "{dropped:?}");
+        assert!(dropped.iter().any(|d| matches!(d, Dropped::Conflict { dropped, .. } if dropped.origin.text().contains("vpce-2"))), "{dropped:?}");
         let key = crate::name_key::name_key(&Name::from_ascii("proxy.egress.example.").unwrap());
-        assert!(snapshot.outvoted(&key).iter().any(|p| p.origin.contains("vpce-2")), "explain shows the loser");
+        assert!(snapshot.outvoted(&key).iter().any(|p| p.origin.text().contains("vpce-2")), "explain shows the loser");
 
         // The later source's endpoint name (not a custom domain there) loses too.
         let mut plain = output([10, 0, 0, 3], "vpce-3");
@@ -349,7 +349,7 @@ mod tests {
         };
         assert_eq!((answers("a.corp.example."), answers("b.corp.example."), answers("c.other.example.")), (1, 0, 1));
         assert_eq!(snapshot.conflicts(), 1);
-        assert!(matches!(&dropped[0], Dropped::Conflict { kept, dropped, .. } if kept.origin.contains("Z1") && dropped.origin.contains("Z2")), "{dropped:?}");
+        assert!(matches!(&dropped[0], Dropped::Conflict { kept, dropped, .. } if kept.origin.text().contains("Z1") && dropped.origin.text().contains("Z2")), "{dropped:?}");
     }
 
     /// A restart from a state file of an earlier release: an alias by endpoint id finds the

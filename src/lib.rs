@@ -27,7 +27,7 @@
 //! - [`prepared`]: answers encoded once and copied into responses (the fast path's data).
 //! - [`sources`]: one module per source of owned names, each a pure conversion.
 //! - [`record_list`]: a source's records between builds, compact (and in the state file).
-//! - [`origin`]: provenance text, a source's origins packed in one shared buffer.
+//! - [`origin`]: provenance text, a source's origins sealed together in LZ4 blocks.
 //! - [`endpoint_list`]: a source's endpoint summaries between fetches, compact (and in the
 //!   state file).
 //! - [`assemble`]: config + every source's answer → the table (pure).

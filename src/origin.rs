@@ -1,52 +1,101 @@
-//! The text of a record's provenance ([`crate::snapshot::Provenance`]): [`Origin`], a range of a
-//! buffer that many origins may share.
+//! The text of a record's provenance ([`crate::snapshot::Provenance`]): [`Origin`], one of
+//! many texts a source's answer keeps together, compressed.
 //!
 //! Every record says where it came from, for `explain` and `/records`: a config file, a
 //! Route 53 zone and record set, or an endpoint and its ENI (`vpc_endpoints vpce-… eni=… az=…
-//! vpc=… account=… region=… service=…`). At 5,000 endpoints that is 10,000 strings of about 200
-//! bytes, each its own allocation in a 256-byte block among pages the fetch's scratch also
-//! used: 2.9 MiB of the process's anonymous memory, measured by leaving them out. A source's
-//! answer therefore keeps its origins in one buffer ([`pack`], called by
-//! [`crate::record_list::RecordList`] when a fetch or a state file is read in), each origin
-//! a range of it, and the table's records share that buffer.
+//! vpc=… account=… region=… service=…`). At 5,000 endpoints that is 10,000 texts of about 200
+//! bytes. Each its own allocation, they took 2.9 MiB of anonymous memory (measured by leaving
+//! them out), in 256-byte blocks among pages the fetch's scratch also used; in one buffer,
+//! 2.0 MB. Nothing reads them on the query path, so a source's answer keeps them sealed
+//! ([`pack`], called by [`crate::record_list::RecordList`] when a fetch or a state file is
+//! read in): each distinct text once, [`PER_BLOCK`] texts to an LZ4 block, about 0.3 MB in
+//! all, since an endpoint's texts differ from the next one's in a few characters. Reading one
+//! ([`Origin::text`]) decompresses its block, a few microseconds; the last block read is
+//! kept per thread, so views that read records in order decompress each block once.
 
-use std::{collections::HashMap, fmt, ops::Deref, sync::Arc};
+use std::{
+    borrow::Cow,
+    cell::RefCell,
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Weak},
+};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Origin text: a range of a shared buffer. It reads as a `&str` ([`Deref`]), compares and
-/// serializes as one, and costs one pointer and two offsets however many records share it.
+/// How many texts a sealed block holds: enough for LZ4 to find what neighbouring texts share
+/// (64 endpoint origins are about 13 KB), few enough that reading one is quick.
+pub const PER_BLOCK: usize = 64;
+
+/// Origin text: a text of its own, or one of a sealed set's. It compares and serializes as
+/// its text, and costs one pointer and an index however many records share it.
 #[derive(Clone)]
 pub struct Origin {
-    /// The buffer, shared by every origin packed with this one (an `Arc<String>` rather than
-    /// an `Arc<str>`: a thin pointer keeps a provenance at 24 bytes).
-    text: Arc<String>,
-    start: u32,
-    end: u32,
+    texts: Arc<Texts>,
+    /// Which of a sealed set's texts; 0 for a text of its own.
+    at: u32,
+}
+
+/// The text behind an [`Origin`].
+enum Texts {
+    /// One text, as a source wrote it.
+    One(String),
+    /// Texts packed by [`pack`]: text `i` ends at `ends[i]` of its block's plain text, and
+    /// lies in block `i / PER_BLOCK`, LZ4-compressed.
+    Sealed { ends: Box<[u32]>, blocks: Box<[Box<[u8]>]> },
+}
+
+// One of these sits in every provenance: a record set holds one per record.
+const _: () = assert!(std::mem::size_of::<Origin>() <= 16);
+
+thread_local! {
+    /// The block last read on this thread: which set (weakly: it does not keep a replaced
+    /// answer's texts, yet no other set can take its place while it is held), which block,
+    /// and its plain text.
+    static LAST_BLOCK: RefCell<Option<(Weak<Texts>, usize, Arc<str>)>> = const { RefCell::new(None) };
 }
 
 impl Origin {
     /// The origin's text.
-    pub fn as_str(&self) -> &str {
-        // `start..end` was a range of `text` at char boundaries when it was made; `get` keeps
-        // a damaged range from panicking.
-        self.text.get(self.start as usize..self.end as usize).unwrap_or_default()
+    pub fn text(&self) -> Cow<'_, str> {
+        match &*self.texts {
+            Texts::One(text) => Cow::Borrowed(text),
+            Texts::Sealed { ends, blocks } => {
+                let (at, block) = (self.at as usize, self.at as usize / PER_BLOCK);
+                let plain = self.block(block, blocks);
+                // Text `at` ends at `ends[at]`; the first of a block starts at 0.
+                let start = if at % PER_BLOCK == 0 { 0 } else { ends.get(at - 1).copied().unwrap_or(0) as usize };
+                let end = ends.get(at).copied().unwrap_or(0) as usize;
+                // `ends` were counted in this block's text when it was sealed; `get` keeps a
+                // damaged range from panicking.
+                Cow::Owned(plain.get(start..end).unwrap_or_default().to_owned())
+            }
+        }
     }
-}
 
-impl Deref for Origin {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        self.as_str()
+    /// Block `block` of `blocks`, decompressed (or kept from the last read on this thread).
+    fn block(&self, block: usize, blocks: &[Box<[u8]>]) -> Arc<str> {
+        LAST_BLOCK.with_borrow_mut(|last| {
+            if let Some((set, b, plain)) = last.as_ref()
+                && *b == block
+                && std::ptr::eq(set.as_ptr(), Arc::as_ptr(&self.texts))
+            {
+                return plain.clone();
+            }
+            let sealed = blocks.get(block).map_or(&[][..], |b| &b[..]);
+            // Sealed by `pack` from UTF-8 text, so it decompresses; a block that did not would
+            // be a bug here, and reads as empty texts rather than as wrong ones.
+            let plain = lz4_flex::block::decompress_size_prepended(sealed).ok().and_then(|p| String::from_utf8(p).ok()).unwrap_or_default();
+            let plain: Arc<str> = Arc::from(plain);
+            *last = Some((Arc::downgrade(&self.texts), block, plain.clone()));
+            plain
+        })
     }
 }
 
 impl From<String> for Origin {
     fn from(text: String) -> Self {
-        // An origin is a line of text a source wrote; one of 4 GiB would not have been read.
-        let end = u32::try_from(text.len()).unwrap_or(0);
-        Self { text: Arc::new(text), start: 0, end }
+        Self { texts: Arc::new(Texts::One(text)), at: 0 }
     }
 }
 
@@ -58,7 +107,7 @@ impl From<&str> for Origin {
 
 impl PartialEq for Origin {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        (Arc::ptr_eq(&self.texts, &other.texts) && self.at == other.at) || self.text() == other.text()
     }
 }
 
@@ -66,19 +115,19 @@ impl Eq for Origin {}
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self)
+        f.write_str(&self.text())
     }
 }
 
 impl fmt::Debug for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
+        fmt::Debug::fmt(&*self.text(), f)
     }
 }
 
 impl Serialize for Origin {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self)
+        serializer.serialize_str(&self.text())
     }
 }
 
@@ -88,31 +137,41 @@ impl<'de> Deserialize<'de> for Origin {
     }
 }
 
-/// Moves `origins` into one buffer, each distinct text once, and points each at its range
-/// there; the buffers they held are freed as their last user lets go. Equal origins end up
-/// sharing one range.
+/// Seals `origins` together: each distinct text once, [`PER_BLOCK`] to an LZ4 block, and
+/// points each at its text there; what they held is freed as its last user lets go. Equal
+/// origins end up as one.
 pub fn pack<'a>(origins: impl IntoIterator<Item = &'a mut Origin>) {
-    let origins: Vec<&mut Origin> = origins.into_iter().collect();
-    let mut buffer = String::with_capacity(origins.iter().map(|o| o.len()).sum());
-    let mut ranges: Vec<(u32, u32)> = Vec::with_capacity(origins.len());
-    let mut seen: HashMap<&str, (u32, u32)> = HashMap::with_capacity(origins.len());
-    for origin in &origins {
-        let range = *seen.entry(origin.as_str()).or_insert_with(|| {
-            let start = buffer.len();
-            buffer.push_str(origin);
-            (offset(start), offset(buffer.len()))
-        });
-        ranges.push(range);
+    let mut origins: Vec<&mut Origin> = origins.into_iter().collect();
+    let texts: Vec<String> = origins.iter().map(|o| o.text().into_owned()).collect();
+    let mut distinct: Vec<&str> = Vec::new();
+    let mut index: Vec<u32> = Vec::with_capacity(texts.len());
+    let mut seen: HashMap<&str, u32> = HashMap::with_capacity(texts.len());
+    for text in &texts {
+        index.push(*seen.entry(text).or_insert_with(|| {
+            distinct.push(text);
+            offset(distinct.len() - 1)
+        }));
     }
-    drop(seen);
-    let text = Arc::new(buffer);
-    for (origin, (start, end)) in origins.into_iter().zip(ranges) {
-        *origin = Origin { text: text.clone(), start, end };
+    let mut ends = Vec::with_capacity(distinct.len());
+    let blocks: Box<[Box<[u8]>]> = distinct
+        .chunks(PER_BLOCK)
+        .map(|chunk| {
+            let mut plain = String::new();
+            for text in chunk {
+                plain.push_str(text);
+                ends.push(offset(plain.len()));
+            }
+            lz4_flex::block::compress_prepend_size(plain.as_bytes()).into_boxed_slice()
+        })
+        .collect();
+    let texts = Arc::new(Texts::Sealed { ends: ends.into_boxed_slice(), blocks });
+    for (origin, at) in origins.iter_mut().zip(index) {
+        **origin = Origin { texts: texts.clone(), at };
     }
 }
 
-/// An offset into a packed buffer. Origins of 4 GiB in all are far past anything a source
-/// returns; a larger one would read as empty rather than as another origin's text.
+/// An offset or index in a sealed set. Origins of 4 GiB in all are far past anything a
+/// source returns; a larger one would read as empty rather than as another origin's text.
 fn offset(at: usize) -> u32 {
     u32::try_from(at).unwrap_or(0)
 }
@@ -122,17 +181,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn packed_origins_read_as_before_and_share_one_buffer() {
-        let mut origins: Vec<Origin> = ["vpc_endpoints vpce-1 eni=a", "route53 zone=Z1", "vpc_endpoints vpce-1 eni=a", "é"].map(Origin::from).to_vec();
+    fn packed_origins_read_as_before_each_text_once_and_compressed() {
+        let written: Vec<String> = (0..1_000)
+            .map(|i| format!("vpc_endpoints vpce-{:017} eni=eni-{i:017} az=us-east-1a vpc=vpc-1 account=111122223333 region=us-east-1 service=com.amazonaws.vpce.us-east-1.vpce-svc-{:017}", i / 2, i / 2))
+            .chain(["route53 zone=Z1".to_owned(), "é".to_owned(), String::new()])
+            .collect();
+        let mut origins: Vec<Origin> = written.iter().map(|t| Origin::from(t.as_str())).collect();
+        origins.extend(origins[..10].to_vec());
         let before = origins.clone();
         pack(origins.iter_mut());
         assert_eq!(origins, before);
-        assert_eq!(origins.iter().map(|o| o.to_string()).collect::<Vec<_>>(), ["vpc_endpoints vpce-1 eni=a", "route53 zone=Z1", "vpc_endpoints vpce-1 eni=a", "é"]);
-        assert!(origins.iter().all(|o| Arc::ptr_eq(&o.text, &origins[0].text)), "one buffer");
-        assert_eq!(origins[0].text.len(), "vpc_endpoints vpce-1 eni=a".len() + "route53 zone=Z1".len() + "é".len(), "each text once");
-        assert_eq!(serde_json::to_string(&origins[3]).unwrap(), r#""é""#);
-        assert_eq!(serde_json::from_str::<Origin>(r#""route53 zone=Z1""#).unwrap(), origins[1]);
-        assert_eq!(format!("{:?}", origins[1]), r#""route53 zone=Z1""#);
+        // In order, out of order, and across blocks.
+        for at in (0..origins.len()).chain((0..origins.len()).rev()).chain([5, 900, 64, 63, 1_000]) {
+            assert_eq!(origins[at].text(), before[at].text(), "origin {at}");
+        }
+        let Texts::Sealed { ends, blocks } = &*origins[0].texts else { panic!("sealed") };
+        assert_eq!(ends.len(), written.len(), "each text once");
+        let sealed: usize = blocks.iter().map(|b| b.len()).sum();
+        let plain: usize = written.iter().map(String::len).sum();
+        assert!(sealed * 4 < plain, "sealed {sealed} of {plain} bytes");
+        assert!(origins.iter().all(|o| Arc::ptr_eq(&o.texts, &origins[0].texts)), "one set");
+
+        assert_eq!(serde_json::to_string(&origins[1_001]).unwrap(), r#""é""#);
+        assert_eq!(serde_json::from_str::<Origin>(r#""route53 zone=Z1""#).unwrap(), origins[1_000]);
+        assert_eq!(format!("{:?} {}", origins[1_000], origins[1_000]), r#""route53 zone=Z1" route53 zone=Z1"#);
         pack(std::iter::empty());
     }
 }

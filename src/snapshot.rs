@@ -105,7 +105,7 @@ pub struct WhereFrom<'a>(&'a Provenance);
 impl fmt::Display for WhereFrom<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.line {
-            0 => f.write_str(&self.0.origin),
+            0 => write!(f, "{}", self.0.origin),
             line => write!(f, "{}:{line}", self.0.origin),
         }
     }
@@ -1550,7 +1550,7 @@ mod tests {
                 want.push("10.9.9.9".into());
             }
             assert_eq!(data, want, "r{i}");
-            assert!(set.provenance().iter().all(|p| p.origin.starts_with('R') || p.origin.starts_with('r')));
+            assert!(set.provenance().iter().all(|p| p.origin.text().starts_with('R') || p.origin.text().starts_with('r')));
         }
     }
 

@@ -35,7 +35,7 @@ fn with_domains_kept_elsewhere(source: &crate::status::SourceStatus, snapshot: &
         for domain in domains.iter_mut().filter(|d| d.served) {
             let Ok(name) = hickory_proto::rr::Name::from_ascii(format!("{}.", domain.name.trim_end_matches('.'))) else { continue };
             let key = crate::name_key::name_key(&name.to_lowercase());
-            if snapshot.outvoted(&key).iter().any(|p| p.origin.starts_with(&mine)) {
+            if snapshot.outvoted(&key).iter().any(|p| p.origin.text().starts_with(&mine)) {
                 (domain.served, domain.why) = (false, "another source keeps it (explain shows which)".to_owned());
             }
         }

@@ -716,7 +716,7 @@ mod tests {
         let first_vpc = zone("ZZZZ", "corp.example.", vec![soa("1"), set("only-a.corp.example.", RrType::A, 60, &["10.0.0.1"]).build().expect("set")]);
         let out = records_from_zones(&[second_vpc, first_vpc], &ctx());
         assert_eq!(out.zones, [ZoneSummary { id: "ZZZZ".into(), name: Name::from_ascii("corp.example.").expect("name") }]);
-        assert!(out.records.iter().all(|r| r.provenance.origin.contains("zone=ZZZZ")), "{:?}", out.records);
+        assert!(out.records.iter().all(|r| r.provenance.origin.text().contains("zone=ZZZZ")), "{:?}", out.records);
         assert!(out.records.iter().any(|r| r.name.to_ascii() == "only-a.corp.example."));
         assert!(out.skipped.iter().any(|s| s.contains("ZAAA") && s.contains("same name")), "{:?}", out.skipped);
         assert_eq!(out.lost_zones.iter().map(|(w, z)| (w.as_str(), z.id.as_str())).collect::<Vec<_>>(), [("ZZZZ", "ZAAA")], "a conflict");
@@ -917,7 +917,7 @@ mod tests {
         let out = records_from_zones(&[parent, child], &ctx());
         let x: Vec<Record> = out.records.iter().filter(|r| r.name.to_ascii() == "x.sub.corp.example.").collect();
         assert_eq!(x.len(), 1);
-        assert!(x[0].provenance.origin.contains("zone=Z2"));
+        assert!(x[0].provenance.origin.text().contains("zone=Z2"));
         assert_eq!(out.skipped.len(), 2, "{:?}", out.skipped);
     }
 }

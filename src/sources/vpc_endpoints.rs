@@ -1022,7 +1022,7 @@ mod tests {
         assert_eq!(r.ttl, 60);
         assert_eq!(r.provenance.source, SourceKind::EndpointDns);
         for part in [SM_ID, "eni=eni-0aaa1111bbbb2222c", "az=us-east-1a", "vpc=vpc-0a1b2c3d4e5f60718", "account=111122223333", "region=us-east-1", "service=com.amazonaws.us-east-1.secretsmanager"] {
-            assert!(r.provenance.origin.contains(part), "{part} missing from {}", r.provenance.origin);
+            assert!(r.provenance.origin.text().contains(part), "{part} missing from {}", r.provenance.origin);
         }
         let list = EndpointList::from(converted.endpoints.clone());
         let open = list.open();
