@@ -157,17 +157,18 @@ impl RecordList {
     }
 
     /// Readies the list to be kept until the next fetch: gives back room grown for records no
-    /// longer coming, moves the provenances' origins into one buffer ([`crate::origin`]), and
-    /// seals the names and rows.
+    /// longer coming, seals the provenances' origins together ([`crate::origin`]), and seals
+    /// the names and rows. A sealed list is compact already (a push opens it).
     pub fn compact(&mut self) {
+        if !self.sealed.is_empty() {
+            return;
+        }
         crate::origin::pack(self.provenances.iter_mut().map(|p| &mut p.origin));
         self.provenances.shrink_to_fit();
         self.azs.shrink_to_fit();
         self.weights.shrink_to_fit();
         self.others.shrink_to_fit();
-        if self.sealed.is_empty() {
-            self.sealed = std::mem::take(&mut self.open).seal();
-        }
+        self.sealed = std::mem::take(&mut self.open).seal();
     }
 
     /// The names and rows: the open ones, or the sealed ones read back.
@@ -204,7 +205,9 @@ impl RecordList {
 impl PartialEq for RecordList {
     fn eq(&self, other: &Self) -> bool {
         self.len == other.len
-            && self.provenances == other.provenances
+            && self.provenances.len() == other.provenances.len()
+            && self.provenances.iter().zip(&other.provenances).all(|(a, b)| (a.source, a.line) == (b.source, b.line))
+            && crate::origin::same_texts(self.provenances.iter().map(|p: &Provenance| &p.origin), other.provenances.iter().map(|p: &Provenance| &p.origin))
             && self.azs == other.azs
             && self.weights == other.weights
             && self.others == other.others
@@ -401,7 +404,9 @@ impl Serialize for RecordList {
 
 impl RecordList {
     /// A list from its stored tables, each index checked: a damaged file is an error, never
-    /// a record with the wrong name.
+    /// a record with the wrong name. Its origins are sealed at once (the first table shares
+    /// them), its rows left open: reading a state file is on the way to a restart's first
+    /// answer, and the reader compacts the list once that is served.
     fn from_stored(stored: Read) -> Result<Self, String> {
         let mut list = Self { provenances: stored.provenances, azs: stored.azs, weights: stored.weights, ..Self::default() };
         let rows = &mut list.open;
@@ -430,7 +435,7 @@ impl RecordList {
             })
             .collect::<Result<_, String>>()?;
         list.len = rows.entries.len();
-        list.compact();
+        crate::origin::pack(list.provenances.iter_mut().map(|p| &mut p.origin));
         Ok(list)
     }
 }
@@ -507,7 +512,11 @@ mod tests {
 
         // Through the state file's layout and back: the same list, spelling included.
         let json = serde_json::to_string(&list).unwrap();
-        let read: RecordList = serde_json::from_str(&json).unwrap();
+        let mut read: RecordList = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, list);
+        assert!(read.sealed.is_empty(), "rows read open: a restart serves before it compacts");
+        read.compact();
+        assert!(!read.sealed.is_empty());
         assert_eq!(read, list);
         assert_eq!(read.iter().map(|r| r.name.to_ascii()).collect::<Vec<_>>(), spelled);
         // The layout before (`hubdns-state/1`): a plain sequence of records, whose names

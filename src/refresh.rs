@@ -215,6 +215,12 @@ impl Refresher {
             return;
         };
         let mut flowing = self.events_flowing.subscribe();
+        // Answers restored from the state file kept their rows open, to serve sooner
+        // (`RecordList::from_stored`): sealed now, while the first table is already served.
+        for output in self.outputs.values_mut() {
+            Arc::make_mut(output).records.compact();
+        }
+        crate::memory::release_freed();
         self.replace_tasks(sources::planned(&self.config, &self.orgs), &shutdown);
         self.replace_consumer(&shutdown);
         self.replace_listers(&shutdown);
