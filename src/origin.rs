@@ -8,7 +8,7 @@
 //! them out), in 256-byte blocks among pages the fetch's scratch also used; in one buffer,
 //! 2.0 MB. Nothing reads them on the query path, so a source's answer keeps them sealed
 //! ([`pack`], called by [`crate::record_list::RecordList`] when a fetch or a state file is
-//! read in): each distinct text once, [`PER_BLOCK`] texts to an LZ4 block, about 0.3 MB in
+//! read in): each distinct text once, up to [`PER_BLOCK`] texts to an LZ4 block, about 0.3 MB in
 //! all, since an endpoint's texts differ from the next one's in a few characters. Reading one
 //! ([`Origin::text`]) decompresses its block, a few microseconds; the last block read is
 //! kept per thread, so views that read records in order decompress each block once.
@@ -23,9 +23,13 @@ use std::{
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// How many texts a sealed block holds: enough for LZ4 to find what neighbouring texts share
-/// (64 endpoint origins are about 13 KB), few enough that reading one is quick.
+/// How many texts a sealed block holds at most: enough for LZ4 to find what neighbouring texts
+/// share (64 endpoint origins are about 13 KB), few enough that reading one is quick.
 pub const PER_BLOCK: usize = 64;
+
+/// How many bytes of text a sealed block holds at most, so that the block each thread keeps
+/// stays small whatever the texts (a longer text has a block of its own).
+pub const BLOCK_BYTES: usize = 16 * 1024;
 
 /// Origin text: a text of its own, or one of a sealed set's. It compares and serializes as
 /// its text, and costs one pointer and an index however many records share it.
@@ -40,9 +44,9 @@ pub struct Origin {
 enum Texts {
     /// One text, as a source wrote it.
     One(String),
-    /// Texts packed by [`pack`]: text `i` ends at `ends[i]` of its block's plain text, and
-    /// lies in block `i / PER_BLOCK`, LZ4-compressed.
-    Sealed { ends: Box<[u32]>, blocks: Box<[Box<[u8]>]> },
+    /// Texts packed by [`pack`]: block `b`, LZ4-compressed, holds the texts from `firsts[b]`
+    /// up to the next block's first, and text `i` ends at `ends[i]` of its block's plain text.
+    Sealed { ends: Box<[u32]>, firsts: Box<[u32]>, blocks: Box<[Box<[u8]>]> },
 }
 
 // One of these sits in every provenance: a record set holds one per record.
@@ -60,11 +64,13 @@ impl Origin {
     pub fn text(&self) -> Cow<'_, str> {
         match &*self.texts {
             Texts::One(text) => Cow::Borrowed(text),
-            Texts::Sealed { ends, blocks } => {
-                let (at, block) = (self.at as usize, self.at as usize / PER_BLOCK);
+            Texts::Sealed { ends, firsts, blocks } => {
+                let at = self.at as usize;
+                let block = firsts.partition_point(|&first| first <= self.at).saturating_sub(1);
                 let plain = self.block(block, blocks);
                 // Text `at` ends at `ends[at]`; the first of a block starts at 0.
-                let start = if at % PER_BLOCK == 0 { 0 } else { ends.get(at - 1).copied().unwrap_or(0) as usize };
+                let first = firsts.get(block).is_some_and(|&first| first == self.at);
+                let start = if first { 0 } else { ends.get(at.wrapping_sub(1)).copied().unwrap_or(0) as usize };
                 let end = ends.get(at).copied().unwrap_or(0) as usize;
                 // `ends` were counted in this block's text when it was sealed; `get` keeps a
                 // damaged range from panicking.
@@ -129,9 +135,8 @@ pub fn same_texts<'a>(a: impl ExactSizeIterator<Item = &'a Origin> + Clone, b: i
         return false;
     }
     if let (Some(one), Some(two)) = (one_set(a.clone()), one_set(b.clone()))
-        && let (Texts::Sealed { ends: e1, blocks: b1 }, Texts::Sealed { ends: e2, blocks: b2 }) = (&**one, &**two)
-        && e1 == e2
-        && b1 == b2
+        && let (Texts::Sealed { ends: e1, firsts: f1, blocks: b1 }, Texts::Sealed { ends: e2, firsts: f2, blocks: b2 }) = (&**one, &**two)
+        && (e1, f1, b1) == (e2, f2, b2)
     {
         return a.zip(b).all(|(x, y)| x.at == y.at);
     }
@@ -164,7 +169,8 @@ impl<'de> Deserialize<'de> for Origin {
     }
 }
 
-/// Seals `origins` together: each distinct text once, [`PER_BLOCK`] to an LZ4 block, and
+/// Seals `origins` together: each distinct text once, in LZ4 blocks of up to [`PER_BLOCK`]
+/// texts and [`BLOCK_BYTES`] bytes, and
 /// points each at its text there; what they held is freed as its last user lets go. Equal
 /// origins end up as one.
 pub fn pack<'a>(origins: impl IntoIterator<Item = &'a mut Origin>) {
@@ -179,22 +185,32 @@ pub fn pack<'a>(origins: impl IntoIterator<Item = &'a mut Origin>) {
             offset(distinct.len() - 1)
         }));
     }
-    let mut ends = Vec::with_capacity(distinct.len());
-    let blocks: Box<[Box<[u8]>]> = distinct
-        .chunks(PER_BLOCK)
-        .map(|chunk| {
-            let mut plain = String::new();
-            for text in chunk {
-                plain.push_str(text);
-                ends.push(offset(plain.len()));
-            }
-            lz4_flex::block::compress_prepend_size(plain.as_bytes()).into_boxed_slice()
-        })
-        .collect();
-    let texts = Arc::new(Texts::Sealed { ends: ends.into_boxed_slice(), blocks });
+    let (mut ends, mut firsts, mut blocks) = (Vec::with_capacity(distinct.len()), Vec::new(), Vec::new());
+    let mut plain = String::new();
+    for (at, text) in distinct.iter().enumerate() {
+        let full = firsts.last().is_some_and(|&first| at - first as usize == PER_BLOCK || plain.len() + text.len() > BLOCK_BYTES);
+        if full {
+            blocks.push(seal(&plain));
+            plain.clear();
+        }
+        if full || firsts.is_empty() {
+            firsts.push(offset(at));
+        }
+        plain.push_str(text);
+        ends.push(offset(plain.len()));
+    }
+    if !firsts.is_empty() {
+        blocks.push(seal(&plain));
+    }
+    let texts = Arc::new(Texts::Sealed { ends: ends.into_boxed_slice(), firsts: firsts.into_boxed_slice(), blocks: blocks.into_boxed_slice() });
     for (origin, at) in origins.iter_mut().zip(index) {
         **origin = Origin { texts: texts.clone(), at };
     }
+}
+
+/// `plain`, LZ4-compressed, its length first.
+fn seal(plain: &str) -> Box<[u8]> {
+    lz4_flex::block::compress_prepend_size(plain.as_bytes()).into_boxed_slice()
 }
 
 /// An offset or index in a sealed set. Origins of 4 GiB in all are far past anything a
@@ -211,7 +227,7 @@ mod tests {
     fn packed_origins_read_as_before_each_text_once_and_compressed() {
         let written: Vec<String> = (0..1_000)
             .map(|i| format!("vpc_endpoints vpce-{:017} eni=eni-{i:017} az=us-east-1a vpc=vpc-1 account=111122223333 region=us-east-1 service=com.amazonaws.vpce.us-east-1.vpce-svc-{:017}", i / 2, i / 2))
-            .chain(["route53 zone=Z1".to_owned(), "é".to_owned(), String::new()])
+            .chain(["route53 zone=Z1".to_owned(), "é".to_owned(), String::new(), "x".repeat(40_000), "config a.toml".to_owned()])
             .collect();
         let mut origins: Vec<Origin> = written.iter().map(|t| Origin::from(t.as_str())).collect();
         origins.extend(origins[..10].to_vec());
@@ -219,11 +235,15 @@ mod tests {
         pack(origins.iter_mut());
         assert_eq!(origins, before);
         // In order, out of order, and across blocks.
-        for at in (0..origins.len()).chain((0..origins.len()).rev()).chain([5, 900, 64, 63, 1_000]) {
+        for at in (0..origins.len()).chain((0..origins.len()).rev()).chain([5, 900, 64, 63, 1_000, 1_003, 1_004]) {
             assert_eq!(origins[at].text(), before[at].text(), "origin {at}");
         }
-        let Texts::Sealed { ends, blocks } = &*origins[0].texts else { panic!("sealed") };
+        let Texts::Sealed { ends, firsts, blocks } = &*origins[0].texts else { panic!("sealed") };
         assert_eq!(ends.len(), written.len(), "each text once");
+        // Blocks of at most 64 texts and 16 KiB: a longer text is a block of its own.
+        assert_eq!(blocks.len(), firsts.len());
+        assert!(firsts.windows(2).all(|w| w[1] - w[0] <= PER_BLOCK as u32));
+        assert!(firsts.contains(&1_003) && firsts.contains(&1_004), "{firsts:?}");
         let sealed: usize = blocks.iter().map(|b| b.len()).sum();
         let plain: usize = written.iter().map(String::len).sum();
         assert!(sealed * 4 < plain, "sealed {sealed} of {plain} bytes");
