@@ -228,8 +228,9 @@ pub enum Escape {
 /// TXT data from its presentation form: character strings, each quoted or a bare word, where
 /// `\ddd` is one octet and `\x` is `x` — byte by byte, so `"caf\195\169"` (decimal) is the
 /// UTF-8 of `café`. hickory 0.26's parser reads `\ddd` as a character, not an octet, so TXT is
-/// read here. A string over 255 bytes is split into 255-byte strings (RFC 1035 §3.3.14), as
-/// Route 53 does.
+/// read here. A string over 255 bytes is refused: a character string holds at most 255 octets
+/// (RFC 1035 §3.3). BIND refuses such a zone file, and Route 53 such a value
+/// (`CharacterStringTooLong`); the long text has to be written as several strings.
 pub fn txt_rdata(value: &str, escape: Escape) -> Result<RData, String> {
     let (radix, top, digits_are) = match escape {
         Escape::Decimal => (10u16, b'9', "decimal"),
@@ -268,10 +269,10 @@ pub fn txt_rdata(value: &str, escape: Escape) -> Result<RData, String> {
                 Some(b) => string.push(b),
             }
         }
-        if string.is_empty() {
-            strings.push(Vec::new());
+        if string.len() > 255 {
+            return Err(format!("a string of {} bytes: a TXT string holds at most 255 (RFC 1035 §3.3); write it as several", string.len()));
         }
-        strings.extend(string.chunks(255).map(<[u8]>::to_vec));
+        strings.push(string);
     }
     if strings.is_empty() {
         return Err("no text".into());
@@ -1371,6 +1372,9 @@ mod tests {
         assert!(err.contains("no NS"), "{err}");
         let err = refused("$ORIGIN z.example.\nns A 10.0.0.1\n@ SOA ns hm 1 2 3 4 5\n");
         assert!(err.contains("bad.zone:2: ") && err.contains("no TTL"), "no TTL anywhere: {err}");
+        // One TXT string of 256 bytes: BIND refuses it too (RFC 1035 §3.3: at most 255).
+        let err = refused(&format!("{head}long TXT \"{}\"\n", "x".repeat(256)));
+        assert!(err.contains("bad.zone:6: ") && err.contains("at most 255"), "{err}");
         let err = refused(&format!("{head}hinfo HINFO \"caf\\195\\169\" x\n"));
         assert!(err.contains("bad.zone:6: ") && err.contains("only TXT"), "{err}");
         std::fs::write(d.join("latin1.zone"), b"$ORIGIN z.example.\n$TTL 300\n; J\xfcrgen\n").unwrap();

@@ -781,8 +781,9 @@ mod tests {
         assert_eq!(txt(r#""say \"hi\" \\ back""#), [br#"say "hi" \ back"#.to_vec()]);
         assert_eq!(txt("bare"), [b"bare".to_vec()]);
         assert_eq!(txt(r#""""#), [Vec::<u8>::new()]);
-        let long = format!("\"{}\"", "x".repeat(300));
-        assert_eq!(txt(&long).iter().map(Vec::len).collect::<Vec<_>>(), [255, 45]);
+        let split = format!("\"{}\" \"{}\"", "x".repeat(255), "y".repeat(45));
+        assert_eq!(txt(&split).iter().map(Vec::len).collect::<Vec<_>>(), [255, 45]);
+        assert!(txt_from_route53(&format!("\"{}\"", "x".repeat(256))).is_err(), "one string of 256 bytes");
         // SPF is TXT's format under its own type (RFC 7208 §3.1).
         let Ok(RData::Unknown { code, rdata }) = spf_from_route53(r#""v=spf1 -all""#) else { panic!("SPF") };
         assert_eq!((code, &rdata.anything[..]), (spf(), &b"\x0bv=spf1 -all"[..]));
