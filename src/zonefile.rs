@@ -662,6 +662,48 @@ fn control_words(text: &str) -> Vec<String> {
     words
 }
 
+/// How many fields the data of a type with a fixed layout has. hickory's parser reads the
+/// fields it needs and drops any after them, so `www A 10.0.0.1 10.0.0.2` would serve one
+/// address; BIND refuses such a line ("extra input text"), and so does hubdns. Types whose
+/// data may run over any number of words (TXT, hex and base64 split by blanks) are left out.
+fn fixed_fields(rtype: RecordType) -> Option<usize> {
+    match rtype {
+        // RFC 1035 §3.3.1, §3.3.11, §3.3.12, §3.4.1; RFC 3596 §2.4.
+        RecordType::A | RecordType::AAAA | RecordType::NS | RecordType::CNAME | RecordType::PTR => Some(1),
+        // RFC 1035 §3.3.2 (two character strings), §3.3.9.
+        RecordType::HINFO | RecordType::MX => Some(2),
+        // RFC 8659 §4.1.1: flags, tag, value.
+        RecordType::CAA => Some(3),
+        // RFC 2782: priority, weight, port, target.
+        RecordType::SRV => Some(4),
+        // RFC 3403 §4.1.
+        RecordType::NAPTR => Some(6),
+        // RFC 1035 §3.3.13.
+        RecordType::SOA => Some(7),
+        _ => None,
+    }
+}
+
+/// How many fields `data` holds: words split at blanks outside double quotes and not escaped
+/// (RFC 1035 §5.1: `\x` stands for `x`).
+fn field_count(data: &str) -> usize {
+    let (mut count, mut in_word, mut quoted, mut escaped) = (0, false, false, false);
+    for c in data.chars() {
+        let blank = c.is_whitespace() && !quoted && !escaped;
+        if !blank && !in_word {
+            count += 1;
+        }
+        in_word = !blank;
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            _ => {}
+        }
+    }
+    count
+}
+
 /// The name a `$ORIGIN` or `$INCLUDE` gives as origin: relative to the one in force, and `@`
 /// for that one itself (RFC 1035 §5.1's "@ … denotes the current origin"; BIND reads it so).
 fn origin_named(text: &str, origin: Option<&Name>) -> Result<Name, String> {
@@ -693,6 +735,12 @@ fn parse_job(job: &Job) -> Result<WireRecord, String> {
     }
     if record.record_type() == RecordType::TXT {
         record.data = txt_rdata(fields.data, Escape::Decimal)?;
+    }
+    if let Some(expected) = fixed_fields(record.record_type()) {
+        let given = field_count(fields.data);
+        if given != expected {
+            return Err(format!("{} data of {given} fields, where it has {expected}: the rest would be lost (BIND refuses it too)", record.record_type()));
+        }
     }
     if record.dns_class != DNSClass::IN {
         return Err(format!("class {}: only IN is served", record.dns_class));
@@ -1372,6 +1420,14 @@ mod tests {
         assert!(err.contains("no NS"), "{err}");
         let err = refused("$ORIGIN z.example.\nns A 10.0.0.1\n@ SOA ns hm 1 2 3 4 5\n");
         assert!(err.contains("bad.zone:2: ") && err.contains("no TTL"), "no TTL anywhere: {err}");
+        // More data than the type has: BIND says "extra input text"; hickory would drop it.
+        for extra in ["www A 10.0.0.1 10.0.0.2", "m MX 10 mail.z.example. 99", "s SRV 0 5 443 t.z.example. x", "c CNAME a b"] {
+            let err = refused(&format!("{head}{extra}\n"));
+            assert!(err.contains("bad.zone:6: ") && err.contains("the rest would be lost"), "{extra}: {err}");
+        }
+        assert_eq!(field_count(r#"0 issue "ca.example; account=1""#), 3, "a quoted value is one field");
+        assert_eq!(field_count(r"a\ b.z.example."), 1, "an escaped blank is inside a name");
+        assert_eq!(field_count("  ns hm 1 2 3 4 5 "), 7);
         // One TXT string of 256 bytes: BIND refuses it too (RFC 1035 §3.3: at most 255).
         let err = refused(&format!("{head}long TXT \"{}\"\n", "x".repeat(256)));
         assert!(err.contains("bad.zone:6: ") && err.contains("at most 255"), "{err}");
