@@ -87,6 +87,9 @@ struct Row {
     /// `check` rows: the exit status `hubdns check` must end with (78: EX_CONFIG).
     #[serde(default)]
     exit: Option<i32>,
+    /// `check` rows: a zone file written beside the config as `check.zone`.
+    #[serde(default)]
+    zone: Option<String>,
 }
 
 fn yes() -> bool {
@@ -1219,7 +1222,11 @@ fn run_check(row: &Row) -> Vec<String> {
     let (Some(config), Some(want)) = (&row.config, &row.check) else {
         return vec!["check row needs config and check".into()];
     };
-    let path = tempdir().join("check.toml");
+    let dir = tempdir();
+    if let Some(zone) = &row.zone {
+        std::fs::write(dir.join("check.zone"), zone).expect("write zone file");
+    }
+    let path = dir.join("check.toml");
     let text = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n\n[forward]\nupstreams = [\"127.0.0.1:9\"]\n\n{config}\n");
     std::fs::write(&path, text).expect("write config");
     let output = std::process::Command::new(HUBDNS).args(["check", "--config"]).arg(&path).output().expect("hubdns check runs");
