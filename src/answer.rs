@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use crate::{
     az::{Choice, ClientZone, LocationType, Order, Spread},
     prepared::Prepared,
-    snapshot::{Node, RecordSet, Resolution, Snapshot},
+    snapshot::{Node, RecordSet, Resolution, Snapshot, Unloaded},
 };
 
 /// Most CNAMEs followed through owned names (RFC 1034 §3.6.2 asks servers to bound chains).
@@ -130,6 +130,10 @@ pub enum Outcome<'a> {
     /// SERVFAIL: the chain needs more than [`MAX_CNAME_HOPS`] CNAMEs; those followed are in
     /// the answer, as BIND answers.
     TooLong,
+    /// SERVFAIL: the name is in a zone whose file did not load (and no other source owns it),
+    /// as BIND 9 answers for a zone "not loaded due to errors", recursion asked or not; the
+    /// CNAMEs followed to it are in the answer.
+    Unloaded(&'a Unloaded),
 }
 
 /// What the engine decided, step by step.
@@ -197,7 +201,7 @@ impl<'a> Plan<'a> {
         match self.outcome {
             Outcome::NxDomain { .. } => ResponseCode::NXDomain,
             Outcome::Refused(_) => ResponseCode::Refused,
-            Outcome::Loop | Outcome::TooLong => ResponseCode::ServFail,
+            Outcome::Loop | Outcome::TooLong | Outcome::Unloaded(_) => ResponseCode::ServFail,
             Outcome::Answer | Outcome::NoData { .. } | Outcome::Forward { .. } => ResponseCode::NoError,
         }
     }
@@ -206,7 +210,7 @@ impl<'a> Plan<'a> {
     pub fn authoritative(&self) -> bool {
         match self.outcome {
             Outcome::Refused(_) | Outcome::Forward { .. } => false,
-            Outcome::Answer | Outcome::TooLong | Outcome::Loop => self.len > 0,
+            Outcome::Answer | Outcome::TooLong | Outcome::Loop | Outcome::Unloaded(_) => self.len > 0,
             Outcome::NoData { .. } | Outcome::NxDomain { .. } => true,
         }
     }
@@ -288,6 +292,12 @@ pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'_>, draw: Draw) -> P
                 }
                 _ => {}
             }
+        }
+        if let Resolution::NotOwned = resolution
+            && let Some(zone) = snapshot.unloaded_zone(key)
+        {
+            plan.outcome = Outcome::Unloaded(zone);
+            return plan;
         }
         let (node, wildcard) = match resolution {
             Resolution::Exact(node) => (node, false),

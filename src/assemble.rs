@@ -16,7 +16,7 @@ use hickory_proto::rr::Name;
 use crate::{
     az::{AffinityRules, Locator, Placement, PlacementKind},
     config::Config,
-    snapshot::{Alias, Dropped, Provenance, Record, Snapshot, SoaSettings, SourceKind},
+    snapshot::{Alias, Dropped, Provenance, Record, Snapshot, SoaSettings, SourceKind, Unloaded},
     sources::{self, SourceOutput},
 };
 
@@ -70,6 +70,7 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
     }
     dropped.splice(0..0, zone_conflicts);
     snapshot.apply_affinity(&affinity_rules(config), Locator::new(placements(config, outputs)));
+    snapshot.mark_unloaded(config.unloaded_zones().map(|(zone, fault)| Unloaded::new(zone, &fault.error)).collect());
     tracing::debug!(
         names = snapshot.name_count(),
         records = snapshot.record_count(),

@@ -78,9 +78,45 @@ pub struct Config {
     /// Byte offset of the start of each line of the source text, to turn spans into line numbers.
     #[serde(skip)]
     line_starts: Vec<usize>,
-    /// The `[[zones]]` files as read, index for index; shared by every copy of the config.
+    /// The `[[zones]]` files served, in entry order; shared by every copy of the config. Index
+    /// for index with `zones` unless one did not load ([`Config::zone_faults`]).
     #[serde(skip)]
     pub zone_files: Vec<Arc<ZoneFile>>,
+    /// The `[[zones]]` files that did not load while serving: the rest of the config runs
+    /// without them ([`Config::parse_serving`]). Always empty from [`Config::parse`].
+    #[serde(skip)]
+    pub zone_faults: Vec<ZoneFault>,
+}
+
+/// A `[[zones]]` file that did not load when a server started or reloaded. As BIND does with a
+/// zone that does not load, the server goes on with every other zone; the zone itself is
+/// served from the running server's copy of the same file if it has one (a reload), and
+/// otherwise answers SERVFAIL for its names (BIND 9's answer for a zone "not loaded due to
+/// errors"), so that they are not sent upstream as if no one owned them.
+#[derive(Debug, Clone)]
+pub struct ZoneFault {
+    /// The `[[zones]]` entry's index.
+    pub entry: usize,
+    /// The file as the entry names it, resolved from the config file's directory.
+    pub file: PathBuf,
+    /// The zone's name: the entry's `origin`, else the file's first `$ORIGIN` if the reading
+    /// got that far. `None`: unknown, and its names are forwarded like any name not owned.
+    pub zone: Option<Name>,
+    /// Whether the running server's copy of the file is served in its place.
+    pub kept: bool,
+    /// Why, with the config file's line and the zone file's (`config:3: zones[0].file: z:7: …`).
+    pub error: String,
+    /// Every file the reading opened: what to watch for a fix.
+    pub read: Vec<PathBuf>,
+}
+
+/// What [`Config::load_zones`] does with a zone file that does not load.
+#[derive(Clone, Copy)]
+enum OnZoneFault<'a> {
+    /// Refuses the config (`hubdns check`, and every caller of [`Config::parse`]).
+    Refuse,
+    /// Goes on without it, keeping the running server's copy of the same file if one is given.
+    Isolate { running: &'a [Arc<ZoneFile>] },
 }
 
 /// Listeners, client access, and the resource bounds of the DNS front end.
@@ -910,8 +946,30 @@ impl Config {
         Self::parse(&text, &path.display().to_string())
     }
 
-    /// Parses and validates `text`; `origin` names it in messages and provenance.
+    /// Parses and validates `text`; `origin` names it in messages and provenance. A zone file
+    /// that does not load refuses the whole config, as `hubdns check` must.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(text, origin, OnZoneFault::Refuse)
+    }
+
+    /// [`Config::load`] for a server starting: a zone file that does not load is left out and
+    /// listed in [`Config::zone_faults`], never the whole server.
+    pub fn load_serving(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse_serving(&text, &path.display().to_string(), &[])
+    }
+
+    /// [`Config::parse`] for a server: a zone file that does not load is listed in
+    /// [`Config::zone_faults`], and the running server's copy of the same file (in `running`,
+    /// its zone files) is served in its place if it has one. Every other error still refuses.
+    pub fn parse_serving(text: &str, origin: &str, running: &[Arc<ZoneFile>]) -> Result<Self, ConfigError> {
+        Self::parse_with(text, origin, OnZoneFault::Isolate { running })
+    }
+
+    fn parse_with(text: &str, origin: &str, on_fault: OnZoneFault<'_>) -> Result<Self, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             origin: origin.to_owned(),
             message: e.to_string().trim_end().to_owned(),
@@ -921,35 +979,54 @@ impl Config {
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
         config.validate()?;
-        config.load_zones()?;
+        config.load_zones(on_fault)?;
         Ok(config)
     }
 
     /// Reads every `[[zones]]` file, relative paths from the config file's directory, and
     /// forwards each delegation with glue inside them to its glue addresses, unless a
     /// `[[forward.rules]]` entry names that domain.
-    fn load_zones(&mut self) -> Result<(), ConfigError> {
+    fn load_zones(&mut self, on_fault: OnZoneFault<'_>) -> Result<(), ConfigError> {
         let base = Path::new(&self.origin).parent().map(Path::to_path_buf).unwrap_or_default();
         let mut files = Vec::with_capacity(self.zones.len());
+        let mut faults = Vec::new();
         let mut apexes = HashSet::new();
         for (i, entry) in self.zones.iter().enumerate() {
             let zone = entry.get_ref();
             let path = base.join(&zone.file);
             let started = std::time::Instant::now();
-            let read = ZoneFile::load(&path, zone.origin.as_ref().map(DomainName::name))
-                .map_err(|error| ConfigError::ZoneFile { origin: self.origin.clone(), line: self.line_of(entry), key: format!("zones[{i}].file"), error: Box::new(error) })?;
+            let read = match ZoneFile::load(&path, zone.origin.as_ref().map(DomainName::name)) {
+                Ok(read) => Arc::new(read),
+                Err(why) => {
+                    let (apex, read) = (why.apex.as_deref().cloned(), why.read.clone());
+                    let error = ConfigError::ZoneFile { origin: self.origin.clone(), line: self.line_of(entry), key: format!("zones[{i}].file"), error: Box::new(why) };
+                    let OnZoneFault::Isolate { running } = on_fault else { return Err(error) };
+                    let kept = running.iter().find(|z| z.files.first() == Some(&path)).cloned();
+                    faults.push(ZoneFault { entry: i, file: path.clone(), zone: kept.as_ref().map(|k| k.origin.clone()).or(apex), kept: kept.is_some(), error: error.to_string(), read });
+                    let Some(kept) = kept else {
+                        // Its names are its own even so (SERVFAIL): a parent zone's delegation
+                        // to it is not forwarded, as for a nested zone that loaded.
+                        apexes.extend(faults.last().and_then(|f| f.zone.as_ref()).map(name_key));
+                        continue;
+                    };
+                    kept
+                }
+            };
             if let Err(why) = ownable(&read.origin) {
                 return Err(self.invalid(entry, format!("zones[{i}]"), format!("{}: {why}", read.origin)));
             }
-            tracing::info!(zone = %read.origin, file = %path.display(), records = read.len(), took_ms = started.elapsed().as_millis(), "zone file read");
+            if faults.last().is_none_or(|f| f.entry != i) {
+                tracing::info!(zone = %read.origin, file = %path.display(), records = read.len(), took_ms = started.elapsed().as_millis(), "zone file read");
+            }
             if !apexes.insert(name_key(&read.origin)) {
                 return Err(self.invalid(entry, format!("zones[{i}]"), format!("another [[zones]] entry is also {}", read.origin)));
             }
-            files.push(Arc::new(read));
+            files.push(read);
         }
         // A cut that another zone file serves (a nested zone) is answered, not forwarded.
         let ruled: HashSet<Box<[u8]>> = self.forward.rules.iter().map(|r| r.get_ref().domain.key()).chain(apexes).collect();
-        for (entry, read) in self.zones.iter().zip(&files) {
+        let served = (0..self.zones.len()).filter(|i| !faults.iter().any(|f: &ZoneFault| f.entry == *i && !f.kept));
+        for (entry, read) in served.map(|i| &self.zones[i]).zip(&files) {
             for cut in read.delegations.iter().filter(|c| !c.servers.is_empty() && !ruled.contains(&name_key(&c.name))) {
                 let rule = ForwardRule {
                     domain: DomainName(cut.name.clone()),
@@ -961,7 +1038,14 @@ impl Config {
             }
         }
         self.zone_files = files;
+        self.zone_faults = faults;
         Ok(())
+    }
+
+    /// The zones whose file did not load and nothing is served in its place: each name, the
+    /// fault. Their names answer SERVFAIL.
+    pub fn unloaded_zones(&self) -> impl Iterator<Item = (&Name, &ZoneFault)> {
+        self.zone_faults.iter().filter(|f| !f.kept).filter_map(|f| Some((f.zone.as_ref()?, f)))
     }
 
     /// The 1-based line on which a spanned entry starts.
@@ -1964,5 +2048,45 @@ values = ["v=spf1 -all", "a long one"]
         let long = parse_rdata(RecordType::TXT, &"x".repeat(600)).unwrap();
         let RData::TXT(t) = long else { panic!("TXT expected") };
         assert_eq!(t.txt_data.iter().map(|s| s.len()).collect::<Vec<_>>(), vec![255, 255, 90]);
+    }
+
+    /// A zone file that does not load refuses the config for `check` ([`Config::parse`]), and
+    /// for a server ([`Config::parse_serving`]) is left out and listed: with the running
+    /// server's copy served in its place when it has one, else with its name (for SERVFAIL).
+    #[test]
+    fn a_zone_file_that_does_not_load_is_one_zone_down_for_a_server() {
+        let dir = std::env::temp_dir().join(format!("hubdns-zonefault-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = "$ORIGIN good.example.\n$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.1\n";
+        let bad_text = "$ORIGIN bad.example.\n$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.1\nwww A 10.0.0.2\n";
+        std::fs::write(dir.join("good.zone"), good).unwrap();
+        std::fs::write(dir.join("bad.zone"), bad_text).unwrap();
+        let text = "[[zones]]\nfile = \"bad.zone\"\n\n[[zones]]\nfile = \"good.zone\"\n\n[[zones]]\nfile = \"missing.zone\"\norigin = \"gone.example\"\n\n[[zones]]\nfile = \"unnamed.zone\"\n";
+        let origin = dir.join("t.toml").display().to_string();
+        std::fs::write(dir.join("unnamed.zone"), "$TTL 300\n").unwrap();
+
+        // The first start: bad.zone loads; the others do not.
+        let running = Config::parse_serving(text, &origin, &[]).expect("a server starts");
+        assert_eq!(running.zone_files.iter().map(|z| z.origin.to_string()).collect::<Vec<_>>(), ["bad.example.", "good.example."]);
+        let faults: Vec<(usize, Option<String>, bool)> = running.zone_faults.iter().map(|f| (f.entry, f.zone.as_ref().map(ToString::to_string), f.kept)).collect();
+        assert_eq!(faults, [(2, Some("gone.example.".into()), false), (3, None, false)]);
+        assert!(running.zone_faults[0].error.starts_with(&format!("{origin}:7: zones[2].file: ")), "{}", running.zone_faults[0].error);
+        assert!(running.zone_faults[0].read.contains(&dir.join("missing.zone")), "watched for a fix");
+        assert_eq!(running.unloaded_zones().map(|(n, _)| n.to_string()).collect::<Vec<_>>(), ["gone.example."]);
+        let error = Config::parse(text, &origin).expect_err("check refuses").to_string();
+        assert!(error.contains("zones[2].file") && error.contains("missing.zone"), "{error}");
+
+        // bad.zone broken after its name is known: a reload keeps the running copy; a start
+        // has none, and knows the zone's name from its $ORIGIN.
+        std::fs::write(dir.join("bad.zone"), bad_text.replace("www A 10.0.0.2", "www A 10.0.0.2 10.0.0.3")).unwrap();
+        let reloaded = Config::parse_serving(text, &origin, &running.zone_files).expect("a reload applies");
+        assert!(Arc::ptr_eq(&reloaded.zone_files[0], &running.zone_files[0]), "the running copy is served");
+        let fault = &reloaded.zone_faults[0];
+        assert_eq!((fault.entry, fault.kept, fault.zone.as_ref().map(ToString::to_string)), (0, true, Some("bad.example.".into())));
+        assert!(fault.error.contains("bad.zone:6:"), "{}", fault.error);
+        assert_eq!(reloaded.unloaded_zones().count(), 1, "a kept zone is served");
+        let started = Config::parse_serving(text, &origin, &[]).expect("a server starts");
+        assert_eq!(started.zone_files.len(), 1);
+        assert_eq!(started.unloaded_zones().map(|(n, _)| n.to_string()).collect::<Vec<_>>(), ["bad.example.", "gone.example."]);
     }
 }

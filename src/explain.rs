@@ -253,6 +253,13 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
                 false => format!("{} is owned but has no {} records: NODATA with its SOA", node.name(), type_name(qtype)),
             };
         }
+        Outcome::Unloaded(zone) => {
+            out.matched = Some(zone.zone.to_string());
+            out.reason = format!(
+                "{last} is in the zone {}, whose file did not load and which no other source serves: SERVFAIL, as BIND answers for a zone not loaded ({})",
+                zone.zone, zone.why
+            );
+        }
         Outcome::Loop => out.reason = "the owned CNAMEs loop back to an earlier name: SERVFAIL, each CNAME once".into(),
         Outcome::TooLong => {
             out.reason = format!("CNAME chain longer than {MAX_CNAME_HOPS} owned names: answered with the chain so far");

@@ -100,7 +100,10 @@ fn main() -> ExitCode {
     }
     let args = Args::parse();
     let config = match &args.command {
-        Command::Serve { config } | Command::Check { config } | Command::Explain { config, .. } => Config::load(config),
+        // A server starts without a zone file that does not load (and reports it), as BIND
+        // does; `check` and `explain` refuse it with its file:line.
+        Command::Serve { config } => Config::load_serving(config),
+        Command::Check { config } | Command::Explain { config, .. } => Config::load(config),
         Command::Demo { listen, admin, tls, https } => Config::parse(hubdns::DEMO_CONFIG, "config/demo.toml").map(|mut c| {
             c.server.listen = vec![*listen];
             c.admin.listen = Some(*admin);

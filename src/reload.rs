@@ -9,6 +9,11 @@
 //! once a second costs nothing. A change is applied once the content has stayed the same for
 //! half a second (debounce), so a file caught half-written is not loaded.
 //!
+//! A `[[zones]]` file that does not load is not a reason to refuse the rest of a new config:
+//! it is applied with that zone kept as the running server had it (or, new, answering
+//! SERVFAIL), the fault logged and shown on the status page ([`crate::config::ZoneFault`]),
+//! and the file watched for a fix.
+//!
 //! A new config that does not load, or whose forwarder cannot be built, is refused: the reason
 //! is logged and counted, and the running config stays. The content last tried is remembered
 //! either way, so a refused file is not retried until it changes again. Only a fingerprint of
@@ -24,8 +29,9 @@ use std::{
 };
 
 use crate::{
-    config::{Config, ConfigError},
+    config::Config,
     server::Server,
+    status::ZoneStatus,
 };
 
 /// How often the file is read to look for changes.
@@ -43,9 +49,14 @@ pub struct ConfigFile {
     tried: Mutex<Option<u64>>,
 }
 
-/// The zone files `config` read, its includes among them.
+/// The zone files `config` read, its includes among them, and those it failed on: a fix to
+/// either is a change to load.
 fn zone_files(config: &Config) -> Vec<PathBuf> {
-    config.zone_files.iter().flat_map(|zone| zone.files.iter().cloned()).collect()
+    let read = config.zone_files.iter().flat_map(|zone| zone.files.iter());
+    let mut files: Vec<PathBuf> = read.chain(config.zone_faults.iter().flat_map(|f| f.read.iter())).cloned().collect();
+    files.sort();
+    files.dedup();
+    files
 }
 
 impl ConfigFile {
@@ -99,16 +110,9 @@ impl ConfigFile {
             Ok(bytes) => String::from_utf8(bytes)
                 .map_err(|_| format!("{origin}: not UTF-8 text"))
                 .and_then(|text| {
-                    Config::parse(&text, &origin).map_err(|e| {
-                        // A zone file that did not load is watched too, so that fixing it
-                        // (or a file it includes) is seen.
-                        if let ConfigError::ZoneFile { error, .. } = &e {
-                            let mut watched = self.zone_files.lock().unwrap_or_else(|p| p.into_inner());
-                            let new: Vec<PathBuf> = error.read.iter().filter(|f| !watched.contains(f)).cloned().collect();
-                            watched.extend(new);
-                        }
-                        e.to_string()
-                    })
+                    // A zone file that does not load is left out (the running copy of it
+                    // kept) and listed, not a reason to refuse the rest.
+                    Config::parse_serving(&text, &origin, &server.zone_files()).map_err(|e| e.to_string())
                 }),
             Err(error) => Err(format!("cannot read {origin}: {error}")),
         };
@@ -121,11 +125,13 @@ impl ConfigFile {
             Ok((config, done)) => {
                 *self.zone_files.lock().unwrap_or_else(|p| p.into_inner()) = zone_files(&config);
                 *self.tried.lock().unwrap_or_else(|p| p.into_inner()) = self.fingerprint();
+                crate::server::report_zone_faults(&config);
                 board.config.reloads += 1;
                 board.config.loaded_at = Some(SystemTime::now());
                 board.config.origin = origin;
                 board.config.last_error = None;
                 board.config.needs_restart = done.needs_restart.iter().map(|s| (*s).to_owned()).collect();
+                board.config.zones = ZoneStatus::of(&config);
                 tracing::info!(why, forwarder_kept = done.forwarder_kept, limits_kept = done.limits_kept, "config reloaded");
                 for key in &done.needs_restart {
                     tracing::warn!(key, "this change takes effect only after a restart; the running value is kept");
@@ -133,8 +139,7 @@ impl ConfigFile {
                 Some(config)
             }
             Err(error) => {
-                // With the refused zone files now watched, what they look like now is what
-                // was tried.
+                // What the files look like now is what was tried.
                 *self.tried.lock().unwrap_or_else(|p| p.into_inner()) = self.fingerprint();
                 board.config.reloads_refused += 1;
                 board.config.last_error = Some(error.clone());

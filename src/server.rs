@@ -36,7 +36,8 @@ use crate::{
     querylog::{QueryLog, Target},
     refresh::{Refresher, Update},
     snapshot::{SharedSnapshot, Snapshot},
-    status::{ConfigStatus, StatusBoard},
+    status::{ConfigStatus, StatusBoard, ZoneStatus},
+    zonefile::ZoneFile,
 };
 
 /// How long a stop waits for forwarded queries in flight before giving up on them.
@@ -157,7 +158,9 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
     let forwarder = Arc::new(Forwarder::new(&config.forward)?);
     let board = Arc::new(StatusBoard::default());
-    board.lock().config = ConfigStatus { origin: config.origin.clone(), loaded_at: Some(SystemTime::now()), ..ConfigStatus::default() };
+    report_zone_faults(config);
+    board.lock().config =
+        ConfigStatus { origin: config.origin.clone(), loaded_at: Some(SystemTime::now()), zones: ZoneStatus::of(config), ..ConfigStatus::default() };
     let (refresher, ready) = Refresher::new(config, snapshot.clone(), forwarder.clone(), board.clone()).await;
 
     // A loop to a fixed port is refused before binding (the port may be taken meanwhile);
@@ -223,6 +226,17 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
     let (updates, updates_rx) = mpsc::channel(1);
     run_refresher(refresher, shutdown.clone(), updates_rx, &tracker);
     Ok(Server { addrs, tls_addrs, https_addrs, admin, live, config: Mutex::new(config.clone()), updates, shutdown, tracker, udp })
+}
+
+/// Logs each `[[zones]]` file of `config` that did not load, and what is served instead.
+pub fn report_zone_faults(config: &Config) {
+    for fault in &config.zone_faults {
+        match (&fault.zone, fault.kept) {
+            (Some(zone), true) => tracing::error!(error = %fault.error, %zone, "zone file not loaded; the copy loaded before is still served"),
+            (Some(zone), false) => tracing::error!(error = %fault.error, %zone, "zone file not loaded; the zone answers SERVFAIL until it loads"),
+            (None, _) => tracing::error!(error = %fault.error, "zone file not loaded; its names are forwarded until it loads, as its zone's name is unknown (set `origin`)"),
+        }
+    }
 }
 
 /// Runs the refresh loop — every source's API calls and the parsing of their responses, the
@@ -429,6 +443,12 @@ impl Server {
     /// What the admin views read.
     pub fn live(&self) -> &Arc<Live> {
         &self.live
+    }
+
+    /// The zone files the running config serves, to keep in place of any that a new config's
+    /// reading fails on.
+    pub fn zone_files(&self) -> Vec<Arc<ZoneFile>> {
+        self.config.lock().unwrap_or_else(|p| p.into_inner()).zone_files.clone()
     }
 
     /// Applies `config` (already loaded and validated) without dropping a query; returns once

@@ -485,6 +485,27 @@ pub struct Snapshot {
     locator: Locator,
     /// The affinity of names (`[az]`), as applied.
     affinity: AffinityRules,
+    /// Zones whose file did not load, with nothing served in their place.
+    unloaded: Vec<Unloaded>,
+}
+
+/// A zone configured but not loaded (its file did not load, and no earlier copy is served):
+/// its names answer SERVFAIL, as BIND 9 answers for a zone "not loaded due to errors", rather
+/// than being sent upstream as names no one owns.
+#[derive(Debug, Clone)]
+pub struct Unloaded {
+    key: Box<[u8]>,
+    /// The zone's name.
+    pub zone: Name,
+    /// Why it is not loaded (the config and zone file lines, and the message).
+    pub why: Arc<str>,
+}
+
+impl Unloaded {
+    /// The zone `zone`, not loaded for `why`.
+    pub fn new(zone: &Name, why: &str) -> Self {
+        Self { key: name_key(zone), zone: zone.clone(), why: Arc::from(why) }
+    }
 }
 
 impl Default for Snapshot {
@@ -500,6 +521,7 @@ impl Default for Snapshot {
             by_kind: [0; 4],
             locator: Locator::default(),
             affinity: AffinityRules::default(),
+            unloaded: Vec::new(),
         }
     }
 }
@@ -1189,6 +1211,20 @@ impl Snapshot {
         &self.locator
     }
 
+    /// Marks `zones` as configured but not loaded: their names not otherwise owned answer
+    /// SERVFAIL.
+    pub fn mark_unloaded(&mut self, zones: Vec<Unloaded>) {
+        self.unloaded = zones;
+    }
+
+    /// The closest zone not loaded that holds the name with lowercase wire key `key`.
+    pub fn unloaded_zone(&self, key: &[u8]) -> Option<&Unloaded> {
+        if self.unloaded.is_empty() {
+            return None;
+        }
+        self_and_ancestors(key).find_map(|ancestor| self.unloaded.iter().find(|u| *u.key == *ancestor))
+    }
+
     /// Records that `loser` claimed `name` and lost before the table was built (a zone or a
     /// custom domain name an earlier source serves), for `explain`.
     pub fn note_outvoted(&mut self, name: &Name, loser: Provenance) {
@@ -1562,6 +1598,7 @@ mod tests {
         NxDomain(String),
         NotOwned,
         Loop,
+        Unloaded(String),
     }
 
     /// The answer engine's records for `qname`/`qtype` (the last hop's), or its outcome.
@@ -1587,6 +1624,7 @@ mod tests {
             Outcome::NxDomain { soa, .. } => Got::NxDomain(soa.name.to_string()),
             Outcome::Forward { .. } => Got::NotOwned,
             Outcome::Loop => Got::Loop,
+            Outcome::Unloaded(zone) => Got::Unloaded(zone.zone.to_string()),
             other => panic!("{qname} {qtype}: {other:?}"),
         }
     }
@@ -1655,6 +1693,46 @@ mod tests {
         }
         assert_eq!(snapshot.name_count(), 6);
         assert_eq!(snapshot.record_count(), 9);
+    }
+
+    /// A zone whose file did not load answers SERVFAIL at and below its apex, as BIND 9 does
+    /// for a zone "not loaded due to errors" (RD=1 or not): never forwarded as if no one owned
+    /// it. What another source owns there is still answered, and a nested zone that did load
+    /// is its own.
+    #[test]
+    fn a_zone_not_loaded_is_servfail_below_its_apex_and_only_there() {
+        let (mut snapshot, _) = build(
+            vec![
+                a("from-route53.bad.example.", [10, 0, 0, 1]),
+                rec("inner.bad.example.", RData::SOA(rdata::SOA::new(name("ns.inner.bad.example."), name("h.inner.bad.example."), 1, 2, 3, 4, 5)), SourceKind::Config),
+                a("www.inner.bad.example.", [10, 0, 0, 2]),
+                rec("to-bad.example.", RData::CNAME(rdata::CNAME(name("www.bad.example."))), SourceKind::Config),
+            ],
+            vec![],
+        );
+        snapshot.mark_unloaded(vec![super::Unloaded::new(&name("bad.example."), "z:3: extra input text")]);
+        use Got::*;
+        use RecordType::*;
+        let bad = || Unloaded("bad.example.".into());
+        for (qname, qtype, want) in [
+            ("bad.example.", SOA, bad()),
+            ("www.bad.example.", A, bad()),
+            ("a.b.BAD.example.", TXT, bad()),
+            ("from-route53.bad.example.", A, Found(A, 1, false)),
+            ("www.inner.bad.example.", A, Found(A, 1, false)),
+            ("gone.inner.bad.example.", A, NxDomain("inner.bad.example.".into())),
+            ("notbad.example.", A, NotOwned),
+            ("example.", A, NotOwned),
+        ] {
+            assert_eq!(got(&snapshot, qname, qtype), want, "{qname} {qtype}");
+        }
+        let key = name_key(&name("www.bad.example."));
+        let norec = crate::answer::plan(&snapshot, crate::answer::Question { key: &key, qtype: A, recursion_desired: false, client: None }, crate::answer::Draw::First);
+        assert_eq!(norec.rcode(), hickory_proto::op::ResponseCode::ServFail, "RD=0 as well");
+        // An owned CNAME into it: the chain, then SERVFAIL.
+        let key = name_key(&name("to-bad.example."));
+        let chained = crate::answer::plan(&snapshot, crate::answer::Question { key: &key, qtype: A, recursion_desired: true, client: None }, crate::answer::Draw::First);
+        assert_eq!((chained.rcode(), chained.hops().count()), (hickory_proto::op::ResponseCode::ServFail, 1));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::endpoint_list::EndpointList;
+use crate::{config::Config, endpoint_list::EndpointList};
 
 /// One AWS source as the refresh loop last saw it.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -85,6 +85,74 @@ pub struct ConfigStatus {
     pub last_error: Option<String>,
     /// Changes the last reload could not apply without a restart.
     pub needs_restart: Vec<String>,
+    /// The `[[zones]]` files, in entry order.
+    pub zones: Vec<ZoneStatus>,
+}
+
+/// One `[[zones]]` entry as the running config serves it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZoneStatus {
+    /// The file, resolved from the config file's directory.
+    pub file: String,
+    /// The zone's name; `None` when its file did not load before its name was known.
+    pub zone: Option<String>,
+    /// Whether it is served, and from which reading.
+    pub state: ZoneState,
+    /// Records served from it.
+    pub records: usize,
+    /// Why the file did not load, with its lines.
+    pub error: Option<String>,
+}
+
+/// Whether a `[[zones]]` file is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneState {
+    /// As the file reads now.
+    Loaded,
+    /// The file did not load; the copy the server had loaded before is served.
+    Kept,
+    /// Not loaded, and no copy is: its names answer SERVFAIL (forwarded, when its name is
+    /// unknown).
+    Failed,
+}
+
+impl ZoneState {
+    /// Every state, in order, for a metric per state.
+    pub const ALL: [Self; 3] = [Self::Loaded, Self::Kept, Self::Failed];
+
+    /// The name in `/status.json` and `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Loaded => "loaded",
+            Self::Kept => "kept",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl ZoneStatus {
+    /// Every `[[zones]]` entry of `config`.
+    pub fn of(config: &Config) -> Vec<Self> {
+        let mut served = config.zone_files.iter();
+        (0..config.zones.len())
+            .map(|entry| {
+                let fault = config.zone_faults.iter().find(|f| f.entry == entry);
+                let file = fault.filter(|f| !f.kept).map_or_else(|| served.next().map(Arc::as_ref), |_| None);
+                Self {
+                    file: file.and_then(|z| z.files.first()).or(fault.map(|f| &f.file)).map(|f| f.display().to_string()).unwrap_or_default(),
+                    zone: file.map(|z| &z.origin).or(fault.and_then(|f| f.zone.as_ref())).map(ToString::to_string),
+                    state: match fault {
+                        None => ZoneState::Loaded,
+                        Some(f) if f.kept => ZoneState::Kept,
+                        Some(_) => ZoneState::Failed,
+                    },
+                    records: file.map_or(0, |z| z.len()),
+                    error: fault.map(|f| f.error.clone()),
+                }
+            })
+            .collect()
+    }
 }
 
 /// Everything on the board.

@@ -95,6 +95,10 @@ pub struct ZoneError {
     /// Every file the reading had opened when it stopped (the faulty one among them): what to
     /// watch for a fix.
     pub read: Vec<PathBuf>,
+    /// The zone's name as far as the reading got (the `origin` asked for, else the file's
+    /// first `$ORIGIN`), so that a zone that did not load can still be answered for as one.
+    /// Boxed: rarely there, and the error is returned through every reading step.
+    pub apex: Option<Box<Name>>,
 }
 
 /// One entry of a master file: a line, or lines joined by parentheses.
@@ -428,6 +432,7 @@ impl ZoneFile {
             Ok(delegations) => delegations,
             Err(mut error) => {
                 error.read = reader.files;
+                error.apex = reader.apex.map(Box::new);
                 if !error.read.contains(&error.file) {
                     error.read.push(error.file.clone());
                 }
@@ -437,7 +442,7 @@ impl ZoneFile {
         reader.seal();
         let Reader { files, mut blocks, count, apex, .. } = reader;
         blocks.shrink_to_fit();
-        let origin = apex.ok_or_else(|| ZoneError { file: path.to_owned(), line: 0, message: "the zone has no origin".into(), read: Vec::new() })?;
+        let origin = apex.ok_or_else(|| ZoneError { file: path.to_owned(), line: 0, message: "the zone has no origin".into(), read: Vec::new(), apex: None })?;
         let origin_wire = wire_name(&origin).into_boxed_slice();
         Ok(Self { origin, files, delegations, blocks, origin_wire, count })
     }
@@ -750,7 +755,7 @@ fn parse_job(job: &Job) -> Result<WireRecord, String> {
 
 impl Reader {
     fn error(&self, file: &Path, line: usize, message: impl Into<String>) -> ZoneError {
-        ZoneError { file: file.to_owned(), line, message: message.into(), read: Vec::new() }
+        ZoneError { file: file.to_owned(), line, message: message.into(), read: Vec::new(), apex: None }
     }
 
     /// Reads one file with `origin` as its relative origin; `depth` counts the `$INCLUDE`s
@@ -778,7 +783,7 @@ impl Reader {
         self.seen.reserve(entries.len());
         let mut origin_text = origin.as_ref().map(ToString::to_string);
         for entry in entries {
-            let at = |message: String| ZoneError { file: path.to_owned(), line: entry.line, message, read: Vec::new() };
+            let at = |message: String| ZoneError { file: path.to_owned(), line: entry.line, message, read: Vec::new(), apex: None };
             if !entry.owner_blank() && entry.text.starts_with('$') {
                 // Faults are reported in file order: the records before a control entry are
                 // parsed and kept before it is read.
@@ -940,7 +945,7 @@ impl Reader {
         let Ok((mut jobs, mut parsed)) = handle.join() else {
             // A panic in hickory's parser is a fault of its batch.
             let file = self.files.get(file).cloned().unwrap_or_default();
-            return Err(ZoneError { file, line, message: "the zone parser failed".into(), read: Vec::new() });
+            return Err(ZoneError { file, line, message: "the zone parser failed".into(), read: Vec::new(), apex: None });
         };
         self.keep_parsed(&jobs, &mut parsed, track_last)?;
         jobs.clear();
@@ -969,7 +974,7 @@ impl Reader {
             });
             if let Err(message) = kept {
                 let file = self.files.get(job.file).cloned().unwrap_or_default();
-                return Err(ZoneError { file, line: job.line, message, read: Vec::new() });
+                return Err(ZoneError { file, line: job.line, message, read: Vec::new(), apex: None });
             }
         }
         Ok(())
@@ -1076,6 +1081,7 @@ impl Reader {
             line: line as usize,
             message,
             read: Vec::new(),
+            apex: None,
         };
         let apex_key = name_key(&apex);
         // Every fault, so that the first in the file is reported whatever the map's order.

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::live::Live;
+use crate::{live::Live, status::ZoneState};
 
 pub mod prometheus;
 pub mod views;
@@ -91,13 +91,24 @@ async fn explain(State(live): State<Arc<Live>>, Query(params): Query<ExplainPara
 
 /// 200 once ready; the body names the sources whose first answer is still missing (which,
 /// once ready, are those that kept failing past `refresh.ready_timeout_secs`).
+/// A zone file that did not load is named too, but does not make the server unready: every
+/// instance reads the same file, and taking them all out of service would fail every name,
+/// not one zone's (BIND, too, serves on without it).
 async fn readyz(State(live): State<Arc<Live>>) -> (StatusCode, String) {
     let ready = *live.ready.borrow();
-    let waiting = live.board.lock().unanswered.join(" ");
+    let (waiting, zones) = {
+        let board = live.board.lock();
+        let zones: Vec<String> = board.config.zones.iter().filter(|z| z.state != ZoneState::Loaded).map(|z| format!("{} ({})", z.file, z.state.as_str())).collect();
+        (board.unanswered.join(" "), zones.join(" "))
+    };
+    let zones = match zones.is_empty() {
+        true => String::new(),
+        false => format!("; zone files not loaded: {zones}"),
+    };
     match (ready, waiting.is_empty()) {
-        (true, true) => (StatusCode::OK, "ready\n".into()),
-        (true, false) => (StatusCode::OK, format!("ready; still no first answer from: {waiting}\n")),
-        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: waiting for the first answer of: {waiting}\n")),
+        (true, true) => (StatusCode::OK, format!("ready{zones}\n")),
+        (true, false) => (StatusCode::OK, format!("ready; still no first answer from: {waiting}{zones}\n")),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: waiting for the first answer of: {waiting}{zones}\n")),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
     live::Live,
     dns::health::UpstreamStats,
     metrics::{LATENCY_BOUNDS, Limited, QueryPath},
-    status::{SourceStatus, unix_secs},
+    status::{SourceStatus, ZoneState, unix_secs},
 };
 
 /// The content type Prometheus expects for this format.
@@ -220,6 +220,14 @@ pub fn render(live: &Live) -> String {
     out.sample("hubdns_config_reloads_total", &[("result", "refused")], board.config.reloads_refused as f64);
     out.family("hubdns_config_loaded_timestamp_seconds", "gauge", "When the running config was loaded, in seconds since 1970.");
     out.sample("hubdns_config_loaded_timestamp_seconds", &[], board.config.loaded_at.map_or(0.0, unix_secs));
+    out.family(
+        "hubdns_zone_files",
+        "gauge",
+        "[[zones]] files: loaded; kept (did not load, the copy loaded before is served); failed (not loaded, its names answer SERVFAIL).",
+    );
+    for state in ZoneState::ALL {
+        out.sample("hubdns_zone_files", &[("state", state.as_str())], board.config.zones.iter().filter(|z| z.state == state).count() as f64);
+    }
     drop(board);
 
     // The snapshot.

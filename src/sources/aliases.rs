@@ -56,7 +56,9 @@ pub fn from_config(config: &Config) -> (Vec<Record>, Vec<Alias>) {
         // the nearest enclosing zone is searched, as BIND does with both loaded): this zone's
         // data there is left out. (A DS at the cut would be the parent's, but hickory's zone
         // parser reads no DS.)
-        let inner: Vec<&Name> = config.zone_files.iter().map(|z| &z.origin).filter(|o| **o != zone.origin && zone.origin.zone_of(o)).collect();
+        // One whose file did not load is left out too: its names answer SERVFAIL, as BIND's do.
+        let apexes = config.zone_files.iter().map(|z| &z.origin).chain(config.unloaded_zones().map(|(name, _)| name));
+        let inner: Vec<&Name> = apexes.filter(|o| **o != zone.origin && zone.origin.zone_of(o)).collect();
         let mut decoded = zone.all_records();
         if !inner.is_empty() {
             decoded.retain(|r| !inner.iter().any(|o| o.zone_of(&r.name)));
@@ -166,5 +168,15 @@ addresses = ["fd00::5", "10.1.0.7"]
         let cut = at("sub.corp.example.");
         assert!(cut.iter().any(|r| r == "NS ns1.sub.corp.example.") && cut.iter().any(|r| r.starts_with("SOA")), "{cut:?}");
         assert!(config.forward.rules.is_empty(), "a cut another zone file serves is not forwarded");
+
+        // The child's file broken: a server leaves it out, and neither the parent's data there
+        // nor its delegation is served in its place (its names answer SERVFAIL).
+        std::fs::write(dir.join("sub.zone"), "$ORIGIN sub.corp.example.\n$TTL 300\n@ SOA ns1 hm 1 2 3 4 5\n@ NS ns1\nns1 A 10.0.0.99 10.0.0.98\n").unwrap();
+        let config = Config::parse_serving(text, &dir.join("t.toml").display().to_string(), &[]).unwrap();
+        let (records, _) = from_config(&config);
+        let sub = Name::from_ascii("sub.corp.example.").unwrap();
+        assert!(records.iter().all(|r| !sub.zone_of(&r.name)), "nothing at or below the cut");
+        assert!(config.forward.rules.is_empty(), "the parent's delegation is not forwarded");
+        assert_eq!(config.unloaded_zones().map(|(name, _)| name.to_string()).collect::<Vec<_>>(), ["sub.corp.example."]);
     }
 }
