@@ -276,26 +276,39 @@ pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'_>, draw: Draw) -> P
     loop {
         let key = asked_keys[plan.len];
         let resolution = snapshot.locate(key);
+        // A zone whose file did not load (BIND: "not loaded due to errors") answers SERVFAIL
+        // for its names, not what a parent zone, a wildcard above it or upstream would say:
+        // only data another source serves at or below its apex is answered there.
+        let unloaded = snapshot.unloaded_zone(key, resolution);
         // DS lives on the parent side of a zone cut (RFC 4035 §3.1.4.1, RFC 4034 §5): at a
         // delegation inside a loaded zone the zone answers it (no DS: NODATA with its SOA);
-        // at an apex hubdns serves — a loaded zone's, or an owned name outside any, which is
-        // its own apex — the parent does, so it is forwarded.
+        // at an apex hubdns serves — a loaded zone's, an owned name outside any, which is its
+        // own apex, or a zone's that did not load — the parent does, so it is forwarded, unless
+        // the parent side is in a zone that did not load.
         if qtype == RecordType::DS {
+            let apex = matches!(resolution, Resolution::Exact(node) if node.is_apex()) || unloaded.is_some_and(|zone| zone.key_is(key));
+            let parent_side = || crate::name_key::parent(key).and_then(|up| snapshot.unloaded_zone(up, snapshot.locate(up)));
             match resolution {
                 Resolution::Delegated(cut) if cut.is_cut() && cut.key_is(key) => {
                     plan.outcome = Outcome::NoData { node: cut, soa: cut.soa() };
                     return plan;
                 }
-                Resolution::Exact(node) if node.is_apex() && question.recursion_desired => {
-                    plan.outcome = Outcome::Forward { target: asked, delegation: None };
-                    return plan;
-                }
+                _ if apex => match parent_side() {
+                    Some(zone) => {
+                        plan.outcome = Outcome::Unloaded(zone);
+                        return plan;
+                    }
+                    None if question.recursion_desired => {
+                        plan.outcome = Outcome::Forward { target: asked, delegation: None };
+                        return plan;
+                    }
+                    None => {}
+                },
                 _ => {}
             }
         }
-        if let Resolution::NotOwned = resolution
-            && let Some(zone) = snapshot.unloaded_zone(key)
-        {
+        let inside = |zone: &Unloaded| matches!(resolution, Resolution::Exact(node) | Resolution::Wildcard(node) if zone.holds(node.key()));
+        if let Some(zone) = unloaded.filter(|zone| !inside(zone)) {
             plan.outcome = Outcome::Unloaded(zone);
             return plan;
         }
@@ -330,6 +343,12 @@ pub fn plan<'a>(snapshot: &'a Snapshot, question: Question<'_>, draw: Draw) -> P
             answering = located.map(|(set, _)| set);
         }
         let Some(set) = answering else {
+            // Another source's name in a zone that did not load: what the zone holds there
+            // is not known, so no negative answer is given for it.
+            if let Some(zone) = unloaded {
+                plan.outcome = Outcome::Unloaded(zone);
+                return plan;
+            }
             if qtype == RecordType::SOA && !wildcard && !node.in_zone() {
                 // An owned name outside a loaded zone is the apex of its own little zone.
                 plan.push(Hop { node, asked, records: std::slice::from_ref(node.soa()), set: None, wildcard });

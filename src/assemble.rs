@@ -16,6 +16,7 @@ use hickory_proto::rr::Name;
 use crate::{
     az::{AffinityRules, Locator, Placement, PlacementKind},
     config::Config,
+    name_key::name_key,
     snapshot::{Alias, Dropped, Provenance, Record, Snapshot, SoaSettings, SourceKind, Unloaded},
     sources::{self, SourceOutput},
 };
@@ -70,7 +71,7 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
     }
     dropped.splice(0..0, zone_conflicts);
     snapshot.apply_affinity(&affinity_rules(config), Locator::new(placements(config, outputs)));
-    snapshot.mark_unloaded(config.unloaded_zones().map(|(zone, fault)| Unloaded::new(zone, &fault.error)).collect());
+    snapshot.mark_unloaded(unloaded(config, &dropped));
     tracing::debug!(
         names = snapshot.name_count(),
         records = snapshot.record_count(),
@@ -80,6 +81,22 @@ pub fn build_snapshot(config: &Config, outputs: &[Arc<SourceOutput>]) -> (Snapsh
         "snapshot built"
     );
     (snapshot, dropped)
+}
+
+/// The zones whose file did not load, and the names of aliases whose target is in one: those
+/// answer SERVFAIL too, not the upstream's answer for a name no one owns.
+fn unloaded(config: &Config, dropped: &[Dropped]) -> Vec<Unloaded> {
+    let mut zones: Vec<Unloaded> = config.unloaded_zones().map(|(zone, fault)| Unloaded::new(zone, &fault.error)).collect();
+    if zones.is_empty() {
+        return zones;
+    }
+    for drop in dropped {
+        let Dropped::UnresolvedAlias { alias, .. } = drop else { continue };
+        let Some(zone) = zones.iter().find(|z| z.holds(&name_key(&alias.target))) else { continue };
+        let why = format!("the alias's target {} is in the zone {}, not loaded: {}", alias.target, zone.zone, zone.why);
+        zones.push(Unloaded::new(&alias.name, &why));
+    }
+    zones
 }
 
 /// `[az]` affinity per name: `az.affinity`, and `[[az.names]]` over it.
@@ -244,6 +261,32 @@ mod tests {
 
     use super::*;
     use crate::{snapshot::Record, sources::output::ZoneSummary};
+
+    /// An alias whose target is in a zone whose file did not load answers SERVFAIL, as the
+    /// target does, not the upstream's answer for a name no one owns; an alias to a name that
+    /// is simply not owned is still left out and forwarded.
+    #[test]
+    fn an_alias_into_a_zone_not_loaded_is_servfail_like_its_target() {
+        use crate::answer::{Draw, Outcome, Question, plan};
+        let dir = std::env::temp_dir().join(format!("hubdns-alias-unloaded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("down.zone"), "$ORIGIN down.test.\n$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.1 10.0.0.2\n").unwrap();
+        let text = "[[zones]]\nfile = \"down.zone\"\n\n[[aliases]]\nname = \"a.ok.test\"\ntarget = \"www.down.test\"\n\n\
+                    [[aliases]]\nname = \"b.ok.test\"\ntarget = \"www.elsewhere.test\"\n";
+        let config = Config::parse_serving(text, &dir.join("t.toml").display().to_string(), &[]).expect("serves");
+        let (snapshot, _) = build_snapshot(&config, &[]);
+        let outcome = |name: &str| {
+            let key = name_key(&Name::from_ascii(name).unwrap());
+            match plan(&snapshot, Question { key: &key, qtype: hickory_proto::rr::RecordType::A, recursion_desired: true, client: None }, Draw::First).outcome {
+                Outcome::Unloaded(zone) => format!("SERVFAIL {}", zone.zone),
+                Outcome::Forward { .. } => "forwarded".into(),
+                other => format!("{other:?}"),
+            }
+        };
+        assert_eq!(outcome("www.down.test."), "SERVFAIL down.test.");
+        assert_eq!(outcome("a.ok.test."), "SERVFAIL a.ok.test.");
+        assert_eq!(outcome("b.ok.test."), "forwarded");
+    }
 
     /// Issue 18: static records with AZ IDs, and the client placements of `[az]`, through the
     /// one engine: prefer, only by name, default, a forwarder.

@@ -1001,14 +1001,15 @@ impl Config {
                     let (apex, read) = (why.apex.as_deref().cloned(), why.read.clone());
                     let error = ConfigError::ZoneFile { origin: self.origin.clone(), line: self.line_of(entry), key: format!("zones[{i}].file"), error: Box::new(why) };
                     let OnZoneFault::Isolate { running } = on_fault else { return Err(error) };
-                    let kept = running.iter().find(|z| z.files.first() == Some(&path)).cloned();
-                    faults.push(ZoneFault { entry: i, file: path.clone(), zone: kept.as_ref().map(|k| k.origin.clone()).or(apex), kept: kept.is_some(), error: error.to_string(), read });
-                    let Some(kept) = kept else {
-                        // Its names are its own even so (SERVFAIL): a parent zone's delegation
-                        // to it is not forwarded, as for a nested zone that loaded.
-                        apexes.extend(faults.last().and_then(|f| f.zone.as_ref()).map(name_key));
-                        continue;
-                    };
+                    // The running copy of this entry: the same file, read as the same zone
+                    // when the entry names one (one file may serve several zones).
+                    let same = |z: &&Arc<ZoneFile>| z.files.first() == Some(&path) && zone.origin.as_ref().is_none_or(|o| *o.name() == z.origin);
+                    let kept = running.iter().find(same).cloned();
+                    // A name no one may own (the root, a public suffix: a file in BIND's
+                    // relative form starts with `$ORIGIN .`) is no zone to answer SERVFAIL for.
+                    let apex = kept.as_ref().map(|k| k.origin.clone()).or(apex).filter(|a| ownable(a).is_ok());
+                    faults.push(ZoneFault { entry: i, file: path.clone(), zone: apex, kept: kept.is_some(), error: error.to_string(), read });
+                    let Some(kept) = kept else { continue };
                     kept
                 }
             };
@@ -1023,8 +1024,10 @@ impl Config {
             }
             files.push(read);
         }
-        // A cut that another zone file serves (a nested zone) is answered, not forwarded.
-        let ruled: HashSet<Box<[u8]>> = self.forward.rules.iter().map(|r| r.get_ref().domain.key()).chain(apexes).collect();
+        // A cut that another zone file serves (a nested zone) is answered, not forwarded; so is
+        // one whose file did not load (SERVFAIL), as for a nested zone that loaded.
+        let failed = faults.iter().filter(|f| !f.kept).filter_map(|f| f.zone.as_ref()).map(name_key);
+        let ruled: HashSet<Box<[u8]>> = self.forward.rules.iter().map(|r| r.get_ref().domain.key()).chain(apexes).chain(failed).collect();
         let served = (0..self.zones.len()).filter(|i| !faults.iter().any(|f: &ZoneFault| f.entry == *i && !f.kept));
         for (entry, read) in served.map(|i| &self.zones[i]).zip(&files) {
             for cut in read.delegations.iter().filter(|c| !c.servers.is_empty() && !ruled.contains(&name_key(&c.name))) {
@@ -1043,9 +1046,10 @@ impl Config {
     }
 
     /// The zones whose file did not load and nothing is served in its place: each name, the
-    /// fault. Their names answer SERVFAIL.
+    /// fault. Their names answer SERVFAIL. A zone another entry's file serves is that file's.
     pub fn unloaded_zones(&self) -> impl Iterator<Item = (&Name, &ZoneFault)> {
-        self.zone_faults.iter().filter(|f| !f.kept).filter_map(|f| Some((f.zone.as_ref()?, f)))
+        let failed = self.zone_faults.iter().filter(|f| !f.kept).filter_map(|f| Some((f.zone.as_ref()?, f)));
+        failed.filter(|(name, _)| !self.zone_files.iter().any(|z| z.origin == **name))
     }
 
     /// The 1-based line on which a spanned entry starts.
@@ -2088,5 +2092,41 @@ values = ["v=spf1 -all", "a long one"]
         let started = Config::parse_serving(text, &origin, &[]).expect("a server starts");
         assert_eq!(started.zone_files.len(), 1);
         assert_eq!(started.unloaded_zones().map(|(n, _)| n.to_string()).collect::<Vec<_>>(), ["bad.example.", "gone.example."]);
+    }
+
+    /// What a review found of zone faults: a file in BIND's relative form (`$ORIGIN .` first)
+    /// names no zone to answer SERVFAIL for; one file served as two zones keeps each zone's
+    /// own copy; an entry given a new `origin` while its file is broken keeps no copy; a
+    /// broken entry never makes another entry's zone a duplicate.
+    #[test]
+    fn zone_faults_keep_each_zone_apart() {
+        let dir = std::env::temp_dir().join(format!("hubdns-zonefault2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let origin = dir.join("t.toml").display().to_string();
+        let names = |c: &Config| c.unloaded_zones().map(|(n, _)| n.to_string()).collect::<Vec<_>>();
+
+        std::fs::write(dir.join("rel.zone"), "$ORIGIN .\n$TTL 300\ncorp.test IN SOA ns.corp.test. h.corp.test. 1 2 3 4 5\n$ORIGIN corp.test.\n@ NS ns\nns A 10.0.0.1 10.0.0.2\n").unwrap();
+        let rel = Config::parse_serving("[[zones]]\nfile = \"rel.zone\"\n", &origin, &[]).expect("serves");
+        assert_eq!((rel.zone_faults.len(), names(&rel).len()), (1, 0), "the root is no zone to fail");
+
+        let shared = "$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.1\n";
+        std::fs::write(dir.join("shared.zone"), shared).unwrap();
+        let two = "[[zones]]\nfile = \"shared.zone\"\norigin = \"one.test\"\n[[zones]]\nfile = \"shared.zone\"\norigin = \"two.test\"\n";
+        let running = Config::parse_serving(two, &origin, &[]).expect("serves");
+        std::fs::write(dir.join("shared.zone"), format!("{shared}www A 10.0.0.1 10.0.0.2\n")).unwrap();
+        let reloaded = Config::parse_serving(two, &origin, &running.zone_files).expect("a reload applies");
+        let kept: Vec<String> = reloaded.zone_files.iter().map(|z| z.origin.to_string()).collect();
+        assert_eq!(kept, ["one.test.", "two.test."], "each zone its own copy");
+        let renamed = Config::parse_serving(&two.replace("two.test", "new.test"), &origin, &running.zone_files).expect("applies");
+        assert_eq!(names(&renamed), ["new.test."], "a new name has no copy to keep");
+        assert_eq!(renamed.zone_files.len(), 1);
+
+        std::fs::write(dir.join("dup-good.zone"), format!("$ORIGIN dup.test.\n{shared}")).unwrap();
+        std::fs::write(dir.join("dup-bad.zone"), format!("$ORIGIN dup.test.\n{shared}www A 10.0.0.1 10.0.0.2\n")).unwrap();
+        for (first, second) in [("dup-bad", "dup-good"), ("dup-good", "dup-bad")] {
+            let text = format!("[[zones]]\nfile = \"{first}.zone\"\n[[zones]]\nfile = \"{second}.zone\"\n");
+            let config = Config::parse_serving(&text, &origin, &[]).unwrap_or_else(|e| panic!("{first} first: {e}"));
+            assert_eq!((config.zone_files.len(), names(&config).len()), (1, 0), "{first} first: the loaded one serves dup.test");
+        }
     }
 }

@@ -255,10 +255,7 @@ pub fn explain(snapshot: &Snapshot, forwarder: &Forwarder, name: &str, qtype: Re
         }
         Outcome::Unloaded(zone) => {
             out.matched = Some(zone.zone.to_string());
-            out.reason = format!(
-                "{last} is in the zone {}, whose file did not load and which no other source serves: SERVFAIL, as BIND answers for a zone not loaded ({})",
-                zone.zone, zone.why
-            );
+            out.reason = format!("{last} is at or below {}, not loaded: SERVFAIL, as BIND answers for a zone not loaded ({})", zone.zone, zone.why);
         }
         Outcome::Loop => out.reason = "the owned CNAMEs loop back to an earlier name: SERVFAIL, each CNAME once".into(),
         Outcome::TooLong => {

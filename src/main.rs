@@ -101,9 +101,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let config = match &args.command {
         // A server starts without a zone file that does not load (and reports it), as BIND
-        // does; `check` and `explain` refuse it with its file:line.
-        Command::Serve { config } => Config::load_serving(config),
-        Command::Check { config } | Command::Explain { config, .. } => Config::load(config),
+        // does; so does `explain`, which answers as such a server would (and says so). `check`
+        // lists every such file and fails.
+        Command::Serve { config } | Command::Check { config } | Command::Explain { config, .. } => Config::load_serving(config),
         Command::Demo { listen, admin, tls, https } => Config::parse(hubdns::DEMO_CONFIG, "config/demo.toml").map(|mut c| {
             c.server.listen = vec![*listen];
             c.admin.listen = Some(*admin);
@@ -119,6 +119,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // (A server logs them as it starts.)
+    if !config.zone_faults.is_empty() && matches!(args.command, Command::Check { .. } | Command::Explain { .. }) {
+        for fault in &config.zone_faults {
+            eprintln!("hubdns: {}", fault.error);
+        }
+        if let Command::Check { .. } = args.command {
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     if let Command::Check { .. } = args.command {
         let (text, ok) = hubdns::summary::summary(&config);
         print!("{text}{}", hubdns::inspect::dnssec_lines(&config));

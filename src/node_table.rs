@@ -37,9 +37,16 @@ impl<T: Keyed> KeyedTable<T> {
         item.key().get(skip..).unwrap_or_default()
     }
 
-    /// Makes room for `more` items.
+    /// An empty table with room for `capacity` items.
+    pub fn with_capacity(skip: usize, capacity: usize) -> Self {
+        let mut table = Self::new(skip);
+        table.reserve(capacity);
+        table
+    }
+
+    /// Makes room for `more` items, and no more: a build knows how many it adds.
     pub fn reserve(&mut self, more: usize) {
-        self.items.reserve(more);
+        self.items.reserve_exact(more);
         let (hasher, items, skip) = (&self.hasher, &self.items, self.skip);
         self.index.reserve(more, |&at| hasher.hash_one(Self::lookup_key(skip, &items[at as usize])));
     }
@@ -52,6 +59,24 @@ impl<T: Keyed> KeyedTable<T> {
     /// The item found by `key`.
     pub fn get(&self, key: &[u8]) -> Option<&T> {
         self.position(key).map(|at| &self.items[at])
+    }
+
+    /// The item found by `key`, to change anything but its key.
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut T> {
+        self.position(key).map(|at| &mut self.items[at])
+    }
+
+    /// The item found by `key`; when there is none, the one `make` returns is put in first
+    /// (it must have that key), unless `make` refuses.
+    pub fn get_or_try_insert<E>(&mut self, key: &[u8], make: impl FnOnce() -> Result<T, E>) -> Result<&mut T, E> {
+        let at = match self.position(key) {
+            Some(at) => at,
+            None => {
+                self.insert(make()?);
+                self.items.len() - 1
+            }
+        };
+        Ok(&mut self.items[at])
     }
 
     /// Whether an item is found by `key`.
@@ -72,13 +97,6 @@ impl<T: Keyed> KeyedTable<T> {
         self.items.push(item);
         let (hasher, items, skip) = (&self.hasher, &self.items, self.skip);
         self.index.insert_unique(hash, at, |&at| hasher.hash_one(Self::lookup_key(skip, &items[at as usize])));
-    }
-
-    /// Puts in the item `make` returns when no item has `key`.
-    pub fn insert_if_absent(&mut self, key: &[u8], make: impl FnOnce() -> T) {
-        if !self.contains_key(key) {
-            self.insert(make());
-        }
     }
 
     /// Frees the room the build reserved but did not use.
@@ -134,9 +152,13 @@ mod tests {
             table.insert(Item(i.to_be_bytes().to_vec(), i));
         }
         table.insert(Item(7u32.to_be_bytes().to_vec(), 70));
-        table.insert_if_absent(&8u32.to_be_bytes(), || Item(8u32.to_be_bytes().to_vec(), 80));
-        table.shrink_to_fit();
+        let eight = table.get_or_try_insert(&8u32.to_be_bytes(), || Err::<Item, ()>(())).expect("there, so not made");
+        eight.1 = 8;
+        assert!(table.get_or_try_insert(&1000u32.to_be_bytes(), || Err(())).is_err(), "refused: not put in");
         assert_eq!(table.len(), 1000);
+        table.get_or_try_insert(&1000u32.to_be_bytes(), || Ok::<_, ()>(Item(1000u32.to_be_bytes().to_vec(), 1000))).expect("made");
+        table.shrink_to_fit();
+        assert_eq!(table.len(), 1001);
         assert_eq!(table.get(&7u32.to_be_bytes()), Some(&Item(7u32.to_be_bytes().to_vec(), 70)));
         assert_eq!(table.get(&8u32.to_be_bytes()).map(|i| i.1), Some(8));
         assert_eq!(table.get(&5000u32.to_be_bytes()), None);

@@ -48,6 +48,37 @@ use crate::{
     snapshot::{FastMap, Provenance, Record, SourceKind},
 };
 
+/// The text of a zone file's bytes. A byte that is not part of UTF-8 text (Latin-1 in a TXT
+/// string, say) is written as its `\DDD` escape, which reads back as that byte (RFC 1035
+/// §5.1): BIND reads master files as bytes, and loads such a file as it is.
+fn escape_non_utf8(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => {
+            let bytes = error.into_bytes();
+            let mut text = String::with_capacity(bytes.len() + 16);
+            for chunk in bytes.utf8_chunks() {
+                text.push_str(chunk.valid());
+                for byte in chunk.invalid() {
+                    let _ = write!(text, "\\{byte:03}");
+                }
+            }
+            text
+        }
+    }
+}
+
+/// The name of a file's first `$ORIGIN` entry, when it is absolute: the zone's name, for a
+/// file that cannot even be split into entries.
+fn first_origin(text: &str) -> Option<Name> {
+    text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let directive = words.next()?;
+        let name = words.next().filter(|_| directive.eq_ignore_ascii_case("$ORIGIN"))?;
+        name.ends_with('.').then(|| Name::from_ascii(name).ok()).flatten()
+    })
+}
+
 /// How deep `$INCLUDE`s may nest.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
@@ -771,14 +802,20 @@ impl Reader {
             Err(e) => return Err(self.error(path, 0, format!("cannot read: {e}"))),
         }
         let bytes = std::fs::read(path).map_err(|e| self.error(path, 0, format!("cannot read: {e}")))?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let at = e.utf8_error().valid_up_to();
-            let line = 1 + e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count();
-            self.error(path, line, "not UTF-8 text (a zone file is ASCII, names beyond it escaped as \\DDD)")
-        })?;
+        let text = escape_non_utf8(bytes);
         let file = self.files.len();
         self.files.push(path.to_owned());
-        let entries = entries(&text).map_err(|(line, why)| self.error(path, line, why))?;
+        let entries = match entries(&text) {
+            Ok(entries) => entries,
+            Err((line, why)) => {
+                // The zone's name even so, from its first `$ORIGIN`, so that a zone that does
+                // not load is still answered for as one (SERVFAIL), not sent upstream.
+                if self.apex.is_none() {
+                    self.apex = first_origin(&text);
+                }
+                return Err(self.error(path, line, why));
+            }
+        };
         // At most a name per entry: the checks' map is sized once, not rehashed as it grows.
         self.seen.reserve(entries.len());
         let mut origin_text = origin.as_ref().map(ToString::to_string);
@@ -1439,9 +1476,18 @@ mod tests {
         assert!(err.contains("bad.zone:6: ") && err.contains("at most 255"), "{err}");
         let err = refused(&format!("{head}hinfo HINFO \"caf\\195\\169\" x\n"));
         assert!(err.contains("bad.zone:6: ") && err.contains("only TXT"), "{err}");
-        std::fs::write(d.join("latin1.zone"), b"$ORIGIN z.example.\n$TTL 300\n; J\xfcrgen\n").unwrap();
-        let err = ZoneFile::load(&d.join("latin1.zone"), None).unwrap_err().to_string();
-        assert!(err.contains("latin1.zone:3: not UTF-8"), "{err}");
+        // Bytes that are not UTF-8 are read as BIND reads them: as the bytes they are.
+        std::fs::write(d.join("latin1.zone"), b"$ORIGIN z.example.\n$TTL 300\n; J\xfcrgen\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.1\nt TXT \"J\xfcrgen\"\n").unwrap();
+        let read = ZoneFile::load(&d.join("latin1.zone"), None).expect("loads");
+        let txt = read.records().find_map(|r| match r.data {
+            RData::TXT(txt) => Some(txt.txt_data[0].to_vec()),
+            _ => None,
+        });
+        assert_eq!(txt.as_deref(), Some(&b"J\xfcrgen"[..]));
+        // A file that cannot be split into entries still names its zone, for SERVFAIL.
+        std::fs::write(d.join("paren.zone"), "$ORIGIN p.example.\n$TTL 300\n@ SOA ns hm ( 1 2 3 4 5\n").unwrap();
+        let err = ZoneFile::load(&d.join("paren.zone"), None).unwrap_err();
+        assert_eq!(err.apex.as_ref().map(|a| a.to_string()).as_deref(), Some("p.example."), "{err}");
         let err = ZoneFile::load(&d, None).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
         let err = refused(&format!("{head}  $TTL 60\n"));

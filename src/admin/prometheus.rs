@@ -223,7 +223,7 @@ pub fn render(live: &Live) -> String {
     out.family(
         "hubdns_zone_files",
         "gauge",
-        "[[zones]] files: loaded; kept (did not load, the copy loaded before is served); failed (not loaded, its names answer SERVFAIL).",
+        "[[zones]] files: loaded; kept (did not load, the copy loaded before is served); failed (not loaded: its names answer SERVFAIL, or go upstream when its name is unknown).",
     );
     for state in ZoneState::ALL {
         out.sample("hubdns_zone_files", &[("state", state.as_str())], board.config.zones.iter().filter(|z| z.state == state).count() as f64);

@@ -1015,4 +1015,20 @@ fn zone_files_read_as_bind_reads_them() {
         let hubdns: BTreeSet<String> = read.records().map(|r| line(&r.name, r.ttl, &r.data)).collect();
         assert_eq!(hubdns, bind, "{zone}: hubdns's records (left) against BIND's (right)");
     }
+
+    // Bytes that are not UTF-8, in a comment and a TXT string: BIND reads a master file as
+    // bytes, loads it and holds the byte (its dump writes it `\252`); so does hubdns. (hickory's
+    // parser, which reads the dumps above, takes `\DDD` for a character, so this is compared
+    // by the dump's text.)
+    let dir = tempdir();
+    let main = dir.join("l.zone");
+    std::fs::write(&main, b"$ORIGIN l.example.\n$TTL 300\n; J\xfcrgen\n@ SOA ns h 1 2 3 4 5\n  NS ns\nns A 10.0.0.1\nt TXT \"J\xfcrgen\"\n").expect("zone file");
+    let dump = dir.join("dump.zone");
+    let checked = Command::new(checkzone).args(["-i", "none", "-D", "-o"]).arg(&dump).arg("l.example").arg(&main).output().expect("named-checkzone runs");
+    assert!(checked.status.success(), "BIND refuses l.example: {}", String::from_utf8_lossy(&checked.stdout));
+    let dumped = std::fs::read_to_string(&dump).expect("BIND's dump");
+    assert!(dumped.lines().any(|l| l.starts_with("t.l.example.") && l.ends_with("TXT\t\"J\\252rgen\"")), "BIND holds the byte 252:\n{dumped}");
+    let read = hubdns::zonefile::ZoneFile::load(&main, None).unwrap_or_else(|e| panic!("hubdns refuses l.example: {e}"));
+    let txt: Vec<Vec<u8>> = read.records().filter_map(|r| if let RData::TXT(t) = r.data { Some(t.txt_data[0].to_vec()) } else { None }).collect();
+    assert_eq!(txt, [b"J\xfcrgen".to_vec()], "hubdns holds the byte 252");
 }

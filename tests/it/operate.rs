@@ -388,26 +388,40 @@ async fn a_zone_file_that_does_not_load_at_start_is_servfail_for_its_names_as_in
     let fixed = "$ORIGIN bad.test.\n$TTL 300\n@ IN SOA ns hostmaster 1 7200 900 1209600 60\n@ IN NS ns\nns IN A 10.9.2.53\nwww IN A 10.9.2.1\n";
     // Two addresses where A has one field: both servers refuse the file (BIND: extra input text).
     let broken = fixed.replace("www IN A 10.9.2.1", "www IN A 10.9.2.1 10.9.2.2");
-    let (_bind, bind, log) = crate::differential::start_bind_with_faults(&[("good.test", good.to_owned()), ("bad.test", broken.clone())], Some(upstream.addr));
+    // A loaded parent with a wildcard and data of its own under a child zone that does not load:
+    // neither answers for the child's names.
+    let parent = "$ORIGIN par.test.\n$TTL 300\n@ IN SOA ns hostmaster 1 7200 900 1209600 60\n@ IN NS ns\nns IN A 10.9.3.53\n* IN A 10.9.3.9\nx.kid IN A 10.9.3.7\n";
+    let kid = "$ORIGIN kid.par.test.\n$TTL 300\n@ IN SOA ns hostmaster 1 7200 900 1209600 60\n@ IN NS ns\nns IN A 10.9.4.53\nns IN CNAME www\n";
+    let zones = [("good.test", good.to_owned()), ("bad.test", broken.clone()), ("par.test", parent.to_owned()), ("kid.par.test", kid.to_owned())];
+    let (_bind, bind, log) = crate::differential::start_bind_with_faults(&zones, Some(upstream.addr));
     assert!(log.contains("zone bad.test/IN: not loaded due to errors"), "BIND refuses the broken file:\n{log}");
+    assert!(log.contains("zone kid.par.test/IN: not loaded due to errors"), "BIND refuses the broken child:\n{log}");
 
     let admin_port = free_port();
     let admin: SocketAddr = ([127, 0, 0, 1], admin_port).into();
     let dir = tempdir();
     std::fs::write(dir.join("good.zone"), good).expect("zone");
     std::fs::write(dir.join("bad.zone"), &broken).expect("zone");
+    std::fs::write(dir.join("par.zone"), parent).expect("zone");
+    std::fs::write(dir.join("kid.zone"), kid).expect("zone");
     let path = dir.join("hubdns.toml");
     std::fs::write(
         &path,
         format!(
             "[server]\nlisten = [\"127.0.0.1:0\"]\nwatch_config = true\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
-             [forward]\nupstreams = [\"{}\"]\n\n[[zones]]\nfile = \"bad.zone\"\n\n[[zones]]\nfile = \"good.zone\"\n",
+             [forward]\nupstreams = [\"{}\"]\n\n[[zones]]\nfile = \"bad.zone\"\n\n[[zones]]\nfile = \"good.zone\"\n\n\
+             [[zones]]\nfile = \"par.zone\"\n\n[[zones]]\nfile = \"kid.zone\"\n",
             upstream.addr
         ),
     )
     .expect("config");
     let check = std::process::Command::new(HUBDNS).args(["check", "--config"]).arg(&path).output().expect("runs");
     assert_eq!(check.status.code(), Some(78), "check still refuses it");
+    assert!(String::from_utf8_lossy(&check.stderr).contains("zones[0].file: ") && String::from_utf8_lossy(&check.stderr).contains("bad.zone:6: "), "{check:?}");
+    // `explain` answers as a server started now would, and says why.
+    let explained = std::process::Command::new(HUBDNS).args(["explain", "--json", "--config"]).arg(&path).arg("www.bad.test").output().expect("runs");
+    let json: serde_json::Value = serde_json::from_slice(&explained.stdout).unwrap_or_else(|e| panic!("{e}: {explained:?}"));
+    assert_eq!(json["rcode"].as_str(), Some("SERVFAIL"), "{json}");
     let (child, port, _logs) = serve_file(&path, &[]);
     let hub: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_for(hub, "www.good.test", RecordType::A, Duration::from_secs(10), |m| crate::harness::addresses(m) == ["10.9.1.1"]).await;
@@ -419,6 +433,10 @@ async fn a_zone_file_that_does_not_load_at_start_is_servfail_for_its_names_as_in
         ("x.y.bad.test.", RecordType::TXT, true),
         ("www.good.test.", RecordType::A, true),
         ("nothere.good.test.", RecordType::A, true),
+        ("www.kid.par.test.", RecordType::A, true),
+        ("x.kid.par.test.", RecordType::A, true),
+        ("kid.par.test.", RecordType::SOA, true),
+        ("other.par.test.", RecordType::A, true),
     ] {
         let mut question = query(name, qtype);
         question.metadata.recursion_desired = rd;
@@ -440,19 +458,20 @@ async fn a_zone_file_that_does_not_load_at_start_is_servfail_for_its_names_as_in
     assert_eq!((zones[0]["zone"].as_str(), zones[0]["state"].as_str()), (Some("bad.test."), Some("failed")), "{zones}");
     assert!(zones[0]["error"].as_str().is_some_and(|e| e.contains("zones[0].file") && e.contains("bad.zone:6:")), "{zones}");
     assert_eq!((zones[1]["state"].as_str(), zones[1]["records"].as_u64()), (Some("loaded"), Some(4)), "{zones}");
+    assert_eq!((zones[3]["zone"].as_str(), zones[3]["state"].as_str()), (Some("kid.par.test."), Some("failed")), "{zones}");
     let (_, explained) = tokio::task::spawn_blocking(move || get(admin, "/explain?name=www.bad.test")).await.expect("join");
     let explained: serde_json::Value = serde_json::from_str(&explained).expect("json");
     assert_eq!(explained["rcode"].as_str(), Some("SERVFAIL"), "{explained}");
     let (_, metrics) = tokio::task::spawn_blocking(move || get(admin, "/metrics")).await.expect("join");
-    assert_eq!(sample(&metrics, "hubdns_zone_files{state=\"failed\"}"), Some(1.0), "{metrics}");
-    assert_eq!(sample(&metrics, "hubdns_zone_files{state=\"loaded\"}"), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, "hubdns_zone_files{state=\"failed\"}"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "hubdns_zone_files{state=\"loaded\"}"), Some(2.0), "{metrics}");
 
     // Fixed, it is read and served; nothing is left on the board.
     std::fs::write(dir.join("bad.zone"), fixed).expect("zone");
     wait_for(hub, "www.bad.test", RecordType::A, Duration::from_secs(10), |m| crate::harness::addresses(m) == ["10.9.2.1"]).await;
     let (_, metrics) = tokio::task::spawn_blocking(move || get(admin, "/metrics")).await.expect("join");
-    assert_eq!(sample(&metrics, "hubdns_zone_files{state=\"failed\"}"), Some(0.0), "{metrics}");
-    assert_eq!(sample(&metrics, "hubdns_zone_files{state=\"loaded\"}"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "hubdns_zone_files{state=\"failed\"}"), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, "hubdns_zone_files{state=\"loaded\"}"), Some(3.0), "{metrics}");
     drop(child);
 }
 
