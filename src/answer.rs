@@ -131,8 +131,9 @@ pub enum Outcome<'a> {
     /// the answer, as BIND answers.
     TooLong,
     /// SERVFAIL: the name is in a zone whose file did not load (and no other source owns it),
-    /// as BIND 9 answers for a zone "not loaded due to errors", recursion asked or not; the
-    /// CNAMEs followed to it are in the answer.
+    /// as BIND 9 answers for a zone "not loaded due to errors", recursion asked or not: an
+    /// empty answer, not authoritative, as BIND's (the CNAMEs followed to it are in the plan's
+    /// hops, for `explain`, not in the answer).
     Unloaded(&'a Unloaded),
 }
 
@@ -209,8 +210,8 @@ impl<'a> Plan<'a> {
     /// Whether the answer is hubdns's own (AA=1): every outcome that passed an owned name.
     pub fn authoritative(&self) -> bool {
         match self.outcome {
-            Outcome::Refused(_) | Outcome::Forward { .. } => false,
-            Outcome::Answer | Outcome::TooLong | Outcome::Loop | Outcome::Unloaded(_) => self.len > 0,
+            Outcome::Refused(_) | Outcome::Forward { .. } | Outcome::Unloaded(_) => false,
+            Outcome::Answer | Outcome::TooLong | Outcome::Loop => self.len > 0,
             Outcome::NoData { .. } | Outcome::NxDomain { .. } => true,
         }
     }
@@ -236,6 +237,9 @@ impl<'a> Plan<'a> {
     /// The answer section for a question named `qname`: every hop's records, a wildcard's
     /// owned by the name asked. Borrowed when no owner changes.
     pub fn answers(&self, qname: &Name) -> std::borrow::Cow<'a, [Record]> {
+        if let Outcome::Unloaded(_) = self.outcome {
+            return std::borrow::Cow::Borrowed(&[]);
+        }
         let order = self.order();
         if let (1, Some(hop), None) = (self.len, self.hops[0], order)
             && !hop.wildcard

@@ -90,13 +90,21 @@ fn unloaded(config: &Config, dropped: &[Dropped]) -> Vec<Unloaded> {
     if zones.is_empty() {
         return zones;
     }
-    for drop in dropped {
-        let Dropped::UnresolvedAlias { alias, .. } = drop else { continue };
-        let Some(zone) = zones.iter().find(|z| z.holds(&name_key(&alias.target))) else { continue };
-        let why = format!("the alias's target {} is in the zone {}, not loaded: {}", alias.target, zone.zone, zone.why);
-        zones.push(Unloaded::new(&alias.name, &why));
+    // An alias to such an alias too, whatever their order: rounds until none is added (each
+    // round adds one alias at least, so there are at most as many rounds as aliases).
+    let mut left: Vec<&Alias> = dropped.iter().filter_map(|d| if let Dropped::UnresolvedAlias { alias, .. } = d { Some(alias) } else { None }).collect();
+    loop {
+        let before = left.len();
+        left.retain(|alias| {
+            let Some(zone) = zones.iter().find(|z| z.holds(&name_key(&alias.target))) else { return true };
+            let why = format!("the alias's target {} is at or below {}, not loaded: {}", alias.target, zone.zone, zone.why);
+            zones.push(Unloaded::name(&alias.name, &why));
+            false
+        });
+        if left.len() == before {
+            return zones;
+        }
     }
-    zones
 }
 
 /// `[az]` affinity per name: `az.affinity`, and `[[az.names]]` over it.
@@ -271,7 +279,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hubdns-alias-unloaded-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("down.zone"), "$ORIGIN down.test.\n$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.1 10.0.0.2\n").unwrap();
-        let text = "[[zones]]\nfile = \"down.zone\"\n\n[[aliases]]\nname = \"a.ok.test\"\ntarget = \"www.down.test\"\n\n\
+        let text = "[[zones]]\nfile = \"down.zone\"\n\n[[aliases]]\nname = \"c.ok.test\"\ntarget = \"a.ok.test\"\n\n\
+                    [[aliases]]\nname = \"a.ok.test\"\ntarget = \"www.down.test\"\n\n\
                     [[aliases]]\nname = \"b.ok.test\"\ntarget = \"www.elsewhere.test\"\n";
         let config = Config::parse_serving(text, &dir.join("t.toml").display().to_string(), &[]).expect("serves");
         let (snapshot, _) = build_snapshot(&config, &[]);
@@ -285,6 +294,8 @@ mod tests {
         };
         assert_eq!(outcome("www.down.test."), "SERVFAIL down.test.");
         assert_eq!(outcome("a.ok.test."), "SERVFAIL a.ok.test.");
+        assert_eq!(outcome("c.ok.test."), "SERVFAIL c.ok.test.", "an alias to that alias, listed before it");
+        assert_eq!(outcome("below.a.ok.test."), "forwarded", "the alias's name alone");
         assert_eq!(outcome("b.ok.test."), "forwarded");
     }
 

@@ -7,7 +7,7 @@
 //! parses every file in `config/` so the reference cannot drift from the code.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     fmt,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
@@ -804,7 +804,8 @@ pub struct ZoneConfig {
     /// The file, in RFC 1035 master format (`$ORIGIN`, `$TTL`, `$INCLUDE`); a relative path
     /// is taken from the config file's directory.
     pub file: PathBuf,
-    /// The zone's apex; default: the file's first `$ORIGIN`.
+    /// The zone's apex; default: the file's first `$ORIGIN`, else the owner of a first record
+    /// that is an SOA.
     #[serde(default)]
     pub origin: Option<DomainName>,
 }
@@ -988,9 +989,10 @@ impl Config {
     /// `[[forward.rules]]` entry names that domain.
     fn load_zones(&mut self, on_fault: OnZoneFault<'_>) -> Result<(), ConfigError> {
         let base = Path::new(&self.origin).parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut files = Vec::with_capacity(self.zones.len());
-        let mut faults = Vec::new();
-        let mut apexes = HashSet::new();
+        // Each zone served, with its entry; and where it is in that list, by its name's key.
+        let mut files: Vec<(usize, Arc<ZoneFile>)> = Vec::with_capacity(self.zones.len());
+        let mut faults: Vec<ZoneFault> = Vec::new();
+        let mut apexes: HashMap<Box<[u8]>, usize> = HashMap::new();
         for (i, entry) in self.zones.iter().enumerate() {
             let zone = entry.get_ref();
             let path = base.join(&zone.file);
@@ -1019,11 +1021,27 @@ impl Config {
             if faults.last().is_none_or(|f| f.entry != i) {
                 tracing::info!(zone = %read.origin, file = %path.display(), records = read.len(), took_ms = started.elapsed().as_millis(), "zone file read");
             }
-            if !apexes.insert(name_key(&read.origin)) {
-                return Err(self.invalid(entry, format!("zones[{i}]"), format!("another [[zones]] entry is also {}", read.origin)));
+            // Two entries for one zone: a config error, unless one is a copy kept from before
+            // (its file broken), which gives way to the one that loaded.
+            let kept_copy = |entry: usize| faults.iter().any(|f| f.entry == entry && f.kept);
+            match apexes.entry(name_key(&read.origin)) {
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(files.len());
+                    files.push((i, read));
+                }
+                std::collections::hash_map::Entry::Occupied(_) if kept_copy(i) => faults.iter_mut().filter(|f| f.entry == i).for_each(|f| f.kept = false),
+                std::collections::hash_map::Entry::Occupied(slot) if kept_copy(files[*slot.get()].0) => {
+                    let before = std::mem::replace(&mut files[*slot.get()], (i, read)).0;
+                    faults.iter_mut().filter(|f| f.entry == before).for_each(|f| f.kept = false);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    return Err(self.invalid(entry, format!("zones[{i}]"), format!("another [[zones]] entry is also {}", read.origin)));
+                }
             }
-            files.push(read);
         }
+        files.sort_by_key(|(entry, _)| *entry);
+        let files: Vec<Arc<ZoneFile>> = files.into_iter().map(|(_, file)| file).collect();
+        let apexes = apexes.into_keys();
         // A cut that another zone file serves (a nested zone) is answered, not forwarded; so is
         // one whose file did not load (SERVFAIL), as for a nested zone that loaded.
         let failed = faults.iter().filter(|f| !f.kept).filter_map(|f| f.zone.as_ref()).map(name_key);
@@ -2127,6 +2145,18 @@ values = ["v=spf1 -all", "a long one"]
             let text = format!("[[zones]]\nfile = \"{first}.zone\"\n[[zones]]\nfile = \"{second}.zone\"\n");
             let config = Config::parse_serving(&text, &origin, &[]).unwrap_or_else(|e| panic!("{first} first: {e}"));
             assert_eq!((config.zone_files.len(), names(&config).len()), (1, 0), "{first} first: the loaded one serves dup.test");
+        }
+        // A copy kept from before gives way to a new entry for the same zone that loads, in
+        // either order, where a start with that config would serve the new one.
+        std::fs::write(dir.join("dup-a.zone"), format!("$ORIGIN dup.test.\n{shared}")).unwrap();
+        let running = Config::parse_serving("[[zones]]\nfile = \"dup-a.zone\"\n", &origin, &[]).expect("serves");
+        std::fs::write(dir.join("dup-a.zone"), format!("$ORIGIN dup.test.\n{shared}www A 10.0.0.1 10.0.0.2\n")).unwrap();
+        for text in ["[[zones]]\nfile = \"dup-a.zone\"\n[[zones]]\nfile = \"dup-good.zone\"\n", "[[zones]]\nfile = \"dup-good.zone\"\n[[zones]]\nfile = \"dup-a.zone\"\n"] {
+            let reloaded = Config::parse_serving(text, &origin, &running.zone_files).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(reloaded.zone_files.iter().map(|z| z.files[0].clone()).collect::<Vec<_>>(), [dir.join("dup-good.zone")], "{text}");
+            assert!(reloaded.zone_faults.iter().all(|f| !f.kept) && names(&reloaded).is_empty(), "{text}");
+            let statuses = crate::status::ZoneStatus::of(&reloaded);
+            assert_eq!(statuses.iter().filter(|z| z.state == crate::status::ZoneState::Loaded).map(|z| z.file.clone()).collect::<Vec<_>>(), [dir.join("dup-good.zone").display().to_string()]);
         }
     }
 }

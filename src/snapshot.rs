@@ -495,21 +495,32 @@ pub struct Snapshot {
 #[derive(Debug, Clone)]
 pub struct Unloaded {
     key: Box<[u8]>,
-    /// The zone's name.
+    /// The zone's name (or the one name, for [`Unloaded::name`]).
     pub zone: Name,
     /// Why it is not loaded (the config and zone file lines, and the message).
     pub why: Arc<str>,
+    /// Only the name itself, not the names below it.
+    exact: bool,
 }
 
 impl Unloaded {
     /// The zone `zone`, not loaded for `why`.
     pub fn new(zone: &Name, why: &str) -> Self {
-        Self { key: name_key(zone), zone: zone.clone(), why: Arc::from(why) }
+        Self { key: name_key(zone), zone: zone.clone(), why: Arc::from(why), exact: false }
     }
 
-    /// Whether the name with lowercase wire key `key` is at or below the zone's apex.
+    /// The one name `name` (an alias whose target is in a zone not loaded), for `why`.
+    pub fn name(name: &Name, why: &str) -> Self {
+        Self { exact: true, ..Self::new(name, why) }
+    }
+
+    /// Whether the name with lowercase wire key `key` is at or below the zone's apex (is the
+    /// name, for [`Unloaded::name`]).
     pub fn holds(&self, key: &[u8]) -> bool {
-        self_and_ancestors(key).any(|ancestor| ancestor == &*self.key)
+        match self.exact {
+            true => *self.key == *key,
+            false => self_and_ancestors(key).any(|ancestor| ancestor == &*self.key),
+        }
     }
 
     /// Whether `key` is the zone's apex.
@@ -1241,7 +1252,7 @@ impl Snapshot {
         if self.unloaded.is_empty() {
             return None;
         }
-        let zone = self_and_ancestors(key).find_map(|ancestor| self.unloaded.iter().find(|u| *u.key == *ancestor))?;
+        let zone = self_and_ancestors(key).find_map(|ancestor| self.unloaded.iter().find(|u| *u.key == *ancestor && u.holds(key)))?;
         let node = match resolution {
             Resolution::Exact(node) | Resolution::Wildcard(node) | Resolution::Below(node) | Resolution::Delegated(node) => node,
             Resolution::NotOwned => return Some(zone),
@@ -1774,10 +1785,12 @@ mod tests {
         let key = name_key(&name("www.bad.example."));
         let norec = crate::answer::plan(&snapshot, crate::answer::Question { key: &key, qtype: A, recursion_desired: false, client: None }, crate::answer::Draw::First);
         assert_eq!(norec.rcode(), hickory_proto::op::ResponseCode::ServFail, "RD=0 as well");
-        // An owned CNAME into it: the chain, then SERVFAIL.
+        // An owned CNAME into it: SERVFAIL with an empty answer and no AA, as BIND answers
+        // (the chain stays in the plan, for explain).
         let key = name_key(&name("to-bad.example."));
         let chained = crate::answer::plan(&snapshot, crate::answer::Question { key: &key, qtype: A, recursion_desired: true, client: None }, crate::answer::Draw::First);
         assert_eq!((chained.rcode(), chained.hops().count()), (hickory_proto::op::ResponseCode::ServFail, 1));
+        assert!(chained.answers(&name("to-bad.example.")).is_empty() && !chained.authoritative());
     }
 
     #[test]

@@ -60,7 +60,10 @@ fn escape_non_utf8(bytes: Vec<u8>) -> String {
             for chunk in bytes.utf8_chunks() {
                 text.push_str(chunk.valid());
                 for byte in chunk.invalid() {
-                    let _ = write!(text, "\\{byte:03}");
+                    // After a backslash that escapes it (`\<byte>`, the byte itself) the digits
+                    // alone complete the escape.
+                    let escaped = text.bytes().rev().take_while(|b| *b == b'\\').count() % 2 == 1;
+                    let _ = if escaped { write!(text, "{byte:03}") } else { write!(text, "\\{byte:03}") };
                 }
             }
             text
@@ -69,14 +72,30 @@ fn escape_non_utf8(bytes: Vec<u8>) -> String {
 }
 
 /// The name of a file's first `$ORIGIN` entry, when it is absolute: the zone's name, for a
-/// file that cannot even be split into entries.
+/// file that cannot even be split into entries. Lines that begin inside a quoted string are
+/// not entries, and a byte-order mark before the first is passed over.
 fn first_origin(text: &str) -> Option<Name> {
-    text.lines().find_map(|line| {
-        let mut words = line.split_whitespace();
-        let directive = words.next()?;
-        let name = words.next().filter(|_| directive.eq_ignore_ascii_case("$ORIGIN"))?;
-        name.ends_with('.').then(|| Name::from_ascii(name).ok()).flatten()
-    })
+    let mut quoted = false;
+    for line in text.trim_start_matches('\u{feff}').lines() {
+        if !quoted {
+            let mut words = line.split_whitespace();
+            if words.next().is_some_and(|w| w.eq_ignore_ascii_case("$ORIGIN")) {
+                let name = words.next()?;
+                return name.ends_with('.').then(|| Name::from_ascii(name).ok()).flatten();
+            }
+        }
+        let mut escaped = false;
+        for c in line.chars() {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => quoted = !quoted,
+                (false, ';') if !quoted => break,
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 /// How deep `$INCLUDE`s may nest.
@@ -414,7 +433,8 @@ struct Reader {
     in_flight: Option<(std::thread::JoinHandle<ParsedBatch>, usize, usize)>,
     /// The vector of the batch kept last, emptied: the next batch's, not grown afresh.
     spare: Vec<Job>,
-    /// The apex: the configured origin, else the first `$ORIGIN`.
+    /// The apex: the configured origin, else the first `$ORIGIN`, else the owner of a first
+    /// record that is an SOA.
     apex: Option<Name>,
     /// The block being filled.
     encoded: Vec<u8>,
@@ -1061,6 +1081,11 @@ impl Reader {
 
     /// Encodes `record` after the others, and notes what the checks need.
     fn keep(&mut self, file: usize, line: usize, record: WireRecord) -> Result<(), String> {
+        // With neither `origin` nor `$ORIGIN`, a first record that is an SOA names the zone:
+        // the form `named-compilezone` writes, every name absolute.
+        if self.apex.is_none() && record.record_type() == RecordType::SOA {
+            self.apex = Some(record.name.to_lowercase());
+        }
         let apex = self.apex.as_ref().ok_or("no origin: set `origin` in [[zones]] or $ORIGIN before the first record")?;
         if !apex.zone_of(&record.name) {
             return Err(format!("{} is outside the zone {apex}", record.name));
@@ -1484,6 +1509,13 @@ mod tests {
             _ => None,
         });
         assert_eq!(txt.as_deref(), Some(&b"J\xfcrgen"[..]));
+        // After a backslash, a raw byte is that byte (BIND: "a\252b").
+        let t = escape_non_utf8(b"t TXT \"a\\\xfcb\" \\\\\xfc".to_vec());
+        assert_eq!(t, "t TXT \"a\\252b\" \\\\\\252");
+        // The zone's name is the first `$ORIGIN` entry, not one inside a quoted string.
+        assert_eq!(first_origin("\u{feff}$ORIGIN b.example.\n").map(|n| n.to_string()).as_deref(), Some("b.example."));
+        assert_eq!(first_origin("t TXT \"x\n$ORIGIN evil.example.\n\"\n$ORIGIN q.example.\n").map(|n| n.to_string()).as_deref(), Some("q.example."));
+        assert_eq!(first_origin("; \"\n$ORIGIN c.example.\n").map(|n| n.to_string()).as_deref(), Some("c.example."), "a quote in a comment");
         // A file that cannot be split into entries still names its zone, for SERVFAIL.
         std::fs::write(d.join("paren.zone"), "$ORIGIN p.example.\n$TTL 300\n@ SOA ns hm ( 1 2 3 4 5\n").unwrap();
         let err = ZoneFile::load(&d.join("paren.zone"), None).unwrap_err();

@@ -988,6 +988,12 @@ fn zone_files_read_as_bind_reads_them() {
             "s.example",
             &[("s.zone", "$ORIGIN s.example.\n@ 3600 SOA ns h 1 2 3 4 5\n  NS ns\nns A 10.0.0.1\na 600 A 10.0.0.2\nb A 10.0.0.3\n$TTL 120\nc A 10.0.0.4\nd 30 A 10.0.0.5\ne A 10.0.0.6\n")],
         ),
+        // The form named-compilezone writes: every name absolute, no $ORIGIN; the SOA's owner
+        // names the zone.
+        (
+            "f.example",
+            &[("f.zone", "f.example.\t300\tIN SOA\tns.f.example. h.f.example. 1 2 3 4 5\nf.example.\t300\tIN NS\tns.f.example.\nns.f.example.\t300\tIN A\t10.0.0.1\n")],
+        ),
     ];
     let line = |name: &Name, ttl: u32, data: &RData| format!("{} {ttl} {} {data}", name.to_lowercase(), data.record_type());
     for (zone, files) in cases {
