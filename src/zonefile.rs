@@ -17,8 +17,9 @@
 //!
 //! Once read, the zone is checked as BIND's `named-checkzone` would refuse it: data outside
 //! the origin, a class other than IN, no SOA or more than one, no NS at the apex (RFC 1035
-//! §5.2), a CNAME beside other data (RFC 1034 §3.6.2, RFC 2181 §10.1), and an NS target
-//! inside a delegation without addresses (its glue, RFC 1034 §4.2.1).
+//! §5.2), a CNAME beside other data (RFC 1034 §3.6.2, RFC 2181 §10.1), an NS target inside a
+//! delegation without addresses (its glue, RFC 1034 §4.2.1), and one of the zone's own name
+//! servers named inside it without an address, or as a CNAME (RFC 2181 §10.3).
 //!
 //! The records are kept encoded (wire format with the owner relative to the origin, each
 //! with its file and line, LZ4-compressed in blocks), not as parsed records: a zone of 100,000
@@ -1187,6 +1188,15 @@ impl Reader {
         for (owner, target, file, line) in &self.ns {
             let owner_key = name_key(owner);
             if owner_key == apex_key {
+                // The zone's own servers, when named inside it, must be reachable there: BIND
+                // refuses the zone when one has no address, or is a CNAME (RFC 2181 §10.3).
+                let facts = apex.zone_of(target).then(|| self.seen.get(&name_key(target))).flatten();
+                if facts.is_some_and(|f| f.types.iter().any(|(t, ..)| *t == RecordType::CNAME)) {
+                    return Err(at(*file, *line, format!("the name server {target} is a CNAME (RFC 2181 §10.3)")));
+                }
+                if apex.zone_of(target) && facts.is_none_or(|f| f.addresses.is_empty()) {
+                    return Err(at(*file, *line, format!("the name server {target} is in the zone and has no A or AAAA record")));
+                }
                 continue;
             }
             let addresses = self.seen.get(&name_key(target)).map(|facts| &facts.addresses).filter(|a| !a.is_empty());
