@@ -1248,10 +1248,17 @@ impl Snapshot {
     /// The zone not loaded that is the closest zone of the name with lowercase wire key
     /// `key`, which `locate` found at `resolution`: the closest such zone holding it, unless
     /// a zone that did load lies between (its names are its own).
+    #[inline]
     pub fn unloaded_zone(&self, key: &[u8], resolution: Resolution<'_>) -> Option<&Unloaded> {
+        // Every query asks: with no zone down (the usual case) the answer is one comparison.
         if self.unloaded.is_empty() {
             return None;
         }
+        self.unloaded_zone_of(key, resolution)
+    }
+
+    /// [`Snapshot::unloaded_zone`] when some zone is down.
+    fn unloaded_zone_of(&self, key: &[u8], resolution: Resolution<'_>) -> Option<&Unloaded> {
         let zone = self_and_ancestors(key).find_map(|ancestor| self.unloaded.iter().find(|u| *u.key == *ancestor && u.holds(key)))?;
         let node = match resolution {
             Resolution::Exact(node) | Resolution::Wildcard(node) | Resolution::Below(node) | Resolution::Delegated(node) => node,
