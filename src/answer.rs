@@ -130,7 +130,8 @@ pub enum Outcome<'a> {
     /// SERVFAIL: the chain needs more than [`MAX_CNAME_HOPS`] CNAMEs; those followed are in
     /// the answer, as BIND answers.
     TooLong,
-    /// SERVFAIL: the name is in a zone whose file did not load (and no other source owns it),
+    /// SERVFAIL: the name is in a zone whose file did not load (and no other source serves the
+    /// data asked there),
     /// as BIND 9 answers for a zone "not loaded due to errors", recursion asked or not: an
     /// empty answer, not authoritative, as BIND's (the CNAMEs followed to it are in the plan's
     /// hops, for `explain`, not in the answer).

@@ -9,7 +9,8 @@
 //!   config's `[[records]]` also has, `neg.example` with an SOA MINIMUM below its TTL) and
 //!   interface endpoints; its phase 1 changes a weight and a TTL in moto, its phase 2 takes
 //!   the upstream away;
-//! - `static`: `[[records]]` and `[[aliases]]` only; its phase 1 reloads a changed `[answers]`;
+//! - `static`: `[[records]]` and `[[aliases]]`, and a zone file that does not load
+//!   (`down.wild.st.example`, under a wildcard); its phase 1 reloads a changed `[answers]`;
 //! - `tags`: endpoints with `hubdns:alias` tags under `alias_tag_domains`, and a Route 53 zone
 //!   (`tz.corp.example`) some tags name;
 //! - `tags-default`: tags with the key left out (it publishes nothing), `.` and suffixes among them;
@@ -486,7 +487,8 @@ fn config_head(stub: SocketAddr) -> String {
 /// Parses `text` (errors returned, not panicked: a key not implemented yet fails the fixture's
 /// rows, not the run) and gives its AWS sources the fixed local credentials.
 fn parse_local(text: &str) -> Result<Config, String> {
-    let mut config = Config::parse(text, "conformance.toml").map_err(|e| format!("config refused: {e}"))?;
+    // As `hubdns serve` reads it: a zone file that does not load is that zone down.
+    let mut config = Config::parse_serving(text, "conformance.toml", &[]).map_err(|e| format!("config refused: {e}"))?;
     for source in &mut config.sources.vpc_endpoints {
         source.get_mut().static_credentials = true;
     }
@@ -879,7 +881,13 @@ values = ["0 issue \"amazon.com\""]
 
 async fn setup_static() -> Result<Fixture, String> {
     let stub = StubUpstream::start("127.0.0.72", STUB_IP).await;
-    let text = config_head(stub.addr) + STATIC_RECORDS;
+    // A zone file that does not load, under the `*.wild.st.example` wildcard: its names are
+    // the zone's, answered SERVFAIL as BIND answers a zone not loaded, not by the wildcard.
+    let dir = tempdir();
+    let down = dir.join("down.zone");
+    std::fs::write(&down, "$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 10.0.0.1\nwww A 10.0.0.2 10.0.0.3\n").map_err(|e| e.to_string())?;
+    let zones = format!("\n[[zones]]\nfile = \"{}\"\norigin = \"down.wild.st.example\"\n", down.display());
+    let text = config_head(stub.addr) + STATIC_RECORDS + &zones;
     let (hub, admin) = start_hub(&text).await?;
     Ok(Fixture { hub, admin, stub, vars: HashMap::new(), zone_id: None, config_text: text, _aws: None })
 }
