@@ -1040,14 +1040,12 @@ impl Config {
             }
         }
         files.sort_by_key(|(entry, _)| *entry);
-        let files: Vec<Arc<ZoneFile>> = files.into_iter().map(|(_, file)| file).collect();
         let apexes = apexes.into_keys();
         // A cut that another zone file serves (a nested zone) is answered, not forwarded; so is
         // one whose file did not load (SERVFAIL), as for a nested zone that loaded.
         let failed = faults.iter().filter(|f| !f.kept).filter_map(|f| f.zone.as_ref()).map(name_key);
         let ruled: HashSet<Box<[u8]>> = self.forward.rules.iter().map(|r| r.get_ref().domain.key()).chain(apexes).chain(failed).collect();
-        let served = (0..self.zones.len()).filter(|i| !faults.iter().any(|f: &ZoneFault| f.entry == *i && !f.kept));
-        for (entry, read) in served.map(|i| &self.zones[i]).zip(&files) {
+        for (entry, read) in files.iter().map(|(i, read)| (&self.zones[*i], read)) {
             for cut in read.delegations.iter().filter(|c| !c.servers.is_empty() && !ruled.contains(&name_key(&c.name))) {
                 let rule = ForwardRule {
                     domain: DomainName(cut.name.clone()),
@@ -1058,7 +1056,7 @@ impl Config {
                 self.forward.rules.push(Spanned::new(entry.span(), rule));
             }
         }
-        self.zone_files = files;
+        self.zone_files = files.into_iter().map(|(_, file)| file).collect();
         self.zone_faults = faults;
         Ok(())
     }
